@@ -1,0 +1,82 @@
+"""Start-up hook, imported from ``lam_mteb_bridge.pth`` at every interpreter start.
+
+It must stay cheap and must not import mteb: it only installs a meta-path finder that waits for
+``import mteb`` to complete, then calls :func:`lam_mteb.bridge.install` (which registers every
+plugin model and task with mteb), and wraps ``mteb.cli``'s entry point so that lam-mteb's
+user-facing errors print as one line.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+
+
+class _AfterImportLoader(importlib.abc.Loader):
+    def __init__(self, wrapped, callback):
+        self._wrapped = wrapped
+        self._callback = callback
+
+    def create_module(self, spec):
+        return self._wrapped.create_module(spec)
+
+    def exec_module(self, module):
+        self._wrapped.exec_module(module)
+        self._callback(module)
+
+    def __getattr__(self, name):  # get_resource_reader, get_source, ... of the wrapped loader
+        return getattr(self._wrapped, name)
+
+
+class _MtebFinder(importlib.abc.MetaPathFinder):
+    """Runs a callback right after ``mteb`` / ``mteb.cli`` finish importing."""
+
+    def __init__(self):
+        self._pending = {"mteb": _after_mteb, "mteb.cli": _after_mteb_cli}
+
+    def find_spec(self, fullname, path=None, target=None):
+        callback = self._pending.get(fullname)
+        if callback is None:
+            return None
+        del self._pending[fullname]
+        if not self._pending:
+            _remove_finder()
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _AfterImportLoader(spec.loader, callback)
+        return spec
+
+
+def _remove_finder():
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _MtebFinder)]
+
+
+def _after_mteb(module):
+    try:
+        from lam_mteb import bridge
+
+        bridge.install()
+    except Exception as exc:  # never break `import mteb`
+        sys.stderr.write(f"lam-mteb: could not register plugins with mteb: {type(exc).__name__}: {exc}\n")
+
+
+def _after_mteb_cli(module):
+    try:
+        from lam_mteb import bridge
+
+        bridge.wrap_mteb_cli(module)
+    except Exception as exc:
+        sys.stderr.write(f"lam-mteb: could not wrap the mteb CLI: {type(exc).__name__}: {exc}\n")
+
+
+def install_finder():
+    if "mteb" in sys.modules:  # imported before us (unusual): register right away
+        _after_mteb(sys.modules["mteb"])
+        return
+    if not any(isinstance(f, _MtebFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _MtebFinder())
+
+
+install_finder()

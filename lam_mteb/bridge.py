@@ -1,0 +1,278 @@
+"""Makes the stock mteb CLI and API see lam-mteb's models and tasks, without forking mteb.
+
+mteb 2.x has no plugin mechanism: models live in ``MODEL_REGISTRY`` (ModelMeta objects whose
+``loader`` builds the model), tasks in ``mteb.get_tasks``' ``_TASKS_REGISTRY`` / ``TASK_LIST``.
+:func:`install` (called by the start-up hook right after ``import mteb`` completes) adds:
+
+- every registered model as a ``ModelMeta`` under its full name ``<org>/<name>`` *and* its bare
+  name (``MODEL_REGISTRY["lam-state"]`` is the same meta as ``MODEL_REGISTRY["lam-mteb/lam-state"]``),
+  whose loader wraps the plugin's encoder in :class:`PluginModel` (an mteb ``AbsEncoder``);
+- every plugin task class to the task registry;
+- offline data: each task's ``load_data`` first resolves its dataset path against the data
+  directory (see :mod:`lam_mteb.data`).
+
+These are mteb internals, so the supported versions are pinned (:data:`SUPPORTED_MTEB`) and
+tested; on any other version install() refuses with one clear line.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+from typing import Any
+
+import numpy as np
+
+from lam_mteb import plugins
+from lam_mteb.errors import LamMtebError
+
+logger = logging.getLogger("lam_mteb.bridge")
+
+SUPPORTED_MTEB = ((2, 26, 20), (2, 27, 0))  # [min, max) — the range tested in tests/test_core_bridge.py
+_installed = False
+_bare_names: set[str] = set()
+_patched_classes: set[type] = set()
+
+
+def mteb_version_supported(version: str) -> bool:
+    try:
+        parts = tuple(int(p) for p in version.split("+")[0].split(".")[:3])
+    except ValueError:
+        return False
+    lo, hi = SUPPORTED_MTEB
+    return lo <= parts < hi
+
+
+def check_mteb_version() -> None:
+    import mteb
+
+    version = getattr(mteb, "__version__", "0")
+    if not mteb_version_supported(version):
+        lo, hi = (".".join(map(str, v)) for v in SUPPORTED_MTEB)
+        raise LamMtebError(f"mteb {version} is not supported by lam-mteb (supported: >={lo},<{hi}); "
+                           f"install a supported mteb: pip install 'mteb>={lo},<{hi}'")
+
+
+class PluginModel:
+    """Placeholder replaced by the real AbsEncoder subclass on first use (keeps import light)."""
+
+
+def _make_plugin_model_class():
+    from mteb.models.abs_encoder import AbsEncoder
+
+    class PluginModel(AbsEncoder):
+        """An mteb encoder around a plugin encoder (``encode(texts, **kw) -> (n, dim)``)."""
+
+        def __init__(self, encoder: Any, config_name: str):
+            self.encoder = encoder
+            self.model = encoder
+            self.config_name = config_name
+
+        def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
+            texts = [text for batch in inputs for text in batch["text"]]
+            kind = getattr(prompt_type, "value", prompt_type)
+            fn = self.encoder.encode
+            if kind == "query" and hasattr(self.encoder, "encode_queries"):
+                fn = self.encoder.encode_queries
+            elif kind == "document" and hasattr(self.encoder, "encode_documents"):
+                fn = self.encoder.encode_documents
+            call_kwargs = {"batch_size": kwargs.get("batch_size", 32),
+                           "show_progress_bar": kwargs.get("show_progress_bar", True)}
+            optional = {"prompt_type": kind, "task_name": task_metadata.name}
+            call_kwargs.update({k: v for k, v in optional.items() if _accepts(fn, k)})
+            call_kwargs = {k: v for k, v in call_kwargs.items() if _accepts(fn, k)}
+            emb = fn(texts, **call_kwargs)
+            if hasattr(emb, "detach"):
+                emb = emb.detach().cpu().numpy()
+            emb = np.asarray(emb, dtype=np.float32)
+            if emb.ndim != 2 or emb.shape[0] != len(texts):
+                raise LamMtebError(f"model {self.config_name!r} returned embeddings of shape {emb.shape} "
+                                   f"for {len(texts)} texts; expected ({len(texts)}, dim)")
+            if not np.isfinite(emb).all():
+                raise LamMtebError(f"model {self.config_name!r} returned NaN/inf embeddings")
+            return emb
+
+    return PluginModel
+
+
+@functools.lru_cache(maxsize=None)
+def plugin_model_class():
+    return _make_plugin_model_class()
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def load_plugin_model(model_name: str, revision: str | None = None, device: str | None = None, **kwargs):
+    """mteb loader for every lam-mteb model (``ModelMeta.loader``)."""
+    from lam_mteb.registry import accepts_param, get_registry
+
+    config = get_registry().model(model_name)
+    if device is not None and accepts_param(config.kind.factory, "device"):
+        kwargs["device"] = device
+    encoder = config.create(**kwargs)
+    return plugin_model_class()(encoder, config.name)
+
+
+def make_model_meta(config):
+    from mteb.models.model_meta import ModelMeta
+
+    md = dict(config.metadata)
+    fields = {
+        "loader": load_plugin_model,
+        "name": config.full_name,
+        "revision": config.revision,
+        "release_date": md.pop("release_date", None),
+        "languages": md.pop("languages", None),
+        "n_parameters": md.pop("n_parameters", None),
+        "memory_usage_mb": md.pop("memory_usage_mb", None),
+        "max_tokens": md.pop("max_tokens", None),
+        "embed_dim": md.pop("embed_dim", None),
+        "license": md.pop("license", None),
+        "open_weights": md.pop("open_weights", True),
+        "public_training_code": md.pop("public_training_code", None),
+        "public_training_data": md.pop("public_training_data", None),
+        "framework": ["PyTorch"],
+        "similarity_fn_name": md.pop("similarity_fn_name", "cosine"),
+        "use_instructions": md.pop("use_instructions", False),
+        "training_datasets": md.pop("training_datasets", None),
+    }
+    if isinstance(fields["training_datasets"], list):
+        fields["training_datasets"] = set(fields["training_datasets"])
+    fields.update(md)
+    return ModelMeta(**fields)
+
+
+def register_models(registry) -> None:
+    from mteb.models.model_implementations import MODEL_REGISTRY
+
+    for name in list(_bare_names):  # re-install: drop our previous entries
+        MODEL_REGISTRY.pop(name, None)
+    _bare_names.clear()
+    for config in registry.models.values():
+        try:
+            meta = make_model_meta(config)
+        except Exception as exc:
+            plugins.report(f"model {config.name!r} ({config.source}): invalid metadata: {exc}".splitlines()[0])
+            continue
+        if config.full_name in MODEL_REGISTRY and config.full_name not in _bare_names:
+            plugins.report(f"model {config.full_name!r} ({config.source}) clashes with a model mteb already has; skipped")
+            continue
+        MODEL_REGISTRY[config.full_name] = meta
+        _bare_names.add(config.full_name)
+        if config.name not in MODEL_REGISTRY or config.name in _bare_names:
+            MODEL_REGISTRY[config.name] = meta
+            _bare_names.add(config.name)
+
+
+def register_tasks(registry) -> None:
+    import mteb.get_tasks as gt
+
+    for entry in registry.tasks.values():
+        existing = gt._TASKS_REGISTRY.get(entry.name)
+        if existing is not None and existing is not entry.cls:
+            plugins.report(f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; skipped")
+            continue
+        gt._TASKS_REGISTRY[entry.name] = entry.cls
+        if entry.cls not in gt.TASK_LIST:
+            gt.TASK_LIST = (*gt.TASK_LIST, entry.cls)
+        patch_load_data(entry.cls)
+
+
+# -- offline data ---------------------------------------------------------------------------------
+
+def patch_load_data(cls: type) -> None:
+    """Wrap ``cls.load_data`` (and overrides in subclasses) to use local data when present."""
+    from mteb.abstasks import AbsTask
+
+    stack = [cls]
+    while stack:
+        c = stack.pop()
+        stack.extend(c.__subclasses__())
+        if "load_data" in c.__dict__ and c not in _patched_classes and issubclass(c, AbsTask):
+            c.load_data = _offline_load_data(c.__dict__["load_data"])
+            _patched_classes.add(c)
+
+
+def _offline_load_data(original):
+    @functools.wraps(original)
+    def load_data(self, *args, **kwargs):
+        if getattr(self, "data_loaded", False) or getattr(self, "_lam_mteb_loading", False):
+            return original(self, *args, **kwargs)
+        from lam_mteb import data
+
+        dataset = dict(self.metadata.dataset)
+        path = dataset.get("path")
+        resolution = data.resolve(path) if path else data.Resolution(None, [])
+        if resolution.path is None:
+            if resolution.looked_for:
+                sys.stderr.write(f"lam-mteb: no local copy of {path} for {self.metadata.name} (looked for "
+                                 f"{'; '.join(resolution.looked_for)}); using mteb's own loading from {path}\n")
+            return original(self, *args, **kwargs)
+        original_metadata = self.__dict__.get("metadata")
+        self.metadata = self.metadata.model_copy(update={"dataset": {**dataset, "path": str(resolution.path)}})
+        self._lam_mteb_loading = True
+        self.lam_mteb_data = {"local_path": str(resolution.path), "recreation": resolution.recreation}
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            self._lam_mteb_loading = False
+            if original_metadata is None:
+                del self.metadata
+            else:
+                self.metadata = original_metadata
+
+    load_data.__lam_mteb_offline__ = True
+    return load_data
+
+
+# -- install ----------------------------------------------------------------------------------------
+
+def install(force: bool = False) -> None:
+    """Register every plugin model and task with mteb (idempotent)."""
+    global _installed
+    if _installed and not force:
+        return
+    check_mteb_version()
+    from mteb.abstasks import AbsTask
+
+    from lam_mteb.registry import get_registry, invalidate
+
+    if force:
+        invalidate()
+    registry = get_registry()
+    register_models(registry)
+    register_tasks(registry)
+    patch_load_data(AbsTask)
+    _installed = True
+
+
+def wrap_mteb_cli(cli_module) -> None:
+    """Make the stock ``mteb`` CLI print lam-mteb errors and unknown names as one line (exit 2)."""
+    original = getattr(cli_module, "main", None)
+    if original is None or getattr(original, "__lam_mteb__", False):
+        return
+
+    @functools.wraps(original)
+    def main(*args, **kwargs):
+        try:
+            return original(*args, **kwargs)
+        except LamMtebError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            raise SystemExit(2) from None
+        except KeyError as exc:
+            message = exc.args[0] if exc.args else ""
+            if isinstance(message, str) and "not found" in message:
+                sys.stderr.write(f"error: {message.removeprefix('KeyError: ')}\n")
+                raise SystemExit(2) from None
+            raise
+
+    main.__lam_mteb__ = True
+    cli_module.main = main

@@ -1,0 +1,46 @@
+"""The lam-mteb hook contract.
+
+Every hook receives a ``register`` callable (or, for commands, the argparse
+sub-parsers).  A plugin implements any subset of them with ``@lam_mteb.hookimpl``.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("lam_mteb")
+hookimpl = pluggy.HookimplMarker("lam_mteb")
+
+
+@hookspec
+def register_encoders(register):
+    """Register encoders: ``register(name, factory, **metadata)``.
+
+    ``factory(**params)`` returns an object with ``encode(texts, **kwargs) -> array (n, dim)``
+    (optionally ``encode_queries`` / ``encode_documents`` for retrieval).  Metadata keys follow
+    mteb's ``ModelMeta`` (embed_dim, max_tokens, n_parameters, license, ...); ``params`` gives the
+    default factory parameters and ``revision`` (a string or ``callable(params) -> str``) the
+    version recorded in results.  Each registered encoder is both an *encoder kind* that
+    registry.yaml configurations refer to and a model of the same name.
+    """
+
+
+@hookspec
+def register_tasks(register):
+    """Register mteb tasks: ``register(task_class)`` with an ``mteb.AbsTask`` subclass."""
+
+
+@hookspec
+def register_datasets(register):
+    """Register offline builders for mteb datasets.
+
+    ``register(dataset_path, builder, *, description="", recreation=False, version="1")``:
+    ``builder(source_dir, target_dir)`` reads raw files under the data directory ``source_dir``
+    and writes a local copy of the Hugging Face dataset ``dataset_path`` (loadable with
+    ``datasets.load_dataset(target_dir, config)``) into the empty ``target_dir``.  When the raw
+    files are absent it raises ``lam_mteb.DataNotFound`` saying what it looked for.
+    ``recreation=True`` marks data that is a local re-creation, not a copy of the published set.
+    """
+
+
+@hookspec
+def register_commands(subparsers):
+    """Add sub-commands to the ``lam-mteb`` CLI (argparse sub-parsers; use ``set_defaults(func=...)``)."""

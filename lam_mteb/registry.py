@@ -1,0 +1,460 @@
+"""Plugin registrations + registry.yaml files -> named models, tasks and dataset builders.
+
+An *encoder kind* is what a plugin registers with ``register(name, factory, **metadata)``; it is
+also a model of the same name with the kind's default parameters.  ``registry.yaml`` files add
+named *configurations* of those kinds (other params or weights).  Everything is validated: an
+unknown key, a missing field, an unknown kind or a duplicate name is one error naming file:line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import jsonschema
+import yaml
+
+from lam_mteb import plugins
+from lam_mteb.errors import LamMtebError
+
+DEFAULT_ORG = "lam-mteb"
+
+# ModelMeta fields a plugin may set through register(...) metadata or registry.yaml "metadata".
+MODEL_META_KEYS = {
+    "embed_dim", "max_tokens", "n_parameters", "license", "reference", "release_date", "languages",
+    "open_weights", "public_training_code", "public_training_data", "similarity_fn_name",
+    "use_instructions", "training_datasets", "adapted_from", "memory_usage_mb", "citation",
+    "modalities", "model_type",
+}
+REGISTER_KEYS = MODEL_META_KEYS | {"params", "revision", "org", "description"}
+
+REGISTRY_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["models"],
+    "properties": {
+        "models": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "kind"],
+                "properties": {
+                    "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$"},
+                    "kind": {"type": "string", "minLength": 1},
+                    "description": {"type": "string"},
+                    "org": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$"},
+                    "params": {"type": "object"},
+                    "revision": {"type": "string", "minLength": 1},
+                    "metadata": {
+                        "type": "object",
+                        "propertyNames": {"enum": sorted(MODEL_META_KEYS)},
+                    },
+                },
+            },
+        }
+    },
+}
+
+
+@dataclass
+class EncoderKind:
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    revision: str | Callable[[dict], str] | None = None
+    org: str = DEFAULT_ORG
+    description: str = ""
+
+
+@dataclass
+class ModelConfig:
+    """A named model: an encoder kind plus parameters (what mteb sees as one model)."""
+
+    name: str
+    kind: EncoderKind
+    params: dict[str, Any]
+    metadata: dict[str, Any]
+    source: str  # "plugin <name>" or "<file>:<line>"
+    org: str = DEFAULT_ORG
+    description: str = ""
+    revision_override: str | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.org}/{self.name}"
+
+    @property
+    def embed_dim(self):
+        return self.metadata.get("embed_dim")
+
+    @property
+    def revision(self) -> str:
+        if self.revision_override:
+            return self.revision_override
+        if callable(self.kind.revision):
+            return str(self.kind.revision(dict(self.params)))
+        if isinstance(self.kind.revision, str) and not self._has_path_params():
+            return self.kind.revision
+        return default_revision(self.kind.name, self.params, self.kind.plugin)
+
+    def _has_path_params(self) -> bool:
+        return any(isinstance(v, str) and Path(v).exists() for v in self.params.values())
+
+    def create(self, **overrides) -> Any:
+        """Instantiate the encoder with this configuration's params (plus overrides)."""
+        params = {**self.params, **overrides}
+        accepted = _accepted_params(self.kind.factory)
+        if accepted is not None:
+            unknown = sorted(set(params) - accepted)
+            if unknown:
+                raise LamMtebError(
+                    f"model {self.name!r} ({self.source}): encoder kind {self.kind.name!r} does not "
+                    f"accept parameter(s) {', '.join(unknown)}; it accepts {', '.join(sorted(accepted)) or 'none'}"
+                )
+        return self.kind.factory(**params)
+
+
+def _accepted_params(factory) -> set[str] | None:
+    """Names a factory accepts, or None when it takes **kwargs."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    names = set()
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            names.add(p.name)
+    names.discard("self")
+    return names
+
+
+def accepts_param(factory, name: str) -> bool:
+    accepted = _accepted_params(factory)
+    return accepted is None or name in accepted
+
+
+def _fingerprint_path(path: Path) -> list:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [(str(p.relative_to(path) if path.is_dir() else p.name), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:200]]
+
+
+def default_revision(kind: str, params: dict, plugin: str) -> str:
+    """Hash of kind, params, the plugin's distribution version and (size, mtime) of path params."""
+    try:
+        version = importlib_metadata.version("lam-mteb")
+    except importlib_metadata.PackageNotFoundError:
+        version = "0"
+    paths = {k: _fingerprint_path(Path(v)) for k, v in params.items() if isinstance(v, str) and v and Path(v).exists()}
+    blob = json.dumps({"kind": kind, "params": params, "plugin": plugin, "version": version, "paths": paths},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass
+class TaskEntry:
+    cls: type
+    plugin: str
+
+    @property
+    def name(self) -> str:
+        return self.cls.metadata.name
+
+
+@dataclass
+class DatasetEntry:
+    path: str
+    builder: Callable[[Path, Path], None]
+    plugin: str
+    description: str = ""
+    recreation: bool = False
+    version: str = "1"
+
+
+class Registry:
+    def __init__(self):
+        self.kinds: dict[str, EncoderKind] = {}
+        self.models: dict[str, ModelConfig] = {}
+        self.tasks: dict[str, TaskEntry] = {}
+        self.datasets: dict[str, DatasetEntry] = {}
+        self.errors: list[str] = []
+
+    # -- lookups ---------------------------------------------------------------------------
+    def model(self, name: str) -> ModelConfig:
+        if name in self.models:
+            return self.models[name]
+        for cfg in self.models.values():
+            if cfg.full_name == name:
+                return cfg
+        candidates = list(self.models) + [c.full_name for c in self.models.values()]
+        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise LamMtebError(f"unknown model {name!r}{hint} (`lam-mteb models` lists them)")
+
+
+_registry: Registry | None = None
+
+
+def invalidate() -> None:
+    global _registry
+    _registry = None
+
+
+def builtin_registry_file() -> Path | None:
+    """The repository's registry.yaml (source checkout) or the copy shipped inside the wheel."""
+    source = Path(__file__).resolve().parent.parent / "registry.yaml"
+    if source.is_file():
+        return source
+    try:
+        shipped = resources.files("lam_mteb") / "registry.yaml"
+        if shipped.is_file():
+            return Path(str(shipped))
+    except (ModuleNotFoundError, FileNotFoundError):
+        pass
+    return None
+
+
+def registry_files() -> list[Path]:
+    files = []
+    builtin = builtin_registry_file()
+    if builtin and not os.environ.get("LAM_MTEB_NO_BUILTIN_REGISTRY"):
+        files.append(builtin)
+    for item in os.environ.get("LAM_MTEB_REGISTRY", "").split(os.pathsep):
+        if item.strip():
+            files.append(Path(item.strip()).expanduser())
+    return files
+
+
+def get_registry(strict: bool = False) -> Registry:
+    """Build (once) the registry from all plugins and registry files.
+
+    With ``strict`` the first configuration error is raised as LamMtebError; otherwise errors are
+    reported on stderr (one line each) and the offending entries are skipped.
+    """
+    global _registry
+    if _registry is None:
+        _registry = _build()
+    if strict and _registry.errors:
+        raise LamMtebError(_registry.errors[0])
+    return _registry
+
+
+def _build() -> Registry:
+    reg = Registry()
+    _collect_encoders(reg)
+    _collect_tasks(reg)
+    _collect_datasets(reg)
+    for path in registry_files():
+        try:
+            load_registry_file(path, reg)
+        except LamMtebError as exc:
+            reg.errors.append(str(exc))
+            plugins.report(str(exc))
+    return reg
+
+
+def _collect_encoders(reg: Registry) -> None:
+    def make_register(plugin_name):
+        def register(name, factory, **metadata):
+            if not isinstance(name, str) or not name or "/" in name:
+                raise ValueError(f"encoder name must be a non-empty string without '/', got {name!r}")
+            if not callable(factory):
+                raise TypeError(f"factory for {name!r} is not callable")
+            unknown = sorted(set(metadata) - REGISTER_KEYS)
+            if unknown:
+                raise TypeError(f"register({name!r}): unknown metadata key(s) {', '.join(unknown)}")
+            if name in reg.kinds:
+                raise ValueError(f"encoder {name!r} is already registered by plugin {reg.kinds[name].plugin!r}")
+            meta = {k: v for k, v in metadata.items() if k in MODEL_META_KEYS}
+            kind = EncoderKind(
+                name=name, factory=factory, plugin=plugin_name, params=dict(metadata.get("params") or {}),
+                metadata=meta, revision=metadata.get("revision"), org=metadata.get("org") or DEFAULT_ORG,
+                description=metadata.get("description") or (inspect.getdoc(factory) or "").split("\n")[0],
+            )
+            staged.append(kind)
+
+        return register
+
+    # one plugin's registrations are kept only if its whole hook succeeded
+    for plugin_name, impl in _hookimpls("register_encoders"):
+        staged: list[EncoderKind] = []
+        if _call(impl, make_register(plugin_name), plugin_name, "register_encoders"):
+            for kind in staged:
+                reg.kinds[kind.name] = kind
+                reg.models[kind.name] = ModelConfig(
+                    name=kind.name, kind=kind, params=dict(kind.params), metadata=dict(kind.metadata),
+                    source=f"plugin {plugin_name}", org=kind.org, description=kind.description,
+                )
+
+
+def _collect_tasks(reg: Registry) -> None:
+    from mteb.abstasks import AbsTask
+
+    for plugin_name, impl in _hookimpls("register_tasks"):
+        staged: list[type] = []
+
+        def register(task_class, _staged=staged):
+            if not (isinstance(task_class, type) and issubclass(task_class, AbsTask)):
+                raise TypeError(f"register_tasks: {task_class!r} is not an mteb AbsTask subclass")
+            _staged.append(task_class)
+
+        if _call(impl, register, plugin_name, "register_tasks"):
+            for cls in staged:
+                reg.tasks[cls.metadata.name] = TaskEntry(cls=cls, plugin=plugin_name)
+
+
+def _collect_datasets(reg: Registry) -> None:
+    for plugin_name, impl in _hookimpls("register_datasets"):
+        staged: list[DatasetEntry] = []
+
+        def register(dataset_path, builder, *, description="", recreation=False, version="1", _staged=staged):
+            if not callable(builder):
+                raise TypeError(f"register_datasets: builder for {dataset_path!r} is not callable")
+            _staged.append(DatasetEntry(path=dataset_path, builder=builder, plugin=plugin_name,
+                                        description=description, recreation=bool(recreation), version=str(version)))
+
+        if _call(impl, register, plugin_name, "register_datasets"):
+            for entry in staged:
+                reg.datasets[entry.path] = entry
+
+
+def _hookimpls(hook_name: str):
+    pm = plugins.load_plugins()
+    caller = getattr(pm.hook, hook_name)
+    # pluggy calls later-registered plugins first; keep registration order instead
+    return [(plugins.plugin_name_of(impl.plugin), impl) for impl in reversed(caller.get_hookimpls())]
+
+
+def _call(impl, register, plugin_name: str, hook_name: str) -> bool:
+    try:
+        impl.function(register)
+        return True
+    except Exception as exc:
+        plugins.report(f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
+        return False
+
+
+# -- registry.yaml ---------------------------------------------------------------------------
+
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that remembers the line of every mapping and sequence item."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    mapping = _LineDict(loader.construct_mapping(node, deep=True))
+    mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {loader.construct_object(k, deep=True): k.start_mark.line + 1 for k, _ in node.value}
+    return mapping
+
+
+class _LineDict(dict):
+    line = 0
+    key_lines: dict = {}
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _line_of(doc, path) -> int:
+    node, line = doc, getattr(doc, "line", 1)
+    for part in path:
+        try:
+            if isinstance(node, _LineDict) and part in node.key_lines:
+                line = node.key_lines[part]
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        line = getattr(node, "line", line)
+    return line
+
+
+def load_registry_file(path: Path, reg: Registry) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise LamMtebError(f"{path}: registry file not found (check LAM_MTEB_REGISTRY)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        doc = yaml.load(text, Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise LamMtebError(f"{path}:{line}: invalid YAML: {problem}") from None
+    if doc is None:
+        doc = _LineDict(models=[])
+    validator = jsonschema.Draft202012Validator(REGISTRY_SCHEMA)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: (_line_of(doc, list(e.absolute_path)), str(e.path)))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "top level"
+        line = _line_of(doc, list(err.absolute_path))
+        raise LamMtebError(f"{path}:{line}: {_explain(err)} (at {where})")
+    for entry in doc["models"]:
+        line = getattr(entry, "line", 0)
+        name, kind_name = entry["name"], entry["kind"]
+        if kind_name not in reg.kinds:
+            close = difflib.get_close_matches(kind_name, list(reg.kinds), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            known = ", ".join(sorted(reg.kinds)) or "none (no encoder plugin loaded)"
+            raise LamMtebError(f"{path}:{line}: model {name!r} has unknown encoder kind {kind_name!r}{hint} "
+                               f"(registered kinds: {known})")
+        if name in reg.models:
+            raise LamMtebError(f"{path}:{line}: duplicate model name {name!r} (already defined by {reg.models[name].source})")
+        kind = reg.kinds[kind_name]
+        params = {**kind.params, **_resolve_paths(entry.get("params") or {}, path.parent)}
+        accepted = _accepted_params(kind.factory)
+        if accepted is not None:
+            unknown = sorted(set(params) - accepted)
+            if unknown:
+                raise LamMtebError(f"{path}:{line}: model {name!r}: encoder kind {kind_name!r} does not accept "
+                                   f"parameter(s) {', '.join(unknown)} (accepts: {', '.join(sorted(accepted)) or 'none'})")
+        reg.models[name] = ModelConfig(
+            name=name, kind=kind, params=params, metadata={**kind.metadata, **dict(entry.get("metadata") or {})},
+            source=f"{path}:{line}", org=entry.get("org") or kind.org,
+            description=entry.get("description") or kind.description, revision_override=entry.get("revision"),
+        )
+
+
+def _resolve_paths(params: dict, base: Path) -> dict:
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, str) and (value.startswith("./") or value.startswith("../") or value.startswith("~")):
+            value = str((base / value).resolve()) if not value.startswith("~") else str(Path(value).expanduser())
+        out[key] = value
+    return out
+
+
+def _explain(err: jsonschema.ValidationError) -> str:
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+        return f"unknown key {', '.join(map(repr, extra))}; allowed keys: {', '.join(allowed)}"
+    if err.validator == "required":
+        return err.message.replace("is a required property", "is missing (required)")
+    if err.validator == "propertyNames":
+        return f"unknown metadata key {err.instance!r}; allowed: {', '.join(sorted(MODEL_META_KEYS))}"
+    return err.message
+
+
+def get_encoder(name: str, **params) -> Any:
+    """Instantiate the registered model ``name`` (bare or ``org/name``) with optional param overrides."""
+    return get_registry().model(name).create(**params)
