@@ -18,6 +18,7 @@ tested; on any other version install() refuses with one clear line.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import logging
 import sys
@@ -173,7 +174,7 @@ def register_models(registry) -> None:
 
 
 def register_tasks(registry) -> None:
-    import mteb.get_tasks as gt
+    gt = importlib.import_module("mteb.get_tasks")  # `mteb.get_tasks` the attribute is a function
 
     for entry in registry.tasks.values():
         existing = gt._TASKS_REGISTRY.get(entry.name)
@@ -273,6 +274,47 @@ def wrap_mteb_cli(cli_module) -> None:
                 sys.stderr.write(f"error: {message.removeprefix('KeyError: ')}\n")
                 raise SystemExit(2) from None
             raise
+        except Exception as exc:
+            # An unregistered model name makes mteb fall back to the Hugging Face hub; when that
+            # fails too, say so in one line with the close registered names.
+            unknown = _unknown_model_in_argv()
+            if unknown is None:
+                raise
+            sys.stderr.write(f"error: {unknown_model_message(unknown)} (loading it from the Hugging Face hub "
+                             f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})\n")
+            raise SystemExit(2) from None
 
     main.__lam_mteb__ = True
     cli_module.main = main
+
+
+def _unknown_model_in_argv() -> str | None:
+    """The ``-m/--model`` of an ``mteb run`` command line when mteb's registry lacks it."""
+    import os
+
+    from mteb.models.model_implementations import MODEL_REGISTRY
+
+    argv = sys.argv[1:]
+    if not argv or argv[0] != "run":
+        return None
+    for i, arg in enumerate(argv):
+        value = None
+        if arg in ("-m", "--model") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--model="):
+            value = arg.split("=", 1)[1]
+        if value is not None:
+            return None if value in MODEL_REGISTRY or os.path.exists(value) else value
+    return None
+
+
+def unknown_model_message(name: str) -> str:
+    import difflib
+
+    from mteb.models.model_implementations import MODEL_REGISTRY
+
+    ours = sorted(_bare_names)
+    close = difflib.get_close_matches(name, ours, n=3, cutoff=0.5) or difflib.get_close_matches(
+        name, list(MODEL_REGISTRY), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown model {name!r}: not a lam-mteb or mteb model{hint} (`lam-mteb models` lists lam-mteb's)"

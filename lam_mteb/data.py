@@ -192,7 +192,8 @@ def resolve(dataset_path: str, root: Path | None = None, *, quiet: bool = False)
         target = base / f"{key}-{fingerprint}"
         if (target / "README.md").is_file():
             return Resolution(target, looked, recreation)
-        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=base.parent if base.parent.exists() else None))
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=base))
         try:
             builder(root, tmp)
             if recreation and not (tmp / RECREATION_MARKER).is_file():
@@ -235,6 +236,7 @@ def import_dataset(dataset_path: str, source: Path, out_root: Path, *, force: bo
     if target.exists() and any(target.iterdir()) and not force:
         raise LamMtebError(f"{target} already exists; refusing to overwrite it (pass --force to rebuild)")
     builder, description, recreation, version, plugin = entry
+    Path(out_root).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=Path(out_root)))
     try:
         builder(Path(source), tmp)

@@ -56,7 +56,8 @@ REGISTRY_SCHEMA = {
                     "revision": {"type": "string", "minLength": 1},
                     "metadata": {
                         "type": "object",
-                        "propertyNames": {"enum": sorted(MODEL_META_KEYS)},
+                        "additionalProperties": False,
+                        "properties": {key: {} for key in sorted(MODEL_META_KEYS)},
                     },
                 },
             },
@@ -447,11 +448,11 @@ def _explain(err: jsonschema.ValidationError) -> str:
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+        if list(err.absolute_path)[-1:] == ["metadata"]:
+            return f"unknown metadata key {', '.join(map(repr, extra))}; allowed (mteb ModelMeta fields): {', '.join(allowed)}"
         return f"unknown key {', '.join(map(repr, extra))}; allowed keys: {', '.join(allowed)}"
     if err.validator == "required":
         return err.message.replace("is a required property", "is missing (required)")
-    if err.validator == "propertyNames":
-        return f"unknown metadata key {err.instance!r}; allowed: {', '.join(sorted(MODEL_META_KEYS))}"
     return err.message
 
 
