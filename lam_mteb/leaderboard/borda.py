@@ -1,0 +1,76 @@
+"""Borda rank exactly as mteb's leaderboard computes it (pure Python mirror).
+
+mteb 2.26 (``mteb/benchmarks/_create_table.py``: ``_get_borda_rank`` and
+``_borda_rank_from_long``) ranks models like this:
+
+1. per task, rank the models that have a score, higher score = better, ties get the *average*
+   rank (polars ``rank(method="average", descending=True)``);
+2. a model earns ``n - rank`` points on every task it has a score for, where ``n`` is the number
+   of models in the table (models with no score on a task earn nothing there);
+3. the points are summed and ranked again, higher = better, ties get the *lowest* rank number
+   (``rank(method="min", descending=True)``), so two models tied for first are both 1 and the
+   next one is 3.
+
+Models without a single score in the benchmark are left out of the table (mteb drops all-null
+rows before ranking), so they are not counted in ``n``; :func:`borda_ranks` gives them ``None``.
+
+mteb's implementation is private (and polars-based); this mirror is checked against it in
+``tests/test_leaderboard_borda.py`` whenever that function can be imported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def _present(value: float | None) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def average_ranks_descending(values: Sequence[float]) -> list[float]:
+    """1-based ranks, highest value first, ties sharing the average of their positions."""
+    order = sorted(range(len(values)), key=lambda i: values[i], reverse=True)
+    ranks = [0.0] * len(values)
+    pos = 0
+    while pos < len(order):
+        end = pos
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[pos]]:
+            end += 1
+        average = (pos + 1 + end + 1) / 2
+        for k in range(pos, end + 1):
+            ranks[order[k]] = average
+        pos = end + 1
+    return ranks
+
+
+def min_ranks_descending(values: Sequence[float]) -> list[int]:
+    """1-based ranks, highest value first, ties sharing the lowest position (1, 1, 3)."""
+    return [1 + sum(1 for other in values if other > v) for v in values]
+
+
+def borda_points(rows: Sequence[Sequence[float | None]]) -> list[float | None]:
+    """Borda points per row for a score matrix ``rows[model][task]`` (``None``/NaN = missing)."""
+    kept = [i for i, row in enumerate(rows) if any(_present(v) for v in row)]
+    n = len(kept)
+    points: list[float | None] = [None] * len(rows)
+    for i in kept:
+        points[i] = 0.0
+    n_tasks = max((len(r) for r in rows), default=0)
+    for j in range(n_tasks):
+        have = [i for i in kept if j < len(rows[i]) and _present(rows[i][j])]
+        ranks = average_ranks_descending([float(rows[i][j]) for i in have])
+        for i, r in zip(have, ranks):
+            points[i] += n - r
+    return points
+
+
+def borda_ranks(rows: Sequence[Sequence[float | None]]) -> list[int | None]:
+    """Borda rank (1 = best) per row of ``rows[model][task]``; ``None`` for rows without scores."""
+    points = borda_points(rows)
+    kept = [i for i, p in enumerate(points) if p is not None]
+    ranks = min_ranks_descending([points[i] for i in kept])
+    out: list[int | None] = [None] * len(rows)
+    for i, r in zip(kept, ranks):
+        out[i] = r
+    return out

@@ -1,0 +1,211 @@
+"""leaderboard/references.yaml: schema validation, parsing, and (with the data) every number checked."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lam_mteb.leaderboard import references, spec
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCES = REPO / "leaderboard" / "references.yaml"
+
+
+def _doc():
+    return yaml.safe_load(REFERENCES.read_text(encoding="utf-8"))
+
+
+def _write(tmp_path, doc) -> Path:
+    path = tmp_path / "refs.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+# -- the committed file ------------------------------------------------------------------------
+
+def test_committed_references_validate_and_parse():
+    doc = references.load(REFERENCES)
+    rows = references.rows_from_references(doc)
+    assert len(rows) == len(doc["entries"])
+    by = {(r.model, r.kind, r.source_short): r for r in rows}
+    bge = by[("BAAI/bge-m3", spec.KIND_PUBLISHED, doc["sources"]["mteb-results"]["short"])]
+    assert bge.scores["SciFact"].value == pytest.approx(0.64366)
+    assert bge.n_parameters == 568_000_000 and bge.embed_dim == 1024 and bge.max_tokens == 8192
+
+
+def test_committed_references_cover_the_required_models_tasks_and_rows():
+    doc = _doc()
+    mteb_entries = {e["model"]: e for e in doc["entries"] if e["source"] == "mteb-results"}
+    assert set(mteb_entries) == {"BAAI/bge-m3", "intfloat/e5-mistral-7b-instruct",
+                                 "sentence-transformers/all-MiniLM-L6-v2"}
+    tasks = {"STSBenchmark", "SciFact", "NFCorpus", *spec.BENCHMARKS[1].tasks}
+    for entry in mteb_entries.values():
+        assert set(entry["scores"]) == tasks
+        assert re.fullmatch(r"[0-9a-f]{40}", entry["revision"])
+    paper = [e for e in doc["entries"] if e["source"] == "longembed-paper" and e["status"] == "published"]
+    assert {e["model"] for e in paper} >= {"BAAI/bge-m3", "intfloat/e5-mistral-7b-instruct"}
+    m2 = [e for e in doc["entries"] if e["model"] == "togethercomputer/m2-bert-80M-32k-retrieval"]
+    assert len(m2) == 1 and m2[0]["status"] == "no-scores" and "no published scores" in m2[0]["note"]
+    claims = [e for e in doc["entries"] if e["status"] == "claimed"]
+    assert {e["source"] for e in claims} == {"lam-notes-000", "lam-notes-002"}
+    assert all(e["note"] == "claimed, not reproduced" for e in claims)
+    values = {(e["source"], k): v["value"] for e in claims for part in ("scores", "summaries")
+              for k, v in e.get(part, {}).items()}
+    assert values == {("lam-notes-002", "STSBenchmark"): 0.8188, ("lam-notes-002", "SciFact"): 0.4008,
+                      ("lam-notes-000", "long-context"): 0.2882}
+    for model in doc["models"].values():
+        assert model["facts_source"]
+
+
+def test_model_facts_match_mteb_model_meta():
+    mteb = pytest.importorskip("mteb")
+    doc = _doc()
+    for model_id, facts in doc["models"].items():
+        if not facts["facts_source"].startswith("mteb "):
+            continue
+        meta = mteb.get_model_meta(model_id)
+        assert facts["n_parameters"] == meta.n_parameters, model_id
+        assert facts["embed_dim"] == meta.embed_dim, model_id
+        assert facts["max_tokens"] == int(meta.max_tokens), model_id
+
+
+# -- schema errors: one line naming the file and the entry ---------------------------------------
+
+def _first_index(doc, **match):
+    return next(i for i, e in enumerate(doc["entries"]) if all(e.get(k) == v for k, v in match.items()))
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d, i: d["entries"][i]["scores"]["SciFact"].__setitem__("value", "high"),
+     r"entries\[{i}\] \(model 'BAAI/bge-m3', source 'mteb-results'\): scores\.SciFact\.value: 'high' is not of type 'number'"),
+    (lambda d, i: d["entries"][i]["scores"]["SciFact"].__setitem__("value", 64.37),
+     r"entries\[{i}\] .*scores\.SciFact\.value: 64\.37 is greater than the maximum of 1"),
+    (lambda d, i: d["entries"][i]["scores"]["SciFact"].pop("metric"),
+     r"entries\[{i}\] .*scores\.SciFact: 'metric' is a required property"),
+    (lambda d, i: d["entries"][i].__setitem__("status", "rumoured"),
+     r"entries\[{i}\] .*status: 'rumoured' is not one of"),
+    (lambda d, i: d["entries"][i].__setitem__("source", "a-blog"),
+     r"entries\[{i}\] .*unknown source 'a-blog'"),
+    (lambda d, i: d["entries"][i].__setitem__("typo_field", 1),
+     r"entries\[{i}\] .*Additional properties are not allowed \('typo_field'"),
+])
+def test_schema_errors_name_file_and_entry(tmp_path, mutate, expected):
+    doc = copy.deepcopy(_doc())
+    i = _first_index(doc, model="BAAI/bge-m3", source="mteb-results")
+    mutate(doc, i)
+    path = _write(tmp_path, doc)
+    with pytest.raises(references.ReferencesError) as info:
+        references.load(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    assert re.search(expected.format(i=i), message), message
+
+
+def test_no_scores_entry_must_not_carry_scores(tmp_path):
+    doc = copy.deepcopy(_doc())
+    i = _first_index(doc, status="no-scores")
+    doc["entries"][i]["scores"] = {"LEMBNeedleRetrieval": {"value": 0.6, "metric": "ndcg_at_10", "split": "test"}}
+    with pytest.raises(references.ReferencesError, match=rf"entries\[{i}\] \(model 'togethercomputer/m2-bert"):
+        references.load(_write(tmp_path, doc))
+
+
+def test_claim_needs_a_note(tmp_path):
+    doc = copy.deepcopy(_doc())
+    i = _first_index(doc, status="claimed")
+    del doc["entries"][i]["note"]
+    with pytest.raises(references.ReferencesError, match=rf"entries\[{i}\] .*'note' is a required property"):
+        references.load(_write(tmp_path, doc))
+
+
+def test_unknown_model_and_benchmark_and_duplicates(tmp_path):
+    doc = copy.deepcopy(_doc())
+    doc["entries"].append({"model": "nobody/nothing", "source": "mteb-results", "status": "published",
+                           "scores": {"SciFact": {"value": 0.1, "metric": "ndcg_at_10", "split": "test"}}})
+    with pytest.raises(references.ReferencesError, match=r"model 'nobody/nothing' is not described under models"):
+        references.load(_write(tmp_path, doc))
+    doc = copy.deepcopy(_doc())
+    i = _first_index(doc, source="lam-notes-000")
+    doc["entries"][i]["summaries"]["long-ctx"] = doc["entries"][i]["summaries"].pop("long-context")
+    with pytest.raises(references.ReferencesError, match=r"unknown benchmark 'long-ctx'"):
+        references.load(_write(tmp_path, doc))
+    doc = copy.deepcopy(_doc())
+    doc["entries"].append(copy.deepcopy(doc["entries"][0]))
+    with pytest.raises(references.ReferencesError, match=r"duplicates entries\[0\]"):
+        references.load(_write(tmp_path, doc))
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("version: 1\nsources: {a: [\n", encoding="utf-8")
+    with pytest.raises(references.ReferencesError, match=rf"^{re.escape(str(path))}: line \d+: not valid YAML"):
+        references.load(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(references.ReferencesError, match="cannot read references file"):
+        references.load(tmp_path / "nope.yaml")
+
+
+# -- every number equals the reference files (needs the data) ------------------------------------
+
+def _data_dir() -> Path:
+    from tests.conftest import shared_data_or_skip  # ../shared/data (LAM_MTEB_SHARED_DATA); skips without it
+
+    return shared_data_or_skip("reference_scores")
+
+
+@pytest.mark.integration
+def test_every_published_mteb_number_equals_its_result_file():
+    """Read each JSON with plain json (no mteb) and recompute the main score over the listed splits."""
+    root = _data_dir()
+    doc = _doc()
+    n = 0
+    for entry in doc["entries"]:
+        if entry["source"] != "mteb-results":
+            continue
+        for task, score in entry["scores"].items():
+            raw = json.loads((root / score["file"]).read_text(encoding="utf-8"))
+            assert raw["task_name"] == task
+            assert f"{entry['model'].replace('/', '__')}/{entry['revision']}/" in score["file"]
+            splits = score["split"] if isinstance(score["split"], list) else [score["split"]]
+            values = [s["main_score"] for split in splits for s in raw["scores"][split]]
+            assert len(values) == len(splits)
+            assert math.isclose(score["value"], sum(values) / len(values), rel_tol=1e-12), (entry["model"], task)
+            n += 1
+    assert n == 27
+
+
+@pytest.mark.integration
+def test_every_paper_number_equals_table2():
+    root = _data_dir()
+    from lam_mteb.leaderboard.refbuild import PAPER_COLUMNS, PAPER_FILE
+
+    lines = (root / PAPER_FILE).read_text(encoding="utf-8").splitlines()
+    doc = _doc()
+    n = 0
+    for entry in doc["entries"]:
+        if entry["source"] != "longembed-paper" or entry["status"] != "published":
+            continue
+        printed = [entry["scores"][t]["reported"] for t in PAPER_COLUMNS] + [entry["reported_mean"]["reported"]]
+        row = [line for line in lines if line.rstrip().endswith(" ".join(printed))]
+        assert len(row) == 1, (entry.get("label", entry["model"]), printed)
+        for task in PAPER_COLUMNS:
+            s = entry["scores"][task]
+            assert s["value"] == pytest.approx(float(s["reported"]) / 100, abs=1e-12)
+        n += 1
+    assert n == 5
+
+
+@pytest.mark.integration
+def test_builder_reproduces_the_committed_file_exactly():
+    root = _data_dir()
+    from lam_mteb.leaderboard import refbuild
+
+    assert refbuild.dump(refbuild.build(root)) == REFERENCES.read_text(encoding="utf-8")
