@@ -15,6 +15,7 @@ class Cell:
     recreated: bool = False  # computed on a local re-creation of the task's data
     recreation_note: str | None = None
     file: str | None = None
+    partial_note: str | None = None  # set when only some of the task's eval splits were scored
 
 
 @dataclass

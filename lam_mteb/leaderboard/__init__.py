@@ -1,0 +1,129 @@
+"""``lam-mteb leaderboard``: our mteb results beside published reference scores.
+
+    lam-mteb leaderboard --results DIR [--results DIR ...] --out DIR [--references FILE]
+
+Reads mteb results folders (``mteb run --output-folder DIR``) with mteb's own ``ResultCache`` /
+``TaskResult`` / ``BenchmarkResults``, plus ``leaderboard/references.yaml``, and writes into
+``--out``: ``README.md`` (markdown tables), ``leaderboard.html`` (one self-contained sortable
+page), ``leaderboard.csv`` and ``leaderboard.png``.  The inputs are never modified; a file in
+``--out`` that this command did not generate is never overwritten; a corrupt result file is
+reported by path in one line and skipped.
+
+The CLI wires :func:`add_arguments` and :func:`run`; ``python -m lam_mteb.leaderboard`` runs it
+standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from lam_mteb.errors import LamMtebError
+
+__all__ = ["add_arguments", "run", "main", "generate"]
+
+HELP = "tables of our mteb results beside published scores (markdown, HTML, CSV, PNG)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the leaderboard options to ``parser`` (a sub-parser of ``lam-mteb``)."""
+    parser.add_argument("--results", action="append", default=[], type=Path, metavar="DIR",
+                        help="an mteb results folder (the --output-folder of `mteb run`, or its "
+                             "results/ sub-folder); repeat for several")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="folder for README.md, leaderboard.html, leaderboard.csv, leaderboard.png")
+    parser.add_argument("--references", type=Path, default=None, metavar="FILE",
+                        help="published scores with provenance (default: lam-mteb's "
+                             "leaderboard/references.yaml)")
+    parser.add_argument("--no-references", action="store_true", help="show only the --results")
+    parser.add_argument("--recreated", action="append", default=[], metavar="TASK",
+                        help="label TASK's results as computed on locally re-created data (results "
+                             "files and plugins' dataset registrations are also consulted)")
+    parser.add_argument("--produced-by", action="append", default=[], metavar="COMMAND",
+                        help="a command that produced the results, shown above the regenerate command")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    parts = ["lam-mteb", "leaderboard"]
+    for folder in args.results:
+        parts += ["--results", str(folder)]
+    if args.references is not None:
+        parts += ["--references", str(args.references)]
+    if args.no_references:
+        parts.append("--no-references")
+    for task in args.recreated:
+        parts += ["--recreated", task]
+    for cmd in args.produced_by:
+        parts += ["--produced-by", cmd]
+    parts += ["--out", str(args.out)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def generate(args: argparse.Namespace, *, stderr=None) -> list[Path]:
+    """Build and write the outputs; raises LamMtebError on bad input. Returns the written paths."""
+    import mteb
+
+    import lam_mteb
+    from lam_mteb.leaderboard import output, references, render
+    from lam_mteb.leaderboard.results import _display_path, load_results
+    from lam_mteb.leaderboard.table import build_tables
+
+    stderr = stderr or sys.stderr
+    ref_file = None
+    if not args.no_references:
+        ref_file = args.references or references.default_references_file()
+        if ref_file is None:
+            stderr.write("lam-mteb leaderboard: no references.yaml found; showing the --results only\n")
+    inputs = [Path(p) for p in args.results] + ([Path(ref_file)] if ref_file else [])
+    for folder in args.results:
+        if not Path(folder).is_dir():
+            raise LamMtebError(f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)")
+    output.check_out_dir(Path(args.out), inputs)
+
+    ref_rows = []
+    input_text = []
+    loaded = load_results(args.results, recreated_tasks=args.recreated)
+    for folder in args.results:
+        n = sum(1 for r in loaded.rows if r.source.startswith(f"ours: run {_display_path(Path(folder))} (model rev"))
+        input_text.append(f"results {_display_path(Path(folder))} ({n} model run(s))")
+    if ref_file:
+        doc = references.load(ref_file)
+        ref_rows = references.rows_from_references(doc)
+        input_text.append(f"references {_display_path(Path(ref_file))} ({len(doc['entries'])} entries)")
+    for problem in loaded.report.problems:
+        stderr.write(f"lam-mteb leaderboard: {problem}\n")
+
+    tables = build_tables(loaded.rows + ref_rows)
+    command = command_line(args)
+    if args.produced_by:
+        command = "\n".join([*args.produced_by, command])
+    versions = f"lam-mteb {lam_mteb.__version__}, mteb {mteb.__version__}."
+    png = render.render_png(tables)
+    md = render.render_markdown(tables, command=command, inputs=input_text,
+                                problems=loaded.report.problems, versions=versions,
+                                chart=output.PNG if png else None)
+    page = render.render_html(tables, command=command, inputs=input_text,
+                              problems=loaded.report.problems, versions=versions, png=png)
+    files = {output.README: md.encode("utf-8"), output.HTML: page.encode("utf-8"),
+             output.CSV: render.render_csv(tables).encode("utf-8"), output.PNG: png}
+    return output.write_outputs(Path(args.out), files)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point for the ``lam-mteb leaderboard`` sub-command; returns the exit code."""
+    try:
+        written = generate(args)
+    except LamMtebError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lam-mteb leaderboard", description=HELP)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

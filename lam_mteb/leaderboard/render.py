@@ -1,0 +1,416 @@
+"""Tables -> README.md (tabulate), leaderboard.html (self-contained, sortable), CSV and a PNG chart."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+
+from lam_mteb.leaderboard import spec
+from lam_mteb.leaderboard.table import Table, TableRow
+
+MISSING = "–"
+PARTIAL = "*"
+RECREATED = "†"
+CLAIMED = "‡"
+
+MD_MARKER = f"<!-- {spec.MARKER} -->"
+CSV_MARKER = f"# {spec.MARKER}"
+PNG_SOFTWARE = spec.MARKER
+
+KIND_LABEL = {
+    spec.KIND_OURS: "ours",
+    spec.KIND_PUBLISHED: "published",
+    spec.KIND_CLAIMED: "claimed, not reproduced",
+    spec.KIND_NO_SCORES: "no published scores",
+}
+KIND_COLOUR = {
+    spec.KIND_OURS: "#d62728",
+    spec.KIND_PUBLISHED: "#1f77b4",
+    spec.KIND_CLAIMED: "#9e9e9e",
+    spec.KIND_NO_SCORES: "#dddddd",
+}
+
+
+# -- formatting --------------------------------------------------------------------------------
+
+def fmt_score(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.4f}"
+
+
+def fmt_params(n: int | None) -> str:
+    if not n:
+        return MISSING
+    if n >= 1e9:
+        return f"{n / 1e9:.3g}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.3g}M"
+    return f"{n / 1e3:.3g}k"
+
+
+def fmt_int(n: int | None) -> str:
+    return MISSING if not n else str(int(n))
+
+
+def cell_text(tr: TableRow, task: str) -> str:
+    cell = tr.cells.get(task)
+    if cell is None:
+        return MISSING
+    return fmt_score(cell.value) + (PARTIAL if cell.partial_note else "") + (RECREATED if cell.recreated else "")
+
+
+def mean_text(tr: TableRow) -> str:
+    if tr.mean is None:
+        if tr.summary is not None:
+            return fmt_score(tr.summary.value) + CLAIMED
+        return MISSING
+    text = fmt_score(tr.mean)
+    if tr.partial:
+        text += PARTIAL
+    if tr.mean_recreated:
+        text += RECREATED
+    return text
+
+
+def column_header(table: Table, task: str) -> str:
+    name = spec.abbreviation(table.bench, task)
+    return f"{name} (not in mean)" if task in table.extras else name
+
+
+def table_columns(table: Table) -> list[str]:
+    return ["Rank", "Model", "Kind", *[column_header(table, t) for t in table.tasks], "Mean",
+            *[column_header(table, t) for t in table.extras], "Params", "Dim", "Max tokens", "Source"]
+
+
+def row_values(table: Table, tr: TableRow, *, markdown: bool) -> list[str]:
+    row = tr.row
+    ours = row.kind == spec.KIND_OURS
+    model = row.model
+    kind = KIND_LABEL[row.kind]
+    if markdown and ours:
+        model, kind = f"**{model}**", f"**{kind}**"
+    source = row.source
+    return [
+        MISSING if tr.rank is None else str(tr.rank),
+        model, kind,
+        *[cell_text(tr, t) for t in table.tasks],
+        mean_text(tr),
+        *[cell_text(tr, t) for t in table.extras],
+        fmt_params(row.n_parameters), fmt_int(row.embed_dim), fmt_int(row.max_tokens), source,
+    ]
+
+
+def footnotes(table: Table) -> list[str]:
+    notes = []
+    lacking = [tr for tr in table.rows if tr.mean is not None and tr.missing]
+    if lacking:
+        parts = [f"{tr.row.model} [{tr.row.source}] lacks {', '.join(spec.abbreviation(table.bench, t) for t in tr.missing)}"
+                 for tr in lacking]
+        notes.append(f"{PARTIAL} partial mean: the mean of the tasks the row has, not of all "
+                     f"{len(table.tasks)}; not comparable with full means ({'; '.join(parts)}).")
+    split_parts = sorted({f"{spec.abbreviation(table.bench, t)} of {tr.row.model}: {cell.partial_note}"
+                          for tr in table.rows for t, cell in tr.cells.items()
+                          if cell is not None and cell.partial_note})
+    if split_parts:
+        notes.append(f"{PARTIAL} on a task score: the mean over only some of the task's evaluation "
+                     f"splits, not comparable with complete scores ({'; '.join(split_parts)}).")
+    recreated = [(tr, t) for tr in table.rows for t in tr.recreated_tasks]
+    if recreated:
+        parts = sorted({f"{spec.abbreviation(table.bench, t)} of {tr.row.model}: {tr.cells[t].recreation_note}"
+                        for tr, t in recreated if tr.cells[t] is not None})
+        notes.append(f"{RECREATED} score on a local re-creation of the task's data, not the published "
+                     f"data set: not directly comparable with published numbers ({'; '.join(parts)}).")
+    for tr in table.rows:
+        if tr.mean is None and tr.summary is not None:
+            reported = f" (reported as {tr.summary.reported})" if tr.summary.reported else ""
+            notes.append(f"{CLAIMED} {tr.row.model} [{tr.row.source}]: an aggregate the source states "
+                         f"without per-task numbers{reported}; {tr.summary.note}.")
+    for tr in table.rows:
+        if tr.row.note and tr.row.kind != spec.KIND_OURS and tr.row.note != KIND_LABEL[tr.row.kind]:
+            notes.append(f"{tr.row.model} [{tr.row.source}]: {tr.row.note}.")
+    return notes
+
+
+def legend(table: Table) -> str:
+    metrics = []
+    for task in table.columns:
+        abbr = spec.abbreviation(table.bench, task)
+        label = abbr if abbr == task else f"{abbr} = {task}"
+        metrics.append(label)
+    return "Columns: " + "; ".join(metrics) + "."
+
+
+# -- markdown ----------------------------------------------------------------------------------
+
+def render_markdown(tables: list[Table], *, command: str, inputs: list[str], problems: list[str],
+                    versions: str, chart: str | None) -> str:
+    from tabulate import tabulate
+
+    out = [MD_MARKER, "", "# lam-mteb leaderboard", "",
+           "Regenerate with:", "", "```sh", command, "```", ""]
+    out += ["Inputs: " + "; ".join(inputs) + ".", "", versions, ""]
+    out += [
+        "Scores are mteb main scores as fractions (0–1), higher is better: each task's main "
+        "metric averaged over its evaluation splits. **Kind** says where a row comes from: "
+        "**ours** = a run of this project (source names the results folder), *published* = a "
+        "published number with its source, *claimed, not reproduced* = stated by the user, never "
+        "re-run here (not ranked), *no published scores* = listed for completeness. "
+        f"{MISSING} = no score. Rank = Borda rank over the benchmark's tasks, computed as mteb's "
+        "leaderboard does (per task, rows earn n − rank points, ties share the average rank; "
+        "summed points ranked with ties sharing the lowest rank); ours and published rows are "
+        "ranked together, each row counting as one model.",
+        "",
+    ]
+    if chart:
+        out += [f"![mean score per benchmark]({chart})", ""]
+    for table in tables:
+        out += [f"## {table.bench.title}", ""]
+        if table.bench.description:
+            out += [table.bench.description, ""]
+        rows = [row_values(table, tr, markdown=True) for tr in table.rows]
+        out += [tabulate(rows, headers=table_columns(table), tablefmt="github", disable_numparse=True), ""]
+        out += [legend(table), ""]
+        for note in footnotes(table):
+            out += [f"- {note}"]
+        out += [""]
+    if not tables:
+        out += ["No results and no references to show.", ""]
+    if problems:
+        out += ["## Problems while reading the inputs", ""]
+        out += [f"- {p}" for p in problems]
+        out += [""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+# -- csv ---------------------------------------------------------------------------------------
+
+CSV_FIELDS = ["benchmark", "rank", "model", "kind", "source", "revision", "task", "in_mean", "score",
+              "metric", "split", "recreated", "mean", "mean_partial", "n_tasks_present", "n_tasks",
+              "n_parameters", "embed_dim", "max_tokens", "file"]
+
+
+def render_csv(tables: list[Table]) -> str:
+    buf = io.StringIO()
+    buf.write(CSV_MARKER + "\n")
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for table in tables:
+        for tr in table.rows:
+            base = {
+                "benchmark": table.bench.key, "rank": tr.rank if tr.rank is not None else "",
+                "model": tr.row.model, "kind": tr.row.kind, "source": tr.row.source,
+                "revision": tr.row.revision or "",
+                "mean": "" if tr.mean is None else repr(tr.mean),
+                "mean_partial": str(tr.partial).lower(), "n_tasks_present": tr.n_present,
+                "n_tasks": tr.n_tasks,
+                "n_parameters": tr.row.n_parameters or "", "embed_dim": tr.row.embed_dim or "",
+                "max_tokens": tr.row.max_tokens or "",
+            }
+            wrote = False
+            for task in table.columns:
+                cell = tr.cells.get(task)
+                if cell is None:
+                    continue
+                writer.writerow({**base, "task": task, "in_mean": str(task in table.tasks).lower(),
+                                 "score": repr(cell.value), "metric": cell.metric or "",
+                                 "split": cell.split or "", "recreated": str(cell.recreated).lower(),
+                                 "file": cell.file or ""})
+                wrote = True
+            if tr.summary is not None:
+                writer.writerow({**base, "task": f"(stated {table.bench.key} aggregate)", "in_mean": "false",
+                                 "score": repr(tr.summary.value), "recreated": "false"})
+                wrote = True
+            if not wrote:
+                writer.writerow({**base, "task": "", "in_mean": "", "score": "", "recreated": ""})
+    return buf.getvalue()
+
+
+# -- png ---------------------------------------------------------------------------------------
+
+def _bar_label(tr: TableRow) -> str:
+    label = tr.row.model
+    if tr.row.kind != spec.KIND_OURS:
+        label += f"  [{tr.row.source_short or tr.row.source}]"
+    if len(label) > 70:
+        label = label[:67] + "…"
+    return label
+
+
+def render_png(tables: list[Table]) -> bytes | None:
+    """Horizontal bars of each row's mean per benchmark; None when there is nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    panels = []
+    for table in tables:
+        bars = [tr for tr in table.rows if tr.mean is not None or tr.summary is not None]
+        if bars:
+            panels.append((table, bars))
+    if not panels:
+        return None
+    heights = [max(1.6, 0.42 * len(bars) + 1.0) for _, bars in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, sum(heights) + 0.8),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (table, bars) in zip(axes[:, 0], panels):
+        bars = list(reversed(bars))  # best at the top
+        values = [tr.mean if tr.mean is not None else tr.summary.value for tr in bars]
+        colours = [KIND_COLOUR[tr.row.kind] for tr in bars]
+        hatches = ["//" if (tr.partial or tr.mean is None) else "" for tr in bars]
+        ys = range(len(bars))
+        for y, v, c, h in zip(ys, values, colours, hatches):
+            ax.barh(y, v, color=c, hatch=h, edgecolor="white" if not h else "black", linewidth=0.6)
+        ax.set_yticks(list(ys))
+        labels = ax.set_yticklabels([_bar_label(tr) for tr in bars], fontsize=9)
+        for label, tr in zip(labels, bars):
+            if tr.row.kind == spec.KIND_OURS:
+                label.set_fontweight("bold")
+        for y, v, tr in zip(ys, values, bars):
+            text = mean_text(tr)
+            ax.text(v + 0.01, y, text, va="center", fontsize=8.5)
+        ax.set_xlim(0, min(1.0, max(values) * 1.18 + 0.02) if values else 1.0)
+        ax.set_title(f"{table.bench.title} — mean of {len(table.tasks)} task(s)", fontsize=11, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_axisbelow(True)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    axes[-1, 0].set_xlabel("mean main score (0–1)")
+    handles = [Patch(facecolor=KIND_COLOUR[k], label=KIND_LABEL[k])
+               for k in (spec.KIND_OURS, spec.KIND_PUBLISHED, spec.KIND_CLAIMED)]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
+                         label=f"partial mean ({PARTIAL}) or stated aggregate ({CLAIMED})"))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8.5, frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": PNG_SOFTWARE})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+# -- html --------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} pre{background:#f4f4f4;padding:.6em;overflow-x:auto}
+table.lb{border-collapse:collapse;margin:.5em 0 .3em;font-size:13px}
+table.lb th,table.lb td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
+table.lb td.t,table.lb th.t{text-align:left}
+table.lb td.src{text-align:left;white-space:normal;max-width:340px;font-size:12px;color:#444}
+table.lb th{background:#eef;cursor:pointer;user-select:none}
+table.lb th.asc::after{content:" \\25B2"} table.lb th.desc::after{content:" \\25BC"}
+table.lb tr.ours td{background:#fff3cd;font-weight:600}
+table.lb tr.claimed td{color:#666;font-style:italic}
+table.lb tr.none td{color:#999}
+.badge{display:inline-block;border-radius:3px;padding:0 5px;font-size:11px;font-weight:600}
+.b-ours{background:#d62728;color:#fff}.b-published{background:#1f77b4;color:#fff}
+.b-claimed{background:#9e9e9e;color:#fff}.b-none{background:#ddd;color:#333}
+ul.notes{font-size:12px;color:#444} img.chart{max-width:100%;border:1px solid #eee}
+"""
+
+_JS = """
+document.querySelectorAll('table.lb').forEach(function(tbl){
+  var ths=tbl.tHead.rows[0].cells;
+  Array.prototype.forEach.call(ths,function(th,col){
+    th.title='click to sort';
+    th.addEventListener('click',function(){
+      var asc=!th.classList.contains('asc');
+      Array.prototype.forEach.call(ths,function(h){h.classList.remove('asc','desc');});
+      th.classList.add(asc?'asc':'desc');
+      var body=tbl.tBodies[0], rows=Array.prototype.slice.call(body.rows);
+      rows.sort(function(a,b){
+        var x=a.cells[col].getAttribute('data-v'), y=b.cells[col].getAttribute('data-v');
+        if(x===''&&y==='') return 0; if(x==='') return 1; if(y==='') return -1;
+        var nx=parseFloat(x), ny=parseFloat(y), r;
+        if(!isNaN(nx)&&!isNaN(ny)&&String(nx)===x.trim()&&String(ny)===y.trim()) r=nx-ny; else r=x.localeCompare(y);
+        return asc?r:-r;
+      });
+      rows.forEach(function(r){body.appendChild(r);});
+    });
+  });
+});
+// a link ending in #sort=<table id>,<column index>,<asc|desc> opens sorted (also used by the tests)
+(function(){
+  var m=/^#sort=([\w-]+),(\d+),(asc|desc)$/.exec(location.hash); if(!m) return;
+  var tbl=document.getElementById(m[1]); if(!tbl) return;
+  var th=tbl.tHead.rows[0].cells[+m[2]]; if(!th) return;
+  th.click(); if(m[3]==='desc') th.click();
+})();
+"""
+
+_ROW_CLASS = {spec.KIND_OURS: "ours", spec.KIND_PUBLISHED: "published",
+              spec.KIND_CLAIMED: "claimed", spec.KIND_NO_SCORES: "none"}
+
+
+def _num(value: float | int | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _html_table(table: Table) -> str:
+    e = html.escape
+    heads = table_columns(table)
+    text_cols = {"Model", "Kind", "Source"}
+    th = "".join(f'<th class="{"t" if h in text_cols else "n"}">{e(h)}</th>' for h in heads)
+    body = []
+    for tr in table.rows:
+        row = tr.row
+        kind_cls = _ROW_CLASS[row.kind]
+        cells = [f'<td data-v="{_num(tr.rank)}">{e(MISSING if tr.rank is None else str(tr.rank))}</td>',
+                 f'<td class="t" data-v="{e(row.model)}">{e(row.model)}</td>',
+                 f'<td class="t" data-v="{e(row.kind)}"><span class="badge b-{kind_cls}">'
+                 f'{e(KIND_LABEL[row.kind])}</span></td>']
+        for task in table.tasks:
+            cell = tr.cells.get(task)
+            cells.append(f'<td data-v="{_num(cell.value if cell else None)}">{e(cell_text(tr, task))}</td>')
+        mean_v = tr.mean if tr.mean is not None else (tr.summary.value if tr.summary else None)
+        cells.append(f'<td data-v="{_num(mean_v)}"><b>{e(mean_text(tr))}</b></td>')
+        for task in table.extras:
+            cell = tr.cells.get(task)
+            cells.append(f'<td data-v="{_num(cell.value if cell else None)}">{e(cell_text(tr, task))}</td>')
+        cells += [f'<td data-v="{_num(row.n_parameters)}">{e(fmt_params(row.n_parameters))}</td>',
+                  f'<td data-v="{_num(row.embed_dim)}">{e(fmt_int(row.embed_dim))}</td>',
+                  f'<td data-v="{_num(row.max_tokens)}">{e(fmt_int(row.max_tokens))}</td>',
+                  f'<td class="src" data-v="{e(row.source)}">{e(row.source)}</td>']
+        body.append(f'<tr class="{kind_cls}">' + "".join(cells) + "</tr>")
+    notes = "".join(f"<li>{e(n)}</li>" for n in footnotes(table))
+    return (f'<h2>{e(table.bench.title)}</h2>\n<p>{e(table.bench.description)}</p>\n'
+            f'<table class="lb" id="lb-{e(table.bench.key)}"><thead><tr>{th}</tr></thead>\n<tbody>\n'
+            + "\n".join(body) + f"\n</tbody></table>\n<p class=\"legend\">{e(legend(table))}</p>\n"
+            + (f'<ul class="notes">{notes}</ul>\n' if notes else ""))
+
+
+def render_html(tables: list[Table], *, command: str, inputs: list[str], problems: list[str],
+                versions: str, png: bytes | None) -> str:
+    e = html.escape
+    parts = [MD_MARKER, "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f'<meta name="generator" content="{e(spec.MARKER)}">',
+             "<title>lam-mteb leaderboard</title>", f"<style>{_CSS}</style></head><body>",
+             "<h1>lam-mteb leaderboard</h1>",
+             f"<p>Regenerate with:</p><pre>{e(command)}</pre>",
+             f"<p>Inputs: {e('; '.join(inputs))}.<br>{e(versions)}</p>",
+             "<p>Scores are mteb main scores as fractions (0–1), higher is better. "
+             '<span class="badge b-ours">ours</span> rows are runs of this project (highlighted); '
+             '<span class="badge b-published">published</span> rows name their source; '
+             '<span class="badge b-claimed">claimed, not reproduced</span> rows are the user\'s '
+             "statements, not ranked. Rank = Borda rank as mteb's leaderboard computes it. "
+             f"{e(MISSING)} = no score; {e(PARTIAL)} = partial mean; {e(RECREATED)} = local "
+             f"re-creation of the task's data; {e(CLAIMED)} = aggregate stated without per-task "
+             "numbers. Click a column header to sort.</p>"]
+    if png:
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f'<p><img class="chart" alt="mean score per benchmark" src="data:image/png;base64,{data}"></p>')
+    for table in tables:
+        parts.append(_html_table(table))
+    if not tables:
+        parts.append("<p>No results and no references to show.</p>")
+    if problems:
+        parts.append("<h2>Problems while reading the inputs</h2><ul>"
+                     + "".join(f"<li>{e(p)}</li>" for p in problems) + "</ul>")
+    parts.append(f"<script>{_JS}</script></body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,273 @@
+"""Read mteb results folders with mteb's own ``ResultCache`` / ``TaskResult`` / ``BenchmarkResults``.
+
+A results folder is what ``mteb run --output-folder DIR`` writes: ``DIR/results/<org>__<model>/
+<revision>/<Task>.json`` plus ``model_meta.json``.  ``DIR`` may also point at the ``results`` folder
+itself, or at any folder laid out as ``<org>__<model>/<revision>/<Task>.json``.
+
+A file mteb cannot parse is reported by path in one line and skipped; nothing is ever written
+into a results folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lam_mteb.errors import LamMtebError
+from lam_mteb.leaderboard import spec
+from lam_mteb.leaderboard.model import Cell, Row
+
+logger = logging.getLogger("lam_mteb.leaderboard")
+
+#: keys a result file (top level or any subset's scores) may carry to say its task data was a
+#: local re-creation; a true value (or a dict) marks it, an explicit false unmarks it
+RECREATION_KEYS = ("lam_mteb_recreation", "lam_mteb_recreated")
+
+
+@dataclass
+class LoadReport:
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, message: str) -> None:
+        self.problems.append(message)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if not rel.startswith("..") else str(path)
+
+
+def _layout_root(folder: Path) -> Path:
+    """The folder that holds ``<org>__<model>/<revision>/<Task>.json`` for a --results argument."""
+    if (folder / "results").is_dir():
+        return folder / "results"
+    return folder
+
+
+def _cache_paths(root: Path) -> list[Path]:
+    """Result files under ``root`` (= ``<cache>/results``), found by mteb's ResultCache when possible."""
+    from mteb import ResultCache
+
+    if root.name == "results":
+        # ResultCache(cache_path) looks in cache_path/"results"; it mkdirs cache_path, which exists
+        cache = ResultCache(cache_path=root.parent)
+        paths = cache.get_cache_paths(require_model_meta=False, include_remote=False,
+                                      load_experiments="match_name")
+        return sorted(set(paths))
+    # a folder with another name: mirror ResultCache's layout (model/revision/task.json, experiments)
+    paths = [p for p in root.glob("*/*/*.json") if p.name != "model_meta.json"]
+    paths += [p for p in root.glob("*/*/experiments/*/*.json") if p.name != "model_meta.json"]
+    return sorted(set(paths))
+
+
+def _read_model_meta(folder: Path, report: LoadReport) -> dict:
+    path = folder / "model_meta.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
+    except (OSError, ValueError) as exc:
+        report.add(f"skipped unreadable model_meta.json {_display_path(path)}: {_one_line(exc)}")
+        return {}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first if len(first) <= 200 else first[:200] + "…"
+
+
+def _marker_value(obj: Any) -> bool | dict | None:
+    """The recreation marker in a JSON object, if any (True/dict = re-created, False = not)."""
+    if not isinstance(obj, dict):
+        return None
+    for key in RECREATION_KEYS:
+        if key in obj:
+            value = obj[key]
+            if isinstance(value, dict):
+                return value if value.get("recreation", True) else False
+            return bool(value)
+    data = obj.get("lam_mteb_data")
+    if isinstance(data, dict) and "recreation" in data:
+        return bool(data["recreation"])
+    return None
+
+
+def recreation_marker(raw: dict) -> bool | None:
+    """Whether a raw result JSON says its data was a local re-creation (None: it does not say)."""
+    found = _marker_value(raw)
+    if found is not None:
+        return bool(found)
+    revision = str(raw.get("dataset_revision") or "")
+    if revision.startswith("lam_mteb") or revision.startswith("lam-mteb"):
+        return True
+    for split_scores in (raw.get("scores") or {}).values():
+        if isinstance(split_scores, list):
+            for subset in split_scores:
+                found = _marker_value(subset)
+                if found is not None:
+                    return bool(found)
+    return None
+
+
+def registry_recreated_tasks(task_names: Iterable[str]) -> dict[str, str]:
+    """Task name -> plugin, for those of ``task_names`` whose mteb dataset an installed plugin
+    registers as a local re-creation (``register_datasets(..., recreation=True)``).  Empty when
+    lam-mteb's registry or the tasks cannot be read."""
+    try:
+        import mteb
+
+        from lam_mteb.registry import get_registry
+
+        recreated = {path: entry.plugin for path, entry in get_registry().datasets.items() if entry.recreation}
+    except Exception as exc:  # the leaderboard must work without plugins
+        logger.debug("could not read re-created datasets from the registry: %s", exc)
+        return {}
+    out = {}
+    for name in sorted(set(task_names)):
+        try:
+            path = (mteb.get_task(name).metadata.dataset or {}).get("path")
+        except Exception:
+            continue
+        if path in recreated:
+            out[name] = recreated[path]
+    return out
+
+
+def _eval_splits(task_name: str) -> list[str] | None:
+    try:
+        import mteb
+
+        return list(mteb.get_task(task_name).metadata.eval_splits)
+    except Exception:
+        return None
+
+
+def _main_metric(task_name: str) -> str | None:
+    try:
+        import mteb
+
+        return str(mteb.get_task(task_name).metadata.main_score)
+    except Exception:
+        return None
+
+
+@dataclass
+class LoadedResults:
+    benchmark_results: Any  # mteb.BenchmarkResults
+    rows: list[Row]
+    report: LoadReport
+
+
+def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str] = (),
+                 registry_recreations: Callable[[Iterable[str]], dict[str, str]] | None = None,
+                 ) -> LoadedResults:
+    """Our rows from mteb results folders (one row per model, revision and experiment)."""
+    from mteb import TaskResult
+    from mteb.results import BenchmarkResults, ModelResult
+
+    report = LoadReport()
+    forced = set(recreated_tasks)
+    found: list[tuple[Path, list[Path]]] = []
+    for folder_arg in folders:
+        folder = Path(folder_arg)
+        if not folder.is_dir():
+            raise LamMtebError(f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)")
+        found.append((folder, _cache_paths(_layout_root(folder))))
+    lookup = registry_recreations if registry_recreations is not None else registry_recreated_tasks
+    from_registry = lookup({p.stem for _, paths in found for p in paths})
+    model_results = []
+    rows: list[Row] = []
+    for folder, paths in found:
+        if not paths:
+            report.add(f"no result files under {_display_path(folder)} "
+                       "(expected results/<org>__<model>/<revision>/<Task>.json)")
+            continue
+        groups: dict[Path, list[Path]] = {}
+        for path in paths:
+            groups.setdefault(path.parent, []).append(path)
+        for rev_dir, files in sorted(groups.items()):
+            meta = _read_model_meta(rev_dir, report)
+            in_experiment = rev_dir.parent.name == "experiments"
+            model_dir = rev_dir.parents[2] if in_experiment else rev_dir.parent
+            revision_dir = rev_dir.parent.parent if in_experiment else rev_dir
+            model_name = meta.get("name") or model_dir.name.replace("__", "/")
+            revision = meta.get("revision") or revision_dir.name
+            experiment = rev_dir.name if in_experiment else None
+            task_results = []
+            cells: dict[str, Cell] = {}
+            for path in sorted(files):
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        result = TaskResult.from_disk(path)
+                    raw = json.loads(path.read_text(encoding="utf-8"))
+                    splits = _eval_splits(result.task_name)
+                    present = [s for s in (splits or []) if s in result.scores]
+                    if splits and not present:
+                        raise ValueError(f"none of the task's eval splits {splits} in the file "
+                                         f"(has {sorted(result.scores)})")
+                    partial_note = None
+                    if splits and len(present) < len(splits):
+                        partial_note = f"only {len(present)} of {len(splits)} eval splits"
+                        report.add(f"{_display_path(path)}: {partial_note} of {result.task_name}; "
+                                   "score is their mean, marked partial")
+                    use = present or list(result.scores)
+                    value = float(result.get_score(splits=use))
+                    if math.isnan(value):
+                        raise ValueError("main score is NaN")
+                except Exception as exc:
+                    report.add(f"skipped corrupt result file {_display_path(path)}: {_one_line(exc)}")
+                    continue
+                marker = recreation_marker(raw)
+                note = None
+                if result.task_name in forced:
+                    marker, note = True, "listed with --recreated"
+                elif marker is True:
+                    note = "the result file marks its task data as a local re-creation"
+                elif marker is None and result.task_name in from_registry:
+                    marker = True
+                    note = (f"plugin {from_registry[result.task_name]!r} registers this task's data as a "
+                            "local re-creation")
+                task_results.append(result)
+                cells[result.task_name] = Cell(
+                    value=value, metric=_main_metric(result.task_name),
+                    split=use[0] if len(use) == 1 else f"mean of {len(use)} splits",
+                    recreated=bool(marker), recreation_note=note, file=_display_path(path),
+                    partial_note=partial_note)
+            if not task_results:
+                continue
+            model_results.append(ModelResult(model_name=model_name, model_revision=revision,
+                                             task_results=task_results, experiment_name=experiment))
+            display = model_name if experiment is None else f"{model_name} ({experiment})"
+            rows.append(Row(
+                model=display, model_id=model_name, kind=spec.KIND_OURS,
+                source=f"ours: run {_display_path(folder)} (model rev {str(revision)[:8]})",
+                source_short="ours", revision=revision, scores=cells,
+                n_parameters=_int_or_none(meta.get("n_parameters")),
+                embed_dim=_int_or_none(meta.get("embed_dim")),
+                max_tokens=_int_or_none(meta.get("max_tokens")),
+                path=_display_path(rev_dir),
+            ))
+    return LoadedResults(BenchmarkResults(model_results=model_results), rows, report)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+        return int(value)
+    return None

@@ -1,0 +1,99 @@
+"""Rows -> one table per benchmark: task cells, mean (partial when tasks are missing), Borda rank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lam_mteb.leaderboard import spec
+from lam_mteb.leaderboard.borda import borda_ranks
+from lam_mteb.leaderboard.model import Cell, Row, Summary
+
+_KIND_ORDER = {spec.KIND_OURS: 0, spec.KIND_PUBLISHED: 1, spec.KIND_CLAIMED: 2, spec.KIND_NO_SCORES: 3}
+
+
+@dataclass
+class TableRow:
+    row: Row
+    cells: dict[str, Cell | None]
+    mean: float | None  # over the benchmark's ranked tasks this row has
+    n_present: int
+    n_tasks: int
+    missing: list[str]
+    recreated_tasks: list[str]
+    summary: Summary | None  # an aggregate the source states without per-task numbers
+    rank: int | None = None
+    mean_recreated: bool = False  # the mean includes a score on re-created task data
+
+    partial_cells: list[str] = field(default_factory=list)  # ranked tasks scored on some splits only
+
+    @property
+    def partial(self) -> bool:
+        return self.mean is not None and (self.n_present < self.n_tasks or bool(self.partial_cells))
+
+
+@dataclass
+class Table:
+    bench: spec.Benchmark
+    tasks: list[str]
+    extras: list[str]
+    rows: list[TableRow] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.tasks, *self.extras]
+
+
+def _assign_tasks(rows: list[Row]) -> dict[str, tuple[list[str], list[str]]]:
+    found = sorted({task for row in rows for task in row.scores})
+    fixed = {t for b in spec.BENCHMARKS for t in (*b.tasks, *b.extra_tasks)}
+    assigned = set(fixed)
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for bench in spec.BENCHMARKS:
+        tasks, extras = list(bench.tasks), list(bench.extra_tasks)
+        if bench.prefix:
+            for task in found:
+                if task.startswith(bench.prefix) and task not in assigned:
+                    (tasks if bench.prefix_ranked else extras).append(task)
+                    assigned.add(task)
+        out[bench.key] = (tasks, extras)
+    out[spec.OTHER.key] = ([t for t in found if t not in assigned], [])
+    return out
+
+
+def build_tables(rows: list[Row]) -> list[Table]:
+    """One table per benchmark with at least one row (the benchmarks' order, then 'other')."""
+    tables = []
+    layout = _assign_tasks(rows)
+    for bench in (*spec.BENCHMARKS, spec.OTHER):
+        tasks, extras = layout[bench.key]
+        table = Table(bench=bench, tasks=tasks, extras=extras)
+        columns = table.columns
+        for row in rows:
+            has_scores = any(t in row.scores for t in columns)
+            summary = row.summaries.get(bench.key)
+            listed = row.kind == spec.KIND_NO_SCORES and bench.key in row.benchmarks
+            if not (has_scores or summary or listed):
+                continue
+            cells = {t: row.scores.get(t) for t in columns}
+            present = [t for t in tasks if cells[t] is not None]
+            mean = sum(cells[t].value for t in present) / len(present) if present else None
+            table.rows.append(TableRow(
+                row=row, cells=cells, mean=mean, n_present=len(present), n_tasks=len(tasks),
+                missing=[t for t in tasks if cells[t] is None],
+                recreated_tasks=[t for t in columns if cells[t] is not None and cells[t].recreated],
+                summary=summary,
+                mean_recreated=any(cells[t].recreated for t in present),
+                partial_cells=[t for t in present if cells[t].partial_note],
+            ))
+        if not table.rows:
+            continue
+        ranked = [tr for tr in table.rows if tr.row.kind in spec.RANKED_KINDS and tr.n_present > 0]
+        matrix = [[tr.cells[t].value if tr.cells[t] is not None else None for t in tasks] for tr in ranked]
+        for tr, rank in zip(ranked, borda_ranks(matrix)):
+            tr.rank = rank
+        table.rows.sort(key=lambda tr: (
+            tr.rank is None, tr.rank or 0, _KIND_ORDER.get(tr.row.kind, 9),
+            -(tr.mean if tr.mean is not None else (tr.summary.value if tr.summary else -1)),
+            tr.row.model, tr.row.source))
+        tables.append(table)
+    return tables
