@@ -1,22 +1,33 @@
 """lam-mteb: a pluggable MTEB.
 
 Public names for plugins: ``hookimpl``, ``data_dir``, ``cache_dir``, ``DataNotFound``,
-``LamMtebError``.  This module stays import-light: it is imported at every ``import mteb``.
+``LamMtebError``, ``get_encoder``.  They are resolved lazily: this package is imported by the
+start-up hook at every interpreter start, so importing it must cost next to nothing.
 """
 
-from lam_mteb.errors import DataNotFound, LamMtebError
-from lam_mteb.hookspecs import hookimpl
-from lam_mteb.paths import cache_dir, data_dir
-
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "data_dir", "cache_dir", "DataNotFound", "LamMtebError", "__version__"]
+__all__ = ["hookimpl", "data_dir", "cache_dir", "DataNotFound", "LamMtebError", "get_encoder", "__version__"]
+
+_LAZY = {
+    "hookimpl": ("lam_mteb.hookspecs", "hookimpl"),
+    "data_dir": ("lam_mteb.paths", "data_dir"),
+    "cache_dir": ("lam_mteb.paths", "cache_dir"),
+    "DataNotFound": ("lam_mteb.errors", "DataNotFound"),
+    "LamMtebError": ("lam_mteb.errors", "LamMtebError"),
+    "get_encoder": ("lam_mteb.registry", "get_encoder"),
+}
 
 
-def get_encoder(name: str, **params):
-    """Instantiate a registered model (bare name or ``org/name``), e.g. ``get_encoder("minilm")``."""
-    from lam_mteb.registry import get_encoder as _get_encoder
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
 
-    return _get_encoder(name, **params)
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lam_mteb' has no attribute {name!r}")
 
 
-__all__.append("get_encoder")
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -8,12 +8,11 @@ user-facing errors print as one line.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
+import importlib.machinery  # cheap (frozen); importlib.abc would pull in importlib.resources
 import sys
 
 
-class _AfterImportLoader(importlib.abc.Loader):
+class _AfterImportLoader:
     def __init__(self, wrapped, callback):
         self._wrapped = wrapped
         self._callback = callback
@@ -29,7 +28,7 @@ class _AfterImportLoader(importlib.abc.Loader):
         return getattr(self._wrapped, name)
 
 
-class _MtebFinder(importlib.abc.MetaPathFinder):
+class _MtebFinder:
     """Runs a callback right after ``mteb`` / ``mteb.cli`` finish importing."""
 
     def __init__(self):
