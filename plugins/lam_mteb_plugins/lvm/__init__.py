@@ -1,0 +1,81 @@
+"""LVM plugin: next-vector task ``LVMNextVector``, predictors LVM-T / AMN, LVM-derived retrievers.
+
+Registers (public lam-mteb hooks only):
+- encoders ``lvm-t`` and ``amn``: document side = base encoder (``minilm``), query side = the
+  predictor's next vector after the query's chunks; both expose ``predict_next``;
+- task ``LVMNextVector`` (reads ``$LAM_MTEB_DATA_DIR/longtext``);
+- command ``lam-mteb train-lvm``.
+
+This module is imported whenever mteb is, so it imports nothing heavy (torch, mteb) at load time.
+Documentation: docs/lvm.md.
+"""
+
+from __future__ import annotations
+
+import lam_mteb
+
+BASE_PARAMETERS = 22_713_216  # all-MiniLM-L6-v2
+
+
+def _lvm_t(checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None):
+    from .encoders import make_lvm_t
+
+    return make_lvm_t(checkpoint, base_encoder, target_words)
+
+
+def _amn(checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None):
+    from .encoders import make_amn
+
+    return make_amn(checkpoint, base_encoder, target_words)
+
+
+def _revision(arch: str):
+    def revision(params: dict) -> str:
+        from .encoders import checkpoint_revision
+
+        return checkpoint_revision({"arch": arch, **params})
+
+    return revision
+
+
+def _predictor_parameters(arch: str) -> int | None:
+    import json
+
+    from .encoders import default_checkpoint
+
+    try:
+        return int(json.loads((default_checkpoint(arch) / "config.json").read_text())["n_parameters"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@lam_mteb.hookimpl
+def register_encoders(register):
+    for arch, factory, what in (("lvm-t", _lvm_t, "a 2-layer transformer over the context vectors"),
+                                ("amn", _amn, "attention over the context + residual MLP over their average")):
+        extra = _predictor_parameters(arch)
+        register(
+            arch, factory,
+            description=(f"LVM-derived retriever ({what}): documents = MiniLM vectors, query = predicted "
+                         "vector of the chunk that follows the query"),
+            revision=_revision(arch),
+            embed_dim=384, max_tokens=256,
+            n_parameters=BASE_PARAMETERS + extra if extra else None,
+            license="apache-2.0", open_weights=True, similarity_fn_name="cosine",
+            use_instructions=False, languages=["eng-Latn"],
+            adapted_from="sentence-transformers/all-MiniLM-L6-v2",
+        )
+
+
+@lam_mteb.hookimpl
+def register_tasks(register):
+    from .task import LVMNextVector
+
+    register(LVMNextVector)
+
+
+@lam_mteb.hookimpl
+def register_commands(subparsers):
+    from .train import add_command
+
+    add_command(subparsers)

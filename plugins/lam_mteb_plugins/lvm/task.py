@@ -1,0 +1,245 @@
+"""The mteb task ``LVMNextVector``: predict the vector of the next chunk from the previous k.
+
+Data: ``$LAM_MTEB_DATA_DIR/longtext`` (any folder of plain-text documents), chunked and split
+by document (``data.py``).  The model under test encodes the chunks (as documents); predictors
+then guess each chunk's vector from the k = 5 chunks before it.  Scores per split (dev, test) for
+the model's own predictor (``model.encoder.predict_next``, when it has one) and every baseline:
+random vector, global mean vector (of train chunks), persistence (last context vector), linear
+average of the context.  Metric definitions: docs/lvm.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+from mteb.abstasks.abstask import AbsTask
+from mteb.abstasks.task_metadata import TaskMetadata
+
+import lam_mteb
+
+from . import data as D
+from . import metrics as M
+from . import vectors as V
+
+logger = logging.getLogger(__name__)
+
+MAIN_METRIC = "recall_at_5"
+BASELINES = ("random", "mean_vector", "persistence", "linear_average")
+
+
+def find_predictor(model) -> Any:
+    """The ``predict_next`` of the wrapped lam-mteb encoder (``model.encoder``) or of ``model``."""
+    for obj in (getattr(model, "encoder", None), model):
+        fn = getattr(obj, "predict_next", None) if obj is not None else None
+        if callable(fn):
+            return fn
+    return None
+
+
+def data_folder() -> Path:
+    root = lam_mteb.data_dir()
+    if root is None:
+        raise lam_mteb.DataNotFound(
+            "LVMNextVector needs LAM_MTEB_DATA_DIR: set it to a data directory whose longtext/ "
+            "folder holds plain-text documents (e.g. LAM_MTEB_DATA_DIR=../shared/data)")
+    folder = root / "longtext"
+    if not folder.is_dir():
+        raise lam_mteb.DataNotFound(
+            f"LVMNextVector looked for {folder}: put a folder of plain-text documents there "
+            "(articles, books, essays; searched recursively)")
+    return folder
+
+
+class LVMNextVector(AbsTask):
+    """Next-chunk-vector prediction with strong baselines (see module docstring)."""
+
+    metadata = TaskMetadata(
+        name="LVMNextVector",
+        description=(
+            "Next-vector prediction over long documents: documents are cut into ~64-word "
+            "sentence-aware chunks and split by document into train/dev/test; from the vectors of "
+            "5 consecutive chunks a predictor guesses the next chunk's vector. Reports cosine to "
+            "the target, R@1/5/10, Contain@50 and MRR (retrieving the true next chunk among all "
+            "chunks of the split except the query's own context chunks) and P95 latency, for the "
+            "model's own predictor and the random / mean-vector / persistence / linear-average "
+            "baselines. Main score: R@5 of the model's predictor, else of the linear average. "
+            "Data: $LAM_MTEB_DATA_DIR/longtext."),
+        reference="https://github.com/lam-mteb/lam-mteb/blob/main/docs/lvm.md",
+        dataset={"path": "lam-mteb/LVMNextVector", "revision": f"chunks-v{D.DATA_VERSION}"},
+        type="Retrieval",
+        category="t2t",
+        modalities=["text"],
+        eval_splits=["dev", "test"],
+        eval_langs=["eng-Latn"],
+        main_score=MAIN_METRIC,
+        date=("1813-01-01", "2023-12-31"),
+        domains=["Encyclopaedic", "Fiction", "Blog", "Written"],
+        task_subtypes=[],
+        license="not specified",
+        annotations_creators="derived",
+        dialect=[],
+        sample_creation="found",
+        bibtex_citation="",
+    )
+
+    context = 5
+    target_words = 64
+    split_seed = 42
+    mean_sample = 1000  # train chunks encoded for the mean-vector baseline (fixed seeded sample)
+    latency_calls = 200
+
+    def __init__(self, seed: int = 42, data_folder: str | Path | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.data_folder = Path(data_folder) if data_folder else None
+        self.sequence_data: D.SequenceData | None = None
+        self._train_means: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ data
+    def load_data(self, num_proc: int | None = None, *, timer=None, **kwargs: Any) -> None:
+        if self.data_loaded:
+            return
+        folder = self.data_folder or data_folder()
+        sd = D.build_sequence_data(folder, context=self.context, target_words=self.target_words,
+                                   seed=self.split_seed)
+        self.sequence_data = sd
+        self.dataset = {"default": DatasetDict({
+            s: Dataset.from_dict({"id": [c.chunk_id for c in sd.chunks[s]],
+                                  "doc_id": [c.doc_id for c in sd.chunks[s]],
+                                  "position": [c.position for c in sd.chunks[s]],
+                                  "text": [c.text for c in sd.chunks[s]]})
+            for s in D.SPLITS})}
+        logger.info("LVMNextVector data: %s", {k: v for k, v in sd.stats.items() if k != "params"})
+        self.data_loaded = True
+
+    def unload_data(self) -> None:
+        super().unload_data()
+        self.sequence_data = None
+        self._train_means = {}
+
+    # ------------------------------------------------------------------ encoding
+    def _encode(self, model, ds: Dataset, *, hf_split: str, hf_subset: str, encode_kwargs) -> np.ndarray:
+        from mteb._create_dataloaders import create_dataloader
+        from mteb.types import PromptType
+
+        if len(ds) == 0:
+            return np.zeros((0, 1), np.float32)
+        emb = model.encode(
+            create_dataloader(ds.select_columns(["id", "text"]), task_metadata=self.metadata,
+                              prompt_type=PromptType.document, **encode_kwargs),
+            task_metadata=self.metadata, hf_split=hf_split, hf_subset=hf_subset,
+            prompt_type=PromptType.document, **encode_kwargs)
+        if hasattr(emb, "detach"):
+            emb = emb.detach().cpu().numpy()
+        return np.asarray(emb, dtype=np.float32)
+
+    def _fingerprint(self, model, hf_split, hf_subset, encode_kwargs) -> str:
+        probe = Dataset.from_list([{"id": f"probe{i}", "text": t} for i, t in enumerate(V.PROBES)])
+        return V.fingerprint(lambda _texts: self._encode(model, probe, hf_split=hf_split, hf_subset=hf_subset,
+                                                           encode_kwargs=encode_kwargs))
+
+    def _split_vectors(self, model, split: str, fp: str, hf_subset: str, encode_kwargs) -> np.ndarray:
+        sd = self.sequence_data
+        ds = self.dataset[hf_subset][split]
+        v = V.load(fp, sd.data_hash, split, len(ds))
+        if v is None:
+            v = self._encode(model, ds, hf_split=split, hf_subset=hf_subset, encode_kwargs=encode_kwargs)
+            V.save(fp, sd.data_hash, split, v)
+        return v
+
+    def _train_mean_vectors(self, model, fp: str, hf_subset: str, encode_kwargs) -> np.ndarray:
+        sd = self.sequence_data
+        train = self.dataset[hf_subset]["train"]
+        idx = V.train_sample_indices(len(train), self.mean_sample, self.split_seed)
+        full = V.load(fp, sd.data_hash, "train", len(train))  # e.g. written by `lam-mteb train-lvm`
+        if full is not None:
+            return full[idx]
+        name = f"train-sample{self.mean_sample}"
+        v = V.load(fp, sd.data_hash, name, len(idx))
+        if v is None:
+            v = self._encode(model, train.select(idx.tolist()), hf_split="train", hf_subset=hf_subset,
+                             encode_kwargs=encode_kwargs)
+            V.save(fp, sd.data_hash, name, v)
+        return v
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate_subset(self, model, data_split: Dataset, *, hf_split: str, hf_subset: str,
+                         encode_kwargs, prediction_folder=None, num_proc=None, timer=None,
+                         **kwargs: Any) -> dict[str, Any]:
+        sd = self.sequence_data
+        encode_kwargs = dict(encode_kwargs or {})
+        seqs = sd.sequences(hf_split)
+        if not seqs:
+            raise lam_mteb.LamMtebError(
+                f"LVMNextVector: the {hf_split} split has no document with >= {self.context + 1} chunks "
+                f"({sd.stats[hf_split + '_skipped_short_documents']} skipped as too short); add longer documents")
+
+        def phase(name):
+            if timer is None:
+                import contextlib
+                return contextlib.nullcontext()
+            return timer(name, split=hf_split, subset=hf_subset)
+
+        with phase("Encoding chunks"):
+            fp = self._fingerprint(model, hf_split, hf_subset, encode_kwargs)
+            vecs = M.normalize(self._split_vectors(model, hf_split, fp, hf_subset, encode_kwargs))
+            if fp not in self._train_means:
+                self._train_means[fp] = self._train_mean_vectors(model, fp, hf_subset, encode_kwargs)
+            train_sample = M.normalize(self._train_means[fp])
+
+        ctx, tgt, excl = M.sequence_arrays(vecs, seqs)
+        predictors: dict[str, Any] = {}
+        own = find_predictor(model)
+        if own is not None:
+            predictors["model_predictor"] = lambda c, _f=own: np.asarray(_f(c), dtype=np.float32)
+        predictors["random"] = M.random_predictor(vecs.shape[1], seed=self.seed)
+        predictors["mean_vector"] = M.mean_predictor(train_sample)
+        predictors["persistence"] = M.persistence
+        predictors["linear_average"] = M.linear_average
+
+        results: dict[str, dict[str, float]] = {}
+        with phase("Predicting and scoring"):
+            for name, fn in predictors.items():
+                results[name] = M.evaluate_predictor(fn, ctx, tgt, vecs, excl, latency_calls=self.latency_calls)
+        main = "model_predictor" if own is not None else "linear_average"
+        scores: dict[str, Any] = {
+            **results[main],
+            "main_predictor": main,
+            "predictors": results,
+            "n_documents": sd.stats[f"{hf_split}_documents"],
+            "n_chunks": sd.stats[f"{hf_split}_chunks"],
+            "n_sequences": len(seqs),
+            "n_skipped_short_documents": sd.stats[f"{hf_split}_skipped_short_documents"],
+            "candidate_pool": "all chunks of the split except the query's own context chunks",
+            "n_candidates": int(len(vecs) - self.context),
+            "context": self.context,
+            "target_words": self.target_words,
+            "split_seed": self.split_seed,
+            "mean_vector_train_chunks": int(len(train_sample)),
+            "data_hash": sd.data_hash,
+            "encoder_fingerprint": fp,
+        }
+        if prediction_folder:
+            self._save_task_predictions({k: v for k, v in results.items()}, model, prediction_folder,
+                                        hf_split=hf_split, hf_subset=hf_subset)
+        return scores
+
+    def _calculate_descriptive_statistics_from_split(self, split: str, *, hf_subset: str | None = None,
+                                                     compute_overall: bool = False, num_proc=None):
+        if not self.data_loaded:
+            self.load_data()
+        sd = self.sequence_data
+        texts = [c.text for c in sd.chunks[split]]
+        lens = [len(t) for t in texts] or [0]
+        return {
+            "num_samples": len(sd.sequences(split)),
+            "number_of_characters": int(sum(lens)),
+            "num_documents": sd.stats[f"{split}_documents"],
+            "num_chunks": len(texts),
+            "skipped_short_documents": sd.stats[f"{split}_skipped_short_documents"],
+            "min_chunk_length": int(min(lens)), "average_chunk_length": float(np.mean(lens)),
+            "max_chunk_length": int(max(lens)),
+        }

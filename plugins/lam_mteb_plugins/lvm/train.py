@@ -1,0 +1,314 @@
+"""Training of LVM-T / AMN on cached chunk vectors, and the ``lam-mteb train-lvm`` command.
+
+Objective (the user's lessons, seeds 003/004): ``w_cos * (1 - cos(pred, next))`` +
+``w_mse * ||pred - next||^2`` (both on unit vectors) + optional ``w_nce * InfoNCE`` computed on
+the raw output vectors against *all train chunks* (no projection head; the query's own context
+chunks are masked out of the softmax exactly as they are excluded from the evaluation pool).
+The model predicts a residual over the linear average (see models.py).  Each epoch is scored on
+dev; the best dev epoch (by ``dev R@5 + dev cosine``) is the checkpoint.  Test is never looked at
+during training.
+
+Resumable: ``<out>/.train_state/`` holds the last epoch's weights, optimiser and history; running
+the same command again continues from there.  On completion ``<out>`` holds ``config.json`` +
+``model.safetensors`` (the best dev epoch) and the state folder is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import lam_mteb
+
+from . import data as D
+from . import metrics as M
+from . import vectors as V
+
+DEFAULTS = {
+    "lvm-t": {"model": {"d_model": 256, "n_layers": 2, "n_heads": 4, "ff_mult": 2, "dropout": 0.1},
+              "lr": 5e-4},
+    "amn": {"model": {"attn_dim": 64, "n_heads": 4, "hidden": 512, "dropout": 0.1}, "lr": 1e-3},
+}
+
+
+def _hparams(args) -> dict:
+    base = DEFAULTS[args.arch]
+    model_cfg = dict(base["model"])
+    for k, v in (args.model_param or []):
+        model_cfg[k] = type(model_cfg.get(k, 0.0))(v) if k in model_cfg else float(v)
+    return {
+        "arch": args.arch, "model": model_cfg,
+        "epochs": args.epochs, "batch_size": args.batch_size,
+        "lr": args.lr if args.lr is not None else base["lr"], "weight_decay": args.weight_decay,
+        "w_cos": args.w_cos, "w_mse": args.w_mse, "w_nce": args.w_nce, "tau": args.tau,
+        "seed": args.seed, "select": "dev_recall_at_5+dev_cosine_mean",
+    }
+
+
+def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarray, dev_seqs,
+                out_dir: str | Path | None = None, *, progress: bool = True, log=print) -> tuple:
+    """Train one model; returns (best module, history list).  Resumes from ``out_dir`` state."""
+    import torch
+    from torch.nn import functional as F
+    from tqdm.auto import tqdm
+
+    from .models import build, save_checkpoint
+
+    torch.manual_seed(hp["seed"])
+    rng = np.random.default_rng(hp["seed"])
+    dim = train_vecs.shape[1]
+    context = len(train_seqs[0][0])
+    model = build(hp["arch"], dim=dim, context=context, **hp["model"])
+    opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+
+    tv = torch.as_tensor(M.normalize(train_vecs))
+    ctx_idx = torch.as_tensor(np.array([c for c, _ in train_seqs], dtype=np.int64))
+    tgt_idx = torch.as_tensor(np.array([t for _, t in train_seqs], dtype=np.int64))
+    dev_ctx, dev_tgt, dev_ex = M.sequence_arrays(M.normalize(dev_vecs), dev_seqs)
+    n = len(train_seqs)
+    steps_per_epoch = math.ceil(n / hp["batch_size"])
+    total = steps_per_epoch * hp["epochs"]
+    warm = max(1, steps_per_epoch // 2)
+
+    def lr_at(step):  # linear warm-up, cosine decay
+        if step < warm:
+            return hp["lr"] * (step + 1) / warm
+        return hp["lr"] * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    state_dir = Path(out_dir) / ".train_state" if out_dir else None
+    history: list[dict] = []
+    start_epoch, best = 0, None
+    if state_dir and (state_dir / "trainer_state.json").exists():
+        st = json.loads((state_dir / "trainer_state.json").read_text())
+        if st.get("hparams") == hp:
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(state_dir / "last.safetensors")))
+            opt.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
+            history, start_epoch, best = st["history"], st["epoch"] + 1, st.get("best")
+            rng = np.random.default_rng([hp["seed"], start_epoch])
+            torch.manual_seed(hp["seed"] + start_epoch)
+            log(f"resuming {hp['arch']} from epoch {start_epoch} (state in {state_dir})")
+        else:
+            log(f"ignoring training state in {state_dir}: it was made with other hyper-parameters")
+
+    def dev_scores() -> dict:
+        model.eval()
+        with torch.inference_mode():
+            preds = model(torch.as_tensor(dev_ctx)).numpy()
+        model.train()
+        ranks = M.target_ranks(preds, M.normalize(dev_vecs), dev_tgt, dev_ex)
+        cos = M.cosine_rows(preds, M.normalize(dev_vecs)[dev_tgt])
+        return {"dev_cosine_mean": float(cos.mean()), **{f"dev_{k}": v for k, v in M.retrieval_scores(ranks).items()}}
+
+    if start_epoch == 0:
+        base = dev_scores()  # epoch 0 = the untrained model = the linear-average baseline
+        history.append({"epoch": 0, **base, "train_loss": None})
+        best = {"epoch": 0, "score": base["dev_recall_at_5"] + base["dev_cosine_mean"], **base}
+        if state_dir:
+            from .models import save_checkpoint as _save
+            _save(model, state_dir / "best", {"arch": hp["arch"], "model": {"dim": dim, "context": context, **hp["model"]}})
+
+    model.train()
+    t0 = time.time()
+    for epoch in range(max(1, start_epoch), hp["epochs"] + 1):
+        perm = torch.as_tensor(rng.permutation(n))
+        losses = []
+        bar = tqdm(range(steps_per_epoch), desc=f"{hp['arch']} epoch {epoch}/{hp['epochs']}",
+                   disable=not progress, leave=False, file=sys.stderr)
+        for b in bar:
+            step = (epoch - 1) * steps_per_epoch + b
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            idx = perm[b * hp["batch_size"]:(b + 1) * hp["batch_size"]]
+            ci, ti = ctx_idx[idx], tgt_idx[idx]
+            pred = model(tv[ci])
+            y = tv[ti]
+            loss = hp["w_cos"] * (1 - (pred * y).sum(-1)).mean()
+            if hp["w_mse"]:
+                loss = loss + hp["w_mse"] * ((pred - y) ** 2).sum(-1).mean()
+            if hp["w_nce"]:
+                logits = pred @ tv.T / hp["tau"]  # raw vectors, whole train pool
+                logits = logits.scatter(1, ci, float("-inf"))  # the query's own context chunks
+                loss = loss + hp["w_nce"] * F.cross_entropy(logits, ti)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        sc = dev_scores()
+        rec = {"epoch": epoch, **sc, "train_loss": float(np.mean(losses)), "elapsed_s": round(time.time() - t0, 1)}
+        history.append(rec)
+        score = sc["dev_recall_at_5"] + sc["dev_cosine_mean"]
+        improved = score > best["score"]
+        if improved:
+            best = {"epoch": epoch, "score": score, **sc}
+        if state_dir:
+            from safetensors.torch import save_file
+
+            state_dir.mkdir(parents=True, exist_ok=True)
+            if improved:
+                save_checkpoint(model, state_dir / "best", {"arch": hp["arch"], "model": {"dim": dim, "context": context, **hp["model"]}})
+            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(state_dir / "last.safetensors"))
+            torch.save(opt.state_dict(), state_dir / "optimizer.pt")
+            (state_dir / "trainer_state.json").write_text(json.dumps(
+                {"hparams": hp, "epoch": epoch, "best": best, "history": history}, indent=1))
+        elif improved:
+            best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        log(f"{hp['arch']} epoch {epoch}: loss {rec['train_loss']:.4f}  dev cos {sc['dev_cosine_mean']:.4f}  "
+            f"dev R@5 {sc['dev_recall_at_5']:.4f}" + ("  *best*" if improved else ""))
+
+    if state_dir:
+        from .models import load_checkpoint
+
+        best_model, _ = load_checkpoint(state_dir / "best")
+    else:
+        best_model = build(hp["arch"], dim=dim, context=context, **hp["model"])
+        if "state" in best:
+            best_model.load_state_dict(best.pop("state"))
+        best_model.eval()
+    best.pop("state", None)
+    return best_model, history, best
+
+
+# --------------------------------------------------------------------------- data + vectors
+
+def default_data_folder() -> Path:
+    root = lam_mteb.data_dir()
+    if root is None:
+        raise lam_mteb.DataNotFound(
+            "no LVM data: set LAM_MTEB_DATA_DIR to a folder containing longtext/ "
+            "(or pass --data <folder of plain-text documents>)")
+    folder = root / "longtext"
+    if not folder.is_dir():
+        raise lam_mteb.DataNotFound(f"looked for {folder}: LVM data needs <LAM_MTEB_DATA_DIR>/longtext "
+                                    "(a folder of plain-text documents)")
+    return folder
+
+
+def split_vectors(encode_fn, sd: D.SequenceData, splits=("train", "dev", "test"), log=print) -> tuple[str, dict]:
+    """Encoder fingerprint and cached vectors of every chunk of the given splits."""
+    fp = V.fingerprint(encode_fn)
+    out = {}
+    for s in splits:
+        texts = [c.text for c in sd.chunks[s]]
+        cached = V.load(fp, sd.data_hash, s, len(texts))
+        if cached is None:
+            log(f"encoding {len(texts)} {s} chunks (cached afterwards under {V.cache_path(fp, sd.data_hash, s).parent})")
+            t = time.time()
+            cached = V.encode_cached(encode_fn, texts, fp=fp, data_hash=sd.data_hash, name=s)
+            log(f"  {s}: {time.time() - t:.0f} s")
+        out[s] = cached
+    return fp, out
+
+
+def _encode_fn(encoder, batch_size: int = 64):
+    def f(texts):
+        try:
+            return encoder.encode(texts, batch_size=batch_size, show_progress_bar=len(texts) > 256,
+                                  prompt_type="document")
+        except TypeError:
+            return encoder.encode(texts, batch_size=batch_size)
+    return f
+
+
+# --------------------------------------------------------------------------- CLI
+
+def add_command(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train-lvm", help="train an LVM-T / AMN next-vector predictor on chunk vectors",
+        description="Train an LVM next-vector predictor (LVM-T or AMN) on the train split's chunk "
+                    "vectors, select the epoch on dev, report dev and test. Resumable: re-run the "
+                    "same command to continue an interrupted run.")
+    p.add_argument("--arch", choices=["lvm-t", "amn"], required=True)
+    p.add_argument("--out", required=True, help="checkpoint folder (config.json + model.safetensors)")
+    p.add_argument("--data", help="folder of plain-text documents (default: $LAM_MTEB_DATA_DIR/longtext)")
+    p.add_argument("--encoder", default="minilm", help="registered base encoder (default: minilm)")
+    p.add_argument("--context", type=int, default=5)
+    p.add_argument("--target-words", type=int, default=64)
+    p.add_argument("--split-seed", type=int, default=42)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--w-cos", type=float, default=1.0)
+    p.add_argument("--w-mse", type=float, default=0.0)
+    p.add_argument("--w-nce", type=float, default=0.1, help="InfoNCE weight (0 = off)")
+    p.add_argument("--tau", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="override an architecture parameter, e.g. --model-param hidden 256")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--overwrite", action="store_true", help="start again even if --out holds a finished checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_command)
+
+
+def run_command(args) -> int:
+    import torch
+
+    from .models import n_parameters, save_checkpoint
+
+    torch.set_num_threads(max(1, args.threads))
+    out = Path(args.out)
+    if (out / "model.safetensors").exists() and not (out / ".train_state").exists() and not args.overwrite:
+        raise lam_mteb.LamMtebError(f"{out} already holds a finished checkpoint; pass --overwrite to retrain")
+    t_start = time.time()
+    folder = Path(args.data) if args.data else default_data_folder()
+    sd = D.build_sequence_data(folder, context=args.context, target_words=args.target_words, seed=args.split_seed)
+    print(f"data: {folder} -> " + ", ".join(f"{s}: {sd.stats[s + '_documents']} docs / {sd.stats[s + '_chunks']} chunks / "
+                                            f"{sd.stats[s + '_sequences']} sequences" for s in D.SPLITS)
+          + f"; skipped {sd.stats['skipped_short_documents']} documents with < {args.context + 1} chunks")
+    if not sd.sequences("train") or not sd.sequences("dev"):
+        raise lam_mteb.LamMtebError("train-lvm needs train and dev sequences; use a larger folder of documents")
+    encoder = lam_mteb.get_encoder(args.encoder)
+    fp, vecs = split_vectors(_encode_fn(encoder), sd)
+    hp = _hparams(args)
+    out.mkdir(parents=True, exist_ok=True)
+    t_train = time.time()
+    model, history, best = train_model(hp, vecs["train"], sd.sequences("train"), vecs["dev"], sd.sequences("dev"),
+                                       out, progress=not args.no_progress)
+    train_s = time.time() - t_train
+    from .models import TorchPredictor
+
+    report = {}
+    pred = TorchPredictor(model)
+    for s in ("dev", "test"):
+        ctx, tgt, ex = M.sequence_arrays(M.normalize(vecs[s]), sd.sequences(s))
+        pool = M.normalize(vecs[s])
+        report[s] = {"model": M.evaluate_predictor(pred, ctx, tgt, pool, ex),
+                     "linear_average": M.evaluate_predictor(M.linear_average, ctx, tgt, pool, ex)}
+    config = {
+        "arch": args.arch,
+        "model": {"dim": int(vecs["train"].shape[1]), "context": args.context, **hp["model"]},
+        "n_parameters": n_parameters(model),
+        "base_encoder": args.encoder,
+        "target_words": args.target_words,
+        "encoder_fingerprint": fp,
+        "training": {
+            "command": "lam-mteb " + " ".join(sys.argv[1:]) if sys.argv and "train-lvm" in sys.argv else None,
+            "hparams": hp,
+            "data": {"folder": folder.name, "data_hash": sd.data_hash, **{k: v for k, v in sd.stats.items() if k != "sources"},
+                     "sources": sd.stats["sources"]},
+            "best_epoch": best["epoch"], "history": history,
+            "train_seconds": round(train_s, 1), "total_seconds": round(time.time() - t_start, 1),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "results": report,
+    }
+    save_checkpoint(model, out, config)
+    shutil.rmtree(out / ".train_state", ignore_errors=True)
+    print(f"best dev epoch {best['epoch']}; checkpoint written to {out}")
+    print(f"{'split':6} {'predictor':15} {'cos':>7} {'R@1':>7} {'R@5':>7} {'R@10':>7} {'C@50':>7}")
+    for s, r in report.items():
+        for name, m in r.items():
+            print(f"{s:6} {name:15} {m['cosine_mean']:7.4f} {m['recall_at_1']:7.4f} {m['recall_at_5']:7.4f} "
+                  f"{m['recall_at_10']:7.4f} {m['contain_at_50']:7.4f}")
+    return 0

@@ -1,0 +1,87 @@
+"""LVM-T / AMN: residual-over-average start, checkpoints, training that learns a dynamic, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import lam_mteb
+from lam_mteb_plugins.lvm import data as D
+from lam_mteb_plugins.lvm import metrics as M
+from lam_mteb_plugins.lvm.models import TorchPredictor, build, load_checkpoint, save_checkpoint
+from lam_mteb_plugins.lvm.testing import drifting_sequences
+from lam_mteb_plugins.lvm.train import train_model
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("arch", ["lvm-t", "amn"])
+def test_untrained_model_is_the_linear_average(arch):
+    model = build(arch, dim=16, context=5)
+    ctx = M.normalize(np.random.default_rng(0).standard_normal((7, 5, 16)))
+    pred = TorchPredictor(model)(ctx)
+    np.testing.assert_allclose(pred, M.normalize(M.linear_average(ctx)), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(pred, axis=1), 1.0, atol=1e-5)
+    # shorter contexts work too (the retriever pads, but the modules accept k' <= k)
+    assert TorchPredictor(model)(ctx[:, -2:]).shape == (7, 16)
+
+
+@pytest.mark.parametrize("arch", ["lvm-t", "amn"])
+def test_checkpoint_roundtrip(arch, tmp_path):
+    model = build(arch, dim=16, context=5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_checkpoint(model, tmp_path, {"arch": arch, "model": {"dim": 16, "context": 5}})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    loaded, cfg = load_checkpoint(tmp_path)
+    ctx = np.random.default_rng(1).standard_normal((3, 5, 16)).astype(np.float32)
+    np.testing.assert_allclose(TorchPredictor(loaded)(ctx), TorchPredictor(model.eval())(ctx), atol=1e-6)
+    with pytest.raises(lam_mteb.LamMtebError, match="no LVM checkpoint"):
+        load_checkpoint(tmp_path / "nothing")
+
+
+def _split(vecs, docs, context=5):
+    chunks = [D.Chunk(f"{d}@{i}", str(d), i, "") for i, d in enumerate(docs)]
+    n_train = int(len(chunks) * 0.75)
+    cut = next(i for i in range(n_train, len(chunks)) if docs[i] != docs[i - 1])
+    return (vecs[:cut], D.make_sequences(chunks[:cut], context)), (vecs[cut:], D.make_sequences(chunks[cut:], context))
+
+
+HP = {"model": {}, "epochs": 6, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.0, "w_cos": 1.0,
+      "w_mse": 0.0, "w_nce": 0.1, "tau": 0.1, "seed": 0, "select": "dev_recall_at_5+dev_cosine_mean"}
+
+
+@pytest.mark.parametrize("arch,model_cfg", [("amn", {"hidden": 64, "attn_dim": 16}),
+                                             ("lvm-t", {"d_model": 32, "n_layers": 1, "n_heads": 2})])
+def test_training_beats_the_linear_average_on_a_learnable_dynamic(arch, model_cfg):
+    vecs, docs = drifting_sequences(n_docs=50, length=16, dim=16)
+    (tv, ts), (dv, ds) = _split(vecs, docs)
+    hp = {**HP, "arch": arch, "model": model_cfg}
+    model, history, best = train_model(hp, tv, ts, dv, ds, progress=False, log=lambda *_: None)
+    assert history[0]["epoch"] == 0  # the untrained (= linear average) model is scored first
+    assert best["epoch"] > 0
+    assert best["dev_cosine_mean"] > history[0]["dev_cosine_mean"] + 0.05
+
+
+def test_training_resumes_after_an_interruption(tmp_path):
+    vecs, docs = drifting_sequences(n_docs=30, length=14, dim=8, seed=2)
+    (tv, ts), (dv, ds) = _split(vecs, docs)
+    hp = {**HP, "arch": "amn", "model": {"hidden": 16, "attn_dim": 8}, "epochs": 3}
+
+    def crash_after_first_epoch(msg):
+        if "epoch 1:" in msg:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(hp, tv, ts, dv, ds, tmp_path, progress=False, log=crash_after_first_epoch)
+    state = json.loads((tmp_path / ".train_state" / "trainer_state.json").read_text())
+    assert state["epoch"] == 1
+    seen = []
+    _, history, _ = train_model(hp, tv, ts, dv, ds, tmp_path, progress=False, log=seen.append)
+    assert any("resuming amn from epoch 2" in m for m in seen)
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
+    assert not any("epoch 1:" in m for m in seen)  # epoch 1 was not trained again
