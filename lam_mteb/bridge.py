@@ -22,6 +22,7 @@ import importlib
 import inspect
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,9 @@ from lam_mteb import plugins
 from lam_mteb.errors import LamMtebError
 
 logger = logging.getLogger("lam_mteb.bridge")
+
+#: ``dataset_revision`` of results computed on a locally re-created dataset starts with this
+RECREATION_PREFIX = "lam-mteb-recreation:"
 
 SUPPORTED_MTEB = ((2, 26, 20), (2, 27, 0))  # [min, max) — the range tested in tests/test_core_bridge.py
 _installed = False
@@ -229,6 +233,11 @@ def _offline_load_data(original):
                 del self.metadata
             else:
                 self.metadata = original_metadata
+            if resolution.recreation:
+                # results record task.metadata.revision as dataset_revision: mark re-created data there so
+                # no result computed on it can pass for one on the published dataset
+                marker = f"{RECREATION_PREFIX}{Path(str(resolution.path)).name}"
+                self.metadata = self.metadata.model_copy(update={"dataset": {**dataset, "revision": marker}})
 
     load_data.__lam_mteb_offline__ = True
     return load_data

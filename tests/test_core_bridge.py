@@ -120,6 +120,8 @@ def test_plugin_task_is_visible_to_mteb_and_built_offline(task_plugin, mock_plug
     res = mteb.evaluate(mteb.get_model("mock-hash"), [task], cache=None, show_progress_bar=False)
     assert res.task_results[0].get_score() > 0.5
     assert task.lam_mteb_data["recreation"] is True
+    # the result says it was computed on re-created data
+    assert res.task_results[0].dataset_revision.startswith(bridge.RECREATION_PREFIX)
     assert "built local copy of lam-mteb-test/toy-sts" in capsys.readouterr().err
 
 
