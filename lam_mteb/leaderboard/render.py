@@ -169,7 +169,7 @@ def render_markdown(tables: list[Table], *, command: str, inputs: list[str], pro
         out += [f"## {table.bench.title}", ""]
         if table.bench.description:
             out += [table.bench.description, ""]
-        rows = [row_values(table, tr, markdown=True) for tr in table.rows]
+        rows = [[v.replace("|", "\\|") for v in row_values(table, tr, markdown=True)] for tr in table.rows]
         out += [tabulate(rows, headers=table_columns(table), tablefmt="github", disable_numparse=True), ""]
         out += [legend(table), ""]
         for note in footnotes(table):
