@@ -203,6 +203,22 @@ def test_recreated_tasks_are_labelled(tmp_path, capsys, monkeypatch):
                          ("org/c", "LEMBNeedleRetrieval")}
 
 
+def test_bridge_recreation_revision_and_explicit_false(tmp_path, capsys, monkeypatch):
+    """The bridge writes dataset_revision 'lam-mteb-recreation:<...>' for re-created data; a file that
+    says lam_mteb_recreation: false is not labelled even if a plugin registers the dataset."""
+    root = tmp_path / "runs"
+    write_result(root, "org/a", "r", "LEMBQMSumRetrieval", 0.2,
+                 extra={"dataset_revision": "lam-mteb-recreation:abc123-def"})
+    write_result(root, "org/b", "r", "LEMBQMSumRetrieval", 0.3, extra={"lam_mteb_recreation": False})
+    monkeypatch.setattr("lam_mteb.leaderboard.results.registry_recreated_tasks",
+                        lambda names: {"LEMBQMSumRetrieval": "longembed"})
+    code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
+    assert code == 0, cap.err
+    rows = {r["Model"].strip("*"): r for r in _md_table((out / "README.md").read_text(), "Long context: LongEmbed")}
+    assert rows["org/a"]["QMSum"] == "0.2000†"
+    assert rows["org/b"]["QMSum"] == "0.3000"
+
+
 def test_partial_eval_splits_are_reported(tmp_path, capsys):
     root = tmp_path / "runs"
     write_result(root, "org/a", "r", "LEMBPasskeyRetrieval", {"test_256": 1.0, "test_512": 0.5})
