@@ -10,6 +10,7 @@ import hashlib
 import json
 import random
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,12 @@ from lam_mteb_plugins.longembed import _common, needle, passkey, qmsum
 datasets = pytest.importorskip("datasets")
 
 SMALL = (256, 512, 1024)
+
+
+def fresh(folder: Path, name: str) -> Path:
+    """A folder with a never-seen-before base name: datasets 5.x caches a local dataset folder by
+    its base name and config (not its path or content), so reusing a name can load stale data."""
+    return folder / f"{name}-{uuid.uuid4().hex}"
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -109,8 +116,8 @@ def test_passkey_shape_lengths_and_keys():
 
 
 def test_passkey_mteb_layout(tmp_path):
-    longembed.build_passkey(tmp_path, tmp_path / "pk")
-    out = tmp_path / "pk"
+    out = fresh(tmp_path, "pk")
+    longembed.build_passkey(tmp_path, out)
     assert set(datasets.get_dataset_config_names(str(out))) == {"corpus", "queries", "default"}
     for split in ("test_256", "test_32768"):
         corpus = datasets.load_dataset(str(out), "corpus", split=split)
@@ -183,7 +190,7 @@ def test_longembed_builder_configs_and_marker(tmp_path):
     src = tmp_path / "data"
     fabricate_essays(src / "longtext" / "paul_graham_essays")
     fabricate_qmsum(src / "qmsum")
-    out = tmp_path / "out"
+    out = fresh(tmp_path, "out")
     longembed.build_longembed(src, out)
     assert set(datasets.get_dataset_config_names(str(out))) == {"needle", "qmsum", "passkey"}
     # read exactly as mteb's LEMBQMSumRetrieval.load_data does

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import lam_mteb
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 
 PASSKEY_PATH = "mteb/LEMBPasskeyRetrieval"
 LONGEMBED_PATH = "dwzhu/LongEmbed"

@@ -1,0 +1,61 @@
+"""LongEmbed tasks through mteb with the real data (LAM_MTEB_DATA_DIR); skipped without it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = os.environ.get("LAM_MTEB_DATA_DIR", "")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not DATA or not (Path(DATA) / "qmsum").is_dir()
+                       or not (Path(DATA) / "longtext" / "paul_graham_essays").is_dir(),
+                       reason="needs LAM_MTEB_DATA_DIR with qmsum/ and longtext/paul_graham_essays/ "
+                              "(e.g. ../shared/data)"),
+]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAM_MTEB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _load(name):
+    import mteb
+
+    task = mteb.get_task(name)
+    task.load_data()
+    return task
+
+
+def test_passkey_task_loads_offline_and_is_marked():
+    task = _load("LEMBPasskeyRetrieval")
+    assert task.lam_mteb_data["recreation"] is True
+    sizes = {s: (len(v["corpus"]), len(v["queries"]), len(v["relevant_docs"]))
+             for s, v in task.dataset["default"].items()}
+    assert sizes == {f"test_{n}": (100, 50, 50) for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)}
+
+
+def test_needle_and_qmsum_tasks_load_offline():
+    needle = _load("LEMBNeedleRetrieval")
+    assert needle.lam_mteb_data["recreation"] is True
+    assert {s: (len(needle.corpus[s]), len(needle.queries[s])) for s in needle.corpus} == {
+        f"test_{n}": (100, 50) for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)}
+    qmsum = _load("LEMBQMSumRetrieval")
+    assert (len(qmsum.corpus["test"]), len(qmsum.queries["test"]), len(qmsum.relevant_docs["test"])) == (197, 1527, 1527)
+
+
+@pytest.mark.slow
+def test_benchmark_slice_runs(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "long_context.py"), "--models", "minilm",
+           "--tasks", "passkey", "--lengths", "256", "--limit", "3", "--output-folder", str(tmp_path / "r")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LEMBPasskeyRetrieval | test_256" in proc.stdout and "SLICE" in proc.stdout
+    assert list((tmp_path / "r-slice" / "results").rglob("LEMBPasskeyRetrieval.json"))
