@@ -1,0 +1,236 @@
+"""The ``lam`` encoder: streaming LAM inference with mean / state / hybrid pooling.
+
+Short texts (at most ``chunk_size`` tokens) are batched and padded (padding writes nothing into
+the delta-rule state).  Longer texts are cut into chunks of ``chunk_size`` tokens and run in
+lock-step batches, each document carrying its six per-layer states from chunk to chunk; only a
+running sum of hidden states and the states are kept, so memory does not grow with length.
+
+Poolings (all returned L2-normalised):
+
+- ``mean``:   mean of the last layer's hidden states over every token of the document;
+- ``state``:  from the last layer's final state S (per head h: S_h in R^{32x32}, rows = key
+              dimensions, columns = value dimensions)
+              d = concat_h diag(S_h)                 (384)
+              s = concat_h sum_i S_h[i, :]           (384, per value slot, summed over keys)
+              e = normalise(0.7 * normalise(d) + 0.3 * normalise(s));
+- ``hybrid``: normalise(w * mean + (1 - w) * state), w = ``hybrid_weight``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "default"
+POOLINGS = ("mean", "state", "hybrid")
+LONG_CHARS = 20_000  # texts longer than this are tokenised as a stream
+DEFAULTS = {"pooling": "mean", "weights": None, "hybrid_weight": 0.5, "state_weight": 0.7,
+            "chunk_size": 512, "batch_size": 32}
+
+
+def _error(message):
+    from lam_mteb import LamMtebError
+
+    return LamMtebError(message)
+
+
+def resolve_weights(weights) -> Path:
+    """None/"default" -> the shipped checkpoint; otherwise a folder path."""
+    if weights in (None, "", "default"):
+        return DEFAULT_WEIGHTS
+    return Path(str(weights)).expanduser()
+
+
+def checkpoint_hash(weights) -> str:
+    """sha256 over the checkpoint's config.json and model.safetensors (content, not path)."""
+    folder = resolve_weights(weights)
+    h = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        path = folder / name
+        if not path.is_file():
+            return "missing"
+        h.update(name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def revision(params: dict) -> str:
+    """Changes whenever the checkpoint's bytes or any output-affecting parameter change."""
+    keep = {k: params.get(k, DEFAULTS[k]) for k in ("pooling", "hybrid_weight", "state_weight",
+                                                      "chunk_size")}
+    blob = json.dumps(keep, sort_keys=True) + checkpoint_hash(params.get("weights"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def pad_batch(seqs, pad_id: int = 0, device="cpu"):
+    """Right-pad token lists -> (ids [B, T] long, mask [B, T] float)."""
+    import torch
+
+    T = max(1, max(len(s) for s in seqs))
+    x = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    m = torch.zeros(len(seqs), T)
+    for r, s in enumerate(seqs):
+        if s:
+            x[r, :len(s)] = torch.tensor(s)
+            m[r, :len(s)] = 1
+    return x.to(device), m.to(device)
+
+
+def state_embedding(S, state_weight: float = 0.7):
+    """[B, H, Dk, Dv] final states -> [B, H*Dv] state embeddings (the formula above)."""
+    import torch
+    import torch.nn.functional as F
+
+    diag = torch.diagonal(S, dim1=-2, dim2=-1).flatten(1)
+    per_slot = S.sum(dim=-2).flatten(1)  # sum over keys (rows) for every value slot
+    e = state_weight * F.normalize(diag, dim=-1) + (1 - state_weight) * F.normalize(per_slot, dim=-1)
+    return F.normalize(e, dim=-1)
+
+
+class LamEncoder:
+    """LAM sentence/document encoder (see module docstring)."""
+
+    def __init__(self, pooling: str = "mean", weights=None, hybrid_weight: float = 0.5,
+                 state_weight: float = 0.7, chunk_size: int = 512, batch_size: int = 32,
+                 device: str | None = None, model=None):
+        import torch
+
+        if pooling not in POOLINGS:
+            raise _error(f"LAM pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
+        if not 0.0 <= float(hybrid_weight) <= 1.0 or not 0.0 <= float(state_weight) <= 1.0:
+            raise _error("LAM hybrid_weight and state_weight must lie in [0, 1]")
+        if not 1 <= int(chunk_size) <= 512:
+            raise _error(f"LAM chunk_size must be in 1..512 (MiniLM has 512 positions), got {chunk_size}")
+        if device in (None, "", "auto"):
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise _error(f"LAM device {device!r} requested but CUDA is not available")
+        self.pooling, self.hybrid_weight, self.state_weight = pooling, float(hybrid_weight), float(state_weight)
+        self.chunk_size, self.batch_size, self.device = int(chunk_size), int(batch_size), str(device)
+        if model is None:
+            from lam_mteb_plugins.lam.model import load_checkpoint
+
+            model = load_checkpoint(resolve_weights(weights), device=self.device)
+        self.model = model.eval()
+        from lam_mteb_plugins.lam.text import LamTokenizer
+
+        self.tokenizer = LamTokenizer(self.model.config.base_model)
+        self.embed_dim = self.model.config.hidden_size
+
+    # ------------------------------------------------------------------ public
+    def encode(self, texts, *, batch_size: int | None = None, show_progress_bar: bool = False,
+               **kwargs) -> np.ndarray:
+        """Embeddings (n, 384), float32, L2-normalised, never NaN."""
+        pooled = self.encode_all(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        return pooled[self.pooling]
+
+    def encode_all(self, texts, *, batch_size: int | None = None, show_progress_bar: bool = False):
+        """All three poolings from one pass: {"mean", "state", "hybrid"} -> (n, 384) arrays."""
+        import torch
+        import torch.nn.functional as F
+
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [self.tokenizer.clean(t) for t in texts]
+        n = len(texts)
+        mean = torch.zeros(n, self.embed_dim)
+        state = torch.zeros(n, self.embed_dim)
+        bs = max(1, int(batch_size or self.batch_size))
+        order = sorted(range(n), key=lambda i: len(texts[i]))
+        bar = None
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc="LAM", unit="text")
+        long_docs = []
+        with torch.inference_mode():
+            for start in range(0, n, bs):
+                idx = [i for i in order[start:start + bs] if len(texts[i]) <= LONG_CHARS]
+                long_docs += [(i, None) for i in order[start:start + bs] if len(texts[i]) > LONG_CHARS]
+                if not idx:
+                    continue
+                ids = self.tokenizer.encode_batch([texts[i] for i in idx])
+                short = [(i, t) for i, t in zip(idx, ids) if len(t) <= self.chunk_size]
+                long_docs += [(i, t) for i, t in zip(idx, ids) if len(t) > self.chunk_size]
+                if short:
+                    m, s = self._run_short([t for _, t in short])
+                    rows = torch.tensor([i for i, _ in short])
+                    mean[rows], state[rows] = m, s
+                    if bar is not None:
+                        bar.update(len(short))
+            for start in range(0, len(long_docs), bs):
+                group = long_docs[start:start + bs]
+                m, s = self._run_long([texts[i] if t is None else t for i, t in group])
+                rows = torch.tensor([i for i, _ in group])
+                mean[rows], state[rows] = m, s
+                if bar is not None:
+                    bar.update(len(group))
+        if bar is not None:
+            bar.close()
+        mean = F.normalize(torch.nan_to_num(mean), dim=-1)
+        state = torch.nan_to_num(state)
+        w = self.hybrid_weight
+        hybrid = F.normalize(w * mean + (1 - w) * state, dim=-1)
+        return {k: v.numpy().astype(np.float32) for k, v in
+                (("mean", mean), ("state", state), ("hybrid", hybrid))}
+
+    # ------------------------------------------------------------------ internals
+    def _pad(self, seqs):
+        return pad_batch(seqs, self.tokenizer.pad_id, self.device)
+
+    def _run_short(self, seqs):
+        x, m = self._pad(seqs)
+        h, states = self.model.forward_chunk(x, m)
+        mean = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
+        return mean.float().cpu(), state_embedding(states[-1].float(), self.state_weight).cpu()
+
+    def _run_long(self, docs):
+        """Lock-step streaming over documents given as token lists or raw (very long) strings."""
+        import torch
+
+        C = self.chunk_size
+        iters = []
+        for d in docs:
+            if isinstance(d, str):
+                iters.append(self.tokenizer.iter_chunks(d, C))
+            else:
+                iters.append(iter([d[j:j + C] for j in range(0, len(d), C)]))
+        n, L = len(docs), len(self.model.layers)
+        sums = torch.zeros(n, self.embed_dim, device=self.device)
+        counts = torch.zeros(n, device=self.device)
+        states = [None] * n  # per document: list of per-layer states [H, Dk, Dv]
+        active = list(range(n))
+        while active:
+            chunks, still = [], []
+            for r in active:
+                c = next(iters[r], None)
+                if c:
+                    chunks.append(c)
+                    still.append(r)
+            active = still
+            if not active:
+                break
+            x, m = self._pad(chunks)
+            prev = None
+            if states[active[0]] is not None:
+                prev = [torch.stack([states[r][layer] for r in active]) for layer in range(L)]
+            h, new = self.model.forward_chunk(x, m, prev)
+            sums[active] += (h * m[..., None]).sum(1)
+            counts[active] += m.sum(1)
+            for j, r in enumerate(active):
+                states[r] = [s[j] for s in new]
+        mean = sums / counts.clamp_min(1)[:, None]
+        last = torch.stack([s[-1] for s in states])
+        return mean.float().cpu(), state_embedding(last.float(), self.state_weight).cpu()
+
+
+def build_encoder(**params) -> LamEncoder:
+    """Factory registered as the ``lam`` encoder kind."""
+    return LamEncoder(**params)
+

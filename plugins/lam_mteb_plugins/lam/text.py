@@ -1,0 +1,67 @@
+"""Tokenisation for LAM: MiniLM's WordPiece tokenizer, without truncation, and a streaming form.
+
+A document of any length becomes ``[CLS] tokens... [SEP]``; ``iter_chunks`` cuts that stream into
+chunks of ``chunk_size`` tokens.  Long texts are tokenised piece by piece (cut at whitespace, where
+BERT's pre-tokenizer splits anyway), so a multi-megabyte string never exists as one token list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from lam_mteb_plugins.lam.model import BASE_MODEL, base_model_path
+
+PIECE_CHARS = 16_384  # characters tokenised at a time when streaming
+
+
+class LamTokenizer:
+    def __init__(self, base_model: str = BASE_MODEL):
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(base_model_path(base_model) / "tokenizer.json"))
+        self._tok.no_truncation()
+        self._tok.no_padding()
+        self.cls_id = self._tok.token_to_id("[CLS]")
+        self.sep_id = self._tok.token_to_id("[SEP]")
+        self.pad_id = self._tok.token_to_id("[PAD]")
+
+    @staticmethod
+    def clean(text) -> str:
+        """Anything to a str (None -> ""); lone surrogates replaced so the tokenizer never fails."""
+        if text is None:
+            return ""
+        if not isinstance(text, str):
+            text = str(text)
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """[CLS] ids [SEP] for each text (no truncation)."""
+        return [e.ids for e in self._tok.encode_batch([self.clean(t) for t in texts])]
+
+    def iter_ids(self, text: str, piece_chars: int = PIECE_CHARS) -> Iterator[list[int]]:
+        """Token ids of ``[CLS] text [SEP]`` in pieces; equal to ``encode_batch([text])[0]``."""
+        text = self.clean(text)
+        yield [self.cls_id]
+        start, n = 0, len(text)
+        while start < n:
+            end = min(start + piece_chars, n)
+            if end < n:  # cut at the last whitespace of the piece (a word boundary for BERT)
+                cut = max(text.rfind(" ", start, end), text.rfind("\n", start, end))
+                if cut > start:
+                    end = cut
+            ids = self._tok.encode(text[start:end], add_special_tokens=False).ids
+            if ids:
+                yield ids
+            start = end
+        yield [self.sep_id]
+
+    def iter_chunks(self, text: str, chunk_size: int) -> Iterator[list[int]]:
+        """``[CLS] text [SEP]`` cut into consecutive chunks of ``chunk_size`` tokens."""
+        buf: list[int] = []
+        for ids in self.iter_ids(text):
+            buf.extend(ids)
+            while len(buf) >= chunk_size:
+                yield buf[:chunk_size]
+                buf = buf[chunk_size:]
+        if buf:
+            yield buf
