@@ -125,6 +125,16 @@ def trim_split(data: dict, limit: int) -> dict:
 
 # -- results -------------------------------------------------------------------------------------
 
+def label_slices(folder: Path, limit: int) -> None:
+    """Make sliced results unmistakable: their dataset_revision gets ``+slice-limit<N>``."""
+    for path in Path(folder).rglob("LEMB*.json"):
+        data = json.loads(path.read_text())
+        rev = str(data.get("dataset_revision", ""))
+        if "+slice-limit" not in rev:
+            data["dataset_revision"] = f"{rev}+slice-limit{limit}"
+            path.write_text(json.dumps(data, indent=2))
+
+
 def split_scores(result) -> dict:
     """TaskResult -> {split: main score} (ndcg_at_1 for the synthetic tasks, ndcg_at_10 QMSum)."""
     out = {}
@@ -168,6 +178,62 @@ def render_table(rows: dict, models, times: dict, note: str) -> str:
     return "\n".join(out) + "\n" + note
 
 
+# -- why: accuracy by where the pass key / needle sits ---------------------------------------------
+
+def position_analysis(models, task_keys, lengths, data_dir: Path, buckets: int = 4,
+                      batch_size: int = 32) -> str:
+    """acc@1 per model, length and position bucket of the relevant document's key/needle.
+
+    Uses the generators directly (same data as the tasks) and ``lam_mteb.get_encoder``; cosine
+    similarity, ties broken by the stored order (as mteb does).  A truncating model can only
+    succeed in the first bucket(s); a streaming model that forgets early tokens fails in the
+    first ones.
+    """
+    import lam_mteb
+
+    from lam_mteb_plugins.longembed import needle, passkey
+
+    shared = SharedPoolingCache()
+    encoders = {}
+    for name in models:
+        enc = lam_mteb.get_encoder(name)
+        if getattr(enc, "pooling", None) is not None:
+            shared.wrap(enc, enc.pooling)
+        encoders[name] = enc
+    lines = ["| task | length | model | " + " | ".join(
+        f"pos {100 * b // buckets}-{100 * (b + 1) // buckets}%" for b in range(buckets)) + " | all |",
+             "|" + "---|" * (buckets + 4)]
+    for key in task_keys:
+        if key == "passkey":
+            data = passkey.generate(lengths=lengths)
+            pos_key = "key_position"
+        elif key == "needle":
+            data = needle.generate(Path(data_dir) / needle.ESSAYS_DIR, lengths=lengths)
+            pos_key = "needle_position"
+        else:
+            continue
+        for length, split in sorted(data.items()):
+            docs = split["corpus"]
+            ids = [d["_id"] for d in docs]
+            relevant = {r["query-id"]: ids.index(r["corpus-id"]) for r in split["qrels"]}
+            for name, enc in encoders.items():
+                D = np.asarray(enc.encode([d["text"] for d in docs], batch_size=batch_size), dtype=np.float32)
+                Q = np.asarray(enc.encode([q["text"] for q in split["queries"]], batch_size=batch_size),
+                               dtype=np.float32)
+                D /= np.linalg.norm(D, axis=1, keepdims=True).clip(1e-12)
+                Q /= np.linalg.norm(Q, axis=1, keepdims=True).clip(1e-12)
+                top = (Q @ D.T).argmax(1)
+                hits = [[] for _ in range(buckets)]
+                for q, t in zip(split["queries"], top):
+                    rel = relevant[q["_id"]]
+                    b = min(buckets - 1, int(buckets * docs[rel][pos_key] / length))
+                    hits[b].append(float(t == rel))
+                cells = [f"{np.mean(h):.2f} ({len(h)})" if h else "-" for h in hits]
+                total = np.mean([x for h in hits for x in h])
+                lines.append(f"| {key} | {length} | {name} | " + " | ".join(cells) + f" | {total:.2f} |")
+    return "\n".join(lines) + "\n(acc@1 per bucket, number of queries in brackets)"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=list(MODELS))
@@ -182,6 +248,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", default=None, help="also write the table's numbers to this JSON file")
     p.add_argument("--verbose", action="store_true", help="keep mteb's logs and progress bars")
+    p.add_argument("--by-position", action="store_true",
+                   help="instead of the mteb run: acc@1 of Passkey/Needle by where the key/needle sits")
     args = p.parse_args(argv)
 
     bad = [n for n in args.lengths if n not in LENGTHS]
@@ -197,6 +265,11 @@ def main(argv=None) -> int:
 
         os.environ.setdefault("TQDM_DISABLE", "1")
         logging.disable(logging.INFO)
+
+    if args.by_position:
+        print(position_analysis(args.models, args.tasks, args.lengths, Path(os.environ["LAM_MTEB_DATA_DIR"]),
+                                batch_size=args.batch_size))
+        return 0
 
     import mteb
     from mteb.cache import ResultCache
@@ -219,6 +292,8 @@ def main(argv=None) -> int:
         result = mteb.evaluate(model, tasks, cache=cache, overwrite_strategy="always",
                                encode_kwargs={"batch_size": args.batch_size}, show_progress_bar=False)
         times[name] = time.perf_counter() - start
+        if args.limit:
+            label_slices(out, args.limit)
         for tr in result.task_results:
             for split, score in split_scores(tr).items():
                 rows.setdefault(tr.task_name, {}).setdefault(split, {})[name] = score
