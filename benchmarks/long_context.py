@@ -52,19 +52,34 @@ PUBLISHED_MINILM = {
 # -- the shared LAM pass -------------------------------------------------------------------------
 
 class SharedPoolingCache:
-    """One streaming pass for every LAM pooling: texts -> {pooling: vector}, keyed by text hash."""
+    """One streaming pass for every LAM pooling: texts -> {pooling: vector}.
+
+    Keyed by the encoder's configuration (weights, chunk size, pooling weights) and the text's
+    hash, so two encoders share results only when they would compute the same vectors."""
 
     def __init__(self):
-        self.store: dict[bytes, dict[str, np.ndarray]] = {}
+        self.store: dict[tuple, dict[str, np.ndarray]] = {}
         self.computed_texts = 0
+
+    @staticmethod
+    def signature(encoder) -> str:
+        h = hashlib.sha1(type(encoder).__qualname__.encode())
+        for attr in ("hybrid_weight", "state_weight", "chunk_size"):
+            h.update(repr(getattr(encoder, attr, None)).encode())
+        model = getattr(encoder, "model", None)
+        if model is not None and hasattr(model, "state_dict"):
+            for name, tensor in sorted(model.state_dict().items()):
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def wrap(self, encoder, pooling: str) -> None:
         if not hasattr(encoder, "encode_all"):
             return  # an encoder without encode_all runs on its own
-        cache = self
+        cache, sig = self, self.signature(encoder)
 
         def encode(texts, *, batch_size=None, show_progress_bar=False, **kwargs):
-            keys = [hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
+            keys = [(sig, hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest()) for t in texts]
             todo = {}
             for k, t in zip(keys, texts):
                 if k not in cache.store and k not in todo:

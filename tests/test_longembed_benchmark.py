@@ -24,8 +24,8 @@ def bench():
 class FakeLam:
     """Counts how many texts go through encode_all (the one streaming pass)."""
 
-    def __init__(self, pooling):
-        self.pooling, self.seen = pooling, 0
+    def __init__(self, pooling, hybrid_weight=0.5):
+        self.pooling, self.seen, self.hybrid_weight = pooling, 0, hybrid_weight
 
     def encode_all(self, texts, **kw):
         self.seen += len(texts)
@@ -48,6 +48,16 @@ def test_shared_pass_computes_each_text_once(bench):
     np.testing.assert_allclose(out["state"], 2 * out["mean"])
     np.testing.assert_allclose(out["hybrid"][0], out["hybrid"][2])
     assert cache.computed_texts == 3
+
+
+def test_shared_pass_only_between_identical_configs(bench):
+    cache = bench.SharedPoolingCache()
+    a, b = FakeLam("hybrid"), FakeLam("hybrid", hybrid_weight=0.3)
+    cache.wrap(a, "hybrid")
+    cache.wrap(b, "hybrid")
+    a.encode(["x", "y"])
+    b.encode(["x", "y"])
+    assert a.seen == 2 and b.seen == 2
 
 
 def test_trim_split_keeps_relevant_docs(bench):
