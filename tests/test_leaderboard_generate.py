@@ -193,7 +193,7 @@ def test_recreated_tasks_are_labelled(tmp_path, capsys, monkeypatch):
     assert rows["org/c"]["Needle"] == "0.5000†"
     notes = md.split("## Long context: LongEmbed", 1)[1]
     assert "† score on a local re-creation" in notes
-    assert "marks its task data as a local re-creation" in notes
+    assert "marked by a lam_mteb_recreation key in the result file" in notes
     assert "listed with --recreated" in notes
     assert "plugin 'longembed' registers" in notes
     csv_text = (out / "leaderboard.csv").read_text()
@@ -216,6 +216,7 @@ def test_bridge_recreation_revision_and_explicit_false(tmp_path, capsys, monkeyp
     assert code == 0, cap.err
     rows = {r["Model"].strip("*"): r for r in _md_table((out / "README.md").read_text(), "Long context: LongEmbed")}
     assert rows["org/a"]["QMSum"] == "0.2000†"
+    assert "marked by the result file's dataset_revision 'lam-mteb-recreation:abc123-def'" in (out / "README.md").read_text()
     assert rows["org/b"]["QMSum"] == "0.3000"
 
 

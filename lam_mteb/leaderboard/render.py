@@ -244,6 +244,7 @@ def render_png(tables: list[Table]) -> bytes | None:
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     panels = []
@@ -273,7 +274,9 @@ def render_png(tables: list[Table]) -> bytes | None:
             text = mean_text(tr)
             ax.text(v + 0.01, y, text, va="center", fontsize=8.5)
         ax.set_xlim(0, min(1.0, max(values) * 1.18 + 0.02) if values else 1.0)
-        ax.set_title(f"{table.bench.title} — mean of {len(table.tasks)} task(s)", fontsize=11, loc="left")
+        n = len(table.tasks)
+        ax.set_title(f"{table.bench.title} — mean of {n} task{'s' if n != 1 else ''}, rows in rank order",
+                     fontsize=11, loc="left")
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
         for side in ("top", "right"):
@@ -282,9 +285,10 @@ def render_png(tables: list[Table]) -> bytes | None:
     handles = [Patch(facecolor=KIND_COLOUR[k], label=KIND_LABEL[k])
                for k in (spec.KIND_OURS, spec.KIND_PUBLISHED, spec.KIND_CLAIMED)]
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
-                         label=f"partial mean ({PARTIAL}) or stated aggregate ({CLAIMED})"))
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8.5, frameon=False)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+                         label=f"{PARTIAL} partial mean / {CLAIMED} aggregate stated without per-task numbers"))
+    handles.append(Line2D([], [], linestyle="none", label=f"{RECREATED} includes scores on re-created task data"))
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8.5, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": PNG_SOFTWARE})
     plt.close(fig)

@@ -106,21 +106,22 @@ def _marker_value(obj: Any) -> bool | dict | None:
     return None
 
 
-def recreation_marker(raw: dict) -> bool | None:
-    """Whether a raw result JSON says its data was a local re-creation (None: it does not say)."""
+def recreation_marker(raw: dict) -> tuple[bool | None, str | None]:
+    """Whether a raw result JSON says its data was a local re-creation (None: it does not say),
+    and where it says so."""
     found = _marker_value(raw)
     if found is not None:
-        return bool(found)
+        return bool(found), "a lam_mteb_recreation key in the result file"
     revision = str(raw.get("dataset_revision") or "")
-    if revision.startswith("lam_mteb") or revision.startswith("lam-mteb"):
-        return True
+    if revision.startswith(("lam_mteb", "lam-mteb")):
+        return True, f"the result file's dataset_revision {revision!r}"
     for split_scores in (raw.get("scores") or {}).values():
         if isinstance(split_scores, list):
             for subset in split_scores:
                 found = _marker_value(subset)
                 if found is not None:
-                    return bool(found)
-    return None
+                    return bool(found), "a lam_mteb_recreation key in the result file's scores"
+    return None, None
 
 
 def registry_recreated_tasks(task_names: Iterable[str]) -> dict[str, str]:
@@ -232,12 +233,12 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
                 except Exception as exc:
                     report.add(f"skipped corrupt result file {_display_path(path)}: {_one_line(exc)}")
                     continue
-                marker = recreation_marker(raw)
+                marker, where = recreation_marker(raw)
                 note = None
                 if result.task_name in forced:
                     marker, note = True, "listed with --recreated"
                 elif marker is True:
-                    note = "the result file marks its task data as a local re-creation"
+                    note = f"marked by {where}"
                 elif marker is None and result.task_name in from_registry:
                     marker = True
                     note = (f"plugin {from_registry[result.task_name]!r} registers this task's data as a "
