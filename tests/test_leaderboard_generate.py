@@ -380,3 +380,23 @@ def test_csv_and_png_carry_the_marker(tmp_path, capsys):
 
     image = matplotlib.image.imread(out / "leaderboard.png")
     assert image.shape[0] > 200 and image.shape[1] > 600
+
+
+def test_through_the_lam_mteb_cli(tmp_path, capsys):
+    from lam_mteb.cli import main
+
+    root = _results(tmp_path)
+    out = tmp_path / "cli-out"
+    assert main(["leaderboard", "--results", str(root), "--out", str(out), "--no-references"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert is_generated(out / "README.md")
+    (out / "README.md").write_text("mine\n")
+    assert main(["leaderboard", "--results", str(root), "--out", str(out)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_default_references_are_the_checkout_file():
+    from lam_mteb.leaderboard.references import default_references_file
+
+    path = default_references_file()
+    assert path is not None and path.name == "references.yaml" and path.parent.name == "leaderboard"
