@@ -305,7 +305,8 @@ def main(argv=None) -> int:
         if not args.no_share and encoder is not None and pooling is not None:
             shared.wrap(encoder, pooling)
         result = mteb.evaluate(model, tasks, cache=cache, overwrite_strategy="always",
-                               encode_kwargs={"batch_size": args.batch_size}, show_progress_bar=False)
+                               encode_kwargs={"batch_size": args.batch_size, "show_progress_bar": args.verbose},
+                               show_progress_bar=args.verbose)
         times[name] = time.perf_counter() - start
         if args.limit:
             label_slices(out, args.limit)
