@@ -196,7 +196,7 @@ def render_table(rows: dict, models, times: dict, note: str) -> str:
 # -- why: accuracy by where the pass key / needle sits ---------------------------------------------
 
 def position_analysis(models, task_keys, lengths, data_dir: Path, buckets: int = 4,
-                      batch_size: int = 32) -> str:
+                      batch_size: int = 32, weights: str | None = None) -> str:
     """acc@1 per model, length and position bucket of the relevant document's key/needle.
 
     Uses the generators directly (same data as the tasks) and ``lam_mteb.get_encoder``; cosine
@@ -211,7 +211,8 @@ def position_analysis(models, task_keys, lengths, data_dir: Path, buckets: int =
     shared = SharedPoolingCache()
     encoders = {}
     for name in models:
-        enc = lam_mteb.get_encoder(name)
+        params = {"weights": weights} if weights and name.startswith("lam") else {}
+        enc = lam_mteb.get_encoder(name, **params)
         if getattr(enc, "pooling", None) is not None:
             shared.wrap(enc, enc.pooling)
         encoders[name] = enc
@@ -265,6 +266,9 @@ def main(argv=None) -> int:
     p.add_argument("--verbose", action="store_true", help="keep mteb's logs and progress bars")
     p.add_argument("--by-position", action="store_true",
                    help="instead of the mteb run: acc@1 of Passkey/Needle by where the key/needle sits")
+    p.add_argument("--weights", default=None,
+                   help="with --by-position: a LAM checkpoint folder for the lam-* models (for mteb "
+                        "runs add a registry.yaml entry instead, so results get their own revision)")
     args = p.parse_args(argv)
 
     bad = [n for n in args.lengths if n not in LENGTHS]
@@ -283,7 +287,7 @@ def main(argv=None) -> int:
 
     if args.by_position:
         print(position_analysis(args.models, args.tasks, args.lengths, Path(os.environ["LAM_MTEB_DATA_DIR"]),
-                                batch_size=args.batch_size))
+                                batch_size=args.batch_size, weights=args.weights))
         return 0
 
     import mteb
