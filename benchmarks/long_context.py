@@ -196,7 +196,8 @@ def render_table(rows: dict, models, times: dict, note: str) -> str:
 # -- why: accuracy by where the pass key / needle sits ---------------------------------------------
 
 def position_analysis(models, task_keys, lengths, data_dir: Path, buckets: int = 4,
-                      batch_size: int = 32, weights: str | None = None) -> str:
+                      batch_size: int = 32, weights: str | None = None,
+                      shared: "SharedPoolingCache | None" = None) -> str:
     """acc@1 per model, length and position bucket of the relevant document's key/needle.
 
     Uses the generators directly (same data as the tasks) and ``lam_mteb.get_encoder``; cosine
@@ -208,7 +209,7 @@ def position_analysis(models, task_keys, lengths, data_dir: Path, buckets: int =
 
     from lam_mteb_plugins.longembed import needle, passkey
 
-    shared = SharedPoolingCache()
+    shared = shared or SharedPoolingCache()
     encoders = {}
     for name in models:
         params = {"weights": weights} if weights and name.startswith("lam") else {}
@@ -265,10 +266,12 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the table's numbers to this JSON file")
     p.add_argument("--verbose", action="store_true", help="keep mteb's logs and progress bars")
     p.add_argument("--by-position", action="store_true",
-                   help="instead of the mteb run: acc@1 of Passkey/Needle by where the key/needle sits")
+                   help="after the mteb run, also print acc@1 of Passkey/Needle by where the key/needle "
+                        "sits, on the full splits of --lengths (reuses the LAM embeddings)")
+    p.add_argument("--only-by-position", action="store_true", help="only that analysis, no mteb run")
     p.add_argument("--weights", default=None,
-                   help="with --by-position: a LAM checkpoint folder for the lam-* models (for mteb "
-                        "runs add a registry.yaml entry instead, so results get their own revision)")
+                   help="with --only-by-position: a LAM checkpoint folder for the lam-* models (for "
+                        "mteb runs add a registry.yaml entry instead, so results get their own revision)")
     args = p.parse_args(argv)
 
     bad = [n for n in args.lengths if n not in LENGTHS]
@@ -285,7 +288,7 @@ def main(argv=None) -> int:
         os.environ.setdefault("TQDM_DISABLE", "1")
         logging.disable(logging.INFO)
 
-    if args.by_position:
+    if args.only_by_position:
         print(position_analysis(args.models, args.tasks, args.lengths, Path(os.environ["LAM_MTEB_DATA_DIR"]),
                                 batch_size=args.batch_size, weights=args.weights))
         return 0
@@ -327,7 +330,13 @@ def main(argv=None) -> int:
                                            if args.limit else "")
             + ("" if args.no_share else "\nLAM poolings share one streaming pass: the first LAM "
                "model's time includes all three."))
-    print(render_table(rows, args.models, times, note))
+    print(render_table(rows, args.models, times, note), flush=True)
+    if args.by_position:
+        start = time.perf_counter()
+        print(position_analysis(args.models, [t for t in args.tasks if t != "qmsum"], args.lengths,
+                                Path(os.environ["LAM_MTEB_DATA_DIR"]), batch_size=args.batch_size,
+                                shared=shared))
+        print(f"position analysis {time.perf_counter() - start:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"scores": rows, "wall_time_s": times,
                                                "load_time_s": load_time, "limit": args.limit,
