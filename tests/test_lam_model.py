@@ -117,7 +117,7 @@ def test_state_is_carried_across_chunk_boundaries(encoder):
     with torch.no_grad():
         for c in range(0, len(ids), 8):
             x, m = pad_batch([ids[c:c + 8]])
-            h, states = encoder.model.forward_chunk(x, m, states)
+            h, states = encoder.model.forward_chunk(x, m, states, position_offset=c)
             total = total + h[0].sum(0)
     mean = torch.nn.functional.normalize(total / len(ids), dim=0).numpy()
     np.testing.assert_allclose(e1["mean"][0], mean, atol=1e-5)

@@ -388,7 +388,8 @@ def add_parser(subparsers):
     p.add_argument("--n-long", type=int, default=400, help="long-text passages (40-380 words)")
     p.add_argument("--n-scifact", type=int, default=0, help="SciFact corpus abstracts")
     p.add_argument("--mode", default="final", choices=["final", "bidir", "causal", "causal+final"])
-    p.add_argument("--kernel-chunk", type=int, default=64)
+    p.add_argument("--kernel-chunk", type=int, default=16,
+                   help="sub-chunk of the chunkwise kernel (speed only; the math is the same)")
     p.add_argument("--layerwise-epochs", type=int, default=2)
     p.add_argument("--e2e-epochs", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -4,6 +4,8 @@ Short texts (at most ``chunk_size`` tokens) are batched and padded (padding writ
 the delta-rule state).  Longer texts are cut into chunks of ``chunk_size`` tokens and run in
 lock-step batches, each document carrying its six per-layer states from chunk to chunk; only a
 running sum of hidden states and the states are kept, so memory does not grow with length.
+Positions continue across chunks modulo 512 (MiniLM's 512 learned positions): with the default
+512-token chunks every chunk uses positions 0..511 (see docs/lam.md for the measurement).
 
 Poolings (all returned L2-normalised):
 
@@ -206,6 +208,7 @@ class LamEncoder:
         counts = torch.zeros(n, device=self.device)
         states = [None] * n  # per document: list of per-layer states [H, Dk, Dv]
         active = list(range(n))
+        offset = 0  # position of the chunk's first token in the document (wraps modulo 512)
         while active:
             chunks, still = [], []
             for r in active:
@@ -220,7 +223,8 @@ class LamEncoder:
             prev = None
             if states[active[0]] is not None:
                 prev = [torch.stack([states[r][layer] for r in active]) for layer in range(L)]
-            h, new = self.model.forward_chunk(x, m, prev)
+            h, new = self.model.forward_chunk(x, m, prev, position_offset=offset)
+            offset += C
             sums[active] += (h * m[..., None]).sum(1)
             counts[active] += m.sum(1)
             for j, r in enumerate(active):

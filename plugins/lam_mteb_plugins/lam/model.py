@@ -60,7 +60,7 @@ class LamConfig:
     num_heads: int = 12
     head_dim: int = 32
     num_layers: int = 6
-    kernel_chunk: int = 64  # sub-chunk of the chunkwise kernel (not the 512-token stream chunk)
+    kernel_chunk: int = 16  # sub-chunk of the chunkwise kernel (not the 512-token stream chunk)
     format: str = CHECKPOINT_FORMAT
     training: dict = field(default_factory=dict)  # provenance written by `lam-mteb distill`
 
@@ -99,7 +99,7 @@ class DeltaNetBlock(nn.Module):
     ``o_proj``.  Padded tokens (mask 0) get beta = 0 and k = 0, so they never write the state.
     """
 
-    def __init__(self, hidden_size=384, num_heads=12, head_dim=32, mode="final", kernel_chunk=64):
+    def __init__(self, hidden_size=384, num_heads=12, head_dim=32, mode="final", kernel_chunk=16):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
@@ -258,6 +258,7 @@ class LamModel(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def embed(self, input_ids, position_offset=0):
+        """Word + position + token-type embeddings; positions are offset + i, modulo 512."""
         T = input_ids.shape[1]
         pos = (torch.arange(T, device=input_ids.device) + position_offset) % self.max_positions
         e = (self.word_embeddings(input_ids) + self.position_embeddings(pos)[None]

@@ -66,7 +66,7 @@ class LamSTModule(InputModule):
         states, sums = None, 0
         for c in range(0, x.shape[1], self.chunk_size):
             xc, mc = x[:, c:c + self.chunk_size], m[:, c:c + self.chunk_size]
-            h, states = self.lam.forward_chunk(xc, mc, states)
+            h, states = self.lam.forward_chunk(xc, mc, states, position_offset=c)
             sums = sums + (h * mc[..., None]).sum(1)
         mean = F.normalize(sums / m.sum(1, keepdim=True).clamp_min(1), dim=-1)
         state = state_embedding(states[-1], self.state_weight)
