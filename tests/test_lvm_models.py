@@ -52,7 +52,7 @@ def _split(vecs, docs, context=5):
 
 
 HP = {"model": {}, "epochs": 6, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.0, "w_cos": 1.0,
-      "w_mse": 0.0, "w_nce": 0.1, "tau": 0.1, "seed": 0, "select": "dev_recall_at_5+dev_cosine_mean"}
+      "w_mse": 0.0, "w_nce": 0.1, "tau": 0.1, "seed": 0, "select": "x"}
 
 
 @pytest.mark.parametrize("arch,model_cfg", [("amn", {"hidden": 64, "attn_dim": 16}),

@@ -97,11 +97,11 @@ def retrieval_scores(ranks: np.ndarray) -> dict[str, float]:
     return out
 
 
-def p95_latency_ms(predict: Predictor, contexts: np.ndarray, n_calls: int = 200, warmup: int = 5) -> float:
-    """95th percentile wall time (ms) of one prediction for one context (batch size 1)."""
+def latency_ms(predict: Predictor, contexts: np.ndarray, n_calls: int = 200, warmup: int = 5) -> dict[str, float]:
+    """Median and 95th percentile wall time (ms) of one prediction for one context (batch 1)."""
     n = min(n_calls, len(contexts))
     if n == 0:
-        return float("nan")
+        return {"p50_latency_ms": float("nan"), "p95_latency_ms": float("nan")}
     for i in range(min(warmup, n)):
         predict(contexts[i:i + 1])
     times = []
@@ -109,7 +109,7 @@ def p95_latency_ms(predict: Predictor, contexts: np.ndarray, n_calls: int = 200,
         t0 = time.perf_counter()
         predict(contexts[i:i + 1])
         times.append((time.perf_counter() - t0) * 1000.0)
-    return float(np.percentile(times, 95))
+    return {"p50_latency_ms": float(np.percentile(times, 50)), "p95_latency_ms": float(np.percentile(times, 95))}
 
 
 def evaluate_predictor(predict: Predictor, contexts: np.ndarray, targets_idx: np.ndarray,
@@ -123,7 +123,7 @@ def evaluate_predictor(predict: Predictor, contexts: np.ndarray, targets_idx: np
     out = {"cosine_mean": float(np.mean(cos)) if len(cos) else float("nan"),
            "cosine_std": float(np.std(cos)) if len(cos) else float("nan")}
     out.update(retrieval_scores(ranks) if len(ranks) else {})
-    out["p95_latency_ms"] = p95_latency_ms(predict, contexts, latency_calls)
+    out.update(latency_ms(predict, contexts, latency_calls))
     return out
 
 

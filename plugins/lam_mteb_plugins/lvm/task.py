@@ -86,6 +86,10 @@ class LVMNextVector(AbsTask):
         bibtex_citation="",
     )
 
+    # this task reads $LAM_MTEB_DATA_DIR/longtext itself; asks the bridge not to look for an
+    # offline copy of metadata.dataset["path"] (which does not exist anywhere)
+    lam_mteb_self_loading = True
+
     context = 5
     target_words = 64
     split_seed = 42
