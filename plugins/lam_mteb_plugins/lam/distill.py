@@ -194,6 +194,7 @@ class Distiller:
         self.opt = torch.optim.AdamW(self.params, lr=args.lr, weight_decay=0.0)
         self.cache: dict[int, dict] = {}
         self.step = 0
+        self.minutes_before = 0.0  # training minutes of earlier (resumed) sessions
 
     # teacher outputs for one batch, computed once
     def targets(self, bi, batch):
@@ -263,11 +264,12 @@ class Distiller:
         progress = (step - warm) / max(1, total - warm)
         return self.args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
-    def save_state(self, path: Path):
+    def save_state(self, path: Path, minutes: float = 0.0):
         import torch
 
         tmp = path.with_suffix(".tmp")
-        torch.save({"step": self.step, "blocks": self.model.block_state_dict(),
+        torch.save({"step": self.step, "minutes": self.minutes_before + minutes,
+                    "blocks": self.model.block_state_dict(),
                     "opt": self.opt.state_dict(), "settings": _settings(self.args),
                     "rng": torch.get_rng_state()}, tmp)
         tmp.replace(path)
@@ -283,6 +285,18 @@ class Distiller:
         self.opt.load_state_dict(st["opt"])
         torch.set_rng_state(st["rng"])
         self.step = st["step"]
+        self.minutes_before = float(st.get("minutes", 0.0))
+
+
+def _command_line(args) -> str:
+    """The command as typed (for provenance in config.json)."""
+    import shlex
+
+    argv = sys.argv[1:]
+    if "distill" in argv:
+        argv = argv[argv.index("distill"):]
+        return "lam-mteb " + " ".join(shlex.quote(a) for a in argv)
+    return "lam-mteb distill " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in _settings(args).items())
 
 
 def _settings(args) -> dict:
@@ -354,18 +368,20 @@ def run(args) -> int:
         bar.update(1)
         bar.set_postfix(phase=phase, **{k: f"{v:.4f}" for k, v in parts.items()})
         if args.save_every and d.step % args.save_every == 0:
-            d.save_state(state_file)
+            d.save_state(state_file, (time.time() - t0) / 60)
         if deadline and time.time() > deadline and d.step < total:
             stopped = True
             break
     bar.close()
-    d.save_state(state_file)
     minutes = round((time.time() - t0) / 60, 2)
+    d.save_state(state_file, minutes)
     d.model.eval()
-    training = {"command": getattr(args, "command", None) or "lam-mteb distill " + " ".join(sys.argv[2:]),
+    training = {"command": _command_line(args),
                 "settings": _settings(args), "steps_done": d.step, "steps_planned": total,
                 "n_groups": len(groups), "n_tokens_per_epoch": n_tokens,
-                "minutes_this_session": minutes, "finished": not stopped}
+                "minutes_this_session": minutes,
+                "minutes_total": round(d.minutes_before + minutes, 2), "finished": not stopped,
+                "torch_threads": torch.get_num_threads()}
     if not args.no_eval and (data_dir / "stsbenchmark" / "sts-dev.csv").is_file():
         training["sts_dev_spearman"] = evaluate_sts_dev(d.model, data_dir)
     save_checkpoint(d.model, out, dtype=torch.float16 if args.dtype == "float16" else torch.float32,
@@ -385,17 +401,17 @@ def add_parser(subparsers):
     p.add_argument("--data-dir", help="data folder (default: $LAM_MTEB_DATA_DIR)")
     p.add_argument("--sources", default="sts,longtext", help="comma list of sts,longtext,scifact,file:PATH")
     p.add_argument("--n-sts", type=int, default=5749, help="STS-B train pairs to use")
-    p.add_argument("--n-long", type=int, default=400, help="long-text passages (40-380 words)")
+    p.add_argument("--n-long", type=int, default=200, help="long-text passages (40-380 words)")
     p.add_argument("--n-scifact", type=int, default=0, help="SciFact corpus abstracts")
     p.add_argument("--mode", default="final", choices=["final", "bidir", "causal", "causal+final"])
     p.add_argument("--kernel-chunk", type=int, default=16,
                    help="sub-chunk of the chunkwise kernel (speed only; the math is the same)")
     p.add_argument("--layerwise-epochs", type=int, default=2)
-    p.add_argument("--e2e-epochs", type=int, default=0)
+    p.add_argument("--e2e-epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per batch")
-    p.add_argument("--cos-weight", type=float, default=0.0)
-    p.add_argument("--state-weight", type=float, default=0.0)
+    p.add_argument("--cos-weight", type=float, default=1.0)
+    p.add_argument("--state-weight", type=float, default=5.0)
     p.add_argument("--sts-weight", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])

@@ -30,7 +30,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default"
 POOLINGS = ("mean", "state", "hybrid")
 LONG_CHARS = 20_000  # texts longer than this are tokenised as a stream
-DEFAULTS = {"pooling": "mean", "weights": None, "hybrid_weight": 0.5, "state_weight": 0.7,
+DEFAULTS = {"pooling": "mean", "weights": None, "hybrid_weight": 0.5, "diag_weight": 0.7,
             "chunk_size": 512, "batch_size": 32}
 
 
@@ -64,7 +64,7 @@ def checkpoint_hash(weights) -> str:
 
 def revision(params: dict) -> str:
     """Changes whenever the checkpoint's bytes or any output-affecting parameter change."""
-    keep = {k: params.get(k, DEFAULTS[k]) for k in ("pooling", "hybrid_weight", "state_weight",
+    keep = {k: params.get(k, DEFAULTS[k]) for k in ("pooling", "hybrid_weight", "diag_weight",
                                                       "chunk_size")}
     blob = json.dumps(keep, sort_keys=True) + checkpoint_hash(params.get("weights"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -84,14 +84,14 @@ def pad_batch(seqs, pad_id: int = 0, device="cpu"):
     return x.to(device), m.to(device)
 
 
-def state_embedding(S, state_weight: float = 0.7):
+def state_embedding(S, diag_weight: float = 0.7):
     """[B, H, Dk, Dv] final states -> [B, H*Dv] state embeddings (the formula above)."""
     import torch
     import torch.nn.functional as F
 
     diag = torch.diagonal(S, dim1=-2, dim2=-1).flatten(1)
     per_slot = S.sum(dim=-2).flatten(1)  # sum over keys (rows) for every value slot
-    e = state_weight * F.normalize(diag, dim=-1) + (1 - state_weight) * F.normalize(per_slot, dim=-1)
+    e = diag_weight * F.normalize(diag, dim=-1) + (1 - diag_weight) * F.normalize(per_slot, dim=-1)
     return F.normalize(e, dim=-1)
 
 
@@ -99,21 +99,21 @@ class LamEncoder:
     """LAM sentence/document encoder (see module docstring)."""
 
     def __init__(self, pooling: str = "mean", weights=None, hybrid_weight: float = 0.5,
-                 state_weight: float = 0.7, chunk_size: int = 512, batch_size: int = 32,
+                 diag_weight: float = 0.7, chunk_size: int = 512, batch_size: int = 32,
                  device: str | None = None, model=None):
         import torch
 
         if pooling not in POOLINGS:
             raise _error(f"LAM pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
-        if not 0.0 <= float(hybrid_weight) <= 1.0 or not 0.0 <= float(state_weight) <= 1.0:
-            raise _error("LAM hybrid_weight and state_weight must lie in [0, 1]")
+        if not 0.0 <= float(hybrid_weight) <= 1.0 or not 0.0 <= float(diag_weight) <= 1.0:
+            raise _error("LAM hybrid_weight and diag_weight must lie in [0, 1]")
         if not 1 <= int(chunk_size) <= 512:
             raise _error(f"LAM chunk_size must be in 1..512 (MiniLM has 512 positions), got {chunk_size}")
         if device in (None, "", "auto"):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise _error(f"LAM device {device!r} requested but CUDA is not available")
-        self.pooling, self.hybrid_weight, self.state_weight = pooling, float(hybrid_weight), float(state_weight)
+        self.pooling, self.hybrid_weight, self.diag_weight = pooling, float(hybrid_weight), float(diag_weight)
         self.chunk_size, self.batch_size, self.device = int(chunk_size), int(batch_size), str(device)
         if model is None:
             from lam_mteb_plugins.lam.model import load_checkpoint
@@ -190,7 +190,7 @@ class LamEncoder:
         x, m = self._pad(seqs)
         h, states = self.model.forward_chunk(x, m)
         mean = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
-        return mean.float().cpu(), state_embedding(states[-1].float(), self.state_weight).cpu()
+        return mean.float().cpu(), state_embedding(states[-1].float(), self.diag_weight).cpu()
 
     def _run_long(self, docs):
         """Lock-step streaming over documents given as token lists or raw (very long) strings."""
@@ -231,7 +231,7 @@ class LamEncoder:
                 states[r] = [s[j] for s in new]
         mean = sums / counts.clamp_min(1)[:, None]
         last = torch.stack([s[-1] for s in states])
-        return mean.float().cpu(), state_embedding(last.float(), self.state_weight).cpu()
+        return mean.float().cpu(), state_embedding(last.float(), self.diag_weight).cpu()
 
 
 def build_encoder(**params) -> LamEncoder:

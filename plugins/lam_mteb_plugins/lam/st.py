@@ -38,16 +38,16 @@ class LamSTModule(InputModule):
     """Tokenizer + LAM + pooling in one sentence-transformers module."""
 
     config_file_name = "lam_st_config.json"
-    config_keys = ["pooling", "hybrid_weight", "state_weight", "chunk_size"]
+    config_keys = ["pooling", "hybrid_weight", "diag_weight", "chunk_size"]
     save_in_root = True
 
-    def __init__(self, pooling: str = "mean", hybrid_weight: float = 0.5, state_weight: float = 0.7,
+    def __init__(self, pooling: str = "mean", hybrid_weight: float = 0.5, diag_weight: float = 0.7,
                  chunk_size: int = 512, weights: str | None = None, model: LamModel | None = None):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}")
         self.pooling, self.hybrid_weight = pooling, float(hybrid_weight)
-        self.state_weight, self.chunk_size = float(state_weight), int(chunk_size)
+        self.diag_weight, self.chunk_size = float(diag_weight), int(chunk_size)
         self.lam = model if model is not None else load_checkpoint(resolve_weights(weights))
         self.tokenizer = LamTokenizer(self.lam.config.base_model)
         self.max_seq_length = None  # no truncation: LAM streams any length
@@ -69,7 +69,7 @@ class LamSTModule(InputModule):
             h, states = self.lam.forward_chunk(xc, mc, states, position_offset=c)
             sums = sums + (h * mc[..., None]).sum(1)
         mean = F.normalize(sums / m.sum(1, keepdim=True).clamp_min(1), dim=-1)
-        state = state_embedding(states[-1], self.state_weight)
+        state = state_embedding(states[-1], self.diag_weight)
         emb = {"mean": mean, "state": state,
                "hybrid": F.normalize(self.hybrid_weight * mean + (1 - self.hybrid_weight) * state, dim=-1)}
         features["sentence_embedding"] = torch.nan_to_num(emb[self.pooling])
