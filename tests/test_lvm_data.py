@@ -61,8 +61,22 @@ def test_gutenberg_header_footer_stripped_and_chapters(tmp_path):
     assert [d.title for d in docs] == ["front matter", "Chapter 1", "Chapter 2", "Chapter 3"]
     joined = " ".join(d.text for d in docs)
     assert "Gutenberg" not in joined and "Licence" not in joined
+    assert docs[1].doc_id == "book.txt#Chapter 1"  # ids from headings, stable under rule changes
     whole = D.read_documents(tmp_path, chapters=False)
     assert len(whole) == 1 and "Chapter" not in whole[0].text
+
+
+def test_gutenberg_wrapped_headings_and_heading_like_paragraphs(tmp_path):
+    words = " ".join(["word"] * 30)
+    text = ("*** START OF THE PROJECT GUTENBERG EBOOK X ***\n\n"
+            f"CHAPTER 1. Short.\n\n{words}\n\n"
+            f"CHAPTER 2. A very long title that the transcriber\nwrapped onto a second line.\n\n{words}\n\n"
+            f"BOOK I. (Folio), CHAPTER I. (Sperm Whale).--This whale, among the\nEnglish of old vaguely known"
+            f"\nas the Trumpa whale, and the Physeter whale.\n\n{words}\n")
+    (tmp_path / "x.txt").write_text(text)
+    titles = [d.title for d in D.read_documents(tmp_path)]
+    assert titles == ["CHAPTER 1. Short.",  # (an empty front matter is no document)
+                      "CHAPTER 2. A very long title that the transcriber wrapped onto a second line."]
 
 
 def test_license_and_readme_files_are_not_documents(tmp_path):

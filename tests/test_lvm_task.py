@@ -71,6 +71,25 @@ def test_vectors_are_cached_between_runs(corpus):
         assert first[k] == second[k]
 
 
+def test_changed_data_encodes_only_new_chunks(corpus):
+    enc = HashEncoder(dim=32)
+    task = _task(corpus)
+    for split in ("dev", "test"):  # (+ all train chunks: fewer than the 1 000 of the mean sample)
+        task.evaluate(FakeMtebModel(enc), split, encode_kwargs={})
+    (corpus / "essays" / "extra.txt").write_text(" ".join(f"Extra sentence number {i} about whales." for i in range(60)))
+    seen = []
+
+    class Spy(HashEncoder):
+        def encode(self, texts, **kw):
+            seen.extend(texts)
+            return super().encode(texts, **kw)
+
+    _task(corpus).evaluate(FakeMtebModel(Spy(dim=32)), "test", encode_kwargs={})
+    from lam_mteb_plugins.lvm.vectors import PROBES
+
+    assert all("Extra sentence" in t for t in seen if t not in PROBES)
+
+
 def test_missing_data_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(lam_mteb.DataNotFound, match="needs LAM_MTEB_DATA_DIR"):
         LVMNextVector().load_data()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import lam_mteb
 
-DATA_VERSION = "1"  # bump when the chunking/splitting rules change (part of the data hash)
+DATA_VERSION = "2"  # bump when the chunking/splitting rules change (part of the data hash)
 TEXT_SUFFIXES = {".txt", ".raw", ".text", ".md", ""}
 NOT_DOCUMENTS = re.compile(r"^(license|licence|readme|provenance|copying|notice|authors)\b", re.I)
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
@@ -148,10 +148,14 @@ def _paragraphs(lines: list[str]) -> list[str]:
 def _split_gutenberg(lines: list[str], rel: str, source: str, chapters: bool) -> list[Document]:
     """Strip the Project Gutenberg header/footer; one document per chapter (or per book).
 
-    Chapter headings are lines like ``CHAPTER 12. Biographical.``, ``Chapter 3``, ``Epilogue``.
-    A heading whose section has fewer than 20 words of text is a table-of-contents line and is
-    dropped; text before the first real chapter (title page, front matter) is a document of its
-    own, which is usually too short and then skipped like any short document.
+    Chapter headings are lines like ``CHAPTER 12. Biographical.``, ``Chapter 3``, ``Epilogue``
+    after a blank line, forming a block of at most 2 lines (a wrapped title); Moby Dick's
+    "BOOK I. (Folio), CHAPTER I. ..." lines inside chapter 32 start long paragraphs and are not
+    headings.  A heading whose section has
+    fewer than 20 words of text is a table-of-contents line and is dropped; the text before the
+    first real chapter (title page, front matter) is a document of its own.  Document ids use the
+    heading text (``<file>#CHAPTER 12. Biographical.``), so they do not shift when the rules
+    change.
     """
     start = next((i + 1 for i, ln in enumerate(lines) if _PG_START.match(ln)), 0)
     end = next((i for i, ln in enumerate(lines) if i >= start and _PG_END.match(ln)), len(lines))
@@ -159,19 +163,41 @@ def _split_gutenberg(lines: list[str], rel: str, source: str, chapters: bool) ->
     if not chapters:
         kept = [ln for ln in body if not _CHAPTER.match(ln)]  # headings are not prose
         return [Document(rel, "\n".join(_paragraphs(kept)), source, Path(rel).stem)]
+    def heading_block(i: int) -> int:
+        """Number of lines of the heading starting at line i (0 = not a heading)."""
+        if not _CHAPTER.match(body[i]) or (i > 0 and body[i - 1].strip()):
+            return 0
+        j = i
+        while j < len(body) and body[j].strip():
+            j += 1
+        return j - i if j - i <= 2 else 0  # a wrapped title has <= 2 lines; a paragraph more
+
     sections: list[tuple[str, list[str]]] = [("front matter", [])]
-    for ln in body:
-        if _CHAPTER.match(ln):
-            sections.append((ln.strip(), []))
+    i = 0
+    while i < len(body):
+        n = heading_block(i)
+        if n:
+            sections.append((" ".join(" ".join(body[i:i + n]).split()), []))
+            i += n
         else:
-            sections[-1][1].append(ln)
-    docs = []
-    for n, (title, sec) in enumerate(sections):
-        paras = _paragraphs(sec)
-        text = "\n".join(paras)
-        if n > 0 and len(text.split()) < 20:
-            continue  # table of contents entry
-        docs.append(Document(f"{rel}#{n:03d}", text, source, title))
+            sections[-1][1].append(body[i])
+            i += 1
+    real = [n == 0 or len(" ".join(_paragraphs(sec)).split()) >= 20 for n, (_, sec) in enumerate(sections)]
+    merged = [sec for n, sec in enumerate(sections) if real[n]]  # drop table-of-contents entries
+    # a TOC's last entry (e.g. "Epilogue") followed by front matter is not a chapter: the text
+    # before the first numbered chapter is front matter
+    first_numbered = next((i for i, (t, _) in enumerate(merged) if i > 0 and re.search(r"\d|\b[ivxlcdm]+\b", t, re.I)), None)
+    if first_numbered and first_numbered > 1:
+        front = [ln for _, sec in merged[:first_numbered] for ln in sec]
+        merged = [("front matter", front)] + merged[first_numbered:]
+    docs, seen = [], {}
+    for title, sec in merged:
+        text = "\n".join(_paragraphs(sec))
+        key = title
+        seen[title] = seen.get(title, 0) + 1
+        if seen[title] > 1:
+            key = f"{title} ({seen[title]})"
+        docs.append(Document(f"{rel}#{key}", text, source, title))
     return docs
 
 

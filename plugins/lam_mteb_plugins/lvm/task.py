@@ -145,29 +145,28 @@ class LVMNextVector(AbsTask):
         return V.fingerprint(lambda _texts: self._encode(model, probe, hf_split=hf_split, hf_subset=hf_subset,
                                                            encode_kwargs=encode_kwargs))
 
+    def _cached_encode(self, model, ds: Dataset, *, hf_split: str, fp: str, hf_subset: str, encode_kwargs) -> np.ndarray:
+        """Vectors of ``ds``'s chunks: cached ones (same encoder fingerprint) + newly encoded ones."""
+        texts = list(ds["text"])
+        out, missing = V.lookup(fp, texts)
+        if missing:
+            new = self._encode(model, ds.select(missing), hf_split=hf_split, hf_subset=hf_subset,
+                               encode_kwargs=encode_kwargs)
+            if out is None or out.shape[1] != new.shape[1]:
+                out = np.zeros((len(texts), new.shape[1]), np.float32)
+            out[missing] = new
+            V.add(fp, [texts[i] for i in missing], new)
+        return out
+
     def _split_vectors(self, model, split: str, fp: str, hf_subset: str, encode_kwargs) -> np.ndarray:
-        sd = self.sequence_data
-        ds = self.dataset[hf_subset][split]
-        v = V.load(fp, sd.data_hash, split, len(ds))
-        if v is None:
-            v = self._encode(model, ds, hf_split=split, hf_subset=hf_subset, encode_kwargs=encode_kwargs)
-            V.save(fp, sd.data_hash, split, v)
-        return v
+        return self._cached_encode(model, self.dataset[hf_subset][split], hf_split=split, fp=fp,
+                                   hf_subset=hf_subset, encode_kwargs=encode_kwargs)
 
     def _train_mean_vectors(self, model, fp: str, hf_subset: str, encode_kwargs) -> np.ndarray:
-        sd = self.sequence_data
         train = self.dataset[hf_subset]["train"]
         idx = V.train_sample_indices(len(train), self.mean_sample, self.split_seed)
-        full = V.load(fp, sd.data_hash, "train", len(train))  # e.g. written by `lam-mteb train-lvm`
-        if full is not None:
-            return full[idx]
-        name = f"train-sample{self.mean_sample}"
-        v = V.load(fp, sd.data_hash, name, len(idx))
-        if v is None:
-            v = self._encode(model, train.select(idx.tolist()), hf_split="train", hf_subset=hf_subset,
-                             encode_kwargs=encode_kwargs)
-            V.save(fp, sd.data_hash, name, v)
-        return v
+        return self._cached_encode(model, train.select(idx.tolist()), hf_split="train", fp=fp,
+                                   hf_subset=hf_subset, encode_kwargs=encode_kwargs)
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate_subset(self, model, data_split: Dataset, *, hf_split: str, hf_subset: str,

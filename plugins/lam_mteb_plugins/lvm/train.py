@@ -222,18 +222,19 @@ def default_data_folder() -> Path:
 
 
 def split_vectors(encode_fn, sd: D.SequenceData, splits=("train", "dev", "test"), log=print) -> tuple[str, dict]:
-    """Encoder fingerprint and cached vectors of every chunk of the given splits."""
+    """Encoder fingerprint and (cached) vectors of every chunk of the given splits."""
     fp = V.fingerprint(encode_fn)
     out = {}
     for s in splits:
         texts = [c.text for c in sd.chunks[s]]
-        cached = V.load(fp, sd.data_hash, s, len(texts))
-        if cached is None:
-            log(f"encoding {len(texts)} {s} chunks (cached afterwards under {V.cache_path(fp, sd.data_hash, s).parent})")
-            t = time.time()
-            cached = V.encode_cached(encode_fn, texts, fp=fp, data_hash=sd.data_hash, name=s)
+        _, missing = V.lookup(fp, texts)
+        if missing:
+            log(f"encoding {len(missing)} of {len(texts)} {s} chunks (cached afterwards in "
+                f"{lam_mteb.cache_dir() / 'lvm'})")
+        t = time.time()
+        out[s] = V.encode_cached(encode_fn, texts, fp=fp)
+        if missing:
             log(f"  {s}: {time.time() - t:.0f} s")
-        out[s] = cached
     return fp, out
 
 

@@ -1,10 +1,12 @@
-"""Chunk-vector cache: encode once per (encoder, data), reuse in training and repeated task runs.
+"""Chunk-vector cache: each chunk is encoded once per encoder, reused by training and task runs.
 
-Key = encoder fingerprint + data hash + split (+ sample size).  The fingerprint is the sha256 of
-the encoder's vectors for a few fixed probe sentences (rounded to 1e-4), so it changes whenever
-weights, pooling or truncation change, and two names for the same encoder (``minilm`` and the
-document side of ``lvm-t``) share one cache.  Files live in ``lam_mteb.cache_dir()/lvm/``.
-Set ``LAM_MTEB_LVM_NO_CACHE=1`` to bypass the cache.
+Key = encoder fingerprint + sha1 of the chunk text.  The fingerprint is the sha256 of the
+encoder's vectors for a few fixed probe sentences (rounded to 1e-4): a revision derived from what
+the encoder computes, so it changes whenever weights, pooling or truncation change, and two names
+for the same encoder (``minilm`` and the document side of ``lvm-t``) share one cache.  Keying by
+chunk text (rather than by split) means a change of data or chunking re-encodes only the chunks
+that changed.  Store: ``lam_mteb.cache_dir()/lvm/chunks-<fingerprint>.{keys,vecs}.npy``.
+Set ``LAM_MTEB_LVM_NO_CACHE=1`` to bypass it.
 """
 
 from __future__ import annotations
@@ -38,44 +40,92 @@ def fingerprint(encode_fn: EncodeFn) -> str:
 
 
 def cache_enabled() -> bool:
-    return os.environ.get("LAM_MTEB_LVM_NO_CACHE", "").strip() not in {"1", "true", "yes"}
+    return os.environ.get("LAM_MTEB_LVM_NO_CACHE", "").strip().lower() not in {"1", "true", "yes"}
 
 
-def cache_path(fp: str, data_hash: str, name: str) -> Path:
+def text_key(text: str) -> bytes:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest().encode()  # hex: numpy "S" strips trailing NULs
+
+
+def _paths(fp: str) -> tuple[Path, Path]:
     d = lam_mteb.cache_dir() / "lvm"
     d.mkdir(parents=True, exist_ok=True)
-    return d / f"vectors-{fp}-{data_hash}-{name}.npy"
+    return d / f"chunks-{fp}.keys.npy", d / f"chunks-{fp}.vecs.npy"
 
 
-def load(fp: str, data_hash: str, name: str, n: int) -> np.ndarray | None:
-    if not cache_enabled():
-        return None
-    p = cache_path(fp, data_hash, name)
-    if not p.exists():
-        return None
+def _load_store(fp: str) -> tuple[dict[bytes, int], np.ndarray | None]:
+    kp, vp = _paths(fp)
+    if not (kp.exists() and vp.exists()):
+        return {}, None
     try:
-        v = np.load(p)
+        keys, vecs = np.load(kp), np.load(vp)
     except (OSError, ValueError):
-        return None
-    return v if v.ndim == 2 and v.shape[0] == n else None
+        return {}, None
+    if len(keys) != len(vecs):
+        return {}, None
+    return {bytes(k): i for i, k in enumerate(keys)}, vecs
 
 
-def save(fp: str, data_hash: str, name: str, vectors: np.ndarray) -> None:
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def lookup(fp: str, texts: list[str]) -> tuple[np.ndarray | None, list[int]]:
+    """(vectors with rows for cached texts, indices of texts that are not cached)."""
     if not cache_enabled():
+        return None, list(range(len(texts)))
+    index, store = _load_store(fp)
+    if store is None:
+        return None, list(range(len(texts)))
+    out = np.zeros((len(texts), store.shape[1]), np.float32)
+    missing = []
+    for i, t in enumerate(texts):
+        row = index.get(text_key(t))
+        if row is None:
+            missing.append(i)
+        else:
+            out[i] = store[row]
+    return out, missing
+
+
+def add(fp: str, texts: list[str], vectors: np.ndarray) -> None:
+    if not cache_enabled() or not texts:
         return
-    p = cache_path(fp, data_hash, name)
-    tmp = p.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, np.asarray(vectors, dtype=np.float32))
-    os.replace(tmp, p)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    index, store = _load_store(fp)
+    if store is not None and store.shape[1] != vectors.shape[1]:
+        index, store = {}, None
+    new_keys, new_rows = [], []
+    for t, v in zip(texts, vectors):
+        k = text_key(t)
+        if k not in index:
+            index[k] = -1
+            new_keys.append(k)
+            new_rows.append(v)
+    if not new_keys:
+        return
+    kp, vp = _paths(fp)
+    old_keys = np.load(kp) if store is not None else np.zeros(0, dtype="S40")
+    keys = np.concatenate([old_keys, np.array(new_keys, dtype="S40")])
+    vecs = np.concatenate([store, np.stack(new_rows)]) if store is not None else np.stack(new_rows)
+    _atomic_save(vp, vecs)
+    _atomic_save(kp, keys)
 
 
-def encode_cached(encode_fn: EncodeFn, texts: list[str], *, fp: str, data_hash: str, name: str) -> np.ndarray:
-    """Vectors for ``texts`` from the cache, else from ``encode_fn`` (then cached)."""
-    v = load(fp, data_hash, name, len(texts))
-    if v is None:
-        v = np.asarray(encode_fn(texts), dtype=np.float32)
-        save(fp, data_hash, name, v)
-    return v
+def encode_cached(encode_fn: EncodeFn, texts: list[str], *, fp: str) -> np.ndarray:
+    """Vectors for ``texts``: cached ones from the store, the others from ``encode_fn`` (then stored)."""
+    out, missing = lookup(fp, texts)
+    if not missing:
+        return out
+    todo = [texts[i] for i in missing]
+    new = np.asarray(encode_fn(todo), dtype=np.float32)
+    if out is None or out.shape[1] != new.shape[1]:
+        out = np.zeros((len(texts), new.shape[1]), np.float32)
+    out[missing] = new
+    add(fp, todo, new)
+    return out
 
 
 def train_sample_indices(n: int, size: int, seed: int) -> np.ndarray:
