@@ -64,7 +64,7 @@ class SharedPoolingCache:
     @staticmethod
     def signature(encoder) -> str:
         h = hashlib.sha1(type(encoder).__qualname__.encode())
-        for attr in ("hybrid_weight", "state_weight", "chunk_size"):
+        for attr in ("hybrid_weight", "state_weight", "diag_weight", "chunk_size"):
             h.update(repr(getattr(encoder, attr, None)).encode())
         model = getattr(encoder, "model", None)
         if model is not None and hasattr(model, "state_dict"):
