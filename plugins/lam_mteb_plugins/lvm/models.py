@@ -15,6 +15,7 @@ A checkpoint is a folder with ``config.json`` (architecture + training record) a
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,7 @@ def save_checkpoint(model: nn.Module, folder: str | Path, config: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    os.chmod(folder / "model.safetensors", 0o644)  # save_file creates it owner-only
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
