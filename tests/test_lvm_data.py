@@ -134,3 +134,17 @@ def test_sequences_stay_inside_documents():
     chunks = [D.Chunk(f"{d}@{i}", d, i, "x") for d, n in (("a", 7), ("b", 5), ("c", 6)) for i in range(n)]
     seqs = D.make_sequences(chunks, context=5)
     assert seqs == [([0, 1, 2, 3, 4], 5), ([1, 2, 3, 4, 5], 6), ([12, 13, 14, 15, 16], 17)]
+
+
+@pytest.mark.integration
+def test_real_longtext_documents_and_splits():
+    from tests.conftest import shared_data_or_skip
+
+    root = shared_data_or_skip("longtext")
+    sd = D.build_sequence_data(root / "longtext")
+    st = sd.stats
+    assert st["sources"] == {"gutenberg": 199, "paul_graham_essays": 49, "wikitext-2-raw": 60}
+    assert (st["train_documents"], st["dev_documents"], st["test_documents"]) == (207, 31, 60)
+    assert st["skipped_short_documents"] == 10 and st["test_sequences"] == 2257
+    titles = {c.doc_id.split("#", 1)[-1] for s in D.SPLITS for c in sd.chunks[s] if "wiki" in c.doc_id}
+    assert "1 henry and capacitance C" not in titles
