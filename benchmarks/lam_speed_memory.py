@@ -1,0 +1,238 @@
+"""LAM speed and memory benchmark (not a test).
+
+1. Throughput on 512-token windows, LAM vs all-MiniLM-L6-v2, side by side in one process:
+   - model level: the same [batch, 512] token tensor through LAM's forward and through MiniLM's
+     transformers BertModel (what sentence-transformers runs), interleaved rounds;
+   - encode level: ``LamEncoder.encode`` vs ``SentenceTransformer.encode`` (max_seq_length 512) on
+     texts of 512 tokens.
+   Reported: tokens/s of each and the median over rounds of the per-round ratio LAM / MiniLM.
+2. Peak RSS of LAM encoding ONE document of 8k, 64k, 256k and 1M tokens, each in a fresh
+   subprocess (ru_maxrss of that process), plus its wall time.
+3. A PNG plot of both and a JSON file with every number.
+
+    python benchmarks/lam_speed_memory.py [--threads 1] [--sizes 8192,65536,262144,1048576]
+        [--out benchmarks/lam_speed_memory.json] [--plot docs/lam_speed_memory.png]
+
+Text comes from $LAM_MTEB_DATA_DIR/longtext (Gutenberg, Paul Graham essays, WikiText); without
+it a deterministic pseudo-text is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def corpus_text() -> str:
+    """Long natural text: the data dir's longtext files, else a deterministic pseudo-text."""
+    root = os.environ.get("LAM_MTEB_DATA_DIR")
+    parts = []
+    if root and (Path(root) / "longtext").is_dir():
+        for f in sorted((Path(root) / "longtext").rglob("*.txt")):
+            if "LICENSE" not in f.name:
+                parts.append(f.read_text(encoding="utf-8", errors="replace"))
+    if not parts:
+        rng = random.Random(0)
+        words = ("river mountain city history science music people water light system theory "
+                 "market language garden winter summer ocean forest machine story road").split()
+        parts = [" ".join(rng.choice(words) for _ in range(200_000))]
+    return "\n".join(parts)
+
+
+def document_of(n_tokens: int, tokenizer) -> str:
+    """A document of about n_tokens tokens (the base text repeated as needed)."""
+    base = corpus_text()
+    sample = base[:200_000]
+    chars_per_token = len(sample) / max(1, len(tokenizer.encode_batch([sample])[0]))
+    need = int(n_tokens * chars_per_token)
+    reps = need // len(base) + 1
+    return "\n".join([base] * reps)[:need] if reps > 1 else base[:need]
+
+
+# --------------------------------------------------------------------------- memory (child)
+def child(n_tokens: int, threads: int) -> None:
+    import resource
+
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    from lam_mteb_plugins.lam.encoder import LamEncoder
+
+    enc = LamEncoder(pooling="hybrid", device="cpu")
+    enc.encode(["warm up"])
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    text = document_of(n_tokens, enc.tokenizer)
+    tokens = sum(len(p) for p in enc.tokenizer.iter_ids(text))
+    t0 = time.perf_counter()
+    e = enc.encode_all([text])
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ok = all(bool((abs(v) < 10).all()) and v.shape == (1, 384) for v in e.values())
+    print(json.dumps({"target_tokens": n_tokens, "tokens": tokens, "chars": len(text),
+                      "wall_s": round(wall, 2), "tokens_per_s": round(tokens / wall, 1),
+                      "rss_after_load_mb": round(rss_loaded / 1024, 1), "peak_rss_mb": round(peak / 1024, 1),
+                      "finite": ok}))
+
+
+def memory(sizes, threads):
+    rows = []
+    for n in sizes:
+        cmd = [sys.executable, __file__, "--child", str(n), "--threads", str(threads)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        if out.returncode != 0:
+            raise SystemExit(f"child for {n} tokens failed:\n{out.stderr[-2000:]}")
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  {row['tokens']:>9} tokens: peak RSS {row['peak_rss_mb']:.0f} MB, {row['wall_s']:.1f} s "
+              f"({row['tokens_per_s']:.0f} tok/s)", flush=True)
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- throughput
+def throughput(threads: int, batch: int, rounds: int):
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from lam_mteb_plugins.lam.encoder import LamEncoder
+    from lam_mteb_plugins.lam.model import base_model_path
+
+    if threads:
+        torch.set_num_threads(threads)
+    lam = LamEncoder(pooling="mean", device="cpu")
+    st = SentenceTransformer(str(base_model_path()), device="cpu")
+    st.max_seq_length = 512
+    bert = st[0].auto_model.eval()
+
+    ids = [i for p in lam.tokenizer.iter_ids(corpus_text()[:400_000]) for i in p][1:-1]
+    windows = [[lam.tokenizer.cls_id] + ids[j:j + 510] + [lam.tokenizer.sep_id]
+               for j in range(0, 510 * batch * 2, 510)][:batch]
+    x = torch.tensor(windows)
+    mask = torch.ones_like(x, dtype=torch.float32)
+    n_tok = x.numel()
+    # texts that are exactly these windows, for the encode-level comparison
+    texts = [lam.tokenizer._tok.decode(w[1:-1]) for w in windows]
+    lens = [len(t) for t in lam.tokenizer.encode_batch(texts)]
+
+    def lam_fwd():
+        with torch.inference_mode():
+            lam.model.forward_chunk(x, mask)
+
+    def bert_fwd():
+        with torch.inference_mode():
+            bert(input_ids=x, attention_mask=mask.long())
+
+    def lam_enc():
+        lam.encode(texts, batch_size=batch)
+
+    def st_enc():
+        st.encode(texts, batch_size=batch)
+
+    out = {}
+    for level, (fa, fb, ntok) in {"model": (lam_fwd, bert_fwd, n_tok),
+                                  "encode": (lam_enc, st_enc, sum(min(n, 512) for n in lens))}.items():
+        fa(), fb()  # warm up
+        ta, tb = [], []
+        for _ in range(rounds):
+            for f, acc in ((fa, ta), (fb, tb)):
+                t0 = time.perf_counter()
+                f()
+                acc.append(time.perf_counter() - t0)
+        out[level] = {"lam_tokens_per_s": round(ntok / statistics.median(ta), 1),
+                      "minilm_tokens_per_s": round(ntok / statistics.median(tb), 1),
+                      "ratio_median_of_rounds": round(statistics.median(b / a for a, b in zip(ta, tb)), 3),
+                      "lam_s": [round(t, 3) for t in ta], "minilm_s": [round(t, 3) for t in tb],
+                      "tokens_per_round": ntok}
+        print(f"  {level:>6}: LAM {out[level]['lam_tokens_per_s']:.0f} tok/s, MiniLM "
+              f"{out[level]['minilm_tokens_per_s']:.0f} tok/s, ratio {out[level]['ratio_median_of_rounds']:.3f}",
+              flush=True)
+    out["batch"] = batch
+    out["encode_text_lengths"] = [min(lens), max(lens)]
+    return out
+
+
+def plot(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    t = result["throughput"]
+    levels = ["model", "encode"]
+    xs = range(len(levels))
+    a.bar([i - 0.2 for i in xs], [t[lv]["minilm_tokens_per_s"] for lv in levels], 0.4, label="MiniLM (softmax)")
+    a.bar([i + 0.2 for i in xs], [t[lv]["lam_tokens_per_s"] for lv in levels], 0.4, label="LAM (DeltaNet)")
+    for i, lv in enumerate(levels):
+        a.text(i, max(t[lv]["minilm_tokens_per_s"], t[lv]["lam_tokens_per_s"]) * 1.02,
+               f"x{t[lv]['ratio_median_of_rounds']:.2f}", ha="center")
+    a.set_xticks(list(xs), [f"{lv} level" for lv in levels])
+    a.set_ylabel("tokens / s (512-token windows)")
+    a.set_title(f"Throughput, {result['threads'] or 'default'} CPU thread(s)")
+    a.legend(loc="lower right")
+    rows = result["memory"]
+    toks = [r["tokens"] for r in rows]
+    b.plot(toks, [r["peak_rss_mb"] for r in rows], "o-", label="peak RSS (MB)")
+    b.set_xscale("log")
+    b.set_xlabel("document length (tokens, one document)")
+    b.set_ylabel("peak RSS (MB)")
+    lo = min(r["peak_rss_mb"] for r in rows)
+    b.set_ylim(0, lo * 1.5)
+    b2 = b.twinx()
+    b2.plot(toks, [r["wall_s"] for r in rows], "s--", color="tab:red", label="wall time (s)")
+    b2.set_ylabel("wall time (s)")
+    b.set_title("LAM streaming: memory flat, time linear")
+    h1, l1 = b.get_legend_handles_labels()
+    h2, l2 = b2.get_legend_handles_labels()
+    b.legend(h1 + h2, l1 + l2, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
+    p.add_argument("--batch", type=int, default=8, help="512-token windows per round")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--sizes", default="8192,65536,262144,1048576")
+    p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "lam_speed_memory.json"))
+    p.add_argument("--plot", default=str(REPO / "docs" / "lam_speed_memory.png"))
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args.child, args.threads)
+    result = {"threads": args.threads, "python": platform.python_version(), "machine": platform.machine(),
+              "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    if Path(args.out).is_file():  # keep the part not re-measured
+        old = json.loads(Path(args.out).read_text())
+        result.update({k: old[k] for k in ("throughput", "memory") if k in old})
+    if not args.skip_throughput:
+        print("throughput (512-token windows):", flush=True)
+        result["throughput"] = throughput(args.threads, args.batch, args.rounds)
+    if not args.skip_memory:
+        print("peak RSS, one document per fresh process:", flush=True)
+        result["memory"] = memory([int(s) for s in args.sizes.split(",")], args.threads)
+        m = result["memory"]
+        result["rss_1m_over_8k"] = round(m[-1]["peak_rss_mb"] / m[0]["peak_rss_mb"], 3)
+        print(f"  peak RSS largest / smallest: {result['rss_1m_over_8k']}", flush=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    if "throughput" in result and "memory" in result:
+        plot(result, args.plot)
+        print(f"wrote {args.out} and {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
