@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lam_mteb
@@ -412,7 +412,3 @@ def build_sequence_data(folder: str | Path, *, context: int = 5, target_words: i
         "params": params,
     }
     return SequenceData(chunks, kept, skipped, context, target_words, seed, data_hash, stats)
-
-
-def chunk_rows(chunks: list[Chunk]) -> list[dict]:
-    return [asdict(c) for c in chunks]
