@@ -147,6 +147,26 @@ def test_long_documents_in_lock_step_equal_one_by_one(encoder, monkeypatch):
     np.testing.assert_allclose(streamed["mean"], together["mean"], atol=2e-5)
 
 
+
+def test_shared_prefixes_are_computed_once_and_change_nothing(encoder):
+    """Documents that begin alike (LongEmbed's filler/haystack up to the key) share their
+    prefix chunks: fewer rows run, identical embeddings to encoding each document alone."""
+    small = LamEncoder(model=encoder.model, chunk_size=16, device="cpu")
+    prefix = " ".join(SENTS * 4)
+    docs = [prefix + " The pass key is 71432. " + " ".join(SENTS * 2),
+            prefix + " The pass key is 90817. " + " ".join(SENTS * 2),
+            prefix + " " + " ".join(SENTS * 3),
+            "Something else entirely. " + prefix]
+    together = small.encode_all(docs, batch_size=8)
+    ids = small.tokenizer.encode_batch(docs)
+    chunks_total = sum(-(-len(t) // 16) for t in ids)
+    assert small.rows_run < chunks_total - 8, (small.rows_run, chunks_total)
+    for i, d in enumerate(docs):
+        alone = small.encode_all([d])
+        for pooling in ("mean", "state", "hybrid"):
+            np.testing.assert_allclose(together[pooling][i], alone[pooling][0], atol=2e-5)
+    assert not np.allclose(together["mean"][0], together["mean"][1], atol=1e-4)  # keys differ
+
 def test_streaming_tokenizer_equals_whole_text():
     tok = LamTokenizer()
     text = ("Café déjà vu!  Tabs\tand\nnewlines, 12,345 numbers; URLs http://x.y/z?q=1. " * 300)

@@ -124,6 +124,7 @@ class LamEncoder:
 
         self.tokenizer = LamTokenizer(self.model.config.base_model)
         self.embed_dim = self.model.config.hidden_size
+        self.rows_run = 0  # chunk rows actually run through the model (long documents)
 
     # ------------------------------------------------------------------ public
     def encode(self, texts, *, batch_size: int | None = None, show_progress_bar: bool = False,
@@ -193,7 +194,14 @@ class LamEncoder:
         return mean.float().cpu(), state_embedding(states[-1].float(), self.diag_weight).cpu()
 
     def _run_long(self, docs):
-        """Lock-step streaming over documents given as token lists or raw (very long) strings."""
+        """Lock-step streaming over documents given as token lists or raw (very long) strings.
+
+        Shared prefixes are computed once: at every step, documents whose chunks so far are
+        identical (same group at the previous step, same tokens now) form one group and only one
+        row per group is run; the others copy its states and sums.  Exact (same inputs, same
+        outputs), and it removes about half the work when documents share their beginning, as
+        the LongEmbed passkey/needle documents do (the same filler/haystack up to the key).
+        """
         import torch
 
         C = self.chunk_size
@@ -207,6 +215,7 @@ class LamEncoder:
         sums = torch.zeros(n, self.embed_dim, device=self.device)
         counts = torch.zeros(n, device=self.device)
         states = [None] * n  # per document: list of per-layer states [H, Dk, Dv]
+        group = [0] * n  # documents with the same group id have read identical tokens so far
         active = list(range(n))
         offset = 0  # position of the chunk's first token in the document (wraps modulo 512)
         while active:
@@ -219,16 +228,29 @@ class LamEncoder:
             active = still
             if not active:
                 break
-            x, m = self._pad(chunks)
+            reps, uniq, rep_of, first = [], [], [], {}
+            for r, c in zip(active, chunks):
+                key = (group[r], tuple(c))
+                if key not in first:
+                    first[key] = len(reps)
+                    reps.append(r)
+                    uniq.append(c)
+                rep_of.append(first[key])
+            x, m = self._pad(uniq)
             prev = None
-            if states[active[0]] is not None:
-                prev = [torch.stack([states[r][layer] for r in active]) for layer in range(L)]
+            if states[reps[0]] is not None:
+                prev = [torch.stack([states[r][layer] for r in reps]) for layer in range(L)]
             h, new = self.model.forward_chunk(x, m, prev, position_offset=offset)
+            self.rows_run += len(reps)
             offset += C
-            sums[active] += (h * m[..., None]).sum(1)
-            counts[active] += m.sum(1)
-            for j, r in enumerate(active):
+            rep_sums = (h * m[..., None]).sum(1)
+            rep_counts = m.sum(1)
+            idx = torch.tensor(rep_of, device=self.device)
+            sums[active] += rep_sums[idx]
+            counts[active] += rep_counts[idx]
+            for r, j in zip(active, rep_of):
                 states[r] = [s[j] for s in new]
+                group[r] = reps[j]
         mean = sums / counts.clamp_min(1)[:, None]
         last = torch.stack([s[-1] for s in states])
         return mean.float().cpu(), state_embedding(last.float(), self.diag_weight).cpu()
