@@ -167,6 +167,7 @@ def test_shared_prefixes_are_computed_once_and_change_nothing(encoder):
             np.testing.assert_allclose(together[pooling][i], alone[pooling][0], atol=2e-5)
     assert not np.allclose(together["mean"][0], together["mean"][1], atol=1e-4)  # keys differ
 
+
 def test_streaming_tokenizer_equals_whole_text():
     tok = LamTokenizer()
     text = ("Café déjà vu!  Tabs\tand\nnewlines, 12,345 numbers; URLs http://x.y/z?q=1. " * 300)
