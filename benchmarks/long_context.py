@@ -52,19 +52,27 @@ PUBLISHED_MINILM = {
 # -- the shared LAM pass -------------------------------------------------------------------------
 
 class SharedPoolingCache:
-    """One streaming pass for every LAM pooling: texts -> {pooling: vector}.
+    """One streaming pass for every LAM pooling: texts -> mean and state vectors.
 
-    Keyed by the encoder's configuration (weights, chunk size, pooling weights) and the text's
-    hash, so two encoders share results only when they would compute the same vectors."""
+    Keyed by the encoder's configuration (weights, chunk size, state pooling's diag weight) and the
+    text's hash, so two encoders share results only when they would compute the same vectors.
+    The hybrid pooling is mixed from the stored mean and state with each encoder's own
+    ``hybrid(mean, state)``, so every hybrid weight shares the pass too.  With ``folder`` the
+    vectors are also kept on disk (one ``<signature>.npz`` per configuration): a later run, e.g.
+    after changing a hybrid weight, re-encodes nothing."""
 
-    def __init__(self):
+    def __init__(self, folder: str | Path | None = None):
         self.store: dict[tuple, dict[str, np.ndarray]] = {}
         self.computed_texts = 0
+        self.folder = Path(folder) if folder else None
+        self._loaded: set[str] = set()
 
     @staticmethod
     def signature(encoder) -> str:
         h = hashlib.sha1(type(encoder).__qualname__.encode())
-        for attr in ("hybrid_weight", "state_weight", "diag_weight", "chunk_size"):
+        attrs = ("diag_weight", "chunk_size") if hasattr(encoder, "hybrid") else \
+            ("hybrid_weight", "state_weight", "diag_weight", "chunk_size")
+        for attr in attrs:
             h.update(repr(getattr(encoder, attr, None)).encode())
         model = getattr(encoder, "model", None)
         if model is not None and hasattr(model, "state_dict"):
@@ -73,10 +81,39 @@ class SharedPoolingCache:
                 h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()
 
+    def _file(self, sig: str) -> Path:
+        return self.folder / f"{sig[:16]}.npz"
+
+    def _load(self, sig: str) -> None:
+        if self.folder is None or sig in self._loaded:
+            return
+        self._loaded.add(sig)
+        path = self._file(sig)
+        if path.is_file():
+            with np.load(path) as z:
+                if str(z["signature"]) == sig:
+                    poolings = [str(p) for p in z["poolings"]]
+                    for key, *vecs in zip(z["keys"], *(z[p] for p in poolings)):
+                        self.store[(sig, bytes.fromhex(str(key)))] = dict(zip(poolings, vecs))
+
+    def _save(self, sig: str) -> None:
+        if self.folder is None:
+            return
+        items = [(k[1], v) for k, v in self.store.items() if k[0] == sig]
+        poolings = sorted(items[0][1])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self._file(sig).with_suffix(".tmp.npz")
+        np.savez(tmp, signature=np.array(sig), poolings=np.array(poolings),
+                 keys=np.array([k.hex() for k, _ in items]),
+                 **{p: np.stack([v[p] for _, v in items]) for p in poolings})
+        tmp.replace(self._file(sig))
+
     def wrap(self, encoder, pooling: str) -> None:
         if not hasattr(encoder, "encode_all"):
             return  # an encoder without encode_all runs on its own
         cache, sig = self, self.signature(encoder)
+        kept = ("mean", "state") if hasattr(encoder, "hybrid") else ("mean", "state", "hybrid")
+        cache._load(sig)
 
         def encode(texts, *, batch_size=None, show_progress_bar=False, **kwargs):
             keys = [(sig, hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest()) for t in texts]
@@ -88,8 +125,15 @@ class SharedPoolingCache:
                 out = encoder.encode_all(list(todo.values()), batch_size=batch_size,
                                          show_progress_bar=show_progress_bar)
                 for j, k in enumerate(todo):
-                    cache.store[k] = {p: out[p][j] for p in out}
+                    cache.store[k] = {p: np.asarray(out[p][j], dtype=np.float32) for p in kept}
                 cache.computed_texts += len(todo)
+                cache._save(sig)
+            if len(keys) == 0:
+                return np.zeros((0, getattr(encoder, "embed_dim", 384)), dtype=np.float32)
+            if pooling == "hybrid" and "hybrid" not in kept:
+                mean = np.stack([cache.store[k]["mean"] for k in keys])
+                state = np.stack([cache.store[k]["state"] for k in keys])
+                return np.asarray(encoder.hybrid(mean, state), dtype=np.float32)
             return np.stack([cache.store[k][pooling] for k in keys]).astype(np.float32)
 
         encoder.encode = encode
@@ -262,6 +306,9 @@ def main(argv=None) -> int:
     p.add_argument("--output-folder", default="results/long_context")
     p.add_argument("--data-dir", default=None, help="default: $LAM_MTEB_DATA_DIR")
     p.add_argument("--no-share", action="store_true", help="run every LAM pooling in its own pass")
+    p.add_argument("--vector-cache", default=None, metavar="DIR",
+                   help="keep the LAM pass's mean/state vectors in DIR (keyed by weights, chunk size, "
+                        "text): a rerun, e.g. with another hybrid weight, re-encodes nothing")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", default=None, help="also write the table's numbers to this JSON file")
     p.add_argument("--verbose", action="store_true", help="keep mteb's logs and progress bars")
@@ -290,7 +337,8 @@ def main(argv=None) -> int:
 
     if args.only_by_position:
         print(position_analysis(args.models, args.tasks, args.lengths, Path(os.environ["LAM_MTEB_DATA_DIR"]),
-                                batch_size=args.batch_size, weights=args.weights))
+                                batch_size=args.batch_size, weights=args.weights,
+                                shared=SharedPoolingCache(args.vector_cache)))
         return 0
 
     import mteb
@@ -301,7 +349,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     tasks = load_tasks(args.tasks, args.lengths, args.limit)
     load_time = time.perf_counter() - t0
-    shared = SharedPoolingCache()
+    shared = SharedPoolingCache(args.vector_cache)
     rows: dict[str, dict[str, dict[str, float]]] = {}
     times: dict[str, float] = {}
     for name in args.models:

@@ -30,7 +30,10 @@ class FakeLam:
     def encode_all(self, texts, **kw):
         self.seen += len(texts)
         base = np.array([[len(t), 1.0, 0.0] for t in texts], dtype=np.float32)
-        return {"mean": base, "state": base * 2, "hybrid": base * 3}
+        return {"mean": base, "state": base * 2, "hybrid": self.hybrid(base, base * 2)}
+
+    def hybrid(self, mean, state):
+        return self.hybrid_weight * mean + (1 - self.hybrid_weight) * state
 
     def encode(self, texts, **kw):  # replaced by the cache
         raise AssertionError("not shared")
@@ -51,13 +54,34 @@ def test_shared_pass_computes_each_text_once(bench):
 
 
 def test_shared_pass_only_between_identical_configs(bench):
+    """Hybrid weights are mixed from the stored mean/state, so they share; other settings do not."""
     cache = bench.SharedPoolingCache()
-    a, b = FakeLam("hybrid"), FakeLam("hybrid", hybrid_weight=0.3)
-    cache.wrap(a, "hybrid")
-    cache.wrap(b, "hybrid")
-    a.encode(["x", "y"])
-    b.encode(["x", "y"])
-    assert a.seen == 2 and b.seen == 2
+    a, b, c = FakeLam("hybrid"), FakeLam("hybrid", hybrid_weight=0.3), FakeLam("hybrid")
+    c.chunk_size = 128
+    for e in (a, b, c):
+        cache.wrap(e, "hybrid")
+    ha, hb = a.encode(["x", "yy"]), b.encode(["x", "yy"])
+    c.encode(["x", "yy"])
+    assert (a.seen, b.seen, c.seen) == (2, 0, 2)
+    base = np.array([[1, 1, 0], [2, 1, 0]], dtype=np.float32)
+    np.testing.assert_allclose(ha, 0.5 * base + 0.5 * 2 * base)
+    np.testing.assert_allclose(hb, 0.3 * base + 0.7 * 2 * base)
+
+
+def test_vector_cache_on_disk_survives_a_new_run(bench, tmp_path):
+    first = bench.SharedPoolingCache(tmp_path / "vectors")
+    a = FakeLam("mean")
+    first.wrap(a, "mean")
+    want = a.encode(["x", "yy", "x"])
+    assert a.seen == 2 and len(list((tmp_path / "vectors").glob("*.npz"))) == 1
+    second = bench.SharedPoolingCache(tmp_path / "vectors")
+    b, h = FakeLam("mean"), FakeLam("hybrid", hybrid_weight=0.9)
+    second.wrap(b, "mean")
+    second.wrap(h, "hybrid")
+    np.testing.assert_allclose(b.encode(["yy", "x"]), want[[1, 0]])
+    np.testing.assert_allclose(h.encode(["x"]), [[0.9 * 1 + 0.1 * 2, 0.9 + 0.2, 0]])
+    assert b.seen == 0 and h.seen == 0 and second.computed_texts == 0
+    assert b.encode([]).shape == (0, 384)
 
 
 def test_trim_split_keeps_relevant_docs(bench):

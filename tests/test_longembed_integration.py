@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-DATA = os.environ.get("LAM_MTEB_DATA_DIR", "")
+from tests.conftest import SHARED_DATA
+
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not DATA or not (Path(DATA) / "qmsum").is_dir()
-                       or not (Path(DATA) / "longtext" / "paul_graham_essays").is_dir(),
-                       reason="needs LAM_MTEB_DATA_DIR with qmsum/ and longtext/paul_graham_essays/ "
-                              "(e.g. ../shared/data)"),
+    pytest.mark.skipif(not (SHARED_DATA / "qmsum").is_dir()
+                       or not (SHARED_DATA / "longtext" / "paul_graham_essays").is_dir(),
+                       reason=f"integration data {SHARED_DATA}/qmsum and longtext/paul_graham_essays are absent "
+                              "(set LAM_MTEB_SHARED_DATA to ../shared/data)"),
 ]
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LAM_MTEB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LAM_MTEB_DATA_DIR", str(SHARED_DATA))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
@@ -53,9 +56,14 @@ def test_needle_and_qmsum_tasks_load_offline():
 
 @pytest.mark.slow
 def test_benchmark_slice_runs(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "long_context.py"), "--models", "minilm",
-           "--tasks", "passkey", "--lengths", "256", "--limit", "3", "--output-folder", str(tmp_path / "r")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    """What CI runs of benchmarks/long_context.py: MiniLM and LAM on a slice of Passkey."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "long_context.py"), "--models", "minilm", "lam-state",
+           "--tasks", "passkey", "--lengths", "256", "1024", "--limit", "3", "--output-folder", str(tmp_path / "r")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "LEMBPasskeyRetrieval | test_256" in proc.stdout and "SLICE" in proc.stdout
-    assert list((tmp_path / "r-slice" / "results").rglob("LEMBPasskeyRetrieval.json"))
+    assert "LEMBPasskeyRetrieval | test_1024" in proc.stdout and "SLICE" in proc.stdout
+    files = sorted((tmp_path / "r-slice" / "results").rglob("LEMBPasskeyRetrieval.json"))
+    assert [f.parent.parent.name for f in files] == ["lam-mteb__lam-state", "lam-mteb__minilm"]
+    for f in files:  # sliced and re-created: both visible in the result's dataset_revision
+        rev = json.loads(f.read_text())["dataset_revision"]
+        assert rev.startswith("lam-mteb-recreation:") and rev.endswith("+slice-limit3")

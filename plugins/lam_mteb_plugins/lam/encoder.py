@@ -176,12 +176,15 @@ class LamEncoder:
                     bar.update(len(group))
         if bar is not None:
             bar.close()
-        mean = F.normalize(torch.nan_to_num(mean), dim=-1)
-        state = torch.nan_to_num(state)
+        mean = F.normalize(torch.nan_to_num(mean), dim=-1).numpy().astype(np.float32)
+        state = torch.nan_to_num(state).numpy().astype(np.float32)
+        return {"mean": mean, "state": state, "hybrid": self.hybrid(mean, state)}
+
+    def hybrid(self, mean: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """normalise(w * mean + (1 - w) * state) of pooled (n, 384) arrays, w = hybrid_weight."""
         w = self.hybrid_weight
-        hybrid = F.normalize(w * mean + (1 - w) * state, dim=-1)
-        return {k: v.numpy().astype(np.float32) for k, v in
-                (("mean", mean), ("state", state), ("hybrid", hybrid))}
+        mix = w * np.asarray(mean, dtype=np.float32) + (1 - w) * np.asarray(state, dtype=np.float32)
+        return (mix / np.linalg.norm(mix, axis=-1, keepdims=True).clip(1e-12)).astype(np.float32)
 
     # ------------------------------------------------------------------ internals
     def _pad(self, seqs):
