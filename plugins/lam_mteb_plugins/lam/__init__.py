@@ -18,13 +18,13 @@ from __future__ import annotations
 import lam_mteb
 
 # default factory parameters of the `lam` kind (kept in sync with encoder.DEFAULTS by a test)
-PARAMS = {"pooling": "mean", "weights": None, "hybrid_weight": 0.5, "diag_weight": 0.7,
+PARAMS = {"pooling": "mean", "weights": None, "hybrid_weight": 0.8, "diag_weight": 0.7,
           "chunk_size": 512, "batch_size": 32}
 # MiniLM without its (unused) pooler + 6 blocks x (beta projection 384->12 and 12 read gains)
 N_PARAMETERS = 22_565_376 + 6 * (384 * 12 + 12 + 12)
 
 
-def create_encoder(pooling: str = "mean", weights=None, hybrid_weight: float = 0.5,
+def create_encoder(pooling: str = "mean", weights=None, hybrid_weight: float = 0.8,
                    diag_weight: float = 0.7, chunk_size: int = 512, batch_size: int = 32,
                    device: str | None = None):
     """Factory of the ``lam`` encoder kind (see ``encoder.LamEncoder``)."""

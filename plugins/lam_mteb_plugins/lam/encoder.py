@@ -30,7 +30,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default"
 POOLINGS = ("mean", "state", "hybrid")
 LONG_CHARS = 20_000  # texts longer than this are tokenised as a stream
-DEFAULTS = {"pooling": "mean", "weights": None, "hybrid_weight": 0.5, "diag_weight": 0.7,
+DEFAULTS = {"pooling": "mean", "weights": None, "hybrid_weight": 0.8, "diag_weight": 0.7,
             "chunk_size": 512, "batch_size": 32}
 
 
@@ -98,7 +98,7 @@ def state_embedding(S, diag_weight: float = 0.7):
 class LamEncoder:
     """LAM sentence/document encoder (see module docstring)."""
 
-    def __init__(self, pooling: str = "mean", weights=None, hybrid_weight: float = 0.5,
+    def __init__(self, pooling: str = "mean", weights=None, hybrid_weight: float = 0.8,
                  diag_weight: float = 0.7, chunk_size: int = 512, batch_size: int = 32,
                  device: str | None = None, model=None):
         import torch

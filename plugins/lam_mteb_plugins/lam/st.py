@@ -41,7 +41,7 @@ class LamSTModule(InputModule):
     config_keys = ["pooling", "hybrid_weight", "diag_weight", "chunk_size"]
     save_in_root = True
 
-    def __init__(self, pooling: str = "mean", hybrid_weight: float = 0.5, diag_weight: float = 0.7,
+    def __init__(self, pooling: str = "mean", hybrid_weight: float = 0.8, diag_weight: float = 0.7,
                  chunk_size: int = 512, weights: str | None = None, model: LamModel | None = None):
         super().__init__()
         if pooling not in POOLINGS:
