@@ -209,7 +209,9 @@ def patch_load_data(cls: type) -> None:
 def _offline_load_data(original):
     @functools.wraps(original)
     def load_data(self, *args, **kwargs):
-        if getattr(self, "data_loaded", False) or getattr(self, "_lam_mteb_loading", False):
+        if (getattr(self, "data_loaded", False) or getattr(self, "_lam_mteb_loading", False)
+                or getattr(self, "lam_mteb_self_loading", False)):
+            # already loaded, re-entered, or a task that reads LAM_MTEB_DATA_DIR itself
             return original(self, *args, **kwargs)
         from lam_mteb import data
 

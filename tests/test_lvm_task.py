@@ -101,7 +101,7 @@ def test_missing_data_is_one_clear_error(tmp_path, monkeypatch):
         LVMNextVector().load_data()
 
 
-def test_mteb_evaluate_writes_scores_per_split(mock_plugin, corpus, tmp_path, monkeypatch):
+def test_mteb_evaluate_writes_scores_per_split(mock_plugin, corpus, tmp_path, monkeypatch, capsys):
     from mteb.cache import ResultCache
 
     monkeypatch.setenv("LAM_MTEB_DATA_DIR", str(corpus.parent))
@@ -111,6 +111,8 @@ def test_mteb_evaluate_writes_scores_per_split(mock_plugin, corpus, tmp_path, mo
     results = mteb.evaluate(model, [task], cache=ResultCache(tmp_path / "out"), show_progress_bar=False)
     res = results.task_results[0]
     assert set(res.scores) == {"dev", "test"}
+    # the task reads longtext/ itself: the bridge must not go looking for an offline copy
+    assert "no local copy" not in capsys.readouterr().err
     files = list((tmp_path / "out" / "results").rglob("LVMNextVector.json"))
     assert len(files) == 1
     saved = json.loads(files[0].read_text())
