@@ -233,6 +233,26 @@ def test_partial_eval_splits_are_reported(tmp_path, capsys):
     assert "Passkey of org/a: only 2 of 8 eval splits" in md
 
 
+def test_a_streaming_encoder_shows_unlimited_max_tokens(tmp_path, capsys):
+    root = tmp_path / "runs"
+    write_result(root, "org/stream", "r", "STSBenchmark", 0.8, meta={"max_tokens": float("inf"), "embed_dim": 384})
+    write_result(root, "org/short", "r", "STSBenchmark", 0.7, meta={"max_tokens": 256, "embed_dim": 384})
+    code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
+    assert code == 0, cap.err
+    rows = {r["Model"].strip("*"): r for r in _md_table((out / "README.md").read_text(), "Short text: STS and retrieval")}
+    assert rows["org/stream"]["Max tokens"] == "∞" and rows["org/short"]["Max tokens"] == "256"
+    assert 'data-v="Infinity">∞<' in (out / "leaderboard.html").read_text()
+
+
+def test_a_task_with_dev_and_test_reports_test_only(tmp_path, capsys):
+    root = tmp_path / "runs"
+    write_result(root, "org/a", "r", "LVMNextVector", {"dev": 0.9, "test": 0.5})
+    code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
+    assert code == 0, cap.err
+    lvm = {r["Model"].strip("*"): r for r in _md_table((out / "README.md").read_text(), "LVM next-vector")}
+    assert lvm["org/a"]["NextVector"] == "0.5000"  # dev is for tuning: not averaged in
+
+
 def test_lvm_and_other_tasks_get_their_own_tables(tmp_path, capsys):
     root = tmp_path / "runs"
     write_result(root, "org/a", "r", "LVMNextVector", 0.55)

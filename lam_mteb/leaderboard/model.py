@@ -39,7 +39,7 @@ class Row:
     benchmarks: tuple[str, ...] = ()  # benchmarks a score-less row belongs to
     n_parameters: int | None = None
     embed_dim: int | None = None
-    max_tokens: int | None = None
+    max_tokens: int | float | None = None  # math.inf: no limit (a streaming encoder)
     note: str | None = None
     path: str | None = None  # for our rows: the result folder
     source_short: str | None = None  # for the chart's labels

@@ -50,7 +50,9 @@ def fmt_params(n: int | None) -> str:
     return f"{n / 1e3:.3g}k"
 
 
-def fmt_int(n: int | None) -> str:
+def fmt_int(n: int | float | None) -> str:
+    if isinstance(n, float) and math.isinf(n):
+        return "∞"
     return MISSING if not n else str(int(n))
 
 
@@ -106,8 +108,12 @@ def footnotes(table: Table) -> list[str]:
     notes = []
     lacking = [tr for tr in table.rows if tr.mean is not None and tr.missing]
     if lacking:
-        parts = [f"{tr.row.model} [{tr.row.source}] lacks {', '.join(spec.abbreviation(table.bench, t) for t in tr.missing)}"
-                 for tr in lacking]
+        by_missing: dict[str, list[str]] = {}  # rows lacking the same tasks are named together
+        for tr in lacking:
+            missing = ", ".join(spec.abbreviation(table.bench, t) for t in tr.missing)
+            by_missing.setdefault(missing, []).append(f"{tr.row.model} [{tr.row.source}]")
+        parts = [f"{', '.join(rows)} {'lacks' if len(rows) == 1 else 'lack'} {missing}"
+                 for missing, rows in by_missing.items()]
         notes.append(f"{PARTIAL} partial mean: the mean of the tasks the row has, not of all "
                      f"{len(table.tasks)}; not comparable with full means ({'; '.join(parts)}).")
     split_parts = sorted({f"{spec.abbreviation(table.bench, t)} of {tr.row.model}: {cell.partial_note}"
@@ -118,8 +124,12 @@ def footnotes(table: Table) -> list[str]:
                      f"splits, not comparable with complete scores ({'; '.join(split_parts)}).")
     recreated = [(tr, t) for tr in table.rows for t in tr.recreated_tasks]
     if recreated:
-        parts = sorted({f"{spec.abbreviation(table.bench, t)} of {tr.row.model}: {tr.cells[t].recreation_note}"
-                        for tr, t in recreated if tr.cells[t] is not None})
+        by_note: dict[tuple[str, str], set[str]] = {}  # one clause per task and marker, naming its rows
+        for tr, t in recreated:
+            if tr.cells[t] is not None:
+                key = (spec.abbreviation(table.bench, t), str(tr.cells[t].recreation_note))
+                by_note.setdefault(key, set()).add(tr.row.model)
+        parts = [f"{task} of {', '.join(sorted(models))}: {note}" for (task, note), models in sorted(by_note.items())]
         notes.append(f"{RECREATED} score on a local re-creation of the task's data, not the published "
                      f"data set: not directly comparable with published numbers ({'; '.join(parts)}).")
     for tr in table.rows:
@@ -153,7 +163,8 @@ def render_markdown(tables: list[Table], *, command: str, inputs: list[str], pro
     out += ["Inputs: " + "; ".join(inputs) + ".", "", versions, ""]
     out += [
         "Scores are mteb main scores as fractions (0–1), higher is better: each task's main "
-        "metric averaged over its evaluation splits. **Kind** says where a row comes from: "
+        "metric averaged over its evaluation splits (only the test split where a task also evaluates "
+        "a dev/validation split for tuning). **Kind** says where a row comes from: "
         "**ours** = a run of this project (source names the results folder), *published* = a "
         "published number with its source, *claimed, not reproduced* = stated by the user, never "
         "re-run here (not ranked), *no published scores* = listed for completeness. "
@@ -352,6 +363,8 @@ _ROW_CLASS = {spec.KIND_OURS: "ours", spec.KIND_PUBLISHED: "published",
 def _num(value: float | int | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
+    if isinstance(value, float) and math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"  # what the sort script's parseFloat reads
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 

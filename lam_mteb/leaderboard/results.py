@@ -157,6 +157,17 @@ def _eval_splits(task_name: str) -> list[str] | None:
         return None
 
 
+#: splits a task evaluates for tuning; where a task also evaluates "test", only "test" is reported
+TUNING_SPLITS = frozenset({"dev", "validation", "val"})
+
+
+def report_splits(splits: list[str] | None) -> list[str] | None:
+    """The eval splits whose mean is the reported score: ``["test"]`` when the others are tuning splits."""
+    if splits and "test" in splits and len(splits) > 1 and set(splits) - {"test"} <= TUNING_SPLITS:
+        return ["test"]
+    return splits
+
+
 def _main_metric(task_name: str) -> str | None:
     try:
         import mteb
@@ -216,7 +227,7 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
                         warnings.simplefilter("ignore")
                         result = TaskResult.from_disk(path)
                     raw = json.loads(path.read_text(encoding="utf-8"))
-                    splits = _eval_splits(result.task_name)
+                    splits = report_splits(_eval_splits(result.task_name))
                     present = [s for s in (splits or []) if s in result.scores]
                     if splits and not present:
                         raise ValueError(f"none of the task's eval splits {splits} in the file "
@@ -260,10 +271,17 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
                 source_short="ours", revision=revision, scores=cells,
                 n_parameters=_int_or_none(meta.get("n_parameters")),
                 embed_dim=_int_or_none(meta.get("embed_dim")),
-                max_tokens=_int_or_none(meta.get("max_tokens")),
+                max_tokens=_max_tokens(meta.get("max_tokens")),
                 path=_display_path(rev_dir),
             ))
     return LoadedResults(BenchmarkResults(model_results=model_results), rows, report)
+
+
+def _max_tokens(value: Any) -> int | float | None:
+    """mteb stores ``inf`` for encoders without a length limit; keep it (shown as ∞)."""
+    if isinstance(value, float) and math.isinf(value) and value > 0:
+        return math.inf
+    return _int_or_none(value)
 
 
 def _int_or_none(value: Any) -> int | None:
