@@ -38,14 +38,23 @@ class _MtebFinder:
         callback = self._pending.get(fullname)
         if callback is None:
             return None
-        del self._pending[fullname]
-        if not self._pending:
-            _remove_finder()
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return spec
-        spec.loader = _AfterImportLoader(spec.loader, callback)
+        # The callback is dropped only once the module has really been executed: runpy
+        # (`python -m mteb`) asks for the spec once before importing the package itself.
+        spec.loader = _AfterImportLoader(spec.loader, self._ran(fullname, callback))
         return spec
+
+    def _ran(self, fullname, callback):
+        def run(module):
+            if self._pending.pop(fullname, None) is None:
+                return
+            if not self._pending:
+                _remove_finder()
+            callback(module)
+
+        return run
 
 
 def _remove_finder():
