@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         name = plugins.plugin_name_of(impl.plugin)
         try:
             impl.function(sub)
-        except Exception as exc:
+        except plugins.PLUGIN_FAILURES as exc:
             plugins.report(f"plugin {name!r} failed in register_commands: {type(exc).__name__}: {exc}")
     return parser
 

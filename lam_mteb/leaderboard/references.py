@@ -101,13 +101,15 @@ def validate(doc: Any, file: str | Path) -> None:
 
 def load(file: str | Path) -> dict:
     """Read and validate a references file; returns the document."""
+    from lam_mteb.inputs import load_yaml
+
     path = Path(file)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ReferencesError(f"{path}: cannot read references file: {exc.strerror or exc}") from None
-    try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(path, what="references file")
+    except ReferencesError:
+        raise
+    except LamMtebError as exc:  # too large, not UTF-8, alias bomb, unreadable
+        raise ReferencesError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
