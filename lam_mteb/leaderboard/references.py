@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,11 @@ def validate(doc: Any, file: str | Path) -> None:
     seen: dict[tuple, int] = {}
     for i, entry in enumerate(doc["entries"]):
         where = _where(doc, ["entries", i])
+        for group in ("scores", "summaries"):
+            for task, value in (entry.get(group) or {}).items():
+                if not math.isfinite(float(value["value"])):  # .nan passes the schema's minimum/maximum
+                    raise ReferencesError(f"{file}: {where}: {group}.{task}.value is {value['value']!r}, "
+                                          "not a finite number from 0 to 1")
         if entry["source"] not in doc["sources"]:
             raise ReferencesError(f"{file}: {where}: unknown source {entry['source']!r} "
                                   f"(known: {', '.join(sorted(doc['sources']))})")
