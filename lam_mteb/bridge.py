@@ -417,6 +417,7 @@ def wrap_mteb_cli(cli_module) -> None:
     @functools.wraps(original)
     def main(*args, **kwargs):
         try:
+            _check_run_output_folder()
             return original(*args, **kwargs)
         except LamMtebError as exc:
             sys.stderr.write(f"error: {exc}\n")
@@ -439,6 +440,20 @@ def wrap_mteb_cli(cli_module) -> None:
 
     main.__lam_mteb__ = True
     cli_module.main = main
+
+
+def _check_run_output_folder() -> None:
+    """``mteb run --output-folder X``: refuse a file or a read-only folder before evaluating."""
+    argv = sys.argv[1:]
+    if not argv or argv[0] != "run":
+        return
+    from lam_mteb.paths import check_writable_folder
+
+    for i, arg in enumerate(argv):
+        if arg in ("--output-folder", "--output_folder") and i + 1 < len(argv):
+            check_writable_folder(argv[i + 1], "--output-folder")
+        elif arg.startswith(("--output-folder=", "--output_folder=")):
+            check_writable_folder(arg.split("=", 1)[1], "--output-folder")
 
 
 def _unknown_model_in_argv() -> str | None:

@@ -472,6 +472,7 @@ def import_dataset(dataset_path: str, source: Path, out_root: Path, *, force: bo
         if recreation and not (tmp / RECREATION_MARKER).is_file():
             (tmp / RECREATION_MARKER).write_text(json.dumps({"dataset": dataset_path, "plugin": plugin,
                                                              "description": description}), encoding="utf-8")
+        validate_build(tmp)
         if target.exists():
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)

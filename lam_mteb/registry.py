@@ -158,14 +158,20 @@ def accepts_param(factory, name: str) -> bool:
     return accepted is None or name in accepted
 
 
-def _fingerprint_path(path: Path) -> list:
+def _fingerprint_path(path: Path) -> list | str:
+    """Content hash of a weights file/folder (same bytes, same revision: ``cp -p`` of other weights
+    changes it); a folder of more than 200 files falls back to names, sizes and mtimes."""
+    from lam_mteb.data import content_hash
+
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [(str(p.relative_to(path) if path.is_dir() else p.name), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:200]]
+    if len(files) <= 200:
+        return content_hash([path])
+    return [(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:200]]
 
 
 def default_revision(kind: str, params: dict, plugin: str) -> str:
     """Hash of kind, params, lam-mteb's version, the plugin's code version (its package version,
-    or a folder plugin's file hash) and (size, mtime) of path params."""
+    or a folder plugin's file hash) and the content hash of path params (weights)."""
     try:
         version = importlib_metadata.version("lam-mteb")
     except importlib_metadata.PackageNotFoundError:

@@ -232,3 +232,48 @@ def test_folder_plugin_revision_follows_its_file(hostile_dir):
     finally:
         for name in ("usurper", "interrupts", "bow"):
             plugins.unregister_plugin(name)
+
+
+class _WeightsPlugin:
+    @staticmethod
+    @__import__("lam_mteb").hookimpl
+    def register_encoders(register):
+        from tests.conftest import HashEncoder
+
+        def make(weights: str | None = None):
+            return HashEncoder()
+
+        register("weights-enc", make)
+
+
+def test_model_revision_follows_weight_bytes(tmp_path):
+    """A checkpoint replaced by other bytes of the same size and mtime (`cp -p`) is a new revision,
+    so a cached result of the old weights is not reused."""
+    weights = tmp_path / "ckpt" / "model.bin"
+    weights.parent.mkdir()
+    weights.write_bytes(b"\x00" * 64)
+    reg_file = tmp_path / "registry.yaml"
+    reg_file.write_text("models:\n  - name: mine\n    kind: weights-enc\n    params: {weights: ./ckpt}\n")
+    plugins.register_plugin(_WeightsPlugin, "weights-plugin")
+    try:
+        reg = registry.get_registry()
+        registry.load_registry_file(reg_file, reg)
+        before = reg.model("mine").revision
+        st = weights.stat()
+        weights.write_bytes(b"\x01" * 64)
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert reg.model("mine").revision != before
+    finally:
+        plugins.unregister_plugin("weights-plugin")
+
+
+def test_stock_mteb_run_refuses_a_file_as_output_folder(tmp_path):
+    target = tmp_path / "results"
+    target.write_text("keep me")
+    res = subprocess.run(check=False, args=[_bin("mteb"), "run", "-m", "minilm", "-t", "STSBenchmark",
+                                            "--output-folder", str(target)],
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--output-folder" in lines[0] and "not a folder" in lines[0], res.stderr
+    assert target.read_text() == "keep me"
