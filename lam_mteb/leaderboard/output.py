@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 from lam_mteb.errors import LamMtebError
-from lam_mteb.paths import check_writable_folder
 from lam_mteb.leaderboard import render
+from lam_mteb.paths import check_writable_folder
 
 README = "README.md"
 HTML = "leaderboard.html"

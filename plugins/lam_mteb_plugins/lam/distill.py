@@ -275,9 +275,9 @@ class Distiller:
         tmp.replace(path)
 
     def load_state(self, path: Path):
-        import torch
-
         import pickle
+
+        import torch
 
         try:  # weights_only: a crafted trainer_state.pt must not run code (tensors, dicts, numbers only)
             st = torch.load(path, map_location="cpu", weights_only=True)
