@@ -375,6 +375,7 @@ def patch_result_cache() -> None:
         os.close(fd)
         try:
             original_to_disk(self, Path(tmp))
+            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # not mkstemp's 0600
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

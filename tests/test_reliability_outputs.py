@@ -233,6 +233,7 @@ def test_result_writes_are_atomic(mock_plugin, tiny_sts_data_dir, tmp_path, monk
     mteb.evaluate(mteb.get_model("mock-hash"), [mteb.get_task("STSBenchmark")], cache=ResultCache(out),
                   show_progress_bar=False)
     path = next((out / "results").rglob("STSBenchmark.json"))
+    assert path.stat().st_mode & 0o777 == 0o644  # readable like mteb's own writes, not mkstemp's 0600
     before = path.read_bytes()
     result = TaskResult.from_disk(path)
     monkeypatch.setattr("json.dump", _half_written)
