@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from lam_mteb import __version__, plugins
 from lam_mteb.errors import LamMtebError
+from lam_mteb.paths import check_writable_folder
 
 
 def _registry(strict: bool = True):
@@ -108,20 +109,34 @@ def _resolve_tasks(names: list[str]):
     return mteb.get_tasks(tasks=names)
 
 
+def _check_eval_splits(tasks, splits: list[str]) -> None:
+    for task in tasks:
+        unknown = sorted(set(splits) - set(task.metadata.eval_splits))
+        if unknown:
+            raise LamMtebError(f"--eval-splits {' '.join(unknown)}: {task.metadata.name} has no such split "
+                               f"(its eval splits: {', '.join(task.metadata.eval_splits)})")
+
+
 def cmd_run(args) -> int:
     if args.data_dir:
         if not Path(args.data_dir).is_dir():
             raise LamMtebError(f"--data-dir {args.data_dir} is not a directory")
         os.environ["LAM_MTEB_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    if args.verify_data:
+        os.environ["LAM_MTEB_VERIFY_DATA"] = "1"
+    check_writable_folder(args.output_folder, "--output-folder")
     import mteb
     from mteb.cache import ResultCache
 
     from lam_mteb import bridge
 
     bridge.install()
+    if args.device:
+        bridge.check_device(args.device)
     models = [_resolve_model(m) for m in args.model]
     tasks = _resolve_tasks(args.tasks)
     if args.eval_splits:
+        _check_eval_splits(tasks, args.eval_splits)
         tasks = mteb.get_tasks(tasks=args.tasks, eval_splits=args.eval_splits)
     logging.getLogger("mteb").setLevel(logging.WARNING if args.verbosity < 2 else logging.INFO)
     cache = ResultCache(args.output_folder)
@@ -155,6 +170,8 @@ def _add_run(sub) -> None:
     p.add_argument("--batch-size", "--batch_size", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.add_argument("--overwrite-strategy", default="only-missing", choices=["always", "never", "only-missing", "only-cache"])
+    p.add_argument("--verify-data", action="store_true",
+                   help="re-hash every local data file instead of trusting the (size, mtime) shortcut")
     p.add_argument("-v", "--verbosity", type=int, default=1)
     p.set_defaults(func=cmd_run)
 
@@ -232,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         name = plugins.plugin_name_of(impl.plugin)
         try:
             impl.function(sub)
-        except Exception as exc:
+        except plugins.PLUGIN_FAILURES as exc:
             plugins.report(f"plugin {name!r} failed in register_commands: {type(exc).__name__}: {exc}")
     return parser
 

@@ -7,6 +7,7 @@ import csv
 import html
 import io
 import math
+import re
 
 from lam_mteb.leaderboard import spec
 from lam_mteb.leaderboard.table import Table, TableRow
@@ -35,6 +36,35 @@ KIND_COLOUR = {
 
 
 # -- formatting --------------------------------------------------------------------------------
+
+def md_escape(text: str) -> str:
+    """Make user-supplied text (model names, sources, paths) inert in a markdown table or list:
+    HTML-significant characters become entities, link/code/pipe characters are backslash-escaped
+    and line breaks become spaces (a newline would start a new table row)."""
+    text = str(text).replace("\\", "\\\\")
+    text = html.escape(text, quote=False)
+    for ch in "`[]|":
+        text = text.replace(ch, "\\" + ch)
+    return " ".join(text.splitlines())
+
+
+#: a CSV cell starting with one of these is a formula in spreadsheet programs
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """Neutralise formula injection in a text cell (OWASP: prefix a quote); numbers pass through."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+_CSV_NUMBERS = {"score", "mean"}  # repr() of floats: a leading "-" is a sign, not a formula
+
+
+def _csv_row(row: dict) -> dict:
+    return {k: v if k in _CSV_NUMBERS else csv_safe(v) for k, v in row.items()}
+
 
 def fmt_score(value: float | None) -> str:
     return MISSING if value is None else f"{value:.4f}"
@@ -89,11 +119,11 @@ def table_columns(table: Table) -> list[str]:
 def row_values(table: Table, tr: TableRow, *, markdown: bool) -> list[str]:
     row = tr.row
     ours = row.kind == spec.KIND_OURS
-    model = row.model
+    model = md_escape(row.model) if markdown else row.model
     kind = KIND_LABEL[row.kind]
     if markdown and ours:
         model, kind = f"**{model}**", f"**{kind}**"
-    source = row.source
+    source = md_escape(row.source) if markdown else row.source
     return [
         MISSING if tr.rank is None else str(tr.rank),
         model, kind,
@@ -158,9 +188,11 @@ def render_markdown(tables: list[Table], *, command: str, inputs: list[str], pro
                     versions: str, chart: str | None) -> str:
     from tabulate import tabulate
 
+    longest = max((len(m) for m in re.findall(r"`+", command)), default=0)
+    fence = "`" * max(3, longest + 1)  # a path with ``` in it cannot close the code block
     out = [MD_MARKER, "", "# lam-mteb leaderboard", "",
-           "Regenerate with:", "", "```sh", command, "```", ""]
-    out += ["Inputs: " + "; ".join(inputs) + ".", "", versions, ""]
+           "Regenerate with:", "", f"{fence}sh", command, fence, ""]
+    out += ["Inputs: " + md_escape("; ".join(inputs)) + ".", "", versions, ""]
     out += [
         "Scores are mteb main scores as fractions (0–1), higher is better: each task's main "
         "metric averaged over its evaluation splits (only the test split where a task also evaluates "
@@ -180,17 +212,17 @@ def render_markdown(tables: list[Table], *, command: str, inputs: list[str], pro
         out += [f"## {table.bench.title}", ""]
         if table.bench.description:
             out += [table.bench.description, ""]
-        rows = [[v.replace("|", "\\|") for v in row_values(table, tr, markdown=True)] for tr in table.rows]
+        rows = [row_values(table, tr, markdown=True) for tr in table.rows]
         out += [tabulate(rows, headers=table_columns(table), tablefmt="github", disable_numparse=True), ""]
         out += [legend(table), ""]
         for note in footnotes(table):
-            out += [f"- {note}"]
+            out += [f"- {md_escape(note)}"]
         out += [""]
     if not tables:
         out += ["No results and no references to show.", ""]
     if problems:
         out += ["## Problems while reading the inputs", ""]
-        out += [f"- {p}" for p in problems]
+        out += [f"- {md_escape(p)}" for p in problems]
         out += [""]
     return "\n".join(out).rstrip() + "\n"
 
@@ -224,17 +256,19 @@ def render_csv(tables: list[Table]) -> str:
                 cell = tr.cells.get(task)
                 if cell is None:
                     continue
-                writer.writerow({**base, "task": task, "in_mean": str(task in table.tasks).lower(),
-                                 "score": repr(cell.value), "metric": cell.metric or "",
-                                 "split": cell.split or "", "recreated": str(cell.recreated).lower(),
-                                 "file": cell.file or ""})
+                writer.writerow(_csv_row({
+                    **base, "task": task, "in_mean": str(task in table.tasks).lower(),
+                    "score": repr(cell.value), "metric": cell.metric or "",
+                    "split": cell.split or "", "recreated": str(cell.recreated).lower(),
+                    "file": cell.file or ""}))
                 wrote = True
             if tr.summary is not None:
-                writer.writerow({**base, "task": f"(stated {table.bench.key} aggregate)", "in_mean": "false",
-                                 "score": repr(tr.summary.value), "recreated": "false"})
+                writer.writerow(_csv_row({
+                    **base, "task": f"(stated {table.bench.key} aggregate)", "in_mean": "false",
+                    "score": repr(tr.summary.value), "recreated": "false"}))
                 wrote = True
             if not wrote:
-                writer.writerow({**base, "task": "", "in_mean": "", "score": "", "recreated": ""})
+                writer.writerow(_csv_row({**base, "task": "", "in_mean": "", "score": "", "recreated": ""}))
     return buf.getvalue()
 
 

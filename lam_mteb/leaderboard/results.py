@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lam_mteb.errors import LamMtebError
+from lam_mteb.inputs import load_json
 from lam_mteb.leaderboard import spec
 from lam_mteb.leaderboard.model import Cell, Row
 
@@ -29,6 +30,8 @@ logger = logging.getLogger("lam_mteb.leaderboard")
 #: keys a result file (top level or any subset's scores) may carry to say its task data was a
 #: local re-creation; a true value (or a dict) marks it, an explicit false unmarks it
 RECREATION_KEYS = ("lam_mteb_recreation", "lam_mteb_recreated")
+#: mteb main scores are fractions (accuracies, nDCG, recall) or correlations: anything outside is corrupt
+SCORE_RANGE = (-1.0, 1.0)
 
 
 @dataclass
@@ -223,10 +226,10 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
             cells: dict[str, Cell] = {}
             for path in sorted(files):
                 try:
+                    raw = load_json(path, what="result file")  # bounded size and nesting, first
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         result = TaskResult.from_disk(path)
-                    raw = json.loads(path.read_text(encoding="utf-8"))
                     splits = report_splits(_eval_splits(result.task_name))
                     present = [s for s in (splits or []) if s in result.scores]
                     if splits and not present:
@@ -239,8 +242,9 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
                                    "score is their mean, marked partial")
                     use = present or list(result.scores)
                     value = float(result.get_score(splits=use))
-                    if math.isnan(value):
-                        raise ValueError("main score is NaN")
+                    if not math.isfinite(value) or not SCORE_RANGE[0] <= value <= SCORE_RANGE[1]:
+                        raise ValueError(f"main score {value!r} is not a finite number in "
+                                         f"[{SCORE_RANGE[0]}, {SCORE_RANGE[1]}]")
                 except Exception as exc:
                     report.add(f"skipped corrupt result file {_display_path(path)}: {_one_line(exc)}")
                     continue
