@@ -57,7 +57,7 @@ def test_committed_references_cover_the_required_models_tasks_and_rows():
 
 
 def test_a_public_table_cites_public_sources_only():
-    """No row may rest on private project notes: every source has a public URL, nothing cites the notes."""
+    """No row may rest on private project notes: every source has a public URL."""
     doc = _doc()
     assert set(doc["sources"]) == {"mteb-results", "longembed-paper"}
     for key, source in doc["sources"].items():
@@ -71,10 +71,12 @@ def test_a_public_table_cites_public_sources_only():
 def test_a_source_without_a_public_url_is_refused(tmp_path):
     doc = copy.deepcopy(_doc())
     doc["sources"]["notes"] = {"title": "someone's private notes", "local_copy": "notes/000.txt"}
-    with pytest.raises(references.ReferencesError, match=r"sources\['notes'\]: 'url' is a required property"):
+    missing = r"sources\['notes'\]: 'url' is a required property"
+    with pytest.raises(references.ReferencesError, match=missing):
         references.load(_write(tmp_path, doc))
     doc["sources"]["notes"]["url"] = "notes/000.txt"
-    with pytest.raises(references.ReferencesError, match=r"sources\['notes'\]: url: 'notes/000.txt' does not match"):
+    not_public = r"sources\['notes'\]: url: 'notes/000.txt' does not match"
+    with pytest.raises(references.ReferencesError, match=not_public):
         references.load(_write(tmp_path, doc))
 
 
@@ -133,12 +135,14 @@ def test_no_scores_entry_must_not_carry_scores(tmp_path):
 
 def _with_claim(doc: dict) -> int:
     """Add a claim a public source states without a result file (e.g. a model card); its index."""
-    doc["sources"]["model-card"] = {"title": "the model's card", "url": "https://huggingface.co/org/m"}
+    doc["sources"]["model-card"] = {"title": "the model's card",
+                                    "url": "https://huggingface.co/org/m"}
     doc["models"]["org/m"] = {"label": "org/m", "n_parameters": None, "embed_dim": None,
                               "max_tokens": None, "facts_source": "the model's card"}
     doc["entries"].append({"model": "org/m", "source": "model-card", "status": "claimed",
                            "note": "claimed by its authors, not reproduced",
-                           "summaries": {"long-context": {"value": 0.5, "note": "a mean without tasks"}}})
+                           "summaries": {"long-context": {"value": 0.5,
+                                                          "note": "a mean without tasks"}}})
     return len(doc["entries"]) - 1
 
 
@@ -235,7 +239,8 @@ def test_every_paper_number_equals_table2():
 def test_builder_reproduces_the_committed_file_exactly():
     root = _data_dir()
     build_references = _build_script()
-    assert build_references.dump(build_references.build(root)) == REFERENCES.read_text(encoding="utf-8")
+    built = build_references.dump(build_references.build(root))
+    assert built == REFERENCES.read_text(encoding="utf-8")
 
 
 def _build_script():
