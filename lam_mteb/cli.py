@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from lam_mteb import __version__, plugins
+from lam_mteb import __version__, card, check, plugins
 from lam_mteb.errors import LamMtebError
 from lam_mteb.paths import check_writable_folder
 
@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_data(sub)
     _add_leaderboard(sub)
+    check.add_parser(sub)
+    card.add_parser(sub)
     pm = plugins.load_plugins()
     for impl in reversed(pm.hook.register_commands.get_hookimpls()):
         name = plugins.plugin_name_of(impl.plugin)

@@ -271,8 +271,8 @@ def test_lvm_and_other_tasks_get_their_own_tables(tmp_path, capsys):
 def _tiny_references() -> str:
     return yaml.safe_dump({
         "version": 1,
-        "sources": {"pub": {"title": "A paper", "short": "paper X"},
-                    "note": {"title": "someone's note", "short": "note"}},
+        "sources": {"pub": {"title": "A paper", "short": "paper X", "url": "https://example.org/x"},
+                    "note": {"title": "a model card", "short": "note", "url": "https://example.org/card"}},
         "models": {"org/published": {"label": "org/published", "n_parameters": 7_000_000_000,
                                      "embed_dim": 4096, "max_tokens": 32768, "facts_source": "the paper"},
                    "org/ghost": {"label": "Ghost", "n_parameters": None, "embed_dim": None,

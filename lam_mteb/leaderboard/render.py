@@ -198,8 +198,9 @@ def render_markdown(tables: list[Table], *, command: str, inputs: list[str], pro
         "metric averaged over its evaluation splits (only the test split where a task also evaluates "
         "a dev/validation split for tuning). **Kind** says where a row comes from: "
         "**ours** = a run of this project (source names the results folder), *published* = a "
-        "published number with its source, *claimed, not reproduced* = stated by the user, never "
-        "re-run here (not ranked), *no published scores* = listed for completeness. "
+        "published number with its source, *claimed, not reproduced* = stated by a public source "
+        "without a result file, never re-run here (not ranked), *no published scores* = listed for "
+        "completeness. "
         f"{MISSING} = no score. Rank = Borda rank over the benchmark's tasks, computed as mteb's "
         "leaderboard does (per task, rows earn n − rank points, ties share the average rank; "
         "summed points ranked with ties sharing the lowest rank); ours and published rows are "
@@ -448,8 +449,9 @@ def render_html(tables: list[Table], *, command: str, inputs: list[str], problem
              "<p>Scores are mteb main scores as fractions (0–1), higher is better. "
              '<span class="badge b-ours">ours</span> rows are runs of this project (highlighted); '
              '<span class="badge b-published">published</span> rows name their source; '
-             '<span class="badge b-claimed">claimed, not reproduced</span> rows are the user\'s '
-             "statements, not ranked. Rank = Borda rank as mteb's leaderboard computes it. "
+             '<span class="badge b-claimed">claimed, not reproduced</span> rows are stated by a '
+             "public source without a result file, not ranked. "
+             "Rank = Borda rank as mteb's leaderboard computes it. "
              f"{e(MISSING)} = no score; {e(PARTIAL)} = partial mean; {e(RECREATED)} = local "
              f"re-creation of the task's data; {e(CLAIMED)} = aggregate stated without per-task "
              "numbers. Click a column header to sort.</p>"]
