@@ -177,7 +177,7 @@ def cmd_run(args) -> int:
     outcomes = runner.run_grid(pairs, config)
     wall = time.perf_counter() - t0
     print()
-    print(tabulate(runner.summary_rows(outcomes), headers=runner.SUMMARY_HEADERS, floatfmt=".4f"))
+    print(tabulate(runner.summary_rows(outcomes), headers=runner.SUMMARY_HEADERS, floatfmt=("", "", "", ".4f", ".1f", ""), missingval="-"))
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "cached", "exists", "failed", "missing")}
     print(f"\n{len(outcomes)} pair(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
           + f"; wall {wall:.1f}s ({args.executor}{f', {args.jobs} jobs' if args.executor == 'local' else ''})")

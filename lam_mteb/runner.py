@@ -170,25 +170,33 @@ def main_score(result, splits: Iterable[str] | None = None) -> float | None:
 
 
 def save_result(cache, meta, new_result, encode_kwargs: dict) -> Path:
-    """Write ``new_result`` in mteb's layout, merged with a stored result of the same dataset revision."""
-    path = cache.get_task_result_path(new_result.task_name, meta)
-    merged = new_result
-    if path.is_file():
-        from mteb.results import TaskResult
+    """Write ``new_result`` in mteb's layout, merged with a stored result of the same dataset revision.
 
-        try:
-            stored = TaskResult.from_disk(path)
-            reason = None if stored.is_mergeable(new_result) else f"dataset-{stored.dataset_revision}"
-        except Exception:
-            stored, reason = None, "corrupt"
-        if reason is None:
-            merged = stored.merge(new_result)
-        else:
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in reason)[:60]
-            aside = path.with_name(f"{path.name}.{safe}-{time.strftime('%Y%m%dT%H%M%S')}")
-            os.replace(path, aside)
-            sys.stderr.write(f"lam-mteb: kept the previous {path.name} ({reason.split('-', 1)[0]}) as {aside}\n")
-    cache.save_to_cache(merged, meta, encode_kwargs=encode_kwargs)
+    Under a file lock in the revision folder, so shards of one model (a SLURM array writing one
+    shared folder) never interleave ``run_settings.jsonl`` or a result file.
+    """
+    from filelock import FileLock
+
+    path = cache.get_task_result_path(new_result.task_name, meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.parent / ".lam-mteb.lock"), timeout=600):
+        merged = new_result
+        if path.is_file():
+            from mteb.results import TaskResult
+
+            try:
+                stored = TaskResult.from_disk(path)
+                reason = None if stored.is_mergeable(new_result) else f"dataset-{stored.dataset_revision}"
+            except Exception:  # noqa: BLE001 - unreadable in any way: kept aside, not merged
+                stored, reason = None, "corrupt"
+            if reason is None:
+                merged = stored.merge(new_result)
+            else:
+                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in reason)[:60]
+                aside = path.with_name(f"{path.name}.{safe}-{time.strftime('%Y%m%dT%H%M%S')}")
+                os.replace(path, aside)
+                sys.stderr.write(f"lam-mteb: kept the previous {path.name} ({reason.split('-', 1)[0]}) as {aside}\n")
+        cache.save_to_cache(merged, meta, encode_kwargs=encode_kwargs)
     return path
 
 
@@ -502,8 +510,7 @@ def run_grid(pairs: list[Pair], config: GridConfig, on_outcome: Callable[[PairOu
 
 
 def summary_rows(outcomes: list[PairOutcome]) -> list[list]:
-    return [[o.pair.label, o.status, ",".join(o.splits) or "-", o.main_score,
-             "-" if o.seconds is None else f"{o.seconds:.1f}", o.worker] for o in outcomes]
+    return [[o.pair.label, o.status, ",".join(o.splits) or "-", o.main_score, o.seconds, o.worker] for o in outcomes]
 
 
 SUMMARY_HEADERS = ["pair", "status", "splits", "main score", "seconds", "worker"]
