@@ -151,7 +151,7 @@ def cmd_run(args) -> int:
         runner.import_ray()  # one line on how to install it, before any work
     shard = runner.parse_shard(args.shard) if args.shard else None
     bridge.install()
-    models = [_resolve_model(m) for m in args.model]
+    models = list(dict.fromkeys(mteb.get_model_meta(_resolve_model(m)).name for m in args.model))  # mteb's full names
     tasks = []
     if args.tasks:
         tasks.extend(_resolve_tasks(args.tasks))

@@ -257,15 +257,20 @@ class _EncodeActor:
 
             torch.set_num_threads(int(threads))
         self.embedder = Embedder(model, device, prompt_type, batch_size, encode_kwargs)
+        self.dim: int | None = None
 
     def __call__(self, batch):
+        import numpy as np
+
         texts = [_text(t) for t in batch.column("text").to_pylist()]
         ids = [str(i) for i in batch.column("id").to_pylist()]
-        if not texts:
-            import pyarrow as pa
-
-            return pa.table({"id": pa.array([], type=pa.string()), "embedding": pa.array([], type=pa.list_(pa.float32()))})
-        return to_table(ids, self.embedder(texts))
+        if not texts:  # a batch of blank lines: an empty table of the same schema
+            if self.dim is None:
+                self.dim = self.embedder(["dimension probe"]).shape[1]
+            return to_table([], np.zeros((0, self.dim), dtype=np.float32))
+        emb = self.embedder(texts)
+        self.dim = emb.shape[1]
+        return to_table(ids, emb)
 
 
 def encode_ray(path: Path, out: Path, fmt: str, *, model: str, device: str | None, prompt_type: str,

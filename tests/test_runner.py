@@ -186,7 +186,7 @@ def test_ray_failed_pair_reported_then_rerun_alone(toys, local_ray, tmp_path, mo
     args = ["run", "-m", "toy-a", "toy-fail", "-t", "STSBenchmark", "--executor", "ray", "--output-folder", str(out), "-v", "0"]
     assert cli.main(args) == 1
     captured = capsys.readouterr()
-    assert "toy-fail × STSBenchmark: RuntimeError: toy encoder failure" in captured.err
+    assert "lam-mteb/toy-fail × STSBenchmark: RuntimeError: toy encoder failure" in captured.err
     assert "Traceback" not in captured.err
     assert len(stored_results(out)) == 1  # toy-a completed
     fixed = tmp_path / "fixed"
