@@ -113,7 +113,7 @@ def _resolve_benchmark(name: str):
 
     try:
         return mteb.get_benchmark(name)
-    except Exception:
+    except Exception:  # noqa: BLE001 - mteb raises KeyError or ValueError by version
         names = [b.name for b in mteb.get_benchmarks()]
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""

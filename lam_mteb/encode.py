@@ -285,10 +285,6 @@ def encode_ray(path: Path, out: Path, fmt: str, *, model: str, device: str | Non
 
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # line numbers follow the file; shards in input order
-        try:
-            ctx.enable_progress_bars = True
-        except Exception:  # pragma: no cover - older Ray
-            pass
         source = str(path.resolve())
         if fmt == "parquet":
             cols = [c for c in (id_field, title_field, text_field) if c]
@@ -339,7 +335,7 @@ def encode_ray(path: Path, out: Path, fmt: str, *, model: str, device: str | Non
         return n
     except LamMtebError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - unwrapped below to one line
         # a LamMtebError raised inside a Ray task arrives wrapped: keep its one line
         cause = exc
         while getattr(cause, "cause", None) is not None or getattr(cause, "__cause__", None) is not None:

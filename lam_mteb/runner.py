@@ -136,7 +136,7 @@ def expected_dataset_revision(task) -> str | None:
         resolution = data.resolve(path, quiet=True)
         if resolution.path is not None and resolution.recreation:
             return f"{bridge.RECREATION_PREFIX}{Path(str(resolution.path)).name}"
-    except Exception:  # an unreadable data dir surfaces when the pair runs
+    except Exception:  # noqa: BLE001 - an unreadable data dir surfaces when the pair runs
         return revision
     return revision
 
@@ -150,13 +150,13 @@ def stored_state(cache, meta, task, expected_revision: str | None):
         return "missing", None, path
     try:
         result = TaskResult.from_disk(path)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any unreadable file counts as missing
         return "corrupt", None, path
     if result.task_name != task.metadata.name or result.dataset_revision != expected_revision:
         return "stale", result, path
     try:
         missing = result.get_missing_evaluations(task)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a malformed file counts as missing
         return "corrupt", None, path
     return ("partial" if missing else "complete"), result, path
 
@@ -165,7 +165,7 @@ def main_score(result, splits: Iterable[str] | None = None) -> float | None:
     try:
         keys = [s for s in (splits or result.scores) if s in result.scores] or None
         return float(result.get_score(splits=keys))
-    except Exception:
+    except Exception:  # noqa: BLE001 - a score-less result shows no score
         return None
 
 
@@ -255,7 +255,7 @@ def run_pair(job: dict) -> dict:
             raise LamMtebError(f"mteb returned no result for {pair.label}")
         return {"ok": True, "result": results.task_results[0].to_dict(), "worker": worker,
                 "seconds": time.perf_counter() - t0}
-    except BaseException as exc:  # noqa: BLE001 - a worker reports every failure, including SystemExit
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         return {"ok": False, "error": _one_line(exc), "traceback": traceback.format_exc(), "worker": worker,
@@ -375,7 +375,7 @@ def init_ray(address: str | None, num_cpus: int | None = None):
         kwargs["num_cpus"] = num_cpus
     try:
         ray.init(**kwargs)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - Ray raises many types; one line
         raise LamMtebError(f"could not start or reach Ray{f' at {address}' if address else ''}: {_one_line(exc)}") from None
     return ray, True
 
@@ -401,7 +401,7 @@ def run_ray(jobs: list[dict], address: str | None, cpus_per_job: float, gpus_per
                 job = refs.pop(ref)
                 try:
                     reply = ray.get(ref)
-                except Exception as exc:  # WorkerCrashedError, OutOfMemoryError, a lost node ...
+                except Exception as exc:  # noqa: BLE001 - WorkerCrashedError, OutOfMemoryError, a lost node ...
                     reply = {"ok": False, "error": f"Ray: {_one_line(exc)}", "worker": "-", "seconds": None}
                 yield job, reply
     finally:
@@ -489,7 +489,7 @@ def run_grid(pairs: list[Pair], config: GridConfig, on_outcome: Callable[[PairOu
                     result = TaskResult.from_dict(reply["result"])
                     save_result(cache, meta, result, config.encode_kwargs)
                     outcome.status, outcome.main_score, outcome.result = "done", main_score(result, splits), reply["result"]
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - reported as the pair's failure
                     outcome.error = f"saving the result failed: {_one_line(exc)}"
                     reply = {**reply, "traceback": traceback.format_exc()}
             else:
