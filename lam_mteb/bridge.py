@@ -84,10 +84,11 @@ def _make_plugin_model_class():
                 fn = self.encoder.encode_queries
             elif kind == "document" and hasattr(self.encoder, "encode_documents"):
                 fn = self.encoder.encode_documents
-            call_kwargs = {"batch_size": kwargs.get("batch_size", 32),
-                           "show_progress_bar": kwargs.get("show_progress_bar", True)}
-            optional = {"prompt_type": kind, "task_name": task_metadata.name}
-            call_kwargs.update({k: v for k, v in optional.items() if _accepts(fn, k)})
+            # everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool, ...)
+            # reaches an encoder whose signature names it or takes **kwargs (see hookspecs.register_encoders)
+            call_kwargs = {**kwargs, "batch_size": kwargs.get("batch_size", 32),
+                           "show_progress_bar": kwargs.get("show_progress_bar", True),
+                           "prompt_type": kind, "task_name": task_metadata.name}
             call_kwargs = {k: v for k, v in call_kwargs.items() if _accepts(fn, k)}
             emb = fn(texts, **call_kwargs)
             if hasattr(emb, "detach"):

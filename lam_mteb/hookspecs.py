@@ -57,6 +57,19 @@ def register_encoders(register: RegisterEncoder) -> None:
     default factory parameters and ``revision`` (a string or ``callable(params) -> str``) the
     version recorded in results.  Each registered encoder is both an *encoder kind* that
     registry.yaml configurations refer to and a model of the same name.
+
+    Keywords ``encode`` (and ``encode_queries`` / ``encode_documents``) may accept; each is passed
+    only when the signature names it or has ``**kwargs``:
+
+    - ``batch_size`` (int, default 32) and ``show_progress_bar`` (bool): always given;
+    - ``prompt_type``: ``"query"``, ``"document"`` or ``None``; ``task_name``: the mteb task's name;
+    - everything else in mteb's ``encode_kwargs`` (``mteb.evaluate(..., encode_kwargs={...})``,
+      ``lam-mteb run --encode-kwargs JSON``), e.g. ``device``: one device or a *list* of devices
+      for multi-process / multi-GPU encoding (``lam-mteb run --device cuda:0 cuda:1``), ``pool``
+      (a sentence-transformers multi-process pool), ``chunk_size``, ``precision``.  An encoder
+      that forwards ``**kwargs`` to a stricter function should pick the keys it understands.
+
+    A factory that accepts ``device`` gets mteb's model device (``mteb.get_model(name, device=...)``).
     """
 
 
