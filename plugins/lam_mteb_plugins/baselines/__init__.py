@@ -19,7 +19,6 @@ at every ``import mteb``.
 from __future__ import annotations
 
 import lam_mteb
-
 from lam_mteb_plugins.baselines import bm25 as _bm25
 from lam_mteb_plugins.baselines import chunked as _chunked
 from lam_mteb_plugins.baselines import static as _static
