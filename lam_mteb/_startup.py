@@ -8,6 +8,7 @@ user-facing errors print as one line.
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery  # cheap (frozen); importlib.abc would pull in importlib.resources
 import sys
 
@@ -38,14 +39,20 @@ class _MtebFinder:
         callback = self._pending.get(fullname)
         if callback is None:
             return None
-        del self._pending[fullname]
-        if not self._pending:
-            _remove_finder()
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return spec
-        spec.loader = _AfterImportLoader(spec.loader, callback)
+        # consumed only when the module really executes: `python -m mteb` asks runpy's
+        # find_spec("mteb") first without importing, then imports through a second lookup
+        spec.loader = _AfterImportLoader(spec.loader, functools.partial(self._fire, fullname))
         return spec
+
+    def _fire(self, fullname, module):
+        callback = self._pending.pop(fullname, None)
+        if not self._pending:
+            _remove_finder()
+        if callback is not None:
+            callback(module)
 
 
 def _remove_finder():
