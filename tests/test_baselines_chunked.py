@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
 import mteb
 import numpy as np
 import pytest
+from lam_mteb_plugins.baselines import chunked
 
 import lam_mteb
 from lam_mteb import bridge, plugins, registry
 from lam_mteb.errors import LamMtebError
-from lam_mteb_plugins.baselines import chunked
 from tests.conftest import WORDS
 
 SUFFIXES = ("##s", "##ing", "##er")
@@ -33,7 +34,7 @@ def toy_tokenizer():
 class ToyTokEncoder:
     """Mean of seeded random token vectors (+ the [CLS] vector): a toy model with a real tokenizer."""
 
-    def __init__(self, max_seq_length: int = 10, dim: int = 16):
+    def __init__(self, max_seq_length: int = 10, dim: int = 128):
         self.tokenizer = toy_tokenizer()
         self.max_seq_length = max_seq_length
         self.table = np.random.default_rng(0).normal(size=(self.tokenizer.get_vocab_size(), dim)).astype(np.float32)
@@ -53,7 +54,7 @@ class ToyTokPlugin:
     @staticmethod
     @lam_mteb.hookimpl
     def register_encoders(register):
-        register("toy-tok", ToyTokEncoder, params={"max_seq_length": 10}, embed_dim=16, max_tokens=10)
+        register("toy-tok", ToyTokEncoder, params={"max_seq_length": 10}, embed_dim=128, max_tokens=10)
 
 
 @pytest.fixture
@@ -74,11 +75,11 @@ def toy_plugin(tmp_path, monkeypatch):
     chunked._CACHES.clear()
 
 
-def random_text(n_words: int, seed: int = 0) -> str:
+def random_text(n_words: int, seed: int = 0, vocab=WORDS) -> str:
     rng = random.Random(seed)
     words = []
     for _ in range(n_words):
-        w = rng.choice(WORDS)
+        w = rng.choice(vocab)
         r = rng.random()
         words.append(w + ("s" if r < 0.2 else "ing" if r < 0.3 else ""))  # some words are two pieces
         if rng.random() < 0.1:
@@ -121,7 +122,7 @@ def test_overlap_repeats_exactly_that_many_tokens(overlap):
     full = content_ids(enc.tokenizer, text)
     assert windows[0] == full[:8]
     pos = 0
-    for prev, cur in zip(windows, windows[1:]):
+    for prev, cur in itertools.pairwise(windows):
         assert cur[:overlap] == prev[-overlap:]  # shares exactly `overlap` tokens with the previous one
         assert len(prev) == 8
         pos += len(prev) - overlap
@@ -135,7 +136,7 @@ def test_overlap_with_multi_piece_words_stays_within_the_bound():
     full = content_ids(enc.tokenizer, text)
     windows = [content_ids(enc.tokenizer, w) for w, _ in enc.windows(text)]
     assert windows[0] == full[:len(windows[0])]
-    for prev, cur in zip(windows, windows[1:]):
+    for prev, cur in itertools.pairwise(windows):
         shared = next(k for k in range(min(len(prev), len(cur), 3), -1, -1) if k == 0 or prev[-k:] == cur[:k])
         assert shared <= 3 and len(cur) <= 8
     assert windows[-1] == full[-len(windows[-1]):]
@@ -152,13 +153,10 @@ def test_streaming_tokenisation_equals_whole_text():
 
 def test_word_longer_than_a_window_is_cut_between_its_pieces():
     enc = make()
-    text = "cat " + "dog" + "##s" * 0 + "s" * 0 + " ".join([]) + "dogs" * 0 + "x" * 0
-    # a "word" of 12 pieces: WordPiece splits 'catsss...' only by vocab, so build one from suffixes
-    long_word = "play" + "ing" * 11  # 'play' is not in the toy vocab -> [UNK]; use a known stem instead
-    long_word = "cat" + "er" * 11
-    windows = list(enc.windows(text + long_word))
-    assert sum(n for _, n in windows) == len(content_ids(enc.tokenizer, text + long_word))
-    assert all(n <= 8 for _, n in windows)
+    text = "the cat " + "cat" + "er" * 11  # one "word" of 12 pieces (cat ##er ##er ...) > 8 per window
+    windows = list(enc.windows(text))
+    assert [n for _, n in windows] == [2, 8, 4]  # the words before it, then the word in window-sized cuts
+    assert sum(n for _, n in windows) == len(content_ids(enc.tokenizer, text))
 
 
 # -- pooling ----------------------------------------------------------------------------------------
@@ -181,7 +179,7 @@ def test_empty_text_gives_a_finite_vector():
         enc = make(pool=pool)
         out = enc.encode(["", "   "], prompt_type="document")
         arr = np.concatenate(out) if isinstance(out, list) else out
-        assert arr.shape == (2, 16) and np.isfinite(arr).all()
+        assert arr.shape == (2, 128) and np.isfinite(arr).all()
 
 
 def test_mean_is_the_token_weighted_mean_of_window_vectors():
@@ -233,8 +231,13 @@ def test_window_cache_reuses_repeated_windows():
     cache = chunked.WindowCache(1000)
     enc = make(cache=cache)
     filler = " ".join(["the cat runs on the road ."] * 10)
-    enc.encode([filler + " red", filler + " blue"])
-    assert cache.hits > 0 and cache.misses < 2 * len(list(enc.windows(filler + " red")))
+    texts = [filler + " red", filler + " blue"]
+    n_windows = sum(len(list(enc.windows(t))) for t in texts)
+    enc.encode(texts)
+    assert len(enc.inner.texts) < n_windows  # repeated windows are encoded once
+    seen = len(enc.inner.texts)
+    enc.encode([filler + " green"])
+    assert cache.hits > 0 and len(enc.inner.texts) - seen < len(list(enc.windows(filler + " green")))
     np.testing.assert_allclose(make().encode([filler + " red"]), enc.encode([filler + " red"]), atol=1e-6)
 
 
@@ -262,11 +265,11 @@ def test_chunked_config_errors_name_file_and_line(toy_plugin, tmp_path, params, 
 def test_chunked_metadata_and_revision_follow_the_inner_model(toy_plugin):
     reg = registry.get_registry()
     mean, mx = reg.model("toy-chunk-mean"), reg.model("toy-chunk-max")
-    assert mean.metadata["embed_dim"] == 16 and mean.metadata["max_tokens"] == float("inf")
+    assert mean.metadata["embed_dim"] == 128 and mean.metadata["max_tokens"] == float("inf")
     assert mean.metadata["similarity_fn_name"] == "cosine" and mx.metadata["similarity_fn_name"] == "MaxSim"
     assert mean.revision != mx.revision
     meta = mteb.get_model_meta("toy-chunk-max")
-    assert meta.embed_dim == 16 and meta.model_type == ["late-interaction"]
+    assert meta.embed_dim == 128 and meta.model_type == ["late-interaction"]
     assert meta.adapted_from == "lam-mteb/toy-tok"
 
 
@@ -283,8 +286,10 @@ def write_long_beir(folder, n_docs=12, n_queries=6):
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     docs, queries = [], []
     for i in range(n_docs):
-        key = " ".join(rng.sample(WORDS, 4))
-        docs.append({"_id": f"d{i}", "title": "", "text": f"{random_text(30, 100 + i)} {key} {random_text(30, 200 + i)}"})
+        key = " ".join(rng.sample(WORDS[20:], 3))  # words the filler never uses
+        filler = WORDS[:20]
+        docs.append({"_id": f"d{i}", "title": "",
+                     "text": f"{random_text(30, 100 + i, filler)} {key} {random_text(30, 200 + i, filler)}"})
         queries.append(key)
     with open(folder / "corpus.jsonl", "w") as fh:
         fh.writelines(json.dumps(d) + "\n" for d in docs)
@@ -304,5 +309,5 @@ def test_chunk_max_runs_retrieval_through_stock_mteb(toy_plugin, tmp_path, monke
         res = mteb.evaluate(model, [mteb.get_task("SciFact")], cache=None, show_progress_bar=False)
         scores[name] = res.task_results[0].get_score()
     # the key sits in one window of its document: the best window finds it
-    assert scores["toy-chunk-max"] >= 0.9, scores
-    assert scores["toy-chunk-max"] >= scores["toy-chunk-mean"]
+    assert scores["toy-chunk-max"] >= 0.8, scores
+    assert scores["toy-chunk-max"] > scores["toy-chunk-mean"], scores
