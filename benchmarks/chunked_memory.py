@@ -3,13 +3,16 @@
 Each size runs in its own child process (a fresh interpreter: the peak resident set, VmHWM of
 /proc/self/status, is that document's alone; ru_maxrss is not used because a forked child inherits
 its parent's high-water mark).  The child builds ``minilm-chunk-mean`` through the registry
-(all-MiniLM-L6-v2, 254-token windows, the default window-vector cache), encodes one warm-up text,
+(all-MiniLM-L6-v2, 254-token windows, the default window-vector cache; ``--encoder`` wraps another
+registered model), encodes one warm-up text,
 then one document of N MiniLM tokens made of pseudo-random words (deterministic; no window
 repeats, so the cache cannot help and holds every window vector: the worst case).  The RSS is also
 sampled every 50 ms while encoding.  Ratios are against the 8 k-token run of the same invocation.
 
     HF_HUB_OFFLINE=1 nice -n 10 python benchmarks/chunked_memory.py --sizes 8192 1048576 \
         --json benchmarks/chunked_memory.json
+    # the same machinery over another registered encoder (here the static model, 256-token windows):
+    HF_HUB_OFFLINE=1 python benchmarks/chunked_memory.py --encoder minilm-static --window 256 ...
 """
 
 from __future__ import annotations
@@ -55,17 +58,16 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def child(n_tokens: int, threads: int) -> None:
+def child(n_tokens: int, threads: int, encoder: str, window: int | None) -> None:
     import gc
     import threading
 
     import numpy as np
     import torch
-
-    import lam_mteb
+    from lam_mteb_plugins.baselines import chunked
 
     torch.set_num_threads(threads)
-    enc = lam_mteb.get_encoder("minilm-chunk-mean")
+    enc = chunked.create_encoder(encoder, window=window, pool="mean")
     enc.encode(["warm up"])
     text = document(n_tokens, enc.tokenizer)
     tokens = sum(len(offs) for _, _, offs in __import__(
@@ -87,7 +89,7 @@ def child(n_tokens: int, threads: int) -> None:
     done.set()
     sampler.join()
     print(json.dumps({
-        "target_tokens": n_tokens, "tokens": tokens, "chars": len(text), "windows": enc.cache.misses,
+        "encoder": encoder, "window": enc.window, "target_tokens": n_tokens, "tokens": tokens, "chars": len(text), "windows": enc.cache.misses,
         "wall_s": round(wall, 1), "tokens_per_s": round(tokens / wall, 1),
         "peak_rss_before_encode_mb": round(rss_loaded, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_before_encode_mb": round(before, 1), "max_rss_during_encode_mb": round(max(samples), 1),
@@ -98,15 +100,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", type=int, default=[8192, 1_048_576])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--encoder", default="minilm", help="registered model wrapped by chunked (default minilm)")
+    p.add_argument("--window", type=int, default=None, help="window tokens (default: the encoder's limit)")
     p.add_argument("--json", default=None)
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        child(args.child, args.threads)
+        child(args.child, args.threads, args.encoder, args.window)
         return 0
     rows = []
     for n in args.sizes:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--threads", str(args.threads)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--threads", str(args.threads),
+               "--encoder", args.encoder] + (["--window", str(args.window)] if args.window else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=False,
                              env={**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"})
         if out.returncode != 0:
