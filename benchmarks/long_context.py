@@ -1,8 +1,10 @@
-"""Long-context retrieval: MiniLM (truncates at 256 tokens) vs LAM (streams every token).
+"""Long-context retrieval: MiniLM (truncates at 256 tokens) vs LAM (streams every token) vs baselines.
 
 Runs mteb's own LEMBPasskeyRetrieval, LEMBNeedleRetrieval and LEMBQMSumRetrieval (offline data
 from the ``longembed`` plugin, see docs/longembed.md) for ``minilm``, ``lam-mean``, ``lam-state``
-and ``lam-hybrid`` through ``mteb.evaluate``; results are written in mteb's layout under
+and ``lam-hybrid`` and the long-document baselines of docs/baselines.md — ``bm25`` (mteb's BM25),
+``minilm-static`` (model2vec), ``minilm-chunk-mean`` / ``minilm-chunk-max`` (MiniLM over 254-token
+windows: mean of window vectors / MaxSim) — through ``mteb.evaluate``; results are written in mteb's layout under
 ``--output-folder`` (``results/<org>__<model>/<revision>/<Task>.json``), then one table is printed:
 accuracy@1 (= nDCG@1, mteb's main score) per context length for Passkey / Needle, nDCG@10 for
 QMSum, and the wall time per model.
@@ -10,7 +12,9 @@ QMSum, and the wall time per model.
 The three LAM poolings share one streaming pass: the first LAM model computes every pooling with
 the encoder's ``encode_all`` and the other two read them from an in-memory cache (``--no-share``
 runs them separately).  The wall time of the first LAM model therefore includes the pass of all
-three.
+three.  Likewise the two chunked models share their window vectors (the ``chunked`` encoder's
+per-process cache, keyed by window text): Passkey's filler and Needle's shared haystack prefix are
+encoded once, and ``minilm-chunk-max`` reuses every window ``minilm-chunk-mean`` encoded.
 
     LAM_MTEB_DATA_DIR=../shared/data HF_HUB_OFFLINE=1 nice -n 10 python benchmarks/long_context.py
     # a small slice (what CI runs):
@@ -35,7 +39,8 @@ import numpy as np
 
 TASKS = {"passkey": "LEMBPasskeyRetrieval", "needle": "LEMBNeedleRetrieval", "qmsum": "LEMBQMSumRetrieval"}
 LENGTHS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
-MODELS = ("minilm", "lam-mean", "lam-state", "lam-hybrid")
+MODELS = ("minilm", "lam-mean", "lam-state", "lam-hybrid", "bm25", "minilm-static", "minilm-chunk-mean",
+          "minilm-chunk-max")
 
 # sentence-transformers/all-MiniLM-L6-v2 (revision 8b3219a9) in the MTEB results repository
 # (embeddings-benchmark/results @ f4cc6c8b, on the *published* LongEmbed data), copied from
@@ -258,6 +263,8 @@ def position_analysis(models, task_keys, lengths, data_dir: Path, buckets: int =
     for name in models:
         params = {"weights": weights} if weights and name.startswith("lam") else {}
         enc = lam_mteb.get_encoder(name, **params)
+        if not callable(getattr(enc, "encode", None)):
+            continue  # a search model (bm25): no vectors to compare here
         if getattr(enc, "pooling", None) is not None:
             shared.wrap(enc, enc.pooling)
         encoders[name] = enc
@@ -278,12 +285,18 @@ def position_analysis(models, task_keys, lengths, data_dir: Path, buckets: int =
             ids = [d["_id"] for d in docs]
             relevant = {r["query-id"]: ids.index(r["corpus-id"]) for r in split["qrels"]}
             for name, enc in encoders.items():
-                D = np.asarray(enc.encode([d["text"] for d in docs], batch_size=batch_size), dtype=np.float32)
-                Q = np.asarray(enc.encode([q["text"] for q in split["queries"]], batch_size=batch_size),
-                               dtype=np.float32)
-                D /= np.linalg.norm(D, axis=1, keepdims=True).clip(1e-12)
-                Q /= np.linalg.norm(Q, axis=1, keepdims=True).clip(1e-12)
-                top = (Q @ D.T).argmax(1)
+                if callable(getattr(enc, "similarity", None)):  # e.g. chunked MaxSim (multi-vector)
+                    D = enc.encode([d["text"] for d in docs], batch_size=batch_size, prompt_type="document")
+                    Q = enc.encode([q["text"] for q in split["queries"]], batch_size=batch_size,
+                                   prompt_type="query")
+                    top = np.asarray(enc.similarity(Q, D)).argmax(1)
+                else:
+                    D = np.asarray(enc.encode([d["text"] for d in docs], batch_size=batch_size), dtype=np.float32)
+                    Q = np.asarray(enc.encode([q["text"] for q in split["queries"]], batch_size=batch_size),
+                                   dtype=np.float32)
+                    D /= np.linalg.norm(D, axis=1, keepdims=True).clip(1e-12)
+                    Q /= np.linalg.norm(Q, axis=1, keepdims=True).clip(1e-12)
+                    top = (Q @ D.T).argmax(1)
                 hits = [[] for _ in range(buckets)]
                 for q, t in zip(split["queries"], top):
                     rel = relevant[q["_id"]]

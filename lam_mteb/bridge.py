@@ -91,6 +91,8 @@ def _make_plugin_model_class():
                            "prompt_type": kind, "task_name": task_metadata.name}
             call_kwargs = {k: v for k, v in call_kwargs.items() if _accepts(fn, k)}
             emb = fn(texts, **call_kwargs)
+            if isinstance(emb, (list, tuple)):
+                return self._check_multi_vector(emb, len(texts))
             if hasattr(emb, "detach"):
                 emb = emb.detach().cpu().numpy()
             emb = np.asarray(emb, dtype=np.float32)
@@ -109,7 +111,47 @@ def _make_plugin_model_class():
                                      "scores are meaningless; check the model's weights and code\n")
             return emb
 
+        def _check_multi_vector(self, emb, n_texts: int) -> list:
+            """A multi-vector encoder returns one ``(n_vectors_i, dim)`` array per text."""
+            if not callable(getattr(self.encoder, "similarity", None)):
+                raise LamMtebError(f"model {self.config_name!r} returned a list of embeddings (multi-vector) "
+                                   "but defines no similarity(a, b) to score them")
+            out = []
+            for e in emb:
+                if hasattr(e, "detach"):
+                    e = e.detach().cpu().numpy()
+                out.append(np.asarray(e, dtype=np.float32))
+            dims = {e.shape[1] for e in out if e.ndim == 2}
+            if (len(out) != n_texts or any(e.ndim != 2 or e.shape[0] == 0 for e in out)
+                    or len(dims) > 1):
+                shapes = sorted({e.shape for e in out}, key=str)[:3]
+                raise LamMtebError(f"model {self.config_name!r} returned {len(out)} multi-vector embeddings "
+                                   f"(shapes {shapes}) for {n_texts} texts; expected one (n_i >= 1, dim) "
+                                   "array per text")
+            if not all(np.isfinite(e).all() for e in out):
+                raise LamMtebError(f"model {self.config_name!r} returned NaN/inf embeddings")
+            return out
+
+        def similarity(self, embeddings1, embeddings2):
+            """The encoder's own ``similarity(a, b)`` when it has one, else mteb's (from the metadata)."""
+            fn = getattr(self.encoder, "similarity", None)
+            if callable(fn):
+                return fn(embeddings1, embeddings2)
+            return super().similarity(embeddings1, embeddings2)
+
+        def similarity_pairwise(self, embeddings1, embeddings2):
+            fn = getattr(self.encoder, "similarity_pairwise", None)
+            if callable(fn):
+                return fn(embeddings1, embeddings2)
+            return super().similarity_pairwise(embeddings1, embeddings2)
+
     return PluginModel
+
+
+def is_search_model(obj: Any) -> bool:
+    """A plugin object that retrieves by itself (mteb's SearchProtocol: ``index`` + ``search``, no ``encode``)."""
+    return (callable(getattr(obj, "index", None)) and callable(getattr(obj, "search", None))
+            and not callable(getattr(obj, "encode", None)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -141,6 +183,9 @@ def load_plugin_model(model_name: str, revision: str | None = None, device: str 
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise LamMtebError(f"model {config.name!r} ({config.source}) could not be loaded: "
                            f"{type(exc).__name__}: {detail}; check its weights files and params") from None
+    if is_search_model(encoder):
+        # e.g. BM25: handed to mteb unchanged (mteb sets its mteb_model_meta); retrieval tasks only
+        return encoder
     return plugin_model_class()(encoder, config.name)
 
 

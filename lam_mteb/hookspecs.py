@@ -70,6 +70,26 @@ def register_encoders(register: RegisterEncoder) -> None:
       that forwards ``**kwargs`` to a stricter function should pick the keys it understands.
 
     A factory that accepts ``device`` gets mteb's model device (``mteb.get_model(name, device=...)``).
+
+    Optional, for kinds and encoders that need them:
+
+    - ``configure=callable(params, lookup) -> dict``: called for every configuration of the kind
+      (its default and each registry.yaml entry) when the registry loads; validates ``params``
+      (raise ``ValueError`` -> one error naming the registry file and line) and returns ModelMeta
+      fields derived from them (e.g. ``embed_dim`` of a wrapped model) and optionally
+      ``"revision"``.  ``lookup(name)`` describes another registered model (``name``, ``full_name``,
+      ``kind``, ``revision``, ``metadata``, ``source``) or raises for an unknown name.
+    - multi-vector encoders: ``encode`` may return a list with one ``(n_i, dim)`` array per text,
+      provided the encoder defines ``similarity(a, b) -> (len(a), len(b))`` (and
+      ``similarity_pairwise(a, b) -> (len(a),)``).  The bridge hands an encoder's own
+      ``similarity`` / ``similarity_pairwise`` to mteb in place of the metadata's
+      ``similarity_fn_name`` (this is how ``chunked`` with ``pool: max`` scores by MaxSim).
+    - search models: a factory may return an object with mteb's ``SearchProtocol`` (``index`` and
+      ``search``, no ``encode``, e.g. mteb's BM25); the bridge hands it to mteb unchanged, so it runs
+      retrieval tasks only.
+    - ``tokenizer`` (a Hugging Face ``tokenizers.Tokenizer`` or fast ``transformers`` tokenizer) and
+      ``max_seq_length`` attributes let the ``chunked`` kind cut windows on the encoder's own tokens
+      (sentence-transformers models are found through ``encoder.model``).
     """
 
 

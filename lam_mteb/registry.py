@@ -35,7 +35,7 @@ MODEL_META_KEYS = {
     "use_instructions", "training_datasets", "adapted_from", "memory_usage_mb", "citation",
     "modalities", "model_type",
 }
-REGISTER_KEYS = MODEL_META_KEYS | {"params", "revision", "org", "description"}
+REGISTER_KEYS = MODEL_META_KEYS | {"params", "revision", "org", "description", "configure"}
 
 # \Z, not $: "$" also matches before a trailing newline (jsonschema uses re.search)
 NAME_PATTERN = "^" + NAME_RE.pattern
@@ -81,6 +81,21 @@ class EncoderKind:
     revision: str | Callable[[dict], str] | None = None
     org: str = DEFAULT_ORG
     description: str = ""
+    # configure(params, lookup) -> dict: validates a configuration's params and derives metadata
+    # (ModelMeta fields, and optionally "revision") from them; see hookspecs.register_encoders
+    configure: Callable[[dict, Callable[[str], "ModelInfo"]], dict] | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``configure``'s ``lookup(name)`` returns about another registered model."""
+
+    name: str
+    full_name: str
+    kind: str
+    revision: str
+    metadata: dict
+    source: str
 
 
 @dataclass
@@ -95,6 +110,7 @@ class ModelConfig:
     org: str = DEFAULT_ORG
     description: str = ""
     revision_override: str | None = None
+    derived_revision: str | None = None  # from the kind's configure(), when it returns "revision"
 
     @property
     def full_name(self) -> str:
@@ -109,8 +125,10 @@ class ModelConfig:
         """The model revision (a folder name in mteb's results layout, so validated as a name)."""
         if self.revision_override:
             value = self.revision_override
+        elif self.derived_revision:
+            value = self.derived_revision
         elif callable(self.kind.revision):
-            value = self.kind.revision(dict(self.params))
+            value = str(self.kind.revision(dict(self.params)))
         elif isinstance(self.kind.revision, str) and not self._has_path_params():
             value = self.kind.revision
         else:
@@ -274,6 +292,13 @@ def get_registry(strict: bool = False) -> Registry:
 def _build() -> Registry:
     reg = Registry()
     _collect_encoders(reg)
+    for name in [n for n, cfg in reg.models.items() if cfg.kind.configure is not None]:
+        try:
+            apply_configure(reg, reg.models[name])
+        except LamMtebError as exc:
+            del reg.models[name]
+            reg.errors.append(str(exc))
+            plugins.report(str(exc))
     _collect_tasks(reg)
     _collect_datasets(reg)
     for path in registry_files():
@@ -305,7 +330,10 @@ def _collect_encoders(reg: Registry) -> None:
                 name=name, factory=factory, plugin=plugin_name, params=dict(metadata.get("params") or {}),
                 metadata=meta, revision=metadata.get("revision"), org=metadata.get("org") or DEFAULT_ORG,
                 description=metadata.get("description") or (inspect.getdoc(factory) or "").split("\n")[0],
+                configure=metadata.get("configure"),
             )
+            if kind.configure is not None and not callable(kind.configure):
+                raise TypeError(f"register({name!r}): configure must be callable(params, lookup) -> dict")
             staged.append(kind)
 
         return register
@@ -482,11 +510,43 @@ def load_registry_file(path: Path, reg: Registry) -> None:
             if unknown:
                 raise LamMtebError(f"{path}:{line}: model {name!r}: encoder kind {kind_name!r} does not accept "
                                    f"parameter(s) {', '.join(unknown)} (accepts: {', '.join(sorted(accepted)) or 'none'})")
-        reg.models[name] = ModelConfig(
+        config = ModelConfig(
             name=name, kind=kind, params=params, metadata={**kind.metadata, **dict(entry.get("metadata") or {})},
             source=f"{path}:{line}", org=entry.get("org") or kind.org,
             description=entry.get("description") or kind.description, revision_override=entry.get("revision"),
         )
+        if kind.configure is not None:
+            apply_configure(reg, config, explicit_metadata=dict(entry.get("metadata") or {}))
+        reg.models[name] = config
+
+
+def apply_configure(reg: Registry, config: ModelConfig, explicit_metadata: dict | None = None) -> None:
+    """Run the kind's ``configure(params, lookup)``: validate params, derive metadata and revision.
+
+    Derived metadata sits between the kind's and the registry entry's own ``metadata`` (which wins).
+    Any error is one LamMtebError naming the configuration's source (``file:line`` for registry.yaml).
+    """
+    def lookup(other: str) -> ModelInfo:
+        if other == config.name or other == config.full_name:
+            raise LamMtebError(f"model {other!r} cannot refer to itself")
+        cfg = reg.model(other)
+        return ModelInfo(name=cfg.name, full_name=cfg.full_name, kind=cfg.kind.name, revision=cfg.revision,
+                         metadata=dict(cfg.metadata), source=cfg.source)
+
+    try:
+        derived = config.kind.configure(dict(config.params), lookup) or {}
+        if not isinstance(derived, dict):
+            raise TypeError(f"configure() returned {type(derived).__name__}, expected a dict")
+        unknown = sorted(set(derived) - MODEL_META_KEYS - {"revision"})
+        if unknown:
+            raise TypeError(f"configure() returned unknown key(s) {', '.join(unknown)}")
+    except LamMtebError as exc:
+        raise LamMtebError(f"{config.source}: model {config.name!r}: {exc}") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LamMtebError(f"{config.source}: model {config.name!r}: {exc}") from None
+    revision = derived.pop("revision", None)
+    config.derived_revision = str(revision) if revision else None
+    config.metadata = {**config.metadata, **derived, **(explicit_metadata or {})}
 
 
 def _resolve_paths(params: dict, base: Path) -> dict:

@@ -1,0 +1,51 @@
+"""``bm25``: mteb's own BM25 baseline (``mteb/baseline-bm25s``) through the bridge.
+
+The factory returns mteb's ``BM25Search`` (a search model: ``index`` + ``search``, no ``encode``),
+which the bridge hands to mteb unchanged; so it runs retrieval tasks only, exactly as mteb's
+``mteb/baseline-bm25s`` does.  Defaults are mteb's: Lucene BM25, k1 = 1.5, b = 0.75; for an
+English task bm25s' English stopwords and PyStemmer's Snowball English stemmer (chosen from the
+task's language by mteb's code).  Needs ``bm25s`` and ``PyStemmer``: ``pip install 'lam-mteb[baselines]'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import lam_mteb
+
+DEFAULTS = {"k1": 1.5, "b": 0.75, "delta": 0.5, "method": "lucene", "stopwords": None,
+            "stemmer_language": None, "freq_threshold": 0.9}
+INSTALL_HINT = "pip install 'lam-mteb[baselines]'"
+
+
+def _require() -> None:
+    missing = []
+    for module, dist in (("bm25s", "bm25s"), ("Stemmer", "PyStemmer")):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(dist)
+    if missing:
+        raise lam_mteb.LamMtebError(f"bm25 needs {' and '.join(missing)}, which are not installed: {INSTALL_HINT}")
+
+
+def create_bm25(k1: float = 1.5, b: float = 0.75, delta: float = 0.5, method: str = "lucene",
+                stopwords: str | None = None, stemmer_language: str | None = None, freq_threshold: float = 0.9):
+    """mteb's ``BM25Search`` (bm25s); ``stopwords`` / ``stemmer_language`` None = from the task's language."""
+    _require()
+    from mteb.models.model_implementations.bm25 import BM25Search
+
+    return BM25Search(k1=k1, b=b, delta=delta, method=method, stopwords=stopwords,
+                      stemmer_language=stemmer_language, freq_threshold=freq_threshold)
+
+
+def revision(params: dict) -> str:
+    """mteb's revision of its BM25 model plus a hash of our params and the bm25s version."""
+    try:
+        from importlib.metadata import version
+
+        bm25s_version = version("bm25s")
+    except Exception:  # noqa: BLE001 - not installed: the factory says how to install it
+        bm25s_version = "absent"
+    blob = repr((sorted(params.items()), bm25s_version))
+    return f"bm25s-{bm25s_version}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
