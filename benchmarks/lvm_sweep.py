@@ -1,0 +1,154 @@
+"""Sweep of next-vector predictor variants: train each on train, select its epoch on dev, and
+record dev *and* test scores beside every baseline (test only for the record: nothing is chosen
+on it).  One JSON line per variant in ``--out`` (a finished variant is skipped on re-run, so the
+sweep is resumable).
+
+    HF_HUB_OFFLINE=1 LAM_MTEB_DATA_DIR=../shared/data \\
+        nice -n 10 python benchmarks/lvm_sweep.py --out lvm_sweep.jsonl [--only NAME ...]
+    python benchmarks/lvm_sweep.py --out lvm_sweep.jsonl --table     # markdown table of the results
+
+Variants are defined in ``VARIANTS`` below (name -> train-lvm hyper-parameters on top of the
+architecture's defaults); the closed-form "gate" variants fit 2 numbers on train by grid search.
+Uses the cached MiniLM chunk vectors of LVMNextVector / train-lvm (encodes them once if absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+# name -> (arch, overrides of train.DEFAULTS[arch] / its "model" dict)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "r-cos": ("lvm-r", {"w_nce": 0.0}),
+    "r-nce0.1": ("lvm-r", {}),
+    "r-nce0.3-t0.05": ("lvm-r", {"w_nce": 0.3, "tau": 0.05}),
+    "r-nce0.1-doc0.1": ("lvm-r", {"w_doc": 0.1}),
+    "r-nce0.3-doc0.3": ("lvm-r", {"w_nce": 0.3, "w_doc": 0.3}),
+    "r-linear-nce0.1": ("lvm-r", {"model": {"hidden": 0}}),
+    "r-nobias-nce0.1": ("lvm-r", {"model": {"global_bias": False}}),
+    "r-nce1.0": ("lvm-r", {"w_nce": 1.0}),
+    "r-nce0.3-doc0.3-e16": ("lvm-r", {"w_nce": 0.3, "w_doc": 0.3, "epochs": 16}),
+    "r-h512-d0.3-nce0.3-doc0.3": ("lvm-r", {"w_nce": 0.3, "w_doc": 0.3, "model": {"hidden": 512, "dropout": 0.3}}),
+}
+
+
+def load(splits=("train", "dev", "test")):
+    import lam_mteb
+    from lam_mteb_plugins.lvm import data as D
+    from lam_mteb_plugins.lvm.train import _encode_fn, default_data_folder, split_vectors
+
+    sd = D.build_sequence_data(default_data_folder())
+    _, vecs = split_vectors(_encode_fn(lam_mteb.get_encoder("minilm")), sd, splits=splits)
+    return sd, vecs
+
+
+def scores_of(predict, sd, vecs, split):
+    from lam_mteb_plugins.lvm import metrics as M
+
+    pool = M.normalize(vecs[split])
+    ctx, tgt, ex = M.sequence_arrays(pool, sd.sequences(split))
+    m = M.evaluate_predictor(predict, ctx, tgt, pool, ex, latency_calls=0)
+    return {k: round(v, 4) for k, v in m.items() if "latency" not in k}
+
+
+def gate_grid(sd, vecs):
+    """Closed-form predictor normalize(x_k + a (mean(ctx) - x_k) + g m): a, g by grid on train
+    (m = normalised train mean), chosen by the all-baselines rule on train, scored on dev/test."""
+    from lam_mteb_plugins.lvm import metrics as M
+    from lam_mteb_plugins.lvm.train import dev_baselines, margin_key
+
+    m = M.normalize(M.normalize(vecs["train"]).mean(0))
+
+    def make(a, g):
+        return lambda c: (1 - a) * c[:, -1] + a * c.mean(1) + g * m
+
+    base = dev_baselines(vecs["train"], vecs["train"], sd.sequences("train"))
+    best = None
+    for a in np.linspace(0, 1, 11):
+        for g in (0.0, 0.1, 0.2, 0.3, 0.5):
+            sc = scores_of(make(a, g), sd, vecs, "train")
+            k = margin_key({f"dev_{k}": v for k, v in sc.items()}, base)
+            if best is None or k > best[0]:
+                best = (k, a, g)
+    _, a, g = best
+    return {"a": float(a), "g": float(g)}, make(a, g)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--only", action="append")
+    ap.add_argument("--table", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    done = {}
+    if args.out.exists():
+        for line in args.out.read_text().splitlines():
+            rec = json.loads(line)
+            done[rec["name"]] = rec
+    if args.table:
+        print("| variant | selected epoch | dev cos | dev R@1 | dev R@5 | test cos | test R@1 | test R@5 | dev rule |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for rec in done.values():
+            d, t = rec["dev"], rec["test"]
+            print(f"| {rec['name']} | {rec.get('epoch', '–')} | {d['cosine_mean']:.4f} | {d['recall_at_1']:.4f} | "
+                  f"{d['recall_at_5']:.4f} | {t['cosine_mean']:.4f} | {t['recall_at_1']:.4f} | {t['recall_at_5']:.4f} | "
+                  f"{'beats all' if rec.get('qualifies') else 'fails'} |")
+        return 0
+
+    import torch
+
+    from lam_mteb_plugins.lvm.models import TorchPredictor
+    from lam_mteb_plugins.lvm.train import DEFAULTS, dev_baselines, margin_key, train_model
+
+    torch.set_num_threads(args.threads)
+    sd, vecs = load()
+    train_docs = np.array([c.doc_id for c in sd.chunks["train"]])
+
+    def write(rec):
+        with args.out.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(json.dumps(rec), flush=True)
+
+    if "baselines" not in done:
+        for split in ("dev", "test"):
+            b = dev_baselines(vecs["train"], vecs[split], sd.sequences(split))
+            for name, sc in b.items():
+                write({"name": f"baseline:{name}" if split == "dev" else f"baseline-test:{name}", "split": split,
+                       **{k: round(v, 4) for k, v in sc.items() if "latency" not in k}})
+        write({"name": "baselines"})
+    dev_base = dev_baselines(vecs["train"], vecs["dev"], sd.sequences("dev"))
+    names = args.only or ["gate-grid", *VARIANTS]
+    for name in names:
+        if name in done:
+            continue
+        t0 = time.time()
+        if name == "gate-grid":
+            params, fn = gate_grid(sd, vecs)
+            rec = {"name": name, "params": params}
+        else:
+            arch, over = VARIANTS[name]
+            hp = {**{k: v for k, v in DEFAULTS[arch].items()}, "arch": arch, "batch_size": 128,
+                  "w_cos": 1.0, "w_mse": 0.0, "seed": 0}
+            hp["model"] = {**DEFAULTS[arch]["model"], **over.get("model", {})}
+            hp.update({k: v for k, v in over.items() if k != "model"})
+            model, history, best = train_model(hp, vecs["train"], sd.sequences("train"), vecs["dev"],
+                                               sd.sequences("dev"), None, progress=False, train_docs=train_docs,
+                                               log=lambda *_: None)
+            fn = TorchPredictor(model)
+            rec = {"name": name, "hparams": hp, "epoch": best["epoch"],
+                   "curve": [{k: round(v, 4) for k, v in h.items() if k.startswith("dev_") and k[4:] in
+                              ("cosine_mean", "recall_at_1", "recall_at_5")} for h in history]}
+        rec["dev"], rec["test"] = scores_of(fn, sd, vecs, "dev"), scores_of(fn, sd, vecs, "test")
+        rec["qualifies"] = bool(margin_key({f"dev_{k}": v for k, v in rec["dev"].items()}, dev_base)[0])
+        rec["seconds"] = round(time.time() - t0, 1)
+        write(rec)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
