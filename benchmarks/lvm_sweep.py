@@ -8,7 +8,7 @@ sweep is resumable).
     python benchmarks/lvm_sweep.py --out lvm_sweep.jsonl --table     # markdown table of the results
 
 Variants are defined in ``VARIANTS`` below (name -> train-lvm hyper-parameters on top of the
-architecture's defaults); the closed-form "gate" variants fit 2 numbers on train by grid search.
+architecture's defaults); the closed-form "gate-grid" variant fits 2 numbers on dev by grid search.
 Uses the cached MiniLM chunk vectors of LVMNextVector / train-lvm (encodes them once if absent).
 """
 
@@ -56,8 +56,8 @@ def scores_of(predict, sd, vecs, split):
 
 
 def gate_grid(sd, vecs):
-    """Closed-form predictor normalize(x_k + a (mean(ctx) - x_k) + g m): a, g by grid on train
-    (m = normalised train mean), chosen by the all-baselines rule on train, scored on dev/test."""
+    """Closed-form predictor normalize(x_k + a (mean(ctx) - x_k) + g m): 2 numbers a, g chosen by
+    grid search on dev with the all-baselines rule (m = normalised train mean), test for the record."""
     from lam_mteb_plugins.lvm import metrics as M
     from lam_mteb_plugins.lvm.train import dev_baselines, margin_key
 
@@ -66,11 +66,11 @@ def gate_grid(sd, vecs):
     def make(a, g):
         return lambda c: (1 - a) * c[:, -1] + a * c.mean(1) + g * m
 
-    base = dev_baselines(vecs["train"], vecs["train"], sd.sequences("train"))
+    base = dev_baselines(vecs["train"], vecs["dev"], sd.sequences("dev"))
     best = None
     for a in np.linspace(0, 1, 11):
         for g in (0.0, 0.1, 0.2, 0.3, 0.5):
-            sc = scores_of(make(a, g), sd, vecs, "train")
+            sc = scores_of(make(a, g), sd, vecs, "dev")
             k = margin_key({f"dev_{k}": v for k, v in sc.items()}, base)
             if best is None or k > best[0]:
                 best = (k, a, g)

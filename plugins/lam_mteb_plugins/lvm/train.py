@@ -213,15 +213,14 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
             loss = hp["w_cos"] * (1 - (pred * y).sum(-1)).mean()
             if hp["w_mse"]:
                 loss = loss + hp["w_mse"] * ((pred - y) ** 2).sum(-1).mean()
-            if hp["w_nce"]:
+            if hp["w_nce"] or w_doc:
                 logits = pred @ tv.T / hp["tau"]  # raw vectors, whole train pool
                 logits = logits.scatter(1, ci, float("-inf"))  # the query's own context chunks
-                loss = loss + hp["w_nce"] * F.cross_entropy(logits, ti)
-            if w_doc:  # hard negatives: only the other chunks of the target's own document
-                logits = pred @ tv.T / hp["tau"]
-                logits = logits.masked_fill(chunk_doc[None, :] != chunk_doc[ti][:, None], float("-inf"))
-                logits = logits.scatter(1, ci, float("-inf"))
-                loss = loss + w_doc * F.cross_entropy(logits, ti)
+                if hp["w_nce"]:
+                    loss = loss + hp["w_nce"] * F.cross_entropy(logits, ti)
+                if w_doc:  # hard negatives: only the other chunks of the target's own document
+                    other_doc = chunk_doc[None, :] != chunk_doc[ti][:, None]
+                    loss = loss + w_doc * F.cross_entropy(logits.masked_fill(other_doc, float("-inf")), ti)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
