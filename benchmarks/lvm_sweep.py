@@ -95,6 +95,12 @@ def main(argv=None) -> int:
     if args.table:
         print("| variant | selected epoch | dev cos | dev R@1 | dev R@5 | test cos | test R@1 | test R@5 | dev rule |")
         print("|---|---|---|---|---|---|---|---|---|")
+        for name in ("random", "mean_vector", "persistence", "linear_average"):
+            d, t = done.get(f"baseline:{name}"), done.get(f"baseline-test:{name}")
+            if d and t:
+                print(f"| *baseline: {name}* | – | {d['cosine_mean']:.4f} | {d['recall_at_1']:.4f} | "
+                      f"{d['recall_at_5']:.4f} | {t['cosine_mean']:.4f} | {t['recall_at_1']:.4f} | "
+                      f"{t['recall_at_5']:.4f} | – |")
         for rec in done.values():
             if "dev" not in rec:
                 continue
@@ -142,7 +148,7 @@ def main(argv=None) -> int:
             f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), flush=True)
 
-    if "baselines" not in done and not args.only:
+    if "baselines" not in done:
         for name, sc in dev_baselines(vecs["train"], vecs["dev"], sd.sequences("dev")).items():
             write({"name": f"baseline:{name}", "split": "dev",
                    **{k: round(v, 4) for k, v in sc.items() if "latency" not in k}})
