@@ -170,7 +170,7 @@ def main(argv=None) -> int:
             hp.update({k: v for k, v in over.items() if k != "model"})
             model, history, best = train_model(hp, vecs["train"], sd.sequences("train"), vecs["dev"],
                                                sd.sequences("dev"), None, progress=False, train_docs=train_docs,
-                                               log=lambda *_: None)
+                                               log=lambda msg, n=name: print(f"[{n}] {msg}", flush=True))
             fn = TorchPredictor(model)
             save_checkpoint(model, ckpt_root / name, {"arch": arch, "model": {"dim": int(vecs["train"].shape[1]),
                                                                                "context": 5, **hp["model"]}})
