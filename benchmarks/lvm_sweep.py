@@ -33,6 +33,17 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "r-linear-nce0.3-doc0.3": ("lvm-r", {"w_nce": 0.3, "w_doc": 0.3, "model": {"hidden": 0}}),
     "r-nobias-nce0.3-doc0.3": ("lvm-r", {"w_nce": 0.3, "w_doc": 0.3, "model": {"global_bias": False}}),
     "r-h512-d0.3-nce0.3-doc0.3": ("lvm-r", {"w_nce": 0.3, "w_doc": 0.3, "model": {"hidden": 512, "dropout": 0.3}}),
+    # wave 2: the first wave overfits after one epoch (train loss down, dev cosine down): smaller,
+    # more regularised correction networks, lower learning rate
+    "r-h64-d0.5-wd0.5-lr3e-4-nce0.1-doc0.1": ("lvm-r", {"w_nce": 0.1, "w_doc": 0.1, "lr": 3e-4, "weight_decay": 0.5,
+                                                       "model": {"hidden": 64, "dropout": 0.5}}),
+    "r-h64-d0.5-wd0.5-lr3e-4-nce0.03-doc0.03": ("lvm-r", {"w_nce": 0.03, "w_doc": 0.03, "lr": 3e-4,
+                                                         "weight_decay": 0.5, "model": {"hidden": 64, "dropout": 0.5}}),
+    "r-h64-d0.5-wd0.5-lr3e-4-cos": ("lvm-r", {"w_nce": 0.0, "lr": 3e-4, "weight_decay": 0.5,
+                                              "model": {"hidden": 64, "dropout": 0.5}}),
+    "r-linear-lr3e-4-nce0.1-doc0.1": ("lvm-r", {"w_nce": 0.1, "w_doc": 0.1, "lr": 3e-4, "model": {"hidden": 0}}),
+    "r-linear-lr3e-4-nce0.03-doc0.03": ("lvm-r", {"w_nce": 0.03, "w_doc": 0.03, "lr": 3e-4, "model": {"hidden": 0}}),
+    "r-linear-lr3e-4-cos": ("lvm-r", {"w_nce": 0.0, "lr": 3e-4, "model": {"hidden": 0}}),
 }
 
 

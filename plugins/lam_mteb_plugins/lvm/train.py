@@ -247,7 +247,7 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
         elif improved:
             best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log(f"{hp['arch']} epoch {epoch}: loss {rec['train_loss']:.4f}  dev cos {sc['dev_cosine_mean']:.4f}  "
-            f"dev R@5 {sc['dev_recall_at_5']:.4f}" + ("  *best*" if improved else ""))
+            f"dev R@1 {sc['dev_recall_at_1']:.4f}  dev R@5 {sc['dev_recall_at_5']:.4f}" + ("  *best*" if improved else ""))
 
     if state_dir:
         from .models import load_checkpoint
