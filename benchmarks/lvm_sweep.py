@@ -44,6 +44,15 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "r-linear-lr3e-4-nce0.1-doc0.1": ("lvm-r", {"w_nce": 0.1, "w_doc": 0.1, "lr": 3e-4, "model": {"hidden": 0}}),
     "r-linear-lr3e-4-nce0.03-doc0.03": ("lvm-r", {"w_nce": 0.03, "w_doc": 0.03, "lr": 3e-4, "model": {"hidden": 0}}),
     "r-linear-lr3e-4-cos": ("lvm-r", {"w_nce": 0.0, "lr": 3e-4, "model": {"hidden": 0}}),
+    # wave 3: around the frontier of wave 2 (cosine = the average's, R@5 = persistence's): more weight on
+    # the same-document hard negatives, fewer epochs (the best epochs were the first ones)
+    "r-h64-reg-nce0.05-doc0.2-e4": ("lvm-r", {"w_nce": 0.05, "w_doc": 0.2, "lr": 3e-4, "weight_decay": 0.5,
+                                              "epochs": 4, "model": {"hidden": 64, "dropout": 0.5}}),
+    "r-h64-reg-doc0.2-e4": ("lvm-r", {"w_nce": 0.0, "w_doc": 0.2, "lr": 3e-4, "weight_decay": 0.5,
+                                      "epochs": 4, "model": {"hidden": 64, "dropout": 0.5}}),
+    "r-h64-reg-nce0.1-doc0.1-t0.05-e4": ("lvm-r", {"w_nce": 0.1, "w_doc": 0.1, "tau": 0.05, "lr": 3e-4,
+                                                   "weight_decay": 0.5, "epochs": 4,
+                                                   "model": {"hidden": 64, "dropout": 0.5}}),
 }
 
 
