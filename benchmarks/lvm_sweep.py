@@ -22,7 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-# name -> (arch, overrides of train.DEFAULTS[arch] / its "model" dict)
+# the starting point every variant overrides (the first lvm-r defaults; fixed here so the variants
+# stay reproducible whatever train.DEFAULTS becomes)
+SWEEP_BASE = {"lvm-r": {"model": {"hidden": 256, "dropout": 0.1, "content_mix": True, "global_bias": True},
+                        "lr": 1e-3, "weight_decay": 0.05, "epochs": 8, "w_nce": 0.1, "tau": 0.1,
+                        "w_doc": 0.0, "select": "all_baselines"}}
+
+# name -> (arch, overrides of SWEEP_BASE[arch] / its "model" dict)
 VARIANTS: dict[str, tuple[str, dict]] = {
     "r-cos": ("lvm-r", {"w_nce": 0.0}),
     "r-nce0.1": ("lvm-r", {}),
@@ -133,7 +139,7 @@ def main(argv=None) -> int:
     import torch
 
     from lam_mteb_plugins.lvm.models import TorchPredictor, load_checkpoint, save_checkpoint
-    from lam_mteb_plugins.lvm.train import DEFAULTS, dev_baselines, margin_key, train_model
+    from lam_mteb_plugins.lvm.train import dev_baselines, margin_key, train_model
 
     torch.set_num_threads(args.threads)
     ckpt_root = args.out.with_suffix(".ckpt")
@@ -184,9 +190,8 @@ def main(argv=None) -> int:
             rec = {"name": name, "params": params}
         else:
             arch, over = VARIANTS[name]
-            hp = {**{k: v for k, v in DEFAULTS[arch].items()}, "arch": arch, "batch_size": 128,
-                  "w_cos": 1.0, "w_mse": 0.0, "seed": 0}
-            hp["model"] = {**DEFAULTS[arch]["model"], **over.get("model", {})}
+            hp = {**SWEEP_BASE[arch], "arch": arch, "batch_size": 128, "w_cos": 1.0, "w_mse": 0.0, "seed": 0}
+            hp["model"] = {**SWEEP_BASE[arch]["model"], **over.get("model", {})}
             hp.update({k: v for k, v in over.items() if k != "model"})
             model, history, best = train_model(hp, vecs["train"], sd.sequences("train"), vecs["dev"],
                                                sd.sequences("dev"), None, progress=False, train_docs=train_docs,
