@@ -154,12 +154,10 @@ def memory(sizes, threads, kind="v2"):
 
 # --------------------------------------------------------------------------- throughput
 def throughput(threads: int, batch: int, rounds: int):
-    import numpy as np
     import torch
-    from sentence_transformers import SentenceTransformer
-
     from lam_mteb_plugins.lam.encoder import LamEncoder
     from lam_mteb_plugins.lam.model import base_model_path
+    from sentence_transformers import SentenceTransformer
 
     if threads:
         torch.set_num_threads(threads)
@@ -220,9 +218,8 @@ def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds
     default torch threads, interleaved rounds; tokens/s counts the tokens each model reads
     (MiniLM truncates at its max_seq_length, LAM reads every token)."""
     import mteb
-    from mteb._create_dataloaders import _create_dataloader_from_texts
-
     from lam_mteb_plugins.lam.text import LamTokenizer
+    from mteb._create_dataloaders import _create_dataloader_from_texts
 
     tok = LamTokenizer()
     meta = mteb.get_task("STSBenchmark").metadata
@@ -240,7 +237,7 @@ def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds
                 texts.append(t)
         tokens = {"lam": n_texts * L, "base": n_texts * min(L, base_max)}
 
-        def run(model):
+        def run(model, texts=texts):
             model.encode(_create_dataloader_from_texts(texts, batch_size=32), task_metadata=meta,
                          hf_split="test", hf_subset="default", batch_size=32, show_progress_bar=False)
 

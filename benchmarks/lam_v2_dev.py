@@ -43,12 +43,12 @@ def sts_dev(data_dir: Path):
 
 
 def main(argv=None) -> int:
+    from lam_mteb_plugins.longembed import needle, passkey, qmsum
     from scipy.stats import spearmanr
 
-    from lam_mteb_plugins.longembed import needle, passkey, qmsum
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lengths", nargs="+", type=int, default=[1536, 3072, 6144])
+    p.add_argument("--lengths", nargs="*", type=int, default=[1536, 3072, 6144],
+                   help="Passkey/Needle dev lengths (none: QMSum + STS-B only)")
     p.add_argument("--seed", type=int, default=passkey.DEFAULT_SEED + 1)
     p.add_argument("--weights", default=None, help="LAM v2 checkpoint folder (default: the shipped one)")
     p.add_argument("--chunk-sizes", nargs="+", type=int, default=[256])
@@ -63,7 +63,6 @@ def main(argv=None) -> int:
         p.error("--seed must differ from the task seed: this is development data")
     data_dir = Path(data_dir)
     import torch
-
     from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder
 
     if args.threads:
@@ -73,6 +72,8 @@ def main(argv=None) -> int:
         sets[f"passkey_{L}"] = split
     for L, split in needle.generate(data_dir / needle.ESSAYS_DIR, args.lengths, seed=args.seed).items():
         sets[f"needle_{L}"] = split
+    if not args.lengths:
+        sets.clear()
     sets["qmsum_test"] = qmsum.build_rows(data_dir / qmsum.QMSUM_DIR, splits=("test",))
     sts = sts_dev(data_dir)
     report = {"seed": args.seed, "lengths": args.lengths, "weights": args.weights, "runs": {}}
@@ -83,6 +84,10 @@ def main(argv=None) -> int:
         for name, split in sets.items():
             parts[name] = (enc.encode_parts([x["text"] for x in split["corpus"]], state=True),
                            enc.encode_parts([x["text"] for x in split["queries"]], state=True))
+            if name != "qmsum_test":  # print as we go: the synthetic sets are slow on a busy CPU
+                for w in args.grid:
+                    acc, _ = retrieval(split, enc.combine(parts[name][0], w), enc.combine(parts[name][1], w))
+                    print(f"    {name} mean/tokens w={w}: acc@1 {acc:.3f}", file=sys.stderr, flush=True)
             print(f"  chunk {cs}: encoded {name} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
         s1 = enc.encode_parts([a for a, _, _ in sts], state=True)
         s2 = enc.encode_parts([b for _, b, _ in sts], state=True)
@@ -98,8 +103,9 @@ def main(argv=None) -> int:
                     row[name] = ndcg if name.startswith("qmsum") else acc
                 a, b = enc.combine(s1, w, pooling, cp), enc.combine(s2, w, pooling, cp)
                 row["stsb_dev"] = float(spearmanr((a * b).sum(1), gold).correlation)
-                row["passkey_avg"] = float(np.mean([v for k, v in row.items() if k.startswith("passkey")]))
-                row["needle_avg"] = float(np.mean([v for k, v in row.items() if k.startswith("needle")]))
+                for task in ("passkey", "needle"):
+                    vals = [v for k, v in row.items() if k.startswith(task)]
+                    row[f"{task}_avg"] = float(np.mean(vals)) if vals else float("nan")
                 rows[f"{pooling}/{cp}/w={w}"] = row
         report["runs"][cs] = {"rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
         cols = ["qmsum_test", "passkey_avg", "needle_avg", "stsb_dev", *[k for k in sets if k != "qmsum_test"]]

@@ -10,22 +10,21 @@ import argparse
 import json
 from pathlib import Path
 
+import lam_mteb_plugins.lam as lam_plugin
 import numpy as np
 import pytest
 import torch
 import yaml
-
-import lam_mteb
-import lam_mteb_plugins.lam as lam_plugin
 from lam_mteb_plugins.lam import encoder_v2 as enc2
 from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder, revision_v2
 from lam_mteb_plugins.lam.model import base_model_path
 from lam_mteb_plugins.lam.v2 import LamV2Config, LamV2Model, fit_idf, load_v2, save_v2
 
+import lam_mteb
+
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
-WORDS = ("river mountain city history science music people water light system theory market "
-         "language garden winter summer ocean forest machine story road").split()
+WORDS = ["river", "mountain", "city", "history", "science", "music", "people", "water", "light", "system", "theory", "market", "language", "garden", "winter", "summer", "ocean", "forest", "machine", "story", "road"]
 
 
 def _text(n_words: int, seed: int) -> str:
@@ -195,6 +194,7 @@ def test_lam2_kind_and_registry_entries():
     lam_plugin.register_encoders(lambda *a, **kw: calls.append((a, kw)))
     kinds = {a[0]: (a[1], kw) for a, kw in calls}
     factory, meta = kinds["lam2"]
+    assert factory is lam_plugin.create_encoder_v2
     assert meta["params"] == enc2.DEFAULTS_V2 == lam_plugin.PARAMS_V2
     assert lam_plugin.N_PARAMETERS_V2 == sum(p.numel() for p in LamV2Model().parameters())
     models = {m["name"]: m for m in yaml.safe_load((REPO / "registry.yaml").read_text())["models"]}

@@ -26,7 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lam_mteb_plugins.lam.encoder import LONG_CHARS, checkpoint_hash, pad_batch, state_embedding
+from lam_mteb_plugins.lam.encoder import (
+    LONG_CHARS,
+    checkpoint_hash,
+    pad_batch,
+    state_embedding,
+)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS_V2 = WEIGHTS_DIR / "v2"

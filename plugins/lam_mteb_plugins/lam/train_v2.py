@@ -18,7 +18,6 @@ provenance (command, settings, steps, minutes, held-out accuracy before and afte
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
@@ -113,7 +112,14 @@ def run(args) -> int:
     import torch
 
     from lam_mteb_plugins.lam.text import LamTokenizer
-    from lam_mteb_plugins.lam.v2 import LamV2Config, LamV2Model, fit_idf, idf_corpus, n_trainable, save_v2
+    from lam_mteb_plugins.lam.v2 import (
+        LamV2Config,
+        LamV2Model,
+        fit_idf,
+        idf_corpus,
+        n_trainable,
+        save_v2,
+    )
 
     data_dir = Path(args.data_dir or os.environ.get("LAM_MTEB_DATA_DIR", ""))
     if not str(data_dir) or not (data_dir / "longtext").is_dir():

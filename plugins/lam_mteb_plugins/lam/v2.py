@@ -56,7 +56,7 @@ class LamV2Config:
     training: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LamV2Config":
+    def from_dict(cls, data: dict) -> LamV2Config:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise _error(f"LAM v2 config.json has unknown keys {sorted(unknown)}: not a LAM v2 checkpoint")
