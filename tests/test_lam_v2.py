@@ -79,6 +79,7 @@ def test_long_document_at_init_is_minilm_window_mean(init_ckpt):
         hs = [enc.model.forward_chunk(torch.tensor([w]), torch.ones(1, len(w)))[0][0] for w in wins]
     tok_mean = torch.cat(hs).mean(0)
     win_mean = torch.stack([h.mean(0) for h in hs]).mean(0)
+    assert not enc.model.memory_is_read()  # gates 0: the encoder skips the (unread) memory writes
     parts = enc.encode_parts([doc])
     assert np.allclose(parts["mean"][0], tok_mean.numpy(), atol=1e-5)
     assert np.allclose(parts["window_mean"][0], win_mean.numpy(), atol=1e-5)
@@ -86,6 +87,7 @@ def test_long_document_at_init_is_minilm_window_mean(init_ckpt):
 
 def test_memory_carries_context_and_fast_path_equals_reference(gated_ckpt):
     model = load_v2(gated_ckpt)
+    assert model.memory_is_read()
     torch.manual_seed(1)
     x1, x2 = torch.randint(1000, 30000, (2, 2, 20))
     m1 = torch.ones(2, 20)

@@ -94,6 +94,7 @@ class LamV2Encoder:
 
             model = load_v2(resolve_weights_v2(weights), device=str(device))
         self.model = model.eval()
+        self._memory_read = self.model.memory_is_read()
         self.pooling, self.chunk_pooling = pooling, chunk_pooling
         self.lexical_weight, self.diag_weight = float(lexical_weight), float(diag_weight)
         self.chunk_size = int(chunk_size or self.model.config.chunk_size)
@@ -267,8 +268,8 @@ class LamV2Encoder:
             chunks = [[cls_id, *pending[r], sep_id] for r in active]
             for r in active:
                 pending[r] = next(iters[r], None)
-            # write the memory when a document has a next window (or when the state is pooled)
-            write = state or any(pending[r] for r in active)
+            # write the memory when a document has a next window that reads it (or the state is pooled)
+            write = state or (self._memory_read and any(pending[r] for r in active))
             reps, uniq, rep_of, first = [], [], [], {}
             for r, c in zip(active, chunks):
                 key = (group[r], tuple(c))

@@ -125,6 +125,11 @@ class LamV2Model(LamModel):
             p.requires_grad = ".mem_" in name
         return self
 
+    def memory_is_read(self) -> bool:
+        """False when every gate is 0 (the initialisation): the memory is then never read, so the
+        encoder skips writing it (exact) unless the state itself is pooled."""
+        return any(bool(la.attention.mem_gate.detach().abs().max() > 0) for la in self.layers)
+
     def block_state_dict(self) -> dict:
         sd = self.state_dict()
         return {k: v.detach() for k, v in sd.items() if ".mem_" in k or k == "lexical_idf"}
