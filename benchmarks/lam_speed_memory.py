@@ -90,7 +90,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # fallback; see above
 
 
-def child(n_tokens: int, threads: int) -> None:
+def child(n_tokens: int, threads: int, kind: str = "v2") -> None:
     import gc
     import threading
 
@@ -98,9 +98,15 @@ def child(n_tokens: int, threads: int) -> None:
 
     if threads:
         torch.set_num_threads(threads)
-    from lam_mteb_plugins.lam.encoder import LamEncoder
+    if kind == "v1":
+        from lam_mteb_plugins.lam.encoder import LamEncoder
 
-    enc = LamEncoder(pooling="hybrid", device="cpu")
+        enc = LamEncoder(pooling="hybrid", device="cpu")
+    else:
+        from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder
+
+        enc = LamV2Encoder(pooling="state", lexical_weight=0.5, device="cpu")  # every path: memory + lexical
+        enc.encode_all = lambda texts: {"e": enc.encode(texts)}
     enc.encode(["warm up"])
     rss_loaded = peak_rss_mb()
     text = document_of(n_tokens, enc.tokenizer)
@@ -131,10 +137,10 @@ def child(n_tokens: int, threads: int) -> None:
                       "finite": ok}))
 
 
-def memory(sizes, threads):
+def memory(sizes, threads, kind="v2"):
     rows = []
     for n in sizes:
-        cmd = [sys.executable, __file__, "--child", str(n), "--threads", str(threads)]
+        cmd = [sys.executable, __file__, "--child", str(n), "--threads", str(threads), "--kind", kind]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         if out.returncode != 0:
             raise SystemExit(f"child for {n} tokens failed:\n{out.stderr[-2000:]}")
@@ -148,12 +154,10 @@ def memory(sizes, threads):
 
 # --------------------------------------------------------------------------- throughput
 def throughput(threads: int, batch: int, rounds: int):
-    import numpy as np
     import torch
-    from sentence_transformers import SentenceTransformer
-
     from lam_mteb_plugins.lam.encoder import LamEncoder
     from lam_mteb_plugins.lam.model import base_model_path
+    from sentence_transformers import SentenceTransformer
 
     if threads:
         torch.set_num_threads(threads)
@@ -209,6 +213,54 @@ def throughput(threads: int, batch: int, rounds: int):
     return out
 
 
+def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds: int):
+    """Texts of exactly L tokens through ``mteb.get_model(name).encode`` (the path `mteb run` takes),
+    default torch threads, interleaved rounds; tokens/s counts the tokens each model reads
+    (MiniLM truncates at its max_seq_length, LAM reads every token)."""
+    import mteb
+    from lam_mteb_plugins.lam.text import LamTokenizer
+    from mteb._create_dataloaders import _create_dataloader_from_texts
+
+    tok = LamTokenizer()
+    meta = mteb.get_task("STSBenchmark").metadata
+    lam, base = mteb.get_model(lam_name), mteb.get_model(base_name)
+    base_max = getattr(getattr(base, "encoder", None), "model", None)
+    base_max = getattr(base_max, "max_seq_length", 256) or 256
+    ids = [i for p in tok.iter_ids(corpus_text()[:2_000_000]) for i in p][1:-1]
+    out = {"lam_model": lam_name, "baseline_model": base_name, "baseline_max_seq_length": base_max}
+    for L in lengths:
+        texts, j = [], 0
+        while len(texts) < n_texts:  # decode windows until a text re-tokenises to exactly L tokens
+            t = tok._tok.decode(ids[j:j + L - 2])
+            j += L - 2
+            if len(tok.encode_batch([t])[0]) == L:
+                texts.append(t)
+        tokens = {"lam": n_texts * L, "base": n_texts * min(L, base_max)}
+
+        def run(model, texts=texts):
+            model.encode(_create_dataloader_from_texts(texts, batch_size=32), task_metadata=meta,
+                         hf_split="test", hf_subset="default", batch_size=32, show_progress_bar=False)
+
+        run(lam), run(base)  # warm up
+        ta, tb = [], []
+        for _ in range(rounds):
+            for m, acc in ((lam, ta), (base, tb)):
+                t0 = time.perf_counter()
+                run(m)
+                acc.append(time.perf_counter() - t0)
+        row = {"texts": n_texts, "tokens_per_text": L,
+               "lam_tokens_per_s": round(tokens["lam"] / statistics.median(ta), 1),
+               "minilm_tokens_per_s": round(tokens["base"] / statistics.median(tb), 1),
+               "texts_per_s_ratio": round(statistics.median(b / a for a, b in zip(ta, tb)), 3),
+               "lam_s": [round(t, 3) for t in ta], "minilm_s": [round(t, 3) for t in tb]}
+        row["ratio_tokens_read"] = round(row["texts_per_s_ratio"] * tokens["lam"] / tokens["base"], 3)
+        out[str(L)] = row
+        print(f"  mteb encode, {n_texts} texts of {L} tokens: {lam_name} {row['lam_tokens_per_s']:.0f} tok/s, "
+              f"{base_name} {row['minilm_tokens_per_s']:.0f} tok/s (reads {min(L, base_max)}); ratio (tokens read) "
+              f"{row['ratio_tokens_read']:.3f}, texts/s ratio {row['texts_per_s_ratio']:.3f}", flush=True)
+    return out
+
+
 def plot(result, path):
     import matplotlib
 
@@ -260,21 +312,33 @@ def main():
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "lam_speed_memory.json"))
     p.add_argument("--plot", default=str(REPO / "docs" / "lam_speed_memory.png"))
+    p.add_argument("--kind", default="v2", choices=["v1", "v2"], help="LAM version for the memory part")
+    p.add_argument("--mteb-lam", default="lam-hybrid", help="registry model for the mteb-encode ratios")
+    p.add_argument("--mteb-baseline", default="minilm")
+    p.add_argument("--mteb-lengths", default="240,512")
+    p.add_argument("--mteb-texts", type=int, default=32)
+    p.add_argument("--skip-mteb", action="store_true")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(args.child, args.threads)
+        return child(args.child, args.threads, args.kind)
     result = {"threads": args.threads, "python": platform.python_version(), "machine": platform.machine(),
               "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
     if Path(args.out).is_file():  # keep the part not re-measured
         old = json.loads(Path(args.out).read_text())
-        result.update({k: old[k] for k in ("throughput", "memory") if k in old})
+        result.update({k: old[k] for k in ("throughput", "memory", "mteb_encode") if k in old})
+    if not args.skip_mteb:  # default torch threads, as `mteb run` uses
+        print("throughput through mteb.get_model(...).encode, default threads:", flush=True)
+        result["mteb_encode"] = mteb_throughput(args.mteb_lam, args.mteb_baseline,
+                                                [int(x) for x in args.mteb_lengths.split(",")],
+                                                args.mteb_texts, args.rounds)
     if not args.skip_throughput:
         print("throughput (512-token windows):", flush=True)
         result["throughput"] = throughput(args.threads, args.batch, args.rounds)
     if not args.skip_memory:
         print("peak RSS, one document per fresh process:", flush=True)
-        result["memory"] = memory([int(s) for s in args.sizes.split(",")], args.threads)
+        result["memory"] = memory([int(s) for s in args.sizes.split(",")], args.threads, args.kind)
+        result["memory_kind"] = args.kind
         m = result["memory"]
         result["rss_1m_over_8k"] = round(m[-1]["peak_rss_mb"] / m[0]["peak_rss_mb"], 3)
         result["encode_rss_1m_over_8k"] = round(m[-1]["max_rss_during_encode_mb"] / m[0]["max_rss_during_encode_mb"], 3)

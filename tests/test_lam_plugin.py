@@ -7,15 +7,15 @@ import inspect
 import json
 from pathlib import Path
 
+import lam_mteb_plugins.lam as lam_plugin
 import numpy as np
 import pytest
 import torch
 import yaml
-
-import lam_mteb
-import lam_mteb_plugins.lam as lam_plugin
 from lam_mteb_plugins.lam import encoder as enc_mod
 from lam_mteb_plugins.lam.model import LamModel, load_checkpoint
+
+import lam_mteb
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_register_encoders_hook():
     calls = []
     lam_plugin.register_encoders(lambda *a, **kw: calls.append((a, kw)))
+    assert [c[0][0] for c in calls] == ["lam", "lam2"]
     (name, factory), meta = calls[0]
     assert name == "lam" and factory is lam_plugin.create_encoder
     assert meta["params"] == enc_mod.DEFAULTS == lam_plugin.PARAMS
@@ -34,11 +35,12 @@ def test_register_encoders_hook():
     assert lam_plugin.N_PARAMETERS == sum(p.numel() for p in LamModel().parameters())
 
 
-def test_registry_yaml_names_three_poolings():
+def test_registry_yaml_keeps_the_v1_checkpoint_as_lam_v1():
     models = {m["name"]: m for m in yaml.safe_load((REPO / "registry.yaml").read_text())["models"]}
     for pooling in ("mean", "state", "hybrid"):
-        entry = models[f"lam-{pooling}"]
+        entry = models[f"lam-v1-{pooling}"]
         assert entry["kind"] == "lam" and entry["params"]["pooling"] == pooling
+        assert entry["params"].get("weights") is None  # the shipped v1 checkpoint (weights/default)
 
 
 def test_shipped_default_checkpoint_is_small_and_loads():
@@ -67,7 +69,7 @@ def _write_fixture_data(root: Path) -> Path:
         f"main\tf\t2012\t{i:04d}\t{s}\t{a}\t{b}\n" for i, (a, b, s) in enumerate(pairs)))
     long = root / "longtext"
     long.mkdir()
-    (long / "essay.txt").write_text(("Rivers carry water from mountains to the sea. " * 80))
+    (long / "essay.txt").write_text("Rivers carry water from mountains to the sea. " * 80)
     return root
 
 

@@ -1,5 +1,11 @@
 """LAM (Linear Attention Model) plugin for lam-mteb.
 
+Two encoder kinds: ``lam2`` (LAM v2, the default since issue 13: MiniLM's exact softmax attention
+inside each chunk + a gated delta-rule memory carried across chunks + an optional lexical channel;
+registry ``lam-mean`` / ``lam-state`` / ``lam-hybrid``) and ``lam`` (LAM v1, below; registry
+``lam-v1-mean`` / ``lam-v1-state`` / ``lam-v1-hybrid``).
+
+LAM v1:
 all-MiniLM-L6-v2 with each softmax self-attention replaced by a DeltaNet (delta-rule linear
 attention) block; embeddings, FFNs and LayerNorms are MiniLM's, frozen.  Documents of any length
 are streamed in chunks of 512 tokens with every layer's state carried, so memory stays constant.
@@ -35,6 +41,30 @@ def create_encoder(pooling: str = "mean", weights=None, hybrid_weight: float = 0
                       device=device)
 
 
+# LAM v2 (`lam2` kind, encoder_v2.LamV2Encoder); kept in sync with encoder_v2.DEFAULTS_V2 by a test
+PARAMS_V2 = {"pooling": "mean", "weights": None, "lexical_weight": 0.0, "chunk_size": None,
+             "chunk_pooling": "tokens", "diag_weight": 0.7, "batch_size": 32}
+# MiniLM without its pooler + 6 memories x (beta projection 384->12 and 12 gates)
+N_PARAMETERS_V2 = 22_565_376 + 6 * (384 * 12 + 12 + 12)
+
+
+def create_encoder_v2(pooling: str = "mean", weights=None, lexical_weight: float = 0.0,
+                      chunk_size: int | None = None, chunk_pooling: str = "tokens",
+                      diag_weight: float = 0.7, batch_size: int = 32, device: str | None = None):
+    """Factory of the ``lam2`` encoder kind (see ``encoder_v2.LamV2Encoder``)."""
+    from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder
+
+    return LamV2Encoder(pooling=pooling, weights=weights, lexical_weight=lexical_weight,
+                        chunk_size=chunk_size, chunk_pooling=chunk_pooling, diag_weight=diag_weight,
+                        batch_size=batch_size, device=device)
+
+
+def revision_v2(params: dict) -> str:
+    from lam_mteb_plugins.lam.encoder_v2 import revision_v2 as _revision
+
+    return _revision(params)
+
+
 def revision(params: dict) -> str:
     """Content hash of the checkpoint + output-affecting params (changes when either changes)."""
     from lam_mteb_plugins.lam.encoder import revision as _revision
@@ -52,10 +82,21 @@ def register_encoders(register):
         use_instructions=False, adapted_from="sentence-transformers/all-MiniLM-L6-v2",
         public_training_code=None, training_datasets=["STSBenchmark"],
     )
+    register(
+        "lam2", create_encoder_v2, params=dict(PARAMS_V2), revision=revision_v2,
+        description="LAM v2: MiniLM-L6 softmax per chunk + gated delta-rule memory across chunks "
+                    "(+ lexical channel), streaming any length",
+        embed_dim=384, max_tokens=float("inf"), n_parameters=N_PARAMETERS_V2, license="apache-2.0",
+        reference=None, open_weights=True, languages=["eng-Latn"], similarity_fn_name="cosine",
+        use_instructions=False, adapted_from="sentence-transformers/all-MiniLM-L6-v2",
+        public_training_code=None, training_datasets=["STSBenchmark"],  # IDF: STS-B train text
+    )
 
 
 @lam_mteb.hookimpl
 def register_commands(subparsers):
     from lam_mteb_plugins.lam.distill import add_parser
+    from lam_mteb_plugins.lam.train_v2 import add_parser as add_parser_v2
 
     add_parser(subparsers)
+    add_parser_v2(subparsers)

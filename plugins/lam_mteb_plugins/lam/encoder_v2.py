@@ -1,0 +1,306 @@
+"""The ``lam2`` encoder: LAM v2 (MiniLM softmax inside a chunk + gated delta-rule memory across chunks).
+
+- A text of at most ``chunk_size`` tokens (``[CLS] ... [SEP]``) is one chunk: it is run exactly like
+  MiniLM (length-sorted batches padded only to the longest text of the batch, no memory), and its
+  mean pooling is MiniLM's sentence vector.
+- A longer text is cut into windows of ``chunk_size - 2`` word pieces, each wrapped in
+  ``[CLS] ... [SEP]`` with positions from 0 (each window is a MiniLM input); every layer's memory
+  is carried from window to window and read through the learned gates.  Documents run in lock-step
+  batches; only the memories, a running sum and the lexical sum are kept, so memory use does not
+  grow with length.  Texts over 20 000 characters are tokenised as a stream.
+
+Poolings (returned L2-normalised):
+
+- ``mean``:  mean of the last layer's hidden states over every token of every window (incl. the
+             windows' [CLS]/[SEP]); ``chunk_pooling="windows"`` averages the per-window means instead;
+- ``state``: the last layer's memory after the document, embedded as LAM v1's state pooling;
+- ``lexical_weight`` w > 0 mixes in the lexical channel: normalise((1 - w) * e + w * e_lex).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lam_mteb_plugins.lam.encoder import (
+    LONG_CHARS,
+    checkpoint_hash,
+    pad_batch,
+    state_embedding,
+)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS_V2 = WEIGHTS_DIR / "v2"
+POOLINGS_V2 = ("mean", "state")
+CHUNK_POOLINGS = ("tokens", "windows")
+_PARTS = ("mean", "window_mean", "lexical", "state")
+DEFAULTS_V2 = {"pooling": "mean", "weights": None, "lexical_weight": 0.0, "chunk_size": None,
+               "chunk_pooling": "tokens", "diag_weight": 0.7, "batch_size": 32}
+
+
+def _error(message):
+    from lam_mteb import LamMtebError
+
+    return LamMtebError(message)
+
+
+def resolve_weights_v2(weights) -> Path:
+    if weights in (None, "", "default", "v2"):
+        return DEFAULT_WEIGHTS_V2
+    return Path(str(weights)).expanduser()
+
+
+def revision_v2(params: dict) -> str:
+    keep = {k: params.get(k, DEFAULTS_V2[k]) for k in ("pooling", "lexical_weight", "chunk_size",
+                                                         "chunk_pooling", "diag_weight")}
+    blob = "v2" + json.dumps(keep, sort_keys=True) + checkpoint_hash(resolve_weights_v2(params.get("weights")))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _normalise(x):
+    import torch.nn.functional as F
+
+    return F.normalize(x.nan_to_num(), dim=-1)
+
+
+class LamV2Encoder:
+    """LAM v2 sentence/document encoder (see the module docstring)."""
+
+    def __init__(self, pooling: str = "mean", weights=None, lexical_weight: float = 0.0,
+                 chunk_size: int | None = None, chunk_pooling: str = "tokens", diag_weight: float = 0.7,
+                 batch_size: int = 32, device: str | None = None, model=None):
+        import torch
+
+        if pooling not in POOLINGS_V2:
+            raise _error(f"LAM v2 pooling {pooling!r} is not one of {', '.join(POOLINGS_V2)}")
+        if chunk_pooling not in CHUNK_POOLINGS:
+            raise _error(f"LAM v2 chunk_pooling {chunk_pooling!r} is not one of {', '.join(CHUNK_POOLINGS)}")
+        if not 0.0 <= float(lexical_weight) <= 1.0 or not 0.0 <= float(diag_weight) <= 1.0:
+            raise _error("LAM lexical_weight and diag_weight must lie in [0, 1]")
+        if chunk_size is not None and not 3 <= int(chunk_size) <= 512:
+            raise _error(f"LAM chunk_size must be in 3..512 (MiniLM has 512 positions), got {chunk_size}")
+        if device in (None, "", "auto"):
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise _error(f"LAM device {device!r} requested but CUDA is not available")
+        self._cache_id = (checkpoint_hash(resolve_weights_v2(weights))[:16] if model is None
+                          else f"model{id(model)}")
+        if model is None:
+            from lam_mteb_plugins.lam.v2 import load_v2
+
+            model = load_v2(resolve_weights_v2(weights), device=str(device))
+        self.model = model.eval()
+        self._memory_read = self.model.memory_is_read()
+        self.pooling, self.chunk_pooling = pooling, chunk_pooling
+        self.lexical_weight, self.diag_weight = float(lexical_weight), float(diag_weight)
+        self.chunk_size = int(chunk_size or self.model.config.chunk_size)
+        self.batch_size, self.device = int(batch_size), str(device)
+        from lam_mteb_plugins.lam.text import LamTokenizer
+
+        self.tokenizer = LamTokenizer(self.model.config.base_model)
+        self.embed_dim = self.model.config.hidden_size
+        self._static = None
+        self.rows_run = 0
+
+    # ------------------------------------------------------------------ public
+    def encode(self, texts, *, batch_size: int | None = None, show_progress_bar: bool = False,
+               **kwargs) -> np.ndarray:
+        """Embeddings (n, 384), float32, L2-normalised, never NaN."""
+        need_state = self.pooling == "state"
+        parts = self.encode_parts(texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                  state=need_state, lexical=self.lexical_weight > 0)
+        return self.combine(parts)
+
+    def combine(self, parts: dict, lexical_weight: float | None = None, pooling: str | None = None,
+                chunk_pooling: str | None = None) -> np.ndarray:
+        """The configured embedding from ``encode_parts`` output (other settings for dev sweeps)."""
+        import torch
+
+        w = self.lexical_weight if lexical_weight is None else lexical_weight
+        pooling = pooling or self.pooling
+        key = {"state": "state", "mean": {"tokens": "mean", "windows": "window_mean"}[
+            chunk_pooling or self.chunk_pooling]}[pooling]
+        e = _normalise(torch.as_tensor(parts[key]))
+        if w > 0:
+            e = _normalise((1 - w) * e + w * _normalise(torch.as_tensor(parts["lexical"])))
+        return e.numpy().astype(np.float32)
+
+    def encode_parts(self, texts, *, batch_size=None, show_progress_bar=False, state=False, lexical=True):
+        """Unnormalised pieces {"mean", "window_mean", "lexical"[, "state"]} -> (n, 384) arrays.
+
+        With ``LAM_MTEB_LAM2_CACHE=DIR`` in the environment, the parts of every text are kept in DIR
+        (one .npy per text, named by the checkpoint's content hash, chunk size and the text's sha1),
+        so ``mteb run -m lam-mean`` followed by ``-m lam-hybrid`` encodes every text once: the
+        models differ only in how the same parts are combined.  Off by default."""
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [self.tokenizer.clean(t) for t in texts]
+        cache = os.environ.get("LAM_MTEB_LAM2_CACHE", "")
+        if not cache or self._cache_id.startswith("model"):  # no content hash for an in-memory model
+            return self._encode_parts(texts, batch_size, show_progress_bar, state)
+        folder = Path(cache).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        prefix = f"{self._cache_id}-{self.chunk_size}-{'s' if state else 'n'}-"
+        files = [folder / (prefix + hashlib.sha1(t.encode("utf-8", "replace")).hexdigest() + ".npy")
+                 for t in texts]
+        found = {}
+        for i, f in enumerate(files):
+            if f not in found and f.is_file():
+                try:
+                    found[f] = np.load(f)
+                except (OSError, ValueError):
+                    pass
+        todo = sorted({f: i for i, f in reversed(list(enumerate(files))) if f not in found}.values())
+        if todo:
+            fresh = self._encode_parts([texts[i] for i in todo], batch_size, show_progress_bar, state)
+            for j, i in enumerate(todo):
+                arr = np.stack([fresh[k][j] for k in _PARTS]).astype(np.float32)
+                tmp = files[i].with_suffix(".tmp.npy")
+                np.save(tmp, arr)
+                tmp.replace(files[i])
+                found[files[i]] = arr
+        stacked = np.stack([found[f] for f in files]) if files else np.zeros((0, len(_PARTS), self.embed_dim))
+        return {k: stacked[:, j] for j, k in enumerate(_PARTS)}
+
+    def _encode_parts(self, texts, batch_size, show_progress_bar, state):
+        import torch
+
+        lexical = True
+        n = len(texts)
+        out = {k: torch.zeros(n, self.embed_dim) for k in ("mean", "window_mean", "lexical", "state")}
+        bs = max(1, int(batch_size or self.batch_size))
+        C = self.chunk_size
+        short_idx = [i for i in range(n) if len(texts[i]) <= LONG_CHARS]
+        ids = dict(zip(short_idx, self.tokenizer.encode_batch([texts[i] for i in short_idx]))) if short_idx else {}
+        short = sorted((i for i in short_idx if len(ids[i]) <= C), key=lambda i: len(ids[i]))
+        long_docs = sorted((i for i in range(n) if i not in ids or len(ids[i]) > C),
+                           key=lambda i: len(ids[i]) if i in ids else len(texts[i]))
+        bar = None
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc="LAM v2", unit="text")
+        with torch.inference_mode():
+            for start in range(0, len(short), bs):
+                rows = short[start:start + bs]
+                res = self._run_short([ids[i] for i in rows], state, lexical)
+                r = torch.tensor(rows)
+                for k, v in res.items():
+                    out[k][r] = v
+                if bar is not None:
+                    bar.update(len(rows))
+            for start in range(0, len(long_docs), bs):
+                rows = long_docs[start:start + bs]
+                res = self._run_long([ids[i][1:-1] if i in ids else texts[i] for i in rows], state, lexical)
+                r = torch.tensor(rows)
+                for k, v in res.items():
+                    out[k][r] = v
+                if bar is not None:
+                    bar.update(len(rows))
+        if bar is not None:
+            bar.close()
+        return {k: v.nan_to_num().numpy() for k, v in out.items()}
+
+    # ------------------------------------------------------------------ internals
+    def _static_vectors(self):
+        if self._static is None:
+            m = self.model
+            self._static = (m.static_vectors() * m.lexical_idf[:, None]).detach()
+        return self._static
+
+    def _lexical(self, x, m):
+        return (self._static_vectors()[x] * m[..., None]).sum(1)
+
+    def _run_short(self, seqs, state, lexical):
+        x, m = pad_batch(seqs, self.tokenizer.pad_id, self.device)
+        h, states = self.model.forward_chunk(x, m, write=state)
+        mean = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
+        res = {"mean": mean.float().cpu(), "window_mean": mean.float().cpu()}
+        if state:
+            res["state"] = state_embedding(states[-1].float(), self.diag_weight).cpu()
+        if lexical:
+            res["lexical"] = self._lexical(x, m).float().cpu()
+        return res
+
+    def _content_chunks(self, doc, size):
+        """Consecutive windows of ``size`` word pieces (no [CLS]/[SEP]) of a token list or a string."""
+        if not isinstance(doc, str):
+            yield from (doc[j:j + size] for j in range(0, len(doc), size))
+            return
+        buf: list[int] = []
+        it = self.tokenizer.iter_ids(doc)
+        next(it)  # [CLS]
+        for piece in it:
+            buf.extend(piece)
+            while len(buf) > size + 1:  # keep the final [SEP] out of the windows
+                yield buf[:size]
+                buf = buf[size:]
+        buf = buf[:-1]  # drop [SEP]
+        while buf:
+            yield buf[:size]
+            buf = buf[size:]
+
+    def _run_long(self, docs, state, lexical):
+        """Lock-step streaming of windows with each layer's memory carried (see the module doc).
+
+        Documents whose windows so far are identical share one row (exact; the LongEmbed
+        passkey/needle documents share their filler up to the inserted fact)."""
+        import torch
+
+        C = self.chunk_size
+        cls_id, sep_id = self.tokenizer.cls_id, self.tokenizer.sep_id
+        iters = [self._content_chunks(d, C - 2) for d in docs]
+        n, L = len(docs), len(self.model.layers)
+        sums = torch.zeros(n, self.embed_dim, device=self.device)
+        wsums = torch.zeros(n, self.embed_dim, device=self.device)
+        lex = torch.zeros(n, self.embed_dim, device=self.device)
+        counts = torch.zeros(n, device=self.device)
+        windows = torch.zeros(n, device=self.device)
+        states = [None] * n
+        group = [0] * n
+        pending = [next(it, None) for it in iters]
+        active = [r for r in range(n) if pending[r]]
+        while active:
+            chunks = [[cls_id, *pending[r], sep_id] for r in active]
+            for r in active:
+                pending[r] = next(iters[r], None)
+            # write the memory when a document has a next window that reads it (or the state is pooled)
+            write = state or (self._memory_read and any(pending[r] for r in active))
+            reps, uniq, rep_of, first = [], [], [], {}
+            for r, c in zip(active, chunks):
+                key = (group[r], tuple(c))
+                if key not in first:
+                    first[key] = len(reps)
+                    reps.append(r)
+                    uniq.append(c)
+                rep_of.append(first[key])
+            x, m = pad_batch(uniq, self.tokenizer.pad_id, self.device)
+            prev = None
+            if states[reps[0]] is not None:
+                prev = [torch.stack([states[r][layer] for r in reps]) for layer in range(L)]
+            h, new = self.model.forward_chunk(x, m, prev, write=write)
+            self.rows_run += len(reps)
+            s = (h * m[..., None]).sum(1)
+            c = m.sum(1)
+            idx = torch.tensor(rep_of, device=self.device)
+            sums[active] += s[idx]
+            counts[active] += c[idx]
+            wsums[active] += (s / c.clamp_min(1)[:, None])[idx]
+            windows[active] += 1
+            if lexical:
+                lex[active] += self._lexical(x, m)[idx]
+            for r, j in zip(active, rep_of):
+                states[r] = [st[j] for st in new] if write else None
+                group[r] = reps[j]
+            active = [r for r in active if pending[r]]
+        res = {"mean": (sums / counts.clamp_min(1)[:, None]).float().cpu(),
+               "window_mean": (wsums / windows.clamp_min(1)[:, None]).float().cpu(),
+               "lexical": lex.float().cpu()}
+        if state:
+            last = torch.stack([st[-1] for st in states])
+            res["state"] = state_embedding(last.float(), self.diag_weight).cpu()
+        return res

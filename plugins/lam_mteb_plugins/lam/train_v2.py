@@ -1,0 +1,231 @@
+"""``lam-mteb distill-v2``: train LAM v2's memory (gates + write strengths) on long documents.
+
+Self-supervised: documents of ``--windows`` consecutive windows (``--chunk-size`` tokens each) are cut
+from ``longtext/`` (Gutenberg, Paul Graham essays, WikiText-2; the last ``--heldout`` fraction of
+every file is held out).  For each document of a batch a "sentence" (a span of ``--query-tokens``
+word pieces) is taken from a random place; its embedding (one chunk: exactly MiniLM's, no
+memory) must find its document's embedding (mean pooling over all windows, read through the memory)
+among the batch's other documents (InfoNCE, temperature ``--temperature``).  Only the memory's
+gates and beta projections learn (27 792 parameters); everything MiniLM stays frozen, so texts of
+one chunk (STS-B, almost all SciFact) keep MiniLM's exact vectors: no short-text distillation term
+is needed to protect STS-B.  The IDF table of the lexical channel is fitted on STS-B train +
+``longtext`` once at the start.
+
+Resumable (``OUTPUT/trainer_state.pt`` every ``--save-every`` steps, ``--resume``), stops cleanly
+after ``--max-minutes``; writes ``config.json`` + ``model.safetensors`` (float16, ~120 KB) with
+provenance (command, settings, steps, minutes, held-out accuracy before and after).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+
+def _error(message):
+    from lam_mteb import LamMtebError
+
+    return LamMtebError(message)
+
+
+def long_documents(data_dir: Path, tokenizer, content: int, windows: int, heldout: float):
+    """(train, held-out) lists of token lists of ``windows * content`` word pieces."""
+    files = [f for f in sorted((data_dir / "longtext").rglob("*.txt"))
+             if "LICENSE" not in f.name and "PROVENANCE" not in f.name]
+    if not files:
+        raise _error(f"no long text under {data_dir / 'longtext'}: pass --data-dir with longtext/")
+    size = content * windows
+    train, dev = [], []
+    for f in files:
+        ids = [i for piece in tokenizer.iter_ids(f.read_text(encoding="utf-8", errors="replace"))
+               for i in piece][1:-1]
+        docs = [ids[j:j + size] for j in range(0, len(ids) - size + 1, size)]
+        cut = int(len(docs) * (1 - heldout))
+        train += docs[:cut]
+        dev += docs[cut:]
+    return train, dev
+
+
+def make_batch(docs, rng, batch, query_tokens, content):
+    idx = rng.sample(range(len(docs)), min(batch, len(docs)))
+    ds, qs = [], []
+    for i in idx:
+        d = docs[i]
+        s = rng.randrange(0, len(d) - query_tokens)
+        ds.append(d)
+        qs.append(d[s:s + query_tokens])
+    return ds, qs
+
+
+def embed_docs(model, docs, content, cls_id, sep_id, grad=True):
+    """Mean over all windows' tokens with the memory carried (the lam2 ``mean`` pooling)."""
+    import torch
+    import torch.nn.functional as F
+
+    n_win = len(docs[0]) // content
+    states, total, count = None, 0, 0
+    with torch.set_grad_enabled(grad):
+        for w in range(n_win):
+            x = torch.tensor([[cls_id, *d[w * content:(w + 1) * content], sep_id] for d in docs])
+            m = torch.ones(x.shape, dtype=torch.float32)
+            h, states = model.forward_chunk(x, m, states, write=w < n_win - 1)
+            total = total + h.sum(1)
+            count += x.shape[1]
+        return F.normalize(total / count, dim=-1)
+
+
+def embed_queries(model, qs, cls_id, sep_id):
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        x = torch.tensor([[cls_id, *q, sep_id] for q in qs])
+        h, _ = model.forward_chunk(x, torch.ones(x.shape))
+        return F.normalize(h.mean(1), dim=-1)
+
+
+def heldout_accuracy(model, dev, args, cls_id, sep_id, batches=6):
+    """In-batch top-1 accuracy of sentence -> document on held-out documents (fixed batches)."""
+    import torch
+
+    rng = random.Random(1234)
+    hits, n = 0, 0
+    for _ in range(batches):
+        ds, qs = make_batch(dev, rng, args.batch, args.query_tokens, args.chunk_size - 2)
+        d = embed_docs(model, ds, args.chunk_size - 2, cls_id, sep_id, grad=False)
+        q = embed_queries(model, qs, cls_id, sep_id)
+        hits += int((torch.argmax(q @ d.T, dim=1) == torch.arange(len(ds))).sum())
+        n += len(ds)
+    return hits / max(1, n)
+
+
+def _settings(args) -> dict:
+    keep = ("chunk_size", "windows", "batch", "query_tokens", "temperature", "lr", "seed", "heldout")
+    return {k: getattr(args, k) for k in keep}
+
+
+def run(args) -> int:
+    import os
+
+    import torch
+
+    from lam_mteb_plugins.lam.text import LamTokenizer
+    from lam_mteb_plugins.lam.v2 import (
+        LamV2Config,
+        LamV2Model,
+        fit_idf,
+        idf_corpus,
+        n_trainable,
+        save_v2,
+    )
+
+    data_dir = Path(args.data_dir or os.environ.get("LAM_MTEB_DATA_DIR", ""))
+    if not str(data_dir) or not (data_dir / "longtext").is_dir():
+        raise _error("lam-mteb distill-v2 needs the data folder with longtext/ and stsbenchmark/: "
+                     "pass --data-dir or set LAM_MTEB_DATA_DIR")
+    out = Path(args.output)
+    state_file = out / "trainer_state.pt"
+    if out.exists() and any(out.iterdir()) and not args.resume:
+        raise _error(f"{out} is not empty: pass --resume to continue it or choose another --output")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    tok = LamTokenizer()
+    model = LamV2Model.from_base(LamV2Config(chunk_size=args.chunk_size))
+    model.lexical_idf.copy_(fit_idf(tok, idf_corpus(data_dir)))
+    content = args.chunk_size - 2
+    train, dev = long_documents(data_dir, tok, content, args.windows, args.heldout)
+    if len(train) < args.batch or len(dev) < args.batch:
+        raise _error(f"too few long documents ({len(train)} train, {len(dev)} held out) for --batch {args.batch}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    step, minutes, history = 0, 0.0, []
+    acc0 = None
+    if args.resume and state_file.is_file():
+        st = torch.load(state_file, weights_only=False)
+        if st["settings"] != _settings(args):
+            raise _error(f"--resume: {state_file} was made with other settings {st['settings']}")
+        model.load_state_dict(st["model"], strict=False)
+        opt.load_state_dict(st["opt"])
+        step, minutes, history, acc0 = st["step"], st["minutes"], st["history"], st["acc0"]
+    model.train()
+    if acc0 is None:
+        acc0 = heldout_accuracy(model.eval(), dev, args, tok.cls_id, tok.sep_id)
+        print(f"held-out sentence->document accuracy at init: {acc0:.3f}", file=sys.stderr, flush=True)
+    rng = random.Random(args.seed * 1000 + step)
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save_state():
+        torch.save({"model": {k: v for k, v in model.state_dict().items() if ".mem_" in k},
+                    "opt": opt.state_dict(), "step": step, "settings": _settings(args),
+                    "minutes": minutes + (time.perf_counter() - t0) / 60, "history": history, "acc0": acc0},
+                   state_file)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=args.steps, initial=step, desc="distill-v2", disable=args.quiet)
+    stopped = False
+    while step < args.steps:
+        if args.max_minutes and minutes + (time.perf_counter() - t0) / 60 > args.max_minutes:
+            stopped = True
+            break
+        ds, qs = make_batch(train, rng, args.batch, args.query_tokens, content)
+        q = embed_queries(model, qs, tok.cls_id, tok.sep_id)
+        d = embed_docs(model, ds, content, tok.cls_id, tok.sep_id)
+        loss = torch.nn.functional.cross_entropy(q @ d.T / args.temperature, torch.arange(len(ds)))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        gates = torch.stack([la.attention.mem_gate.detach().abs().mean() for la in model.layers])
+        history.append(round(float(loss), 4))
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss):.3f}", gate=f"{float(gates.mean()):.3f}")
+        if step % args.save_every == 0:
+            save_state()
+    bar.close()
+    save_state()
+    total_minutes = minutes + (time.perf_counter() - t0) / 60
+    if stopped:
+        print(f"stopped after {total_minutes:.1f} min at step {step}/{args.steps}; continue with --resume",
+              file=sys.stderr)
+        return 0
+    acc1 = heldout_accuracy(model.eval(), dev, args, tok.cls_id, tok.sep_id)
+    print(f"held-out sentence->document accuracy: init {acc0:.3f} -> trained {acc1:.3f}", file=sys.stderr)
+    training = {"command": "lam-mteb distill-v2 " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
+                "settings": _settings(args), "steps": step, "minutes": round(total_minutes, 2),
+                "heldout_accuracy_init": acc0, "heldout_accuracy_trained": acc1,
+                "train_documents": len(train), "heldout_documents": len(dev),
+                "loss_first_last": [history[0], history[-1]] if history else None,
+                "data": "longtext/ (Gutenberg, Paul Graham essays, WikiText-2) + STS-B train (IDF only)",
+                "trainable_parameters": n_trainable(model)}
+    save_v2(model, out, training=training)
+    print(f"wrote {out}/config.json and model.safetensors", file=sys.stderr)
+    return 0
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("distill-v2", help="train LAM v2's memory on long documents (see docs/lam.md)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--output", "-o", required=True, help="checkpoint folder to write")
+    p.add_argument("--data-dir", help="data folder (default: $LAM_MTEB_DATA_DIR)")
+    p.add_argument("--chunk-size", type=int, default=256, help="window size incl. [CLS]/[SEP]")
+    p.add_argument("--windows", type=int, default=4, help="windows per training document")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--query-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--heldout", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=0)
+    p.add_argument("--save-every", type=int, default=10)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)
+    return p

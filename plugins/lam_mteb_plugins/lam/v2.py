@@ -1,0 +1,250 @@
+"""LAM v2: MiniLM's exact softmax attention inside a chunk + a gated delta-rule memory across chunks.
+
+Every layer of all-MiniLM-L6-v2 keeps its softmax self-attention (frozen, MiniLM's weights) for the
+tokens of one chunk.  Besides, each layer owns a delta-rule memory ``S`` (12 heads x 32 x 32) that is
+written, after a chunk, from that chunk's (L2-normalised) keys and values, and read by the next
+chunk's (L2-normalised) queries; the read is added to the softmax output of each head through a
+learned per-head gate ``g`` (Infini-attention style)::
+
+    o_t,h = softmax-attention_t,h(chunk)  +  g_h * S_h^T normalise(q_t,h)       (S_h: chunks before)
+    S_h  <- delta rule over the chunk's tokens (k = normalise(W_k x), v = W_v x, beta = sigmoid(W_b x))
+
+``g`` is initialised to 0 and ``W_b`` to 0 (beta = 0.5): at initialisation every chunk gives exactly
+MiniLM's output for that window, so a text of one chunk gives exactly MiniLM's sentence vector and
+the mean over the chunks of a long document is MiniLM's window mean.  A text of one chunk never
+touches the memory (nothing was written before it), so short texts cost exactly what MiniLM costs.
+
+Only the memory's gates and beta projections (6 x (12 + 384 x 12 + 12) = 27 792 parameters) are
+trainable; a checkpoint stores them (float16) plus the lexical channel's IDF table.
+
+Lexical channel (``lexical_weight`` > 0): e_lex = normalise(sum_t idf(t) * (E[t] - mu)) over the
+document's word pieces, E = MiniLM's own input word-piece embeddings (frozen, no new vectors),
+mu = their mean, idf from a reference corpus (shipped); the document vector is
+normalise((1 - w) * e_context + w * e_lex).  See docs/lam.md for how w was chosen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lam_mteb_plugins.lam.kernels import delta_rule_reference, delta_rule_state
+from lam_mteb_plugins.lam.model import BASE_MODEL, LamModel, SoftmaxAttention, _error
+
+FORMAT_V2 = "lam-softmax-memory/2"
+VOCAB = 30522
+
+
+@dataclass
+class LamV2Config:
+    """Rebuilds a LAM v2 around its trained memory parameters (saved as config.json)."""
+
+    base_model: str = BASE_MODEL
+    hidden_size: int = 384
+    num_heads: int = 12
+    head_dim: int = 32
+    num_layers: int = 6
+    kernel_chunk: int = 16  # sub-chunk of the chunkwise delta-rule kernel (speed only)
+    chunk_size: int = 256  # default stream chunk in tokens, incl. the chunk's [CLS] and [SEP]
+    format: str = FORMAT_V2
+    mode: str = "softmax+memory"  # for LamModel's constructor / display only
+    training: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LamV2Config:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise _error(f"LAM v2 config.json has unknown keys {sorted(unknown)}: not a LAM v2 checkpoint")
+        cfg = cls(**data)
+        if cfg.format != FORMAT_V2:
+            raise _error(f"LAM checkpoint format {cfg.format!r} is not {FORMAT_V2!r}")
+        if not 3 <= cfg.chunk_size <= 512:
+            raise _error(f"LAM v2 chunk_size must be in 3..512, got {cfg.chunk_size}")
+        return cfg
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MemorySoftmaxAttention(SoftmaxAttention):
+    """BERT softmax self-attention over the chunk + a gated read of the delta-rule memory."""
+
+    def __init__(self, hidden_size=384, num_heads=12, head_dim=32, kernel_chunk=16):
+        super().__init__(hidden_size, num_heads, head_dim)
+        self.kernel_chunk = kernel_chunk
+        self.mem_beta = nn.Linear(hidden_size, num_heads)
+        nn.init.zeros_(self.mem_beta.weight)
+        nn.init.zeros_(self.mem_beta.bias)
+        self.mem_gate = nn.Parameter(torch.zeros(num_heads))
+
+    def forward(self, x, mask, state=None, backend="auto", write=False):
+        """x [B, T, hidden], mask [B, T]; state [B, H, Dk, Dv] (memory of the previous chunks) or None.
+
+        Returns (output [B, T, hidden], the memory after this chunk if ``write`` else None)."""
+        B, T, _ = x.shape
+        q, k, v = (p(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.bool()[:, None, None, :])
+        if state is not None:
+            o = o + self.mem_gate[None, :, None, None] * (F.normalize(q, dim=-1) @ state)
+        new_state = None
+        if write:
+            m = mask.to(x.dtype)[:, None, :]
+            kn = F.normalize(k, dim=-1) * m[..., None]
+            beta = torch.sigmoid(self.mem_beta(x)).transpose(1, 2) * m
+            s0 = state if state is not None else x.new_zeros(B, self.num_heads, self.head_dim, self.head_dim)
+            if backend == "reference":
+                _, new_state = delta_rule_reference(kn, kn, v, beta, s0)
+            else:
+                new_state = delta_rule_state(kn, v, beta, s0, chunk_size=self.kernel_chunk)
+        return self.o_proj(o.transpose(1, 2).reshape(B, T, -1)), new_state
+
+
+class LamV2Model(LamModel):
+    """MiniLM (frozen) with a gated delta-rule memory per layer; see the module docstring."""
+
+    version = 2
+
+    def __init__(self, config: LamV2Config | None = None, attention: str = "softmax"):
+        config = config or LamV2Config()
+        super().__init__(config, attention="softmax")
+        c = self.config
+        for layer in self.layers:
+            layer.attention = MemorySoftmaxAttention(c.hidden_size, c.num_heads, c.head_dim, c.kernel_chunk)
+        self.attention_kind = "memory"
+        # lexical channel: idf per word piece (ones until a checkpoint or fit_idf sets it)
+        self.register_buffer("lexical_idf", torch.ones(VOCAB))
+
+    def freeze_base(self):
+        for name, p in self.named_parameters():
+            p.requires_grad = ".mem_" in name
+        return self
+
+    def memory_is_read(self) -> bool:
+        """False when every gate is 0 (the initialisation): the memory is then never read, so the
+        encoder skips writing it (exact) unless the state itself is pooled."""
+        return any(bool(la.attention.mem_gate.detach().abs().max() > 0) for la in self.layers)
+
+    def block_state_dict(self) -> dict:
+        sd = self.state_dict()
+        return {k: v.detach() for k, v in sd.items() if ".mem_" in k or k == "lexical_idf"}
+
+    def forward_chunk(self, input_ids, mask, states=None, position_offset=0, backend="auto",
+                      return_layers=False, write=False):
+        """One chunk [B, T] through all layers; ``states`` = per-layer memories (None: first chunk).
+
+        With ``write`` the memories after the chunk are returned (else a list of None)."""
+        h = self.embed(input_ids, position_offset)
+        states = states or [None] * len(self.layers)
+        new_states, layers = [], []
+        for layer, s in zip(self.layers, states):
+            a, s = layer.attention(h, mask, s, backend, write)
+            h1 = layer.attn_norm(h + a)
+            h = layer.ffn_norm(h1 + layer.ffn_out(F.gelu(layer.ffn_in(h1))))
+            new_states.append(s)
+            if return_layers:
+                layers.append((h1, h))
+        if return_layers:
+            return h, new_states, layers
+        return h, new_states
+
+    # ------------------------------------------------------------- lexical channel
+    def static_vectors(self) -> torch.Tensor:
+        """MiniLM's input word-piece embeddings, centred (the lexical channel's vectors)."""
+        E = self.word_embeddings.weight
+        return E - E[999:].mean(0, keepdim=True)  # ids < 999 are [PAD]/[unused]/specials
+
+    @torch.no_grad()
+    def lexical(self, bags: torch.Tensor) -> torch.Tensor:
+        """[n, VOCAB] word-piece counts -> [n, hidden] IDF-weighted static mean (unnormalised)."""
+        return (bags * self.lexical_idf[None]) @ self.static_vectors()
+
+
+def fit_idf(tokenizer, texts) -> torch.Tensor:
+    """idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5)) over ``texts`` (BM25's idf); specials get 0."""
+    df = torch.zeros(VOCAB)
+    n = 0
+    for start in range(0, len(texts), 256):
+        for ids in tokenizer.encode_batch(texts[start:start + 256]):
+            u = torch.tensor(sorted(set(ids)), dtype=torch.long)
+            df[u] += 1
+            n += 1
+    idf = torch.log1p((n - df + 0.5) / (df + 0.5))
+    idf[:999] = 0.0
+    return idf
+
+
+def save_v2(model: LamV2Model, folder: str | Path, training: dict | None = None) -> Path:
+    """config.json + model.safetensors (memory gates/betas + idf table, float16)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = model.config.to_dict()
+    if training is not None:
+        cfg["training"] = training
+    tensors = {k: v.to(torch.float16).contiguous() for k, v in model.block_state_dict().items()}
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": FORMAT_V2})
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def load_v2(folder: str | Path, device: str = "cpu") -> LamV2Model:
+    from safetensors.torch import load_file
+
+    folder = Path(folder).expanduser()
+    cfg_file, weights_file = folder / "config.json", folder / "model.safetensors"
+    if not cfg_file.is_file() or not weights_file.is_file():
+        raise _error(f"LAM v2 checkpoint {folder} needs config.json and model.safetensors")
+    try:
+        config = LamV2Config.from_dict(json.loads(cfg_file.read_text()))
+        tensors = load_file(str(weights_file))
+    except (ValueError, OSError, TypeError) as exc:
+        raise _error(f"LAM checkpoint {folder} is unreadable ({type(exc).__name__}: {exc})") from exc
+    model = LamV2Model.from_base(config)
+    expected = model.block_state_dict()
+    missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)
+    bad = [k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape]
+    if missing or unexpected or bad:
+        detail = ", ".join(f"{n} {sorted(s)[:3]}" for n, s in
+                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad)) if s)
+        raise _error(f"LAM checkpoint {folder} does not match a LAM v2: {detail}")
+    with torch.no_grad():
+        model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in tensors.items()}})
+    return model.to(device).eval()
+
+
+def is_v2_checkpoint(folder: str | Path) -> bool:
+    try:
+        return json.loads((Path(folder) / "config.json").read_text()).get("format") == FORMAT_V2
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def idf_corpus(data_dir: Path, seed: int = 0) -> list[str]:
+    """Reference texts for the IDF table: STS-B train sentences + longtext passages of ~200 words."""
+    from lam_mteb_plugins.lam.distill import read_sts
+
+    texts = []
+    sts = Path(data_dir) / "stsbenchmark" / "sts-train.csv"
+    if sts.is_file():
+        for a, b, _ in read_sts(sts):
+            texts += [a, b]
+    for f in sorted((Path(data_dir) / "longtext").rglob("*.txt")):
+        if "LICENSE" in f.name or "PROVENANCE" in f.name:
+            continue
+        words = f.read_text(encoding="utf-8", errors="replace").split()
+        texts += [" ".join(words[i:i + 200]) for i in range(0, len(words), 200)]
+    if not texts:
+        raise _error(f"no IDF reference text under {data_dir} (needs stsbenchmark/ or longtext/)")
+    return texts
+
+
+def n_trainable(model: LamV2Model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+

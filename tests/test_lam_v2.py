@@ -1,0 +1,263 @@
+"""LAM v2 (kind ``lam2``): MiniLM softmax per chunk + gated delta-rule memory + lexical channel.
+
+At initialisation (gates 0) a text of one chunk must give exactly all-MiniLM-L6-v2's vector and a
+long document the mean over MiniLM windows; with non-zero gates the memory must carry information
+across windows, computed the same by the chunkwise kernel and the token-by-token reference."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import lam_mteb_plugins.lam as lam_plugin
+import numpy as np
+import pytest
+import torch
+import yaml
+from lam_mteb_plugins.lam import encoder_v2 as enc2
+from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder, revision_v2
+from lam_mteb_plugins.lam.model import base_model_path
+from lam_mteb_plugins.lam.v2 import LamV2Config, LamV2Model, fit_idf, load_v2, save_v2
+
+import lam_mteb
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parent.parent
+WORDS = ["river", "mountain", "city", "history", "science", "music", "people", "water", "light", "system", "theory", "market", "language", "garden", "winter", "summer", "ocean", "forest", "machine", "story", "road"]
+
+
+def _text(n_words: int, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    return " ".join(WORDS[i] for i in rng.integers(0, len(WORDS), n_words))
+
+
+@pytest.fixture(scope="module")
+def init_ckpt(tmp_path_factory):
+    model = LamV2Model.from_base(LamV2Config(chunk_size=32))
+    from lam_mteb_plugins.lam.text import LamTokenizer
+
+    model.lexical_idf.copy_(fit_idf(LamTokenizer(), [_text(30, s) for s in range(20)] + ["a b c"]))
+    folder = tmp_path_factory.mktemp("v2init")
+    save_v2(model, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gated_ckpt(tmp_path_factory):
+    """Non-zero gates and write strengths, so the memory matters (tests are not vacuous)."""
+    torch.manual_seed(0)
+    model = LamV2Model.from_base(LamV2Config(chunk_size=32))
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.attention.mem_gate.copy_(0.5 + torch.rand(12))
+            layer.attention.mem_beta.weight.normal_(0, 0.05)
+    folder = tmp_path_factory.mktemp("v2gated")
+    save_v2(model, folder)
+    return folder
+
+
+def test_one_chunk_texts_are_exactly_minilm(init_ckpt):
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(base_model_path()), device="cpu")
+    texts = ["A man is playing a guitar.", "", "Hi", _text(200, 1), _text(40, 2)]
+    enc = LamV2Encoder(weights=str(init_ckpt), chunk_size=256, batch_size=2)
+    ours = enc.encode(texts)
+    ref = st.encode(texts, normalize_embeddings=True)
+    assert np.abs(ours - ref).max() < 1e-5
+
+
+def test_long_document_at_init_is_minilm_window_mean(init_ckpt):
+    """Gates 0: every window is a MiniLM input; pooling = mean over windows' tokens / of windows."""
+    enc = LamV2Encoder(weights=str(init_ckpt), chunk_size=32)
+    doc = _text(150, 3)
+    ids = enc.tokenizer.encode_batch([doc])[0][1:-1]
+    wins = [[enc.tokenizer.cls_id, *ids[j:j + 30], enc.tokenizer.sep_id] for j in range(0, len(ids), 30)]
+    assert len(wins) > 3
+    with torch.no_grad():
+        hs = [enc.model.forward_chunk(torch.tensor([w]), torch.ones(1, len(w)))[0][0] for w in wins]
+    tok_mean = torch.cat(hs).mean(0)
+    win_mean = torch.stack([h.mean(0) for h in hs]).mean(0)
+    assert not enc.model.memory_is_read()  # gates 0: the encoder skips the (unread) memory writes
+    parts = enc.encode_parts([doc])
+    assert np.allclose(parts["mean"][0], tok_mean.numpy(), atol=1e-5)
+    assert np.allclose(parts["window_mean"][0], win_mean.numpy(), atol=1e-5)
+
+
+def test_memory_carries_context_and_fast_path_equals_reference(gated_ckpt):
+    model = load_v2(gated_ckpt)
+    assert model.memory_is_read()
+    torch.manual_seed(1)
+    x1, x2 = torch.randint(1000, 30000, (2, 2, 20))
+    m1 = torch.ones(2, 20)
+    m1[1, 15:] = 0  # padding writes nothing
+    outs = {}
+    for backend in ("auto", "reference"):
+        with torch.no_grad():
+            _, s = model.forward_chunk(x1, m1, write=True, backend=backend)
+            h, s2 = model.forward_chunk(x2, torch.ones(2, 20), s, write=True, backend=backend)
+        outs[backend] = (h, s, s2)
+    for a, b in zip(outs["auto"], outs["reference"]):
+        if isinstance(a, list):
+            for u, v in zip(a, b):
+                assert torch.allclose(u, v, atol=2e-5)
+        else:
+            assert torch.allclose(a, b, atol=2e-5)
+    h_nomem, _ = model.forward_chunk(x2, torch.ones(2, 20))
+    assert (outs["auto"][0] - h_nomem).abs().max() > 1e-3  # the memory is read
+
+
+def test_padding_never_writes_the_memory(gated_ckpt):
+    model = load_v2(gated_ckpt)
+    x = torch.randint(1000, 30000, (1, 12))
+    with torch.no_grad():
+        _, s_short = model.forward_chunk(x, torch.ones(1, 12), write=True)
+        xp = torch.cat([x, torch.zeros(1, 8, dtype=torch.long)], 1)
+        mp = torch.cat([torch.ones(1, 12), torch.zeros(1, 8)], 1)
+        _, s_pad = model.forward_chunk(xp, mp, write=True)
+    for a, b in zip(s_short, s_pad):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_gated_long_documents_batch_stream_and_share_prefixes_exactly(gated_ckpt, monkeypatch, tmp_path):
+    monkeypatch.setenv("LAM_MTEB_LAM2_CACHE", str(tmp_path / "cache"))  # must not change results
+    enc = LamV2Encoder(weights=str(gated_ckpt), chunk_size=32, pooling="state")
+    base = _text(120, 4)
+    docs = [base + " alpha " + _text(30, 5), base + " beta " + _text(30, 6), _text(90, 7), "short one"]
+    together = enc.encode_parts(docs, state=True)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == len(docs)
+    monkeypatch.delenv("LAM_MTEB_LAM2_CACHE")
+    alone = [enc.encode_parts([d], state=True) for d in docs]
+    for k in ("mean", "window_mean", "lexical", "state"):
+        assert np.allclose(together[k], np.concatenate([a[k] for a in alone]), atol=2e-5), k
+    # the memory changes long documents only
+    init_like = LamV2Encoder(weights=str(gated_ckpt), chunk_size=512)
+    assert not np.allclose(together["mean"][2], init_like.encode_parts([docs[2]])["mean"][0], atol=1e-3)
+    # texts over LONG_CHARS are tokenised as a stream: same result
+    monkeypatch.setattr(enc2, "LONG_CHARS", 50)
+    streamed = enc.encode_parts(docs, state=True)
+    for k in ("mean", "lexical", "state"):
+        assert np.allclose(streamed[k], together[k], atol=2e-5), k
+
+
+def test_lexical_channel_is_the_idf_weighted_static_mean(init_ckpt):
+    enc = LamV2Encoder(weights=str(init_ckpt), chunk_size=16, lexical_weight=1.0)
+    doc = _text(60, 8)
+    ids = torch.tensor(enc.tokenizer.encode_batch([doc])[0])
+    m = enc.model
+    manual = (m.lexical_idf[ids, None] * m.static_vectors()[ids]).sum(0)
+    manual = (manual / manual.norm()).detach().numpy()
+    assert np.allclose(enc.encode([doc])[0], manual, atol=1e-5)
+    mixed = LamV2Encoder(weights=str(init_ckpt), chunk_size=16, lexical_weight=0.3).encode([doc])[0]
+    ctx = LamV2Encoder(weights=str(init_ckpt), chunk_size=16).encode([doc])[0]
+    want = 0.7 * ctx + 0.3 * manual
+    assert np.allclose(mixed, want / np.linalg.norm(want), atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "state"])
+def test_bad_inputs_never_nan(gated_ckpt, pooling):
+    enc = LamV2Encoder(weights=str(gated_ckpt), chunk_size=16, pooling=pooling, lexical_weight=0.2)
+    e = enc.encode([None, "", "   ", "\x00\x01", "\ud800 lone", "word " * 100])
+    assert e.shape == (6, 384) and np.isfinite(e).all()
+    assert np.allclose(np.linalg.norm(e[-1]), 1, atol=1e-4)
+
+
+def test_bad_params_and_checkpoints_are_clear_errors(tmp_path, init_ckpt):
+    with pytest.raises(lam_mteb.LamMtebError, match="pooling"):
+        LamV2Encoder(weights=str(init_ckpt), pooling="hybrid")
+    with pytest.raises(lam_mteb.LamMtebError, match="lexical_weight"):
+        LamV2Encoder(weights=str(init_ckpt), lexical_weight=2)
+    with pytest.raises(lam_mteb.LamMtebError, match="chunk_size"):
+        LamV2Encoder(weights=str(init_ckpt), chunk_size=600)
+    with pytest.raises(lam_mteb.LamMtebError, match="needs config.json"):
+        load_v2(tmp_path)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text(json.dumps({**json.loads((init_ckpt / "config.json").read_text()),
+                                                 "surprise": 1}))
+    (bad / "model.safetensors").write_bytes((init_ckpt / "model.safetensors").read_bytes())
+    with pytest.raises(lam_mteb.LamMtebError, match="unknown keys"):
+        load_v2(bad)
+
+
+def test_checkpoint_roundtrip_and_revision(tmp_path, gated_ckpt, init_ckpt):
+    a, b = load_v2(gated_ckpt), load_v2(gated_ckpt)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert (gated_ckpt / "model.safetensors").stat().st_size < 1 << 20  # memory params + idf only
+    r = revision_v2({"weights": str(gated_ckpt)})
+    assert r == revision_v2({"weights": str(gated_ckpt)})
+    assert r != revision_v2({"weights": str(init_ckpt)})
+    assert r != revision_v2({"weights": str(gated_ckpt), "lexical_weight": 0.2})
+
+
+def test_lam2_kind_and_registry_entries():
+    calls = []
+    lam_plugin.register_encoders(lambda *a, **kw: calls.append((a, kw)))
+    kinds = {a[0]: (a[1], kw) for a, kw in calls}
+    factory, meta = kinds["lam2"]
+    assert factory is lam_plugin.create_encoder_v2
+    assert meta["params"] == enc2.DEFAULTS_V2 == lam_plugin.PARAMS_V2
+    assert lam_plugin.N_PARAMETERS_V2 == sum(p.numel() for p in LamV2Model().parameters())
+    models = {m["name"]: m for m in yaml.safe_load((REPO / "registry.yaml").read_text())["models"]}
+    for pooling in ("mean", "state"):
+        assert models[f"lam-{pooling}"]["kind"] == "lam2"
+        assert models[f"lam-{pooling}"]["params"]["pooling"] == pooling
+    assert models["lam-hybrid"]["kind"] == "lam2" and 0 < models["lam-hybrid"]["params"]["lexical_weight"] < 1
+    for pooling in ("mean", "state", "hybrid"):
+        assert models[f"lam-v1-{pooling}"]["kind"] == "lam"
+
+
+def test_shipped_v2_checkpoint_is_small_and_loads():
+    folder = enc2.DEFAULT_WEIGHTS_V2
+    if not (folder / "model.safetensors").is_file():
+        pytest.skip("no shipped v2 checkpoint in this checkout")
+    assert (folder / "model.safetensors").stat().st_size < 1 << 20
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and cfg["training"]
+    e = lam_plugin.create_encoder_v2(device="cpu").encode(
+        ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply on Monday."])
+    assert e[0] @ e[1] > e[0] @ e[2] + 0.2
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser(prog="lam-mteb")
+    lam_plugin.register_commands(parser.add_subparsers())
+    return parser.parse_args(argv)
+
+
+def test_distill_v2_trains_only_the_memory_and_resumes(tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "longtext").mkdir(parents=True)
+    for i in range(3):
+        (data / "longtext" / f"doc{i}.txt").write_text(_text(600, 10 + i))
+    out = tmp_path / "ckpt"
+    argv = ["distill-v2", "-o", str(out), "--data-dir", str(data), "--chunk-size", "16", "--windows", "2",
+            "--batch", "3", "--query-tokens", "4", "--lr", "0.05", "--save-every", "1", "--threads", "1",
+            "--quiet"]
+    args = _cli(argv + ["--steps", "2"])
+    assert args.func(args) == 0
+    assert torch.load(out / "trainer_state.pt", weights_only=False)["step"] == 2
+    args = _cli(argv + ["--steps", "3", "--resume"])  # continue the same run for one more step
+    assert args.func(args) == 0
+    model = load_v2(out)
+    init = LamV2Model.from_base()
+    assert any(la.attention.mem_gate.abs().max() > 0 for la in model.layers)  # the memory trained
+    for (n, p), (_, p0) in zip(model.named_parameters(), init.named_parameters()):
+        if ".mem_" not in n:
+            assert torch.equal(p, p0), n  # MiniLM untouched
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["steps"] == 3 and "heldout_accuracy_trained" in cfg["training"]
+    with pytest.raises(lam_mteb.LamMtebError, match="not empty"):
+        args = _cli(argv + ["--steps", "3"])
+        args.func(args)
+    with pytest.raises(lam_mteb.LamMtebError, match="other settings"):
+        args = _cli(argv + ["--steps", "3", "--resume", "--lr", "0.5"])
+        args.func(args)
+    assert "held-out" in capsys.readouterr().err
+
+
+def test_distill_v2_without_data_is_a_clear_error(tmp_path):
+    args = _cli(["distill-v2", "-o", str(tmp_path / "x"), "--data-dir", str(tmp_path)])
+    with pytest.raises(lam_mteb.LamMtebError, match="longtext"):
+        args.func(args)
