@@ -80,7 +80,7 @@ def distil(pca_dims: int = 256) -> Path:
     try:
         from model2vec.distill import distill
     except ImportError as exc:
-        raise lam_mteb.LamMtebError(f"minilm-static needs model2vec with its distill extra ({exc}): "
+        raise lam_mteb.LamMtebError(f"minilm-static needs model2vec and skeletoken to distil ({exc}): "
                                     f"{INSTALL_HINT}") from None
     sys.stderr.write(f"lam-mteb: distilling minilm-static from {minilm_folder()} with model2vec (once, "
                      f"~2 CPU-minutes) into {target}\n")
@@ -100,7 +100,10 @@ class StaticEncoder:
     """A model2vec ``StaticModel``: mean of the text's token vectors, no truncation."""
 
     def __init__(self, path: str | Path, normalize: bool = True):
-        from model2vec import StaticModel
+        try:
+            from model2vec import StaticModel
+        except ImportError:
+            raise lam_mteb.LamMtebError(f"minilm-static needs model2vec, which is not installed: {INSTALL_HINT}") from None
 
         self.path = Path(path)
         self.model = StaticModel.from_pretrained(str(self.path), normalize=normalize)
