@@ -8,7 +8,6 @@ user-facing errors print as one line.
 
 from __future__ import annotations
 
-import functools
 import importlib.machinery  # cheap (frozen); importlib.abc would pull in importlib.resources
 import sys
 
@@ -42,17 +41,20 @@ class _MtebFinder:
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return spec
-        # consumed only when the module really executes: `python -m mteb` asks runpy's
-        # find_spec("mteb") first without importing, then imports through a second lookup
-        spec.loader = _AfterImportLoader(spec.loader, functools.partial(self._fire, fullname))
+        # The callback is dropped only once the module has really been executed: runpy
+        # (`python -m mteb`) asks for the spec once before importing the package itself.
+        spec.loader = _AfterImportLoader(spec.loader, self._ran(fullname, callback))
         return spec
 
-    def _fire(self, fullname, module):
-        callback = self._pending.pop(fullname, None)
-        if not self._pending:
-            _remove_finder()
-        if callback is not None:
+    def _ran(self, fullname, callback):
+        def run(module):
+            if self._pending.pop(fullname, None) is None:
+                return
+            if not self._pending:
+                _remove_finder()
             callback(module)
+
+        return run
 
 
 def _remove_finder():

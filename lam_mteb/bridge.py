@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from lam_mteb import plugins
+from lam_mteb.data import RECREATION_PREFIX
 from lam_mteb.errors import LamMtebError
 
 logger = logging.getLogger("lam_mteb.bridge")
 
-#: ``dataset_revision`` of results computed on a locally re-created dataset starts with this
-RECREATION_PREFIX = "lam-mteb-recreation:"
+__all__ = ["RECREATION_PREFIX", "install", "wrap_mteb_cli"]  # RECREATION_PREFIX: re-exported from data
 
 SUPPORTED_MTEB = ((2, 26, 20), (2, 27, 0))  # [min, max) — the range tested in tests/test_core_bridge.py
 _installed = False
@@ -74,6 +74,7 @@ def _make_plugin_model_class():
             self.encoder = encoder
             self.model = encoder
             self.config_name = config_name
+            self._constant_reported: set = set()
 
         def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
             texts = [text for batch in inputs for text in batch["text"]]
@@ -83,10 +84,11 @@ def _make_plugin_model_class():
                 fn = self.encoder.encode_queries
             elif kind == "document" and hasattr(self.encoder, "encode_documents"):
                 fn = self.encoder.encode_documents
-            call_kwargs = {"batch_size": kwargs.get("batch_size", 32),
-                           "show_progress_bar": kwargs.get("show_progress_bar", True)}
-            optional = {"prompt_type": kind, "task_name": task_metadata.name}
-            call_kwargs.update({k: v for k, v in optional.items() if _accepts(fn, k)})
+            # everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool, ...)
+            # reaches an encoder whose signature names it or takes **kwargs (see hookspecs.register_encoders)
+            call_kwargs = {**kwargs, "batch_size": kwargs.get("batch_size", 32),
+                           "show_progress_bar": kwargs.get("show_progress_bar", True),
+                           "prompt_type": kind, "task_name": task_metadata.name}
             call_kwargs = {k: v for k, v in call_kwargs.items() if _accepts(fn, k)}
             emb = fn(texts, **call_kwargs)
             if isinstance(emb, (list, tuple)):
@@ -99,6 +101,14 @@ def _make_plugin_model_class():
                                    f"for {len(texts)} texts; expected ({len(texts)}, dim)")
             if not np.isfinite(emb).all():
                 raise LamMtebError(f"model {self.config_name!r} returned NaN/inf embeddings")
+            if len(emb) > 1 and not np.ptp(emb, axis=0).any():
+                key = (task_metadata.name, kind)
+                if key not in self._constant_reported:
+                    self._constant_reported.add(key)
+                    what = "all-zero" if not emb.any() else "identical"
+                    sys.stderr.write(f"lam-mteb: model {self.config_name!r} returned {what} vectors for all "
+                                     f"{len(texts)} texts of {task_metadata.name} (a constant encoder): its "
+                                     "scores are meaningless; check the model's weights and code\n")
             return emb
 
         def _check_multi_vector(self, emb, n_texts: int) -> list:
@@ -163,12 +173,45 @@ def load_plugin_model(model_name: str, revision: str | None = None, device: str 
 
     config = get_registry().model(model_name)
     if device is not None and accepts_param(config.kind.factory, "device"):
+        check_device(device)
         kwargs["device"] = device
-    encoder = config.create(**kwargs)
+    try:
+        encoder = config.create(**kwargs)
+    except LamMtebError:
+        raise
+    except _load_errors() as exc:  # truncated/corrupt weights, a wrong path, ...
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise LamMtebError(f"model {config.name!r} ({config.source}) could not be loaded: "
+                           f"{type(exc).__name__}: {detail}; check its weights files and params") from None
     if is_search_model(encoder):
         # e.g. BM25: handed to mteb unchanged (mteb sets its mteb_model_meta); retrieval tasks only
         return encoder
     return plugin_model_class()(encoder, config.name)
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What loading bad weights raises (torch, safetensors, transformers, the file system)."""
+    errors: list[type[BaseException]] = [OSError, ValueError, RuntimeError, KeyError, EOFError]
+    try:
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def check_device(device: str) -> None:
+    """Refuse a CUDA/MPS device that this machine does not have, in one line."""
+    name = str(device).split(":")[0]
+    if name not in ("cuda", "mps"):
+        return
+    import torch
+
+    ok = torch.cuda.is_available() if name == "cuda" else torch.backends.mps.is_available()
+    if not ok:
+        raise LamMtebError(f"--device {device}: this machine has no {name.upper()} device that torch can use "
+                           f"(torch {torch.__version__}); use --device cpu")
 
 
 def make_model_meta(config):
@@ -280,14 +323,114 @@ def _offline_load_data(original):
                 del self.metadata
             else:
                 self.metadata = original_metadata
-            if resolution.recreation:
-                # results record task.metadata.revision as dataset_revision: mark re-created data there so
-                # no result computed on it can pass for one on the published dataset
-                marker = f"{RECREATION_PREFIX}{Path(str(resolution.path)).name}"
-                self.metadata = self.metadata.model_copy(update={"dataset": {**dataset, "revision": marker}})
+            # results record task.metadata.revision as dataset_revision: record the content address of
+            # the data actually loaded (re-created data keeps the "lam-mteb-recreation:" prefix, so no
+            # result computed on it can pass for one on the published dataset)
+            self.metadata = self.metadata.model_copy(
+                update={"dataset": {**dataset, "revision": resolution.revision}})
 
     load_data.__lam_mteb_offline__ = True
     return load_data
+
+
+# -- results: never reuse or write a wrong score ---------------------------------------------------
+
+def expected_dataset_revision(task_name: str) -> str | None:
+    """The dataset revision a result of ``task_name`` must carry to be reused: the content address
+    of the local data the task would load now, else the task's published revision (None: unknown)."""
+    gt = importlib.import_module("mteb.get_tasks")
+    cls = gt._TASKS_REGISTRY.get(task_name)
+    if cls is None or getattr(cls, "lam_mteb_self_loading", False):
+        return None
+    from lam_mteb import data
+
+    dataset = dict(cls.metadata.dataset)
+    resolution = data.resolve(dataset["path"]) if dataset.get("path") else data.Resolution(None, [])
+    return resolution.revision or dataset.get("revision")
+
+
+def non_finite_scores(task_result) -> list[str]:
+    """``split/subset`` of every main score of a TaskResult that is NaN, infinite or missing."""
+    bad = []
+    for split, subsets in task_result.scores.items():
+        for scores in subsets:
+            value = scores.get("main_score")
+            if not isinstance(value, (int, float)) or not np.isfinite(value):
+                bad.append(f"{split}/{scores.get('hf_subset', 'default')}={value}")
+    return bad
+
+
+def patch_result_cache() -> None:
+    """Wrap mteb's ResultCache so that (1) a cached result is reused only when its dataset revision
+    is the data now loaded, (2) a corrupt result file is named in one line and treated as missing,
+    (3) a NaN/inf main score is an error and nothing is written, (4) result files are written
+    through a temporary file and a rename."""
+    from mteb.cache import ResultCache
+    from mteb.results import TaskResult
+
+    if getattr(ResultCache.load_task_result, "__lam_mteb__", False):
+        return
+    original_load = ResultCache.load_task_result
+    original_save = ResultCache.save_to_cache
+    original_to_disk = TaskResult.to_disk
+
+    @functools.wraps(original_load)
+    def load_task_result(self, task_name, model_name, model_revision=None, *args, **kwargs):
+        try:
+            result = original_load(self, task_name, model_name, model_revision, *args, **kwargs)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - JSON/pydantic errors of a file cut by a kill
+            path = self.get_task_result_path(task_name, model_name, model_revision)
+            sys.stderr.write(f"lam-mteb: result file {path} is corrupt ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); treating it as missing "
+                             "(it is replaced when the task is evaluated again)\n")
+            return None
+        if result is None:
+            return None
+        expected = expected_dataset_revision(task_name)
+        if expected is not None and result.dataset_revision != expected:
+            sys.stderr.write(f"lam-mteb: cached result for {task_name} was computed on dataset revision "
+                             f"{result.dataset_revision!r}, the data now loaded is {expected!r}; "
+                             "evaluating again\n")
+            return None
+        bad = non_finite_scores(result)
+        if bad:
+            sys.stderr.write(f"lam-mteb: cached result for {task_name} has non-finite main scores "
+                             f"({', '.join(bad)}); evaluating again\n")
+            return None
+        return result
+
+    @functools.wraps(original_save)
+    def save_to_cache(self, task_result, model_name, *args, **kwargs):
+        bad = non_finite_scores(task_result)
+        if bad:
+            name = getattr(model_name, "name", model_name)
+            raise LamMtebError(f"{name} on {task_result.task_name}: main score is not a finite number "
+                               f"({', '.join(bad)}); nothing was written. The encoder's embeddings are "
+                               "degenerate (constant, zero or NaN): check the model's weights and code")
+        return original_save(self, task_result, model_name, *args, **kwargs)
+
+    @functools.wraps(original_to_disk)
+    def to_disk(self, path):
+        import os
+        import tempfile
+
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            original_to_disk(self, Path(tmp))
+            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # not mkstemp's 0600
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    load_task_result.__lam_mteb__ = True
+    ResultCache.load_task_result = load_task_result
+    ResultCache.save_to_cache = save_to_cache
+    TaskResult.to_disk = to_disk
 
 
 # -- install ----------------------------------------------------------------------------------------
@@ -308,6 +451,7 @@ def install(force: bool = False) -> None:
     register_models(registry)
     register_tasks(registry)
     patch_load_data(AbsTask)
+    patch_result_cache()
     _installed = True
 
 
@@ -320,6 +464,7 @@ def wrap_mteb_cli(cli_module) -> None:
     @functools.wraps(original)
     def main(*args, **kwargs):
         try:
+            _check_run_output_folder()
             return original(*args, **kwargs)
         except LamMtebError as exc:
             sys.stderr.write(f"error: {exc}\n")
@@ -342,6 +487,20 @@ def wrap_mteb_cli(cli_module) -> None:
 
     main.__lam_mteb__ = True
     cli_module.main = main
+
+
+def _check_run_output_folder() -> None:
+    """``mteb run --output-folder X``: refuse a file or a read-only folder before evaluating."""
+    argv = sys.argv[1:]
+    if not argv or argv[0] != "run":
+        return
+    from lam_mteb.paths import check_writable_folder
+
+    for i, arg in enumerate(argv):
+        if arg in ("--output-folder", "--output_folder") and i + 1 < len(argv):
+            check_writable_folder(argv[i + 1], "--output-folder")
+        elif arg.startswith(("--output-folder=", "--output_folder=")):
+            check_writable_folder(arg.split("=", 1)[1], "--output-folder")
 
 
 def _unknown_model_in_argv() -> str | None:

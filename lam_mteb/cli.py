@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import difflib
+import importlib
 import json
 import logging
 import os
@@ -14,8 +14,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from lam_mteb import __version__, plugins
+from lam_mteb import __version__, card, check, plugins
 from lam_mteb.errors import LamMtebError
+from lam_mteb.paths import check_writable_folder
 
 
 def _registry(strict: bool = True):
@@ -108,55 +109,136 @@ def _resolve_tasks(names: list[str]):
     return mteb.get_tasks(tasks=names)
 
 
+def _check_eval_splits(tasks, splits: list[str]) -> None:
+    for task in tasks:
+        unknown = sorted(set(splits) - set(task.metadata.eval_splits))
+        if unknown:
+            raise LamMtebError(f"--eval-splits {' '.join(unknown)}: {task.metadata.name} has no such split "
+                               f"(its eval splits: {', '.join(task.metadata.eval_splits)})")
+
+
+def _resolve_benchmark(name: str):
+    import mteb
+
+    try:
+        return mteb.get_benchmark(name)
+    except Exception:  # noqa: BLE001 - mteb raises KeyError or ValueError by version
+        names = [b.name for b in mteb.get_benchmarks()]
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise LamMtebError(f"unknown benchmark {name!r}{hint} (`mteb available-benchmarks` lists them)") from None
+
+
+def _encode_kwargs(args) -> dict:
+    kwargs = {}
+    if args.encode_kwargs:
+        try:
+            kwargs = json.loads(args.encode_kwargs)
+        except json.JSONDecodeError as exc:
+            raise LamMtebError(f"--encode-kwargs is not JSON ({exc.msg}); e.g. --encode-kwargs '{{\"batch_size\": 64}}'") from None
+        if not isinstance(kwargs, dict):
+            raise LamMtebError("--encode-kwargs must be a JSON object, e.g. '{\"batch_size\": 64}'")
+    if args.batch_size:
+        kwargs["batch_size"] = args.batch_size
+    return kwargs
+
+
 def cmd_run(args) -> int:
     if args.data_dir:
         if not Path(args.data_dir).is_dir():
             raise LamMtebError(f"--data-dir {args.data_dir} is not a directory")
         os.environ["LAM_MTEB_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    if args.verify_data:
+        os.environ["LAM_MTEB_VERIFY_DATA"] = "1"
+    check_writable_folder(args.output_folder, "--output-folder")
+    if not args.tasks and not args.benchmark:
+        raise LamMtebError("give tasks with -t/--tasks and/or mteb benchmarks with --benchmark")
+    if args.jobs < 1:
+        raise LamMtebError("--jobs must be at least 1")
     import mteb
-    from mteb.cache import ResultCache
 
-    from lam_mteb import bridge
+    from lam_mteb import bridge, runner
 
+    if args.executor == "ray":
+        runner.import_ray()  # one line on how to install it, before any work
+    shard = runner.parse_shard(args.shard) if args.shard else None
     bridge.install()
-    models = [_resolve_model(m) for m in args.model]
-    tasks = _resolve_tasks(args.tasks)
-    if args.eval_splits:
-        tasks = mteb.get_tasks(tasks=args.tasks, eval_splits=args.eval_splits)
+    for device in args.device or []:
+        bridge.check_device(device)
+    models = list(dict.fromkeys(mteb.get_model_meta(_resolve_model(m)).name for m in args.model))  # mteb's full names
+    tasks = []
+    if args.tasks:
+        tasks.extend(_resolve_tasks(args.tasks))
+        if args.eval_splits:
+            _check_eval_splits(tasks, args.eval_splits)
+            tasks = list(mteb.get_tasks(tasks=args.tasks, eval_splits=args.eval_splits))
+    for name in args.benchmark or []:
+        tasks.extend(_resolve_benchmark(name).tasks)
+    devices = args.device or []
+    encode_kwargs = _encode_kwargs(args)
+    if len(devices) > 1:  # several devices: one model, a multi-process pool over them (encoders that accept it)
+        encode_kwargs.setdefault("device", devices)
+    pairs = runner.expand(models, tasks)
+    if shard:
+        pairs = runner.shard(pairs, *shard)
+        print(f"shard {shard[0]}/{shard[1]}: {len(pairs)} pair(s) of this grid", file=sys.stderr)
     logging.getLogger("mteb").setLevel(logging.WARNING if args.verbosity < 2 else logging.INFO)
-    cache = ResultCache(args.output_folder)
-    encode_kwargs = {"batch_size": args.batch_size} if args.batch_size else {}
-    summary = []
-    for model_name in models:
-        t0 = time.perf_counter()
-        model = mteb.get_model(model_name, device=args.device)
-        results = mteb.evaluate(model, tasks, cache=cache, overwrite_strategy=args.overwrite_strategy,
-                                encode_kwargs=encode_kwargs, show_progress_bar=True)
-        elapsed = time.perf_counter() - t0
-        meta = model.mteb_model_meta
-        for task_result in results.task_results:
-            for split, scores in task_result.scores.items():
-                for subset in scores:
-                    summary.append([meta.name, meta.revision[:12] if meta.revision else "-", task_result.task_name,
-                                    split, subset.get("main_score"), f"{elapsed:.0f}s"])
+    config = runner.GridConfig(
+        output_folder=Path(args.output_folder), executor=args.executor, jobs=args.jobs,
+        cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job, address=args.address,
+        device=devices[0] if devices else None, encode_kwargs=encode_kwargs,
+        overwrite_strategy=args.overwrite_strategy, verbosity=args.verbosity)
+    t0 = time.perf_counter()
+    outcomes = runner.run_grid(pairs, config)
+    wall = time.perf_counter() - t0
     print()
-    print(tabulate(summary, headers=["model", "revision", "task", "split", "main score", "wall"], floatfmt=".4f"))
-    print(f"\nresults in {Path(args.output_folder).resolve() / 'results'} (mteb layout; load with mteb.ResultCache)")
+    print(tabulate(runner.summary_rows(outcomes), headers=runner.SUMMARY_HEADERS, floatfmt=("", "", "", ".4f", ".1f", ""), missingval="-"))
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "cached", "exists", "failed", "missing")}
+    print(f"\n{len(outcomes)} pair(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+          + f"; wall {wall:.1f}s ({args.executor}{f', {args.jobs} jobs' if args.executor == 'local' else ''})")
+    print(f"results in {Path(args.output_folder).resolve() / 'results'} (mteb layout; load with mteb.ResultCache)")
+    bad = [o for o in outcomes if not o.ok]
+    if bad:
+        print("\nfailed pairs (run the same command again to retry only these):", file=sys.stderr)
+        for o in bad:
+            print(f"  {o.pair.label}: {o.error}" + (f" (traceback: {o.log})" if o.log else ""), file=sys.stderr)
+        return 1
     return 0
 
 
 def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="run models on tasks (a thin convenience over `mteb run`, with a summary table)")
+    p = sub.add_parser("run", help="run a grid of models x tasks (in-process, a local process pool, Ray, or a shard)")
     p.add_argument("-m", "--model", nargs="+", required=True, help="model name(s): lam-mteb or mteb models")
-    p.add_argument("-t", "--tasks", nargs="+", required=True, help="task name(s)")
+    p.add_argument("-t", "--tasks", nargs="+", default=None, help="task name(s)")
+    p.add_argument("--benchmark", nargs="+", default=None, help="mteb benchmark name(s), e.g. 'MTEB(eng, v2)'")
     p.add_argument("--output-folder", "--output_folder", default="results", help="results folder (default: results)")
     p.add_argument("--data-dir", help="offline data directory (default: $LAM_MTEB_DATA_DIR)")
     p.add_argument("--eval-splits", "--eval_splits", nargs="+", default=None)
     p.add_argument("--batch-size", "--batch_size", type=int, default=None)
-    p.add_argument("--device", default=None, help="cpu (default) or cuda")
+    p.add_argument("--encode-kwargs", default=None,
+                   help="JSON object passed to every encode call, e.g. '{\"device\": [\"cuda:0\", \"cuda:1\"]}'")
+    p.add_argument("--device", nargs="+", default=None,
+                   help="cpu (default) or cuda; several devices: encoders that accept a device list use them all")
     p.add_argument("--overwrite-strategy", default="only-missing", choices=["always", "never", "only-missing", "only-cache"])
+    p.add_argument("--verify-data", action="store_true",
+                   help="re-hash every local data file instead of trusting the (size, mtime) shortcut")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: this machine, --jobs processes (default); ray: one Ray task per pair")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="local: pairs at a time, each in its own process; 1 (default) runs them here, one after another")
+    p.add_argument("--cpus-per-job", type=float, default=1.0, help="CPUs per pair (Ray resources; local: torch threads)")
+    p.add_argument("--gpus-per-job", type=float, default=0.0, help="GPUs per pair (Ray resources)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run every N-th pair starting at I (SLURM arrays: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
     p.add_argument("-v", "--verbosity", type=int, default=1)
     p.set_defaults(func=cmd_run)
+
+
+def _add_encode(sub) -> None:
+    from lam_mteb import encode
+
+    encode.add_parser(sub)
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -225,14 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
         p.set_defaults(func=func)
     _add_run(sub)
+    _add_encode(sub)
     _add_data(sub)
     _add_leaderboard(sub)
+    check.add_parser(sub)
+    card.add_parser(sub)
     pm = plugins.load_plugins()
     for impl in reversed(pm.hook.register_commands.get_hookimpls()):
         name = plugins.plugin_name_of(impl.plugin)
         try:
             impl.function(sub)
-        except Exception as exc:
+        except plugins.PLUGIN_FAILURES as exc:
             plugins.report(f"plugin {name!r} failed in register_commands: {type(exc).__name__}: {exc}")
     return parser
 

@@ -20,6 +20,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -70,6 +71,18 @@ def write_hf_dataset(target_dir: Path | str, configs: dict[str, dict[str, Iterab
 
 # -- core builders for the raw layout of ../shared/data ----------------------------------------
 
+def _lines(path: Path):
+    """``(line number, text)`` of a UTF-8 text file; a byte that is not UTF-8 is one error naming
+    the file and line."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise LamMtebError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start} of the line); "
+                                   "re-save the file as UTF-8") from None
+
+
 def build_stsbenchmark(source: Path, target: Path) -> None:
     """STS Benchmark release files ``stsbenchmark/sts-{train,dev,test}.csv`` -> mteb/stsbenchmark-sts."""
     folder = Path(source) / "stsbenchmark"
@@ -82,12 +95,21 @@ def build_stsbenchmark(source: Path, target: Path) -> None:
         if not path.is_file():
             continue
         rows = []
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                cols = line.rstrip("\r\n").split("\t")
-                if len(cols) < 7:
-                    raise LamMtebError(f"{path}:{lineno}: expected >= 7 tab-separated columns, got {len(cols)}")
-                rows.append({"sentence1": cols[5], "sentence2": cols[6], "score": float(cols[4])})
+        for lineno, line in _lines(path):
+            cols = line.rstrip("\r\n").split("\t")
+            if len(cols) < 7:
+                raise LamMtebError(f"{path}:{lineno}: expected >= 7 tab-separated columns, got {len(cols)}; "
+                                   "is this the STS Benchmark release file?")
+            try:
+                score = float(cols[4])
+            except ValueError:
+                score = math.nan
+            if not 0.0 <= score <= 5.0:
+                raise LamMtebError(f"{path}:{lineno}: score (column 5) is {cols[4][:40]!r}, not a number "
+                                   "from 0 to 5; fix or remove the row")
+            rows.append({"sentence1": cols[5], "sentence2": cols[6], "score": score})
+        if not rows:
+            raise LamMtebError(f"{path}: no rows (the file is empty); restore the STS Benchmark release file")
         splits[split] = rows
     write_hf_dataset(target, {"default": splits}, card="STS Benchmark imported from the original release by lam-mteb.")
 
@@ -105,26 +127,29 @@ def build_scifact(source: Path, target: Path) -> None:
 def write_beir(folder: Path, target: Path) -> None:
     """Convert any BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) for mteb."""
     def read_jsonl(path, keys):
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise LamMtebError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-                yield {k: str(obj.get(k, "") or "") for k in keys}
+        for lineno, line in _lines(path):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LamMtebError(f"{path}:{lineno}: invalid JSON ({exc.msg}); fix or remove the row") from None
+            if not isinstance(obj, dict) or not str(obj.get("_id", "") or ""):
+                raise LamMtebError(f"{path}:{lineno}: expected a JSON object with an \"_id\"; fix or remove the row")
+            yield {k: str(obj.get(k, "") or "") for k in keys}
 
     qrels = {}
     for tsv in sorted((folder / "qrels").glob("*.tsv")):
         rows = []
-        with open(tsv, encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh, delimiter="\t")
-            for i, cols in enumerate(reader):
-                cols = [c.strip() for c in cols]
-                if not cols or (i == 0 and cols[0] == "query-id"):
-                    continue
+        for lineno, line in _lines(tsv):
+            cols = [c.strip() for c in next(csv.reader([line.rstrip("\r\n")], delimiter="\t"), [])]
+            if not any(cols) or (lineno == 1 and cols[0] == "query-id"):
+                continue
+            try:
                 rows.append({"query-id": cols[0], "corpus-id": cols[1], "score": int(float(cols[2]))})
+            except (IndexError, ValueError):
+                raise LamMtebError(f"{tsv}:{lineno}: expected query-id, corpus-id and an integer score "
+                                   "separated by tabs; fix or remove the row") from None
         qrels[tsv.stem] = rows
     write_hf_dataset(target, {
         "corpus": {"corpus": list(read_jsonl(folder / "corpus.jsonl", ["_id", "title", "text"]))},
@@ -139,17 +164,170 @@ CORE_DATASETS = {
 }
 
 
-# -- resolution ---------------------------------------------------------------------------------
+# -- content addresses --------------------------------------------------------------------------
+#
+# A file's SHA-256 is remembered in <cache>/file-hashes.json keyed by its path and (size, mtime,
+# ctime, inode): a shortcut only, so unchanged files are not re-read.  A changed key (``cp -p``
+# keeps size and mtime but not ctime) or ``verify=True`` (``--verify-data``, LAM_MTEB_VERIFY_DATA=1)
+# re-hashes the bytes.
 
-def _fingerprint(folder: Path) -> str:
+HASH_INDEX = "file-hashes.json"
+BUILD_MANIFEST = "lam_mteb_build.json"
+LOCAL_PREFIX = "local-sha256:"
+RECREATION_PREFIX = "lam-mteb-recreation:"  # the leaderboard reads this prefix as "re-created data"
+_hash_index: dict | None = None
+_index_file: Path | None = None
+_dirty = False
+
+
+def verify_requested() -> bool:
+    return os.environ.get("LAM_MTEB_VERIFY_DATA", "").strip().lower() in ("1", "true", "yes")
+
+
+def _index_path() -> Path:
+    return cache_dir() / HASH_INDEX
+
+
+def _load_index() -> dict:
+    global _hash_index, _index_file
+    if _hash_index is None or _index_file != _index_path():
+        _index_file = _index_path()
+        try:
+            _hash_index = json.loads(_index_path().read_text(encoding="utf-8"))
+            if not isinstance(_hash_index, dict):
+                _hash_index = {}
+        except (OSError, ValueError):
+            _hash_index = {}
+    return _hash_index
+
+
+def _save_index() -> None:
+    global _dirty
+    if not _dirty:
+        return
+    _dirty = False
+    index = _load_index()
+    try:
+        atomic_write_text(_index_path(), json.dumps(index))
+    except OSError as exc:  # a read-only cache only costs re-hashing next time
+        logger.debug("could not save %s: %s", _index_path(), exc)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _sha256_of_bytes(path: Path) -> str:
     h = hashlib.sha256()
-    if folder.is_dir():
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p.relative_to(folder)}:{st.st_size}:{int(st.st_mtime)}\n".encode())
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: Path, *, verify: bool | None = None, save: bool = True) -> str:
+    """SHA-256 of a file's bytes (streamed), with the (size, mtime, ctime, inode) shortcut."""
+    path = Path(path).resolve()
+    st = path.stat()
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    index = _load_index()
+    known = index.get(str(path))
+    verify = verify_requested() if verify is None else verify
+    if not verify and isinstance(known, list) and len(known) == 5 and known[:4] == stamp:
+        return known[4]
+    global _dirty
+    digest = _sha256_of_bytes(path)
+    if known != [*stamp, digest]:
+        index[str(path)] = [*stamp, digest]
+        _dirty = True
+        if save:
+            _save_index()
+    return digest
+
+
+def content_hash(paths: list[Path], *, verify: bool | None = None, extra: str = "") -> str:
+    """A hash of every file under ``paths`` (names relative to each path + byte hashes), plus ``extra``."""
+    h = hashlib.sha256(extra.encode())
+    for top in sorted(paths):
+        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+        for f in files:
+            rel = f"{top.name}/{f.relative_to(top).as_posix()}" if top.is_dir() else top.name
+            h.update(f"{rel}\0{file_sha256(f, verify=verify, save=False)}\n".encode())
+    _save_index()
     return h.hexdigest()[:16]
 
+
+# -- build validation ----------------------------------------------------------------------------
+
+def _declared_files(folder: Path) -> list[str]:
+    """The data files a built folder's README.md declares (``configs: ... data_files``)."""
+    readme = folder / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if not text.startswith("---\n"):
+        raise LamMtebError(f"{readme}: no YAML header declaring the configs")
+    header = yaml.safe_load(text[4:text.index("\n---", 3)])
+    files = []
+    for config in (header or {}).get("configs") or []:
+        for entry in config.get("data_files") or []:
+            files.append(entry["path"])
+    return files
+
+
+def validate_build(folder: Path) -> dict:
+    """Check a freshly built folder (every declared split has rows, every row the same columns)
+    and return its manifest: per file the byte hash, size, row count and columns."""
+    manifest: dict = {"files": {}}
+    declared = _declared_files(folder)
+    if not declared:
+        raise LamMtebError(f"builder wrote no data files into {folder}")
+    for rel in declared:
+        path = folder / rel
+        if not path.is_file():
+            raise LamMtebError(f"builder declared {rel} but did not write it")
+        columns, rows = None, 0
+        if path.suffix == ".jsonl":
+            for lineno, line in _lines(path):
+                row = json.loads(line)
+                keys = sorted(row) if isinstance(row, dict) else None
+                if keys is None or (columns is not None and keys != columns):
+                    raise LamMtebError(f"builder output {rel}:{lineno}: columns {keys} differ from {columns}")
+                columns, rows = keys, rows + 1
+            if rows == 0:
+                raise LamMtebError(f"builder output {rel} has no rows; the raw data is empty or unreadable")
+        manifest["files"][rel] = {"sha256": _sha256_of_bytes(path), "size": path.stat().st_size,
+                                  "rows": rows, "columns": columns}
+    readme = folder / "README.md"
+    manifest["files"]["README.md"] = {"sha256": _sha256_of_bytes(readme), "size": readme.stat().st_size,
+                                      "rows": None, "columns": None}
+    return manifest
+
+
+def build_is_valid(folder: Path, *, verify: bool | None = None) -> bool:
+    """Whether a cached build is complete and unchanged since it was validated (its manifest)."""
+    try:
+        manifest = json.loads((folder / BUILD_MANIFEST).read_text(encoding="utf-8"))
+        for rel, info in manifest["files"].items():
+            path = folder / rel
+            if path.stat().st_size != info["size"] or file_sha256(path, verify=verify, save=False) != info["sha256"]:
+                return False
+        return bool(manifest["files"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    finally:
+        _save_index()
+
+
+# -- resolution ---------------------------------------------------------------------------------
 
 def _is_snapshot(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
@@ -166,11 +344,15 @@ def builders() -> dict:
 
 
 class Resolution:
-    def __init__(self, path: Path | None, looked_for: list[str], recreation: bool = False):
+    def __init__(self, path: Path | None, looked_for: list[str], recreation: bool = False,
+                 revision: str | None = None):
         self.path, self.looked_for, self.recreation = path, looked_for, recreation
+        #: content address of the data (recorded as the results' dataset_revision); None = hub data
+        self.revision = revision
 
 
-def resolve(dataset_path: str, root: Path | None = None, *, quiet: bool = False) -> Resolution:
+def resolve(dataset_path: str, root: Path | None = None, *, quiet: bool = False,
+            verify: bool | None = None) -> Resolution:
     """Find (or build) a local copy of ``dataset_path`` under the data dir ``root``."""
     root = root or data_dir()
     if root is None:
@@ -180,50 +362,98 @@ def resolve(dataset_path: str, root: Path | None = None, *, quiet: bool = False)
     looked = [str(root / dataset_path)]
     snapshot = root / dataset_path
     if _is_snapshot(snapshot):
-        return Resolution(snapshot, looked, (snapshot / RECREATION_MARKER).is_file())
+        recreation = (snapshot / RECREATION_MARKER).is_file()
+        digest = content_hash([snapshot], verify=verify)
+        return Resolution(snapshot, looked, recreation, (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest)
     entry = builders().get(dataset_path)
     if entry is None:
         return Resolution(None, looked)
-    builder, description, recreation, version, plugin = entry
-    key = hashlib.sha256(f"{dataset_path}|{version}|{plugin}|{root}".encode()).hexdigest()[:10]
-    base = cache_dir() / "datasets" / dataset_path.replace("/", "__")
     try:
-        fingerprint = _fingerprint_for(builder, root)
-        target = base / f"{key}-{fingerprint}"
-        if (target / "README.md").is_file():
-            return Resolution(target, looked, recreation)
-        base.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=base))
+        target, digest = build_cached(dataset_path, entry, root, quiet=quiet, verify=verify)
+    except DataNotFound as exc:
+        looked.append(str(exc).removeprefix("looked for "))
+        return Resolution(None, looked)
+    recreation = entry[2]
+    return Resolution(target, looked, recreation, (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest)
+
+
+#: a killed build's temporary folder older than this is removed by the next build of any dataset
+STALE_BUILD_SECONDS = 3600
+
+
+def build_cached(dataset_path: str, entry: tuple, root: Path, *, quiet: bool = False,
+                 verify: bool | None = None) -> tuple[Path, str]:
+    """Build ``dataset_path`` from the raw files under ``root`` into lam-mteb's cache, once.
+
+    The cache folder is named by the builder (dataset, version, plugin) and the content hash of
+    the raw input files.  Builds are atomic and safe when several processes start at once: a file
+    lock serialises builders of the same folder, each builds into ``.build-<name>-*`` and renames
+    it into place, and a finished folder is never deleted while valid (readers may be using it).
+    Returns the folder and the content hash (the dataset revision).
+    """
+    from filelock import FileLock
+
+    builder, description, recreation, version, plugin = entry
+    key = hashlib.sha256(f"{dataset_path}|{version}|{plugin}".encode()).hexdigest()[:10]
+    base = cache_dir() / "datasets" / dataset_path.replace("/", "__")
+    inputs = _builder_inputs(builder, root)
+    digest = content_hash(inputs, verify=verify, extra=f"{dataset_path}|{version}|{plugin}\n")
+    target = base / f"{key}-{digest}"
+    if build_is_valid(target, verify=verify):
+        return target, digest
+    base.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(base / f".{target.name}.lock")):
+        _clean_stale_builds(base, target.name)
+        if target.exists():
+            if build_is_valid(target, verify=verify):  # another process built it meanwhile
+                return target, digest
+            sys.stderr.write(f"lam-mteb: cached build {target} is incomplete or was modified; rebuilding it\n")
+            aside = base / f".build-{target.name}-invalid-{os.getpid()}"
+            os.replace(target, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".build-{target.name}-", dir=base))
         try:
             builder(root, tmp)
             if recreation and not (tmp / RECREATION_MARKER).is_file():
                 (tmp / RECREATION_MARKER).write_text(json.dumps({"dataset": dataset_path, "plugin": plugin,
                                                                  "description": description}), encoding="utf-8")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
+            try:
+                manifest = validate_build(tmp)
+            except LamMtebError as exc:
+                raise LamMtebError(f"{dataset_path} built from {root}: {exc}") from None
+            manifest.update({"dataset": dataset_path, "builder_version": version, "plugin": plugin,
+                             "inputs": [str(p) for p in inputs], "input_hash": digest})
+            (tmp / BUILD_MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+            os.replace(tmp, target)  # target does not exist: we hold the lock and checked
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        if not quiet:
-            sys.stderr.write(f"lam-mteb: built local copy of {dataset_path} from {root} ({description})\n")
-        return Resolution(target, looked, recreation)
-    except DataNotFound as exc:
-        looked.append(str(exc).removeprefix("looked for "))
-        return Resolution(None, looked)
+    if not quiet:
+        sys.stderr.write(f"lam-mteb: built local copy of {dataset_path} from {root} ({description})\n")
+    return target, digest
 
 
-def _fingerprint_for(builder, root: Path) -> str:
-    # builders read a sub-folder of the data dir; fingerprinting the whole dir is cheap enough
-    # only for small dirs, so fingerprint the immediate children named in the builder's docstring
-    # when possible, else the whole directory.
+def _clean_stale_builds(base: Path, name: str) -> None:
+    """Remove temporary folders left by killed builds: those of ``name`` (we hold its lock, so no
+    one else is building it) and any other ``.build-*`` older than :data:`STALE_BUILD_SECONDS`."""
+    import time
+
+    now = time.time()
+    for tmp in base.glob(".build-*"):
+        try:
+            stale = tmp.name.startswith(f".build-{name}-") or now - tmp.stat().st_mtime > STALE_BUILD_SECONDS
+        except OSError:
+            continue
+        if stale and tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _builder_inputs(builder, root: Path) -> list[Path]:
+    """The raw inputs a builder reads: the data dir's immediate children named in its docstring
+    (``stsbenchmark``, ``scifact``, ...), else the whole data dir."""
     doc = (builder.__doc__ or "")
     parts = [p for p in root.iterdir() if p.name in doc] if root.is_dir() else []
-    h = hashlib.sha256()
-    for p in sorted(parts) or [root]:
-        h.update(_fingerprint(p).encode())
-    return h.hexdigest()[:12]
+    return sorted(parts) or [root]
 
 
 def import_dataset(dataset_path: str, source: Path, out_root: Path, *, force: bool = False) -> Path:
@@ -243,6 +473,7 @@ def import_dataset(dataset_path: str, source: Path, out_root: Path, *, force: bo
         if recreation and not (tmp / RECREATION_MARKER).is_file():
             (tmp / RECREATION_MARKER).write_text(json.dumps({"dataset": dataset_path, "plugin": plugin,
                                                              "description": description}), encoding="utf-8")
+        validate_build(tmp)
         if target.exists():
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)

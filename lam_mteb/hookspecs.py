@@ -2,16 +2,53 @@
 
 Every hook receives a ``register`` callable (or, for commands, the argparse
 sub-parsers).  A plugin implements any subset of them with ``@lam_mteb.hookimpl``.
+The types of those callables and the ``Encoder`` protocol live in :mod:`lam_mteb.contract`.
 """
 
+from __future__ import annotations
+
 import pluggy
+
+from lam_mteb.contract import (
+    DatasetBuilder,
+    DocumentEncoder,
+    Encoder,
+    EncoderFactory,
+    QueryEncoder,
+    RegisterDataset,
+    RegisterEncoder,
+    RegisterTask,
+    RetrievalEncoder,
+    SubParsers,
+    encoder_problem,
+)
+
+__all__ = [
+    "DatasetBuilder",
+    "DocumentEncoder",
+    "Encoder",
+    "EncoderFactory",
+    "QueryEncoder",
+    "RegisterDataset",
+    "RegisterEncoder",
+    "RegisterTask",
+    "RetrievalEncoder",
+    "SubParsers",
+    "encoder_problem",
+    "hookimpl",
+    "hookspec",
+    "register_commands",
+    "register_datasets",
+    "register_encoders",
+    "register_tasks",
+]
 
 hookspec = pluggy.HookspecMarker("lam_mteb")
 hookimpl = pluggy.HookimplMarker("lam_mteb")
 
 
 @hookspec
-def register_encoders(register):
+def register_encoders(register: RegisterEncoder) -> None:
     """Register encoders: ``register(name, factory, **metadata)``.
 
     ``factory(**params)`` returns an object with ``encode(texts, **kwargs) -> array (n, dim)``
@@ -20,6 +57,19 @@ def register_encoders(register):
     default factory parameters and ``revision`` (a string or ``callable(params) -> str``) the
     version recorded in results.  Each registered encoder is both an *encoder kind* that
     registry.yaml configurations refer to and a model of the same name.
+
+    Keywords ``encode`` (and ``encode_queries`` / ``encode_documents``) may accept; each is passed
+    only when the signature names it or has ``**kwargs``:
+
+    - ``batch_size`` (int, default 32) and ``show_progress_bar`` (bool): always given;
+    - ``prompt_type``: ``"query"``, ``"document"`` or ``None``; ``task_name``: the mteb task's name;
+    - everything else in mteb's ``encode_kwargs`` (``mteb.evaluate(..., encode_kwargs={...})``,
+      ``lam-mteb run --encode-kwargs JSON``), e.g. ``device``: one device or a *list* of devices
+      for multi-process / multi-GPU encoding (``lam-mteb run --device cuda:0 cuda:1``), ``pool``
+      (a sentence-transformers multi-process pool), ``chunk_size``, ``precision``.  An encoder
+      that forwards ``**kwargs`` to a stricter function should pick the keys it understands.
+
+    A factory that accepts ``device`` gets mteb's model device (``mteb.get_model(name, device=...)``).
 
     Optional, for kinds and encoders that need them:
 
@@ -44,12 +94,12 @@ def register_encoders(register):
 
 
 @hookspec
-def register_tasks(register):
+def register_tasks(register: RegisterTask) -> None:
     """Register mteb tasks: ``register(task_class)`` with an ``mteb.AbsTask`` subclass."""
 
 
 @hookspec
-def register_datasets(register):
+def register_datasets(register: RegisterDataset) -> None:
     """Register offline builders for mteb datasets.
 
     ``register(dataset_path, builder, *, description="", recreation=False, version="1")``:
@@ -62,5 +112,8 @@ def register_datasets(register):
 
 
 @hookspec
-def register_commands(subparsers):
-    """Add sub-commands to the ``lam-mteb`` CLI (argparse sub-parsers; use ``set_defaults(func=...)``)."""
+def register_commands(subparsers: SubParsers) -> None:
+    """Add sub-commands to the ``lam-mteb`` CLI.
+
+    ``subparsers`` are argparse sub-parsers; give each parser ``set_defaults(func=...)``.
+    """

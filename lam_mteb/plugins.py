@@ -35,6 +35,10 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
+#: what a plugin's import or hook may raise and still be only *that plugin's* failure: a plugin
+#: calling sys.exit() or raising KeyboardInterrupt must not kill `import mteb` or the CLI
+PLUGIN_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
 _loaded = False
 _info: dict[str, PluginInfo] = {}
 _problems: list[str] = []
@@ -70,7 +74,7 @@ def _load_entry_points() -> None:
             continue
         try:
             module = ep.load()
-        except Exception as exc:  # a broken plugin must not take the others down
+        except PLUGIN_FAILURES as exc:  # a broken plugin must not take the others down
             info.error = f"{type(exc).__name__}: {exc}"
             _info[ep.name] = info
             report(f"plugin {ep.name!r} ({ep.value}) failed to import: {info.error}")
@@ -86,13 +90,15 @@ def _load_plugin_dir(folder: Path) -> None:
         name = f"lam_mteb_dir_plugin_{path.stem}"
         info = PluginInfo(name=path.stem, source=f"file {path}")
         if pm.has_plugin(path.stem):
+            report(f"plugin file {path} has the name of the already loaded plugin {path.stem!r} "
+                   f"({source_of(path.stem)}); skipped (rename the file)")
             continue
         try:
             spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             sys.modules.pop(name, None)
             info.error = f"{type(exc).__name__}: {exc}"
             _info[path.stem] = info
@@ -142,6 +148,37 @@ def plugin_infos() -> list[PluginInfo]:
     return [_info[k] for k in sorted(_info)]
 
 
+def owner_rank(name: str) -> int:
+    """0 for entry-point plugins (they own their names), 1 for in-process ones, 2 for folder files."""
+    source = _info[name].source if name in _info else "registered"
+    return 0 if source.startswith("entry point") else 2 if source.startswith("file") else 1
+
+
+def source_of(name: str) -> str:
+    if name in _info:
+        return _info[name].source
+    return "lam-mteb core" if "core" in name else "registered in-process"
+
+
+def code_version(name: str) -> str:
+    """What identifies a plugin's code, for model revisions: ``<dist>==<version>`` for an installed
+    package, the SHA-256 of the file for a plugin-folder file (editing it changes the revision)."""
+    import hashlib
+
+    info = _info.get(name)
+    if info is not None and info.source.startswith("file "):
+        try:
+            return "sha256:" + hashlib.sha256(Path(info.source[5:]).read_bytes()).hexdigest()[:16]
+        except OSError:
+            return "file"
+    if info is not None and info.source.startswith("entry point"):
+        return f"{info.source.removeprefix('entry point ')}=={info.version}"
+    module_file = getattr(pm.get_plugin(name), "__file__", None)
+    if module_file and Path(module_file).is_file():
+        return "sha256:" + hashlib.sha256(Path(module_file).read_bytes()).hexdigest()[:16]
+    return "registered"
+
+
 def plugin_name_of(impl_plugin: object) -> str:
     return pm.get_name(impl_plugin) or getattr(impl_plugin, "__name__", repr(impl_plugin))
 
@@ -158,5 +195,5 @@ def call_hook_per_plugin(hook_name: str, make_register):
         register = make_register(plugin_name)
         try:
             impl.function(register)
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             report(f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")

@@ -24,6 +24,7 @@ import yaml
 
 from lam_mteb import plugins
 from lam_mteb.errors import LamMtebError
+from lam_mteb.inputs import NAME_RE, check_name, load_yaml
 
 DEFAULT_ORG = "lam-mteb"
 
@@ -35,6 +36,9 @@ MODEL_META_KEYS = {
     "modalities", "model_type",
 }
 REGISTER_KEYS = MODEL_META_KEYS | {"params", "revision", "org", "description", "configure"}
+
+# \Z, not $: "$" also matches before a trailing newline (jsonschema uses re.search)
+NAME_PATTERN = "^" + NAME_RE.pattern
 
 REGISTRY_SCHEMA = {
     "type": "object",
@@ -48,12 +52,13 @@ REGISTRY_SCHEMA = {
                 "additionalProperties": False,
                 "required": ["name", "kind"],
                 "properties": {
-                    "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$"},
+                    "name": {"type": "string", "pattern": NAME_PATTERN},
                     "kind": {"type": "string", "minLength": 1},
                     "description": {"type": "string"},
-                    "org": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$"},
+                    "org": {"type": "string", "pattern": NAME_PATTERN},
                     "params": {"type": "object"},
-                    "revision": {"type": "string", "minLength": 1},
+                    "revision": {"type": "string", "pattern": NAME_PATTERN},
+                    "override": {"type": "boolean"},
                     "metadata": {
                         "type": "object",
                         "additionalProperties": False,
@@ -117,15 +122,21 @@ class ModelConfig:
 
     @property
     def revision(self) -> str:
+        """The model revision (a folder name in mteb's results layout, so validated as a name)."""
         if self.revision_override:
-            return self.revision_override
-        if self.derived_revision:
-            return self.derived_revision
-        if callable(self.kind.revision):
-            return str(self.kind.revision(dict(self.params)))
-        if isinstance(self.kind.revision, str) and not self._has_path_params():
-            return self.kind.revision
-        return default_revision(self.kind.name, self.params, self.kind.plugin)
+            value = self.revision_override
+        elif self.derived_revision:
+            value = self.derived_revision
+        elif callable(self.kind.revision):
+            value = str(self.kind.revision(dict(self.params)))
+        elif isinstance(self.kind.revision, str) and not self._has_path_params():
+            value = self.kind.revision
+        else:
+            return default_revision(self.kind.name, self.params, self.kind.plugin)
+        problem = check_name(value, "revision")
+        if problem:
+            raise LamMtebError(f"model {self.name!r} ({self.source}): {problem}")
+        return value
 
     def _has_path_params(self) -> bool:
         return any(isinstance(v, str) and Path(v).exists() for v in self.params.values())
@@ -165,17 +176,25 @@ def accepts_param(factory, name: str) -> bool:
     return accepted is None or name in accepted
 
 
-def _fingerprint_path(path: Path) -> list:
+def _fingerprint_path(path: Path) -> list | str:
+    """Content hash of a weights file/folder (same bytes, same revision: ``cp -p`` of other weights
+    changes it); a folder of more than 200 files falls back to names, sizes and mtimes."""
+    from lam_mteb.data import content_hash
+
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [(str(p.relative_to(path) if path.is_dir() else p.name), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:200]]
+    if len(files) <= 200:
+        return content_hash([path])
+    return [(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:200]]
 
 
 def default_revision(kind: str, params: dict, plugin: str) -> str:
-    """Hash of kind, params, the plugin's distribution version and (size, mtime) of path params."""
+    """Hash of kind, params, lam-mteb's version, the plugin's code version (its package version,
+    or a folder plugin's file hash) and the content hash of path params (weights)."""
     try:
         version = importlib_metadata.version("lam-mteb")
     except importlib_metadata.PackageNotFoundError:
         version = "0"
+    version = f"{version}+{plugins.code_version(plugin)}"
     paths = {k: _fingerprint_path(Path(v)) for k, v in params.items() if isinstance(v, str) and v and Path(v).exists()}
     blob = json.dumps({"kind": kind, "params": params, "plugin": plugin, "version": version, "paths": paths},
                       sort_keys=True, default=str)
@@ -294,15 +313,18 @@ def _build() -> Registry:
 def _collect_encoders(reg: Registry) -> None:
     def make_register(plugin_name):
         def register(name, factory, **metadata):
-            if not isinstance(name, str) or not name or "/" in name:
-                raise ValueError(f"encoder name must be a non-empty string without '/', got {name!r}")
+            problem = check_name(name, "encoder name")
+            if problem:
+                raise ValueError(problem)
             if not callable(factory):
                 raise TypeError(f"factory for {name!r} is not callable")
             unknown = sorted(set(metadata) - REGISTER_KEYS)
             if unknown:
                 raise TypeError(f"register({name!r}): unknown metadata key(s) {', '.join(unknown)}")
-            if name in reg.kinds:
-                raise ValueError(f"encoder {name!r} is already registered by plugin {reg.kinds[name].plugin!r}")
+            if any(k.name == name for k in staged):
+                raise ValueError(f"encoder {name!r} is registered twice")
+            if metadata.get("org") is not None and check_name(metadata["org"], "org"):
+                raise ValueError(check_name(metadata["org"], "org"))
             meta = {k: v for k, v in metadata.items() if k in MODEL_META_KEYS}
             kind = EncoderKind(
                 name=name, factory=factory, plugin=plugin_name, params=dict(metadata.get("params") or {}),
@@ -321,6 +343,9 @@ def _collect_encoders(reg: Registry) -> None:
         staged: list[EncoderKind] = []
         if _call(impl, make_register(plugin_name), plugin_name, "register_encoders"):
             for kind in staged:
+                if kind.name in reg.kinds:
+                    _refuse_clash(plugin_name, "encoder", kind.name, reg.kinds[kind.name].plugin)
+                    continue
                 reg.kinds[kind.name] = kind
                 reg.models[kind.name] = ModelConfig(
                     name=kind.name, kind=kind, params=dict(kind.params), metadata=dict(kind.metadata),
@@ -341,10 +366,16 @@ def _collect_tasks(reg: Registry) -> None:
 
         if _call(impl, register, plugin_name, "register_tasks"):
             for cls in staged:
+                owner = reg.tasks.get(cls.metadata.name)
+                if owner is not None and owner.cls is not cls:
+                    _refuse_clash(plugin_name, "task", cls.metadata.name, owner.plugin)
+                    continue
                 reg.tasks[cls.metadata.name] = TaskEntry(cls=cls, plugin=plugin_name)
 
 
 def _collect_datasets(reg: Registry) -> None:
+    from lam_mteb.data import CORE_DATASETS
+
     for plugin_name, impl in _hookimpls("register_datasets"):
         staged: list[DatasetEntry] = []
 
@@ -356,21 +387,41 @@ def _collect_datasets(reg: Registry) -> None:
 
         if _call(impl, register, plugin_name, "register_datasets"):
             for entry in staged:
+                owner = reg.datasets.get(entry.path)
+                if owner is not None:
+                    _refuse_clash(plugin_name, "dataset builder", entry.path, owner.plugin)
+                    continue
+                if entry.path in CORE_DATASETS and _rank(plugin_name) > 0:
+                    _refuse_clash(plugin_name, "dataset builder", entry.path, "lam_mteb (core)")
+                    continue
                 reg.datasets[entry.path] = entry
+
+
+def _rank(plugin_name: str) -> int:
+    """Who owns a name first: entry-point plugins (first-party and installed packages), then
+    plugins registered in-process, then files of LAM_MTEB_PLUGINS_DIR."""
+    return plugins.owner_rank(plugin_name)
 
 
 def _hookimpls(hook_name: str):
     pm = plugins.load_plugins()
     caller = getattr(pm.hook, hook_name)
-    # pluggy calls later-registered plugins first; keep registration order instead
-    return [(plugins.plugin_name_of(impl.plugin), impl) for impl in reversed(caller.get_hookimpls())]
+    # pluggy calls later-registered plugins first; keep registration order instead, owners first
+    impls = [(plugins.plugin_name_of(impl.plugin), impl) for impl in reversed(caller.get_hookimpls())]
+    return sorted(impls, key=lambda pair: _rank(pair[0]))
+
+
+def _refuse_clash(newcomer: str, what: str, name: str, owner: str) -> None:
+    plugins.report(f"plugin {newcomer!r} ({plugins.source_of(newcomer)}) registers {what} {name!r}, which "
+                   f"{owner!r} ({plugins.source_of(owner)}) already owns; {newcomer!r}'s {what} skipped "
+                   "(rename it; to replace a model on purpose, add a registry.yaml entry with `override: true`)")
 
 
 def _call(impl, register, plugin_name: str, hook_name: str) -> bool:
     try:
         impl.function(register)
         return True
-    except Exception as exc:
+    except plugins.PLUGIN_FAILURES as exc:
         plugins.report(f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
         return False
 
@@ -416,13 +467,15 @@ def _line_of(doc, path) -> int:
     return line
 
 
+MAX_REGISTRY_BYTES = 1024 * 1024
+
+
 def load_registry_file(path: Path, reg: Registry) -> None:
     path = Path(path)
     if not path.is_file():
         raise LamMtebError(f"{path}: registry file not found (check LAM_MTEB_REGISTRY)")
-    text = path.read_text(encoding="utf-8")
     try:
-        doc = yaml.load(text, Loader=_LineLoader)
+        doc = load_yaml(path, what="registry file", loader=_LineLoader, limit=MAX_REGISTRY_BYTES)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark else 1
@@ -446,8 +499,9 @@ def load_registry_file(path: Path, reg: Registry) -> None:
             known = ", ".join(sorted(reg.kinds)) or "none (no encoder plugin loaded)"
             raise LamMtebError(f"{path}:{line}: model {name!r} has unknown encoder kind {kind_name!r}{hint} "
                                f"(registered kinds: {known})")
-        if name in reg.models:
-            raise LamMtebError(f"{path}:{line}: duplicate model name {name!r} (already defined by {reg.models[name].source})")
+        if name in reg.models and not entry.get("override"):
+            raise LamMtebError(f"{path}:{line}: duplicate model name {name!r} (already defined by {reg.models[name].source}); "
+                               "choose another name, or add `override: true` to this entry to replace it")
         kind = reg.kinds[kind_name]
         params = {**kind.params, **_resolve_paths(entry.get("params") or {}, path.parent)}
         accepted = _accepted_params(kind.factory)

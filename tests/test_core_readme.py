@@ -24,6 +24,22 @@ def test_tutorial_plugin_runs_when_copied(tmp_path, tiny_sts_data_dir):
                           str(tmp_path / "out"), "-v", "0"], capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert list((tmp_path / "out").glob("results/lam-mteb__my-bow/*/STSBenchmark.json"))
+    tutorial = re.search(r"export LAM_MTEB_PLUGINS_DIR=.*?```", README, re.S).group(0)
+    assert "lam-mteb check my-bow" in tutorial
+    assert "lam-mteb card my-bow --results results" in tutorial
+    res = subprocess.run([str(BIN / "lam-mteb"), "check", "my-bow", "--no-mteb"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "my-bow: all checks passed" in res.stdout
+    card = tmp_path / "my-bow-card.md"
+    res = subprocess.run([str(BIN / "lam-mteb"), "card", "my-bow", "--results",
+                          str(tmp_path / "out"), "--out", str(card)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    from huggingface_hub import ModelCard
+
+    (entry,) = ModelCard.load(card).data.eval_results
+    assert entry.dataset_name == "STSBenchmark (default)" and entry.metric_type == "cosine_spearman"
 
 
 def test_registry_example_in_readme_is_valid(tmp_path):

@@ -271,8 +271,8 @@ def test_lvm_and_other_tasks_get_their_own_tables(tmp_path, capsys):
 def _tiny_references() -> str:
     return yaml.safe_dump({
         "version": 1,
-        "sources": {"pub": {"title": "A paper", "short": "paper X"},
-                    "note": {"title": "someone's note", "short": "note"}},
+        "sources": {"pub": {"title": "A paper", "short": "paper X", "url": "https://example.org/x"},
+                    "note": {"title": "a model card", "short": "note", "url": "https://example.org/card"}},
         "models": {"org/published": {"label": "org/published", "n_parameters": 7_000_000_000,
                                      "embed_dim": 4096, "max_tokens": 32768, "facts_source": "the paper"},
                    "org/ghost": {"label": "Ghost", "n_parameters": None, "embed_dim": None,
@@ -420,3 +420,66 @@ def test_default_references_are_the_checkout_file():
 
     path = default_references_file()
     assert path is not None and path.name == "references.yaml" and path.parent.name == "leaderboard"
+
+
+def _lvm_split(main_cos, main_r1, main_r5, baselines, *, with_list=True):
+    """One LVMNextVector-shaped subset: the main predictor's metrics + predictors + baselines list."""
+    preds = {name: {"cosine_mean": c, "recall_at_1": r1, "recall_at_5": r5, "p95_latency_ms": lat}
+             for name, (c, r1, r5, lat) in baselines.items()}
+    preds["model_predictor"] = {"cosine_mean": main_cos, "recall_at_1": main_r1, "recall_at_5": main_r5}
+    extra = {"cosine_mean": main_cos, "recall_at_1": main_r1, "recall_at_5": main_r5, "predictors": preds}
+    if with_list:
+        extra["baselines"] = list(baselines)
+    return extra
+
+
+def test_lvm_table_shows_every_reported_baseline_with_cosine_and_r1(tmp_path, capsys):
+    root = tmp_path / "runs"
+    base = {"persistence": (0.45, 0.15, 0.34, 0.1), "linear_average": (0.52, 0.08, 0.24, 0.2),
+            "random": (0.0, 0.0, 0.001, 0.3), "mean_vector": (0.26, 0.0, 0.002, 0.4)}
+    # the same baselines reported by two runs (latency differs between runs: not part of the identity)
+    write_result(root, "org/good", "r", "LVMNextVector", 0.36,
+                 subset_extra=_lvm_split(0.53, 0.16, 0.36, base))
+    other = {k: (c, r1, r5, lat + 1) for k, (c, r1, r5, lat) in base.items()}
+    write_result(root, "org/weak", "r", "LVMNextVector", 0.30,
+                 subset_extra=_lvm_split(0.54, 0.12, 0.30, other))
+    code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
+    assert code == 0, cap.err
+    md = (out / "README.md").read_text()
+    rows = {r["Model"].strip("*"): r for r in _md_table(md, "LVM next-vector")}
+    assert set(rows) == {"org/good", "org/weak", "persistence", "linear average", "random", "mean vector"}
+    assert rows["persistence"]["Kind"] == "baseline"
+    assert rows["persistence"]["NextVector"] == "0.3400"  # the task's main metric (R@5) of the baseline
+    assert rows["persistence"]["NextVector cos"] == "0.4500" and rows["persistence"]["NextVector R@1"] == "0.1500"
+    assert rows["org/good"]["NextVector cos"] == "0.5300" and rows["org/good"]["NextVector R@1"] == "0.1600"
+    # ranked together: persistence (R@5 0.34) sits between the two predictors
+    assert rows["org/good"]["Rank"] == "1" and rows["persistence"]["Rank"] == "2" and rows["org/weak"]["Rank"] == "3"
+    assert "org/good" in rows["persistence"]["Source"] and "org/weak" in rows["persistence"]["Source"]
+    page = (out / "leaderboard.html").read_text()
+    assert 'class="badge b-baseline"' in page and "NextVector R@1" in page
+    csv_rows = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text().split("\n", 1)[1])))
+    assert {r["model"] for r in csv_rows if r["kind"] == "baseline"} == {"persistence", "linear average", "random",
+                                                                         "mean vector"}
+
+
+def test_baselines_with_different_scores_get_one_row_per_run_and_unlisted_ones_none(tmp_path, capsys):
+    root = tmp_path / "runs"
+    write_result(root, "org/a", "r", "LVMNextVector", 0.3,
+                 subset_extra=_lvm_split(0.5, 0.1, 0.3, {"persistence": (0.45, 0.15, 0.34, 0.1)}))
+    write_result(root, "org/b", "r", "LVMNextVector", 0.3,  # another encoder: other vectors, other scores
+                 subset_extra=_lvm_split(0.5, 0.1, 0.3, {"persistence": (0.40, 0.10, 0.20, 0.1)}))
+    write_result(root, "org/c", "r", "LVMNextVector", 0.3,  # predictors without a baselines list: no rows
+                 subset_extra=_lvm_split(0.5, 0.1, 0.3, {"persistence": (0.1, 0.1, 0.1, 0.1)}, with_list=False))
+    code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
+    assert code == 0, cap.err
+    rows = {r["Model"].strip("*"): r for r in _md_table((out / "README.md").read_text(), "LVM next-vector")}
+    assert rows["persistence (runs of org/a)"]["NextVector"] == "0.3400"
+    assert rows["persistence (runs of org/b)"]["NextVector"] == "0.2000"
+    assert len([m for m in rows if m.startswith("persistence")]) == 2
+
+
+def test_tables_without_detail_metrics_keep_their_columns(tmp_path, capsys):
+    code, out, cap = _generate(tmp_path, [_results(tmp_path)], capsys, no_references=True)
+    assert code == 0, cap.err
+    md = (out / "README.md").read_text()
+    assert " cos " not in md.split("## Short text", 1)[1] and "baseline" not in _md_table(md, "Short text: STS and retrieval")[0]["Kind"]

@@ -52,15 +52,32 @@ def test_committed_references_cover_the_required_models_tasks_and_rows():
     assert {e["model"] for e in paper} >= {"BAAI/bge-m3", "intfloat/e5-mistral-7b-instruct"}
     m2 = [e for e in doc["entries"] if e["model"] == "togethercomputer/m2-bert-80M-32k-retrieval"]
     assert len(m2) == 1 and m2[0]["status"] == "no-scores" and "no published scores" in m2[0]["note"]
-    claims = [e for e in doc["entries"] if e["status"] == "claimed"]
-    assert {e["source"] for e in claims} == {"lam-notes-000", "lam-notes-002"}
-    assert all(e["note"] == "claimed, not reproduced" for e in claims)
-    values = {(e["source"], k): v["value"] for e in claims for part in ("scores", "summaries")
-              for k, v in e.get(part, {}).items()}
-    assert values == {("lam-notes-002", "STSBenchmark"): 0.8188, ("lam-notes-002", "SciFact"): 0.4008,
-                      ("lam-notes-000", "long-context"): 0.2882}
     for model in doc["models"].values():
         assert model["facts_source"]
+
+
+def test_a_public_table_cites_public_sources_only():
+    """No row may rest on private project notes: every source has a public URL."""
+    doc = _doc()
+    assert set(doc["sources"]) == {"mteb-results", "longembed-paper"}
+    for key, source in doc["sources"].items():
+        assert re.match(r"https://", source["url"]), key
+    text = REFERENCES.read_text(encoding="utf-8").lower()
+    for private in ("user's note", "seeds/", "lam-notes", "claimed, not reproduced"):
+        assert private not in text, private
+    assert not [e for e in doc["entries"] if e["model"] == "LAM" or e["status"] == "claimed"]
+
+
+def test_a_source_without_a_public_url_is_refused(tmp_path):
+    doc = copy.deepcopy(_doc())
+    doc["sources"]["notes"] = {"title": "someone's private notes", "local_copy": "notes/000.txt"}
+    missing = r"sources\['notes'\]: 'url' is a required property"
+    with pytest.raises(references.ReferencesError, match=missing):
+        references.load(_write(tmp_path, doc))
+    doc["sources"]["notes"]["url"] = "notes/000.txt"
+    not_public = r"sources\['notes'\]: url: 'notes/000.txt' does not match"
+    with pytest.raises(references.ReferencesError, match=not_public):
+        references.load(_write(tmp_path, doc))
 
 
 def test_model_facts_match_mteb_model_meta():
@@ -116,9 +133,23 @@ def test_no_scores_entry_must_not_carry_scores(tmp_path):
         references.load(_write(tmp_path, doc))
 
 
+def _with_claim(doc: dict) -> int:
+    """Add a claim a public source states without a result file (e.g. a model card); its index."""
+    doc["sources"]["model-card"] = {"title": "the model's card",
+                                    "url": "https://huggingface.co/org/m"}
+    doc["models"]["org/m"] = {"label": "org/m", "n_parameters": None, "embed_dim": None,
+                              "max_tokens": None, "facts_source": "the model's card"}
+    doc["entries"].append({"model": "org/m", "source": "model-card", "status": "claimed",
+                           "note": "claimed by its authors, not reproduced",
+                           "summaries": {"long-context": {"value": 0.5,
+                                                          "note": "a mean without tasks"}}})
+    return len(doc["entries"]) - 1
+
+
 def test_claim_needs_a_note(tmp_path):
     doc = copy.deepcopy(_doc())
-    i = _first_index(doc, status="claimed")
+    i = _with_claim(doc)
+    references.load(_write(tmp_path, doc))  # valid as written
     del doc["entries"][i]["note"]
     with pytest.raises(references.ReferencesError, match=rf"entries\[{i}\] .*'note' is a required property"):
         references.load(_write(tmp_path, doc))
@@ -131,7 +162,7 @@ def test_unknown_model_and_benchmark_and_duplicates(tmp_path):
     with pytest.raises(references.ReferencesError, match=r"model 'nobody/nothing' is not described under models"):
         references.load(_write(tmp_path, doc))
     doc = copy.deepcopy(_doc())
-    i = _first_index(doc, source="lam-notes-000")
+    i = _with_claim(doc)
     doc["entries"][i]["summaries"]["long-ctx"] = doc["entries"][i]["summaries"].pop("long-context")
     with pytest.raises(references.ReferencesError, match=r"unknown benchmark 'long-ctx'"):
         references.load(_write(tmp_path, doc))
@@ -185,7 +216,8 @@ def test_every_published_mteb_number_equals_its_result_file():
 @pytest.mark.integration
 def test_every_paper_number_equals_table2():
     root = _data_dir()
-    from lam_mteb.leaderboard.refbuild import PAPER_COLUMNS, PAPER_FILE
+    build_references = _build_script()
+    PAPER_COLUMNS, PAPER_FILE = build_references.PAPER_COLUMNS, build_references.PAPER_FILE
 
     lines = (root / PAPER_FILE).read_text(encoding="utf-8").splitlines()
     doc = _doc()
@@ -206,6 +238,33 @@ def test_every_paper_number_equals_table2():
 @pytest.mark.integration
 def test_builder_reproduces_the_committed_file_exactly():
     root = _data_dir()
-    from lam_mteb.leaderboard import refbuild
+    build_references = _build_script()
+    built = build_references.dump(build_references.build(root))
+    assert built == REFERENCES.read_text(encoding="utf-8")
 
-    assert refbuild.dump(refbuild.build(root)) == REFERENCES.read_text(encoding="utf-8")
+
+def _build_script():
+    """scripts/build_references.py (a script, not part of the package) loaded as a module."""
+    import importlib.util
+
+    path = REPO / "scripts" / "build_references.py"
+    spec = importlib.util.spec_from_file_location("build_references", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_build_script_is_outside_the_package_and_runs_as_a_script(tmp_path):
+    import subprocess
+    import sys
+
+    assert not (REPO / "lam_mteb" / "leaderboard" / "refbuild.py").exists()
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "build_references.py"), "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "--data-dir" in res.stdout, res.stderr
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "build_references.py"),
+                          "--data-dir", str(tmp_path), "--out", str(tmp_path / "refs.yaml")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.startswith("error: no reference_scores/ under")
+    assert not (tmp_path / "refs.yaml").exists()

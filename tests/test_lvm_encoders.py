@@ -64,7 +64,7 @@ def test_revision_follows_the_weights(tmp_path):
     assert ra != checkpoint_revision({"arch": "amn", "checkpoint": str(b)})
 
 
-@pytest.mark.parametrize("arch", ["lvm-t", "amn"])
+@pytest.mark.parametrize("arch", ["lvm-t", "amn", "lvm-r"])
 def test_shipped_checkpoints_load(arch, base):
     from lam_mteb_plugins.lvm.encoders import default_checkpoint
 

@@ -35,6 +35,7 @@ def test_plain_encoder_reports_every_baseline_and_linear_average_is_main(corpus)
     scores = task.evaluate(model, "test", encode_kwargs={"batch_size": 8})["default"]
     assert scores["main_predictor"] == "linear_average"
     assert set(scores["predictors"]) == set(BASELINES)
+    assert scores["baselines"] == list(BASELINES)  # the leaderboard's baseline rows come from this list
     for name in BASELINES:
         assert set(scores["predictors"][name]) == METRICS
     assert scores["main_score"] == scores["recall_at_5"] == scores["predictors"]["linear_average"]["recall_at_5"]
@@ -59,6 +60,7 @@ def test_model_predictor_is_main_when_the_encoder_has_predict_next(corpus):
     quality = {k: v for k, v in scores["predictors"]["persistence"].items() if "latency" not in k}
     assert {k: scores["predictors"]["model_predictor"][k] for k in quality} == pytest.approx(quality)
     assert scores["main_score"] == scores["predictors"]["model_predictor"]["recall_at_5"]
+    assert "model_predictor" not in scores["baselines"] and set(scores["baselines"]) == set(BASELINES)
 
 
 def test_vectors_are_cached_between_runs(corpus):

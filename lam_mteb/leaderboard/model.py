@@ -16,6 +16,8 @@ class Cell:
     recreation_note: str | None = None
     file: str | None = None
     partial_note: str | None = None  # set when only some of the task's eval splits were scored
+    #: other numeric metrics of the same split(s), e.g. {"cosine_mean": 0.53} (spec.detail_metrics)
+    details: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lam_mteb.errors import LamMtebError
 from lam_mteb.leaderboard import render
+from lam_mteb.paths import check_writable_folder
 
 README = "README.md"
 HTML = "leaderboard.html"
@@ -45,8 +46,7 @@ def check_out_dir(out_dir: Path, inputs: list[Path]) -> None:
                                "never writes into its inputs, choose another --out")
         if folder.is_file() and folder.resolve().parent == out_dir.resolve() and folder.name in OUTPUT_NAMES:
             raise LamMtebError(f"--out {out_dir} would overwrite the input {folder}")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise LamMtebError(f"--out {out_dir} exists and is not a folder")
+    check_writable_folder(out_dir, "--out")
     for name in OUTPUT_NAMES:
         path = out_dir / name
         if path.exists() and not is_generated(path):
@@ -64,14 +64,18 @@ def write_outputs(out_dir: Path, files: dict[str, bytes | None]) -> list[Path]:
             if path.exists() and is_generated(path):
                 path.unlink()
             continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content)
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
+        except OSError as exc:
+            raise LamMtebError(f"cannot write {path} ({exc.strerror or exc}); choose an --out you can "
+                               "write to") from None
         finally:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
         written.append(path)
     return written

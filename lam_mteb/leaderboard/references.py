@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,11 @@ def validate(doc: Any, file: str | Path) -> None:
     seen: dict[tuple, int] = {}
     for i, entry in enumerate(doc["entries"]):
         where = _where(doc, ["entries", i])
+        for group in ("scores", "summaries"):
+            for task, value in (entry.get(group) or {}).items():
+                if not math.isfinite(float(value["value"])):  # .nan passes the schema's minimum/maximum
+                    raise ReferencesError(f"{file}: {where}: {group}.{task}.value is {value['value']!r}, "
+                                          "not a finite number from 0 to 1")
         if entry["source"] not in doc["sources"]:
             raise ReferencesError(f"{file}: {where}: unknown source {entry['source']!r} "
                                   f"(known: {', '.join(sorted(doc['sources']))})")
@@ -101,13 +107,15 @@ def validate(doc: Any, file: str | Path) -> None:
 
 def load(file: str | Path) -> dict:
     """Read and validate a references file; returns the document."""
+    from lam_mteb.inputs import load_yaml
+
     path = Path(file)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ReferencesError(f"{path}: cannot read references file: {exc.strerror or exc}") from None
-    try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(path, what="references file")
+    except ReferencesError:
+        raise
+    except LamMtebError as exc:  # too large, not UTF-8, alias bomb, unreadable
+        raise ReferencesError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

@@ -7,6 +7,7 @@ import csv
 import html
 import io
 import math
+import re
 
 from lam_mteb.leaderboard import spec
 from lam_mteb.leaderboard.table import Table, TableRow
@@ -25,16 +26,47 @@ KIND_LABEL = {
     spec.KIND_PUBLISHED: "published",
     spec.KIND_CLAIMED: "claimed, not reproduced",
     spec.KIND_NO_SCORES: "no published scores",
+    spec.KIND_BASELINE: "baseline",
 }
 KIND_COLOUR = {
     spec.KIND_OURS: "#d62728",
     spec.KIND_PUBLISHED: "#1f77b4",
     spec.KIND_CLAIMED: "#9e9e9e",
     spec.KIND_NO_SCORES: "#dddddd",
+    spec.KIND_BASELINE: "#2ca02c",
 }
 
 
 # -- formatting --------------------------------------------------------------------------------
+
+def md_escape(text: str) -> str:
+    """Make user-supplied text (model names, sources, paths) inert in a markdown table or list:
+    HTML-significant characters become entities, link/code/pipe characters are backslash-escaped
+    and line breaks become spaces (a newline would start a new table row)."""
+    text = str(text).replace("\\", "\\\\")
+    text = html.escape(text, quote=False)
+    for ch in "`[]|":
+        text = text.replace(ch, "\\" + ch)
+    return " ".join(text.splitlines())
+
+
+#: a CSV cell starting with one of these is a formula in spreadsheet programs
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """Neutralise formula injection in a text cell (OWASP: prefix a quote); numbers pass through."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+_CSV_NUMBERS = {"score", "mean"}  # repr() of floats: a leading "-" is a sign, not a formula
+
+
+def _csv_row(row: dict) -> dict:
+    return {k: v if k in _CSV_NUMBERS else csv_safe(v) for k, v in row.items()}
+
 
 def fmt_score(value: float | None) -> str:
     return MISSING if value is None else f"{value:.4f}"
@@ -81,25 +113,38 @@ def column_header(table: Table, task: str) -> str:
     return f"{name} (not in mean)" if task in table.extras else name
 
 
+def detail_columns(table: Table) -> list[tuple[str, str, str]]:
+    """The benchmark's detail metrics (task, metric, header) for tasks the table shows."""
+    return [(task, metric, f"{spec.abbreviation(table.bench, task)} {label}")
+            for task, metric, label in table.bench.detail_metrics if task in table.columns]
+
+
+def detail_text(tr: TableRow, task: str, metric: str) -> str:
+    cell = tr.cells.get(task)
+    return fmt_score(cell.details.get(metric) if cell is not None else None)
+
+
 def table_columns(table: Table) -> list[str]:
     return ["Rank", "Model", "Kind", *[column_header(table, t) for t in table.tasks], "Mean",
-            *[column_header(table, t) for t in table.extras], "Params", "Dim", "Max tokens", "Source"]
+            *[column_header(table, t) for t in table.extras], *[h for _, _, h in detail_columns(table)],
+            "Params", "Dim", "Max tokens", "Source"]
 
 
 def row_values(table: Table, tr: TableRow, *, markdown: bool) -> list[str]:
     row = tr.row
     ours = row.kind == spec.KIND_OURS
-    model = row.model
+    model = md_escape(row.model) if markdown else row.model
     kind = KIND_LABEL[row.kind]
     if markdown and ours:
         model, kind = f"**{model}**", f"**{kind}**"
-    source = row.source
+    source = md_escape(row.source) if markdown else row.source
     return [
         MISSING if tr.rank is None else str(tr.rank),
         model, kind,
         *[cell_text(tr, t) for t in table.tasks],
         mean_text(tr),
         *[cell_text(tr, t) for t in table.extras],
+        *[detail_text(tr, t, m) for t, m, _ in detail_columns(table)],
         fmt_params(row.n_parameters), fmt_int(row.embed_dim), fmt_int(row.max_tokens), source,
     ]
 
@@ -149,6 +194,8 @@ def legend(table: Table) -> str:
         abbr = spec.abbreviation(table.bench, task)
         label = abbr if abbr == task else f"{abbr} = {task}"
         metrics.append(label)
+    for task, metric, header in detail_columns(table):
+        metrics.append(f"{header} = {metric} of {task} (same split(s), not in the mean)")
     return "Columns: " + "; ".join(metrics) + "."
 
 
@@ -158,16 +205,20 @@ def render_markdown(tables: list[Table], *, command: str, inputs: list[str], pro
                     versions: str, chart: str | None) -> str:
     from tabulate import tabulate
 
+    longest = max((len(m) for m in re.findall(r"`+", command)), default=0)
+    fence = "`" * max(3, longest + 1)  # a path with ``` in it cannot close the code block
     out = [MD_MARKER, "", "# lam-mteb leaderboard", "",
-           "Regenerate with:", "", "```sh", command, "```", ""]
-    out += ["Inputs: " + "; ".join(inputs) + ".", "", versions, ""]
+           "Regenerate with:", "", f"{fence}sh", command, fence, ""]
+    out += ["Inputs: " + md_escape("; ".join(inputs)) + ".", "", versions, ""]
     out += [
         "Scores are mteb main scores as fractions (0–1), higher is better: each task's main "
         "metric averaged over its evaluation splits (only the test split where a task also evaluates "
         "a dev/validation split for tuning). **Kind** says where a row comes from: "
         "**ours** = a run of this project (source names the results folder), *published* = a "
-        "published number with its source, *claimed, not reproduced* = stated by the user, never "
-        "re-run here (not ranked), *no published scores* = listed for completeness. "
+        "published number with its source, *claimed, not reproduced* = stated by a public source "
+        "without a result file, never re-run here (not ranked), *no published scores* = listed for "
+        "completeness, *baseline* = a reference predictor the task scored in our runs (ranked with "
+        "the models). "
         f"{MISSING} = no score. Rank = Borda rank over the benchmark's tasks, computed as mteb's "
         "leaderboard does (per task, rows earn n − rank points, ties share the average rank; "
         "summed points ranked with ties sharing the lowest rank); ours and published rows are "
@@ -180,17 +231,17 @@ def render_markdown(tables: list[Table], *, command: str, inputs: list[str], pro
         out += [f"## {table.bench.title}", ""]
         if table.bench.description:
             out += [table.bench.description, ""]
-        rows = [[v.replace("|", "\\|") for v in row_values(table, tr, markdown=True)] for tr in table.rows]
+        rows = [row_values(table, tr, markdown=True) for tr in table.rows]
         out += [tabulate(rows, headers=table_columns(table), tablefmt="github", disable_numparse=True), ""]
         out += [legend(table), ""]
         for note in footnotes(table):
-            out += [f"- {note}"]
+            out += [f"- {md_escape(note)}"]
         out += [""]
     if not tables:
         out += ["No results and no references to show.", ""]
     if problems:
         out += ["## Problems while reading the inputs", ""]
-        out += [f"- {p}" for p in problems]
+        out += [f"- {md_escape(p)}" for p in problems]
         out += [""]
     return "\n".join(out).rstrip() + "\n"
 
@@ -224,17 +275,19 @@ def render_csv(tables: list[Table]) -> str:
                 cell = tr.cells.get(task)
                 if cell is None:
                     continue
-                writer.writerow({**base, "task": task, "in_mean": str(task in table.tasks).lower(),
-                                 "score": repr(cell.value), "metric": cell.metric or "",
-                                 "split": cell.split or "", "recreated": str(cell.recreated).lower(),
-                                 "file": cell.file or ""})
+                writer.writerow(_csv_row({
+                    **base, "task": task, "in_mean": str(task in table.tasks).lower(),
+                    "score": repr(cell.value), "metric": cell.metric or "",
+                    "split": cell.split or "", "recreated": str(cell.recreated).lower(),
+                    "file": cell.file or ""}))
                 wrote = True
             if tr.summary is not None:
-                writer.writerow({**base, "task": f"(stated {table.bench.key} aggregate)", "in_mean": "false",
-                                 "score": repr(tr.summary.value), "recreated": "false"})
+                writer.writerow(_csv_row({
+                    **base, "task": f"(stated {table.bench.key} aggregate)", "in_mean": "false",
+                    "score": repr(tr.summary.value), "recreated": "false"}))
                 wrote = True
             if not wrote:
-                writer.writerow({**base, "task": "", "in_mean": "", "score": "", "recreated": ""})
+                writer.writerow(_csv_row({**base, "task": "", "in_mean": "", "score": "", "recreated": ""}))
     return buf.getvalue()
 
 
@@ -294,7 +347,8 @@ def render_png(tables: list[Table]) -> bytes | None:
             ax.spines[side].set_visible(False)
     axes[-1, 0].set_xlabel("mean main score (0–1)")
     handles = [Patch(facecolor=KIND_COLOUR[k], label=KIND_LABEL[k])
-               for k in (spec.KIND_OURS, spec.KIND_PUBLISHED, spec.KIND_CLAIMED)]
+               for k in (spec.KIND_OURS, spec.KIND_BASELINE, spec.KIND_PUBLISHED, spec.KIND_CLAIMED)
+               if k != spec.KIND_BASELINE or any(tr.row.kind == k for _, bars in panels for tr in bars)]
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
                          label=f"{PARTIAL} partial mean / {CLAIMED} aggregate stated without per-task numbers"))
     handles.append(Line2D([], [], linestyle="none", label=f"{RECREATED} includes scores on re-created task data"))
@@ -323,6 +377,7 @@ table.lb tr.none td{color:#999}
 .badge{display:inline-block;border-radius:3px;padding:0 5px;font-size:11px;font-weight:600}
 .b-ours{background:#d62728;color:#fff}.b-published{background:#1f77b4;color:#fff}
 .b-claimed{background:#9e9e9e;color:#fff}.b-none{background:#ddd;color:#333}
+.b-baseline{background:#2ca02c;color:#fff} table.lb tr.baseline td{background:#eaf6ea}
 ul.notes{font-size:12px;color:#444} img.chart{max-width:100%;border:1px solid #eee}
 """
 
@@ -357,7 +412,7 @@ document.querySelectorAll('table.lb').forEach(function(tbl){
 """
 
 _ROW_CLASS = {spec.KIND_OURS: "ours", spec.KIND_PUBLISHED: "published",
-              spec.KIND_CLAIMED: "claimed", spec.KIND_NO_SCORES: "none"}
+              spec.KIND_CLAIMED: "claimed", spec.KIND_NO_SCORES: "none", spec.KIND_BASELINE: "baseline"}
 
 
 def _num(value: float | int | None) -> str:
@@ -389,6 +444,10 @@ def _html_table(table: Table) -> str:
         for task in table.extras:
             cell = tr.cells.get(task)
             cells.append(f'<td data-v="{_num(cell.value if cell else None)}">{e(cell_text(tr, task))}</td>')
+        for task, metric, _ in detail_columns(table):
+            cell = tr.cells.get(task)
+            cells.append(f'<td data-v="{_num(cell.details.get(metric) if cell else None)}">'
+                         f'{e(detail_text(tr, task, metric))}</td>')
         cells += [f'<td data-v="{_num(row.n_parameters)}">{e(fmt_params(row.n_parameters))}</td>',
                   f'<td data-v="{_num(row.embed_dim)}">{e(fmt_int(row.embed_dim))}</td>',
                   f'<td data-v="{_num(row.max_tokens)}">{e(fmt_int(row.max_tokens))}</td>',
@@ -414,8 +473,11 @@ def render_html(tables: list[Table], *, command: str, inputs: list[str], problem
              "<p>Scores are mteb main scores as fractions (0–1), higher is better. "
              '<span class="badge b-ours">ours</span> rows are runs of this project (highlighted); '
              '<span class="badge b-published">published</span> rows name their source; '
-             '<span class="badge b-claimed">claimed, not reproduced</span> rows are the user\'s '
-             "statements, not ranked. Rank = Borda rank as mteb's leaderboard computes it. "
+             '<span class="badge b-baseline">baseline</span> rows are reference predictors a task '
+             "scored in our runs; "
+             '<span class="badge b-claimed">claimed, not reproduced</span> rows are stated by a '
+             "public source without a result file, not ranked. "
+             "Rank = Borda rank as mteb's leaderboard computes it. "
              f"{e(MISSING)} = no score; {e(PARTIAL)} = partial mean; {e(RECREATED)} = local "
              f"re-creation of the task's data; {e(CLAIMED)} = aggregate stated without per-task "
              "numbers. Click a column header to sort.</p>"]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lam_mteb.errors import LamMtebError
+from lam_mteb.inputs import load_json
 from lam_mteb.leaderboard import spec
 from lam_mteb.leaderboard.model import Cell, Row
 
@@ -29,6 +30,8 @@ logger = logging.getLogger("lam_mteb.leaderboard")
 #: keys a result file (top level or any subset's scores) may carry to say its task data was a
 #: local re-creation; a true value (or a dict) marks it, an explicit false unmarks it
 RECREATION_KEYS = ("lam_mteb_recreation", "lam_mteb_recreated")
+#: mteb main scores are fractions (accuracies, nDCG, recall) or correlations: anything outside is corrupt
+SCORE_RANGE = (-1.0, 1.0)
 
 
 @dataclass
@@ -177,6 +180,94 @@ def _main_metric(task_name: str) -> str | None:
         return None
 
 
+def _subset_entries(raw: dict, splits: list[str]) -> list[dict]:
+    """The per-subset score dicts of ``splits`` in a raw mteb result file."""
+    out = []
+    for split in splits:
+        entries = (raw.get("scores") or {}).get(split)
+        if isinstance(entries, list):
+            out += [e for e in entries if isinstance(e, dict)]
+    return out
+
+
+def _numeric(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _mean_metrics(dicts: list[dict]) -> dict[str, float]:
+    """Metric -> mean over ``dicts`` of every finite numeric top-level value that all of them have."""
+    if not dicts:
+        return {}
+    out = {}
+    for key in dicts[0]:
+        values = [_numeric(d.get(key)) for d in dicts]
+        if all(v is not None for v in values):
+            out[key] = sum(values) / len(values)
+    return out
+
+
+def split_details(raw: dict, splits: list[str]) -> dict[str, float]:
+    """Every numeric metric of the reported split(s) (mean over splits and subsets)."""
+    return _mean_metrics(_subset_entries(raw, splits))
+
+
+def reported_baselines(raw: dict, splits: list[str]) -> dict[str, dict[str, float]]:
+    """Baselines a task scored beside the model: ``{name: {metric: value}}``.
+
+    Convention (any task may use it): a subset's scores hold ``predictors`` = ``{name: {metric:
+    value}}`` and ``baselines`` = the names among them that are reference predictors rather than
+    the model's own.  Values are averaged over the reported splits and subsets; a baseline missing
+    from one of them is left out.
+    """
+    entries = _subset_entries(raw, splits)
+    if not entries:
+        return {}
+    names = None
+    for entry in entries:
+        listed = entry.get("baselines")
+        preds = entry.get("predictors")
+        if not isinstance(listed, list) or not isinstance(preds, dict):
+            return {}
+        have = [n for n in listed if isinstance(n, str) and isinstance(preds.get(n), dict)]
+        names = have if names is None else [n for n in names if n in have]
+    return {n: _mean_metrics([e["predictors"][n] for e in entries]) for n in names or []}
+
+
+def baseline_rows(found: list[tuple[str, str, dict[str, float], str, str, str]]) -> list[Row]:
+    """One row per (task, baseline, scores): runs that report identical scores share a row.
+
+    ``found`` holds (task, baseline name, metrics, main metric, model name, results folder).  When
+    one baseline has different scores in different runs (e.g. another encoder's vectors), each
+    version is its own row, named after the runs that reported it.
+    """
+    groups: dict[tuple[str, str], dict[tuple, list]] = {}
+    for task, name, metrics, main, model, folder in found:
+        if main not in metrics:
+            continue
+        signature = tuple(sorted((k, round(v, 6)) for k, v in metrics.items() if "latency" not in k))
+        groups.setdefault((task, name), {}).setdefault(signature, []).append((metrics, main, model, folder))
+    rows = []
+    for (task, name), versions in sorted(groups.items()):
+        for runs in versions.values():
+            metrics, main = runs[0][0], runs[0][1]
+            models = sorted({m for _, _, m, _ in runs})
+            folders = sorted({f for _, _, _, f in runs})
+            display = name.replace("_", " ")
+            if len(versions) > 1:
+                display += f" (runs of {', '.join(models)})"
+            cell = Cell(value=metrics[main], metric=main, split=None, file=None,
+                        details={k: v for k, v in metrics.items() if k != main})
+            rows.append(Row(
+                model=display, model_id=None, kind=spec.KIND_BASELINE,
+                source=f"baseline scored by {task} in the runs of {', '.join(models)} ({', '.join(folders)})",
+                source_short="baseline", scores={task: cell}, path=None,
+            ))
+    return rows
+
+
 @dataclass
 class LoadedResults:
     benchmark_results: Any  # mteb.BenchmarkResults
@@ -203,6 +294,7 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
     from_registry = lookup({p.stem for _, paths in found for p in paths})
     model_results = []
     rows: list[Row] = []
+    baselines_found: list[tuple[str, str, dict[str, float], str, str, str]] = []
     for folder, paths in found:
         if not paths:
             report.add(f"no result files under {_display_path(folder)} "
@@ -223,10 +315,10 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
             cells: dict[str, Cell] = {}
             for path in sorted(files):
                 try:
+                    raw = load_json(path, what="result file")  # bounded size and nesting, first
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         result = TaskResult.from_disk(path)
-                    raw = json.loads(path.read_text(encoding="utf-8"))
                     splits = report_splits(_eval_splits(result.task_name))
                     present = [s for s in (splits or []) if s in result.scores]
                     if splits and not present:
@@ -239,8 +331,9 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
                                    "score is their mean, marked partial")
                     use = present or list(result.scores)
                     value = float(result.get_score(splits=use))
-                    if math.isnan(value):
-                        raise ValueError("main score is NaN")
+                    if not math.isfinite(value) or not SCORE_RANGE[0] <= value <= SCORE_RANGE[1]:
+                        raise ValueError(f"main score {value!r} is not a finite number in "
+                                         f"[{SCORE_RANGE[0]}, {SCORE_RANGE[1]}]")
                 except Exception as exc:
                     report.add(f"skipped corrupt result file {_display_path(path)}: {_one_line(exc)}")
                     continue
@@ -255,11 +348,17 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
                     note = (f"plugin {from_registry[result.task_name]!r} registers this task's data as a "
                             "local re-creation")
                 task_results.append(result)
+                main_metric = _main_metric(result.task_name)
                 cells[result.task_name] = Cell(
-                    value=value, metric=_main_metric(result.task_name),
+                    value=value, metric=main_metric,
                     split=use[0] if len(use) == 1 else f"mean of {len(use)} splits",
                     recreated=bool(marker), recreation_note=note, file=_display_path(path),
-                    partial_note=partial_note)
+                    partial_note=partial_note, details=split_details(raw, use))
+                if main_metric:
+                    for name, metrics in reported_baselines(raw, use).items():
+                        baselines_found.append((result.task_name, name, metrics, main_metric,
+                                                meta.get("name") or model_dir.name.replace("__", "/"),
+                                                _display_path(folder)))
             if not task_results:
                 continue
             model_results.append(ModelResult(model_name=model_name, model_revision=revision,
@@ -274,6 +373,7 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
                 max_tokens=_max_tokens(meta.get("max_tokens")),
                 path=_display_path(rev_dir),
             ))
+    rows += baseline_rows(baselines_found)
     return LoadedResults(BenchmarkResults(model_results=model_results), rows, report)
 
 

@@ -11,7 +11,10 @@ KIND_OURS = "ours"
 KIND_PUBLISHED = "published"
 KIND_CLAIMED = "claimed"
 KIND_NO_SCORES = "no scores"
-RANKED_KINDS = (KIND_OURS, KIND_PUBLISHED)
+#: a reference predictor a task scores beside the model in the same run (the split's scores list
+#: it under ``baselines``, its metrics under ``predictors``); ranked with the models it beats or not
+KIND_BASELINE = "baseline"
+RANKED_KINDS = (KIND_OURS, KIND_PUBLISHED, KIND_BASELINE)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class Benchmark:
     prefix_ranked: bool = False
     description: str = ""
     abbreviations: dict[str, str] = field(default_factory=dict)
+    #: more metrics shown beside the main score in markdown/HTML: (task, metric key, column label);
+    #: read from the same split(s) of the result file as the main score (not averaged, not ranked)
+    detail_metrics: tuple[tuple[str, str, str], ...] = ()
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
@@ -66,8 +72,14 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         prefix="LVM",
         prefix_ranked=True,
         description="Next-vector prediction: the vector of the next text chunk from the vectors "
-                    "of the previous chunks (main score as the task defines it).",
+                    "of the previous chunks (main score as the task defines it: R@5 of the model's "
+                    "predictor). Baseline rows are the reference predictors the task scores in the "
+                    "same runs (random vector, mean train vector, persistence = the last context "
+                    "vector, linear average of the context); minilm has no predictor of its own, so "
+                    "its row is the linear average. Cosine and R@1 are shown beside the main score "
+                    "because a predictor can trade one for the other.",
         abbreviations={"LVMNextVector": "NextVector"},
+        detail_metrics=(("LVMNextVector", "cosine_mean", "cos"), ("LVMNextVector", "recall_at_1", "R@1")),
     ),
 )
 

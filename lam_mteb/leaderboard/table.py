@@ -8,7 +8,8 @@ from lam_mteb.leaderboard import spec
 from lam_mteb.leaderboard.borda import borda_ranks
 from lam_mteb.leaderboard.model import Cell, Row, Summary
 
-_KIND_ORDER = {spec.KIND_OURS: 0, spec.KIND_PUBLISHED: 1, spec.KIND_CLAIMED: 2, spec.KIND_NO_SCORES: 3}
+_KIND_ORDER = {spec.KIND_OURS: 0, spec.KIND_BASELINE: 1, spec.KIND_PUBLISHED: 2, spec.KIND_CLAIMED: 3,
+               spec.KIND_NO_SCORES: 4}
 
 
 @dataclass

@@ -7,6 +7,7 @@ package (identical files, no network) when it is installed, otherwise from the H
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import numpy as np
@@ -43,11 +44,41 @@ class MiniLMEncoder:
         self.model.max_seq_length = max_seq_length
         self.normalize = normalize
 
-    def encode(self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, **kwargs) -> np.ndarray:
+    def encode(self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, device=None,
+               pool=None, chunk_size: int | None = None, **kwargs) -> np.ndarray:
+        """``device``: one device, or a list (e.g. ``["cuda:0", "cuda:1"]``) for a multi-process pool,
+        started once and reused for every later call with the same list; ``pool``: your own
+        ``SentenceTransformer.start_multi_process_pool()``; ``chunk_size``: texts per pool job."""
+        extra = {}
+        if pool is None and isinstance(device, (list, tuple)) and len(device) > 1:
+            pool = self._pool(list(device))
+        elif isinstance(device, (list, tuple)):
+            device = device[0] if device else None
+        if pool is not None:
+            extra = {"pool": pool, "chunk_size": chunk_size}
+        elif device is not None:
+            extra = {"device": device}
         return self.model.encode(
             list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar,
-            normalize_embeddings=self.normalize, convert_to_numpy=True,
+            normalize_embeddings=self.normalize, convert_to_numpy=True, **extra,
         ).astype(np.float32)
+
+    def _pool(self, devices: list):
+        current = getattr(self, "_pool_state", None)
+        if current is not None and current[0] == devices:
+            return current[1]
+        self.close()
+        pool = self.model.start_multi_process_pool(devices)
+        self._pool_state = (devices, pool)
+        atexit.register(self.close)
+        return pool
+
+    def close(self) -> None:
+        """Stop the multi-process pool, if one was started."""
+        state = getattr(self, "_pool_state", None)
+        self._pool_state = None
+        if state is not None:
+            self.model.stop_multi_process_pool(state[1])
 
 
 @lam_mteb.hookimpl

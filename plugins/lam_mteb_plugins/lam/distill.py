@@ -275,9 +275,16 @@ class Distiller:
         tmp.replace(path)
 
     def load_state(self, path: Path):
+        import pickle
+
         import torch
 
-        st = torch.load(path, map_location="cpu", weights_only=False)
+        try:  # weights_only: a crafted trainer_state.pt must not run code (tensors, dicts, numbers only)
+            st = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+            raise _error(f"distill --resume: {path} is not a trainer state this version can read "
+                         f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}); "
+                         "remove it to start over") from None
         if st["settings"] != _settings(self.args):
             changed = sorted(k for k in st["settings"] if st["settings"][k] != _settings(self.args).get(k))
             raise _error(f"distill --resume: settings differ from the saved run ({', '.join(changed)})")

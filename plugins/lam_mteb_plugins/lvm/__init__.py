@@ -1,7 +1,7 @@
 """LVM plugin: next-vector task ``LVMNextVector``, predictors LVM-T / AMN, LVM-derived retrievers.
 
 Registers (public lam-mteb hooks only):
-- encoders ``lvm-t`` and ``amn``: document side = base encoder (``minilm``), query side = the
+- encoders ``lvm-t``, ``amn`` and ``lvm-r``: document side = base encoder (``minilm``), query side = the
   predictor's next vector after the query's chunks; both expose ``predict_next``;
 - task ``LVMNextVector`` (reads ``$LAM_MTEB_DATA_DIR/longtext``);
 - command ``lam-mteb train-lvm``.
@@ -29,6 +29,12 @@ def _amn(checkpoint: str | None = None, base_encoder: str | None = None, target_
     return make_amn(checkpoint, base_encoder, target_words)
 
 
+def _lvm_r(checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None):
+    from .encoders import make_lvm_r
+
+    return make_lvm_r(checkpoint, base_encoder, target_words)
+
+
 def _revision(arch: str):
     def revision(params: dict) -> str:
         from .encoders import checkpoint_revision
@@ -52,7 +58,8 @@ def _predictor_parameters(arch: str) -> int | None:
 @lam_mteb.hookimpl
 def register_encoders(register):
     for arch, factory, what in (("lvm-t", _lvm_t, "a 2-layer transformer over the context vectors"),
-                                ("amn", _amn, "attention over the context + residual MLP over their average")):
+                                ("amn", _amn, "attention over the context + residual MLP over their average"),
+                                ("lvm-r", _lvm_r, "the last context vector + a learned re-mixing and residual")):
         extra = _predictor_parameters(arch)
         register(
             arch, factory,

@@ -1,4 +1,4 @@
-"""LVM-derived retrievers: encoders ``lvm-t`` and ``amn``.
+"""LVM-derived retrievers: encoders ``lvm-t``, ``amn`` and ``lvm-r``.
 
 - document side (``encode_documents``, and ``encode`` without a query prompt): the base encoder
   (``minilm`` by default, obtained lazily with ``lam_mteb.get_encoder``);
@@ -134,3 +134,7 @@ def make_lvm_t(checkpoint: str | None = None, base_encoder: str | None = None, t
 
 def make_amn(checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None):
     return LVMRetriever("amn", checkpoint, base_encoder, target_words)
+
+
+def make_lvm_r(checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None):
+    return LVMRetriever("lvm-r", checkpoint, base_encoder, target_words)

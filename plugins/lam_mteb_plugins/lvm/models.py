@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 import lam_mteb
 
-ARCHS = ("lvm-t", "amn")
+ARCHS = ("lvm-t", "amn", "lvm-r")
 
 
 class LVMT(nn.Module):
@@ -118,11 +118,76 @@ class AMN(nn.Module):
         return F.normalize(out, dim=-1)
 
 
+class LVMR(nn.Module):
+    """Persistence plus a learned correction: the last context vector, re-mixed with the
+    others and shifted by a residual, all zero-initialised.
+
+        pred = normalize(x_k + sum_i a_i(ctx) x_i + r(ctx) + b)
+
+    - ``a_i = pos_i + A(f)_i``: per-position mixing coefficients, a static part and a content
+      dependent part (a gate between persistence and any recency-weighted average, e.g.
+      ``a = g * (1/k, ..., 1/k - 1)`` moves from persistence to the linear average);
+    - ``r(f)``: a residual (``hidden > 0``: MLP over the features, else none);
+    - ``b``: a global direction (the train set's common component raises the cosine to every
+      target at little cost in ranking);
+    - features ``f = [x_k, mean(ctx), x_k - x_{k-1}]`` (layer-normed, dropout).
+
+    ``pos``, ``b`` and the output layers of ``A`` and ``r`` start at zero, so the untrained model
+    is exactly the persistence baseline.
+    """
+
+    fast_params = ("pos", "bias")
+
+    def __init__(self, dim: int = 384, context: int = 5, hidden: int = 256, dropout: float = 0.1,
+                 content_mix: bool = True, global_bias: bool = True):
+        super().__init__()
+        self.dim, self.context = dim, context
+        self.pos = nn.Parameter(torch.zeros(context))
+        self.bias = nn.Parameter(torch.zeros(dim)) if global_bias else None
+        n_feat = 3 * dim
+        self.norm = nn.LayerNorm(n_feat)
+        self.drop = nn.Dropout(dropout)
+        self.body = None
+        self.mix = self.res = None
+        if hidden > 0:
+            self.body = nn.Sequential(nn.Linear(n_feat, hidden), nn.GELU(), nn.Dropout(dropout))
+            self.res = nn.Linear(hidden, dim)
+            nn.init.zeros_(self.res.weight)
+            nn.init.zeros_(self.res.bias)
+        if content_mix:
+            self.mix = nn.Linear(hidden if hidden > 0 else n_feat, context)
+            nn.init.zeros_(self.mix.weight)
+            nn.init.zeros_(self.mix.bias)
+
+    def coefficients(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mixing coefficients ``a`` (n, k) and residual (n, d) or None."""
+        k = ctx.shape[1]
+        last = ctx[:, -1]
+        prev = ctx[:, -2] if k > 1 else last
+        f = self.drop(self.norm(torch.cat([last, ctx.mean(dim=1), last - prev], dim=-1)))
+        h = self.body(f) if self.body is not None else f
+        a = self.pos[-k:].expand(ctx.shape[0], k)
+        if self.mix is not None:
+            a = a + self.mix(h)[:, -k:]
+        return a, (self.res(h) if self.res is not None else None)
+
+    def forward(self, ctx: torch.Tensor) -> torch.Tensor:  # (n, k, d) -> (n, d)
+        a, r = self.coefficients(ctx)
+        out = ctx[:, -1] + (a.unsqueeze(-1) * ctx).sum(dim=1)
+        if r is not None:
+            out = out + r
+        if self.bias is not None:
+            out = out + self.bias
+        return F.normalize(out, dim=-1)
+
+
 def build(arch: str, **cfg) -> nn.Module:
     if arch == "lvm-t":
         return LVMT(**cfg)
     if arch == "amn":
         return AMN(**cfg)
+    if arch == "lvm-r":
+        return LVMR(**cfg)
     raise lam_mteb.LamMtebError(f"unknown LVM architecture {arch!r}; choose one of {', '.join(ARCHS)}")
 
 

@@ -212,6 +212,8 @@ class LVMNextVector(AbsTask):
             **results[main],
             "main_predictor": main,
             "predictors": results,
+            # the reference predictors among ``predictors`` (the leaderboard shows one row each)
+            "baselines": [b for b in BASELINES if b in results],
             "n_documents": sd.stats[f"{hf_split}_documents"],
             "n_chunks": sd.stats[f"{hf_split}_chunks"],
             "n_sequences": len(seqs),

@@ -35,9 +35,15 @@ from . import vectors as V
 # Defaults chosen on the dev split of ../shared/data/longtext (docs/lvm.md, "what we tried").
 DEFAULTS = {
     "lvm-t": {"model": {"d_model": 256, "n_layers": 2, "n_heads": 4, "ff_mult": 2, "dropout": 0.1, "mix": True},
-              "lr": 5e-4, "weight_decay": 0.05, "epochs": 8, "w_nce": 0.1, "tau": 0.1},
+              "lr": 5e-4, "weight_decay": 0.05, "epochs": 8, "w_nce": 0.1, "tau": 0.1,
+              "w_doc": 0.0, "select": "legacy"},
     "amn": {"model": {"attn_dim": 64, "n_heads": 4, "hidden": 256, "dropout": 0.5},
-            "lr": 1e-3, "weight_decay": 0.5, "epochs": 8, "w_nce": 0.05, "tau": 0.1},
+            "lr": 1e-3, "weight_decay": 0.5, "epochs": 8, "w_nce": 0.05, "tau": 0.1,
+            "w_doc": 0.0, "select": "legacy"},
+    # lvm-r: the sweep's best by the all-baselines rule on dev (benchmarks/lvm_sweep.py, docs/lvm.md)
+    "lvm-r": {"model": {"hidden": 64, "dropout": 0.5, "content_mix": True, "global_bias": True},
+              "lr": 3e-4, "weight_decay": 0.5, "epochs": 4, "w_nce": 0.05, "tau": 0.1,
+              "w_doc": 0.2, "select": "all_baselines"},
 }
 
 
@@ -63,7 +69,7 @@ def _hparams(args) -> dict:
         "epochs": pick("epochs"), "batch_size": args.batch_size,
         "lr": pick("lr"), "weight_decay": pick("weight_decay"),
         "w_cos": args.w_cos, "w_mse": args.w_mse, "w_nce": pick("w_nce"), "tau": pick("tau"),
-        "seed": args.seed, "select": "dev_recall_at_5 | dev_cosine_mean > linear average",
+        "w_doc": pick("w_doc"), "seed": args.seed, "select": pick("select"),
     }
 
 
@@ -73,9 +79,42 @@ def select_key(scores: dict, baseline: dict) -> tuple:
     return (int(beats), scores["dev_recall_at_5"] if beats else scores["dev_cosine_mean"])
 
 
+#: the metrics on which ``select = "all_baselines"`` requires an epoch to beat every baseline
+SELECT_METRICS = ("cosine_mean", "recall_at_1", "recall_at_5")
+SELECT_RULES = {
+    "legacy": "dev_recall_at_5 | dev_cosine_mean > linear average",
+    "all_baselines": "max over epochs of min over (cosine_mean, recall_at_1, recall_at_5) of the relative "
+                     "dev margin over the best baseline on that metric; an epoch qualifies only if all "
+                     "three margins are > 0",
+}
+
+
+def dev_baselines(train_vecs: np.ndarray, dev_vecs: np.ndarray, dev_seqs, seed: int = 42) -> dict:
+    """Metrics of the four baselines (random, mean vector of train, persistence, linear average)
+    on one split (dev during training; the report also scores test with it)."""
+    pool = M.normalize(dev_vecs)
+    ctx, tgt, ex = M.sequence_arrays(pool, dev_seqs)
+    fns = {"random": M.random_predictor(pool.shape[1], seed=seed), "mean_vector": M.mean_predictor(M.normalize(train_vecs)),
+           "persistence": M.persistence, "linear_average": M.linear_average}
+    return {name: M.evaluate_predictor(fn, ctx, tgt, pool, ex, latency_calls=0) for name, fn in fns.items()}
+
+
+def margin_key(scores: dict, baselines: dict) -> tuple:
+    """``all_baselines`` rule: (qualifies, min relative margin over the best baseline per metric)."""
+    margins = []
+    for m in SELECT_METRICS:
+        best = max(b[m] for b in baselines.values())
+        margins.append((scores[f"dev_{m}"] - best) / max(abs(best), 1e-9))
+    worst = min(margins)
+    return (int(worst > 0), worst)
+
+
 def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarray, dev_seqs,
-                out_dir: str | Path | None = None, *, progress: bool = True, log=print) -> tuple:
-    """Train one model; returns (best module, history list).  Resumes from ``out_dir`` state."""
+                out_dir: str | Path | None = None, *, progress: bool = True, log=print,
+                train_docs: np.ndarray | None = None) -> tuple:
+    """Train one model; returns (best module, history list, best-epoch record).  Resumes from
+    ``out_dir`` state.  ``train_docs`` (one document id per train chunk) is needed when
+    ``hp["w_doc"]`` > 0 (the loss whose negatives are the other chunks of the target's document)."""
     import torch
     from torch.nn import functional as F
     from tqdm.auto import tqdm
@@ -99,6 +138,20 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
     ctx_idx = torch.as_tensor(np.array([c for c, _ in train_seqs], dtype=np.int64))
     tgt_idx = torch.as_tensor(np.array([t for _, t in train_seqs], dtype=np.int64))
     dev_ctx, dev_tgt, dev_ex = M.sequence_arrays(M.normalize(dev_vecs), dev_seqs)
+    select = hp.get("select", "legacy")
+    if select not in SELECT_RULES:
+        raise lam_mteb.LamMtebError(f"unknown selection rule {select!r}; choose one of {', '.join(SELECT_RULES)}")
+    baselines = dev_baselines(train_vecs, dev_vecs, dev_seqs) if select == "all_baselines" else None
+
+    def key(scores: dict) -> tuple:
+        return margin_key(scores, baselines) if baselines is not None else select_key(scores, history[0])
+
+    w_doc = hp.get("w_doc", 0.0)
+    if w_doc and train_docs is None:
+        raise lam_mteb.LamMtebError("w_doc > 0 needs the document id of every train chunk (train_docs)")
+    if w_doc:
+        _, doc_codes = np.unique(np.asarray(train_docs), return_inverse=True)
+        chunk_doc = torch.as_tensor(doc_codes.astype(np.int64))
     n = len(train_seqs)
     steps_per_epoch = math.ceil(n / hp["batch_size"])
     total = steps_per_epoch * hp["epochs"]
@@ -138,7 +191,7 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
     if start_epoch == 0:
         base = dev_scores()  # epoch 0 = the untrained model = the linear-average baseline
         history.append({"epoch": 0, **base, "train_loss": None})
-        best = {"epoch": 0, "score": select_key(base, base), **base}
+        best = {"epoch": 0, "score": key(base), **base}
         if state_dir:
             from .models import save_checkpoint as _save
             _save(model, state_dir / "best", {"arch": hp["arch"], "model": {"dim": dim, "context": context, **hp["model"]}})
@@ -161,10 +214,14 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
             loss = hp["w_cos"] * (1 - (pred * y).sum(-1)).mean()
             if hp["w_mse"]:
                 loss = loss + hp["w_mse"] * ((pred - y) ** 2).sum(-1).mean()
-            if hp["w_nce"]:
+            if hp["w_nce"] or w_doc:
                 logits = pred @ tv.T / hp["tau"]  # raw vectors, whole train pool
                 logits = logits.scatter(1, ci, float("-inf"))  # the query's own context chunks
-                loss = loss + hp["w_nce"] * F.cross_entropy(logits, ti)
+                if hp["w_nce"]:
+                    loss = loss + hp["w_nce"] * F.cross_entropy(logits, ti)
+                if w_doc:  # hard negatives: only the other chunks of the target's own document
+                    other_doc = chunk_doc[None, :] != chunk_doc[ti][:, None]
+                    loss = loss + w_doc * F.cross_entropy(logits.masked_fill(other_doc, float("-inf")), ti)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -174,7 +231,7 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
         sc = dev_scores()
         rec = {"epoch": epoch, **sc, "train_loss": float(np.mean(losses)), "elapsed_s": round(time.time() - t0, 1)}
         history.append(rec)
-        score = select_key(sc, history[0])
+        score = key(sc)
         improved = score > tuple(best["score"])
         if improved:
             best = {"epoch": epoch, "score": score, **sc}
@@ -191,7 +248,7 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
         elif improved:
             best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log(f"{hp['arch']} epoch {epoch}: loss {rec['train_loss']:.4f}  dev cos {sc['dev_cosine_mean']:.4f}  "
-            f"dev R@5 {sc['dev_recall_at_5']:.4f}" + ("  *best*" if improved else ""))
+            f"dev R@1 {sc['dev_recall_at_1']:.4f}  dev R@5 {sc['dev_recall_at_5']:.4f}" + ("  *best*" if improved else ""))
 
     if state_dir:
         from .models import load_checkpoint
@@ -256,22 +313,30 @@ def add_command(subparsers) -> None:
         description="Train an LVM next-vector predictor (LVM-T or AMN) on the train split's chunk "
                     "vectors, select the epoch on dev, report dev and test. Resumable: re-run the "
                     "same command to continue an interrupted run.")
-    p.add_argument("--arch", choices=["lvm-t", "amn"], required=True)
+    p.add_argument("--arch", choices=list(DEFAULTS), required=True,
+                   help="lvm-t (transformer), amn (attention + MLP) or lvm-r (persistence + learned correction)")
     p.add_argument("--out", required=True, help="checkpoint folder (config.json + model.safetensors)")
     p.add_argument("--data", help="folder of plain-text documents (default: $LAM_MTEB_DATA_DIR/longtext)")
     p.add_argument("--encoder", default="minilm", help="registered base encoder (default: minilm)")
     p.add_argument("--context", type=int, default=5)
     p.add_argument("--target-words", type=int, default=64)
     p.add_argument("--split-seed", type=int, default=42)
-    p.add_argument("--epochs", type=int, default=None, help="default: 8")
+    p.add_argument("--epochs", type=int, default=None, help="default: 8 (lvm-t, amn), lvm-r: see docs/lvm.md")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=None, help="default: 5e-4 (lvm-t), 1e-3 (amn)")
-    p.add_argument("--weight-decay", type=float, default=None, help="default: 0.05 (lvm-t), 0.5 (amn)")
+    p.add_argument("--lr", type=float, default=None, help="default: 5e-4 (lvm-t), 1e-3 (amn, lvm-r)")
+    p.add_argument("--weight-decay", type=float, default=None, help="default: 0.05 (lvm-t, lvm-r), 0.5 (amn)")
     p.add_argument("--w-cos", type=float, default=1.0)
     p.add_argument("--w-mse", type=float, default=0.0)
     p.add_argument("--w-nce", type=float, default=None,
-                   help="InfoNCE weight, 0 = off (default: 0.1 for lvm-t, 0.05 for amn)")
+                   help="InfoNCE weight (negatives: all train chunks), 0 = off (default: 0.1 for lvm-t, 0.05 for amn)")
     p.add_argument("--tau", type=float, default=None, help="InfoNCE temperature (default: 0.1)")
+    p.add_argument("--w-doc", type=float, default=None,
+                   help="weight of an InfoNCE whose negatives are the other chunks of the target's document "
+                        "(hard negatives; default 0)")
+    p.add_argument("--select", choices=list(SELECT_RULES), default=None,
+                   help="dev epoch selection: all_baselines = must beat every baseline on dev cosine, R@1 "
+                        "and R@5 (default for lvm-r); legacy = best R@5 among epochs above the linear "
+                        "average's cosine (default for lvm-t, amn)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model-param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="override an architecture parameter, e.g. --model-param hidden 256")
@@ -304,7 +369,8 @@ def run_command(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t_train = time.time()
     model, history, best = train_model(hp, vecs["train"], sd.sequences("train"), vecs["dev"], sd.sequences("dev"),
-                                       out, progress=not args.no_progress)
+                                       out, progress=not args.no_progress,
+                                       train_docs=np.array([c.doc_id for c in sd.chunks["train"]]))
     train_s = time.time() - t_train
     from .models import TorchPredictor
 
@@ -314,7 +380,7 @@ def run_command(args) -> int:
         ctx, tgt, ex = M.sequence_arrays(M.normalize(vecs[s]), sd.sequences(s))
         pool = M.normalize(vecs[s])
         report[s] = {"model": M.evaluate_predictor(pred, ctx, tgt, pool, ex),
-                     "linear_average": M.evaluate_predictor(M.linear_average, ctx, tgt, pool, ex)}
+                     **dev_baselines(vecs["train"], vecs[s], sd.sequences(s))}
     config = {
         "arch": args.arch,
         "model": {"dim": int(vecs["train"].shape[1]), "context": args.context, **hp["model"]},

@@ -1,6 +1,6 @@
 """Build ``leaderboard/references.yaml`` from the reference files (no hand-typed published numbers).
 
-    python -m lam_mteb.leaderboard.refbuild --data-dir ../shared/data --out leaderboard/references.yaml
+    python scripts/build_references.py --data-dir ../shared/data --out leaderboard/references.yaml
 
 Reads ``<data dir>/reference_scores/``:
 
@@ -10,8 +10,10 @@ Reads ``<data dir>/reference_scores/``:
 - ``longembed_repo/paper_table2.txt`` (the LongEmbed paper's Table 2, in %).
 
 Model facts (parameters, embedding size, max tokens) come from the installed mteb's ``ModelMeta``.
-What no file holds is written below by hand, each with its provenance: the sources' titles, the
-M2-BERT row (no published scores) and the user's own LAM claims.
+What no file holds is written below by hand, each with its provenance: the sources' titles and
+the M2-BERT row (no published scores).  A public table cites public sources only: every source has
+a public URL, and a score nobody published (e.g. one stated only in private project notes) is not
+listed.
 """
 
 from __future__ import annotations
@@ -50,9 +52,6 @@ PAPER_METRIC = {"LEMBPasskeyRetrieval": "acc_at_1", "LEMBNeedleRetrieval": "acc_
 _PAPER_LINE = re.compile(r"^(?P<name>.+?)\s+(?P<param>\d+(?:\.\d+)?[MB]|-)\s+"
                          r"(?P<nums>\d+\.\d(?:\s+\d+\.\d){6})\s*$")
 
-SEED_000 = "000_c3ee5d02d0a4ef0e.txt"
-SEED_002 = "002_4eccb54c27a8713a.txt"
-
 HAND_WRITTEN_MODELS = {
     "togethercomputer/m2-bert-80M-32k-retrieval": {
         "label": "M2-BERT-32k",
@@ -62,16 +61,6 @@ HAND_WRITTEN_MODELS = {
         "facts_source": "model name (80M, 32k) and the Hugging Face model card "
                         "togethercomputer/m2-bert-80M-32k-retrieval (768-d); not in mteb's model "
                         "registry, not checked offline",
-    },
-    "LAM": {
-        "label": "LAM (user's notes)",
-        "n_parameters": None,
-        "embed_dim": 384,
-        "max_tokens": None,
-        "facts_source": "ARCHITECTURE.md (all-MiniLM-L6-v2 with DeltaNet attention, 384-d, streams "
-                        "documents of any length in 512-token chunks)",
-        "note": "no parameter count is published; the user's note 001 says '384M', which is the "
-                "embedding size, not a parameter count, and is not recorded here",
     },
 }
 
@@ -84,40 +73,7 @@ HAND_WRITTEN_ENTRIES = [
         "benchmarks": ["long-context"],
         "note": "no published scores: the LongEmbed paper excludes M2-BERT because its training "
                 "data overlaps LongEmbed's test samples, and the MTEB results repository copy has "
-                "no result for it (the '~60.0' in the user's note 001 is not a published number)",
-    },
-    {
-        "model": "LAM",
-        "source": "lam-notes-002",
-        "status": "claimed",
-        "note": "claimed, not reproduced",
-        "scores": {
-            "STSBenchmark": {
-                "value": 0.8188, "reported": "81.88", "metric": "cosine_spearman", "split": "test",
-                "note": "the note gives 81.88 (target 81.0) without naming metric or split; read "
-                        "as mteb's main score x100",
-            },
-            "SciFact": {
-                "value": 0.4008, "reported": "40.08", "metric": "ndcg_at_10", "split": "test",
-                "note": "the note's baseline 64.51 equals all-MiniLM-L6-v2's published SciFact "
-                        "nDCG@10 (0.64508), so nDCG@10 on test",
-            },
-        },
-    },
-    {
-        "model": "LAM",
-        "source": "lam-notes-000",
-        "status": "claimed",
-        "note": "claimed, not reproduced",
-        "summaries": {
-            "long-context": {
-                "value": 0.2882, "reported": "28.82",
-                "note": "the note calls 28.82 a LongEmbed score without per-task numbers; its "
-                        "baseline 18.27 equals all-MiniLM-L6-v2's published "
-                        "LEMBNarrativeQARetrieval nDCG@10 (0.18268), not its 6-task LongEmbed "
-                        "mean ({minilm_mean:.4f}), so 28.82 may be a NarrativeQA score",
-            },
-        },
+                "no result for it",
     },
 ]
 
@@ -142,16 +98,6 @@ def _sources(results_commit: str) -> dict:
             "note": "numbers in %, stored /100; Passkey/Needle = Acc@1 averaged over 8 context "
                     "lengths, the rest nDCG@10; evaluated with the paper's own settings, which "
                     "differ from the MTEB results repository's (compare the two sources' rows)",
-        },
-        "lam-notes-000": {
-            "title": "the user's note 'LongEmbed Analysis: Why LAM is Better but Below Target' (seed 000)",
-            "short": "user's note 000 (claim)",
-            "local_copy": f"seeds/{SEED_000} (project seeds folder)",
-        },
-        "lam-notes-002": {
-            "title": "the user's note 'ROOT CAUSE ANALYSIS: Retrieval Score Gap' (seed 002)",
-            "short": "user's note 002 (claim)",
-            "local_copy": f"seeds/{SEED_002} (project seeds folder)",
         },
     }
 
@@ -260,19 +206,14 @@ def build(data_dir: Path) -> dict:
                                         "note": "the paper's Avg. column (mean of the six tasks)"}})
         entries.append(entry)
 
-    models.update(HAND_WRITTEN_MODELS)
-    minilm = next(e for e in entries if e["model"] == "sentence-transformers/all-MiniLM-L6-v2")
-    minilm_mean = sum(minilm["scores"][t]["value"] for t in PAPER_COLUMNS) / len(PAPER_COLUMNS)
-    for entry in copy.deepcopy(HAND_WRITTEN_ENTRIES):
-        for summary in entry.get("summaries", {}).values():
-            summary["note"] = summary["note"].format(minilm_mean=minilm_mean)
-        entries.append(entry)
+    models.update(copy.deepcopy(HAND_WRITTEN_MODELS))
+    entries.extend(copy.deepcopy(HAND_WRITTEN_ENTRIES))
     return {
         "version": 1,
         "description": "Published scores for the leaderboard, each with its provenance. Values are "
                        "fractions in [0, 1] (mteb's main_score scale); 'reported' is the source's "
-                       "own text. Status 'claimed' = stated by the user, not reproduced.",
-        "generated_by": "python -m lam_mteb.leaderboard.refbuild --data-dir <data dir> "
+                       "own text. Every source is public (it has a url).",
+        "generated_by": "python scripts/build_references.py --data-dir <data dir> "
                         "--out leaderboard/references.yaml",
         "sources": _sources(commit),
         "models": models,
@@ -282,8 +223,8 @@ def build(data_dir: Path) -> dict:
 
 HEADER = """\
 # Reference scores for `lam-mteb leaderboard`, with provenance.
-# GENERATED from the reference files by lam_mteb/leaderboard/refbuild.py; do not edit by hand:
-#   python -m lam_mteb.leaderboard.refbuild --data-dir <data dir> --out leaderboard/references.yaml
+# GENERATED from the reference files by scripts/build_references.py; do not edit by hand:
+#   python scripts/build_references.py --data-dir <data dir> --out leaderboard/references.yaml
 # tests/test_leaderboard_references.py checks every published number against the files
 # (when LAM_MTEB_DATA_DIR is set) and validates this file against
 # lam_mteb/leaderboard/references.schema.json.
@@ -295,7 +236,8 @@ def dump(doc: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lam_mteb.leaderboard.refbuild", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/build_references.py",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder holding reference_scores/ (default: $LAM_MTEB_DATA_DIR)")
     parser.add_argument("--out", type=Path, required=True, help="references.yaml to write")

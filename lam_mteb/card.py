@@ -1,0 +1,364 @@
+"""``lam-mteb card MODEL --results DIR``: a Hugging Face model card with the model's mteb results.
+
+The card's YAML front matter holds a ``model-index`` built with ``huggingface_hub``'s
+``ModelCardData`` / ``EvalResult``; the entries themselves come from mteb's own conversion
+(``TaskResult.get_hf_eval_results``: task type, dataset, split, subset, main metric), with the
+dataset revision taken from each result file.  mteb 2.26's ``generate_model_card`` no longer
+writes a ``model-index`` (Hugging Face moved to ``.eval_results``), hence this command.
+
+Results computed on a locally re-created dataset (lam-mteb's ``dataset_revision`` marker, a
+``lam_mteb_recreation`` key, or a plugin that registers the task's data as a re-creation) are
+never put in the ``model-index``: the card lists them in a separate, labelled table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lam_mteb.errors import LamMtebError
+
+TEMPLATE = """\
+---
+{{ card_data }}
+---
+
+{{ body }}
+"""
+
+
+@dataclass
+class FoundResults:
+    """Result files of one model revision, split into published-data and re-created-data results."""
+
+    folder: Path
+    revision: str
+    published: list[Any] = field(default_factory=list)  # mteb TaskResult
+    recreated: list[tuple[Any, str]] = field(default_factory=list)  # (TaskResult, why)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _layout_root(folder: Path) -> Path:
+    """``DIR/results`` when DIR is an mteb ``--output-folder``, else DIR itself."""
+    return folder / "results" if (folder / "results").is_dir() else folder
+
+
+def find_results(
+    results_dir: Path, model_path: str, revision: str, *, explicit: bool
+) -> FoundResults:
+    """Read ``<root>/<model_path>/<revision>/*.json``; one clear error when nothing is there."""
+    import json
+
+    from mteb import TaskResult
+
+    from lam_mteb.leaderboard.results import recreation_marker, registry_recreated_tasks
+
+    if not results_dir.is_dir():
+        raise LamMtebError(
+            f"--results {results_dir} is not a directory (give the --output-folder of `mteb run`)"
+        )
+    model_dir = _layout_root(results_dir) / model_path
+    rev_dir = model_dir / revision
+    files = sorted(p for p in rev_dir.glob("*.json") if p.name != "model_meta.json")
+    if not files:
+        others = (
+            sorted(p.name for p in model_dir.iterdir() if p.is_dir()) if model_dir.is_dir() else []
+        )
+        if others:
+            which = (
+                "the revision given with --revision" if explicit else "the model's current revision"
+            )
+            raise LamMtebError(
+                f"no result files in {rev_dir} ({which}); {model_dir} holds revision(s) "
+                f"{', '.join(others)}: pass --revision REV to describe one of them, or rerun mteb"
+            )
+        raise LamMtebError(
+            f"no results for this model in {results_dir} (looked for {rev_dir}/<Task>.json); run "
+            f"`mteb run -m <model> -t <tasks> --output-folder {results_dir}` first"
+        )
+    found = FoundResults(folder=rev_dir, revision=revision)
+    loaded = []
+    for path in files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = TaskResult.from_disk(path)
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except Exception as exc:
+            found.skipped.append(
+                f"{path}: unreadable result file ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            )
+            continue
+        loaded.append((result, raw))
+    from_registry = registry_recreated_tasks([r.task_name for r, _ in loaded])
+    for result, raw in loaded:
+        marker, where = recreation_marker(raw)
+        if marker is None and result.task_name in from_registry:
+            marker, where = (
+                True,
+                f"plugin {from_registry[result.task_name]!r} registers its data as a re-creation",
+            )
+        if marker:
+            found.recreated.append((result, where or "marked as re-created"))
+        else:
+            found.published.append(result)
+    return found
+
+
+def eval_results(results: list[Any], skipped: list[str]) -> list[Any]:
+    """huggingface_hub EvalResults of mteb TaskResults (mteb's own conversion, true revisions)."""
+    out = []
+    for result in results:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter(
+                    "ignore"
+                )  # deprecated in mteb 2.26 (for .eval_results), still exact
+                entries = result.get_hf_eval_results()
+        except Exception as exc:
+            skipped.append(
+                f"{result.task_name}: not converted ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            )
+            continue
+        for entry in entries:
+            entry.dataset_revision = result.dataset_revision or entry.dataset_revision
+            out.append(entry)
+    return out
+
+
+def _fmt_count(value: Any) -> str:
+    if value is None:
+        return "not declared"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞ (streams any length)"
+    return f"{int(value):,}"
+
+
+def _score_rows(results: list[Any]) -> list[list[Any]]:
+    rows = []
+    for result in sorted(results, key=lambda r: r.task_name):
+        metric = result.task.metadata.main_score if _task_known(result.task_name) else "main_score"
+        for split, subsets in sorted(result.scores.items()):
+            for subset in subsets:
+                rows.append(
+                    [
+                        result.task_name,
+                        split,
+                        subset.get("hf_subset", "default"),
+                        metric,
+                        f"{subset['main_score']:.4f}",
+                        result.mteb_version or "?",
+                    ]
+                )
+    return rows
+
+
+def _task_known(name: str) -> bool:
+    import mteb
+
+    try:
+        mteb.get_task(name)
+        return True
+    except Exception:
+        return False
+
+
+def _plugin_distribution(plugin: str) -> str | None:
+    from lam_mteb import plugins
+
+    for info in plugins.plugin_infos():
+        if info.name == plugin and info.source.startswith("entry point "):
+            dist = info.source.removeprefix("entry point ")
+            return dist if dist not in ("lam-mteb", "?") else None
+    return None
+
+
+def render_body(config: Any, meta: Any, found: FoundResults, results_dir: Path) -> str:
+    from tabulate import tabulate
+
+    dist = _plugin_distribution(config.kind.plugin)
+    install = "pip install lam-mteb" + (f" {dist}" if dist else "")
+    facts = [
+        ["model", f"`{config.name}` (mteb name `{meta.name}`)"],
+        [
+            "encoder kind",
+            f"`{config.kind.name}` from plugin `{config.kind.plugin}`"
+            + (f" (package `{dist}`)" if dist else ""),
+        ],
+        ["parameters", _fmt_count(meta.n_parameters)],
+        ["embedding dimension", _fmt_count(meta.embed_dim)],
+        ["max tokens", _fmt_count(meta.max_tokens)],
+        ["similarity", meta.similarity_fn_name or "cosine"],
+        ["revision", f"`{meta.revision}` (the revision its results record)"],
+        ["license", meta.license or "not declared"],
+    ]
+    if meta.reference:
+        facts.append(["reference", str(meta.reference)])
+    if config.params:
+        facts.append(
+            [
+                "parameters of the encoder",
+                ", ".join(
+                    f"`{k}={v!r}`"
+                    for k, v in sorted(config.params.items())
+                    if not isinstance(v, str) or not os.path.isabs(v)
+                )
+                or "paths only",
+            ]
+        )
+    headers = ["task", "split", "subset", "metric", "score", "mteb"]
+    parts = [
+        f"# {config.name}",
+        config.description or "An embedding model registered with lam-mteb.",
+        tabulate(facts, headers=["property", "value"], tablefmt="github", disable_numparse=True),
+        "## Usage",
+        f"```bash\n{install}\n"
+        f"mteb run -m {config.name} -t STSBenchmark --output-folder results\n```",
+        "```python\nimport lam_mteb\n\n"
+        f'encoder = lam_mteb.get_encoder("{config.name}")\n'
+        'embeddings = encoder.encode(["first text", "second text"])  # shape (2, dim)\n```',
+        "```python\nimport mteb\n\n"
+        f'model = mteb.get_model("{config.name}")\n'
+        'results = mteb.evaluate(model, mteb.get_tasks(tasks=["STSBenchmark"]))\n```',
+        "## MTEB results",
+    ]
+    if found.published:
+        parts.append(
+            tabulate(
+                _score_rows(found.published),
+                headers=headers,
+                tablefmt="github",
+                disable_numparse=True,
+            )
+        )
+    else:
+        parts.append("No results on the published datasets yet (so the model-index is empty).")
+    if found.recreated:
+        parts += [
+            "### On locally re-created data (not in the model-index)",
+            "These tasks ran on a local re-creation of their data, not on the published dataset; "
+            "the scores are not comparable with published ones: "
+            + "; ".join(f"{r.task_name}: {why}" for r, why in found.recreated)
+            + ".",
+            tabulate(
+                _score_rows([r for r, _ in found.recreated]),
+                headers=headers,
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+        ]
+    parts.append(
+        f"Generated by `lam-mteb card {config.name} --results {results_dir}` from the result files "
+        f"in `{found.folder.name}/` (model revision `{found.revision}`)."
+    )
+    return "\n\n".join(parts)
+
+
+def build_card(name: str, results_dir: Path, revision: str | None = None) -> tuple[Any, list[str]]:
+    """(huggingface_hub ModelCard, problems) for the registered model ``name``."""
+    import mteb
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from lam_mteb import bridge
+    from lam_mteb.registry import get_registry
+
+    config = get_registry().model(name)
+    bridge.install()
+    meta = mteb.get_model_meta(config.full_name)
+    found = find_results(
+        results_dir,
+        meta.model_name_as_path(),
+        revision or config.revision,
+        explicit=revision is not None,
+    )
+    problems = list(found.skipped)
+    entries = eval_results(found.published, problems)
+    languages = sorted({lang.split("-")[0] for lang in (meta.languages or [])}) or None
+    data = ModelCardData(
+        model_name=meta.name,
+        eval_results=entries or None,
+        license=meta.license,
+        language=languages,
+        base_model=meta.adapted_from,
+        pipeline_tag="sentence-similarity",
+        tags=[
+            "mteb",
+            "lam-mteb",
+            "sentence-similarity",
+            "feature-extraction",
+            f"lam-mteb-kind:{config.kind.name}",
+        ],
+    )
+    body = render_body(config, meta, found, results_dir)
+    card = ModelCard.from_template(data, template_str=TEMPLATE, body=body)
+    return card, problems
+
+
+def write_new(path: Path, text: str, force: bool) -> None:
+    """Write ``text`` to ``path`` via a temporary file; never replace a file without ``force``."""
+    if path.exists() and not force:
+        raise LamMtebError(f"{path} exists; pass --force to overwrite it (or choose another --out)")
+    if path.is_dir():
+        raise LamMtebError(
+            f"--out {path} is a directory; give a file name such as {path / 'README.md'}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "card", help="write a Hugging Face model card with the model's mteb results"
+    )
+    p.add_argument("model", help="registered model name (`lam-mteb models` lists them)")
+    p.add_argument(
+        "--results",
+        required=True,
+        type=Path,
+        help="mteb results folder (the --output-folder of `mteb run`)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="file to write (default: print to stdout)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument(
+        "--revision",
+        default=None,
+        help="model revision whose results to use (default: the model's current revision)",
+    )
+    p.set_defaults(func=cmd_card)
+    return p
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    if args.out is not None and args.out.exists() and not args.force:
+        raise LamMtebError(
+            f"{args.out} exists; pass --force to overwrite it (or choose another --out)"
+        )
+    card, problems = build_card(args.model, args.results, args.revision)
+    for problem in problems:
+        print(f"lam-mteb card: skipped {problem}", file=sys.stderr)
+    text = str(card)
+    if args.out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    write_new(args.out, text if text.endswith("\n") else text + "\n", args.force)
+    n = len(card.data.eval_results or [])
+    print(f"wrote {args.out} (model-index: {n} result(s))", file=sys.stderr)
+    return 0

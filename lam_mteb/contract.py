@@ -1,0 +1,165 @@
+"""The typed plugin contract: the ``Encoder`` protocol and the ``register`` callables of the hooks.
+
+Plugin authors may use these in type hints (``def make() -> lam_mteb.Encoder``); mypy then checks
+an encoder against the contract.  At run time :func:`encoder_problem` checks an object and returns
+one line saying what is wrong, or ``None``.
+
+This module imports nothing heavy (no numpy, torch or mteb at run time): ``lam_mteb`` is imported
+at every interpreter start by the start-up hook.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import argparse
+
+    import numpy.typing as npt
+    from mteb.abstasks import AbsTask
+
+    #: what ``encode`` returns: a numpy array, a torch tensor or nested lists, shape (n, dim)
+    Embeddings = npt.ArrayLike
+else:
+    Embeddings = Any
+
+__all__ = [
+    "DatasetBuilder",
+    "DocumentEncoder",
+    "Embeddings",
+    "Encoder",
+    "EncoderFactory",
+    "QueryEncoder",
+    "RegisterDataset",
+    "RegisterEncoder",
+    "RegisterTask",
+    "RetrievalEncoder",
+    "SubParsers",
+    "encoder_problem",
+]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What a registered factory returns: ``encode(texts, **kwargs) -> (len(texts), dim)``.
+
+    ``encode`` is called with the texts as its one positional argument; it also receives
+    ``batch_size`` and ``show_progress_bar``, and ``prompt_type`` (``"query"``, ``"document"`` or
+    ``None``) and ``task_name``, each only when its signature accepts that name (or ``**kwargs``).
+    """
+
+    def encode(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+
+
+@runtime_checkable
+class QueryEncoder(Protocol):
+    """Optional: queries embedded differently from documents (used by retrieval tasks)."""
+
+    def encode_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+
+
+@runtime_checkable
+class DocumentEncoder(Protocol):
+    """Optional: documents embedded differently from queries (used by retrieval tasks)."""
+
+    def encode_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+
+
+@runtime_checkable
+class RetrievalEncoder(Encoder, QueryEncoder, DocumentEncoder, Protocol):
+    """An encoder with all three methods."""
+
+
+#: ``register(name, factory, **metadata)``: ``factory(**params)`` returns an :class:`Encoder`
+EncoderFactory = Callable[..., Encoder]
+
+
+class RegisterEncoder(Protocol):
+    """The ``register`` callable handed to ``register_encoders``."""
+
+    def __call__(self, name: str, factory: EncoderFactory, **metadata: Any) -> None: ...
+
+
+class RegisterTask(Protocol):
+    """The ``register`` callable handed to ``register_tasks``."""
+
+    def __call__(self, task_class: type[AbsTask]) -> None: ...
+
+
+class DatasetBuilder(Protocol):
+    """``builder(source_dir, target_dir)`` writes an offline copy of a dataset from raw files."""
+
+    def __call__(self, source_dir: Path, target_dir: Path) -> None: ...
+
+
+class RegisterDataset(Protocol):
+    """The ``register`` callable handed to ``register_datasets``."""
+
+    def __call__(
+        self,
+        dataset_path: str,
+        builder: DatasetBuilder,
+        *,
+        description: str = "",
+        recreation: bool = False,
+        version: str = "1",
+    ) -> None: ...
+
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    SubParsers = Any
+
+
+# -- run-time check ------------------------------------------------------------------------------
+
+_METHODS = ("encode", "encode_queries", "encode_documents")
+
+
+def _call_problem(fn: Any) -> str | None:
+    """Why ``fn(texts)`` cannot be called with one positional argument, or None."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # builtins / C extensions: cannot tell, assume it works
+    try:
+        sig.bind(["text"])
+    except TypeError as exc:
+        return f"cannot be called as fn(texts): {exc}"
+    return None
+
+
+def encoder_problem(obj: object) -> str | None:
+    """One line saying how ``obj`` breaks the :class:`Encoder` contract, or ``None`` if it keeps it.
+
+    Checks what can be checked without encoding: the object is an instance (not a class or
+    ``None``), has a callable ``encode`` that takes the texts as one positional argument, and any
+    ``encode_queries`` / ``encode_documents`` it defines are callable the same way.
+    """
+    what = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    if obj is None:
+        return "the factory returned None; it must return an object with encode(texts, **kwargs)"
+    if isinstance(obj, type):
+        return (
+            f"the factory returned the class {obj.__qualname__}, not an instance; "
+            "register a factory that returns an encoder object"
+        )
+    if not isinstance(obj, Encoder):
+        return f"{what} has no encode(texts, **kwargs) method"
+    for name in _METHODS:
+        fn = getattr(obj, name, None)
+        if fn is None:  # optional method set to None (a None encode fails the isinstance above)
+            continue
+        if not callable(fn):
+            return (
+                f"{what}.{name} is not callable (type {type(fn).__name__}); "
+                f"it must be a method {name}(texts, **kwargs)"
+            )
+        problem = _call_problem(fn)
+        if problem:
+            return f"{what}.{name} {problem}"
+    return None

@@ -1,0 +1,478 @@
+"""``lam-mteb encode``: embed a corpus with any registered model into parquet (``id``, ``embedding``).
+
+Input: jsonl (one JSON object a line: ``--text-field``, optional ``--title-field`` and ``--id-field``),
+parquet (the same columns), or plain text (one document a line).  Ids are the given id field, else
+the document's 1-based line number (parquet: row number); blank lines are skipped but counted.
+
+- ``--executor local`` streams: documents are read ``--rows`` at a time, encoded, and each batch is
+  written as one parquet row group, so memory does not grow with the corpus.  The output is one
+  file, written under a temporary name and renamed when complete.
+- ``--executor ray``: Ray Data reads the input, ``map_batches`` encodes it on an autoscaling actor
+  pool (one model replica per actor, ``--cpus-per-worker`` / ``--gpus-per-worker`` each), and the
+  output is a directory of parquet shards (``pyarrow.parquet.read_table(OUT)`` reads it whole).
+  Text and jsonl lines are numbered by one light actor on the ordered stream, so ids match local mode.
+
+The output schema is ``id: string, embedding: fixed_size_list<float32>[dim]`` in both modes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lam_mteb.errors import LamMtebError
+
+FORMATS = ("jsonl", "parquet", "text")
+ID_FIELDS = ("id", "_id", "doc_id", "docid")
+
+
+def detect_format(path: Path, given: str | None) -> str:
+    if given:
+        return given
+    name = path.name.lower()
+    if path.is_dir() or name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".jsonl", ".ndjson", ".json", ".jsonl.gz")):
+        return "jsonl"
+    return "text"
+
+
+# -- parsing one line (shared by the local reader and the Ray numbering stage) ---------------------
+
+class LineParser:
+    def __init__(self, fmt: str, text_field: str, id_field: str | None, title_field: str | None, source: str):
+        self.fmt, self.text_field, self.id_field, self.title_field, self.source = fmt, text_field, id_field, title_field, source
+
+    def __call__(self, line: str, lineno: int) -> tuple[str, str] | None:
+        """``(id, text)`` for one line, ``None`` for a blank line; bad input raises one clear line."""
+        if not line.strip():
+            return None
+        if self.fmt == "text":
+            return str(lineno), line.rstrip("\r\n")
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LamMtebError(f"{self.source}:{lineno}: not a JSON object ({exc.msg}); "
+                               "use --format text for plain text, one document a line") from None
+        if not isinstance(obj, dict) or self.text_field not in obj:
+            raise LamMtebError(f"{self.source}:{lineno}: no {self.text_field!r} field "
+                               f"(fields: {', '.join(obj) if isinstance(obj, dict) else type(obj).__name__}); "
+                               "name the text with --text-field")
+        text = _text(obj.get(self.text_field))
+        if self.title_field and obj.get(self.title_field):
+            text = f"{_text(obj[self.title_field])} {text}".strip()
+        if self.id_field:
+            if self.id_field not in obj:
+                raise LamMtebError(f"{self.source}:{lineno}: no id field {self.id_field!r}; name it with --id-field")
+            return str(obj[self.id_field]), text
+        return str(lineno), text
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def guess_id_field(columns: list[str], given: str | None) -> str | None:
+    if given:
+        return given
+    return next((c for c in ID_FIELDS if c in columns), None)
+
+
+def _first_json_fields(path: Path) -> list[str]:
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if raw.strip():
+                try:
+                    obj = json.loads(raw)
+                except json.JSONDecodeError:
+                    return []
+                return list(obj) if isinstance(obj, dict) else []
+    return []
+
+
+# -- local streaming -------------------------------------------------------------------------------
+
+def iter_documents(path: Path, fmt: str, rows: int, text_field: str, id_field: str | None,
+                   title_field: str | None, progress=None) -> Iterator[tuple[list[str], list[str]]]:
+    """Batches of at most ``rows`` ``(ids, texts)``; reads the input incrementally."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        row_no = 0
+        for file in files:
+            pf = pq.ParquetFile(file)
+            names = pf.schema_arrow.names
+            for col in [text_field] + ([title_field] if title_field else []) + ([id_field] if id_field else []):
+                if col not in names:
+                    raise LamMtebError(f"{file}: no column {col!r} (columns: {', '.join(names)}); "
+                                       "name them with --text-field / --id-field / --title-field")
+            cols = [c for c in (id_field, title_field, text_field) if c]
+            for batch in pf.iter_batches(batch_size=rows, columns=cols):
+                data = batch.to_pydict()
+                texts = [_text(t) for t in data[text_field]]
+                if title_field:
+                    texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(data[title_field], texts)]
+                ids = ([str(i) for i in data[id_field]] if id_field
+                       else [str(row_no + k + 1) for k in range(len(texts))])
+                row_no += len(texts)
+                if progress is not None:
+                    progress.update(len(texts))
+                yield ids, texts
+        return
+    parser = LineParser(fmt, text_field, id_field, title_field, str(path))
+    ids: list[str] = []
+    texts: list[str] = []
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if progress is not None:
+                progress.update(len(raw))
+            parsed = parser(raw.decode("utf-8", errors="replace"), lineno)
+            if parsed is None:
+                continue
+            ids.append(parsed[0])
+            texts.append(parsed[1])
+            if len(texts) >= rows:
+                yield ids, texts
+                ids, texts = [], []
+    if texts:
+        yield ids, texts
+
+
+class Embedder:
+    """A registered model's encoder, called the way the bridge calls it (prompt type, batch size)."""
+
+    def __init__(self, model: str, device: str | None = None, prompt_type: str = "document",
+                 batch_size: int = 32, encode_kwargs: dict | None = None):
+        from lam_mteb import bridge
+        from lam_mteb.registry import accepts_param, get_registry
+
+        config = get_registry().model(model)
+        params = {"device": device} if device and accepts_param(config.kind.factory, "device") else {}
+        self.name = config.name
+        self.encoder = config.create(**params)
+        fn = self.encoder.encode
+        if prompt_type == "query" and hasattr(self.encoder, "encode_queries"):
+            fn = self.encoder.encode_queries
+        elif prompt_type == "document" and hasattr(self.encoder, "encode_documents"):
+            fn = self.encoder.encode_documents
+        kwargs = {**(encode_kwargs or {}), "batch_size": batch_size, "show_progress_bar": False,
+                  "prompt_type": prompt_type}
+        self.kwargs = {k: v for k, v in kwargs.items() if bridge._accepts(fn, k)}
+        self.fn = fn
+
+    def __call__(self, texts: list[str]):
+        import numpy as np
+
+        emb = self.fn(list(texts), **self.kwargs)
+        if hasattr(emb, "detach"):
+            emb = emb.detach().cpu().numpy()
+        emb = np.asarray(emb, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[0] != len(texts):
+            raise LamMtebError(f"model {self.name!r} returned embeddings of shape {emb.shape} for {len(texts)} texts")
+        if not np.isfinite(emb).all():
+            raise LamMtebError(f"model {self.name!r} returned NaN/inf embeddings")
+        return emb
+
+
+def to_table(ids: list[str], emb):
+    import pyarrow as pa
+
+    flat = pa.array(emb.reshape(-1), type=pa.float32())
+    vectors = pa.FixedSizeListArray.from_arrays(flat, emb.shape[1])
+    return pa.table({"id": pa.array(ids, type=pa.string()), "embedding": vectors})
+
+
+def encode_local(path: Path, out: Path, fmt: str, embedder: Embedder, rows: int, text_field: str,
+                 id_field: str | None, title_field: str | None, show_progress: bool = True) -> int:
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    if fmt == "parquet":
+        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        total, unit, scale = sum(pq.ParquetFile(f).metadata.num_rows for f in files), "doc", False
+    else:
+        total, unit, scale = path.stat().st_size, "B", True
+    n = 0
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    writer = None
+    try:
+        with tqdm(total=total, unit=unit, unit_scale=scale, desc=f"encode {embedder.name}",
+                  disable=None if show_progress else True) as bar:
+            for ids, texts in iter_documents(path, fmt, rows, text_field, id_field, title_field, progress=bar):
+                table = to_table(ids, embedder(texts))
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table, row_group_size=len(ids))
+                n += len(ids)
+        if writer is None:
+            raise LamMtebError(f"{path}: no documents found (blank input?)")
+        writer.close()
+        writer = None
+        os.replace(tmp, out)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    return n
+
+
+# -- Ray Data ------------------------------------------------------------------------------------
+
+class _Numberer:
+    """Ray Data stage (one actor, ordered stream): raw lines -> (id, text), numbering lines like local mode."""
+
+    def __init__(self, fmt, text_field, id_field, title_field, source):
+        self.parse = LineParser(fmt, text_field, id_field, title_field, source)
+        self.lineno = 0
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        ids, texts = [], []
+        for line in batch.column("text").to_pylist():
+            self.lineno += 1
+            parsed = self.parse(line or "", self.lineno)
+            if parsed is not None:
+                ids.append(parsed[0])
+                texts.append(parsed[1])
+        return pa.table({"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())})
+
+
+class _EncodeActor:
+    """One model replica per Ray actor."""
+
+    def __init__(self, model, device, prompt_type, batch_size, encode_kwargs, env, threads):
+        os.environ.update(env)
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        self.embedder = Embedder(model, device, prompt_type, batch_size, encode_kwargs)
+        self.dim: int | None = None
+
+    def __call__(self, batch):
+        import numpy as np
+
+        texts = [_text(t) for t in batch.column("text").to_pylist()]
+        ids = [str(i) for i in batch.column("id").to_pylist()]
+        if not texts:  # a batch of blank lines: an empty table of the same schema
+            if self.dim is None:
+                self.dim = self.embedder(["dimension probe"]).shape[1]
+            return to_table([], np.zeros((0, self.dim), dtype=np.float32))
+        emb = self.embedder(texts)
+        self.dim = emb.shape[1]
+        return to_table(ids, emb)
+
+
+def encode_ray(path: Path, out: Path, fmt: str, *, model: str, device: str | None, prompt_type: str,
+               batch_size: int, encode_kwargs: dict, rows: int, text_field: str, id_field: str | None,
+               title_field: str | None, address: str | None, workers: int | None, cpus_per_worker: float,
+               gpus_per_worker: float) -> int:
+    from lam_mteb import runner
+
+    ray, started = runner.init_ray(address)
+    try:
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # line numbers follow the file; shards in input order
+        source = str(path.resolve())
+        if fmt == "parquet":
+            cols = [c for c in (id_field, title_field, text_field) if c]
+            ds = ray.data.read_parquet(source, columns=cols)
+            if id_field is None or title_field:
+                if id_field is None:
+                    # row numbers need the global order: number them on one ordered actor, as for text
+                    ds = ds.map_batches(_ParquetNumberer, fn_constructor_kwargs={"text_field": text_field, "title_field": title_field},
+                                        batch_format="pyarrow", concurrency=1, num_cpus=0)
+                else:
+                    ds = ds.map_batches(_join_title, fn_kwargs={"text_field": text_field, "title_field": title_field,
+                                                                "id_field": id_field}, batch_format="pyarrow")
+            else:
+                ds = ds.map_batches(_rename, fn_kwargs={"text_field": text_field, "id_field": id_field}, batch_format="pyarrow")
+        else:
+            ds = ray.data.read_text(source, drop_empty_lines=False)
+            ds = ds.map_batches(_Numberer, fn_constructor_kwargs={"fmt": fmt, "text_field": text_field, "id_field": id_field,
+                                                                  "title_field": title_field, "source": str(path)},
+                                batch_format="pyarrow", concurrency=1, num_cpus=0)
+        total = ray.cluster_resources()
+        if gpus_per_worker:
+            limit = int(total.get("GPU", 0) // gpus_per_worker)
+        else:
+            limit = int(total.get("CPU", 1) // max(cpus_per_worker, 1e-9))
+        if limit < 1:
+            raise LamMtebError(f"each encode worker asks for {cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU; the Ray cluster has "
+                               f"{total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU")
+        n_workers = min(workers or limit, limit)
+        threads = max(1, int(cpus_per_worker)) if cpus_per_worker >= 1 else 1
+        ds = ds.map_batches(
+            _EncodeActor, batch_size=rows, batch_format="pyarrow", concurrency=(1, n_workers),
+            num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
+            fn_constructor_kwargs={"model": model, "device": device, "prompt_type": prompt_type, "batch_size": batch_size,
+                                   "encode_kwargs": encode_kwargs, "env": runner.forwarded_env(), "threads": threads})
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        try:
+            ds.write_parquet(str(tmp))
+            files = sorted(tmp.glob("*.parquet"))
+            import pyarrow.parquet as pq
+
+            n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+            if n == 0:
+                raise LamMtebError(f"{path}: no documents found (blank input?)")
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return n
+    except LamMtebError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unwrapped below to one line
+        # a LamMtebError raised inside a Ray task arrives wrapped: keep its one line
+        cause = exc
+        while getattr(cause, "cause", None) is not None or getattr(cause, "__cause__", None) is not None:
+            cause = getattr(cause, "cause", None) or cause.__cause__
+            if isinstance(cause, LamMtebError):
+                raise LamMtebError(str(cause)) from None
+        text = str(exc).strip().splitlines()
+        raise LamMtebError(f"Ray encode failed: {type(exc).__name__}: {text[-1] if text else ''}") from None
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class _ParquetNumberer:
+    def __init__(self, text_field, title_field):
+        self.text_field, self.title_field, self.row = text_field, title_field, 0
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        texts = [_text(t) for t in batch.column(self.text_field).to_pylist()]
+        if self.title_field:
+            titles = batch.column(self.title_field).to_pylist()
+            texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts)]
+        ids = [str(self.row + k + 1) for k in range(len(texts))]
+        self.row += len(texts)
+        return pa.table({"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())})
+
+
+def _join_title(batch, text_field, title_field, id_field):
+    import pyarrow as pa
+
+    texts = [_text(t) for t in batch.column(text_field).to_pylist()]
+    titles = batch.column(title_field).to_pylist()
+    texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts)]
+    return pa.table({"id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
+                     "text": pa.array(texts, type=pa.string())})
+
+
+def _rename(batch, text_field, id_field):
+    import pyarrow as pa
+
+    return pa.table({"id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
+                     "text": pa.array([_text(t) for t in batch.column(text_field).to_pylist()], type=pa.string())})
+
+
+# -- command ---------------------------------------------------------------------------------------
+
+def cmd_encode(args) -> int:
+    from lam_mteb import runner
+
+    path = Path(args.input).expanduser()
+    out = Path(args.output).expanduser()
+    if not path.exists():
+        raise LamMtebError(f"--input {path} does not exist")
+    if out.exists() and not args.overwrite:
+        raise LamMtebError(f"--output {out} exists; choose another path or pass --overwrite")
+    if not out.parent.is_dir():
+        raise LamMtebError(f"--output {out}: folder {out.parent} does not exist")
+    if args.rows < 1 or args.batch_size < 1:
+        raise LamMtebError("--rows and --batch-size must be at least 1")
+    fmt = detect_format(path, args.format)
+    if fmt != "parquet" and path.is_dir():
+        raise LamMtebError(f"--input {path} is a folder; only parquet input may be a folder of files")
+    if args.executor == "ray":
+        runner.import_ray()
+    from lam_mteb.registry import get_registry
+
+    get_registry().model(args.model)  # unknown model: one line, before any work
+    id_field = args.id_field
+    if fmt == "jsonl":
+        id_field = guess_id_field(_first_json_fields(path), args.id_field)
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        first = next(iter(sorted(path.rglob("*.parquet")) if path.is_dir() else [path]), None)
+        if first is None:
+            raise LamMtebError(f"--input {path}: no parquet files")
+        id_field = guess_id_field(pq.ParquetFile(first).schema_arrow.names, args.id_field)
+    encode_kwargs = {}
+    if args.encode_kwargs:
+        try:
+            encode_kwargs = json.loads(args.encode_kwargs)
+        except json.JSONDecodeError as exc:
+            raise LamMtebError(f"--encode-kwargs is not JSON ({exc.msg})") from None
+    devices = args.device or []
+    if len(devices) > 1:
+        encode_kwargs.setdefault("device", devices)
+    device = devices[0] if devices else None
+    t0 = time.perf_counter()
+    staged = out
+    if out.exists():  # --overwrite: keep the old output until the new one is complete
+        staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) / out.name
+    try:
+        if args.executor == "ray":
+            n = encode_ray(path, staged, fmt, model=args.model, device=device, prompt_type=args.prompt_type,
+                           batch_size=args.batch_size, encode_kwargs=encode_kwargs, rows=args.rows,
+                           text_field=args.text_field, id_field=id_field, title_field=args.title_field,
+                           address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                           gpus_per_worker=args.gpus_per_worker)
+        else:
+            embedder = Embedder(args.model, device, args.prompt_type, args.batch_size, encode_kwargs)
+            n = encode_local(path, staged, fmt, embedder, args.rows, args.text_field, id_field, args.title_field)
+        if staged != out:
+            if out.is_dir():
+                shutil.rmtree(out)
+            else:
+                out.unlink()
+            os.replace(staged, out)
+    finally:
+        if staged != out and staged.parent.exists():
+            shutil.rmtree(staged.parent, ignore_errors=True)
+    wall = time.perf_counter() - t0
+    print(f"{n} documents from {path} ({fmt}) -> {out}{' (parquet shards)' if args.executor == 'ray' else ''} "
+          f"with {args.model} in {wall:.1f}s ({n / max(wall, 1e-9):.1f} docs/s); ids: "
+          f"{id_field or ('row numbers' if fmt == 'parquet' else 'line numbers')}", file=sys.stderr)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("encode", help="embed a corpus (jsonl / parquet / text lines) into parquet: id, embedding")
+    p.add_argument("-m", "--model", required=True, help="a registered model (`lam-mteb models`)")
+    p.add_argument("--input", required=True, help="jsonl, parquet (file or folder) or plain text, one document a line")
+    p.add_argument("--output", required=True, help="parquet file (local) or folder of parquet shards (ray)")
+    p.add_argument("--format", choices=FORMATS, default=None, help="input format (default: from the file name)")
+    p.add_argument("--text-field", default="text", help="jsonl/parquet: the text field (default: text)")
+    p.add_argument("--title-field", default=None, help="jsonl/parquet: a title field prepended to the text")
+    p.add_argument("--id-field", default=None, help=f"jsonl/parquet: the id field (default: {'/'.join(ID_FIELDS)} if present, else line numbers)")
+    p.add_argument("--prompt-type", choices=["document", "query"], default="document")
+    p.add_argument("--batch-size", "--batch_size", type=int, default=32, help="encoder batch size")
+    p.add_argument("--rows", type=int, default=1024, help="documents read, encoded and written at a time (row group / Ray batch)")
+    p.add_argument("--device", nargs="+", default=None, help="device; several: encoders that accept a device list use them all")
+    p.add_argument("--encode-kwargs", default=None, help="JSON object of extra encode keywords")
+    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--workers", type=int, default=None, help="ray: most encode actors (default: as many as resources allow)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--gpus-per-worker", type=float, default=0.0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output (only once the new one is complete)")
+    p.set_defaults(func=cmd_encode)

@@ -1,0 +1,149 @@
+"""Bounded reading of user-supplied YAML/JSON files and validation of names used as paths.
+
+Every YAML or JSON document lam-mteb reads from a user (registry files, references files, result
+files) goes through here, so none can exhaust memory or time: the file size is capped, YAML alias
+expansion and nesting are measured on the composed node graph *before* anything is constructed
+(a 592-byte "billion laughs" is refused in milliseconds), and JSON nesting is capped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lam_mteb.errors import LamMtebError
+
+MAX_YAML_BYTES = 4 * 1024 * 1024
+MAX_JSON_BYTES = 64 * 1024 * 1024
+#: nodes of a YAML document once every alias is expanded (what json.dumps or a schema check visits)
+MAX_YAML_NODES = 200_000
+MAX_DEPTH = 64
+
+#: a model name, org or revision: it becomes a folder name in mteb's results layout
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
+
+
+def check_name(value: Any, what: str) -> str | None:
+    """Why ``value`` is not a safe name (no path separators, not dots-only, one line), or None."""
+    if not isinstance(value, str):
+        return f"{what} must be a string, got {type(value).__name__}"
+    if not NAME_RE.match(value):
+        return (f"{what} {value!r} is not a valid name (letters, digits and . _ + -, starting with a "
+                "letter or digit, at most 128 characters, no path separators or newlines)")
+    return None
+
+
+def read_bytes_bounded(path: Path, limit: int, what: str) -> bytes:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise LamMtebError(f"{path}: {what} is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit; "
+                               "is this the right file?")
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise LamMtebError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise LamMtebError(f"{path}: {what} is over the {limit / 1e6:.0f} MB limit; is this the right file?")
+    return data
+
+
+def _decode(data: bytes, path: Path, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LamMtebError(f"{path}: {what} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def _check_node_graph(root: yaml.Node, path: Path, what: str) -> None:
+    """Refuse documents whose alias-expanded size or nesting is over the limits (iterative, memoised)."""
+    sizes: dict[int, int] = {}
+    depth_of: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            depth_of[key] = 1 + max((depth_of[id(c)] for c in children), default=0)
+            if sizes[key] > MAX_YAML_NODES:
+                raise LamMtebError(f"{path}: {what} expands to more than {MAX_YAML_NODES} values (YAML aliases "
+                                   "repeated too often); write the values out or use fewer aliases")
+            if depth_of[key] > MAX_DEPTH:
+                raise LamMtebError(f"{path}: {what} is nested more than {MAX_DEPTH} levels deep")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise LamMtebError(f"{path}: {what} has a recursive YAML alias")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+        if len(on_path) > MAX_DEPTH:
+            raise LamMtebError(f"{path}: {what} is nested more than {MAX_DEPTH} levels deep")
+
+
+def load_yaml(path: Path, *, what: str = "YAML file", loader: type = yaml.SafeLoader,
+              limit: int = MAX_YAML_BYTES) -> Any:
+    """Parse a YAML file with ``loader`` within the size, alias-expansion and nesting limits.
+
+    YAML syntax errors propagate as ``yaml.YAMLError`` (callers name the line); everything else is
+    a :class:`LamMtebError` naming the file.
+    """
+    text = _decode(read_bytes_bounded(path, limit, what), path, what)
+    ldr = loader(text)
+    try:
+        try:
+            node = ldr.get_single_node()
+        except RecursionError:
+            raise LamMtebError(f"{path}: {what} is nested too deeply") from None
+        if node is None:
+            return None
+        _check_node_graph(node, path, what)
+        return ldr.construct_document(node)
+    finally:
+        ldr.dispose()
+
+
+def load_json(path: Path, *, what: str = "JSON file", limit: int = MAX_JSON_BYTES) -> Any:
+    """Parse a JSON file within the size and nesting limits; ValueError (with the reason) if invalid."""
+    text = _decode(read_bytes_bounded(path, limit, what), path, what)
+    return loads_json(text)
+
+
+def loads_json(text: str) -> Any:
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep") from None
+    if _json_depth(doc) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    return doc
+
+
+def _json_depth(doc: Any) -> int:
+    depth, level = 0, [doc]
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            return depth
+        nxt = []
+        for item in level:
+            if isinstance(item, dict):
+                nxt.extend(item.values())
+            elif isinstance(item, list):
+                nxt.extend(item)
+        level = nxt
+    return depth - 1

@@ -1,0 +1,516 @@
+"""Grids of (model, task) pairs: in this process, a local process pool, Ray tasks, or a shard of them.
+
+``lam-mteb run -m M1 M2 -t T1 T2`` expands the pairs, skips those whose result already lies in the
+output folder for the same model revision and dataset revision (mteb's own layout, read with
+``mteb.ResultCache``; a result file that cannot be read counts as missing), and evaluates the others:
+
+- ``--executor local --jobs 1`` (default): one after another in this process, each model loaded
+  once for all its tasks (what ``lam-mteb run`` always did);
+- ``--executor local --jobs N``: N ``spawn``-ed worker processes; a crash or an out-of-memory kill
+  fails the pair that worker was running, and a fresh process takes its place;
+- ``--executor ray``: one Ray task per pair (``num_cpus`` / ``num_gpus`` per job; Ray reuses a CPU
+  worker process across pairs and gives every GPU pair a fresh one) on the cluster at ``--address`` /
+  ``RAY_ADDRESS``, else on a local Ray started for the run.  Workers need lam-mteb installed;
+  plugins load there through the normal bridge.
+
+Workers return their ``TaskResult``; only this (driving) process writes the output folder, so no
+shared file system is needed and concurrent pairs of one model never race on ``run_settings.jsonl``.
+A new result is merged into a stored one with the same dataset revision (other splits are kept); a
+stored result for another dataset revision, or one that cannot be read, is moved aside to
+``<Task>.json.<reason>-<time>`` rather than overwritten.  ``--shard i/N`` keeps every N-th pair
+(``pairs[i::N]``) so a scheduler without Ray (a SLURM array) can split the grid.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lam_mteb.errors import LamMtebError
+
+RAY_INSTALL_HINT = "--executor ray needs Ray: pip install 'lam-mteb[ray]' (or pip install 'ray[data]>=2.9')"
+
+#: environment variables a worker gets from the driver (data dir, plugins, registry, offline mode, caches)
+FORWARDED_ENV_PREFIXES = ("LAM_MTEB_", "HF_", "TRANSFORMERS_", "SENTENCE_TRANSFORMERS_", "MTEB_", "TOKENIZERS_")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (model, task) cell of a grid; ``eval_splits`` / ``hf_subsets`` as the task was selected."""
+
+    model: str  # a name mteb.get_model_meta knows (lam-mteb bare or full name, or an mteb model)
+    task: str
+    eval_splits: tuple[str, ...] | None = None
+    hf_subsets: tuple[str, ...] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} × {self.task}"
+
+
+@dataclass
+class PairOutcome:
+    pair: Pair
+    status: str  # "done", "cached", "failed", "missing" (only-cache), "exists" (never overwrite)
+    main_score: float | None = None
+    seconds: float | None = None
+    worker: str = "-"
+    error: str | None = None
+    splits: tuple[str, ...] = ()
+    log: str | None = None
+    result: dict | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "cached", "exists")
+
+
+# -- grid -----------------------------------------------------------------------------------------
+
+def expand(models: Iterable[str], tasks: Iterable[Any]) -> list[Pair]:
+    """Model-major grid of pairs (a model's tasks are adjacent: the in-process executor loads it once)."""
+    specs = []
+    for task in tasks:
+        if isinstance(task, str):
+            specs.append((task, None, None))
+        else:
+            specs.append((task.metadata.name, tuple(task.eval_splits), tuple(task.hf_subsets)))
+    seen: set[Pair] = set()
+    pairs = []
+    for model in models:
+        for name, splits, subsets in specs:
+            pair = Pair(model, name, splits, subsets)
+            if pair not in seen:
+                seen.add(pair)
+                pairs.append(pair)
+    return pairs
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise LamMtebError(f"--shard {text!r}: give i/N with integers, e.g. --shard 0/4 "
+                           "(SLURM: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)") from None
+    if n < 1 or not 0 <= i < n:
+        raise LamMtebError(f"--shard {text!r}: need N >= 1 and 0 <= i < N")
+    return i, n
+
+
+def shard(pairs: list[Pair], index: int, count: int) -> list[Pair]:
+    """Every ``count``-th pair starting at ``index``: shards 0..count-1 cover the grid exactly once."""
+    return pairs[index::count]
+
+
+# -- what is already done -------------------------------------------------------------------------
+
+def task_object(pair: Pair):
+    import mteb
+
+    kwargs = {}
+    if pair.eval_splits is not None:
+        kwargs["eval_splits"] = list(pair.eval_splits)
+    if pair.hf_subsets is not None:
+        kwargs["hf_subsets"] = list(pair.hf_subsets)
+    return mteb.get_task(pair.task, **kwargs)
+
+
+def expected_dataset_revision(task) -> str | None:
+    """The ``dataset_revision`` a run of ``task`` records now (local re-creations carry a marker)."""
+    revision = task.metadata.revision
+    if getattr(task, "lam_mteb_self_loading", False):
+        return revision
+    path = task.metadata.dataset.get("path")
+    try:
+        from lam_mteb import bridge, data
+
+        if not path or data.data_dir() is None:
+            return revision
+        resolution = data.resolve(path, quiet=True)
+        if resolution.path is not None and resolution.recreation:
+            return f"{bridge.RECREATION_PREFIX}{Path(str(resolution.path)).name}"
+    except Exception:  # noqa: BLE001 - an unreadable data dir surfaces when the pair runs
+        return revision
+    return revision
+
+
+def stored_state(cache, meta, task, expected_revision: str | None):
+    """``(state, TaskResult | None, path)`` with state one of missing, corrupt, stale, partial, complete."""
+    from mteb.results import TaskResult
+
+    path = cache.get_task_result_path(task.metadata.name, meta)
+    if not path.is_file():
+        return "missing", None, path
+    try:
+        result = TaskResult.from_disk(path)
+    except Exception:  # noqa: BLE001 - any unreadable file counts as missing
+        return "corrupt", None, path
+    if result.task_name != task.metadata.name or result.dataset_revision != expected_revision:
+        return "stale", result, path
+    try:
+        missing = result.get_missing_evaluations(task)
+    except Exception:  # noqa: BLE001 - a malformed file counts as missing
+        return "corrupt", None, path
+    return ("partial" if missing else "complete"), result, path
+
+
+def main_score(result, splits: Iterable[str] | None = None) -> float | None:
+    try:
+        keys = [s for s in (splits or result.scores) if s in result.scores] or None
+        return float(result.get_score(splits=keys))
+    except Exception:  # noqa: BLE001 - a score-less result shows no score
+        return None
+
+
+def save_result(cache, meta, new_result, encode_kwargs: dict) -> Path:
+    """Write ``new_result`` in mteb's layout, merged with a stored result of the same dataset revision.
+
+    Under a file lock in the revision folder, so shards of one model (a SLURM array writing one
+    shared folder) never interleave ``run_settings.jsonl`` or a result file.
+    """
+    from filelock import FileLock
+
+    path = cache.get_task_result_path(new_result.task_name, meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.parent / ".lam-mteb.lock"), timeout=600):
+        merged = new_result
+        if path.is_file():
+            from mteb.results import TaskResult
+
+            try:
+                stored = TaskResult.from_disk(path)
+                reason = None if stored.is_mergeable(new_result) else f"dataset-{stored.dataset_revision}"
+            except Exception:  # noqa: BLE001 - unreadable in any way: kept aside, not merged
+                stored, reason = None, "corrupt"
+            if reason is None:
+                merged = stored.merge(new_result)
+            else:
+                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in reason)[:60]
+                aside = path.with_name(f"{path.name}.{safe}-{time.strftime('%Y%m%dT%H%M%S')}")
+                os.replace(path, aside)
+                sys.stderr.write(f"lam-mteb: kept the previous {path.name} ({reason.split('-', 1)[0]}) as {aside}\n")
+        cache.save_to_cache(merged, meta, encode_kwargs=encode_kwargs)
+    return path
+
+
+# -- the worker -----------------------------------------------------------------------------------
+
+def forwarded_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+_loaded: dict[tuple, Any] = {}
+
+
+def _load_model(name: str, device: str | None, reuse: bool):
+    import mteb
+
+    key = (name, device)
+    if reuse and key in _loaded:
+        return _loaded[key]
+    _loaded.clear()  # one model at a time in this process
+    model = mteb.get_model(name, device=device) if device else mteb.get_model(name)
+    if reuse:
+        _loaded[key] = model
+    return model
+
+
+def run_pair(job: dict) -> dict:
+    """Evaluate one pair; never raises.  ``job``: pair fields, device, encode_kwargs, env, reuse_model."""
+    os.environ.update(job.get("env") or {})  # a Ray worker on another node gets the driver's settings
+    threads = job.get("threads")
+    t0 = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        import logging
+
+        import mteb
+
+        from lam_mteb import bridge
+
+        bridge.install()
+        logging.getLogger("mteb").setLevel(logging.WARNING if job.get("verbosity", 1) < 2 else logging.INFO)
+        pair = Pair(job["model"], job["task"], job.get("eval_splits"), job.get("hf_subsets"))
+        task = task_object(pair)
+        model = _load_model(pair.model, job.get("device"), bool(job.get("reuse_model")))
+        results = mteb.evaluate(model, task, cache=None, encode_kwargs=dict(job.get("encode_kwargs") or {}),
+                                show_progress_bar=bool(job.get("show_progress_bar")), raise_error=True)
+        if not results.task_results:
+            raise LamMtebError(f"mteb returned no result for {pair.label}")
+        return {"ok": True, "result": results.task_results[0].to_dict(), "worker": worker,
+                "seconds": time.perf_counter() - t0}
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return {"ok": False, "error": _one_line(exc), "traceback": traceback.format_exc(), "worker": worker,
+                "seconds": time.perf_counter() - t0}
+
+
+def _worker_loop(conn) -> None:  # runs in a spawned process: pairs in, replies out, until None
+    try:
+        while True:
+            job = conn.recv()
+            if job is None:
+                break
+            conn.send(run_pair({**job, "reuse_model": True}))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        conn.close()
+
+
+# -- executors: each yields (job, reply) as pairs finish ------------------------------------------
+
+def run_in_process(jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
+    for job in jobs:
+        yield job, run_pair({**job, "reuse_model": True, "env": {}})
+    _loaded.clear()
+
+
+def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dict]]:
+    """Pairs on ``workers`` spawned processes; a process that dies fails its own pair only.
+
+    Not ``concurrent.futures.ProcessPoolExecutor``: when one of its workers dies (OOM kill, segfault)
+    the whole pool breaks and every pending pair fails.  Here a dead worker's pair is reported
+    failed and a fresh process takes its place.  A worker keeps its last model loaded and prefers
+    pending pairs of that model, so (as in-process) a model is loaded about once per worker.
+    """
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")
+    pending = list(jobs)
+    idle: list[list] = []  # [process, conn, last model]
+    busy: dict[Any, tuple[list, dict]] = {}  # conn -> (worker, job)
+    n_started = 0
+
+    def start():
+        nonlocal n_started
+        here, there = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_worker_loop, args=(there,), name=f"lam-mteb-worker-{n_started}")
+        proc.start()
+        there.close()
+        n_started += 1
+        return [proc, here, None]
+
+    def died(worker, job):
+        proc = worker[0]
+        proc.join(5)
+        code = proc.exitcode
+        why = " (killed: out of memory?)" if code in (-9, 137) else ""
+        return {"ok": False, "error": f"worker process died with exit code {code}{why}",
+                "worker": f"{socket.gethostname()}:{proc.pid}", "seconds": None}
+
+    try:
+        while pending or busy:
+            while pending and (idle or len(busy) < workers):
+                worker = idle.pop() if idle else start()
+                job = next((j for j in pending if j["model"] == worker[2]), pending[0])
+                pending.remove(job)
+                try:
+                    worker[1].send(job)
+                except (BrokenPipeError, OSError):
+                    yield job, died(worker, job)
+                    continue
+                worker[2] = job["model"]
+                busy[worker[1]] = (worker, job)
+            for conn in wait(list(busy)):
+                worker, job = busy.pop(conn)
+                try:
+                    reply = conn.recv()
+                except (EOFError, OSError):  # the process died mid-pair
+                    conn.close()
+                    yield job, died(worker, job)
+                    continue
+                idle.append(worker)
+                yield job, reply
+    finally:
+        for worker in idle + [w for w, _ in busy.values()]:
+            proc, conn = worker[0], worker[1]
+            try:
+                conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+            conn.close()
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise LamMtebError(RAY_INSTALL_HINT) from None
+    return ray
+
+
+def init_ray(address: str | None, num_cpus: int | None = None):
+    """Connect to ``address`` / ``RAY_ADDRESS``, or start a local Ray for this run. Returns (ray, started)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": "WARNING"}
+    if address:
+        kwargs["address"] = address
+    elif num_cpus:
+        kwargs["num_cpus"] = num_cpus
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - Ray raises many types; one line
+        raise LamMtebError(f"could not start or reach Ray{f' at {address}' if address else ''}: {_one_line(exc)}") from None
+    return ray, True
+
+
+def run_ray(jobs: list[dict], address: str | None, cpus_per_job: float, gpus_per_job: float) -> Iterator[tuple[dict, dict]]:
+    ray, started = init_ray(address)
+    try:
+        total = ray.cluster_resources()
+        if cpus_per_job > total.get("CPU", 0) or gpus_per_job > total.get("GPU", 0):
+            raise LamMtebError(f"each pair asks for {cpus_per_job:g} CPU / {gpus_per_job:g} GPU but the Ray cluster has "
+                               f"{total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU; lower --cpus-per-job / --gpus-per-job")
+        # Ray's own default for max_calls: workers are reused for CPU tasks (one import per worker),
+        # and a GPU task's worker exits after it (GPU memory is freed); a worker crash fails its pair only
+        remote = ray.remote(max_retries=0)(run_pair)
+        refs = {}
+        for job in jobs:
+            ref = remote.options(num_cpus=cpus_per_job, num_gpus=gpus_per_job,
+                                 name=f"lam-mteb {job['model']} x {job['task']}").remote(job)
+            refs[ref] = job
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            for ref in ready:
+                job = refs.pop(ref)
+                try:
+                    reply = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - WorkerCrashedError, OutOfMemoryError, a lost node ...
+                    reply = {"ok": False, "error": f"Ray: {_one_line(exc)}", "worker": "-", "seconds": None}
+                yield job, reply
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# -- the driver -----------------------------------------------------------------------------------
+
+@dataclass
+class GridConfig:
+    output_folder: Path
+    executor: str = "local"
+    jobs: int = 1
+    cpus_per_job: float = 1.0
+    gpus_per_job: float = 0.0
+    address: str | None = None
+    device: str | None = None
+    encode_kwargs: dict = field(default_factory=dict)
+    overwrite_strategy: str = "only-missing"
+    verbosity: int = 1
+
+
+def plan(pairs: list[Pair], cache, strategy: str) -> tuple[list[tuple[Pair, Any, Any, str | None]], list[PairOutcome]]:
+    """Split ``pairs`` into those to run ``(pair, meta, task, expected revision)`` and settled outcomes."""
+    import mteb
+
+    metas: dict[str, Any] = {}
+    to_run, settled = [], []
+    for pair in pairs:
+        meta = metas.get(pair.model) or metas.setdefault(pair.model, mteb.get_model_meta(pair.model))
+        task = task_object(pair)
+        expected = expected_dataset_revision(task)
+        state, stored, path = stored_state(cache, meta, task, expected)
+        splits = tuple(task.eval_splits)
+        if strategy == "always":
+            to_run.append((pair, meta, task, expected))
+        elif state == "complete":
+            settled.append(PairOutcome(pair, "cached", main_score(stored, splits), worker="(stored)", splits=splits))
+        elif strategy == "never" and state != "missing":
+            settled.append(PairOutcome(pair, "exists", None, worker="(stored)", splits=splits,
+                                       error=f"{state} result kept (--overwrite-strategy never): {path}"))
+        elif strategy == "only-cache":
+            settled.append(PairOutcome(pair, "missing", None, splits=splits,
+                                       error=f"no complete result for this model and dataset revision in {path.parent}"))
+        else:
+            to_run.append((pair, meta, task, expected))
+    return to_run, settled
+
+
+def run_grid(pairs: list[Pair], config: GridConfig, on_outcome: Callable[[PairOutcome], None] | None = None) -> list[PairOutcome]:
+    """Evaluate ``pairs`` (skipping stored ones); returns one outcome per pair, in grid order."""
+    from mteb.cache import ResultCache
+    from mteb.results import TaskResult
+    from tqdm.auto import tqdm
+
+    cache = ResultCache(config.output_folder)
+    to_run, settled = plan(pairs, cache, config.overwrite_strategy)
+    outcomes = {o.pair: o for o in settled}
+    info = {pair: (meta, task, expected) for pair, meta, task, expected in to_run}
+    env = forwarded_env()
+    threads = None
+    if config.executor == "local" and config.jobs > 1:
+        threads = max(1, int(config.cpus_per_job)) if config.cpus_per_job else max(1, (os.cpu_count() or 1) // config.jobs)
+    jobs = [{"model": p.model, "task": p.task, "eval_splits": p.eval_splits, "hf_subsets": p.hf_subsets,
+             "device": config.device, "encode_kwargs": config.encode_kwargs, "env": env, "threads": threads,
+             "verbosity": config.verbosity} for p, *_ in to_run]
+    if config.executor == "ray":
+        stream = run_ray(jobs, config.address, config.cpus_per_job, config.gpus_per_job)
+    elif config.jobs > 1:
+        stream = run_process_pool(jobs, config.jobs)
+    else:
+        stream = run_in_process(jobs)
+    log_dir = Path(config.output_folder) / "lam-mteb-logs"
+    bar = tqdm(total=len(pairs), initial=len(settled), desc="pairs", unit="pair", dynamic_ncols=True,
+               disable=None if config.verbosity > 0 else True)
+    try:
+        for job, reply in stream:
+            pair = Pair(job["model"], job["task"], job["eval_splits"], job["hf_subsets"])
+            meta, task, _ = info[pair]
+            splits = tuple(task.eval_splits)
+            outcome = PairOutcome(pair, "failed", seconds=reply.get("seconds"), worker=reply.get("worker", "-"), splits=splits)
+            if reply.get("ok"):
+                try:
+                    result = TaskResult.from_dict(reply["result"])
+                    save_result(cache, meta, result, config.encode_kwargs)
+                    outcome.status, outcome.main_score, outcome.result = "done", main_score(result, splits), reply["result"]
+                except Exception as exc:  # noqa: BLE001 - reported as the pair's failure
+                    outcome.error = f"saving the result failed: {_one_line(exc)}"
+                    reply = {**reply, "traceback": traceback.format_exc()}
+            else:
+                outcome.error = reply.get("error") or "unknown error"
+            if outcome.status == "failed" and reply.get("traceback"):
+                log_dir.mkdir(parents=True, exist_ok=True)
+                log = log_dir / f"{meta.model_name_as_path()}__{pair.task}.log"
+                log.write_text(f"{pair.label}\nworker {outcome.worker}\n\n{reply['traceback']}", encoding="utf-8")
+                outcome.log = str(log)
+            outcomes[pair] = outcome
+            bar.set_postfix_str(f"{outcome.status}: {pair.label}"[:60], refresh=False)
+            bar.update(1)
+            if on_outcome:
+                on_outcome(outcome)
+    finally:
+        bar.close()
+    return [outcomes[p] for p in pairs if p in outcomes]
+
+
+def summary_rows(outcomes: list[PairOutcome]) -> list[list]:
+    return [[o.pair.label, o.status, ",".join(o.splits) or "-", o.main_score, o.seconds, o.worker] for o in outcomes]
+
+
+SUMMARY_HEADERS = ["pair", "status", "splits", "main score", "seconds", "worker"]
