@@ -9,7 +9,7 @@ Distilled **at first use** into lam-mteb's cache (``lam_mteb.cache_dir()/static/
 with model2vec's progress bar), not shipped: at 256 dims the vectors are 29 525 × 256 float16 =
 15 MB, twice the size budget for files in the package, and fewer dimensions would cost quality;
 the distillation is deterministic and offline (HF_HUB_OFFLINE=1 works: only local files are read).
-Needs ``model2vec[distill]``: ``pip install 'lam-mteb[baselines]'``.
+Needs ``model2vec`` and ``skeletoken`` (what model2vec's distillation imports): ``pip install 'lam-mteb[baselines]'``.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def distil(pca_dims: int = 256) -> Path:
     try:
         from model2vec.distill import distill
     except ImportError as exc:
-        raise lam_mteb.LamMtebError(f"minilm-static needs model2vec with its distill extra ({exc}): "
+        raise lam_mteb.LamMtebError(f"minilm-static needs model2vec and skeletoken to distil ({exc}): "
                                     f"{INSTALL_HINT}") from None
     sys.stderr.write(f"lam-mteb: distilling minilm-static from {minilm_folder()} with model2vec (once, "
                      f"~2 CPU-minutes) into {target}\n")
@@ -100,7 +100,10 @@ class StaticEncoder:
     """A model2vec ``StaticModel``: mean of the text's token vectors, no truncation."""
 
     def __init__(self, path: str | Path, normalize: bool = True):
-        from model2vec import StaticModel
+        try:
+            from model2vec import StaticModel
+        except ImportError:
+            raise lam_mteb.LamMtebError(f"minilm-static needs model2vec, which is not installed: {INSTALL_HINT}") from None
 
         self.path = Path(path)
         self.model = StaticModel.from_pretrained(str(self.path), normalize=normalize)
