@@ -1,7 +1,7 @@
 """The main job: the shipped LAM checkpoint through the stock `mteb run` CLI on the real STS-B test.
 
 Needs ../shared/data (or LAM_MTEB_SHARED_DATA); skipped with a reason otherwise.  Floors are the
-issue's (MiniLM: 0.820); measured values are in docs/lam.md.
+issue's (MiniLM: 0.820; LAM v2's lam-mean is MiniLM exactly); measured values are in docs/lam.md.
 """
 
 import pytest
@@ -12,7 +12,9 @@ from tests.test_integration_minilm import mteb_run
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("model, floor", [("lam-mean", 0.815), ("lam-state", 0.78), ("lam-hybrid", 0.80)])
+# lam-state (v2: the untrained memory's state, STS-B dev 0.797) has no floor until it is trained
+@pytest.mark.parametrize("model, floor", [("lam-mean", 0.815), ("lam-hybrid", 0.81),
+                                          ("lam-v1-state", 0.78), ("lam-v1-hybrid", 0.80)])
 def test_lam_stsbenchmark_reaches_its_floor(tmp_path, model, floor):
     data = shared_data_or_skip("stsbenchmark", "sts-test.csv")
     result = mteb_run(model, "STSBenchmark", tmp_path, data)

@@ -182,9 +182,9 @@ def run(args) -> int:
         opt.step()
         step += 1
         gates = torch.stack([la.attention.mem_gate.detach().abs().mean() for la in model.layers])
-        history.append(round(float(loss), 4))
+        history.append(round(float(loss.detach()), 4))
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}", gate=f"{float(gates.mean()):.3f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", gate=f"{float(gates.mean()):.3f}")
         if step % args.save_every == 0:
             save_state()
     bar.close()
