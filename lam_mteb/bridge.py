@@ -360,6 +360,15 @@ def non_finite_scores(task_result) -> list[str]:
     return bad
 
 
+def check_finite_scores(task_result, model_name: str) -> None:
+    """Raise a one-line error when a main score of ``task_result`` is NaN, infinite or missing."""
+    bad = non_finite_scores(task_result)
+    if bad:
+        raise LamMtebError(f"{model_name} on {task_result.task_name}: main score is not a finite number "
+                           f"({', '.join(bad)}); nothing was written. The encoder's embeddings are "
+                           "degenerate (constant, zero or NaN): check the model's weights and code")
+
+
 def patch_result_cache() -> None:
     """Wrap mteb's ResultCache so that (1) a cached result is reused only when its dataset revision
     is the data now loaded, (2) a corrupt result file is named in one line and treated as missing,
@@ -403,12 +412,7 @@ def patch_result_cache() -> None:
 
     @functools.wraps(original_save)
     def save_to_cache(self, task_result, model_name, *args, **kwargs):
-        bad = non_finite_scores(task_result)
-        if bad:
-            name = getattr(model_name, "name", model_name)
-            raise LamMtebError(f"{name} on {task_result.task_name}: main score is not a finite number "
-                               f"({', '.join(bad)}); nothing was written. The encoder's embeddings are "
-                               "degenerate (constant, zero or NaN): check the model's weights and code")
+        check_finite_scores(task_result, getattr(model_name, "name", model_name))
         return original_save(self, task_result, model_name, *args, **kwargs)
 
     @functools.wraps(original_to_disk)

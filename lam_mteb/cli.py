@@ -198,6 +198,10 @@ def cmd_run(args) -> int:
           + f"; wall {wall:.1f}s ({args.executor}{f', {args.jobs} jobs' if args.executor == 'local' else ''})")
     print(f"results in {Path(args.output_folder).resolve() / 'results'} (mteb layout; load with mteb.ResultCache)")
     bad = [o for o in outcomes if not o.ok]
+    if bad and all(o.user_error for o in bad):  # bad input only: one `error:` line per pair, exit 2
+        for o in bad:
+            print(f"error: {o.pair.label}: {o.error}", file=sys.stderr)
+        return 2
     if bad:
         print("\nfailed pairs (run the same command again to retry only these):", file=sys.stderr)
         for o in bad:

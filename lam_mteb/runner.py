@@ -66,6 +66,7 @@ class PairOutcome:
     splits: tuple[str, ...] = ()
     log: str | None = None
     result: dict | None = field(default=None, repr=False)
+    user_error: bool = False  # failed on bad input (a LamMtebError): its one line says what to do
 
     @property
     def ok(self) -> bool:
@@ -253,11 +254,15 @@ def run_pair(job: dict) -> dict:
                                 show_progress_bar=bool(job.get("show_progress_bar")), raise_error=True)
         if not results.task_results:
             raise LamMtebError(f"mteb returned no result for {pair.label}")
+        bridge.check_finite_scores(results.task_results[0], pair.model)  # a NaN is never stored
         return {"ok": True, "result": results.task_results[0].to_dict(), "worker": worker,
                 "seconds": time.perf_counter() - t0}
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
+        if isinstance(exc, LamMtebError):  # bad input: its one line says it all, no traceback
+            return {"ok": False, "error": _one_line(exc), "user_error": True, "worker": worker,
+                    "seconds": time.perf_counter() - t0}
         return {"ok": False, "error": _one_line(exc), "traceback": traceback.format_exc(), "worker": worker,
                 "seconds": time.perf_counter() - t0}
 
@@ -494,6 +499,7 @@ def run_grid(pairs: list[Pair], config: GridConfig, on_outcome: Callable[[PairOu
                     reply = {**reply, "traceback": traceback.format_exc()}
             else:
                 outcome.error = reply.get("error") or "unknown error"
+                outcome.user_error = bool(reply.get("user_error"))
             if outcome.status == "failed" and reply.get("traceback"):
                 log_dir.mkdir(parents=True, exist_ok=True)
                 log = log_dir / f"{meta.model_name_as_path()}__{pair.task}.log"
