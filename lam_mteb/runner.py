@@ -124,22 +124,19 @@ def task_object(pair: Pair):
 
 
 def expected_dataset_revision(task) -> str | None:
-    """The ``dataset_revision`` a run of ``task`` records now (local re-creations carry a marker)."""
+    """The ``dataset_revision`` a run of ``task`` records now: the bridge's content address of the
+    local data the task would load (re-creations carry their marker), else the task's revision."""
     revision = task.metadata.revision
     if getattr(task, "lam_mteb_self_loading", False):
         return revision
-    path = task.metadata.dataset.get("path")
     try:
         from lam_mteb import bridge, data
 
-        if not path or data.data_dir() is None:
+        if data.data_dir() is None:
             return revision
-        resolution = data.resolve(path, quiet=True)
-        if resolution.path is not None and resolution.recreation:
-            return f"{bridge.RECREATION_PREFIX}{Path(str(resolution.path)).name}"
+        return bridge.expected_dataset_revision(task.metadata.name) or revision
     except Exception:  # noqa: BLE001 - an unreadable data dir surfaces when the pair runs
         return revision
-    return revision
 
 
 def stored_state(cache, meta, task, expected_revision: str | None):
