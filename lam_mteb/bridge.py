@@ -4,9 +4,10 @@ mteb 2.x has no plugin mechanism; every use of its internals goes through
 :mod:`lam_mteb.mteb_compat`.  :func:`install` (called by the start-up hook right after
 ``import mteb`` completes) adds:
 
-- every registered model as a ``ModelMeta`` under its full name ``<org>/<name>`` *and* its bare
-  name (``mteb.get_model_meta("lam-state")`` is ``mteb.get_model_meta("lam-mteb/lam-state")``),
-  whose loader wraps the plugin's encoder in :class:`PluginModel` (an mteb ``AbsEncoder``);
+- every registered model as one ``ModelMeta`` under its full name ``<org>/<name>``, whose loader
+  wraps the plugin's encoder in :class:`PluginModel` (an mteb ``AbsEncoder``); its bare name
+  resolves too (``mteb.get_model_meta("lam-state")`` is ``mteb.get_model_meta("lam-mteb/lam-state")``,
+  ``mteb run -m lam-state`` works) through mteb_compat's lookup, not a second registry entry;
 - every plugin task class to the task registry;
 - offline data: each task's ``load_data`` first resolves its dataset path against the data
   directory (see :mod:`lam_mteb.data`).
@@ -39,7 +40,7 @@ __all__ = [  # RECREATION_PREFIX: re-exported from data; the version checks from
 ]
 
 _installed = False
-_bare_names: set[str] = set()
+_our_models: set[str] = set()  # full names this module put into mteb's model registry
 
 
 class PluginModel:
@@ -226,23 +227,24 @@ def make_model_meta(config):
 
 
 def register_models(registry) -> None:
-    for name in list(_bare_names):  # re-install: drop our previous entries
+    for name in list(_our_models):  # re-install: drop our previous entries
         mteb_compat.remove_model(name)
-    _bare_names.clear()
+    _our_models.clear()
+    bare: dict[str, str] = {}
     for config in registry.models.values():
         try:
             meta = make_model_meta(config)
         except Exception as exc:
             plugins.report(f"model {config.name!r} ({config.source}): invalid metadata: {exc}".splitlines()[0])
             continue
-        if mteb_compat.has_model(config.full_name) and config.full_name not in _bare_names:
+        if mteb_compat.has_model(config.full_name) and config.full_name not in _our_models:
             plugins.report(f"model {config.full_name!r} ({config.source}) clashes with a model mteb already has; skipped")
             continue
         mteb_compat.add_model(config.full_name, meta)
-        _bare_names.add(config.full_name)
-        if not mteb_compat.has_model(config.name) or config.name in _bare_names:
-            mteb_compat.add_model(config.name, meta)
-            _bare_names.add(config.name)
+        _our_models.add(config.full_name)
+        if config.name != config.full_name:
+            bare[config.name] = config.full_name  # a name mteb has itself still wins (mteb_compat)
+    mteb_compat.set_bare_names(bare)
 
 
 def register_tasks(registry) -> None:
@@ -416,6 +418,7 @@ def install(force: bool = False) -> None:
         invalidate()
     registry = get_registry()
     register_models(registry)
+    mteb_compat.install_bare_name_lookup()
     register_tasks(registry)
     patch_load_data(AbsTask)
     patch_result_cache()
@@ -475,7 +478,7 @@ def _unknown_model_in_argv() -> str | None:
 def unknown_model_message(name: str) -> str:
     import difflib
 
-    ours = sorted(_bare_names)
+    ours = sorted(_our_models | set(mteb_compat.bare_names()))
     close = difflib.get_close_matches(name, ours, n=3, cutoff=0.5) or difflib.get_close_matches(
         name, mteb_compat.model_names(), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""

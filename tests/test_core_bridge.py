@@ -28,9 +28,16 @@ def test_unsupported_mteb_version_is_one_clear_error(monkeypatch):
 
 def test_builtin_minilm_visible_after_plain_import_mteb():
     # the start-up hook (.pth) registered it when `import mteb` completed
-    assert MODEL_REGISTRY["minilm"] is MODEL_REGISTRY["lam-mteb/minilm"]
+    assert mteb.get_model_meta("minilm") is MODEL_REGISTRY["lam-mteb/minilm"]
     meta = mteb.get_model_meta("minilm")
     assert meta.name == "lam-mteb/minilm" and meta.embed_dim == 384 and meta.max_tokens == 256
+
+
+def test_each_model_is_listed_once_under_its_full_name():
+    names = [meta.name for meta in mteb.get_model_metas()]
+    assert names.count("lam-mteb/lam-state") == 1
+    assert "lam-state" not in MODEL_REGISTRY and "minilm" not in MODEL_REGISTRY
+    assert mteb.get_model_meta("lam-state") is mteb.get_model_meta("lam-mteb/lam-state")
 
 
 def test_mock_plugin_model_loads_through_mteb(mock_plugin):
@@ -44,6 +51,8 @@ def test_unregistering_removes_the_model(mock_plugin):
     plugins.unregister_plugin("mock-plugin")
     bridge.install(force=True)
     assert "mock-hash" not in MODEL_REGISTRY and "lam-mteb/mock-hash" not in MODEL_REGISTRY
+    with pytest.raises(KeyError):
+        mteb.get_model_meta("mock-hash")
     plugins.register_plugin(mock_plugin, name="mock-plugin")  # fixture teardown unregisters again
 
 

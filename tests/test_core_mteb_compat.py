@@ -32,6 +32,16 @@ def test_model_registry_is_the_dict_get_model_meta_reads():
     assert not mteb_compat.has_model("lam-mteb/compat-probe")
 
 
+def test_get_model_looks_names_up_through_the_wrapped_get_model_meta():
+    # mteb.get_model (used by `mteb run -m`) calls the module global get_model_meta: the bare-name
+    # lookup wraps exactly that global, and the public mteb.get_model_meta
+    module = importlib.import_module("mteb.models.get_model_meta")
+    assert "get_model_meta" in module.get_model.__code__.co_names
+    assert getattr(module.get_model_meta, "__lam_mteb__", False)
+    assert mteb.get_model_meta is module.get_model_meta
+    assert mteb.get_model_meta("minilm").name == "lam-mteb/minilm"
+
+
 def test_task_registry_and_task_list_feed_get_task_and_get_tasks(monkeypatch):
     gt = importlib.import_module("mteb.get_tasks")
     monkeypatch.setattr(gt, "_TASKS_REGISTRY", dict(gt._TASKS_REGISTRY))
