@@ -254,7 +254,29 @@ def register_tasks(registry) -> None:
             plugins.report(f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; skipped")
             continue
         mteb_compat.add_task_class(entry.cls)
-        patch_load_data(entry.cls)
+        if not entry.self_loading:
+            patch_load_data(entry.cls)
+
+
+def is_self_loading(task: Any) -> bool:
+    """Whether a task (class or instance) reads the data dir itself (``register(cls, self_loading=True)``)."""
+    from lam_mteb.registry import get_registry
+
+    entry = get_registry().tasks.get(task.metadata.name)
+    if entry is not None and entry.cls in type(task).__mro__ + (task,):
+        return entry.self_loading
+    return bool(getattr(task, "lam_mteb_self_loading", False))
+
+
+def patch_provided_tasks() -> None:
+    """Wrap ``load_data`` of the mteb tasks whose dataset the data dir can provide (a registered
+    builder, or a local snapshot under LAM_MTEB_DATA_DIR now); every other mteb task is untouched."""
+    from lam_mteb import data
+
+    paths = set(data.builders()) | data.local_snapshots()
+    for cls in set(mteb_compat.task_classes().values()):
+        if cls.metadata.dataset.get("path") in paths:
+            patch_load_data(cls)
 
 
 # -- offline data ---------------------------------------------------------------------------------
@@ -268,7 +290,7 @@ def _offline_load_data(original):
     @functools.wraps(original)
     def load_data(self, *args, **kwargs):
         if (getattr(self, "data_loaded", False) or getattr(self, "_lam_mteb_loading", False)
-                or getattr(self, "lam_mteb_self_loading", False)):
+                or is_self_loading(self)):
             # already loaded, re-entered, or a task that reads LAM_MTEB_DATA_DIR itself
             return original(self, *args, **kwargs)
         from lam_mteb import data
@@ -309,7 +331,7 @@ def expected_dataset_revision(task_name: str) -> str | None:
     """The dataset revision a result of ``task_name`` must carry to be reused: the content address
     of the local data the task would load now, else the task's published revision (None: unknown)."""
     cls = mteb_compat.task_class(task_name)
-    if cls is None or getattr(cls, "lam_mteb_self_loading", False):
+    if cls is None or is_self_loading(cls):
         return None
     from lam_mteb import data
 
@@ -410,8 +432,6 @@ def install(force: bool = False) -> None:
     if _installed and not force:
         return
     check_mteb_version()
-    from mteb.abstasks import AbsTask
-
     from lam_mteb.registry import get_registry, invalidate
 
     if force:
@@ -420,7 +440,7 @@ def install(force: bool = False) -> None:
     register_models(registry)
     mteb_compat.install_bare_name_lookup()
     register_tasks(registry)
-    patch_load_data(AbsTask)
+    patch_provided_tasks()
     patch_result_cache()
     _installed = True
 

@@ -141,10 +141,14 @@ _patched_classes: set[type] = set()
 
 
 def wrap_load_data(cls: type, make_wrapper: Callable[[Callable], Callable]) -> None:
-    """Replace ``load_data`` of ``cls`` and of its subclasses that override it with
-    ``make_wrapper(original)`` (once per class)."""
+    """Replace ``load_data`` of ``cls`` (its own or the one it inherits: the parent task type is
+    left alone) and of its subclasses that override it with ``make_wrapper(original)`` (once per
+    class)."""
     from mteb.abstasks import AbsTask
 
+    if cls not in _patched_classes and issubclass(cls, AbsTask) and "load_data" not in cls.__dict__:
+        cls.load_data = make_wrapper(cls.load_data)
+        _patched_classes.add(cls)
     stack = [cls]
     while stack:
         c = stack.pop()

@@ -125,7 +125,9 @@ def task_object(pair: Pair):
 def expected_dataset_revision(task) -> str | None:
     """The ``dataset_revision`` a run of ``task`` records now (local re-creations carry a marker)."""
     revision = task.metadata.revision
-    if getattr(task, "lam_mteb_self_loading", False):
+    from lam_mteb import bridge
+
+    if bridge.is_self_loading(task):
         return revision
     path = task.metadata.dataset.get("path")
     try:

@@ -9,7 +9,7 @@ from mteb.cache import ResultCache
 from mteb.models.model_implementations import MODEL_REGISTRY
 
 import lam_mteb
-from lam_mteb import bridge, plugins, registry
+from lam_mteb import bridge, mteb_compat, plugins, registry
 from lam_mteb.errors import LamMtebError
 
 
@@ -180,3 +180,48 @@ def test_strict_encode_signature_gets_only_what_it_accepts(mock_plugin):
     out = model.encode([{"text": ["x", "y"]}], task_metadata=ToySTS.metadata, hf_split="test", hf_subset="default",
                        batch_size=7)
     assert out.shape == (2, 3) and got == {"batch_size": 7}
+
+
+def test_only_plugin_tasks_and_provided_datasets_get_offline_loading():
+    from mteb.abstasks import AbsTask
+
+    def wrapped(name):
+        return getattr(mteb_compat.task_class(name).load_data, "__lam_mteb_offline__", False)
+
+    assert not getattr(AbsTask.load_data, "__lam_mteb_offline__", False)  # no task type is patched
+    assert wrapped("STSBenchmark") and wrapped("SciFact")  # the core builders provide their data
+    assert not wrapped("Banking77Classification")  # no builder, no local copy: mteb's own loading
+    assert registry.get_registry().tasks["LVMNextVector"].self_loading  # register(..., self_loading=True)
+    assert not wrapped("LVMNextVector")
+
+
+class SelfLoadingSTS(ToySTS):
+    metadata = ToySTS.metadata.model_copy(update={"name": "LamMtebSelfLoadingSTS"})
+
+
+class LegacySelfLoadingSTS(ToySTS):
+    metadata = ToySTS.metadata.model_copy(update={"name": "LamMtebLegacySelfLoadingSTS"})
+    lam_mteb_self_loading = True
+
+
+class SelfLoadingPlugin:
+    @staticmethod
+    @lam_mteb.hookimpl
+    def register_tasks(register):
+        register(SelfLoadingSTS, self_loading=True)
+        register(LegacySelfLoadingSTS)  # the deprecated class attribute still works
+
+
+def test_self_loading_is_an_argument_of_register():
+    plugins.register_plugin(SelfLoadingPlugin, name="self-loading-plugin")
+    try:
+        with pytest.warns(DeprecationWarning, match="lam_mteb_self_loading is deprecated"):
+            bridge.install(force=True)
+        tasks = registry.get_registry().tasks
+        assert tasks["LamMtebSelfLoadingSTS"].self_loading and tasks["LamMtebLegacySelfLoadingSTS"].self_loading
+        assert bridge.is_self_loading(mteb.get_task("LamMtebSelfLoadingSTS"))
+        assert "load_data" not in SelfLoadingSTS.__dict__  # left alone
+        assert bridge.expected_dataset_revision("LamMtebSelfLoadingSTS") is None
+    finally:
+        plugins.unregister_plugin("self-loading-plugin")
+        bridge.install(force=True)
