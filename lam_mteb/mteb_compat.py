@@ -24,6 +24,13 @@ SUPPORTED_MTEB = ((2, 26, 20), (2, 27, 0))  # [min, max) — the range tested in
 
 # -- versions -------------------------------------------------------------------------------------
 
+def mteb_version() -> str:
+    """The installed mteb release (``mteb.__version__``)."""
+    import mteb
+
+    return getattr(mteb, "__version__", "0")
+
+
 def mteb_version_supported(version: str) -> bool:
     try:
         parts = tuple(int(p) for p in version.split("+")[0].split(".")[:3])
@@ -34,9 +41,7 @@ def mteb_version_supported(version: str) -> bool:
 
 
 def check_mteb_version() -> None:
-    import mteb
-
-    version = getattr(mteb, "__version__", "0")
+    version = mteb_version()
     if not mteb_version_supported(version):
         lo, hi = (".".join(map(str, v)) for v in SUPPORTED_MTEB)
         raise LamMtebError(f"mteb {version} is not supported by lam-mteb (supported: >={lo},<{hi}); "
