@@ -1,24 +1,24 @@
 """Makes the stock mteb CLI and API see lam-mteb's models and tasks, without forking mteb.
 
-mteb 2.x has no plugin mechanism: models live in ``MODEL_REGISTRY`` (ModelMeta objects whose
-``loader`` builds the model), tasks in ``mteb.get_tasks``' ``_TASKS_REGISTRY`` / ``TASK_LIST``.
-:func:`install` (called by the start-up hook right after ``import mteb`` completes) adds:
+mteb 2.x has no plugin mechanism; every use of its internals goes through
+:mod:`lam_mteb.mteb_compat`.  :func:`install` (called by the start-up hook right after
+``import mteb`` completes) adds:
 
-- every registered model as a ``ModelMeta`` under its full name ``<org>/<name>`` *and* its bare
-  name (``MODEL_REGISTRY["lam-state"]`` is the same meta as ``MODEL_REGISTRY["lam-mteb/lam-state"]``),
-  whose loader wraps the plugin's encoder in :class:`PluginModel` (an mteb ``AbsEncoder``);
+- every registered model as one ``ModelMeta`` under its full name ``<org>/<name>``, whose loader
+  wraps the plugin's encoder in :class:`PluginModel` (an mteb ``AbsEncoder``); its bare name
+  resolves too (``mteb.get_model_meta("lam-state")`` is ``mteb.get_model_meta("lam-mteb/lam-state")``,
+  ``mteb run -m lam-state`` works) through mteb_compat's lookup, not a second registry entry;
 - every plugin task class to the task registry;
 - offline data: each task's ``load_data`` first resolves its dataset path against the data
   directory (see :mod:`lam_mteb.data`).
 
-These are mteb internals, so the supported versions are pinned (:data:`SUPPORTED_MTEB`) and
-tested; on any other version install() refuses with one clear line.
+The supported mteb versions are pinned (:data:`lam_mteb.mteb_compat.SUPPORTED_MTEB`) and tested;
+on any other version install() refuses with one clear line.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import logging
 import sys
@@ -27,37 +27,20 @@ from typing import Any
 
 import numpy as np
 
-from lam_mteb import plugins
+from lam_mteb import mteb_compat, plugins
 from lam_mteb.data import RECREATION_PREFIX
 from lam_mteb.errors import LamMtebError
+from lam_mteb.mteb_compat import SUPPORTED_MTEB, check_mteb_version, mteb_version_supported
 
 logger = logging.getLogger("lam_mteb.bridge")
 
-__all__ = ["RECREATION_PREFIX", "install", "wrap_mteb_cli"]  # RECREATION_PREFIX: re-exported from data
+__all__ = [  # RECREATION_PREFIX: re-exported from data; the version checks from mteb_compat
+    "RECREATION_PREFIX", "SUPPORTED_MTEB", "check_mteb_version", "install", "mteb_version_supported",
+    "wrap_mteb_cli",
+]
 
-SUPPORTED_MTEB = ((2, 26, 20), (2, 27, 0))  # [min, max) — the range tested in tests/test_core_bridge.py
 _installed = False
-_bare_names: set[str] = set()
-_patched_classes: set[type] = set()
-
-
-def mteb_version_supported(version: str) -> bool:
-    try:
-        parts = tuple(int(p) for p in version.split("+")[0].split(".")[:3])
-    except ValueError:
-        return False
-    lo, hi = SUPPORTED_MTEB
-    return lo <= parts < hi
-
-
-def check_mteb_version() -> None:
-    import mteb
-
-    version = getattr(mteb, "__version__", "0")
-    if not mteb_version_supported(version):
-        lo, hi = (".".join(map(str, v)) for v in SUPPORTED_MTEB)
-        raise LamMtebError(f"mteb {version} is not supported by lam-mteb (supported: >={lo},<{hi}); "
-                           f"install a supported mteb: pip install 'mteb>={lo},<{hi}'")
+_our_models: set[str] = set()  # full names this module put into mteb's model registry
 
 
 class PluginModel:
@@ -244,61 +227,70 @@ def make_model_meta(config):
 
 
 def register_models(registry) -> None:
-    from mteb.models.model_implementations import MODEL_REGISTRY
-
-    for name in list(_bare_names):  # re-install: drop our previous entries
-        MODEL_REGISTRY.pop(name, None)
-    _bare_names.clear()
+    for name in list(_our_models):  # re-install: drop our previous entries
+        mteb_compat.remove_model(name)
+    _our_models.clear()
+    bare: dict[str, str] = {}
     for config in registry.models.values():
         try:
             meta = make_model_meta(config)
         except Exception as exc:
             plugins.report(f"model {config.name!r} ({config.source}): invalid metadata: {exc}".splitlines()[0])
             continue
-        if config.full_name in MODEL_REGISTRY and config.full_name not in _bare_names:
+        if mteb_compat.has_model(config.full_name) and config.full_name not in _our_models:
             plugins.report(f"model {config.full_name!r} ({config.source}) clashes with a model mteb already has; skipped")
             continue
-        MODEL_REGISTRY[config.full_name] = meta
-        _bare_names.add(config.full_name)
-        if config.name not in MODEL_REGISTRY or config.name in _bare_names:
-            MODEL_REGISTRY[config.name] = meta
-            _bare_names.add(config.name)
+        mteb_compat.add_model(config.full_name, meta)
+        _our_models.add(config.full_name)
+        if config.name != config.full_name:
+            bare[config.name] = config.full_name  # a name mteb has itself still wins (mteb_compat)
+    mteb_compat.set_bare_names(bare)
 
 
 def register_tasks(registry) -> None:
-    gt = importlib.import_module("mteb.get_tasks")  # `mteb.get_tasks` the attribute is a function
-
     for entry in registry.tasks.values():
-        existing = gt._TASKS_REGISTRY.get(entry.name)
+        existing = mteb_compat.task_class(entry.name)
         if existing is not None and existing is not entry.cls:
             plugins.report(f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; skipped")
             continue
-        gt._TASKS_REGISTRY[entry.name] = entry.cls
-        if entry.cls not in gt.TASK_LIST:
-            gt.TASK_LIST = (*gt.TASK_LIST, entry.cls)
-        patch_load_data(entry.cls)
+        mteb_compat.add_task_class(entry.cls)
+        if not entry.self_loading:
+            patch_load_data(entry.cls)
+
+
+def is_self_loading(task: Any) -> bool:
+    """Whether a task (class or instance) reads the data dir itself (``register(cls, self_loading=True)``)."""
+    from lam_mteb.registry import get_registry
+
+    entry = get_registry().tasks.get(task.metadata.name)
+    if entry is not None and entry.cls in type(task).__mro__ + (task,):
+        return entry.self_loading
+    return bool(getattr(task, "lam_mteb_self_loading", False))
+
+
+def patch_provided_tasks() -> None:
+    """Wrap ``load_data`` of the mteb tasks whose dataset the data dir can provide (a registered
+    builder, or a local snapshot under LAM_MTEB_DATA_DIR now); every other mteb task is untouched."""
+    from lam_mteb import data
+
+    paths = set(data.builders()) | data.local_snapshots()
+    for cls in set(mteb_compat.task_classes().values()):
+        if cls.metadata.dataset.get("path") in paths:
+            patch_load_data(cls)
 
 
 # -- offline data ---------------------------------------------------------------------------------
 
 def patch_load_data(cls: type) -> None:
     """Wrap ``cls.load_data`` (and overrides in subclasses) to use local data when present."""
-    from mteb.abstasks import AbsTask
-
-    stack = [cls]
-    while stack:
-        c = stack.pop()
-        stack.extend(c.__subclasses__())
-        if "load_data" in c.__dict__ and c not in _patched_classes and issubclass(c, AbsTask):
-            c.load_data = _offline_load_data(c.__dict__["load_data"])
-            _patched_classes.add(c)
+    mteb_compat.wrap_load_data(cls, _offline_load_data)
 
 
 def _offline_load_data(original):
     @functools.wraps(original)
     def load_data(self, *args, **kwargs):
         if (getattr(self, "data_loaded", False) or getattr(self, "_lam_mteb_loading", False)
-                or getattr(self, "lam_mteb_self_loading", False)):
+                or is_self_loading(self)):
             # already loaded, re-entered, or a task that reads LAM_MTEB_DATA_DIR itself
             return original(self, *args, **kwargs)
         from lam_mteb import data
@@ -338,9 +330,8 @@ def _offline_load_data(original):
 def expected_dataset_revision(task_name: str) -> str | None:
     """The dataset revision a result of ``task_name`` must carry to be reused: the content address
     of the local data the task would load now, else the task's published revision (None: unknown)."""
-    gt = importlib.import_module("mteb.get_tasks")
-    cls = gt._TASKS_REGISTRY.get(task_name)
-    if cls is None or getattr(cls, "lam_mteb_self_loading", False):
+    cls = mteb_compat.task_class(task_name)
+    if cls is None or is_self_loading(cls):
         return None
     from lam_mteb import data
 
@@ -445,26 +436,25 @@ def install(force: bool = False) -> None:
     if _installed and not force:
         return
     check_mteb_version()
-    from mteb.abstasks import AbsTask
-
     from lam_mteb.registry import get_registry, invalidate
 
     if force:
         invalidate()
     registry = get_registry()
     register_models(registry)
+    mteb_compat.install_bare_name_lookup()
     register_tasks(registry)
-    patch_load_data(AbsTask)
+    patch_provided_tasks()
     patch_result_cache()
     _installed = True
 
 
 def wrap_mteb_cli(cli_module) -> None:
     """Make the stock ``mteb`` CLI print lam-mteb errors and unknown names as one line (exit 2)."""
-    original = getattr(cli_module, "main", None)
-    if original is None or getattr(original, "__lam_mteb__", False):
-        return
+    mteb_compat.wrap_cli_main(cli_module, _one_line_errors)
 
+
+def _one_line_errors(original):
     @functools.wraps(original)
     def main(*args, **kwargs):
         try:
@@ -474,9 +464,9 @@ def wrap_mteb_cli(cli_module) -> None:
             sys.stderr.write(f"error: {exc}\n")
             raise SystemExit(2) from None
         except KeyError as exc:
-            message = exc.args[0] if exc.args else ""
-            if isinstance(message, str) and "not found" in message:
-                sys.stderr.write(f"error: {message.removeprefix('KeyError: ')}\n")
+            message = mteb_compat.is_not_found_error(exc)
+            if message is not None:
+                sys.stderr.write(f"error: {message}\n")
                 raise SystemExit(2) from None
             raise
         except Exception as exc:
@@ -489,51 +479,31 @@ def wrap_mteb_cli(cli_module) -> None:
                              f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})\n")
             raise SystemExit(2) from None
 
-    main.__lam_mteb__ = True
-    cli_module.main = main
+    return main
 
 
 def _check_run_output_folder() -> None:
     """``mteb run --output-folder X``: refuse a file or a read-only folder before evaluating."""
-    argv = sys.argv[1:]
-    if not argv or argv[0] != "run":
-        return
     from lam_mteb.paths import check_writable_folder
 
-    for i, arg in enumerate(argv):
-        if arg in ("--output-folder", "--output_folder") and i + 1 < len(argv):
-            check_writable_folder(argv[i + 1], "--output-folder")
-        elif arg.startswith(("--output-folder=", "--output_folder=")):
-            check_writable_folder(arg.split("=", 1)[1], "--output-folder")
+    for folder in mteb_compat.cli_option_values(("--output-folder", "--output_folder")):
+        check_writable_folder(folder, "--output-folder")
 
 
 def _unknown_model_in_argv() -> str | None:
     """The ``-m/--model`` of an ``mteb run`` command line when mteb's registry lacks it."""
     import os
 
-    from mteb.models.model_implementations import MODEL_REGISTRY
-
-    argv = sys.argv[1:]
-    if not argv or argv[0] != "run":
-        return None
-    for i, arg in enumerate(argv):
-        value = None
-        if arg in ("-m", "--model") and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--model="):
-            value = arg.split("=", 1)[1]
-        if value is not None:
-            return None if value in MODEL_REGISTRY or os.path.exists(value) else value
+    for value in mteb_compat.cli_option_values(("-m", "--model"))[:1]:
+        return None if mteb_compat.has_model(value) or os.path.exists(value) else value
     return None
 
 
 def unknown_model_message(name: str) -> str:
     import difflib
 
-    from mteb.models.model_implementations import MODEL_REGISTRY
-
-    ours = sorted(_bare_names)
+    ours = sorted(_our_models | set(mteb_compat.bare_names()))
     close = difflib.get_close_matches(name, ours, n=3, cutoff=0.5) or difflib.get_close_matches(
-        name, list(MODEL_REGISTRY), n=3, cutoff=0.6)
+        name, mteb_compat.model_names(), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return f"unknown model {name!r}: not a lam-mteb or mteb model{hint} (`lam-mteb models` lists lam-mteb's)"

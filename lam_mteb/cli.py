@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib
 import json
 import logging
 import os
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from lam_mteb import __version__, card, check, plugins
+from lam_mteb import __version__, card, check, mteb_compat, plugins
 from lam_mteb.errors import LamMtebError
 from lam_mteb.paths import check_writable_folder
 
@@ -52,10 +51,8 @@ def cmd_tasks(args) -> int:
             for t in reg.tasks.values()]
     print("Tasks registered by plugins:")
     _print_table(rows, ["task", "type", "main score", "splits", "plugin"], args.format)
-    gt = importlib.import_module("mteb.get_tasks")  # `mteb.get_tasks` the attribute is a function
-
     users: dict[str, list[str]] = {}
-    for name, cls in gt._TASKS_REGISTRY.items():
+    for name, cls in mteb_compat.task_classes().items():
         users.setdefault(cls.metadata.dataset.get("path", ""), []).append(name)
     root = data.data_dir()
     rows = []
@@ -81,29 +78,27 @@ def cmd_plugins(args) -> int:
 # -- run ------------------------------------------------------------------------------------------
 
 def _resolve_model(name: str) -> str:
-    from mteb.models.model_implementations import MODEL_REGISTRY
-
     reg = _registry()
     try:
         return reg.model(name).name
     except LamMtebError:
         pass
-    if name in MODEL_REGISTRY:
+    if mteb_compat.has_model(name):
         return name
     ours = list(reg.models) + [c.full_name for c in reg.models.values()]
     close = difflib.get_close_matches(name, ours, n=3, cutoff=0.5) or difflib.get_close_matches(
-        name, list(MODEL_REGISTRY), n=3, cutoff=0.6)
+        name, mteb_compat.model_names(), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise LamMtebError(f"unknown model {name!r}{hint} (`lam-mteb models` lists lam-mteb's models)")
 
 
 def _resolve_tasks(names: list[str]):
     import mteb
-    gt = importlib.import_module("mteb.get_tasks")  # `mteb.get_tasks` the attribute is a function
 
+    known = mteb_compat.task_classes()
     for name in names:
-        if name not in gt._TASKS_REGISTRY:
-            close = difflib.get_close_matches(name, list(gt._TASKS_REGISTRY), n=3, cutoff=0.6)
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise LamMtebError(f"unknown task {name!r}{hint} (`mteb available-tasks` / `lam-mteb tasks` list them)")
     return mteb.get_tasks(tasks=names)

@@ -86,7 +86,7 @@ class RegisterEncoder(Protocol):
 class RegisterTask(Protocol):
     """The ``register`` callable handed to ``register_tasks``."""
 
-    def __call__(self, task_class: type[AbsTask]) -> None: ...
+    def __call__(self, task_class: type[AbsTask], *, self_loading: bool = False) -> None: ...
 
 
 class DatasetBuilder(Protocol):

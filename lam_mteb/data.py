@@ -333,6 +333,15 @@ def _is_snapshot(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
+def local_snapshots(root: Path | None = None) -> set[str]:
+    """Dataset paths (``org/name``) with a local snapshot folder under the data dir ``root``."""
+    root = root or data_dir()
+    if root is None or not root.is_dir():
+        return set()
+    return {f"{org.name}/{folder.name}" for org in root.iterdir() if org.is_dir()
+            for folder in org.iterdir() if _is_snapshot(folder)}
+
+
 def builders() -> dict:
     """dataset path -> (builder, description, recreation, version, plugin) of the core and every plugin."""
     from lam_mteb.registry import get_registry

@@ -95,7 +95,16 @@ def register_encoders(register: RegisterEncoder) -> None:
 
 @hookspec
 def register_tasks(register: RegisterTask) -> None:
-    """Register mteb tasks: ``register(task_class)`` with an ``mteb.AbsTask`` subclass."""
+    """Register mteb tasks: ``register(task_class, *, self_loading=False)``.
+
+    ``task_class`` is an ``mteb.AbsTask`` subclass.  By default lam-mteb wraps its ``load_data`` so
+    that the dataset (``metadata.dataset["path"]``) is read from the data directory
+    (``LAM_MTEB_DATA_DIR``) when a local copy or a registered builder provides it, and the result
+    records the content address of the data loaded.  ``self_loading=True`` says the task reads the
+    data directory itself: its ``load_data`` is left alone and its ``metadata.revision`` is the
+    dataset revision of its results.  (The class attribute ``lam_mteb_self_loading = True`` still
+    works for one release, with a DeprecationWarning.)
+    """
 
 
 @hookspec

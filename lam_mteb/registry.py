@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from importlib import resources
@@ -205,6 +206,7 @@ def default_revision(kind: str, params: dict, plugin: str) -> str:
 class TaskEntry:
     cls: type
     plugin: str
+    self_loading: bool = False  # the task reads LAM_MTEB_DATA_DIR itself: load_data is not wrapped
 
     @property
     def name(self) -> str:
@@ -357,20 +359,32 @@ def _collect_tasks(reg: Registry) -> None:
     from mteb.abstasks import AbsTask
 
     for plugin_name, impl in _hookimpls("register_tasks"):
-        staged: list[type] = []
+        staged: list[tuple[type, bool]] = []
 
-        def register(task_class, _staged=staged):
+        def register(task_class, *, self_loading=None, _staged=staged):
             if not (isinstance(task_class, type) and issubclass(task_class, AbsTask)):
                 raise TypeError(f"register_tasks: {task_class!r} is not an mteb AbsTask subclass")
-            _staged.append(task_class)
+            if self_loading is None:
+                self_loading = _legacy_self_loading(task_class)
+            _staged.append((task_class, bool(self_loading)))
 
         if _call(impl, register, plugin_name, "register_tasks"):
-            for cls in staged:
+            for cls, self_loading in staged:
                 owner = reg.tasks.get(cls.metadata.name)
                 if owner is not None and owner.cls is not cls:
                     _refuse_clash(plugin_name, "task", cls.metadata.name, owner.plugin)
                     continue
-                reg.tasks[cls.metadata.name] = TaskEntry(cls=cls, plugin=plugin_name)
+                reg.tasks[cls.metadata.name] = TaskEntry(cls=cls, plugin=plugin_name,
+                                                         self_loading=self_loading)
+
+
+def _legacy_self_loading(task_class: type) -> bool:
+    """The class attribute ``lam_mteb_self_loading`` (deprecated; removed in the next release)."""
+    if not getattr(task_class, "lam_mteb_self_loading", False):
+        return False
+    warnings.warn(f"{task_class.__name__}.lam_mteb_self_loading is deprecated; register the task with "
+                  "register(TaskClass, self_loading=True)", DeprecationWarning, stacklevel=4)
+    return True
 
 
 def _collect_datasets(reg: Registry) -> None:

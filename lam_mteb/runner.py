@@ -127,7 +127,9 @@ def expected_dataset_revision(task) -> str | None:
     """The ``dataset_revision`` a run of ``task`` records now: the bridge's content address of the
     local data the task would load (re-creations carry their marker), else the task's revision."""
     revision = task.metadata.revision
-    if getattr(task, "lam_mteb_self_loading", False):
+    from lam_mteb import bridge
+
+    if bridge.is_self_loading(task):
         return revision
     try:
         from lam_mteb import bridge, data

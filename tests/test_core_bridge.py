@@ -9,7 +9,7 @@ from mteb.cache import ResultCache
 from mteb.models.model_implementations import MODEL_REGISTRY
 
 import lam_mteb
-from lam_mteb import bridge, plugins, registry
+from lam_mteb import bridge, mteb_compat, plugins, registry
 from lam_mteb.errors import LamMtebError
 
 
@@ -28,9 +28,16 @@ def test_unsupported_mteb_version_is_one_clear_error(monkeypatch):
 
 def test_builtin_minilm_visible_after_plain_import_mteb():
     # the start-up hook (.pth) registered it when `import mteb` completed
-    assert MODEL_REGISTRY["minilm"] is MODEL_REGISTRY["lam-mteb/minilm"]
+    assert mteb.get_model_meta("minilm") is MODEL_REGISTRY["lam-mteb/minilm"]
     meta = mteb.get_model_meta("minilm")
     assert meta.name == "lam-mteb/minilm" and meta.embed_dim == 384 and meta.max_tokens == 256
+
+
+def test_each_model_is_listed_once_under_its_full_name():
+    names = [meta.name for meta in mteb.get_model_metas()]
+    assert names.count("lam-mteb/lam-state") == 1
+    assert "lam-state" not in MODEL_REGISTRY and "minilm" not in MODEL_REGISTRY
+    assert mteb.get_model_meta("lam-state") is mteb.get_model_meta("lam-mteb/lam-state")
 
 
 def test_mock_plugin_model_loads_through_mteb(mock_plugin):
@@ -44,6 +51,8 @@ def test_unregistering_removes_the_model(mock_plugin):
     plugins.unregister_plugin("mock-plugin")
     bridge.install(force=True)
     assert "mock-hash" not in MODEL_REGISTRY and "lam-mteb/mock-hash" not in MODEL_REGISTRY
+    with pytest.raises(KeyError):
+        mteb.get_model_meta("mock-hash")
     plugins.register_plugin(mock_plugin, name="mock-plugin")  # fixture teardown unregisters again
 
 
@@ -171,3 +180,48 @@ def test_strict_encode_signature_gets_only_what_it_accepts(mock_plugin):
     out = model.encode([{"text": ["x", "y"]}], task_metadata=ToySTS.metadata, hf_split="test", hf_subset="default",
                        batch_size=7)
     assert out.shape == (2, 3) and got == {"batch_size": 7}
+
+
+def test_only_plugin_tasks_and_provided_datasets_get_offline_loading():
+    from mteb.abstasks import AbsTask
+
+    def wrapped(name):
+        return getattr(mteb_compat.task_class(name).load_data, "__lam_mteb_offline__", False)
+
+    assert not getattr(AbsTask.load_data, "__lam_mteb_offline__", False)  # no task type is patched
+    assert wrapped("STSBenchmark") and wrapped("SciFact")  # the core builders provide their data
+    assert not wrapped("Banking77Classification")  # no builder, no local copy: mteb's own loading
+    assert registry.get_registry().tasks["LVMNextVector"].self_loading  # register(..., self_loading=True)
+    assert not wrapped("LVMNextVector")
+
+
+class SelfLoadingSTS(ToySTS):
+    metadata = ToySTS.metadata.model_copy(update={"name": "LamMtebSelfLoadingSTS"})
+
+
+class LegacySelfLoadingSTS(ToySTS):
+    metadata = ToySTS.metadata.model_copy(update={"name": "LamMtebLegacySelfLoadingSTS"})
+    lam_mteb_self_loading = True
+
+
+class SelfLoadingPlugin:
+    @staticmethod
+    @lam_mteb.hookimpl
+    def register_tasks(register):
+        register(SelfLoadingSTS, self_loading=True)
+        register(LegacySelfLoadingSTS)  # the deprecated class attribute still works
+
+
+def test_self_loading_is_an_argument_of_register():
+    plugins.register_plugin(SelfLoadingPlugin, name="self-loading-plugin")
+    try:
+        with pytest.warns(DeprecationWarning, match="lam_mteb_self_loading is deprecated"):
+            bridge.install(force=True)
+        tasks = registry.get_registry().tasks
+        assert tasks["LamMtebSelfLoadingSTS"].self_loading and tasks["LamMtebLegacySelfLoadingSTS"].self_loading
+        assert bridge.is_self_loading(mteb.get_task("LamMtebSelfLoadingSTS"))
+        assert "load_data" not in SelfLoadingSTS.__dict__  # left alone
+        assert bridge.expected_dataset_revision("LamMtebSelfLoadingSTS") is None
+    finally:
+        plugins.unregister_plugin("self-loading-plugin")
+        bridge.install(force=True)

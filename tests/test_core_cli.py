@@ -125,6 +125,6 @@ def test_bridge_can_be_disabled(env):
 def test_bridge_survives_a_find_spec_before_the_import():
     # `python -m mteb` (runpy) looks mteb up once without importing it, then imports it
     code = ("import importlib.util; importlib.util.find_spec('mteb'); import mteb; "
-            "from mteb.models.model_implementations import MODEL_REGISTRY as R; print('minilm' in R)")
+            "from mteb.models.model_implementations import MODEL_REGISTRY as R; print('lam-mteb/minilm' in R)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.stdout.strip() == "True", res.stderr

@@ -212,7 +212,7 @@ def test_folder_plugins_cannot_take_names_or_kill_the_cli(hostile_dir):
     assert any("'interrupts' failed in register_encoders: KeyboardInterrupt" in line for line in err), err
     # stock `import mteb` survives too, and sees the owners' models
     res = subprocess.run(check=False, args=[sys.executable, "-c", ("import mteb; from mteb.models.model_implementations import "
-                          "MODEL_REGISTRY as R; print(R['minilm'].loader.__module__, 'lvm-t' in R)")],
+                          "MODEL_REGISTRY as R; print(mteb.get_model_meta('minilm').loader.__module__, 'lam-mteb/lvm-t' in R)")],
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     assert "True" in res.stdout

@@ -63,9 +63,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 def generate(args: argparse.Namespace, *, stderr=None) -> list[Path]:
     """Build and write the outputs; raises LamMtebError on bad input. Returns the written paths."""
-    import mteb
-
-    import lam_mteb
+    from lam_mteb import __version__ as lam_mteb_version
+    from lam_mteb import mteb_compat
     from lam_mteb.leaderboard import output, references, render
     from lam_mteb.leaderboard.results import _display_path, load_results
     from lam_mteb.leaderboard.table import build_tables
@@ -99,7 +98,7 @@ def generate(args: argparse.Namespace, *, stderr=None) -> list[Path]:
     command = command_line(args)
     if args.produced_by:
         command = "\n".join([*args.produced_by, command])
-    versions = f"lam-mteb {lam_mteb.__version__}, mteb {mteb.__version__}."
+    versions = f"lam-mteb {lam_mteb_version}, mteb {mteb_compat.mteb_version()}."
     png = render.render_png(tables)
     md = render.render_markdown(tables, command=command, inputs=input_text,
                                 problems=loaded.report.problems, versions=versions,

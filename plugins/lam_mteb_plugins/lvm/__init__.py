@@ -78,7 +78,7 @@ def register_encoders(register):
 def register_tasks(register):
     from .task import LVMNextVector
 
-    register(LVMNextVector)
+    register(LVMNextVector, self_loading=True)
 
 
 @lam_mteb.hookimpl

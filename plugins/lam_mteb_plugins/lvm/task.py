@@ -126,8 +126,9 @@ class LVMNextVector(AbsTask):
 
     # ------------------------------------------------------------------ encoding
     def _encode(self, model, ds: Dataset, *, hf_split: str, hf_subset: str, encode_kwargs) -> np.ndarray:
-        from mteb._create_dataloaders import create_dataloader
         from mteb.types import PromptType
+
+        from lam_mteb.mteb_compat import create_dataloader
 
         if len(ds) == 0:
             return np.zeros((0, 1), np.float32)
