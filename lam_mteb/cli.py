@@ -125,14 +125,9 @@ def _resolve_benchmark(name: str):
 
 
 def _encode_kwargs(args) -> dict:
-    kwargs = {}
-    if args.encode_kwargs:
-        try:
-            kwargs = json.loads(args.encode_kwargs)
-        except json.JSONDecodeError as exc:
-            raise LamMtebError(f"--encode-kwargs is not JSON ({exc.msg}); e.g. --encode-kwargs '{{\"batch_size\": 64}}'") from None
-        if not isinstance(kwargs, dict):
-            raise LamMtebError("--encode-kwargs must be a JSON object, e.g. '{\"batch_size\": 64}'")
+    from lam_mteb.encode import parse_encode_kwargs
+
+    kwargs = parse_encode_kwargs(args.encode_kwargs)
     if args.batch_size:
         kwargs["batch_size"] = args.batch_size
     return kwargs

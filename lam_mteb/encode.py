@@ -146,6 +146,19 @@ def iter_documents(path: Path, fmt: str, rows: int, text_field: str, id_field: s
         yield ids, texts
 
 
+def parse_encode_kwargs(text: str | None) -> dict:
+    """``--encode-kwargs JSON`` (of ``lam-mteb run`` and ``encode``) as a dict, or one clear error."""
+    if not text:
+        return {}
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LamMtebError(f"--encode-kwargs is not JSON ({exc.msg}); "
+                           "e.g. --encode-kwargs '{\"batch_size\": 64}'") from None
+    if not isinstance(kwargs, dict):
+        raise LamMtebError("--encode-kwargs must be a JSON object, e.g. '{\"batch_size\": 64}'")
+    return kwargs
+
 class Embedder:
     """A registered model's encoder, called the way the bridge calls it (prompt type, batch size)."""
 
@@ -415,12 +428,7 @@ def cmd_encode(args) -> int:
         if first is None:
             raise LamMtebError(f"--input {path}: no parquet files")
         id_field = guess_id_field(pq.ParquetFile(first).schema_arrow.names, args.id_field)
-    encode_kwargs = {}
-    if args.encode_kwargs:
-        try:
-            encode_kwargs = json.loads(args.encode_kwargs)
-        except json.JSONDecodeError as exc:
-            raise LamMtebError(f"--encode-kwargs is not JSON ({exc.msg})") from None
+    encode_kwargs = parse_encode_kwargs(args.encode_kwargs)
     devices = args.device or []
     if len(devices) > 1:
         encode_kwargs.setdefault("device", devices)

@@ -298,3 +298,13 @@ def test_minilm_honours_a_device_list():
     finally:
         enc.close()
     np.testing.assert_allclose(pooled, enc.encode(texts, batch_size=4), atol=1e-5)
+
+
+@pytest.mark.parametrize("text, fragment", [("{oops", "is not JSON"), ("[1, 2]", "must be a JSON object")])
+def test_encode_kwargs_that_are_not_a_json_object_are_one_error(text, fragment):
+    from lam_mteb.encode import parse_encode_kwargs
+    from lam_mteb.errors import LamMtebError
+
+    with pytest.raises(LamMtebError, match=fragment):
+        parse_encode_kwargs(text)
+    assert parse_encode_kwargs('{"batch_size": 8}') == {"batch_size": 8} and parse_encode_kwargs(None) == {}
