@@ -404,8 +404,6 @@ def run(args) -> int:
 def add_parser(subparsers):
     p = subparsers.add_parser("distill", help="train LAM's DeltaNet blocks from the MiniLM teacher",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--output", "-o", required=True, help="checkpoint folder to write")
-    p.add_argument("--data-dir", help="data folder (default: $LAM_MTEB_DATA_DIR)")
     p.add_argument("--sources", default="sts,longtext", help="comma list of sts,longtext,scifact,file:PATH")
     p.add_argument("--n-sts", type=int, default=5749, help="STS-B train pairs to use")
     p.add_argument("--n-long", type=int, default=200, help="long-text passages (40-380 words)")
@@ -420,13 +418,20 @@ def add_parser(subparsers):
     p.add_argument("--cos-weight", type=float, default=1.0)
     p.add_argument("--state-weight", type=float, default=5.0)
     p.add_argument("--sts-weight", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
-    p.add_argument("--max-minutes", type=float, default=0, help="stop (resumably) after this long")
-    p.add_argument("--save-every", type=int, default=50)
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/trainer_state.pt")
     p.add_argument("--no-eval", action="store_true", help="skip the STS-B dev evaluation")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    add_run_options(p, save_every=50, threads=0)
     p.set_defaults(func=run)
     return p
+
+
+def add_run_options(p, *, save_every: int, threads: int) -> None:
+    """Options every LAM training command shares: output, data, seed, resumable stops, threads."""
+    p.add_argument("--output", "-o", required=True, help="checkpoint folder to write")
+    p.add_argument("--data-dir", help="data folder (default: $LAM_MTEB_DATA_DIR)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=0, help="stop (resumably) after this long")
+    p.add_argument("--save-every", type=int, default=save_every, help="save resumable state every N steps")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/trainer_state.pt")
+    p.add_argument("--threads", type=int, default=threads, help="torch threads (0: torch's default)")
+    p.add_argument("--quiet", action="store_true")

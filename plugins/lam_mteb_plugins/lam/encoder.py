@@ -207,6 +207,8 @@ class LamEncoder:
         """
         import torch
 
+        from lam_mteb_plugins.lam.text import share_identical
+
         C = self.chunk_size
         iters = []
         for d in docs:
@@ -231,14 +233,7 @@ class LamEncoder:
             active = still
             if not active:
                 break
-            reps, uniq, rep_of, first = [], [], [], {}
-            for r, c in zip(active, chunks):
-                key = (group[r], tuple(c))
-                if key not in first:
-                    first[key] = len(reps)
-                    reps.append(r)
-                    uniq.append(c)
-                rep_of.append(first[key])
+            reps, uniq, rep_of = share_identical(active, chunks, group)
             x, m = self._pad(uniq)
             prev = None
             if states[reps[0]] is not None:

@@ -251,6 +251,8 @@ class LamV2Encoder:
         passkey/needle documents share their filler up to the inserted fact)."""
         import torch
 
+        from lam_mteb_plugins.lam.text import share_identical
+
         C = self.chunk_size
         cls_id, sep_id = self.tokenizer.cls_id, self.tokenizer.sep_id
         iters = [self._content_chunks(d, C - 2) for d in docs]
@@ -270,14 +272,7 @@ class LamV2Encoder:
                 pending[r] = next(iters[r], None)
             # write the memory when a document has a next window that reads it (or the state is pooled)
             write = state or (self._memory_read and any(pending[r] for r in active))
-            reps, uniq, rep_of, first = [], [], [], {}
-            for r, c in zip(active, chunks):
-                key = (group[r], tuple(c))
-                if key not in first:
-                    first[key] = len(reps)
-                    reps.append(r)
-                    uniq.append(c)
-                rep_of.append(first[key])
+            reps, uniq, rep_of = share_identical(active, chunks, group)
             x, m = pad_batch(uniq, self.tokenizer.pad_id, self.device)
             prev = None
             if states[reps[0]] is not None:

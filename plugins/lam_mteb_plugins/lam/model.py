@@ -192,8 +192,8 @@ class LamLayer(nn.Module):
         self.ffn_out = nn.Linear(intermediate_size, hidden_size)
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=eps)
 
-    def forward(self, h, mask, state=None, backend="auto"):
-        a, state = self.attention(h, mask, state, backend)
+    def forward(self, h, mask, state=None, backend="auto", **attention_kwargs):
+        a, state = self.attention(h, mask, state, backend, **attention_kwargs)
         h1 = self.attn_norm(h + a)
         h2 = self.ffn_norm(h1 + self.ffn_out(F.gelu(self.ffn_in(h1))))
         return h2, h1, state
@@ -266,15 +266,16 @@ class LamModel(nn.Module):
         return self.embed_norm(e)
 
     def forward_chunk(self, input_ids, mask, states=None, position_offset=0, backend="auto",
-                      return_layers=False):
+                      return_layers=False, **attention_kwargs):
         """Run one chunk [B, T] (T <= 512) through all layers, carrying each layer's state.
 
-        Returns (last hidden [B, T, hidden], new states (list per layer)[, per-layer outputs])."""
+        ``attention_kwargs`` go to every attention block (LAM v2: ``write``).  Returns (last hidden
+        [B, T, hidden], new states (list per layer)[, per-layer outputs])."""
         h = self.embed(input_ids, position_offset)
         states = states or [None] * len(self.layers)
         new_states, layers = [], []
         for layer, s in zip(self.layers, states):
-            h, h_attn, s = layer(h, mask, s, backend)
+            h, h_attn, s = layer(h, mask, s, backend, **attention_kwargs)
             new_states.append(s)
             if return_layers:
                 layers.append((h_attn, h))
@@ -302,26 +303,37 @@ def save_checkpoint(model: LamModel, folder: str | Path, dtype: torch.dtype = to
 
 def load_checkpoint(folder: str | Path, device: str = "cpu") -> LamModel:
     """Rebuild a LAM from a checkpoint folder; any mismatch is one clear LamMtebError."""
+    return load_blocks(folder, LamConfig, LamModel, device, what="LAM",
+                       hint=" (create one with `lam-mteb distill --output DIR`)")
+
+
+def load_blocks(folder, config_cls, model_cls, device: str = "cpu", *, what: str, hint: str = ""):
+    """Shared by LAM v1 and v2: MiniLM from the base model + the checkpoint's trained tensors.
+
+    ``model_cls.from_base(config)`` builds the model, ``block_state_dict()`` names the tensors a
+    checkpoint must hold; a missing file, unreadable file, missing/unexpected/misshapen tensor is
+    one ``LamMtebError`` naming the folder."""
     from safetensors.torch import load_file
 
     folder = Path(folder).expanduser()
     cfg_file, weights_file = folder / "config.json", folder / "model.safetensors"
     if not cfg_file.is_file() or not weights_file.is_file():
-        raise _error(f"LAM checkpoint {folder} needs config.json and model.safetensors "
-                     "(create one with `lam-mteb distill --output DIR`)")
+        raise _error(f"{what} checkpoint {folder} needs config.json and model.safetensors{hint}")
     try:
-        config = LamConfig.from_dict(json.loads(cfg_file.read_text()))
+        config = config_cls.from_dict(json.loads(cfg_file.read_text()))
         tensors = load_file(str(weights_file))
     except (ValueError, OSError, TypeError) as exc:
-        raise _error(f"LAM checkpoint {folder} is unreadable ({type(exc).__name__}: {exc})") from exc
-    model = LamModel.from_base(config)
+        raise _error(f"{what} checkpoint {folder} is unreadable ({type(exc).__name__}: {exc})") from exc
+    model = model_cls.from_base(config)
     expected = model.block_state_dict()
     missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)
     bad = [k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape]
     if missing or unexpected or bad:
         detail = ", ".join(f"{n} {sorted(s)[:3]}" for n, s in
                            (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad)) if s)
-        raise _error(f"LAM checkpoint {folder} does not match a {config.mode!r} LAM: {detail}")
+        kind = getattr(config, "mode", None)
+        raise _error(f"{what} checkpoint {folder} does not match a "
+                     f"{repr(kind) + ' ' if kind else ''}{what}: {detail}")
     with torch.no_grad():
         model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in tensors.items()}})
     return model.to(device).eval()

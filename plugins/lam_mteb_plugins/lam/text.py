@@ -65,3 +65,25 @@ class LamTokenizer:
                 buf = buf[chunk_size:]
         if buf:
             yield buf
+
+
+def share_identical(active: list[int], chunks: list[list[int]], group: list[int]):
+    """Rows of a lock-step streaming batch that can share one forward pass.
+
+    Documents ``active[i]`` whose next chunk ``chunks[i]`` is identical *and* whose history so far
+    was shared (same ``group``: the row they were last computed with) have identical states, so
+    one row computes them all (exact; LongEmbed's passkey/needle documents share their filler up
+    to the inserted fact).  Returns (representative documents, their chunks, for each active
+    document the index of its representative)."""
+    reps: list[int] = []
+    uniq: list[list[int]] = []
+    rep_of: list[int] = []
+    first: dict[tuple, int] = {}
+    for r, c in zip(active, chunks, strict=True):
+        key = (group[r], tuple(c))
+        if key not in first:
+            first[key] = len(reps)
+            reps.append(r)
+            uniq.append(c)
+        rep_of.append(first[key])
+    return reps, uniq, rep_of

@@ -211,8 +211,6 @@ def run(args) -> int:
 def add_parser(subparsers):
     p = subparsers.add_parser("distill-v2", help="train LAM v2's memory on long documents (see docs/lam.md)",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--output", "-o", required=True, help="checkpoint folder to write")
-    p.add_argument("--data-dir", help="data folder (default: $LAM_MTEB_DATA_DIR)")
     p.add_argument("--chunk-size", type=int, default=256, help="window size incl. [CLS]/[SEP]")
     p.add_argument("--windows", type=int, default=4, help="windows per training document")
     p.add_argument("--batch", type=int, default=8)
@@ -221,11 +219,8 @@ def add_parser(subparsers):
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--heldout", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=0)
-    p.add_argument("--save-every", type=int, default=10)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quiet", action="store_true")
+    from lam_mteb_plugins.lam.distill import add_run_options
+
+    add_run_options(p, save_every=10, threads=1)
     p.set_defaults(func=run)
     return p

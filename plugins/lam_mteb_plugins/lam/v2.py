@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lam_mteb_plugins.lam.kernels import delta_rule_reference, delta_rule_state
-from lam_mteb_plugins.lam.model import BASE_MODEL, LamModel, SoftmaxAttention, _error
+from lam_mteb_plugins.lam.model import BASE_MODEL, LamModel, SoftmaxAttention, _error, load_blocks
 
 FORMAT_V2 = "lam-softmax-memory/2"
 VOCAB = 30522
@@ -139,19 +139,8 @@ class LamV2Model(LamModel):
         """One chunk [B, T] through all layers; ``states`` = per-layer memories (None: first chunk).
 
         With ``write`` the memories after the chunk are returned (else a list of None)."""
-        h = self.embed(input_ids, position_offset)
-        states = states or [None] * len(self.layers)
-        new_states, layers = [], []
-        for layer, s in zip(self.layers, states):
-            a, s = layer.attention(h, mask, s, backend, write)
-            h1 = layer.attn_norm(h + a)
-            h = layer.ffn_norm(h1 + layer.ffn_out(F.gelu(layer.ffn_in(h1))))
-            new_states.append(s)
-            if return_layers:
-                layers.append((h1, h))
-        if return_layers:
-            return h, new_states, layers
-        return h, new_states
+        return super().forward_chunk(input_ids, mask, states, position_offset, backend,
+                                     return_layers, write=write)
 
     # ------------------------------------------------------------- lexical channel
     def static_vectors(self) -> torch.Tensor:
@@ -195,28 +184,7 @@ def save_v2(model: LamV2Model, folder: str | Path, training: dict | None = None)
 
 
 def load_v2(folder: str | Path, device: str = "cpu") -> LamV2Model:
-    from safetensors.torch import load_file
-
-    folder = Path(folder).expanduser()
-    cfg_file, weights_file = folder / "config.json", folder / "model.safetensors"
-    if not cfg_file.is_file() or not weights_file.is_file():
-        raise _error(f"LAM v2 checkpoint {folder} needs config.json and model.safetensors")
-    try:
-        config = LamV2Config.from_dict(json.loads(cfg_file.read_text()))
-        tensors = load_file(str(weights_file))
-    except (ValueError, OSError, TypeError) as exc:
-        raise _error(f"LAM checkpoint {folder} is unreadable ({type(exc).__name__}: {exc})") from exc
-    model = LamV2Model.from_base(config)
-    expected = model.block_state_dict()
-    missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)
-    bad = [k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape]
-    if missing or unexpected or bad:
-        detail = ", ".join(f"{n} {sorted(s)[:3]}" for n, s in
-                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad)) if s)
-        raise _error(f"LAM checkpoint {folder} does not match a LAM v2: {detail}")
-    with torch.no_grad():
-        model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in tensors.items()}})
-    return model.to(device).eval()
+    return load_blocks(folder, LamV2Config, LamV2Model, device, what="LAM v2")
 
 
 def is_v2_checkpoint(folder: str | Path) -> bool:
