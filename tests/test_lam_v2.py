@@ -129,7 +129,7 @@ def test_gated_long_documents_batch_stream_and_share_prefixes_exactly(gated_ckpt
     assert len(list((tmp_path / "cache").glob("*.npy"))) == len(docs)
     monkeypatch.delenv("LAM_MTEB_LAM2_CACHE")
     alone = [enc.encode_parts([d], state=True) for d in docs]
-    for k in ("mean", "window_mean", "lexical", "state"):
+    for k in ("mean", "window_mean", "state"):
         assert np.allclose(together[k], np.concatenate([a[k] for a in alone]), atol=2e-5), k
     # the memory changes long documents only
     init_like = LamV2Encoder(weights=str(gated_ckpt), chunk_size=512)
@@ -137,29 +137,65 @@ def test_gated_long_documents_batch_stream_and_share_prefixes_exactly(gated_ckpt
     # texts over LONG_CHARS are tokenised as a stream: same result
     monkeypatch.setattr(enc2, "LONG_CHARS", 50)
     streamed = enc.encode_parts(docs, state=True)
-    for k in ("mean", "lexical", "state"):
+    for k in ("mean", "state"):
         assert np.allclose(streamed[k], together[k], atol=2e-5), k
 
 
-def test_lexical_channel_is_the_idf_weighted_static_mean(init_ckpt):
-    enc = LamV2Encoder(weights=str(init_ckpt), chunk_size=16, lexical_weight=1.0)
-    doc = _text(60, 8)
-    ids = torch.tensor(enc.tokenizer.encode_batch([doc])[0])
-    m = enc.model
+def _bag(enc, text):
+    ids = enc.tokenizer.encode_batch([text])[0][1:-1]
+    return {t: ids.count(t) for t in set(ids)}
+
+
+def test_hashed_lexical_channel_matches_its_plain_reference(init_ckpt):
+    """project_bags (vectorised, streamed counts) == the per-token Python reference."""
+    from lam_mteb_plugins.lam.lexical import reference_project
+    from lam_mteb_plugins.lam.text import PIECE_CHARS
+
+    enc = LamV2Encoder(weights=str(init_ckpt), chunk_size=16, lexical_weight=1.0, lexical_dim=64)
+    docs = [_text(60, 8), _text(200, 9) + " " + _text(5, 8)]
+    got = enc.lexical(docs)
+    assert got.shape == (2, 64)
+    for row, doc in zip(got, docs):
+        want = reference_project(_bag(enc, doc), enc.model.lexical_idf, 64)
+        assert np.allclose(row, want.numpy(), atol=1e-4)
+    # a text over the tokenizer's piece size is counted piece by piece: the same bag as a whole
+    long = " ".join([docs[1]] * 60)
+    assert len(long) > 2 * PIECE_CHARS
+    want = reference_project(_bag(enc, long), enc.model.lexical_idf, 64)
+    assert np.allclose(enc.lexical([long])[0], want.numpy(), atol=1e-3)
+
+
+def test_lexical_weight_fuses_cosines_and_retrieval_weight_follows_prompt_type(init_ckpt):
+    docs = [_text(60, 8), _text(70, 10), "a b c words " * 3]
+    enc = LamV2Encoder(weights=str(init_ckpt), chunk_size=16, lexical_weight=0.3,
+                       retrieval_lexical_weight=0.8, lexical_dim=256)
+    dense = LamV2Encoder(weights=str(init_ckpt), chunk_size=16).encode(docs)
+    assert enc.embed_dim == 384 + 256 and dense.shape == (3, 384)
+    lex = enc.lexical(docs)
+    lex = lex / np.linalg.norm(lex, axis=1, keepdims=True)
+    for prompt_type, w in ((None, 0.3), ("query", 0.8), ("document", 0.8)):
+        e = enc.encode(docs, prompt_type=prompt_type)
+        assert e.shape == (3, 640) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+        cos = e @ e.T
+        want = (1 - w) * dense @ dense.T + w * lex @ lex.T
+        assert np.allclose(cos, want, atol=1e-5), prompt_type
+    # the first lexical channel: MiniLM's input embeddings, mixed into the same 384 dimensions
+    old = LamV2Encoder(weights=str(init_ckpt), chunk_size=16, lexical_weight=0.3, lexical_vectors="minilm",
+                       lexical_tf="raw")
+    ids = torch.tensor(old.tokenizer.encode_batch([docs[0]])[0])
+    m = old.model
     manual = (m.lexical_idf[ids, None] * m.static_vectors()[ids]).sum(0)
     manual = (manual / manual.norm()).detach().numpy()
-    assert np.allclose(enc.encode([doc])[0], manual, atol=1e-5)
-    mixed = LamV2Encoder(weights=str(init_ckpt), chunk_size=16, lexical_weight=0.3).encode([doc])[0]
-    ctx = LamV2Encoder(weights=str(init_ckpt), chunk_size=16).encode([doc])[0]
-    want = 0.7 * ctx + 0.3 * manual
-    assert np.allclose(mixed, want / np.linalg.norm(want), atol=1e-5)
+    want = 0.7 * dense[0] + 0.3 * manual
+    assert old.embed_dim == 384
+    assert np.allclose(old.encode([docs[0]])[0], want / np.linalg.norm(want), atol=1e-5)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "state"])
 def test_bad_inputs_never_nan(gated_ckpt, pooling):
     enc = LamV2Encoder(weights=str(gated_ckpt), chunk_size=16, pooling=pooling, lexical_weight=0.2)
     e = enc.encode([None, "", "   ", "\x00\x01", "\ud800 lone", "word " * 100])
-    assert e.shape == (6, 384) and np.isfinite(e).all()
+    assert e.shape == (6, 384 + 2048) and np.isfinite(e).all()
     assert np.allclose(np.linalg.norm(e[-1]), 1, atol=1e-4)
 
 
@@ -168,6 +204,12 @@ def test_bad_params_and_checkpoints_are_clear_errors(tmp_path, init_ckpt):
         LamV2Encoder(weights=str(init_ckpt), pooling="hybrid")
     with pytest.raises(lam_mteb.LamMtebError, match="lexical_weight"):
         LamV2Encoder(weights=str(init_ckpt), lexical_weight=2)
+    with pytest.raises(lam_mteb.LamMtebError, match="retrieval_lexical_weight"):
+        LamV2Encoder(weights=str(init_ckpt), retrieval_lexical_weight=-0.1)
+    with pytest.raises(lam_mteb.LamMtebError, match="lexical_vectors"):
+        LamV2Encoder(weights=str(init_ckpt), lexical_vectors="bm25")
+    with pytest.raises(lam_mteb.LamMtebError, match="lexical_tf"):
+        LamV2Encoder(weights=str(init_ckpt), lexical_tf="sqrt")
     with pytest.raises(lam_mteb.LamMtebError, match="chunk_size"):
         LamV2Encoder(weights=str(init_ckpt), chunk_size=600)
     with pytest.raises(lam_mteb.LamMtebError, match="needs config.json"):
@@ -200,9 +242,10 @@ def test_lam2_kind_and_registry_entries():
     assert meta["params"] == enc2.DEFAULTS_V2 == lam_plugin.PARAMS_V2
     assert lam_plugin.N_PARAMETERS_V2 == sum(p.numel() for p in LamV2Model().parameters())
     models = {m["name"]: m for m in yaml.safe_load((REPO / "registry.yaml").read_text())["models"]}
-    for pooling in ("mean", "state"):
-        assert models[f"lam-{pooling}"]["kind"] == "lam2"
-        assert models[f"lam-{pooling}"]["params"]["pooling"] == pooling
+    assert models["lam-mean"]["kind"] == "lam2" and models["lam-mean"]["params"]["pooling"] == "mean"
+    assert models["lam2-state"]["kind"] == "lam2" and models["lam2-state"]["params"]["pooling"] == "state"
+    # the README's main job: state pooling needs a trained memory, so lam-state is v1's
+    assert models["lam-state"]["kind"] == "lam" and models["lam-state"]["params"]["pooling"] == "state"
     assert models["lam-hybrid"]["kind"] == "lam2" and 0 < models["lam-hybrid"]["params"]["lexical_weight"] < 1
     for pooling in ("mean", "state", "hybrid"):
         assert models[f"lam-v1-{pooling}"]["kind"] == "lam"

@@ -42,19 +42,25 @@ def create_encoder(pooling: str = "mean", weights=None, hybrid_weight: float = 0
 
 
 # LAM v2 (`lam2` kind, encoder_v2.LamV2Encoder); kept in sync with encoder_v2.DEFAULTS_V2 by a test
-PARAMS_V2 = {"pooling": "mean", "weights": None, "lexical_weight": 0.0, "chunk_size": None,
-             "chunk_pooling": "tokens", "diag_weight": 0.7, "batch_size": 32}
+PARAMS_V2 = {"pooling": "mean", "weights": None, "lexical_weight": 0.0,
+             "retrieval_lexical_weight": None, "lexical_vectors": "hashed", "lexical_dim": 2048,
+             "lexical_tf": "log", "chunk_size": None, "chunk_pooling": "tokens", "diag_weight": 0.7,
+             "batch_size": 32}
 # MiniLM without its pooler + 6 memories x (beta projection 384->12 and 12 gates)
 N_PARAMETERS_V2 = 22_565_376 + 6 * (384 * 12 + 12 + 12)
 
 
 def create_encoder_v2(pooling: str = "mean", weights=None, lexical_weight: float = 0.0,
+                      retrieval_lexical_weight: float | None = None, lexical_vectors: str = "hashed",
+                      lexical_dim: int = 2048, lexical_tf: str = "log",
                       chunk_size: int | None = None, chunk_pooling: str = "tokens",
                       diag_weight: float = 0.7, batch_size: int = 32, device: str | None = None):
     """Factory of the ``lam2`` encoder kind (see ``encoder_v2.LamV2Encoder``)."""
     from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder
 
     return LamV2Encoder(pooling=pooling, weights=weights, lexical_weight=lexical_weight,
+                        retrieval_lexical_weight=retrieval_lexical_weight,
+                        lexical_vectors=lexical_vectors, lexical_dim=lexical_dim, lexical_tf=lexical_tf,
                         chunk_size=chunk_size, chunk_pooling=chunk_pooling, diag_weight=diag_weight,
                         batch_size=batch_size, device=device)
 

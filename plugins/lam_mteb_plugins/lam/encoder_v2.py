@@ -14,7 +14,14 @@ Poolings (returned L2-normalised):
 - ``mean``:  mean of the last layer's hidden states over every token of every window (incl. the
              windows' [CLS]/[SEP]); ``chunk_pooling="windows"`` averages the per-window means instead;
 - ``state``: the last layer's memory after the document, embedded as LAM v1's state pooling;
-- ``lexical_weight`` w > 0 mixes in the lexical channel: normalise((1 - w) * e + w * e_lex).
+- ``lexical_weight`` w > 0 adds the lexical channel (``lexical.py``): a random projection of the
+  text's bag of word pieces weighted log(1 + tf) * idf, ``lexical_dim`` dimensions, concatenated as
+  [sqrt(1 - w) * e, sqrt(w) * e_lex] (both L2-normalised), so a cosine between two texts is
+  (1 - w) * dense cosine + w * lexical cosine, the way BGE-M3 fuses dense and lexical scores.
+  ``retrieval_lexical_weight`` (default: ``lexical_weight``) is the weight for texts mteb encodes as
+  queries or documents; ``lexical_weight`` the one for symmetric tasks (STS, clustering, ...).
+  ``lexical_vectors="minilm"`` uses MiniLM's 384-d input embeddings mixed into the same space
+  instead (normalise((1 - w) * e + w * e_lex), the first version; see docs/lam.md for both).
 """
 
 from __future__ import annotations
@@ -37,9 +44,13 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS_V2 = WEIGHTS_DIR / "v2"
 POOLINGS_V2 = ("mean", "state")
 CHUNK_POOLINGS = ("tokens", "windows")
-_PARTS = ("mean", "window_mean", "lexical", "state")
-DEFAULTS_V2 = {"pooling": "mean", "weights": None, "lexical_weight": 0.0, "chunk_size": None,
-               "chunk_pooling": "tokens", "diag_weight": 0.7, "batch_size": 32}
+# rows of a LAM_MTEB_LAM2_CACHE file; "reserved" held the first lexical channel (now lexical.py,
+# computed from the text alone) and stays so that cache files written before remain readable
+_PARTS = ("mean", "window_mean", "reserved", "state")
+DEFAULTS_V2 = {"pooling": "mean", "weights": None, "lexical_weight": 0.0,
+               "retrieval_lexical_weight": None, "lexical_vectors": "hashed", "lexical_dim": 2048,
+               "lexical_tf": "log", "chunk_size": None, "chunk_pooling": "tokens", "diag_weight": 0.7,
+               "batch_size": 32}
 
 
 def _error(message):
@@ -55,7 +66,9 @@ def resolve_weights_v2(weights) -> Path:
 
 
 def revision_v2(params: dict) -> str:
-    keep = {k: params.get(k, DEFAULTS_V2[k]) for k in ("pooling", "lexical_weight", "chunk_size",
+    keep = {k: params.get(k, DEFAULTS_V2[k]) for k in ("pooling", "lexical_weight", "retrieval_lexical_weight",
+                                                          "lexical_vectors", "lexical_dim", "lexical_tf",
+                                                          "chunk_size",
                                                          "chunk_pooling", "diag_weight")}
     blob = "v2" + json.dumps(keep, sort_keys=True) + checkpoint_hash(resolve_weights_v2(params.get("weights")))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -71,16 +84,28 @@ class LamV2Encoder:
     """LAM v2 sentence/document encoder (see the module docstring)."""
 
     def __init__(self, pooling: str = "mean", weights=None, lexical_weight: float = 0.0,
+                 retrieval_lexical_weight: float | None = None, lexical_vectors: str = "hashed",
+                 lexical_dim: int = 2048, lexical_tf: str = "log",
                  chunk_size: int | None = None, chunk_pooling: str = "tokens", diag_weight: float = 0.7,
                  batch_size: int = 32, device: str | None = None, model=None):
         import torch
+
+        from lam_mteb_plugins.lam.lexical import TF_WEIGHTS, VECTORS
 
         if pooling not in POOLINGS_V2:
             raise _error(f"LAM v2 pooling {pooling!r} is not one of {', '.join(POOLINGS_V2)}")
         if chunk_pooling not in CHUNK_POOLINGS:
             raise _error(f"LAM v2 chunk_pooling {chunk_pooling!r} is not one of {', '.join(CHUNK_POOLINGS)}")
-        if not 0.0 <= float(lexical_weight) <= 1.0 or not 0.0 <= float(diag_weight) <= 1.0:
-            raise _error("LAM lexical_weight and diag_weight must lie in [0, 1]")
+        if retrieval_lexical_weight is None:
+            retrieval_lexical_weight = lexical_weight
+        if not all(0.0 <= float(x) <= 1.0 for x in (lexical_weight, retrieval_lexical_weight, diag_weight)):
+            raise _error("LAM lexical_weight, retrieval_lexical_weight and diag_weight must lie in [0, 1]")
+        if lexical_vectors not in VECTORS:
+            raise _error(f"LAM v2 lexical_vectors {lexical_vectors!r} is not one of {', '.join(VECTORS)}")
+        if lexical_tf not in TF_WEIGHTS:
+            raise _error(f"LAM v2 lexical_tf {lexical_tf!r} is not one of {', '.join(TF_WEIGHTS)}")
+        if not 16 <= int(lexical_dim) <= 65536:
+            raise _error(f"LAM v2 lexical_dim must be in 16..65536, got {lexical_dim}")
         if chunk_size is not None and not 3 <= int(chunk_size) <= 512:
             raise _error(f"LAM chunk_size must be in 3..512 (MiniLM has 512 positions), got {chunk_size}")
         if device in (None, "", "auto"):
@@ -97,27 +122,41 @@ class LamV2Encoder:
         self._memory_read = self.model.memory_is_read()
         self.pooling, self.chunk_pooling = pooling, chunk_pooling
         self.lexical_weight, self.diag_weight = float(lexical_weight), float(diag_weight)
+        self.retrieval_lexical_weight = float(retrieval_lexical_weight)
+        self.lexical_vectors, self.lexical_tf = lexical_vectors, lexical_tf
+        self.lexical_dim = int(lexical_dim) if lexical_vectors == "hashed" else 0
         self.chunk_size = int(chunk_size or self.model.config.chunk_size)
         self.batch_size, self.device = int(batch_size), str(device)
         from lam_mteb_plugins.lam.text import LamTokenizer
 
         self.tokenizer = LamTokenizer(self.model.config.base_model)
-        self.embed_dim = self.model.config.hidden_size
-        self._static = None
+        self.dense_dim = self.model.config.hidden_size
+        self.uses_lexical = max(self.lexical_weight, self.retrieval_lexical_weight) > 0
+        # hashed lexical vectors are concatenated: every output has the same width, whatever the task
+        self.embed_dim = self.dense_dim + (self.lexical_dim if self.uses_lexical else 0)
         self.rows_run = 0
 
     # ------------------------------------------------------------------ public
     def encode(self, texts, *, batch_size: int | None = None, show_progress_bar: bool = False,
-               **kwargs) -> np.ndarray:
-        """Embeddings (n, 384), float32, L2-normalised, never NaN."""
-        need_state = self.pooling == "state"
-        parts = self.encode_parts(texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
-                                  state=need_state, lexical=self.lexical_weight > 0)
-        return self.combine(parts)
+               prompt_type: str | None = None, **kwargs) -> np.ndarray:
+        """Embeddings (n, embed_dim), float32, L2-normalised, never NaN.
 
-    def combine(self, parts: dict, lexical_weight: float | None = None, pooling: str | None = None,
-                chunk_pooling: str | None = None) -> np.ndarray:
-        """The configured embedding from ``encode_parts`` output (other settings for dev sweeps)."""
+        ``prompt_type`` ("query"/"document", passed by mteb for retrieval) selects
+        ``retrieval_lexical_weight``; anything else ``lexical_weight``."""
+        if isinstance(texts, str):
+            texts = [texts]
+        w = self.retrieval_lexical_weight if prompt_type in ("query", "document") else self.lexical_weight
+        parts = self.encode_parts(texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                  state=self.pooling == "state")
+        lexical = self.lexical(texts, batch_size=batch_size) if self.uses_lexical else None
+        return self.combine(parts, lexical, w)
+
+    def combine(self, parts: dict, lexical: np.ndarray | None = None, lexical_weight: float | None = None,
+                pooling: str | None = None, chunk_pooling: str | None = None) -> np.ndarray:
+        """The embedding from ``encode_parts`` (+ ``lexical``) output; other settings for dev sweeps.
+
+        Hashed lexical vectors: [sqrt(1 - w) * e, sqrt(w) * e_lex]; ``lexical=None`` (no lexical
+        channel) gives the dense part alone.  ``minilm`` vectors: normalise((1 - w) e + w e_lex)."""
         import torch
 
         w = self.lexical_weight if lexical_weight is None else lexical_weight
@@ -125,12 +164,45 @@ class LamV2Encoder:
         key = {"state": "state", "mean": {"tokens": "mean", "windows": "window_mean"}[
             chunk_pooling or self.chunk_pooling]}[pooling]
         e = _normalise(torch.as_tensor(parts[key]))
-        if w > 0:
-            e = _normalise((1 - w) * e + w * _normalise(torch.as_tensor(parts["lexical"])))
+        if lexical is None:
+            return e.numpy().astype(np.float32)
+        lex = _normalise(torch.as_tensor(lexical))
+        if self.lexical_vectors == "minilm":
+            e = _normalise((1 - w) * e + w * lex) if w > 0 else e
+        else:
+            e = torch.cat([(1 - w) ** 0.5 * e, w**0.5 * lex], dim=1)
         return e.numpy().astype(np.float32)
 
-    def encode_parts(self, texts, *, batch_size=None, show_progress_bar=False, state=False, lexical=True):
-        """Unnormalised pieces {"mean", "window_mean", "lexical"[, "state"]} -> (n, 384) arrays.
+    def lexical(self, texts, *, batch_size: int | None = None) -> np.ndarray:
+        """Lexical vectors (n, lexical_dim or 384), unnormalised (see ``lexical.py``).
+
+        Word-piece counts are accumulated from the streaming tokenizer, so a text of any length
+        costs memory bounded by the vocabulary."""
+        import torch
+
+        from lam_mteb_plugins.lam.lexical import project_bags
+
+        if isinstance(texts, str):
+            texts = [texts]
+        m = self.model
+        idf = m.lexical_idf.detach().float().cpu()
+        table = m.static_vectors().detach().float().cpu() if self.lexical_vectors == "minilm" else None
+        dim = self.lexical_dim or self.dense_dim
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        bs = max(1, int(batch_size or self.batch_size))
+        for start in range(0, len(texts), bs):
+            rows = texts[start:start + bs]
+            counts = torch.zeros(len(rows), idf.shape[0])
+            for i, text in enumerate(rows):
+                for ids in self.tokenizer.iter_ids(self.tokenizer.clean(text)):
+                    counts[i].index_add_(0, torch.as_tensor(ids, dtype=torch.long), torch.ones(len(ids)))
+            vec = project_bags(counts, idf, tf=self.lexical_tf, vectors=self.lexical_vectors,
+                               dim=dim, table=table)
+            out[start:start + len(rows)] = vec.numpy()
+        return out
+
+    def encode_parts(self, texts, *, batch_size=None, show_progress_bar=False, state=False):
+        """Unnormalised dense pieces {"mean", "window_mean", "state"} -> (n, 384) arrays.
 
         With ``LAM_MTEB_LAM2_CACHE=DIR`` in the environment, the parts of every text are kept in DIR
         (one .npy per text, named by the checkpoint's content hash, chunk size and the text's sha1),
@@ -163,15 +235,14 @@ class LamV2Encoder:
                 np.save(tmp, arr)
                 tmp.replace(files[i])
                 found[files[i]] = arr
-        stacked = np.stack([found[f] for f in files]) if files else np.zeros((0, len(_PARTS), self.embed_dim))
+        stacked = np.stack([found[f] for f in files]) if files else np.zeros((0, len(_PARTS), self.dense_dim))
         return {k: stacked[:, j] for j, k in enumerate(_PARTS)}
 
     def _encode_parts(self, texts, batch_size, show_progress_bar, state):
         import torch
 
-        lexical = True
         n = len(texts)
-        out = {k: torch.zeros(n, self.embed_dim) for k in ("mean", "window_mean", "lexical", "state")}
+        out = {k: torch.zeros(n, self.dense_dim) for k in _PARTS}
         bs = max(1, int(batch_size or self.batch_size))
         C = self.chunk_size
         short_idx = [i for i in range(n) if len(texts[i]) <= LONG_CHARS]
@@ -187,7 +258,7 @@ class LamV2Encoder:
         with torch.inference_mode():
             for start in range(0, len(short), bs):
                 rows = short[start:start + bs]
-                res = self._run_short([ids[i] for i in rows], state, lexical)
+                res = self._run_short([ids[i] for i in rows], state)
                 r = torch.tensor(rows)
                 for k, v in res.items():
                     out[k][r] = v
@@ -195,7 +266,7 @@ class LamV2Encoder:
                     bar.update(len(rows))
             for start in range(0, len(long_docs), bs):
                 rows = long_docs[start:start + bs]
-                res = self._run_long([ids[i][1:-1] if i in ids else texts[i] for i in rows], state, lexical)
+                res = self._run_long([ids[i][1:-1] if i in ids else texts[i] for i in rows], state)
                 r = torch.tensor(rows)
                 for k, v in res.items():
                     out[k][r] = v
@@ -206,24 +277,13 @@ class LamV2Encoder:
         return {k: v.nan_to_num().numpy() for k, v in out.items()}
 
     # ------------------------------------------------------------------ internals
-    def _static_vectors(self):
-        if self._static is None:
-            m = self.model
-            self._static = (m.static_vectors() * m.lexical_idf[:, None]).detach()
-        return self._static
-
-    def _lexical(self, x, m):
-        return (self._static_vectors()[x] * m[..., None]).sum(1)
-
-    def _run_short(self, seqs, state, lexical):
+    def _run_short(self, seqs, state):
         x, m = pad_batch(seqs, self.tokenizer.pad_id, self.device)
         h, states = self.model.forward_chunk(x, m, write=state)
         mean = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
         res = {"mean": mean.float().cpu(), "window_mean": mean.float().cpu()}
         if state:
             res["state"] = state_embedding(states[-1].float(), self.diag_weight).cpu()
-        if lexical:
-            res["lexical"] = self._lexical(x, m).float().cpu()
         return res
 
     def _content_chunks(self, doc, size):
@@ -244,7 +304,7 @@ class LamV2Encoder:
             yield buf[:size]
             buf = buf[size:]
 
-    def _run_long(self, docs, state, lexical):
+    def _run_long(self, docs, state):
         """Lock-step streaming of windows with each layer's memory carried (see the module doc).
 
         Documents whose windows so far are identical share one row (exact; the LongEmbed
@@ -257,9 +317,8 @@ class LamV2Encoder:
         cls_id, sep_id = self.tokenizer.cls_id, self.tokenizer.sep_id
         iters = [self._content_chunks(d, C - 2) for d in docs]
         n, L = len(docs), len(self.model.layers)
-        sums = torch.zeros(n, self.embed_dim, device=self.device)
-        wsums = torch.zeros(n, self.embed_dim, device=self.device)
-        lex = torch.zeros(n, self.embed_dim, device=self.device)
+        sums = torch.zeros(n, self.dense_dim, device=self.device)
+        wsums = torch.zeros(n, self.dense_dim, device=self.device)
         counts = torch.zeros(n, device=self.device)
         windows = torch.zeros(n, device=self.device)
         states = [None] * n
@@ -286,15 +345,12 @@ class LamV2Encoder:
             counts[active] += c[idx]
             wsums[active] += (s / c.clamp_min(1)[:, None])[idx]
             windows[active] += 1
-            if lexical:
-                lex[active] += self._lexical(x, m)[idx]
             for r, j in zip(active, rep_of):
                 states[r] = [st[j] for st in new] if write else None
                 group[r] = reps[j]
             active = [r for r in active if pending[r]]
         res = {"mean": (sums / counts.clamp_min(1)[:, None]).float().cpu(),
-               "window_mean": (wsums / windows.clamp_min(1)[:, None]).float().cpu(),
-               "lexical": lex.float().cpu()}
+               "window_mean": (wsums / windows.clamp_min(1)[:, None]).float().cpu()}
         if state:
             last = torch.stack([st[-1] for st in states])
             res["state"] = state_embedding(last.float(), self.diag_weight).cpu()
