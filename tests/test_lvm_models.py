@@ -89,14 +89,21 @@ def test_training_resumes_after_an_interruption(tmp_path):
 
 # ------------------------------------------------------------------ LVM-R (persistence + correction)
 
-@pytest.mark.parametrize("cfg", [{}, {"hidden": 0}, {"content_mix": False}, {"global_bias": False}])
+@pytest.mark.parametrize("cfg", [{}, {"hidden": 0}, {"content_mix": False}, {"global_bias": False},
+                                 {"features": "all"}, {"features": "all", "hidden": 0}])
 def test_untrained_lvm_r_is_persistence(cfg):
     model = build("lvm-r", dim=16, context=5, **cfg)
     ctx = M.normalize(np.random.default_rng(0).standard_normal((7, 5, 16)))
     pred = TorchPredictor(model)(ctx)
     assert pred.shape == (7, 16)
     np.testing.assert_allclose(pred, M.normalize(M.persistence(ctx)), atol=1e-6)
-    assert TorchPredictor(model)(ctx[:, -2:]).shape == (7, 16)  # shorter contexts work too
+    if cfg.get("features") != "all":  # "all" reads exactly `context` vectors
+        assert TorchPredictor(model)(ctx[:, -2:]).shape == (7, 16)  # shorter contexts work too
+
+
+def test_lvm_r_unknown_features_is_one_clear_error():
+    with pytest.raises(lam_mteb.LamMtebError, match="features"):
+        build("lvm-r", dim=16, context=5, features="everything")
 
 
 def test_lvm_r_mixing_coefficients_reach_the_linear_average():
@@ -133,11 +140,11 @@ def test_margin_selection_requires_beating_every_baseline_on_every_metric():
     assert margin_key(wins, base) > margin_key({**wins, "dev_recall_at_1": 0.151}, base)
 
 
-@pytest.mark.parametrize("w_doc", [0.0, 0.5])
-def test_lvm_r_training_beats_persistence_and_average_on_a_learnable_dynamic(w_doc):
+@pytest.mark.parametrize("losses", [{"w_doc": 0.0}, {"w_doc": 0.5}, {"w_near": 0.5, "near": 2}])
+def test_lvm_r_training_beats_persistence_and_average_on_a_learnable_dynamic(losses):
     vecs, docs = drifting_sequences(n_docs=50, length=16, dim=16)
     (tv, ts), (dv, ds) = _split(vecs, docs)
-    hp = {**HP, "arch": "lvm-r", "model": {"hidden": 32, "dropout": 0.0}, "w_doc": w_doc,
+    hp = {**HP, "arch": "lvm-r", "model": {"hidden": 32, "dropout": 0.0}, **losses,
           "select": "all_baselines"}
     train_docs = np.array(docs[:len(tv)])
     _, history, best = train_model(hp, tv, ts, dv, ds, progress=False, log=lambda *_: None,
@@ -149,8 +156,23 @@ def test_lvm_r_training_beats_persistence_and_average_on_a_learnable_dynamic(w_d
     assert best["dev_cosine_mean"] > persist["cosine_mean"] + 0.02
 
 
-def test_doc_negatives_need_document_ids():
+@pytest.mark.parametrize("loss", ["w_doc", "w_near"])
+def test_doc_negatives_need_document_ids(loss):
     vecs, docs = drifting_sequences(n_docs=10, length=10, dim=8)
     (tv, ts), (dv, ds) = _split(vecs, docs)
     with pytest.raises(lam_mteb.LamMtebError, match="train_docs"):
-        train_model({**HP, "arch": "lvm-r", "w_doc": 0.5}, tv, ts, dv, ds, progress=False, log=lambda *_: None)
+        train_model({**HP, "arch": "lvm-r", loss: 0.5}, tv, ts, dv, ds, progress=False, log=lambda *_: None)
+
+
+def test_on_epoch_sees_every_epoch_in_eval_mode():
+    """The callback (benchmarks/lvm_cv_sweep.py records predictions with it) gets epoch 0..E."""
+    vecs, docs = drifting_sequences(n_docs=12, length=10, dim=8)
+    (tv, ts), (dv, ds) = _split(vecs, docs)
+    seen = []
+
+    def on_epoch(epoch, model):
+        seen.append((epoch, model.training))
+
+    train_model({**HP, "arch": "lvm-r", "epochs": 2, "model": {"hidden": 8}}, tv, ts, dv, ds,
+                progress=False, log=lambda *_: None, on_epoch=on_epoch)
+    assert seen == [(0, False), (1, False), (2, False)]

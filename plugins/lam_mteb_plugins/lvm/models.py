@@ -139,12 +139,14 @@ class LVMR(nn.Module):
     fast_params = ("pos", "bias")
 
     def __init__(self, dim: int = 384, context: int = 5, hidden: int = 256, dropout: float = 0.1,
-                 content_mix: bool = True, global_bias: bool = True):
+                 content_mix: bool = True, global_bias: bool = True, features: str = "last-mean-diff"):
         super().__init__()
-        self.dim, self.context = dim, context
+        if features not in ("last-mean-diff", "all"):
+            raise lam_mteb.LamMtebError(f"unknown LVM-R features {features!r}; choose last-mean-diff or all")
+        self.dim, self.context, self.features = dim, context, features
         self.pos = nn.Parameter(torch.zeros(context))
         self.bias = nn.Parameter(torch.zeros(dim)) if global_bias else None
-        n_feat = 3 * dim
+        n_feat = 3 * dim if features == "last-mean-diff" else context * dim
         self.norm = nn.LayerNorm(n_feat)
         self.drop = nn.Dropout(dropout)
         self.body = None
@@ -164,7 +166,10 @@ class LVMR(nn.Module):
         k = ctx.shape[1]
         last = ctx[:, -1]
         prev = ctx[:, -2] if k > 1 else last
-        f = self.drop(self.norm(torch.cat([last, ctx.mean(dim=1), last - prev], dim=-1)))
+        if self.features == "all":
+            f = self.drop(self.norm(ctx.reshape(ctx.shape[0], -1)))
+        else:
+            f = self.drop(self.norm(torch.cat([last, ctx.mean(dim=1), last - prev], dim=-1)))
         h = self.body(f) if self.body is not None else f
         a = self.pos[-k:].expand(ctx.shape[0], k)
         if self.mix is not None:

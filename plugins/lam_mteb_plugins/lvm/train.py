@@ -111,10 +111,13 @@ def margin_key(scores: dict, baselines: dict) -> tuple:
 
 def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarray, dev_seqs,
                 out_dir: str | Path | None = None, *, progress: bool = True, log=print,
-                train_docs: np.ndarray | None = None) -> tuple:
+                train_docs: np.ndarray | None = None, on_epoch=None) -> tuple:
     """Train one model; returns (best module, history list, best-epoch record).  Resumes from
     ``out_dir`` state.  ``train_docs`` (one document id per train chunk) is needed when
-    ``hp["w_doc"]`` > 0 (the loss whose negatives are the other chunks of the target's document)."""
+    ``hp["w_doc"]`` or ``hp["w_near"]`` > 0 (losses whose negatives are chunks of the target's
+    own document: all of them, or those within ``hp["near"]`` positions of the context window).
+    ``on_epoch(epoch, model)`` is called after every epoch, epoch 0 (the untrained model)
+    included, with the model in eval mode (benchmarks/lvm_cv_sweep.py records predictions)."""
     import torch
     from torch.nn import functional as F
     from tqdm.auto import tqdm
@@ -146,12 +149,14 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
     def key(scores: dict) -> tuple:
         return margin_key(scores, baselines) if baselines is not None else select_key(scores, history[0])
 
-    w_doc = hp.get("w_doc", 0.0)
-    if w_doc and train_docs is None:
-        raise lam_mteb.LamMtebError("w_doc > 0 needs the document id of every train chunk (train_docs)")
-    if w_doc:
+    w_doc, w_near = hp.get("w_doc", 0.0), hp.get("w_near", 0.0)
+    if (w_doc or w_near) and train_docs is None:
+        raise lam_mteb.LamMtebError("w_doc / w_near > 0 need the document id of every train chunk (train_docs)")
+    if w_doc or w_near:
         _, doc_codes = np.unique(np.asarray(train_docs), return_inverse=True)
         chunk_doc = torch.as_tensor(doc_codes.astype(np.int64))
+        chunk_pos = torch.arange(len(doc_codes))  # a document's chunks are contiguous, in order
+        reach = context + hp.get("near", 3)  # context window + `near` chunks on either side of the target
     n = len(train_seqs)
     steps_per_epoch = math.ceil(n / hp["batch_size"])
     total = steps_per_epoch * hp["epochs"]
@@ -188,7 +193,14 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
         cos = M.cosine_rows(preds, M.normalize(dev_vecs)[dev_tgt])
         return {"dev_cosine_mean": float(cos.mean()), **{f"dev_{k}": v for k, v in M.retrieval_scores(ranks).items()}}
 
+    def notify(epoch: int) -> None:
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch, model)
+            model.train()
+
     if start_epoch == 0:
+        notify(0)
         base = dev_scores()  # epoch 0 = the untrained model = the linear-average baseline
         history.append({"epoch": 0, **base, "train_loss": None})
         best = {"epoch": 0, "score": key(base), **base}
@@ -214,7 +226,7 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
             loss = hp["w_cos"] * (1 - (pred * y).sum(-1)).mean()
             if hp["w_mse"]:
                 loss = loss + hp["w_mse"] * ((pred - y) ** 2).sum(-1).mean()
-            if hp["w_nce"] or w_doc:
+            if hp["w_nce"] or w_doc or w_near:
                 logits = pred @ tv.T / hp["tau"]  # raw vectors, whole train pool
                 logits = logits.scatter(1, ci, float("-inf"))  # the query's own context chunks
                 if hp["w_nce"]:
@@ -222,12 +234,17 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
                 if w_doc:  # hard negatives: only the other chunks of the target's own document
                     other_doc = chunk_doc[None, :] != chunk_doc[ti][:, None]
                     loss = loss + w_doc * F.cross_entropy(logits.masked_fill(other_doc, float("-inf")), ti)
+                if w_near:  # the hardest negatives: the target's neighbours in its own document
+                    far = (chunk_doc[None, :] != chunk_doc[ti][:, None]) | \
+                        ((chunk_pos[None, :] - ti[:, None]).abs() > reach)
+                    loss = loss + w_near * F.cross_entropy(logits.masked_fill(far, float("-inf")), ti)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        notify(epoch)
         sc = dev_scores()
         rec = {"epoch": epoch, **sc, "train_loss": float(np.mean(losses)), "elapsed_s": round(time.time() - t0, 1)}
         history.append(rec)
