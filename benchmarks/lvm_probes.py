@@ -83,6 +83,19 @@ def main(argv=None) -> int:
     model_scores = fmt(*scores(pred, pool, tgt, ex))
     print(f"[{args.split}] model           {model_scores}  ({args.checkpoint.name})")
 
+    print("\n0. the rank-1 candidate when it is not the target: its offset from the target")
+    doc = np.array([c.doc_id for c in sd.chunks[args.split]])
+    for name, p in (("persistence", last), ("linear average", ctx.mean(1))):
+        sims = M.normalize(p) @ pool.T
+        sims[np.arange(len(tgt))[:, None], ex] = -np.inf  # the context is not a candidate
+        top = sims.argmax(1)
+        miss = top != tgt
+        same = miss & (doc[top] == doc[tgt])
+        offsets, counts = np.unique((top - tgt)[same], return_counts=True)
+        most = np.argsort(-counts, kind="stable")[:6]
+        common = ", ".join(f"{offsets[i]:+d}: {counts[i]}" for i in most)
+        print(f"  {name}: {miss.sum()} misses, {same.sum()} in the target's document ({common})")
+
     print("\n1. interpolation toward persistence: normalize(x_k + lam (model - x_k))")
     for lam in (0.25, 0.5, 0.75, 1.0, 1.25, 1.5):
         print(f"  lam {lam:<5} {fmt(*scores(last + lam * (pred - last), pool, tgt, ex))}")
