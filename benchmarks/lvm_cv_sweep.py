@@ -104,7 +104,8 @@ def cv_folds(doc_ids, k: int, seed: int = 123) -> list[np.ndarray]:
     return [order[i::k] for i in range(k)]
 
 
-def per_query(pred: np.ndarray, vecs: np.ndarray, seqs) -> dict[str, np.ndarray]:
+def per_query(pred: np.ndarray, vecs: np.ndarray, seqs, chunk_docs) -> dict[str, np.ndarray]:
+    """Per-query cosine, R@1 and R@5 hits, and the query's document (for the bootstrap)."""
     from lam_mteb_plugins.lvm import metrics as M
 
     pool = M.normalize(vecs)
@@ -114,7 +115,19 @@ def per_query(pred: np.ndarray, vecs: np.ndarray, seqs) -> dict[str, np.ndarray]
         "cosine_mean": M.cosine_rows(pred, pool[tgt]),
         "recall_at_1": (ranks <= 1).astype(float),
         "recall_at_5": (ranks <= 5).astype(float),
+        "doc": np.asarray(chunk_docs)[tgt],
     }
+
+
+def bootstrap(delta: np.ndarray, doc_of_query: np.ndarray, n: int = 2000, seed: int = 0):
+    """(mean, 2.5 %, 97.5 %) of the mean of ``delta`` over resamples of whole documents (the
+    interval of benchmarks/lvm_margins.py)."""
+    docs, inv = np.unique(doc_of_query, return_inverse=True)
+    sums = np.bincount(inv, weights=delta, minlength=len(docs))
+    counts = np.bincount(inv, minlength=len(docs))
+    draws = np.random.default_rng(seed).integers(0, len(docs), size=(n, len(docs)))
+    stats = sums[draws].sum(1) / counts[draws].sum(1)
+    return float(delta.mean()), float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
 
 
 def run_variant(name: str, over: dict, sd, vecs, folds: int, lams) -> dict:
@@ -161,35 +174,35 @@ def run_variant(name: str, over: dict, sd, vecs, folds: int, lams) -> dict:
         str, dict
     ] = {}  # tag -> {"base": {name: per-query}, "model": {(epoch, lam): per-query}}
 
-    def score(tag, ev, es, preds_by_epoch):
+    def score(tag, ev, ed, es, preds_by_epoch):
         pool = M.normalize(ev)
         ctx, _, _ = M.sequence_arrays(pool, es)
         slot = pooled.setdefault(tag, {"base": {}, "model": {}})
         for bname, p in (("persistence", ctx[:, -1]), ("linear_average", ctx.mean(1))):
-            slot["base"].setdefault(bname, []).append(per_query(p, ev, es))
+            slot["base"].setdefault(bname, []).append(per_query(p, ev, es, ed))
         last = ctx[:, -1]
         for epoch, preds in preds_by_epoch.items():
             for lam in lams:
                 p = M.normalize(last + lam * (preds[tag] - last))
-                slot["model"].setdefault((epoch, lam), []).append(per_query(p, ev, es))
+                slot["model"].setdefault((epoch, lam), []).append(per_query(p, ev, es, ed))
 
     t0 = time.time()
     for held in cv_folds(docs["train"], folds) if folds else []:
         keep = np.setdiff1d(np.unique(docs["train"]), held)
         tv, td, ts = doc_subset(vecs["train"], docs["train"], seqs["train"], keep)
-        hv, _, hs = doc_subset(vecs["train"], docs["train"], seqs["train"], held)
-        score("cv", hv, hs, fit(tv, td, ts, {"cv": (hv, hs)}))
+        hv, hd, hs = doc_subset(vecs["train"], docs["train"], seqs["train"], held)
+        score("cv", hv, hd, hs, fit(tv, td, ts, {"cv": (hv, hs)}))
     full = fit(
         vecs["train"],
         docs["train"],
         seqs["train"],
         {"dev": (vecs["dev"], seqs["dev"]), "test": (vecs["test"], seqs["test"])},
     )
-    score("dev", vecs["dev"], seqs["dev"], full)
-    score("test", vecs["test"], seqs["test"], full)
+    score("dev", vecs["dev"], docs["dev"], seqs["dev"], full)
+    score("test", vecs["test"], docs["test"], seqs["test"], full)
 
     def cat(parts):
-        return {m: np.concatenate([p[m] for p in parts]) for m in METRICS}
+        return {m: np.concatenate([p[m] for p in parts]) for m in (*METRICS, "doc")}
 
     summary: dict = {
         "name": name,
@@ -200,9 +213,10 @@ def run_variant(name: str, over: dict, sd, vecs, folds: int, lams) -> dict:
         "baselines": {},
         "candidates": [],
     }
-    best_base = {}
+    best_base, best_rows = {}, {}
     for tag, slot in pooled.items():
         base = {b: cat(v) for b, v in slot["base"].items()}
+        best_rows[tag] = {m: max(base.values(), key=lambda v, m=m: v[m].mean()) for m in METRICS}
         summary["baselines"][tag] = {
             b: {m: float(v[m].mean()) for m in METRICS} for b, v in base.items()
         }
@@ -210,8 +224,12 @@ def run_variant(name: str, over: dict, sd, vecs, folds: int, lams) -> dict:
     for key in sorted(next(iter(pooled.values()))["model"]):
         cand = {"epoch": key[0], "lam": key[1]}
         for tag, slot in pooled.items():
-            vals = {m: float(v.mean()) for m, v in cat(slot["model"][key]).items()}
+            rows = cat(slot["model"][key])
+            vals = {m: float(rows[m].mean()) for m in METRICS}
             cand[tag] = {**vals, **{f"margin_{m}": vals[m] - best_base[tag][m] for m in METRICS}}
+            for m in METRICS:  # 95 % document-bootstrap interval of the margin
+                delta = rows[m] - best_rows[tag][m][m]
+                cand[tag][f"ci_{m}"] = list(bootstrap(delta, rows["doc"])[1:])
         rel = [
             cand[t][f"margin_{m}"] / best_base[t][m] for t in pooled if t != "test" for m in METRICS
         ]
@@ -245,6 +263,13 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _margin(scores: dict, m: str) -> str:
+    """'+0.0012' or, when the sweep recorded it, '+0.0012 [-0.0040, +0.0061]'."""
+    ci = scores.get(f"ci_{m}")
+    text = f"{scores[f'margin_{m}']:+.4f}"
+    return f"{text} [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else text
+
+
 def frontier(rec: dict) -> str:
     """All (epoch, lam) candidates of one variant: CV and dev margins (the trade-off curve)."""
     lines = [f"{rec['name']}: margins over the best baseline, cos / R@1 / R@5"]
@@ -252,7 +277,7 @@ def frontier(rec: dict) -> str:
         if c["epoch"] == 0:
             continue
         parts = [
-            f"{tag} " + " ".join(f"{c[tag][f'margin_{m}']:+.4f}" for m in METRICS)
+            f"{tag} " + " ".join(_margin(c[tag], m) for m in METRICS)
             for tag in ("cv", "dev")
             if tag in c
         ]
