@@ -231,7 +231,10 @@ def run_variant(name: str, over: dict, sd, vecs, folds: int, lams) -> dict:
                 delta = rows[m] - best_rows[tag][m][m]
                 cand[tag][f"ci_{m}"] = list(bootstrap(delta, rows["doc"])[1:])
         rel = [
-            cand[t][f"margin_{m}"] / best_base[t][m] for t in pooled if t != "test" for m in METRICS
+            cand[t][f"margin_{m}"] / max(abs(best_base[t][m]), 1e-9)
+            for t in pooled
+            if t != "test"
+            for m in METRICS
         ]
         cand["min_rel_margin"] = min(rel)
         cand["qualifies"] = min(rel) > 0
