@@ -39,7 +39,9 @@ def test_checkpoint_roundtrip(arch, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     loaded, cfg = load_checkpoint(tmp_path)
     ctx = np.random.default_rng(1).standard_normal((3, 5, 16)).astype(np.float32)
-    np.testing.assert_allclose(TorchPredictor(loaded)(ctx), TorchPredictor(model.eval())(ctx), atol=1e-6)
+    np.testing.assert_allclose(
+        TorchPredictor(loaded)(ctx), TorchPredictor(model.eval())(ctx), atol=1e-6
+    )
     with pytest.raises(lam_mteb.LamMtebError, match="no LVM checkpoint"):
         load_checkpoint(tmp_path / "nothing")
 
@@ -48,15 +50,34 @@ def _split(vecs, docs, context=5):
     chunks = [D.Chunk(f"{d}@{i}", str(d), i, "") for i, d in enumerate(docs)]
     n_train = int(len(chunks) * 0.75)
     cut = next(i for i in range(n_train, len(chunks)) if docs[i] != docs[i - 1])
-    return (vecs[:cut], D.make_sequences(chunks[:cut], context)), (vecs[cut:], D.make_sequences(chunks[cut:], context))
+    return (vecs[:cut], D.make_sequences(chunks[:cut], context)), (
+        vecs[cut:],
+        D.make_sequences(chunks[cut:], context),
+    )
 
 
-HP = {"model": {}, "epochs": 6, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.0, "w_cos": 1.0,
-      "w_mse": 0.0, "w_nce": 0.1, "tau": 0.1, "seed": 0, "select": "legacy"}
+HP = {
+    "model": {},
+    "epochs": 6,
+    "batch_size": 64,
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "w_cos": 1.0,
+    "w_mse": 0.0,
+    "w_nce": 0.1,
+    "tau": 0.1,
+    "seed": 0,
+    "select": "legacy",
+}
 
 
-@pytest.mark.parametrize("arch,model_cfg", [("amn", {"hidden": 64, "attn_dim": 16}),
-                                             ("lvm-t", {"d_model": 32, "n_layers": 1, "n_heads": 2})])
+@pytest.mark.parametrize(
+    "arch,model_cfg",
+    [
+        ("amn", {"hidden": 64, "attn_dim": 16}),
+        ("lvm-t", {"d_model": 32, "n_layers": 1, "n_heads": 2}),
+    ],
+)
 def test_training_beats_the_linear_average_on_a_learnable_dynamic(arch, model_cfg):
     vecs, docs = drifting_sequences(n_docs=50, length=16, dim=16)
     (tv, ts), (dv, ds) = _split(vecs, docs)
@@ -87,31 +108,52 @@ def test_training_resumes_after_an_interruption(tmp_path):
     assert not any("epoch 1:" in m for m in seen)  # epoch 1 was not trained again
 
 
-# ------------------------------------------------------------------ LVM-R (persistence + correction)
+# ------------------------------------------------------------- LVM-R (persistence + correction)
 
-@pytest.mark.parametrize("cfg", [{}, {"hidden": 0}, {"content_mix": False}, {"global_bias": False}])
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {},
+        {"hidden": 0},
+        {"content_mix": False},
+        {"global_bias": False},
+        {"features": "all"},
+        {"features": "all", "hidden": 0},
+    ],
+)
 def test_untrained_lvm_r_is_persistence(cfg):
     model = build("lvm-r", dim=16, context=5, **cfg)
     ctx = M.normalize(np.random.default_rng(0).standard_normal((7, 5, 16)))
     pred = TorchPredictor(model)(ctx)
     assert pred.shape == (7, 16)
     np.testing.assert_allclose(pred, M.normalize(M.persistence(ctx)), atol=1e-6)
-    assert TorchPredictor(model)(ctx[:, -2:]).shape == (7, 16)  # shorter contexts work too
+    if cfg.get("features") != "all":  # "all" reads exactly `context` vectors
+        assert TorchPredictor(model)(ctx[:, -2:]).shape == (7, 16)  # shorter contexts work too
+
+
+def test_lvm_r_unknown_features_is_one_clear_error():
+    with pytest.raises(lam_mteb.LamMtebError, match="features"):
+        build("lvm-r", dim=16, context=5, features="everything")
 
 
 def test_lvm_r_mixing_coefficients_reach_the_linear_average():
-    """The gate parametrisation covers the other baseline: a = (1/k, ..., 1/k - 1) gives the average."""
+    """The gate parametrisation covers the other baseline: a = (1/k, ..., 1/k - 1) gives the
+    average."""
     model = build("lvm-r", dim=16, context=5, hidden=0, content_mix=False, global_bias=False)
     with torch.no_grad():
         model.pos.copy_(torch.tensor([0.2, 0.2, 0.2, 0.2, -0.8]))
     ctx = M.normalize(np.random.default_rng(3).standard_normal((4, 5, 16)))
-    np.testing.assert_allclose(TorchPredictor(model)(ctx), M.normalize(M.linear_average(ctx)), atol=1e-5)
+    np.testing.assert_allclose(
+        TorchPredictor(model)(ctx), M.normalize(M.linear_average(ctx)), atol=1e-5
+    )
     a, r = model.coefficients(torch.as_tensor(ctx))
     assert a.shape == (4, 5) and r is None
 
 
 def test_lvm_r_gradients_flow_from_the_zero_start():
-    """Zero-initialised output layers must still receive gradient (else training never leaves persistence)."""
+    """Zero-initialised output layers must still receive gradient (else training never leaves
+    persistence)."""
     model = build("lvm-r", dim=16, context=5, hidden=8)
     ctx = torch.as_tensor(M.normalize(np.random.default_rng(4).standard_normal((6, 5, 16))))
     y = torch.as_tensor(M.normalize(np.random.default_rng(5).standard_normal((6, 16))))
@@ -124,8 +166,10 @@ def test_lvm_r_gradients_flow_from_the_zero_start():
 def test_margin_selection_requires_beating_every_baseline_on_every_metric():
     from lam_mteb_plugins.lvm.train import margin_key
 
-    base = {"persistence": {"cosine_mean": 0.45, "recall_at_1": 0.15, "recall_at_5": 0.34},
-            "linear_average": {"cosine_mean": 0.52, "recall_at_1": 0.08, "recall_at_5": 0.24}}
+    base = {
+        "persistence": {"cosine_mean": 0.45, "recall_at_1": 0.15, "recall_at_5": 0.34},
+        "linear_average": {"cosine_mean": 0.52, "recall_at_1": 0.08, "recall_at_5": 0.24},
+    }
     wins = {"dev_cosine_mean": 0.53, "dev_recall_at_1": 0.16, "dev_recall_at_5": 0.35}
     assert margin_key(wins, base)[0] == 1
     for metric in wins:  # losing to the best baseline on any one metric disqualifies
@@ -133,24 +177,57 @@ def test_margin_selection_requires_beating_every_baseline_on_every_metric():
     assert margin_key(wins, base) > margin_key({**wins, "dev_recall_at_1": 0.151}, base)
 
 
-@pytest.mark.parametrize("w_doc", [0.0, 0.5])
-def test_lvm_r_training_beats_persistence_and_average_on_a_learnable_dynamic(w_doc):
+@pytest.mark.parametrize("losses", [{"w_doc": 0.0}, {"w_doc": 0.5}, {"w_near": 0.5, "near": 2}])
+def test_lvm_r_training_beats_persistence_and_average_on_a_learnable_dynamic(losses):
     vecs, docs = drifting_sequences(n_docs=50, length=16, dim=16)
     (tv, ts), (dv, ds) = _split(vecs, docs)
-    hp = {**HP, "arch": "lvm-r", "model": {"hidden": 32, "dropout": 0.0}, "w_doc": w_doc,
-          "select": "all_baselines"}
-    train_docs = np.array(docs[:len(tv)])
-    _, history, best = train_model(hp, tv, ts, dv, ds, progress=False, log=lambda *_: None,
-                                   train_docs=train_docs)
+    hp = {
+        **HP,
+        "arch": "lvm-r",
+        "model": {"hidden": 32, "dropout": 0.0},
+        **losses,
+        "select": "all_baselines",
+    }
+    train_docs = np.array(docs[: len(tv)])
+    _, history, best = train_model(
+        hp, tv, ts, dv, ds, progress=False, log=lambda *_: None, train_docs=train_docs
+    )
     ctx, tgt, ex = M.sequence_arrays(M.normalize(dv), ds)
     persist = M.evaluate_predictor(M.persistence, ctx, tgt, M.normalize(dv), ex, latency_calls=0)
-    assert history[0]["dev_cosine_mean"] == pytest.approx(persist["cosine_mean"], abs=1e-5)  # epoch 0 = persistence
+    assert history[0]["dev_cosine_mean"] == pytest.approx(
+        persist["cosine_mean"], abs=1e-5
+    )  # epoch 0 = persistence
     assert best["epoch"] > 0 and best["score"][0] == 1
     assert best["dev_cosine_mean"] > persist["cosine_mean"] + 0.02
 
 
-def test_doc_negatives_need_document_ids():
+@pytest.mark.parametrize("loss", ["w_doc", "w_near"])
+def test_doc_negatives_need_document_ids(loss):
     vecs, docs = drifting_sequences(n_docs=10, length=10, dim=8)
     (tv, ts), (dv, ds) = _split(vecs, docs)
     with pytest.raises(lam_mteb.LamMtebError, match="train_docs"):
-        train_model({**HP, "arch": "lvm-r", "w_doc": 0.5}, tv, ts, dv, ds, progress=False, log=lambda *_: None)
+        train_model(
+            {**HP, "arch": "lvm-r", loss: 0.5}, tv, ts, dv, ds, progress=False, log=lambda *_: None
+        )
+
+
+def test_on_epoch_sees_every_epoch_in_eval_mode():
+    """The callback (benchmarks/lvm_cv_sweep.py records predictions with it) gets epoch 0..E."""
+    vecs, docs = drifting_sequences(n_docs=12, length=10, dim=8)
+    (tv, ts), (dv, ds) = _split(vecs, docs)
+    seen = []
+
+    def on_epoch(epoch, model):
+        seen.append((epoch, model.training))
+
+    train_model(
+        {**HP, "arch": "lvm-r", "epochs": 2, "model": {"hidden": 8}},
+        tv,
+        ts,
+        dv,
+        ds,
+        progress=False,
+        log=lambda *_: None,
+        on_epoch=on_epoch,
+    )
+    assert seen == [(0, False), (1, False), (2, False)]

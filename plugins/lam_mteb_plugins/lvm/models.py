@@ -38,8 +38,17 @@ class LVMT(nn.Module):
     ``mix=False`` drops the mixture term (a plain residual transformer).
     """
 
-    def __init__(self, dim: int = 384, context: int = 5, d_model: int = 256, n_layers: int = 2,
-                 n_heads: int = 4, ff_mult: int = 2, dropout: float = 0.1, mix: bool = True):
+    def __init__(
+        self,
+        dim: int = 384,
+        context: int = 5,
+        d_model: int = 256,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        ff_mult: int = 2,
+        dropout: float = 0.1,
+        mix: bool = True,
+    ):
         super().__init__()
         self.mix = nn.Linear(d_model, 1) if mix else None
         if self.mix is not None:
@@ -48,8 +57,15 @@ class LVMT(nn.Module):
         self.dim, self.context = dim, context
         self.inp = nn.Linear(dim, d_model)
         self.pos = nn.Parameter(torch.zeros(context, d_model))
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, ff_mult * d_model, dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model,
+            n_heads,
+            ff_mult * d_model,
+            dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, dim)
@@ -83,8 +99,15 @@ class AMN(nn.Module):
 
     fast_params = ("pos",)
 
-    def __init__(self, dim: int = 384, context: int = 5, attn_dim: int = 64, n_heads: int = 4,
-                 hidden: int = 512, dropout: float = 0.1):
+    def __init__(
+        self,
+        dim: int = 384,
+        context: int = 5,
+        attn_dim: int = 64,
+        n_heads: int = 4,
+        hidden: int = 512,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         self.dim, self.context, self.n_heads, self.attn_dim = dim, context, n_heads, attn_dim
         self.ln_q = nn.LayerNorm(dim)
@@ -96,8 +119,14 @@ class AMN(nn.Module):
         nn.init.zeros_(self.q.bias)
         self.mlp = None
         if hidden > 0:
-            self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, hidden), nn.GELU(),
-                                     nn.Dropout(dropout), nn.Linear(hidden, dim))
+            self.mlp = nn.Sequential(
+                nn.LayerNorm(dim),
+                nn.Dropout(dropout),
+                nn.Linear(dim, hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, dim),
+            )
             nn.init.zeros_(self.mlp[-1].weight)
             nn.init.zeros_(self.mlp[-1].bias)
 
@@ -107,7 +136,7 @@ class AMN(nn.Module):
         avg = ctx.mean(dim=1)
         q = self.q(self.ln_q(avg)).view(n, self.n_heads, 1, self.attn_dim)
         kk = self.k(self.ln_k(ctx)).view(n, k, self.n_heads, self.attn_dim).transpose(1, 2)
-        logits = (q @ kk.transpose(-1, -2)).squeeze(2) / self.attn_dim ** 0.5 + self.pos[:, -k:]
+        logits = (q @ kk.transpose(-1, -2)).squeeze(2) / self.attn_dim**0.5 + self.pos[:, -k:]
         return logits.softmax(dim=-1)
 
     def forward(self, ctx: torch.Tensor) -> torch.Tensor:
@@ -138,13 +167,25 @@ class LVMR(nn.Module):
 
     fast_params = ("pos", "bias")
 
-    def __init__(self, dim: int = 384, context: int = 5, hidden: int = 256, dropout: float = 0.1,
-                 content_mix: bool = True, global_bias: bool = True):
+    def __init__(
+        self,
+        dim: int = 384,
+        context: int = 5,
+        hidden: int = 256,
+        dropout: float = 0.1,
+        content_mix: bool = True,
+        global_bias: bool = True,
+        features: str = "last-mean-diff",
+    ):
         super().__init__()
-        self.dim, self.context = dim, context
+        if features not in ("last-mean-diff", "all"):
+            raise lam_mteb.LamMtebError(
+                f"unknown LVM-R features {features!r}; choose last-mean-diff or all"
+            )
+        self.dim, self.context, self.features = dim, context, features
         self.pos = nn.Parameter(torch.zeros(context))
         self.bias = nn.Parameter(torch.zeros(dim)) if global_bias else None
-        n_feat = 3 * dim
+        n_feat = 3 * dim if features == "last-mean-diff" else context * dim
         self.norm = nn.LayerNorm(n_feat)
         self.drop = nn.Dropout(dropout)
         self.body = None
@@ -164,7 +205,10 @@ class LVMR(nn.Module):
         k = ctx.shape[1]
         last = ctx[:, -1]
         prev = ctx[:, -2] if k > 1 else last
-        f = self.drop(self.norm(torch.cat([last, ctx.mean(dim=1), last - prev], dim=-1)))
+        if self.features == "all":
+            f = self.drop(self.norm(ctx.reshape(ctx.shape[0], -1)))
+        else:
+            f = self.drop(self.norm(torch.cat([last, ctx.mean(dim=1), last - prev], dim=-1)))
         h = self.body(f) if self.body is not None else f
         a = self.pos[-k:].expand(ctx.shape[0], k)
         if self.mix is not None:
@@ -188,7 +232,9 @@ def build(arch: str, **cfg) -> nn.Module:
         return AMN(**cfg)
     if arch == "lvm-r":
         return LVMR(**cfg)
-    raise lam_mteb.LamMtebError(f"unknown LVM architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    raise lam_mteb.LamMtebError(
+        f"unknown LVM architecture {arch!r}; choose one of {', '.join(ARCHS)}"
+    )
 
 
 def n_parameters(model: nn.Module) -> int:
@@ -214,7 +260,8 @@ def load_checkpoint(folder: str | Path) -> tuple[nn.Module, dict]:
     if not cfg_path.exists() or not w_path.exists():
         raise lam_mteb.LamMtebError(
             f"no LVM checkpoint in {folder} (needs config.json + model.safetensors); "
-            "train one with `lam-mteb train-lvm --arch lvm-t --out <folder>`")
+            "train one with `lam-mteb train-lvm --arch lvm-t --out <folder>`"
+        )
     config = json.loads(cfg_path.read_text())
     model = build(config["arch"], **config["model"])
     model.load_state_dict(load_file(str(w_path)))

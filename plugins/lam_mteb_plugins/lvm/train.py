@@ -34,16 +34,45 @@ from . import vectors as V
 
 # Defaults chosen on the dev split of ../shared/data/longtext (docs/lvm.md, "what we tried").
 DEFAULTS = {
-    "lvm-t": {"model": {"d_model": 256, "n_layers": 2, "n_heads": 4, "ff_mult": 2, "dropout": 0.1, "mix": True},
-              "lr": 5e-4, "weight_decay": 0.05, "epochs": 8, "w_nce": 0.1, "tau": 0.1,
-              "w_doc": 0.0, "select": "legacy"},
-    "amn": {"model": {"attn_dim": 64, "n_heads": 4, "hidden": 256, "dropout": 0.5},
-            "lr": 1e-3, "weight_decay": 0.5, "epochs": 8, "w_nce": 0.05, "tau": 0.1,
-            "w_doc": 0.0, "select": "legacy"},
-    # lvm-r: the sweep's best by the all-baselines rule on dev (benchmarks/lvm_sweep.py, docs/lvm.md)
-    "lvm-r": {"model": {"hidden": 64, "dropout": 0.5, "content_mix": True, "global_bias": True},
-              "lr": 3e-4, "weight_decay": 0.5, "epochs": 4, "w_nce": 0.05, "tau": 0.1,
-              "w_doc": 0.2, "select": "all_baselines"},
+    "lvm-t": {
+        "model": {
+            "d_model": 256,
+            "n_layers": 2,
+            "n_heads": 4,
+            "ff_mult": 2,
+            "dropout": 0.1,
+            "mix": True,
+        },
+        "lr": 5e-4,
+        "weight_decay": 0.05,
+        "epochs": 8,
+        "w_nce": 0.1,
+        "tau": 0.1,
+        "w_doc": 0.0,
+        "select": "legacy",
+    },
+    "amn": {
+        "model": {"attn_dim": 64, "n_heads": 4, "hidden": 256, "dropout": 0.5},
+        "lr": 1e-3,
+        "weight_decay": 0.5,
+        "epochs": 8,
+        "w_nce": 0.05,
+        "tau": 0.1,
+        "w_doc": 0.0,
+        "select": "legacy",
+    },
+    # lvm-r: the sweep's best by the all-baselines rule on dev
+    # (benchmarks/lvm_sweep.py, docs/lvm.md)
+    "lvm-r": {
+        "model": {"hidden": 64, "dropout": 0.5, "content_mix": True, "global_bias": True},
+        "lr": 3e-4,
+        "weight_decay": 0.5,
+        "epochs": 4,
+        "w_nce": 0.05,
+        "tau": 0.1,
+        "w_doc": 0.2,
+        "select": "all_baselines",
+    },
 }
 
 
@@ -57,7 +86,7 @@ def _parse_value(v: str):
 def _hparams(args) -> dict:
     base = DEFAULTS[args.arch]
     model_cfg = dict(base["model"])
-    for k, v in (args.model_param or []):
+    for k, v in args.model_param or []:
         model_cfg[k] = _parse_value(v)
 
     def pick(name):
@@ -65,11 +94,19 @@ def _hparams(args) -> dict:
         return base[name] if value is None else value
 
     return {
-        "arch": args.arch, "model": model_cfg,
-        "epochs": pick("epochs"), "batch_size": args.batch_size,
-        "lr": pick("lr"), "weight_decay": pick("weight_decay"),
-        "w_cos": args.w_cos, "w_mse": args.w_mse, "w_nce": pick("w_nce"), "tau": pick("tau"),
-        "w_doc": pick("w_doc"), "seed": args.seed, "select": pick("select"),
+        "arch": args.arch,
+        "model": model_cfg,
+        "epochs": pick("epochs"),
+        "batch_size": args.batch_size,
+        "lr": pick("lr"),
+        "weight_decay": pick("weight_decay"),
+        "w_cos": args.w_cos,
+        "w_mse": args.w_mse,
+        "w_nce": pick("w_nce"),
+        "tau": pick("tau"),
+        "w_doc": pick("w_doc"),
+        "seed": args.seed,
+        "select": pick("select"),
     }
 
 
@@ -83,9 +120,9 @@ def select_key(scores: dict, baseline: dict) -> tuple:
 SELECT_METRICS = ("cosine_mean", "recall_at_1", "recall_at_5")
 SELECT_RULES = {
     "legacy": "dev_recall_at_5 | dev_cosine_mean > linear average",
-    "all_baselines": "max over epochs of min over (cosine_mean, recall_at_1, recall_at_5) of the relative "
-                     "dev margin over the best baseline on that metric; an epoch qualifies only if all "
-                     "three margins are > 0",
+    "all_baselines": "max over epochs of min over (cosine_mean, recall_at_1, recall_at_5) of "
+    "the relative dev margin over the best baseline on that metric; an epoch qualifies only if all "
+    "three margins are > 0",
 }
 
 
@@ -94,13 +131,21 @@ def dev_baselines(train_vecs: np.ndarray, dev_vecs: np.ndarray, dev_seqs, seed: 
     on one split (dev during training; the report also scores test with it)."""
     pool = M.normalize(dev_vecs)
     ctx, tgt, ex = M.sequence_arrays(pool, dev_seqs)
-    fns = {"random": M.random_predictor(pool.shape[1], seed=seed), "mean_vector": M.mean_predictor(M.normalize(train_vecs)),
-           "persistence": M.persistence, "linear_average": M.linear_average}
-    return {name: M.evaluate_predictor(fn, ctx, tgt, pool, ex, latency_calls=0) for name, fn in fns.items()}
+    fns = {
+        "random": M.random_predictor(pool.shape[1], seed=seed),
+        "mean_vector": M.mean_predictor(M.normalize(train_vecs)),
+        "persistence": M.persistence,
+        "linear_average": M.linear_average,
+    }
+    return {
+        name: M.evaluate_predictor(fn, ctx, tgt, pool, ex, latency_calls=0)
+        for name, fn in fns.items()
+    }
 
 
 def margin_key(scores: dict, baselines: dict) -> tuple:
-    """``all_baselines`` rule: (qualifies, min relative margin over the best baseline per metric)."""
+    """``all_baselines`` rule: (qualifies, min relative margin over the best baseline per
+    metric)."""
     margins = []
     for m in SELECT_METRICS:
         best = max(b[m] for b in baselines.values())
@@ -109,12 +154,25 @@ def margin_key(scores: dict, baselines: dict) -> tuple:
     return (int(worst > 0), worst)
 
 
-def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarray, dev_seqs,
-                out_dir: str | Path | None = None, *, progress: bool = True, log=print,
-                train_docs: np.ndarray | None = None) -> tuple:
+def train_model(
+    hp: dict,
+    train_vecs: np.ndarray,
+    train_seqs,
+    dev_vecs: np.ndarray,
+    dev_seqs,
+    out_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    log=print,
+    train_docs: np.ndarray | None = None,
+    on_epoch=None,
+) -> tuple:
     """Train one model; returns (best module, history list, best-epoch record).  Resumes from
     ``out_dir`` state.  ``train_docs`` (one document id per train chunk) is needed when
-    ``hp["w_doc"]`` > 0 (the loss whose negatives are the other chunks of the target's document)."""
+    ``hp["w_doc"]`` or ``hp["w_near"]`` > 0 (losses whose negatives are chunks of the target's
+    own document: all of them, or those within ``hp["near"]`` positions of the context window).
+    ``on_epoch(epoch, model)`` is called after every epoch, epoch 0 (the untrained model)
+    included, with the model in eval mode (benchmarks/lvm_cv_sweep.py records predictions)."""
     import torch
     from torch.nn import functional as F
     from tqdm.auto import tqdm
@@ -131,8 +189,13 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
     fast = [p for n, p in model.named_parameters() if n in getattr(model, "fast_params", ())]
     slow = [p for n, p in model.named_parameters() if n not in getattr(model, "fast_params", ())]
     mult = hp.get("fast_lr_mult", 10.0)
-    opt = torch.optim.AdamW([{"params": slow, "lr_mult": 1.0, "weight_decay": hp["weight_decay"]},
-                             {"params": fast, "lr_mult": mult, "weight_decay": 0.0}], lr=hp["lr"])
+    opt = torch.optim.AdamW(
+        [
+            {"params": slow, "lr_mult": 1.0, "weight_decay": hp["weight_decay"]},
+            {"params": fast, "lr_mult": mult, "weight_decay": 0.0},
+        ],
+        lr=hp["lr"],
+    )
 
     tv = torch.as_tensor(M.normalize(train_vecs))
     ctx_idx = torch.as_tensor(np.array([c for c, _ in train_seqs], dtype=np.int64))
@@ -140,18 +203,30 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
     dev_ctx, dev_tgt, dev_ex = M.sequence_arrays(M.normalize(dev_vecs), dev_seqs)
     select = hp.get("select", "legacy")
     if select not in SELECT_RULES:
-        raise lam_mteb.LamMtebError(f"unknown selection rule {select!r}; choose one of {', '.join(SELECT_RULES)}")
+        raise lam_mteb.LamMtebError(
+            f"unknown selection rule {select!r}; choose one of {', '.join(SELECT_RULES)}"
+        )
     baselines = dev_baselines(train_vecs, dev_vecs, dev_seqs) if select == "all_baselines" else None
 
     def key(scores: dict) -> tuple:
-        return margin_key(scores, baselines) if baselines is not None else select_key(scores, history[0])
+        return (
+            margin_key(scores, baselines)
+            if baselines is not None
+            else select_key(scores, history[0])
+        )
 
-    w_doc = hp.get("w_doc", 0.0)
-    if w_doc and train_docs is None:
-        raise lam_mteb.LamMtebError("w_doc > 0 needs the document id of every train chunk (train_docs)")
-    if w_doc:
+    w_doc, w_near = hp.get("w_doc", 0.0), hp.get("w_near", 0.0)
+    if (w_doc or w_near) and train_docs is None:
+        raise lam_mteb.LamMtebError(
+            "w_doc / w_near > 0 need the document id of every train chunk (train_docs)"
+        )
+    if w_doc or w_near:
         _, doc_codes = np.unique(np.asarray(train_docs), return_inverse=True)
         chunk_doc = torch.as_tensor(doc_codes.astype(np.int64))
+        chunk_pos = torch.arange(len(doc_codes))  # a document's chunks are contiguous, in order
+        reach = context + hp.get(
+            "near", 3
+        )  # context window + `near` chunks on either side of the target
     n = len(train_seqs)
     steps_per_epoch = math.ceil(n / hp["batch_size"])
     total = steps_per_epoch * hp["epochs"]
@@ -160,7 +235,11 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
     def lr_at(step):  # linear warm-up, cosine decay
         if step < warm:
             return hp["lr"] * (step + 1) / warm
-        return hp["lr"] * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+        return (
+            hp["lr"]
+            * 0.5
+            * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+        )
 
     state_dir = Path(out_dir) / ".train_state" if out_dir else None
     history: list[dict] = []
@@ -186,50 +265,85 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
         model.train()
         ranks = M.target_ranks(preds, M.normalize(dev_vecs), dev_tgt, dev_ex)
         cos = M.cosine_rows(preds, M.normalize(dev_vecs)[dev_tgt])
-        return {"dev_cosine_mean": float(cos.mean()), **{f"dev_{k}": v for k, v in M.retrieval_scores(ranks).items()}}
+        return {
+            "dev_cosine_mean": float(cos.mean()),
+            **{f"dev_{k}": v for k, v in M.retrieval_scores(ranks).items()},
+        }
+
+    def notify(epoch: int) -> None:
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch, model)
+            model.train()
 
     if start_epoch == 0:
+        notify(0)
         base = dev_scores()  # epoch 0 = the untrained model = the linear-average baseline
         history.append({"epoch": 0, **base, "train_loss": None})
         best = {"epoch": 0, "score": key(base), **base}
         if state_dir:
             from .models import save_checkpoint as _save
-            _save(model, state_dir / "best", {"arch": hp["arch"], "model": {"dim": dim, "context": context, **hp["model"]}})
+
+            _save(
+                model,
+                state_dir / "best",
+                {"arch": hp["arch"], "model": {"dim": dim, "context": context, **hp["model"]}},
+            )
 
     model.train()
     t0 = time.time()
     for epoch in range(max(1, start_epoch), hp["epochs"] + 1):
         perm = torch.as_tensor(rng.permutation(n))
         losses = []
-        bar = tqdm(range(steps_per_epoch), desc=f"{hp['arch']} epoch {epoch}/{hp['epochs']}",
-                   disable=not progress, leave=False, file=sys.stderr)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"{hp['arch']} epoch {epoch}/{hp['epochs']}",
+            disable=not progress,
+            leave=False,
+            file=sys.stderr,
+        )
         for b in bar:
             step = (epoch - 1) * steps_per_epoch + b
             for g in opt.param_groups:
                 g["lr"] = lr_at(step) * g["lr_mult"]
-            idx = perm[b * hp["batch_size"]:(b + 1) * hp["batch_size"]]
+            idx = perm[b * hp["batch_size"] : (b + 1) * hp["batch_size"]]
             ci, ti = ctx_idx[idx], tgt_idx[idx]
             pred = model(tv[ci])
             y = tv[ti]
             loss = hp["w_cos"] * (1 - (pred * y).sum(-1)).mean()
             if hp["w_mse"]:
                 loss = loss + hp["w_mse"] * ((pred - y) ** 2).sum(-1).mean()
-            if hp["w_nce"] or w_doc:
+            if hp["w_nce"] or w_doc or w_near:
                 logits = pred @ tv.T / hp["tau"]  # raw vectors, whole train pool
                 logits = logits.scatter(1, ci, float("-inf"))  # the query's own context chunks
                 if hp["w_nce"]:
                     loss = loss + hp["w_nce"] * F.cross_entropy(logits, ti)
                 if w_doc:  # hard negatives: only the other chunks of the target's own document
                     other_doc = chunk_doc[None, :] != chunk_doc[ti][:, None]
-                    loss = loss + w_doc * F.cross_entropy(logits.masked_fill(other_doc, float("-inf")), ti)
+                    loss = loss + w_doc * F.cross_entropy(
+                        logits.masked_fill(other_doc, float("-inf")), ti
+                    )
+                if w_near:  # the hardest negatives: the target's neighbours in its own document
+                    far = (chunk_doc[None, :] != chunk_doc[ti][:, None]) | (
+                        (chunk_pos[None, :] - ti[:, None]).abs() > reach
+                    )
+                    loss = loss + w_near * F.cross_entropy(
+                        logits.masked_fill(far, float("-inf")), ti
+                    )
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        notify(epoch)
         sc = dev_scores()
-        rec = {"epoch": epoch, **sc, "train_loss": float(np.mean(losses)), "elapsed_s": round(time.time() - t0, 1)}
+        rec = {
+            "epoch": epoch,
+            **sc,
+            "train_loss": float(np.mean(losses)),
+            "elapsed_s": round(time.time() - t0, 1),
+        }
         history.append(rec)
         score = key(sc)
         improved = score > tuple(best["score"])
@@ -240,15 +354,29 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
 
             state_dir.mkdir(parents=True, exist_ok=True)
             if improved:
-                save_checkpoint(model, state_dir / "best", {"arch": hp["arch"], "model": {"dim": dim, "context": context, **hp["model"]}})
-            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(state_dir / "last.safetensors"))
+                save_checkpoint(
+                    model,
+                    state_dir / "best",
+                    {"arch": hp["arch"], "model": {"dim": dim, "context": context, **hp["model"]}},
+                )
+            save_file(
+                {k: v.detach().contiguous() for k, v in model.state_dict().items()},
+                str(state_dir / "last.safetensors"),
+            )
             torch.save(opt.state_dict(), state_dir / "optimizer.pt")
-            (state_dir / "trainer_state.json").write_text(json.dumps(
-                {"hparams": hp, "epoch": epoch, "best": best, "history": history}, indent=1))
+            (state_dir / "trainer_state.json").write_text(
+                json.dumps(
+                    {"hparams": hp, "epoch": epoch, "best": best, "history": history}, indent=1
+                )
+            )
         elif improved:
             best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        log(f"{hp['arch']} epoch {epoch}: loss {rec['train_loss']:.4f}  dev cos {sc['dev_cosine_mean']:.4f}  "
-            f"dev R@1 {sc['dev_recall_at_1']:.4f}  dev R@5 {sc['dev_recall_at_5']:.4f}" + ("  *best*" if improved else ""))
+        log(
+            f"{hp['arch']} epoch {epoch}: loss {rec['train_loss']:.4f}  "
+            f"dev cos {sc['dev_cosine_mean']:.4f}  "
+            f"dev R@1 {sc['dev_recall_at_1']:.4f}  dev R@5 {sc['dev_recall_at_5']:.4f}"
+            + ("  *best*" if improved else "")
+        )
 
     if state_dir:
         from .models import load_checkpoint
@@ -265,20 +393,26 @@ def train_model(hp: dict, train_vecs: np.ndarray, train_seqs, dev_vecs: np.ndarr
 
 # --------------------------------------------------------------------------- data + vectors
 
+
 def default_data_folder() -> Path:
     root = lam_mteb.data_dir()
     if root is None:
         raise lam_mteb.DataNotFound(
             "no LVM data: set LAM_MTEB_DATA_DIR to a folder containing longtext/ "
-            "(or pass --data <folder of plain-text documents>)")
+            "(or pass --data <folder of plain-text documents>)"
+        )
     folder = root / "longtext"
     if not folder.is_dir():
-        raise lam_mteb.DataNotFound(f"looked for {folder}: LVM data needs <LAM_MTEB_DATA_DIR>/longtext "
-                                    "(a folder of plain-text documents)")
+        raise lam_mteb.DataNotFound(
+            f"looked for {folder}: LVM data needs <LAM_MTEB_DATA_DIR>/longtext "
+            "(a folder of plain-text documents)"
+        )
     return folder
 
 
-def split_vectors(encode_fn, sd: D.SequenceData, splits=("train", "dev", "test"), log=print) -> tuple[str, dict]:
+def split_vectors(
+    encode_fn, sd: D.SequenceData, splits=("train", "dev", "test"), log=print
+) -> tuple[str, dict]:
     """Encoder fingerprint and (cached) vectors of every chunk of the given splits."""
     fp = V.fingerprint(encode_fn)
     out = {}
@@ -286,8 +420,10 @@ def split_vectors(encode_fn, sd: D.SequenceData, splits=("train", "dev", "test")
         texts = [c.text for c in sd.chunks[s]]
         _, missing = V.lookup(fp, texts)
         if missing:
-            log(f"encoding {len(missing)} of {len(texts)} {s} chunks (cached afterwards in "
-                f"{lam_mteb.cache_dir() / 'lvm'})")
+            log(
+                f"encoding {len(missing)} of {len(texts)} {s} chunks (cached afterwards in "
+                f"{lam_mteb.cache_dir() / 'lvm'})"
+            )
         t = time.time()
         out[s] = V.encode_cached(encode_fn, texts, fp=fp)
         if missing:
@@ -298,50 +434,95 @@ def split_vectors(encode_fn, sd: D.SequenceData, splits=("train", "dev", "test")
 def _encode_fn(encoder, batch_size: int = 64):
     def f(texts):
         try:
-            return encoder.encode(texts, batch_size=batch_size, show_progress_bar=len(texts) > 256,
-                                  prompt_type="document")
+            return encoder.encode(
+                texts,
+                batch_size=batch_size,
+                show_progress_bar=len(texts) > 256,
+                prompt_type="document",
+            )
         except TypeError:
             return encoder.encode(texts, batch_size=batch_size)
+
     return f
 
 
 # --------------------------------------------------------------------------- CLI
 
+
 def add_command(subparsers) -> None:
     p = subparsers.add_parser(
-        "train-lvm", help="train an LVM-T / AMN next-vector predictor on chunk vectors",
+        "train-lvm",
+        help="train an LVM-T / AMN next-vector predictor on chunk vectors",
         description="Train an LVM next-vector predictor (LVM-T or AMN) on the train split's chunk "
-                    "vectors, select the epoch on dev, report dev and test. Resumable: re-run the "
-                    "same command to continue an interrupted run.")
-    p.add_argument("--arch", choices=list(DEFAULTS), required=True,
-                   help="lvm-t (transformer), amn (attention + MLP) or lvm-r (persistence + learned correction)")
-    p.add_argument("--out", required=True, help="checkpoint folder (config.json + model.safetensors)")
-    p.add_argument("--data", help="folder of plain-text documents (default: $LAM_MTEB_DATA_DIR/longtext)")
+        "vectors, select the epoch on dev, report dev and test. Resumable: re-run the "
+        "same command to continue an interrupted run.",
+    )
+    p.add_argument(
+        "--arch",
+        choices=list(DEFAULTS),
+        required=True,
+        help="lvm-t (transformer), amn (attention + MLP) or lvm-r "
+        "(persistence + learned correction)",
+    )
+    p.add_argument(
+        "--out", required=True, help="checkpoint folder (config.json + model.safetensors)"
+    )
+    p.add_argument(
+        "--data", help="folder of plain-text documents (default: $LAM_MTEB_DATA_DIR/longtext)"
+    )
     p.add_argument("--encoder", default="minilm", help="registered base encoder (default: minilm)")
     p.add_argument("--context", type=int, default=5)
     p.add_argument("--target-words", type=int, default=64)
     p.add_argument("--split-seed", type=int, default=42)
-    p.add_argument("--epochs", type=int, default=None, help="default: 8 (lvm-t, amn), lvm-r: see docs/lvm.md")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="default: 8 (lvm-t, amn), lvm-r: see docs/lvm.md"
+    )
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=None, help="default: 5e-4 (lvm-t), 1e-3 (amn, lvm-r)")
-    p.add_argument("--weight-decay", type=float, default=None, help="default: 0.05 (lvm-t, lvm-r), 0.5 (amn)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="default: 5e-4 (lvm-t), 1e-3 (amn, lvm-r)"
+    )
+    p.add_argument(
+        "--weight-decay", type=float, default=None, help="default: 0.05 (lvm-t, lvm-r), 0.5 (amn)"
+    )
     p.add_argument("--w-cos", type=float, default=1.0)
     p.add_argument("--w-mse", type=float, default=0.0)
-    p.add_argument("--w-nce", type=float, default=None,
-                   help="InfoNCE weight (negatives: all train chunks), 0 = off (default: 0.1 for lvm-t, 0.05 for amn)")
+    p.add_argument(
+        "--w-nce",
+        type=float,
+        default=None,
+        help="InfoNCE weight (negatives: all train chunks), 0 = off "
+        "(default: 0.1 for lvm-t, 0.05 for amn)",
+    )
     p.add_argument("--tau", type=float, default=None, help="InfoNCE temperature (default: 0.1)")
-    p.add_argument("--w-doc", type=float, default=None,
-                   help="weight of an InfoNCE whose negatives are the other chunks of the target's document "
-                        "(hard negatives; default 0)")
-    p.add_argument("--select", choices=list(SELECT_RULES), default=None,
-                   help="dev epoch selection: all_baselines = must beat every baseline on dev cosine, R@1 "
-                        "and R@5 (default for lvm-r); legacy = best R@5 among epochs above the linear "
-                        "average's cosine (default for lvm-t, amn)")
+    p.add_argument(
+        "--w-doc",
+        type=float,
+        default=None,
+        help="weight of an InfoNCE whose negatives are the other chunks of the target's document "
+        "(hard negatives; default 0)",
+    )
+    p.add_argument(
+        "--select",
+        choices=list(SELECT_RULES),
+        default=None,
+        help="dev epoch selection: all_baselines = must beat every baseline on dev cosine, R@1 "
+        "and R@5 (default for lvm-r); legacy = best R@5 among epochs above the linear "
+        "average's cosine (default for lvm-t, amn)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model-param", nargs=2, action="append", metavar=("KEY", "VALUE"),
-                   help="override an architecture parameter, e.g. --model-param hidden 256")
+    p.add_argument(
+        "--model-param",
+        nargs=2,
+        action="append",
+        metavar=("KEY", "VALUE"),
+        help="override an architecture parameter, e.g. --model-param hidden 256",
+    )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--overwrite", action="store_true", help="start again even if --out holds a finished checkpoint")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again even if --out holds a finished checkpoint",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_command)
 
@@ -353,24 +534,48 @@ def run_command(args) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     out = Path(args.out)
-    if (out / "model.safetensors").exists() and not (out / ".train_state").exists() and not args.overwrite:
-        raise lam_mteb.LamMtebError(f"{out} already holds a finished checkpoint; pass --overwrite to retrain")
+    if (
+        (out / "model.safetensors").exists()
+        and not (out / ".train_state").exists()
+        and not args.overwrite
+    ):
+        raise lam_mteb.LamMtebError(
+            f"{out} already holds a finished checkpoint; pass --overwrite to retrain"
+        )
     t_start = time.time()
     folder = Path(args.data) if args.data else default_data_folder()
-    sd = D.build_sequence_data(folder, context=args.context, target_words=args.target_words, seed=args.split_seed)
-    print(f"data: {folder} -> " + ", ".join(f"{s}: {sd.stats[s + '_documents']} docs / {sd.stats[s + '_chunks']} chunks / "
-                                            f"{sd.stats[s + '_sequences']} sequences" for s in D.SPLITS)
-          + f"; skipped {sd.stats['skipped_short_documents']} documents with < {args.context + 1} chunks")
+    sd = D.build_sequence_data(
+        folder, context=args.context, target_words=args.target_words, seed=args.split_seed
+    )
+    print(
+        f"data: {folder} -> "
+        + ", ".join(
+            f"{s}: {sd.stats[s + '_documents']} docs / {sd.stats[s + '_chunks']} chunks / "
+            f"{sd.stats[s + '_sequences']} sequences"
+            for s in D.SPLITS
+        )
+        + f"; skipped {sd.stats['skipped_short_documents']} documents with "
+        f"< {args.context + 1} chunks"
+    )
     if not sd.sequences("train") or not sd.sequences("dev"):
-        raise lam_mteb.LamMtebError("train-lvm needs train and dev sequences; use a larger folder of documents")
+        raise lam_mteb.LamMtebError(
+            "train-lvm needs train and dev sequences; use a larger folder of documents"
+        )
     encoder = lam_mteb.get_encoder(args.encoder)
     fp, vecs = split_vectors(_encode_fn(encoder), sd)
     hp = _hparams(args)
     out.mkdir(parents=True, exist_ok=True)
     t_train = time.time()
-    model, history, best = train_model(hp, vecs["train"], sd.sequences("train"), vecs["dev"], sd.sequences("dev"),
-                                       out, progress=not args.no_progress,
-                                       train_docs=np.array([c.doc_id for c in sd.chunks["train"]]))
+    model, history, best = train_model(
+        hp,
+        vecs["train"],
+        sd.sequences("train"),
+        vecs["dev"],
+        sd.sequences("dev"),
+        out,
+        progress=not args.no_progress,
+        train_docs=np.array([c.doc_id for c in sd.chunks["train"]]),
+    )
     train_s = time.time() - t_train
     from .models import TorchPredictor
 
@@ -379,8 +584,10 @@ def run_command(args) -> int:
     for s in ("dev", "test"):
         ctx, tgt, ex = M.sequence_arrays(M.normalize(vecs[s]), sd.sequences(s))
         pool = M.normalize(vecs[s])
-        report[s] = {"model": M.evaluate_predictor(pred, ctx, tgt, pool, ex),
-                     **dev_baselines(vecs["train"], vecs[s], sd.sequences(s))}
+        report[s] = {
+            "model": M.evaluate_predictor(pred, ctx, tgt, pool, ex),
+            **dev_baselines(vecs["train"], vecs[s], sd.sequences(s)),
+        }
     config = {
         "arch": args.arch,
         "model": {"dim": int(vecs["train"].shape[1]), "context": args.context, **hp["model"]},
@@ -389,12 +596,20 @@ def run_command(args) -> int:
         "target_words": args.target_words,
         "encoder_fingerprint": fp,
         "training": {
-            "command": "lam-mteb " + " ".join(sys.argv[1:]) if sys.argv and "train-lvm" in sys.argv else None,
+            "command": "lam-mteb " + " ".join(sys.argv[1:])
+            if sys.argv and "train-lvm" in sys.argv
+            else None,
             "hparams": hp,
-            "data": {"folder": folder.name, "data_hash": sd.data_hash, **{k: v for k, v in sd.stats.items() if k != "sources"},
-                     "sources": sd.stats["sources"]},
-            "best_epoch": best["epoch"], "history": history,
-            "train_seconds": round(train_s, 1), "total_seconds": round(time.time() - t_start, 1),
+            "data": {
+                "folder": folder.name,
+                "data_hash": sd.data_hash,
+                **{k: v for k, v in sd.stats.items() if k != "sources"},
+                "sources": sd.stats["sources"],
+            },
+            "best_epoch": best["epoch"],
+            "history": history,
+            "train_seconds": round(train_s, 1),
+            "total_seconds": round(time.time() - t_start, 1),
             "torch_threads": torch.get_num_threads(),
         },
         "results": report,
@@ -405,6 +620,9 @@ def run_command(args) -> int:
     print(f"{'split':6} {'predictor':15} {'cos':>7} {'R@1':>7} {'R@5':>7} {'R@10':>7} {'C@50':>7}")
     for s, r in report.items():
         for name, m in r.items():
-            print(f"{s:6} {name:15} {m['cosine_mean']:7.4f} {m['recall_at_1']:7.4f} {m['recall_at_5']:7.4f} "
-                  f"{m['recall_at_10']:7.4f} {m['contain_at_50']:7.4f}")
+            print(
+                f"{s:6} {name:15} {m['cosine_mean']:7.4f} {m['recall_at_1']:7.4f} "
+                f"{m['recall_at_5']:7.4f} "
+                f"{m['recall_at_10']:7.4f} {m['contain_at_50']:7.4f}"
+            )
     return 0
