@@ -17,6 +17,8 @@ scores far below the random signs on QMSum dev, because it cannot tell rare term
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 TF_WEIGHTS = ("log", "raw", "binary")
@@ -49,6 +51,16 @@ def hashed_signs(token_ids: torch.Tensor, dim: int, seed: int = 0) -> torch.Tens
     return (1.0 - 2.0 * (h & 1).to(torch.float32)) / dim**0.5
 
 
+@lru_cache(maxsize=4)
+def sign_table(vocab: int, dim: int, seed: int = 0) -> torch.Tensor:
+    """[vocab, dim] bool: True where ``hashed_signs`` is negative (1 byte per entry, built once)."""
+    table = torch.empty(vocab, dim, dtype=torch.bool)
+    for start in range(0, vocab, 1024):
+        ids = torch.arange(start, min(start + 1024, vocab))
+        table[start:start + len(ids)] = hashed_signs(ids, dim, seed) < 0
+    return table
+
+
 def project_bags(counts: torch.Tensor, idf: torch.Tensor, *, tf: str = "log", vectors: str = "hashed",
                  dim: int = 1024, table: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
     """Bags of word pieces [n, vocab] (counts) -> lexical vectors [n, dim] (unnormalised).
@@ -63,7 +75,8 @@ def project_bags(counts: torch.Tensor, idf: torch.Tensor, *, tf: str = "log", ve
     present = torch.nonzero(weights.abs().sum(0) > 0).flatten()
     if present.numel() == 0:
         return weights.new_zeros(weights.shape[0], dim)
-    return weights[:, present] @ hashed_signs(present, dim, seed)
+    negative = sign_table(weights.shape[1], dim, seed)[present]
+    return weights[:, present] @ ((1.0 - 2.0 * negative.to(torch.float32)) / dim**0.5)
 
 
 def reference_project(bag: dict[int, int], idf: torch.Tensor, dim: int, seed: int = 0) -> torch.Tensor:
