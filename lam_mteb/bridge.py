@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from lam_mteb import mteb_compat, plugins
+from lam_mteb import mteb_compat
 from lam_mteb.data import RECREATION_PREFIX
 from lam_mteb.errors import LamMtebError
 from lam_mteb.mteb_compat import SUPPORTED_MTEB, check_mteb_version, mteb_version_supported
+from lam_mteb.plugins import host
 
 logger = logging.getLogger("lam_mteb.bridge")
 
@@ -152,9 +153,9 @@ def _accepts(fn, name: str) -> bool:
 
 def load_plugin_model(model_name: str, revision: str | None = None, device: str | None = None, **kwargs):
     """mteb loader for every lam-mteb model (``ModelMeta.loader``)."""
-    from lam_mteb.registry import accepts_param, get_registry
+    from lam_mteb.registry import accepts_param
 
-    config = get_registry().model(model_name)
+    config = host.registry().model(model_name)
     if device is not None and accepts_param(config.kind.factory, "device"):
         check_device(device)
         kwargs["device"] = device
@@ -235,10 +236,10 @@ def register_models(registry) -> None:
         try:
             meta = make_model_meta(config)
         except Exception as exc:
-            plugins.report(f"model {config.name!r} ({config.source}): invalid metadata: {exc}".splitlines()[0])
+            host.report(f"model {config.name!r} ({config.source}): invalid metadata: {exc}".splitlines()[0])
             continue
         if mteb_compat.has_model(config.full_name) and config.full_name not in _our_models:
-            plugins.report(f"model {config.full_name!r} ({config.source}) clashes with a model mteb already has; skipped")
+            host.report(f"model {config.full_name!r} ({config.source}) clashes with a model mteb already has; skipped")
             continue
         mteb_compat.add_model(config.full_name, meta)
         _our_models.add(config.full_name)
@@ -251,7 +252,7 @@ def register_tasks(registry) -> None:
     for entry in registry.tasks.values():
         existing = mteb_compat.task_class(entry.name)
         if existing is not None and existing is not entry.cls:
-            plugins.report(f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; skipped")
+            host.report(f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; skipped")
             continue
         mteb_compat.add_task_class(entry.cls)
         if not entry.self_loading:
@@ -260,9 +261,7 @@ def register_tasks(registry) -> None:
 
 def is_self_loading(task: Any) -> bool:
     """Whether a task (class or instance) reads the data dir itself (``register(cls, self_loading=True)``)."""
-    from lam_mteb.registry import get_registry
-
-    entry = get_registry().tasks.get(task.metadata.name)
+    entry = host.registry().tasks.get(task.metadata.name)
     if entry is not None and entry.cls in type(task).__mro__ + (task,):
         return entry.self_loading
     return bool(getattr(task, "lam_mteb_self_loading", False))
@@ -436,11 +435,9 @@ def install(force: bool = False) -> None:
     if _installed and not force:
         return
     check_mteb_version()
-    from lam_mteb.registry import get_registry, invalidate
-
     if force:
-        invalidate()
-    registry = get_registry()
+        host.invalidate()
+    registry = host.registry()
     register_models(registry)
     mteb_compat.install_bare_name_lookup()
     register_tasks(registry)

@@ -367,7 +367,8 @@ def run_checks(
     all_mock: bool = False,
 ) -> CheckReport:
     """Run every check on the registered model ``name``; raises LamMtebError if it is unknown."""
-    from lam_mteb.registry import accepts_param, get_registry
+    from lam_mteb.plugins import get_registry
+    from lam_mteb.registry import accepts_param
 
     config = get_registry().model(name)
     report = CheckReport(model=config.name)

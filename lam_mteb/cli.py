@@ -13,15 +13,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from lam_mteb import __version__, card, check, mteb_compat, plugins
+from lam_mteb import __version__, card, check, mteb_compat
 from lam_mteb.errors import LamMtebError
 from lam_mteb.paths import check_writable_folder
-
-
-def _registry(strict: bool = True):
-    from lam_mteb.registry import get_registry
-
-    return get_registry(strict=strict)
+from lam_mteb.plugins import host
 
 
 def _print_table(rows, headers, fmt: str) -> None:
@@ -34,7 +29,7 @@ def _print_table(rows, headers, fmt: str) -> None:
 # -- models / tasks / plugins ------------------------------------------------------------------
 
 def cmd_models(args) -> int:
-    reg = _registry()
+    reg = host.registry(strict=True)
     rows = []
     for cfg in reg.models.values():
         rows.append([cfg.name, cfg.kind.name, cfg.kind.plugin, cfg.embed_dim or "?",
@@ -46,7 +41,7 @@ def cmd_models(args) -> int:
 def cmd_tasks(args) -> int:
     from lam_mteb import data
 
-    reg = _registry()
+    reg = host.registry(strict=True)
     rows = [[t.name, t.cls.metadata.type, t.cls.metadata.main_score, ",".join(t.cls.metadata.eval_splits), t.plugin]
             for t in reg.tasks.values()]
     print("Tasks registered by plugins:")
@@ -70,7 +65,7 @@ def cmd_tasks(args) -> int:
 
 def cmd_plugins(args) -> int:
     rows = [[p.name, p.source, p.version or "-", ", ".join(p.hooks) or "-", p.error or "ok"]
-            for p in plugins.plugin_infos()]
+            for p in host.infos()]
     _print_table(rows, ["plugin", "source", "version", "hooks", "status"], args.format)
     return 0
 
@@ -78,7 +73,7 @@ def cmd_plugins(args) -> int:
 # -- run ------------------------------------------------------------------------------------------
 
 def _resolve_model(name: str) -> str:
-    reg = _registry()
+    reg = host.registry(strict=True)
     try:
         return reg.model(name).name
     except LamMtebError:
@@ -306,13 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_leaderboard(sub)
     check.add_parser(sub)
     card.add_parser(sub)
-    pm = plugins.load_plugins()
-    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
-        name = plugins.plugin_name_of(impl.plugin)
-        try:
-            impl.function(sub)
-        except plugins.PLUGIN_FAILURES as exc:
-            plugins.report(f"plugin {name!r} failed in register_commands: {type(exc).__name__}: {exc}")
+    for _plugin in host.call_hook("register_commands", lambda _name: sub):
+        pass  # each plugin adds its parsers to `sub`; a failing one is reported and skipped
     return parser
 
 

@@ -344,7 +344,7 @@ def local_snapshots(root: Path | None = None) -> set[str]:
 
 def builders() -> dict:
     """dataset path -> (builder, description, recreation, version, plugin) of the core and every plugin."""
-    from lam_mteb.registry import get_registry
+    from lam_mteb.plugins import get_registry
 
     out = {path: (fn, desc, False, "1", "lam_mteb (core)") for path, (fn, desc) in CORE_DATASETS.items()}
     for path, entry in get_registry().datasets.items():

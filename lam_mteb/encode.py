@@ -165,7 +165,8 @@ class Embedder:
     def __init__(self, model: str, device: str | None = None, prompt_type: str = "document",
                  batch_size: int = 32, encode_kwargs: dict | None = None):
         from lam_mteb import bridge
-        from lam_mteb.registry import accepts_param, get_registry
+        from lam_mteb.plugins import get_registry
+        from lam_mteb.registry import accepts_param
 
         config = get_registry().model(model)
         params = {"device": device} if device and accepts_param(config.kind.factory, "device") else {}
@@ -415,7 +416,7 @@ def cmd_encode(args) -> int:
         raise LamMtebError(f"--input {path} is a folder; only parquet input may be a folder of files")
     if args.executor == "ray":
         runner.import_ray()
-    from lam_mteb.registry import get_registry
+    from lam_mteb.plugins import get_registry
 
     get_registry().model(args.model)  # unknown model: one line, before any work
     id_field = args.id_field

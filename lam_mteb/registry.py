@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import jsonschema
 import yaml
 
-from lam_mteb import plugins
 from lam_mteb.errors import LamMtebError
 from lam_mteb.inputs import NAME_RE, check_name, load_yaml
 
@@ -84,7 +84,8 @@ class EncoderKind:
     description: str = ""
     # configure(params, lookup) -> dict: validates a configuration's params and derives metadata
     # (ModelMeta fields, and optionally "revision") from them; see hookspecs.register_encoders
-    configure: Callable[[dict, Callable[[str], "ModelInfo"]], dict] | None = None
+    configure: Callable[[dict, Callable[[str], ModelInfo]], dict] | None = None
+    code_version: str = ""  # the plugin's code version (PluginHost.code_version), for revisions
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class ModelConfig:
         elif isinstance(self.kind.revision, str) and not self._has_path_params():
             value = self.kind.revision
         else:
-            return default_revision(self.kind.name, self.params, self.kind.plugin)
+            return default_revision(self.kind.name, self.params, self.kind.plugin, self.kind.code_version)
         problem = check_name(value, "revision")
         if problem:
             raise LamMtebError(f"model {self.name!r} ({self.source}): {problem}")
@@ -188,14 +189,14 @@ def _fingerprint_path(path: Path) -> list | str:
     return [(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:200]]
 
 
-def default_revision(kind: str, params: dict, plugin: str) -> str:
+def default_revision(kind: str, params: dict, plugin: str, code_version: str) -> str:
     """Hash of kind, params, lam-mteb's version, the plugin's code version (its package version,
     or a folder plugin's file hash) and the content hash of path params (weights)."""
     try:
         version = importlib_metadata.version("lam-mteb")
     except importlib_metadata.PackageNotFoundError:
         version = "0"
-    version = f"{version}+{plugins.code_version(plugin)}"
+    version = f"{version}+{code_version}"
     paths = {k: _fingerprint_path(Path(v)) for k, v in params.items() if isinstance(v, str) and v and Path(v).exists()}
     blob = json.dumps({"kind": kind, "params": params, "plugin": plugin, "version": version, "paths": paths},
                       sort_keys=True, default=str)
@@ -244,14 +245,6 @@ class Registry:
         raise LamMtebError(f"unknown model {name!r}{hint} (`lam-mteb models` lists them)")
 
 
-_registry: Registry | None = None
-
-
-def invalidate() -> None:
-    global _registry
-    _registry = None
-
-
 def builtin_registry_file() -> Path | None:
     """The repository's registry.yaml (source checkout) or the copy shipped inside the wheel."""
     source = Path(__file__).resolve().parent.parent / "registry.yaml"
@@ -277,105 +270,122 @@ def registry_files() -> list[Path]:
     return files
 
 
-def get_registry(strict: bool = False) -> Registry:
-    """Build (once) the registry from all plugins and registry files.
+class PluginSource(Protocol):
+    """What building a registry needs from the plugin host (:class:`lam_mteb.plugins.PluginHost`)."""
 
-    With ``strict`` the first configuration error is raised as LamMtebError; otherwise errors are
-    reported on stderr (one line each) and the offending entries are skipped.
+    def call_hook(
+        self, hook_name: str, make_arg: Callable[[str], Any]
+    ) -> Iterator[tuple[str, Any]]: ...
+
+    def report(self, message: str) -> None: ...
+
+    def source_of(self, name: str) -> str: ...
+
+    def code_version(self, name: str) -> str: ...
+
+
+def build_registry(plugins: PluginSource) -> Registry:
+    """Collect every plugin's encoders, tasks and dataset builders, then the registry files.
+
+    A plugin's registrations are kept only if its whole hook succeeded; every configuration error
+    is reported (one line) and recorded in ``Registry.errors``, and its entry skipped.
     """
-    global _registry
-    if _registry is None:
-        _registry = _build()
-    if strict and _registry.errors:
-        raise LamMtebError(_registry.errors[0])
-    return _registry
-
-
-def _build() -> Registry:
     reg = Registry()
-    _collect_encoders(reg)
+    _collect_encoders(reg, plugins)
     for name in [n for n, cfg in reg.models.items() if cfg.kind.configure is not None]:
         try:
             apply_configure(reg, reg.models[name])
         except LamMtebError as exc:
             del reg.models[name]
-            reg.errors.append(str(exc))
-            plugins.report(str(exc))
-    _collect_tasks(reg)
-    _collect_datasets(reg)
+            _record_error(reg, plugins, exc)
+    _collect_tasks(reg, plugins)
+    _collect_datasets(reg, plugins)
     for path in registry_files():
         try:
             load_registry_file(path, reg)
         except LamMtebError as exc:
-            reg.errors.append(str(exc))
-            plugins.report(str(exc))
+            _record_error(reg, plugins, exc)
     return reg
 
 
-def _collect_encoders(reg: Registry) -> None:
-    def make_register(plugin_name):
-        def register(name, factory, **metadata):
-            problem = check_name(name, "encoder name")
-            if problem:
-                raise ValueError(problem)
-            if not callable(factory):
-                raise TypeError(f"factory for {name!r} is not callable")
-            unknown = sorted(set(metadata) - REGISTER_KEYS)
-            if unknown:
-                raise TypeError(f"register({name!r}): unknown metadata key(s) {', '.join(unknown)}")
-            if any(k.name == name for k in staged):
-                raise ValueError(f"encoder {name!r} is registered twice")
-            if metadata.get("org") is not None and check_name(metadata["org"], "org"):
-                raise ValueError(check_name(metadata["org"], "org"))
-            meta = {k: v for k, v in metadata.items() if k in MODEL_META_KEYS}
-            kind = EncoderKind(
-                name=name, factory=factory, plugin=plugin_name, params=dict(metadata.get("params") or {}),
-                metadata=meta, revision=metadata.get("revision"), org=metadata.get("org") or DEFAULT_ORG,
-                description=metadata.get("description") or (inspect.getdoc(factory) or "").split("\n")[0],
-                configure=metadata.get("configure"),
+def _record_error(reg: Registry, plugins: PluginSource, exc: LamMtebError) -> None:
+    reg.errors.append(str(exc))
+    plugins.report(str(exc))
+
+
+class _EncoderStage:
+    """The ``register`` callable handed to one plugin's ``register_encoders``: validates and stages."""
+
+    def __init__(self, plugin: str, code_version: str) -> None:
+        self.plugin, self.code_version = plugin, code_version
+        self.staged: list[EncoderKind] = []
+
+    def __call__(self, name: str, factory: Callable[..., Any], **metadata: Any) -> None:
+        problem = check_name(name, "encoder name")
+        if problem:
+            raise ValueError(problem)
+        if not callable(factory):
+            raise TypeError(f"factory for {name!r} is not callable")
+        unknown = sorted(set(metadata) - REGISTER_KEYS)
+        if unknown:
+            raise TypeError(f"register({name!r}): unknown metadata key(s) {', '.join(unknown)}")
+        if any(k.name == name for k in self.staged):
+            raise ValueError(f"encoder {name!r} is registered twice")
+        org_problem = metadata.get("org") is not None and check_name(metadata["org"], "org")
+        if org_problem:
+            raise ValueError(org_problem)
+        configure = metadata.get("configure")
+        if configure is not None and not callable(configure):
+            raise TypeError(f"register({name!r}): configure must be callable(params, lookup) -> dict")
+        self.staged.append(EncoderKind(
+            name=name, factory=factory, plugin=self.plugin, params=dict(metadata.get("params") or {}),
+            metadata={k: v for k, v in metadata.items() if k in MODEL_META_KEYS},
+            revision=metadata.get("revision"), org=metadata.get("org") or DEFAULT_ORG,
+            description=metadata.get("description") or (inspect.getdoc(factory) or "").split("\n")[0],
+            configure=configure, code_version=self.code_version,
+        ))
+
+
+def _collect_encoders(reg: Registry, plugins: PluginSource) -> None:
+    def make_stage(plugin_name: str) -> _EncoderStage:
+        return _EncoderStage(plugin_name, plugins.code_version(plugin_name))
+
+    for plugin_name, stage in plugins.call_hook("register_encoders", make_stage):
+        for kind in stage.staged:
+            if kind.name in reg.kinds:
+                _refuse_clash(plugins, plugin_name, "encoder", kind.name, reg.kinds[kind.name].plugin)
+                continue
+            reg.kinds[kind.name] = kind
+            reg.models[kind.name] = ModelConfig(
+                name=kind.name, kind=kind, params=dict(kind.params), metadata=dict(kind.metadata),
+                source=f"plugin {plugin_name}", org=kind.org, description=kind.description,
             )
-            if kind.configure is not None and not callable(kind.configure):
-                raise TypeError(f"register({name!r}): configure must be callable(params, lookup) -> dict")
-            staged.append(kind)
-
-        return register
-
-    # one plugin's registrations are kept only if its whole hook succeeded
-    for plugin_name, impl in _hookimpls("register_encoders"):
-        staged: list[EncoderKind] = []
-        if _call(impl, make_register(plugin_name), plugin_name, "register_encoders"):
-            for kind in staged:
-                if kind.name in reg.kinds:
-                    _refuse_clash(plugin_name, "encoder", kind.name, reg.kinds[kind.name].plugin)
-                    continue
-                reg.kinds[kind.name] = kind
-                reg.models[kind.name] = ModelConfig(
-                    name=kind.name, kind=kind, params=dict(kind.params), metadata=dict(kind.metadata),
-                    source=f"plugin {plugin_name}", org=kind.org, description=kind.description,
-                )
 
 
-def _collect_tasks(reg: Registry) -> None:
-    from mteb.abstasks import AbsTask
+class _TaskStage:
+    """The ``register`` callable handed to one plugin's ``register_tasks``."""
 
-    for plugin_name, impl in _hookimpls("register_tasks"):
-        staged: list[tuple[type, bool]] = []
+    def __init__(self) -> None:
+        self.staged: list[tuple[type, bool]] = []
 
-        def register(task_class, *, self_loading=None, _staged=staged):
-            if not (isinstance(task_class, type) and issubclass(task_class, AbsTask)):
-                raise TypeError(f"register_tasks: {task_class!r} is not an mteb AbsTask subclass")
-            if self_loading is None:
-                self_loading = _legacy_self_loading(task_class)
-            _staged.append((task_class, bool(self_loading)))
+    def __call__(self, task_class: type, *, self_loading: bool | None = None) -> None:
+        from mteb.abstasks import AbsTask
 
-        if _call(impl, register, plugin_name, "register_tasks"):
-            for cls, self_loading in staged:
-                owner = reg.tasks.get(cls.metadata.name)
-                if owner is not None and owner.cls is not cls:
-                    _refuse_clash(plugin_name, "task", cls.metadata.name, owner.plugin)
-                    continue
-                reg.tasks[cls.metadata.name] = TaskEntry(cls=cls, plugin=plugin_name,
-                                                         self_loading=self_loading)
+        if not (isinstance(task_class, type) and issubclass(task_class, AbsTask)):
+            raise TypeError(f"register_tasks: {task_class!r} is not an mteb AbsTask subclass")
+        if self_loading is None:
+            self_loading = _legacy_self_loading(task_class)
+        self.staged.append((task_class, bool(self_loading)))
+
+
+def _collect_tasks(reg: Registry, plugins: PluginSource) -> None:
+    for plugin_name, stage in plugins.call_hook("register_tasks", lambda _: _TaskStage()):
+        for cls, self_loading in stage.staged:
+            owner = reg.tasks.get(cls.metadata.name)
+            if owner is not None and owner.cls is not cls:
+                _refuse_clash(plugins, plugin_name, "task", cls.metadata.name, owner.plugin)
+                continue
+            reg.tasks[cls.metadata.name] = TaskEntry(cls=cls, plugin=plugin_name, self_loading=self_loading)
 
 
 def _legacy_self_loading(task_class: type) -> bool:
@@ -383,61 +393,47 @@ def _legacy_self_loading(task_class: type) -> bool:
     if not getattr(task_class, "lam_mteb_self_loading", False):
         return False
     warnings.warn(f"{task_class.__name__}.lam_mteb_self_loading is deprecated; register the task with "
-                  "register(TaskClass, self_loading=True)", DeprecationWarning, stacklevel=4)
+                  "register(TaskClass, self_loading=True)", DeprecationWarning, stacklevel=3)
     return True
 
 
-def _collect_datasets(reg: Registry) -> None:
+class _DatasetStage:
+    """The ``register`` callable handed to one plugin's ``register_datasets``."""
+
+    def __init__(self, plugin: str) -> None:
+        self.plugin = plugin
+        self.staged: list[DatasetEntry] = []
+
+    def __call__(self, dataset_path: str, builder: Callable[[Path, Path], None], *,
+                 description: str = "", recreation: bool = False, version: str = "1") -> None:
+        if not callable(builder):
+            raise TypeError(f"register_datasets: builder for {dataset_path!r} is not callable")
+        self.staged.append(DatasetEntry(path=dataset_path, builder=builder, plugin=self.plugin,
+                                        description=description, recreation=bool(recreation),
+                                        version=str(version)))
+
+
+def _collect_datasets(reg: Registry, plugins: PluginSource) -> None:
     from lam_mteb.data import CORE_DATASETS
 
-    for plugin_name, impl in _hookimpls("register_datasets"):
-        staged: list[DatasetEntry] = []
-
-        def register(dataset_path, builder, *, description="", recreation=False, version="1", _staged=staged):
-            if not callable(builder):
-                raise TypeError(f"register_datasets: builder for {dataset_path!r} is not callable")
-            _staged.append(DatasetEntry(path=dataset_path, builder=builder, plugin=plugin_name,
-                                        description=description, recreation=bool(recreation), version=str(version)))
-
-        if _call(impl, register, plugin_name, "register_datasets"):
-            for entry in staged:
-                owner = reg.datasets.get(entry.path)
-                if owner is not None:
-                    _refuse_clash(plugin_name, "dataset builder", entry.path, owner.plugin)
-                    continue
-                if entry.path in CORE_DATASETS and _rank(plugin_name) > 0:
-                    _refuse_clash(plugin_name, "dataset builder", entry.path, "lam_mteb (core)")
-                    continue
-                reg.datasets[entry.path] = entry
+    for plugin_name, stage in plugins.call_hook("register_datasets", _DatasetStage):
+        for entry in stage.staged:
+            owner = reg.datasets.get(entry.path)
+            if owner is not None:
+                _refuse_clash(plugins, plugin_name, "dataset builder", entry.path, owner.plugin)
+                continue
+            if entry.path in CORE_DATASETS and not plugins.source_of(plugin_name).startswith("entry point"):
+                _refuse_clash(plugins, plugin_name, "dataset builder", entry.path, "lam_mteb (core)")
+                continue
+            reg.datasets[entry.path] = entry
 
 
-def _rank(plugin_name: str) -> int:
-    """Who owns a name first: entry-point plugins (first-party and installed packages), then
-    plugins registered in-process, then files of LAM_MTEB_PLUGINS_DIR."""
-    return plugins.owner_rank(plugin_name)
-
-
-def _hookimpls(hook_name: str):
-    pm = plugins.load_plugins()
-    caller = getattr(pm.hook, hook_name)
-    # pluggy calls later-registered plugins first; keep registration order instead, owners first
-    impls = [(plugins.plugin_name_of(impl.plugin), impl) for impl in reversed(caller.get_hookimpls())]
-    return sorted(impls, key=lambda pair: _rank(pair[0]))
-
-
-def _refuse_clash(newcomer: str, what: str, name: str, owner: str) -> None:
-    plugins.report(f"plugin {newcomer!r} ({plugins.source_of(newcomer)}) registers {what} {name!r}, which "
-                   f"{owner!r} ({plugins.source_of(owner)}) already owns; {newcomer!r}'s {what} skipped "
-                   "(rename it; to replace a model on purpose, add a registry.yaml entry with `override: true`)")
-
-
-def _call(impl, register, plugin_name: str, hook_name: str) -> bool:
-    try:
-        impl.function(register)
-        return True
-    except plugins.PLUGIN_FAILURES as exc:
-        plugins.report(f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
-        return False
+def _refuse_clash(plugins: PluginSource, newcomer: str, what: str, name: str, owner: str) -> None:
+    plugins.report(
+        f"plugin {newcomer!r} ({plugins.source_of(newcomer)}) registers {what} {name!r}, which "
+        f"{owner!r} ({plugins.source_of(owner)}) already owns; {newcomer!r}'s {what} skipped "
+        "(rename it; to replace a model on purpose, add a registry.yaml entry with `override: true`)"
+    )
 
 
 # -- registry.yaml ---------------------------------------------------------------------------
@@ -583,7 +579,3 @@ def _explain(err: jsonschema.ValidationError) -> str:
         return err.message.replace("is a required property", "is missing (required)")
     return err.message
 
-
-def get_encoder(name: str, **params) -> Any:
-    """Instantiate the registered model ``name`` (bare or ``org/name``) with optional param overrides."""
-    return get_registry().model(name).create(**params)

@@ -66,10 +66,10 @@ class MockPlugin:
 def mock_plugin():
     from lam_mteb import bridge, plugins
 
-    plugins.register_plugin(MockPlugin, name="mock-plugin")
+    plugins.host.register_plugin(MockPlugin, name="mock-plugin")
     bridge.install(force=True)
     yield MockPlugin
-    plugins.unregister_plugin("mock-plugin")
+    plugins.host.unregister_plugin("mock-plugin")
     bridge.install(force=True)
 
 

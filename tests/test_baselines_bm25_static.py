@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from lam_mteb_plugins.baselines import static
 
-from lam_mteb import bridge, registry
+from lam_mteb import bridge, plugins
 from lam_mteb.errors import LamMtebError
 from tests.conftest import write_raw_beir
 from tests.test_baselines_chunked import toy_tokenizer
 
 
 def test_bm25_is_listed_and_is_a_search_model():
-    cfg = registry.get_registry().model("bm25")
+    cfg = plugins.get_registry().model("bm25")
     assert cfg.kind.plugin == "baselines" and cfg.metadata["model_type"] == ["sparse"]
     model = bridge.load_plugin_model("bm25")
     assert bridge.is_search_model(model)

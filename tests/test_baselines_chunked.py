@@ -66,10 +66,10 @@ def toy_plugin(tmp_path, monkeypatch):
         "  - name: toy-chunk-max\n    kind: chunked\n    params: {encoder: toy-tok, pool: max}\n")
     monkeypatch.setenv("LAM_MTEB_REGISTRY", str(path))
     chunked._CACHES.clear()
-    plugins.register_plugin(ToyTokPlugin, name="toy-tok-plugin")
+    plugins.host.register_plugin(ToyTokPlugin, name="toy-tok-plugin")
     bridge.install(force=True)
     yield path
-    plugins.unregister_plugin("toy-tok-plugin")
+    plugins.host.unregister_plugin("toy-tok-plugin")
     monkeypatch.delenv("LAM_MTEB_REGISTRY")
     bridge.install(force=True)
     chunked._CACHES.clear()
@@ -255,7 +255,7 @@ def test_chunked_config_errors_name_file_and_line(toy_plugin, tmp_path, params, 
     path = tmp_path / "bad.yaml"
     path.write_text(f"models:\n  - name: ok\n    kind: toy-tok\n  - name: bad\n    kind: chunked\n    params: {params}\n")
     with pytest.raises(LamMtebError) as err:
-        registry.load_registry_file(path, registry.get_registry())
+        registry.load_registry_file(path, plugins.get_registry())
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"{path}:4: model 'bad'"), message
     for w in words:
@@ -263,7 +263,7 @@ def test_chunked_config_errors_name_file_and_line(toy_plugin, tmp_path, params, 
 
 
 def test_chunked_metadata_and_revision_follow_the_inner_model(toy_plugin):
-    reg = registry.get_registry()
+    reg = plugins.get_registry()
     mean, mx = reg.model("toy-chunk-mean"), reg.model("toy-chunk-max")
     assert mean.metadata["embed_dim"] == 128 and mean.metadata["max_tokens"] == float("inf")
     assert mean.metadata["similarity_fn_name"] == "cosine" and mx.metadata["similarity_fn_name"] == "MaxSim"

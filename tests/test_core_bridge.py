@@ -44,16 +44,16 @@ def test_mock_plugin_model_loads_through_mteb(mock_plugin):
     model = mteb.get_model("mock-hash")
     assert model.mteb_model_meta.name == "lam-mteb/mock-hash"
     assert isinstance(model.encoder, mock_plugin.register_encoders.__globals__["HashEncoder"])
-    assert mteb.get_model_meta("lam-mteb/mock-hash").revision == registry.get_registry().model("mock-hash").revision
+    assert mteb.get_model_meta("lam-mteb/mock-hash").revision == plugins.get_registry().model("mock-hash").revision
 
 
 def test_unregistering_removes_the_model(mock_plugin):
-    plugins.unregister_plugin("mock-plugin")
+    plugins.host.unregister_plugin("mock-plugin")
     bridge.install(force=True)
     assert "mock-hash" not in MODEL_REGISTRY and "lam-mteb/mock-hash" not in MODEL_REGISTRY
     with pytest.raises(KeyError):
         mteb.get_model_meta("mock-hash")
-    plugins.register_plugin(mock_plugin, name="mock-plugin")  # fixture teardown unregisters again
+    plugins.host.register_plugin(mock_plugin, name="mock-plugin")  # fixture teardown unregisters again
 
 
 def test_evaluate_sts_offline_writes_mteb_results(mock_plugin, tiny_sts_data_dir, tmp_path, monkeypatch):
@@ -64,7 +64,7 @@ def test_evaluate_sts_offline_writes_mteb_results(mock_plugin, tiny_sts_data_dir
     results = mteb.evaluate(model, [task], cache=cache, show_progress_bar=False)
     score = results.task_results[0].scores["test"][0]["cosine_spearman"]
     assert 0.5 < score <= 1.0  # lexical overlap drives the generated scores
-    rev = registry.get_registry().model("mock-hash").revision
+    rev = plugins.get_registry().model("mock-hash").revision
     path = tmp_path / "out" / "results" / "lam-mteb__mock-hash" / rev / "STSBenchmark.json"
     assert path.is_file()
     loaded = ResultCache(tmp_path / "out").load_results(models=["lam-mteb/mock-hash"], tasks=["STSBenchmark"])
@@ -74,7 +74,7 @@ def test_evaluate_sts_offline_writes_mteb_results(mock_plugin, tiny_sts_data_dir
 
 
 def test_revision_changes_with_params(mock_plugin, tmp_path):
-    reg = registry.get_registry()
+    reg = plugins.get_registry()
     (tmp_path / "r.yaml").write_text("models:\n  - name: h16\n    kind: mock-hash\n    params: {dim: 16}\n")
     registry.load_registry_file(tmp_path / "r.yaml", reg)
     assert reg.model("h16").revision != reg.model("mock-hash").revision
@@ -114,10 +114,10 @@ class TaskPlugin:
 def task_plugin():
     import lam_mteb.data  # noqa: F401  (exposes lam_mteb.data for the builder)
 
-    plugins.register_plugin(TaskPlugin, name="task-plugin")
+    plugins.host.register_plugin(TaskPlugin, name="task-plugin")
     bridge.install(force=True)
     yield
-    plugins.unregister_plugin("task-plugin")
+    plugins.host.unregister_plugin("task-plugin")
     bridge.install(force=True)
 
 
@@ -191,7 +191,7 @@ def test_only_plugin_tasks_and_provided_datasets_get_offline_loading():
     assert not getattr(AbsTask.load_data, "__lam_mteb_offline__", False)  # no task type is patched
     assert wrapped("STSBenchmark") and wrapped("SciFact")  # the core builders provide their data
     assert not wrapped("Banking77Classification")  # no builder, no local copy: mteb's own loading
-    assert registry.get_registry().tasks["LVMNextVector"].self_loading  # register(..., self_loading=True)
+    assert plugins.get_registry().tasks["LVMNextVector"].self_loading  # register(..., self_loading=True)
     assert not wrapped("LVMNextVector")
 
 
@@ -213,15 +213,15 @@ class SelfLoadingPlugin:
 
 
 def test_self_loading_is_an_argument_of_register():
-    plugins.register_plugin(SelfLoadingPlugin, name="self-loading-plugin")
+    plugins.host.register_plugin(SelfLoadingPlugin, name="self-loading-plugin")
     try:
         with pytest.warns(DeprecationWarning, match="lam_mteb_self_loading is deprecated"):
             bridge.install(force=True)
-        tasks = registry.get_registry().tasks
+        tasks = plugins.get_registry().tasks
         assert tasks["LamMtebSelfLoadingSTS"].self_loading and tasks["LamMtebLegacySelfLoadingSTS"].self_loading
         assert bridge.is_self_loading(mteb.get_task("LamMtebSelfLoadingSTS"))
         assert "load_data" not in SelfLoadingSTS.__dict__  # left alone
         assert bridge.expected_dataset_revision("LamMtebSelfLoadingSTS") is None
     finally:
-        plugins.unregister_plugin("self-loading-plugin")
+        plugins.host.unregister_plugin("self-loading-plugin")
         bridge.install(force=True)

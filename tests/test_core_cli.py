@@ -78,12 +78,12 @@ class CommandPlugin:
 
 
 def test_plugin_commands_are_added(capsys):
-    plugins.register_plugin(CommandPlugin, name="cmd-plugin")
+    plugins.host.register_plugin(CommandPlugin, name="cmd-plugin")
     try:
         assert cli.main(["hello", "--name", "lam"]) == 0
         assert capsys.readouterr().out.strip() == "hello lam"
     finally:
-        plugins.unregister_plugin("cmd-plugin")
+        plugins.host.unregister_plugin("cmd-plugin")
 
 
 def test_stock_mteb_cli_one_line_errors():
@@ -103,6 +103,12 @@ def test_malformed_registry_is_one_line_nonzero(tmp_path):
     res = run("lam-mteb", "models", env_extra={"LAM_MTEB_REGISTRY": str(bad)})
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"{bad}:2: model 'x' has unknown encoder kind 'nope'" in res.stderr
+    # the registry is built once (not again by the bridge inside the build): the problem is
+    # printed once, then one summary line
+    assert res.stderr.count("unknown encoder kind 'nope'") == 1, res.stderr
+    assert [line for line in res.stderr.splitlines() if line.startswith("error:")] == [
+        "error: 1 problem in plugins or registry files, reported above; fix and run again"
+    ]
 
 
 def test_stock_mteb_sees_models_and_python_m(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lam_mteb import hookspecs, plugins, registry
+from lam_mteb import hookspecs, plugins
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ def test_every_hook_is_documented_and_tested():
 
 
 def test_first_party_plugins_load_through_entry_points():
-    infos = {p.name: p for p in plugins.plugin_infos()}
+    infos = {p.name: p for p in plugins.host.infos()}
     assert infos["minilm"].source == "entry point lam-mteb"
     assert "register_encoders" in infos["minilm"].hooks
 
@@ -72,8 +72,8 @@ def test_plugin_folder_and_broken_plugins(tmp_path):
 
 
 def test_register_plugin_in_process(mock_plugin):
-    assert "mock-hash" in registry.get_registry().models
-    assert any(p.name == "mock-plugin" and p.source == "registered" for p in plugins.plugin_infos())
+    assert "mock-hash" in plugins.get_registry().models
+    assert any(p.name == "mock-plugin" and p.source == "registered" for p in plugins.host.infos())
 
 
 THIRD_PARTY = {
@@ -133,3 +133,36 @@ def test_third_party_package_is_listed_and_runs_with_stock_mteb(tmp_path, tiny_s
     assert res.returncode == 0, res.stderr[-3000:]
     files = list(out.glob("results/lam-mteb__throwaway-bow/*/STSBenchmark.json"))
     assert len(files) == 1
+
+
+def test_registry_does_not_import_the_plugin_host():
+    """plugins.py (the host) builds the registry; registry.py knows nothing of the host."""
+    code = "import sys, lam_mteb.registry; print('lam_mteb.plugins' in sys.modules)"
+    res = run([sys.executable, "-c", code])
+    assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr
+
+
+def test_call_hook_isolates_a_failing_plugin_and_names_it(capsys):
+    class Good:
+        @staticmethod
+        @__import__("lam_mteb").hookimpl
+        def register_commands(subparsers):
+            subparsers.append("good")
+
+    class Bad:
+        @staticmethod
+        @__import__("lam_mteb").hookimpl
+        def register_commands(subparsers):
+            raise RuntimeError("broken on purpose")
+
+    plugins.host.register_plugin(Bad, name="bad-cmds")
+    plugins.host.register_plugin(Good, name="good-cmds")
+    try:
+        got: list = []
+        done = [name for name, _ in plugins.host.call_hook("register_commands", lambda _: got)]
+    finally:
+        plugins.host.unregister_plugin("bad-cmds")
+        plugins.host.unregister_plugin("good-cmds")
+    assert "good-cmds" in done and "bad-cmds" not in done and got.count("good") == 1
+    err = capsys.readouterr().err
+    assert "plugin 'bad-cmds' failed in register_commands: RuntimeError: broken on purpose" in err

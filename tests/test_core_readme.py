@@ -50,15 +50,15 @@ def test_registry_example_in_readme_is_valid(tmp_path):
     exec(compile(code, "bow.py", "exec"), namespace)
     module = type(sys)("readme_bow")
     module.__dict__.update(namespace)
-    plugins.register_plugin(module, name="readme-bow")
+    plugins.host.register_plugin(module, name="readme-bow")
     try:
         yaml_text = re.search(r"## registry.yaml.*?```yaml\n(.*?)```", README, re.S).group(1)
         (tmp_path / "r.yaml").write_text(yaml_text)
-        reg = registry.get_registry()
+        reg = plugins.get_registry()
         registry.load_registry_file(tmp_path / "r.yaml", reg)
         assert reg.model("my-bow-64").create().encode(["a b c"]).shape == (1, 64)
     finally:
-        plugins.unregister_plugin("readme-bow")
+        plugins.host.unregister_plugin("readme-bow")
 
 
 def test_ci_runs_the_readme_test_command():

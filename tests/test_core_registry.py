@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from lam_mteb import registry
+from lam_mteb import plugins, registry
 from lam_mteb.errors import LamMtebError
 
 
@@ -16,7 +16,7 @@ def _write(tmp_path, text):
 
 @pytest.fixture
 def reg(mock_plugin):
-    return registry.get_registry()
+    return plugins.get_registry()
 
 
 def test_plugin_encoder_is_a_kind_and_a_model(reg):
@@ -86,9 +86,9 @@ def test_relative_paths_resolve_against_the_file(tmp_path, reg):
 def test_user_registry_via_env(tmp_path, monkeypatch, mock_plugin):
     path = _write(tmp_path, "models:\n  - name: env-hash\n    kind: mock-hash\n    params: {dim: 8}\n")
     monkeypatch.setenv("LAM_MTEB_REGISTRY", str(path))
-    registry.invalidate()
-    assert registry.get_registry().model("env-hash").params["dim"] == 8
-    registry.invalidate()
+    plugins.host.invalidate()
+    assert plugins.get_registry().model("env-hash").params["dim"] == 8
+    plugins.host.invalidate()
 
 
 def test_unknown_model_suggests_close_names(reg):
@@ -97,6 +97,6 @@ def test_unknown_model_suggests_close_names(reg):
 
 
 def test_builtin_registry_file_is_valid():
-    reg = registry.get_registry()
+    reg = plugins.get_registry()
     assert not reg.errors, reg.errors
     assert "minilm" in reg.models

@@ -174,10 +174,10 @@ class _ConstantPlugin:
 def constant_plugin(mock_plugin):
     from lam_mteb import bridge
 
-    plugins.register_plugin(_ConstantPlugin, name="constant-plugin")
+    plugins.host.register_plugin(_ConstantPlugin, name="constant-plugin")
     bridge.install(force=True)
     yield
-    plugins.unregister_plugin("constant-plugin")
+    plugins.host.unregister_plugin("constant-plugin")
     bridge.install(force=True)
 
 

@@ -65,7 +65,7 @@ def test_alias_bomb_in_import_mteb_is_one_line(tmp_path):
     path.write_text(ALIAS_BOMB)
     env = {**os.environ, "LAM_MTEB_REGISTRY": str(path), "HF_HUB_OFFLINE": "1"}
     t0 = time.perf_counter()
-    res = subprocess.run(check=False, args=[sys.executable, "-c", ("import mteb; from lam_mteb.registry import get_registry; "
+    res = subprocess.run(check=False, args=[sys.executable, "-c", ("import mteb; from lam_mteb.plugins import get_registry; "
                           "print('models', len(get_registry().models))")],
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -104,7 +104,7 @@ def test_names_and_revisions_validated(tmp_path, mock_plugin, entry, words):
     path = tmp_path / "registry.yaml"
     path.write_text("models:\n  " + entry + "\n")
     with pytest.raises(LamMtebError) as err:
-        registry.load_registry_file(path, registry.get_registry())
+        registry.load_registry_file(path, plugins.get_registry())
     assert str(err.value).startswith(f"{path}:") and "\n" not in str(err.value)
     assert all(w in str(err.value) for w in words), str(err.value)
 
@@ -119,22 +119,22 @@ class _EvilRevision:
 
 
 def test_plugin_revision_validated():
-    plugins.register_plugin(_EvilRevision, "evil")
+    plugins.host.register_plugin(_EvilRevision, "evil")
     try:
-        cfg = registry.get_registry().model("evil-rev")
+        cfg = plugins.get_registry().model("evil-rev")
         with pytest.raises(LamMtebError, match="revision '../../outside' is not a valid name"):
             _ = cfg.revision
     finally:
-        plugins.unregister_plugin("evil")
+        plugins.host.unregister_plugin("evil")
 
 
 def test_registry_override_is_explicit(tmp_path, mock_plugin):
     path = tmp_path / "registry.yaml"
     path.write_text("models:\n  - name: mock-hash\n    kind: mock-hash\n    params: {dim: 32}\n")
     with pytest.raises(LamMtebError, match=r"registry.yaml:2: duplicate model name 'mock-hash'.*override: true"):
-        registry.load_registry_file(path, registry.get_registry())
+        registry.load_registry_file(path, plugins.get_registry())
     path.write_text("models:\n  - name: mock-hash\n    kind: mock-hash\n    params: {dim: 32}\n    override: true\n")
-    reg = registry.get_registry()
+    reg = plugins.get_registry()
     registry.load_registry_file(path, reg)
     assert reg.models["mock-hash"].params == {"dim": 32} and str(path) in reg.models["mock-hash"].source
 
@@ -220,18 +220,18 @@ def test_folder_plugins_cannot_take_names_or_kill_the_cli(hostile_dir):
 
 def test_folder_plugin_revision_follows_its_file(hostile_dir):
     (hostile_dir / "exits.py").unlink()
-    plugins._load_plugin_dir(hostile_dir)
+    plugins.host.load_folder(hostile_dir)
     try:
-        registry.invalidate()
-        before = registry.get_registry().model("my-bow").revision
+        plugins.host.invalidate()
+        before = plugins.get_registry().model("my-bow").revision
         path = hostile_dir / "bow.py"
         path.write_text(path.read_text().replace("never used", "fixed"))
-        registry.invalidate()
-        after = registry.get_registry().model("my-bow").revision
+        plugins.host.invalidate()
+        after = plugins.get_registry().model("my-bow").revision
         assert before != after
     finally:
         for name in ("usurper", "interrupts", "bow"):
-            plugins.unregister_plugin(name)
+            plugins.host.unregister_plugin(name)
 
 
 class _WeightsPlugin:
@@ -254,9 +254,9 @@ def test_model_revision_follows_weight_bytes(tmp_path):
     weights.write_bytes(b"\x00" * 64)
     reg_file = tmp_path / "registry.yaml"
     reg_file.write_text("models:\n  - name: mine\n    kind: weights-enc\n    params: {weights: ./ckpt}\n")
-    plugins.register_plugin(_WeightsPlugin, "weights-plugin")
+    plugins.host.register_plugin(_WeightsPlugin, "weights-plugin")
     try:
-        reg = registry.get_registry()
+        reg = plugins.get_registry()
         registry.load_registry_file(reg_file, reg)
         before = reg.model("mine").revision
         st = weights.stat()
@@ -264,7 +264,7 @@ def test_model_revision_follows_weight_bytes(tmp_path):
         os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
         assert reg.model("mine").revision != before
     finally:
-        plugins.unregister_plugin("weights-plugin")
+        plugins.host.unregister_plugin("weights-plugin")
 
 
 def test_stock_mteb_run_refuses_a_file_as_output_folder(tmp_path):

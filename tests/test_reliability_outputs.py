@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lam_mteb import bridge, cli, registry
+from lam_mteb import bridge, cli, plugins
 from lam_mteb.errors import LamMtebError
 from tests.test_leaderboard_fixtures import leaderboard_args, write_result
 
@@ -209,14 +209,14 @@ def test_truncated_safetensors_is_one_line(tiny_sts_data_dir, tmp_path, capsys, 
     reg_file.write_text("models:\n  - name: broken-minilm\n    kind: minilm\n"
                         "    params: {model_name_or_path: ./broken}\n")
     monkeypatch.setenv("LAM_MTEB_REGISTRY", str(reg_file))
-    registry.invalidate()
+    plugins.host.invalidate()
     bridge.install(force=True)
     try:
         code, lines = _cli(capsys, "run", "-m", "broken-minilm", "-t", "STSBenchmark",
                            "--data-dir", str(tiny_sts_data_dir), "--output-folder", str(tmp_path / "o"))
     finally:
         monkeypatch.delenv("LAM_MTEB_REGISTRY")
-        registry.invalidate()
+        plugins.host.invalidate()
         bridge.install(force=True)
     assert code == 2 and len(lines) == 1, lines
     assert "broken-minilm" in lines[0] and "could not be loaded" in lines[0] and str(reg_file) in lines[0]

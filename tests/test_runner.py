@@ -75,10 +75,10 @@ def toys(grid_files, monkeypatch):
     spec = importlib.util.spec_from_file_location("lam_mteb_test_toys", grid_files / "plugins" / "toys.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    plugins.register_plugin(module, name="toys")
+    plugins.host.register_plugin(module, name="toys")
     bridge.install(force=True)
     yield grid_files
-    plugins.unregister_plugin("toys")
+    plugins.host.unregister_plugin("toys")
     bridge.install(force=True)
 
 

@@ -134,7 +134,7 @@ def registry_recreated_tasks(task_names: Iterable[str]) -> dict[str, str]:
     try:
         import mteb
 
-        from lam_mteb.registry import get_registry
+        from lam_mteb.plugins import get_registry
 
         recreated = {path: entry.plugin for path, entry in get_registry().datasets.items() if entry.recreation}
     except Exception as exc:  # the leaderboard must work without plugins
