@@ -51,13 +51,13 @@ def cmd_tasks(args) -> int:
         users.setdefault(cls.metadata.dataset.get("path", ""), []).append(name)
     root = data.data_dir()
     rows = []
-    for path, (builder, desc, recreation, version, plugin) in sorted(data.builders().items()):
+    for path, entry in sorted(data.builders().items()):
         status = "-"
         if root is not None:
             res = data.resolve(path, root, quiet=True)
             status = "available" if res.path else "missing"
-        rows.append([path, ", ".join(sorted(users.get(path, []))[:4]) or "-", plugin,
-                     "re-creation" if recreation else "copy", status, desc])
+        rows.append([path, ", ".join(sorted(users.get(path, []))[:4]) or "-", entry.plugin,
+                     "re-creation" if entry.recreation else "copy", status, entry.description])
     print(f"\nOffline datasets (data dir: {root or 'LAM_MTEB_DATA_DIR not set'}):")
     _print_table(rows, ["dataset", "mteb tasks", "plugin", "data", "status", "raw layout"], args.format)
     return 0

@@ -33,6 +33,7 @@ __all__ = [
     "Encoder",
     "EncoderFactory",
     "QueryEncoder",
+    "RegisterBenchmark",
     "RegisterDataset",
     "RegisterEncoder",
     "RegisterTask",
@@ -103,9 +104,29 @@ class RegisterDataset(Protocol):
         dataset_path: str,
         builder: DatasetBuilder,
         *,
+        inputs: Sequence[str] | None = None,
         description: str = "",
         recreation: bool = False,
         version: str = "1",
+    ) -> None: ...
+
+
+class RegisterBenchmark(Protocol):
+    """The ``register`` callable handed to ``register_benchmarks``."""
+
+    def __call__(
+        self,
+        key: str,
+        title: str,
+        tasks: Sequence[str],
+        *,
+        extra_tasks: Sequence[str] = (),
+        prefix: str | None = None,
+        prefix_ranked: bool = False,
+        position: int = 100,
+        description: str = "",
+        abbreviations: dict[str, str] | None = None,
+        detail_metrics: Sequence[tuple[str, str, str]] = (),
     ) -> None: ...
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import jsonschema
@@ -26,6 +26,7 @@ import yaml
 
 from lam_mteb.errors import LamMtebError
 from lam_mteb.inputs import NAME_RE, check_name, load_yaml
+from lam_mteb.leaderboard.spec import BENCHMARK_OPTIONS, Benchmark
 
 DEFAULT_ORG = "lam-mteb"
 
@@ -214,11 +215,16 @@ class TaskEntry:
         return self.cls.metadata.name
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetEntry:
-    path: str
-    builder: Callable[[Path, Path], None]
+    """A dataset builder as a plugin registered it (``register_datasets``)."""
+
+    path: str  # the mteb dataset path it provides, e.g. "mteb/scifact"
+    builder: Callable[[Path, Path], None]  # builder(source_dir, target_dir)
     plugin: str
+    #: the folders (relative to the data dir) the builder reads: their content hash names the
+    #: cached build and is the results' dataset revision; None = the whole data dir
+    inputs: tuple[str, ...] | None = None
     description: str = ""
     recreation: bool = False
     version: str = "1"
@@ -230,6 +236,7 @@ class Registry:
         self.models: dict[str, ModelConfig] = {}
         self.tasks: dict[str, TaskEntry] = {}
         self.datasets: dict[str, DatasetEntry] = {}
+        self.benchmarks: dict[str, Benchmark] = {}
         self.errors: list[str] = []
 
     # -- lookups ---------------------------------------------------------------------------
@@ -300,6 +307,7 @@ def build_registry(plugins: PluginSource) -> Registry:
             _record_error(reg, plugins, exc)
     _collect_tasks(reg, plugins)
     _collect_datasets(reg, plugins)
+    _collect_benchmarks(reg, plugins)
     for path in registry_files():
         try:
             load_registry_file(path, reg)
@@ -405,27 +413,70 @@ class _DatasetStage:
         self.staged: list[DatasetEntry] = []
 
     def __call__(self, dataset_path: str, builder: Callable[[Path, Path], None], *,
-                 description: str = "", recreation: bool = False, version: str = "1") -> None:
+                 inputs: Sequence[str] | None = None, description: str = "",
+                 recreation: bool = False, version: str = "1") -> None:
         if not callable(builder):
             raise TypeError(f"register_datasets: builder for {dataset_path!r} is not callable")
-        self.staged.append(DatasetEntry(path=dataset_path, builder=builder, plugin=self.plugin,
-                                        description=description, recreation=bool(recreation),
-                                        version=str(version)))
+        if isinstance(inputs, str):
+            raise TypeError(f"register_datasets: inputs for {dataset_path!r} must be a sequence "
+                            f"of folder names, not the string {inputs!r}")
+        for rel in inputs or ():
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise ValueError(f"register_datasets: input {rel!r} of {dataset_path!r} must be a "
+                                 "path relative to the data directory")
+        self.staged.append(DatasetEntry(
+            path=dataset_path, builder=builder, plugin=self.plugin,
+            inputs=None if inputs is None else tuple(str(rel) for rel in inputs),
+            description=description, recreation=bool(recreation), version=str(version),
+        ))
 
 
 def _collect_datasets(reg: Registry, plugins: PluginSource) -> None:
-    from lam_mteb.data import CORE_DATASETS
-
     for plugin_name, stage in plugins.call_hook("register_datasets", _DatasetStage):
         for entry in stage.staged:
             owner = reg.datasets.get(entry.path)
             if owner is not None:
                 _refuse_clash(plugins, plugin_name, "dataset builder", entry.path, owner.plugin)
                 continue
-            if entry.path in CORE_DATASETS and not plugins.source_of(plugin_name).startswith("entry point"):
-                _refuse_clash(plugins, plugin_name, "dataset builder", entry.path, "lam_mteb (core)")
-                continue
             reg.datasets[entry.path] = entry
+
+
+class _BenchmarkStage:
+    """The ``register`` callable handed to one plugin's ``register_benchmarks``."""
+
+    def __init__(self, plugin: str) -> None:
+        self.plugin = plugin
+        self.staged: list[Benchmark] = []
+
+    def __call__(self, key: str, title: str, tasks: Sequence[str], **options: Any) -> None:
+        problem = check_name(key, "benchmark key")
+        if problem:
+            raise ValueError(problem)
+        if isinstance(tasks, str) or not all(isinstance(t, str) for t in tasks):
+            raise TypeError(f"register_benchmarks({key!r}): tasks must be a sequence of task names")
+        unknown = sorted(set(options) - BENCHMARK_OPTIONS)
+        if unknown:
+            raise TypeError(f"register_benchmarks({key!r}): unknown option(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(BENCHMARK_OPTIONS))}")
+        self.staged.append(Benchmark(
+            key=key, title=str(title), tasks=tuple(tasks), plugin=self.plugin,
+            extra_tasks=tuple(options.get("extra_tasks", ())), prefix=options.get("prefix"),
+            prefix_ranked=bool(options.get("prefix_ranked", False)),
+            position=int(options.get("position", 100)),
+            description=str(options.get("description", "")),
+            abbreviations=dict(options.get("abbreviations") or {}),
+            detail_metrics=tuple(tuple(m) for m in options.get("detail_metrics", ())),
+        ))
+
+
+def _collect_benchmarks(reg: Registry, plugins: PluginSource) -> None:
+    for plugin_name, stage in plugins.call_hook("register_benchmarks", _BenchmarkStage):
+        for bench in stage.staged:
+            owner = reg.benchmarks.get(bench.key)
+            if owner is not None:
+                _refuse_clash(plugins, plugin_name, "benchmark", bench.key, owner.plugin)
+                continue
+            reg.benchmarks[bench.key] = bench
 
 
 def _refuse_clash(plugins: PluginSource, newcomer: str, what: str, name: str, owner: str) -> None:

@@ -26,7 +26,8 @@ def bin_(name):
 def test_every_hook_is_documented_and_tested():
     tests_text = "\n".join(p.read_text() for p in (REPO / "tests").glob("test_*.py"))
     hooks = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "lam_mteb_spec")]
-    assert set(hooks) == {"register_encoders", "register_tasks", "register_datasets", "register_commands"}
+    assert set(hooks) == {"register_encoders", "register_tasks", "register_datasets", "register_commands",
+                          "register_benchmarks"}
     for name in hooks:
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
         assert len(doc) > 40, f"hook {name} lacks documentation"

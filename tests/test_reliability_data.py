@@ -234,8 +234,8 @@ BUILD_SNIPPET = textwrap.dedent("""
     from lam_mteb import data
     root, start = Path(sys.argv[1]), float(sys.argv[2])
     time.sleep(max(0.0, start - time.time()))
-    entry = (data.build_scifact, "SciFact", False, "1", "lam_mteb (core)")
-    target, digest = data.build_cached("mteb/scifact", entry, root, quiet=True)
+    entry = data.builders()["mteb/scifact"]
+    target, digest = data.build_cached(entry, root, quiet=True)
     assert data.build_is_valid(target), target
     n = sum(1 for _ in open(target / "corpus" / "corpus.jsonl"))
     print(target.name, n)

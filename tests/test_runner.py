@@ -69,7 +69,7 @@ def grid_files(tmp_path_factory):
 @pytest.fixture
 def toys(grid_files, monkeypatch):
     """The toy plugin in this process (registered) and in workers (LAM_MTEB_PLUGINS_DIR)."""
-    plugins.load_plugins()  # before the env var: this process registers the module itself, below
+    plugins.host.load()  # before the env var: this process registers the module itself, below
     monkeypatch.setenv("LAM_MTEB_PLUGINS_DIR", str(grid_files / "plugins"))
     monkeypatch.setenv("LAM_MTEB_DATA_DIR", str(grid_files / "data"))
     spec = importlib.util.spec_from_file_location("lam_mteb_test_toys", grid_files / "plugins" / "toys.py")

@@ -80,7 +80,7 @@ def validate(doc: Any, file: str | Path) -> None:
             message = message[:200] + "…"
         raise ReferencesError(f"{file}: {_where(doc, list(error.absolute_path))}: {message}")
     # cross-references the schema cannot express
-    bench_keys = {b.key for b in spec.BENCHMARKS}
+    bench_keys = {b.key for b in spec.benchmarks()}
     seen: dict[tuple, int] = {}
     for i, entry in enumerate(doc["entries"]):
         where = _where(doc, ["entries", i])

@@ -44,12 +44,14 @@ class Table:
         return [*self.tasks, *self.extras]
 
 
-def _assign_tasks(rows: list[Row]) -> dict[str, tuple[list[str], list[str]]]:
+def _assign_tasks(
+    rows: list[Row], benches: tuple[spec.Benchmark, ...]
+) -> dict[str, tuple[list[str], list[str]]]:
     found = sorted({task for row in rows for task in row.scores})
-    fixed = {t for b in spec.BENCHMARKS for t in (*b.tasks, *b.extra_tasks)}
+    fixed = {t for b in benches for t in (*b.tasks, *b.extra_tasks)}
     assigned = set(fixed)
     out: dict[str, tuple[list[str], list[str]]] = {}
-    for bench in spec.BENCHMARKS:
+    for bench in benches:
         tasks, extras = list(bench.tasks), list(bench.extra_tasks)
         if bench.prefix:
             for task in found:
@@ -61,11 +63,15 @@ def _assign_tasks(rows: list[Row]) -> dict[str, tuple[list[str], list[str]]]:
     return out
 
 
-def build_tables(rows: list[Row]) -> list[Table]:
-    """One table per benchmark with at least one row (the benchmarks' order, then 'other')."""
+def build_tables(rows: list[Row], benches: tuple[spec.Benchmark, ...] | None = None) -> list[Table]:
+    """One table per benchmark with at least one row (the benchmarks' order, then 'other').
+
+    ``benches`` defaults to the benchmarks the plugins register (:func:`spec.benchmarks`).
+    """
+    benches = spec.benchmarks() if benches is None else benches
     tables = []
-    layout = _assign_tasks(rows)
-    for bench in (*spec.BENCHMARKS, spec.OTHER):
+    layout = _assign_tasks(rows, benches)
+    for bench in (*benches, spec.OTHER):
         tasks, extras = layout[bench.key]
         table = Table(bench=bench, tasks=tasks, extras=extras)
         columns = table.columns

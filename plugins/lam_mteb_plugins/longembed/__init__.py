@@ -109,8 +109,35 @@ def _card(what: str, modules: str) -> str:
 
 @lam_mteb.hookimpl
 def register_datasets(register):
-    register(PASSKEY_PATH, build_passkey, recreation=True, version=BUILDER_VERSION,
-             description="LongEmbed passkey task re-created by a seeded generator (no raw files needed)")
-    register(LONGEMBED_PATH, build_longembed, recreation=True, version=BUILDER_VERSION,
-             description="LongEmbed needle (re-created on the Paul Graham essays), qmsum (rebuilt from "
-                         "QMSum train+val) and passkey (generated); other configs unavailable offline")
+    register(
+        PASSKEY_PATH, build_passkey, inputs=(), recreation=True, version=BUILDER_VERSION,
+        description="LongEmbed passkey task re-created by a seeded generator (no raw files needed)",
+    )
+    register(
+        LONGEMBED_PATH, build_longembed, inputs=("longtext", "qmsum"), recreation=True,
+        version=BUILDER_VERSION,
+        description="LongEmbed needle (re-created on the Paul Graham essays), qmsum (rebuilt from "
+        "QMSum train+val) and passkey (generated); other configs unavailable offline",
+    )
+
+
+@lam_mteb.hookimpl
+def register_benchmarks(register):
+    register(
+        "long-context",
+        "Long context: LongEmbed",
+        (
+            "LEMBPasskeyRetrieval", "LEMBNeedleRetrieval", "LEMBNarrativeQARetrieval",
+            "LEMBQMSumRetrieval", "LEMBSummScreenFDRetrieval", "LEMBWikimQARetrieval",
+        ),
+        prefix="LEMB",
+        position=20,
+        description="LongEmbed: Passkey and Needle (nDCG@1 = accuracy@1, mean over the 8 context "
+        "lengths 256…32768), NarrativeQA, QMSum, 2WikiMultihopQA (nDCG@10, test) and "
+        "SummScreenFD (nDCG@10, validation).",
+        abbreviations={
+            "LEMBPasskeyRetrieval": "Passkey", "LEMBNeedleRetrieval": "Needle",
+            "LEMBNarrativeQARetrieval": "NQA", "LEMBQMSumRetrieval": "QMSum",
+            "LEMBSummScreenFDRetrieval": "SFD", "LEMBWikimQARetrieval": "2WmQA",
+        },
+    )
