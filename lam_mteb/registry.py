@@ -360,10 +360,8 @@ def _collect_encoders(reg: Registry, plugins: PluginSource) -> None:
 
     for plugin_name, stage in plugins.call_hook("register_encoders", make_stage):
         for kind in stage.staged:
-            if kind.name in reg.kinds:
-                _refuse_clash(plugins, plugin_name, "encoder", kind.name, reg.kinds[kind.name].plugin)
+            if not _claim(reg.kinds, kind.name, kind, plugins, "encoder"):
                 continue
-            reg.kinds[kind.name] = kind
             reg.models[kind.name] = ModelConfig(
                 name=kind.name, kind=kind, params=dict(kind.params), metadata=dict(kind.metadata),
                 source=f"plugin {plugin_name}", org=kind.org, description=kind.description,
@@ -390,10 +388,10 @@ def _collect_tasks(reg: Registry, plugins: PluginSource) -> None:
     for plugin_name, stage in plugins.call_hook("register_tasks", lambda _: _TaskStage()):
         for cls, self_loading in stage.staged:
             owner = reg.tasks.get(cls.metadata.name)
-            if owner is not None and owner.cls is not cls:
-                _refuse_clash(plugins, plugin_name, "task", cls.metadata.name, owner.plugin)
+            if owner is not None and owner.cls is cls:  # the same class again: the first stays
                 continue
-            reg.tasks[cls.metadata.name] = TaskEntry(cls=cls, plugin=plugin_name, self_loading=self_loading)
+            entry = TaskEntry(cls=cls, plugin=plugin_name, self_loading=self_loading)
+            _claim(reg.tasks, cls.metadata.name, entry, plugins, "task")
 
 
 def _legacy_self_loading(task_class: type) -> bool:
@@ -432,13 +430,9 @@ class _DatasetStage:
 
 
 def _collect_datasets(reg: Registry, plugins: PluginSource) -> None:
-    for plugin_name, stage in plugins.call_hook("register_datasets", _DatasetStage):
+    for _plugin, stage in plugins.call_hook("register_datasets", _DatasetStage):
         for entry in stage.staged:
-            owner = reg.datasets.get(entry.path)
-            if owner is not None:
-                _refuse_clash(plugins, plugin_name, "dataset builder", entry.path, owner.plugin)
-                continue
-            reg.datasets[entry.path] = entry
+            _claim(reg.datasets, entry.path, entry, plugins, "dataset builder")
 
 
 class _BenchmarkStage:
@@ -470,13 +464,24 @@ class _BenchmarkStage:
 
 
 def _collect_benchmarks(reg: Registry, plugins: PluginSource) -> None:
-    for plugin_name, stage in plugins.call_hook("register_benchmarks", _BenchmarkStage):
+    for _plugin, stage in plugins.call_hook("register_benchmarks", _BenchmarkStage):
         for bench in stage.staged:
-            owner = reg.benchmarks.get(bench.key)
-            if owner is not None:
-                _refuse_clash(plugins, plugin_name, "benchmark", bench.key, owner.plugin)
-                continue
-            reg.benchmarks[bench.key] = bench
+            _claim(reg.benchmarks, bench.key, bench, plugins, "benchmark")
+
+
+class _Owned(Protocol):
+    plugin: str
+
+
+def _claim(table: dict[str, Any], name: str, item: _Owned, plugins: PluginSource, what: str) -> bool:
+    """Add ``item`` under ``name`` unless another plugin owns that name already (plugins are
+    called owners first, so the first registration wins); a refused one is reported."""
+    owner = table.get(name)
+    if owner is not None:
+        _refuse_clash(plugins, item.plugin, what, name, owner.plugin)
+        return False
+    table[name] = item
+    return True
 
 
 def _refuse_clash(plugins: PluginSource, newcomer: str, what: str, name: str, owner: str) -> None:

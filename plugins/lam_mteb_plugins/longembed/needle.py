@@ -26,7 +26,12 @@ import random
 import re
 from pathlib import Path
 
-from lam_mteb_plugins.longembed._common import LENGTHS, count_tokens, split_name
+from lam_mteb_plugins.longembed._common import (
+    LENGTHS,
+    assemble_split,
+    count_tokens,
+    split_stats,
+)
 
 DEFAULT_SEED = 2404_12096
 ESSAYS_DIR = Path("longtext") / "paul_graham_essays"
@@ -151,19 +156,7 @@ def generate_length(length: int, sentences: list[str], counts: list[int],
         hay = hay[:pos] + [fact] + hay[pos:]
         docs.append({"text": " ".join(hay), "n_tokens": used + n_fact, "needle": fact,
                      "question": question, "needle_position": tokens_before})
-    queried = sorted(rng.sample(range(N_DOCS), N_QUERIES))
-    order = list(range(N_DOCS))
-    rng.shuffle(order)
-    doc_ids, corpus = {}, []
-    for rank, idx in enumerate(order):
-        doc_ids[idx] = f"needle_{length}_doc{rank:03d}"
-        corpus.append({"_id": doc_ids[idx], **docs[idx]})
-    queries, qrels = [], []
-    for qn, idx in enumerate(queried):
-        qid = f"needle_{length}_q{qn:02d}"
-        queries.append({"_id": qid, "text": docs[idx]["question"], "doc_id": doc_ids[idx]})
-        qrels.append({"query-id": qid, "corpus-id": doc_ids[idx], "score": 1})
-    return {"corpus": corpus, "queries": queries, "qrels": qrels}
+    return assemble_split("needle", length, docs, N_QUERIES, rng, lambda doc: doc["question"])
 
 
 def generate(essays_dir: Path, lengths=LENGTHS, seed: int = DEFAULT_SEED) -> dict[int, dict]:
@@ -182,8 +175,5 @@ def summary(data: dict[int, dict], seed: int = DEFAULT_SEED) -> dict:
         "seed": seed,
         "haystack": str(ESSAYS_DIR / "*.txt") + " (file-name order)",
         "token_counter": "all-MiniLM-L6-v2 WordPiece, no special tokens",
-        "splits": {split_name(L): {"documents": len(s["corpus"]), "queries": len(s["queries"]),
-                                   "min_tokens": min(d["n_tokens"] for d in s["corpus"]),
-                                   "max_tokens": max(d["n_tokens"] for d in s["corpus"])}
-                   for L, s in sorted(data.items())},
+        "splits": split_stats(data),
     }

@@ -22,7 +22,13 @@ from __future__ import annotations
 
 import random
 
-from lam_mteb_plugins.longembed._common import LENGTHS, count_tokens, split_name
+from lam_mteb_plugins.longembed._common import (
+    LENGTHS,
+    assemble_split,
+    count_tokens,
+    split_name,
+    split_stats,
+)
 
 DEFAULT_SEED = 2404_12096  # arXiv id of the LongEmbed paper
 
@@ -95,21 +101,8 @@ def generate_length(length: int, seed: int = DEFAULT_SEED) -> dict:
         docs.append({"text": " ".join(sentences), "n_tokens": used + n_key, "name": name,
                      "key": str(key), "key_position": tokens_before})
 
-    queried = sorted(rng.sample(range(N_DOCS), N_QUERIES))
-    order = list(range(N_DOCS))
-    rng.shuffle(order)  # storage order; ids follow it
-    doc_ids = {}
-    corpus = []
-    for rank, idx in enumerate(order):
-        doc_ids[idx] = f"passkey_{length}_doc{rank:03d}"
-        corpus.append({"_id": doc_ids[idx], **docs[idx]})
-    queries, qrels = [], []
-    for qn, idx in enumerate(queried):
-        qid = f"passkey_{length}_q{qn:02d}"
-        queries.append({"_id": qid, "text": QUERY_TEMPLATE.format(name=docs[idx]["name"]),
-                        "doc_id": doc_ids[idx]})
-        qrels.append({"query-id": qid, "corpus-id": doc_ids[idx], "score": 1})
-    return {"corpus": corpus, "queries": queries, "qrels": qrels}
+    return assemble_split("passkey", length, docs, N_QUERIES, rng,
+                          lambda doc: QUERY_TEMPLATE.format(name=doc["name"]))
 
 
 def generate(lengths=LENGTHS, seed: int = DEFAULT_SEED) -> dict[int, dict]:
@@ -156,8 +149,5 @@ def summary(data: dict[int, dict], seed: int = DEFAULT_SEED) -> dict:
         "generator": "lam_mteb_plugins.longembed.passkey",
         "seed": seed,
         "token_counter": "all-MiniLM-L6-v2 WordPiece, no special tokens",
-        "splits": {split_name(L): {"documents": len(s["corpus"]), "queries": len(s["queries"]),
-                                   "min_tokens": min(d["n_tokens"] for d in s["corpus"]),
-                                   "max_tokens": max(d["n_tokens"] for d in s["corpus"])}
-                   for L, s in sorted(data.items())},
+        "splits": split_stats(data),
     }
