@@ -16,7 +16,13 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names below
 
 __version__ = "0.1.0"
 __all__ = [
-    "hookimpl", "data_dir", "cache_dir", "DataNotFound", "LamMtebError", "get_encoder", "Encoder",
+    "hookimpl",
+    "data_dir",
+    "cache_dir",
+    "DataNotFound",
+    "LamMtebError",
+    "get_encoder",
+    "Encoder",
     "__version__",
 ]
 

@@ -67,7 +67,9 @@ def _after_mteb(module):
 
         bridge.install()
     except Exception as exc:  # never break `import mteb`
-        sys.stderr.write(f"lam-mteb: could not register plugins with mteb: {type(exc).__name__}: {exc}\n")
+        sys.stderr.write(
+            f"lam-mteb: could not register plugins with mteb: {type(exc).__name__}: {exc}\n"
+        )
 
 
 def _after_mteb_cli(module):

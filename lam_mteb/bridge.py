@@ -36,7 +36,11 @@ from lam_mteb.plugins import host
 logger = logging.getLogger("lam_mteb.bridge")
 
 __all__ = [  # RECREATION_PREFIX: re-exported from data; the version checks from mteb_compat
-    "RECREATION_PREFIX", "SUPPORTED_MTEB", "check_mteb_version", "install", "mteb_version_supported",
+    "RECREATION_PREFIX",
+    "SUPPORTED_MTEB",
+    "check_mteb_version",
+    "install",
+    "mteb_version_supported",
     "wrap_mteb_cli",
 ]
 
@@ -70,9 +74,13 @@ def _make_plugin_model_class():
                 fn = self.encoder.encode_documents
             # everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool, ...)
             # reaches an encoder whose signature names it or takes **kwargs (see hookspecs.register_encoders)
-            call_kwargs = {**kwargs, "batch_size": kwargs.get("batch_size", 32),
-                           "show_progress_bar": kwargs.get("show_progress_bar", True),
-                           "prompt_type": kind, "task_name": task_metadata.name}
+            call_kwargs = {
+                **kwargs,
+                "batch_size": kwargs.get("batch_size", 32),
+                "show_progress_bar": kwargs.get("show_progress_bar", True),
+                "prompt_type": kind,
+                "task_name": task_metadata.name,
+            }
             call_kwargs = {k: v for k, v in call_kwargs.items() if _accepts(fn, k)}
             emb = fn(texts, **call_kwargs)
             if isinstance(emb, (list, tuple)):
@@ -81,8 +89,10 @@ def _make_plugin_model_class():
                 emb = emb.detach().cpu().numpy()
             emb = np.asarray(emb, dtype=np.float32)
             if emb.ndim != 2 or emb.shape[0] != len(texts):
-                raise LamMtebError(f"model {self.config_name!r} returned embeddings of shape {emb.shape} "
-                                   f"for {len(texts)} texts; expected ({len(texts)}, dim)")
+                raise LamMtebError(
+                    f"model {self.config_name!r} returned embeddings of shape {emb.shape} "
+                    f"for {len(texts)} texts; expected ({len(texts)}, dim)"
+                )
             if not np.isfinite(emb).all():
                 raise LamMtebError(f"model {self.config_name!r} returned NaN/inf embeddings")
             if len(emb) > 1 and not np.ptp(emb, axis=0).any():
@@ -90,28 +100,37 @@ def _make_plugin_model_class():
                 if key not in self._constant_reported:
                     self._constant_reported.add(key)
                     what = "all-zero" if not emb.any() else "identical"
-                    sys.stderr.write(f"lam-mteb: model {self.config_name!r} returned {what} vectors for all "
-                                     f"{len(texts)} texts of {task_metadata.name} (a constant encoder): its "
-                                     "scores are meaningless; check the model's weights and code\n")
+                    sys.stderr.write(
+                        f"lam-mteb: model {self.config_name!r} returned {what} vectors for all "
+                        f"{len(texts)} texts of {task_metadata.name} (a constant encoder): its "
+                        "scores are meaningless; check the model's weights and code\n"
+                    )
             return emb
 
         def _check_multi_vector(self, emb, n_texts: int) -> list:
             """A multi-vector encoder returns one ``(n_vectors_i, dim)`` array per text."""
             if not callable(getattr(self.encoder, "similarity", None)):
-                raise LamMtebError(f"model {self.config_name!r} returned a list of embeddings (multi-vector) "
-                                   "but defines no similarity(a, b) to score them")
+                raise LamMtebError(
+                    f"model {self.config_name!r} returned a list of embeddings (multi-vector) "
+                    "but defines no similarity(a, b) to score them"
+                )
             out = []
             for e in emb:
                 if hasattr(e, "detach"):
                     e = e.detach().cpu().numpy()
                 out.append(np.asarray(e, dtype=np.float32))
             dims = {e.shape[1] for e in out if e.ndim == 2}
-            if (len(out) != n_texts or any(e.ndim != 2 or e.shape[0] == 0 for e in out)
-                    or len(dims) > 1):
+            if (
+                len(out) != n_texts
+                or any(e.ndim != 2 or e.shape[0] == 0 for e in out)
+                or len(dims) > 1
+            ):
                 shapes = sorted({e.shape for e in out}, key=str)[:3]
-                raise LamMtebError(f"model {self.config_name!r} returned {len(out)} multi-vector embeddings "
-                                   f"(shapes {shapes}) for {n_texts} texts; expected one (n_i >= 1, dim) "
-                                   "array per text")
+                raise LamMtebError(
+                    f"model {self.config_name!r} returned {len(out)} multi-vector embeddings "
+                    f"(shapes {shapes}) for {n_texts} texts; expected one (n_i >= 1, dim) "
+                    "array per text"
+                )
             if not all(np.isfinite(e).all() for e in out):
                 raise LamMtebError(f"model {self.config_name!r} returned NaN/inf embeddings")
             return out
@@ -134,11 +153,14 @@ def _make_plugin_model_class():
 
 def is_search_model(obj: Any) -> bool:
     """A plugin object that retrieves by itself (mteb's SearchProtocol: ``index`` + ``search``, no ``encode``)."""
-    return (callable(getattr(obj, "index", None)) and callable(getattr(obj, "search", None))
-            and not callable(getattr(obj, "encode", None)))
+    return (
+        callable(getattr(obj, "index", None))
+        and callable(getattr(obj, "search", None))
+        and not callable(getattr(obj, "encode", None))
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def plugin_model_class():
     return _make_plugin_model_class()
 
@@ -151,7 +173,9 @@ def _accepts(fn, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def load_plugin_model(model_name: str, revision: str | None = None, device: str | None = None, **kwargs):
+def load_plugin_model(
+    model_name: str, revision: str | None = None, device: str | None = None, **kwargs
+):
     """mteb loader for every lam-mteb model (``ModelMeta.loader``)."""
     from lam_mteb.registry import accepts_param
 
@@ -165,8 +189,10 @@ def load_plugin_model(model_name: str, revision: str | None = None, device: str 
         raise
     except _load_errors() as exc:  # truncated/corrupt weights, a wrong path, ...
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise LamMtebError(f"model {config.name!r} ({config.source}) could not be loaded: "
-                           f"{type(exc).__name__}: {detail}; check its weights files and params") from None
+        raise LamMtebError(
+            f"model {config.name!r} ({config.source}) could not be loaded: "
+            f"{type(exc).__name__}: {detail}; check its weights files and params"
+        ) from None
     if is_search_model(encoder):
         # e.g. BM25: handed to mteb unchanged (mteb sets its mteb_model_meta); retrieval tasks only
         return encoder
@@ -194,8 +220,10 @@ def check_device(device: str) -> None:
 
     ok = torch.cuda.is_available() if name == "cuda" else torch.backends.mps.is_available()
     if not ok:
-        raise LamMtebError(f"--device {device}: this machine has no {name.upper()} device that torch can use "
-                           f"(torch {torch.__version__}); use --device cpu")
+        raise LamMtebError(
+            f"--device {device}: this machine has no {name.upper()} device that torch can use "
+            f"(torch {torch.__version__}); use --device cpu"
+        )
 
 
 def make_model_meta(config):
@@ -236,10 +264,14 @@ def register_models(registry) -> None:
         try:
             meta = make_model_meta(config)
         except Exception as exc:
-            host.report(f"model {config.name!r} ({config.source}): invalid metadata: {exc}".splitlines()[0])
+            host.report(
+                f"model {config.name!r} ({config.source}): invalid metadata: {exc}".splitlines()[0]
+            )
             continue
         if mteb_compat.has_model(config.full_name) and config.full_name not in _our_models:
-            host.report(f"model {config.full_name!r} ({config.source}) clashes with a model mteb already has; skipped")
+            host.report(
+                f"model {config.full_name!r} ({config.source}) clashes with a model mteb already has; skipped"
+            )
             continue
         mteb_compat.add_model(config.full_name, meta)
         _our_models.add(config.full_name)
@@ -252,7 +284,9 @@ def register_tasks(registry) -> None:
     for entry in registry.tasks.values():
         existing = mteb_compat.task_class(entry.name)
         if existing is not None and existing is not entry.cls:
-            host.report(f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; skipped")
+            host.report(
+                f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; skipped"
+            )
             continue
         mteb_compat.add_task_class(entry.cls)
         if not entry.self_loading:
@@ -280,6 +314,7 @@ def patch_provided_tasks() -> None:
 
 # -- offline data ---------------------------------------------------------------------------------
 
+
 def patch_load_data(cls: type) -> None:
     """Wrap ``cls.load_data`` (and overrides in subclasses) to use local data when present."""
     mteb_compat.wrap_load_data(cls, _offline_load_data)
@@ -288,8 +323,11 @@ def patch_load_data(cls: type) -> None:
 def _offline_load_data(original):
     @functools.wraps(original)
     def load_data(self, *args, **kwargs):
-        if (getattr(self, "data_loaded", False) or getattr(self, "_lam_mteb_loading", False)
-                or is_self_loading(self)):
+        if (
+            getattr(self, "data_loaded", False)
+            or getattr(self, "_lam_mteb_loading", False)
+            or is_self_loading(self)
+        ):
             # already loaded, re-entered, or a task that reads LAM_MTEB_DATA_DIR itself
             return original(self, *args, **kwargs)
         from lam_mteb import data
@@ -299,13 +337,20 @@ def _offline_load_data(original):
         resolution = data.resolve(path) if path else data.Resolution(None, [])
         if resolution.path is None:
             if resolution.looked_for:
-                sys.stderr.write(f"lam-mteb: no local copy of {path} for {self.metadata.name} (looked for "
-                                 f"{'; '.join(resolution.looked_for)}); using mteb's own loading from {path}\n")
+                sys.stderr.write(
+                    f"lam-mteb: no local copy of {path} for {self.metadata.name} (looked for "
+                    f"{'; '.join(resolution.looked_for)}); using mteb's own loading from {path}\n"
+                )
             return original(self, *args, **kwargs)
         original_metadata = self.__dict__.get("metadata")
-        self.metadata = self.metadata.model_copy(update={"dataset": {**dataset, "path": str(resolution.path)}})
+        self.metadata = self.metadata.model_copy(
+            update={"dataset": {**dataset, "path": str(resolution.path)}}
+        )
         self._lam_mteb_loading = True
-        self.lam_mteb_data = {"local_path": str(resolution.path), "recreation": resolution.recreation}
+        self.lam_mteb_data = {
+            "local_path": str(resolution.path),
+            "recreation": resolution.recreation,
+        }
         try:
             return original(self, *args, **kwargs)
         finally:
@@ -318,13 +363,15 @@ def _offline_load_data(original):
             # the data actually loaded (re-created data keeps the "lam-mteb-recreation:" prefix, so no
             # result computed on it can pass for one on the published dataset)
             self.metadata = self.metadata.model_copy(
-                update={"dataset": {**dataset, "revision": resolution.revision}})
+                update={"dataset": {**dataset, "revision": resolution.revision}}
+            )
 
     load_data.__lam_mteb_offline__ = True
     return load_data
 
 
 # -- results: never reuse or write a wrong score ---------------------------------------------------
+
 
 def expected_dataset_revision(task_name: str) -> str | None:
     """The dataset revision a result of ``task_name`` must carry to be reused: the content address
@@ -354,9 +401,11 @@ def check_finite_scores(task_result, model_name: str) -> None:
     """Raise a one-line error when a main score of ``task_result`` is NaN, infinite or missing."""
     bad = non_finite_scores(task_result)
     if bad:
-        raise LamMtebError(f"{model_name} on {task_result.task_name}: main score is not a finite number "
-                           f"({', '.join(bad)}); nothing was written. The encoder's embeddings are "
-                           "degenerate (constant, zero or NaN): check the model's weights and code")
+        raise LamMtebError(
+            f"{model_name} on {task_result.task_name}: main score is not a finite number "
+            f"({', '.join(bad)}); nothing was written. The encoder's embeddings are "
+            "degenerate (constant, zero or NaN): check the model's weights and code"
+        )
 
 
 def patch_result_cache() -> None:
@@ -381,22 +430,28 @@ def patch_result_cache() -> None:
             raise
         except Exception as exc:  # noqa: BLE001 - JSON/pydantic errors of a file cut by a kill
             path = self.get_task_result_path(task_name, model_name, model_revision)
-            sys.stderr.write(f"lam-mteb: result file {path} is corrupt ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); treating it as missing "
-                             "(it is replaced when the task is evaluated again)\n")
+            sys.stderr.write(
+                f"lam-mteb: result file {path} is corrupt ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); treating it as missing "
+                "(it is replaced when the task is evaluated again)\n"
+            )
             return None
         if result is None:
             return None
         expected = expected_dataset_revision(task_name)
         if expected is not None and result.dataset_revision != expected:
-            sys.stderr.write(f"lam-mteb: cached result for {task_name} was computed on dataset revision "
-                             f"{result.dataset_revision!r}, the data now loaded is {expected!r}; "
-                             "evaluating again\n")
+            sys.stderr.write(
+                f"lam-mteb: cached result for {task_name} was computed on dataset revision "
+                f"{result.dataset_revision!r}, the data now loaded is {expected!r}; "
+                "evaluating again\n"
+            )
             return None
         bad = non_finite_scores(result)
         if bad:
-            sys.stderr.write(f"lam-mteb: cached result for {task_name} has non-finite main scores "
-                             f"({', '.join(bad)}); evaluating again\n")
+            sys.stderr.write(
+                f"lam-mteb: cached result for {task_name} has non-finite main scores "
+                f"({', '.join(bad)}); evaluating again\n"
+            )
             return None
         return result
 
@@ -415,7 +470,9 @@ def patch_result_cache() -> None:
         os.close(fd)
         try:
             original_to_disk(self, Path(tmp))
-            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # not mkstemp's 0600
+            os.chmod(
+                tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644
+            )  # not mkstemp's 0600
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -428,6 +485,7 @@ def patch_result_cache() -> None:
 
 
 # -- install ----------------------------------------------------------------------------------------
+
 
 def install(force: bool = False) -> None:
     """Register every plugin model and task with mteb (idempotent)."""
@@ -472,8 +530,10 @@ def _one_line_errors(original):
             unknown = _unknown_model_in_argv()
             if unknown is None:
                 raise
-            sys.stderr.write(f"error: {unknown_model_message(unknown)} (loading it from the Hugging Face hub "
-                             f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})\n")
+            sys.stderr.write(
+                f"error: {unknown_model_message(unknown)} (loading it from the Hugging Face hub "
+                f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})\n"
+            )
             raise SystemExit(2) from None
 
     return main
@@ -501,6 +561,7 @@ def unknown_model_message(name: str) -> str:
 
     ours = sorted(_our_models | set(mteb_compat.bare_names()))
     close = difflib.get_close_matches(name, ours, n=3, cutoff=0.5) or difflib.get_close_matches(
-        name, mteb_compat.model_names(), n=3, cutoff=0.6)
+        name, mteb_compat.model_names(), n=3, cutoff=0.6
+    )
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return f"unknown model {name!r}: not a lam-mteb or mteb model{hint} (`lam-mteb models` lists lam-mteb's)"

@@ -23,8 +23,8 @@ import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
@@ -41,8 +41,14 @@ RECREATION_MARKER = "lam_mteb_recreation.json"
 
 # -- writing a local HF-style dataset ---------------------------------------------------------
 
-def write_hf_dataset(target_dir: Path | str, configs: dict[str, dict[str, Iterable[dict]]],
-                     *, card: str = "", recreation: dict | None = None) -> Path:
+
+def write_hf_dataset(
+    target_dir: Path | str,
+    configs: dict[str, dict[str, Iterable[dict]]],
+    *,
+    card: str = "",
+    recreation: dict | None = None,
+) -> Path:
     """Write ``{config: {split: rows}}`` as JSON-lines files plus a README.md that declares the configs.
 
     ``datasets.load_dataset(str(target_dir), config, split=split)`` then loads them offline.
@@ -190,13 +196,14 @@ def content_hash(paths: list[Path], *, verify: bool | None = None, extra: str = 
 
 # -- build validation ----------------------------------------------------------------------------
 
+
 def _declared_files(folder: Path) -> list[str]:
     """The data files a built folder's README.md declares (``configs: ... data_files``)."""
     readme = folder / "README.md"
     text = readme.read_text(encoding="utf-8")
     if not text.startswith("---\n"):
         raise LamMtebError(f"{readme}: no YAML header declaring the configs")
-    header = yaml.safe_load(text[4:text.index("\n---", 3)])
+    header = yaml.safe_load(text[4 : text.index("\n---", 3)])
     files = []
     for config in (header or {}).get("configs") or []:
         for entry in config.get("data_files") or []:
@@ -221,15 +228,27 @@ def validate_build(folder: Path) -> dict:
                 row = json.loads(line)
                 keys = sorted(row) if isinstance(row, dict) else None
                 if keys is None or (columns is not None and keys != columns):
-                    raise LamMtebError(f"builder output {rel}:{lineno}: columns {keys} differ from {columns}")
+                    raise LamMtebError(
+                        f"builder output {rel}:{lineno}: columns {keys} differ from {columns}"
+                    )
                 columns, rows = keys, rows + 1
             if rows == 0:
-                raise LamMtebError(f"builder output {rel} has no rows; the raw data is empty or unreadable")
-        manifest["files"][rel] = {"sha256": _sha256_of_bytes(path), "size": path.stat().st_size,
-                                  "rows": rows, "columns": columns}
+                raise LamMtebError(
+                    f"builder output {rel} has no rows; the raw data is empty or unreadable"
+                )
+        manifest["files"][rel] = {
+            "sha256": _sha256_of_bytes(path),
+            "size": path.stat().st_size,
+            "rows": rows,
+            "columns": columns,
+        }
     readme = folder / "README.md"
-    manifest["files"]["README.md"] = {"sha256": _sha256_of_bytes(readme), "size": readme.stat().st_size,
-                                      "rows": None, "columns": None}
+    manifest["files"]["README.md"] = {
+        "sha256": _sha256_of_bytes(readme),
+        "size": readme.stat().st_size,
+        "rows": None,
+        "columns": None,
+    }
     return manifest
 
 
@@ -239,7 +258,10 @@ def build_is_valid(folder: Path, *, verify: bool | None = None) -> bool:
         manifest = json.loads((folder / BUILD_MANIFEST).read_text(encoding="utf-8"))
         for rel, info in manifest["files"].items():
             path = folder / rel
-            if path.stat().st_size != info["size"] or file_sha256(path, verify=verify, save=False) != info["sha256"]:
+            if (
+                path.stat().st_size != info["size"]
+                or file_sha256(path, verify=verify, save=False) != info["sha256"]
+            ):
                 return False
         return bool(manifest["files"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -250,6 +272,7 @@ def build_is_valid(folder: Path, *, verify: bool | None = None) -> bool:
 
 # -- resolution ---------------------------------------------------------------------------------
 
+
 def _is_snapshot(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
@@ -259,8 +282,13 @@ def local_snapshots(root: Path | None = None) -> set[str]:
     root = root or data_dir()
     if root is None or not root.is_dir():
         return set()
-    return {f"{org.name}/{folder.name}" for org in root.iterdir() if org.is_dir()
-            for folder in org.iterdir() if _is_snapshot(folder)}
+    return {
+        f"{org.name}/{folder.name}"
+        for org in root.iterdir()
+        if org.is_dir()
+        for folder in org.iterdir()
+        if _is_snapshot(folder)
+    }
 
 
 def builders() -> dict[str, DatasetEntry]:
@@ -271,27 +299,40 @@ def builders() -> dict[str, DatasetEntry]:
 
 
 class Resolution:
-    def __init__(self, path: Path | None, looked_for: list[str], recreation: bool = False,
-                 revision: str | None = None):
+    def __init__(
+        self,
+        path: Path | None,
+        looked_for: list[str],
+        recreation: bool = False,
+        revision: str | None = None,
+    ):
         self.path, self.looked_for, self.recreation = path, looked_for, recreation
         #: content address of the data (recorded as the results' dataset_revision); None = hub data
         self.revision = revision
 
 
-def resolve(dataset_path: str, root: Path | None = None, *, quiet: bool = False,
-            verify: bool | None = None) -> Resolution:
+def resolve(
+    dataset_path: str, root: Path | None = None, *, quiet: bool = False, verify: bool | None = None
+) -> Resolution:
     """Find (or build) a local copy of ``dataset_path`` under the data dir ``root``."""
     root = root or data_dir()
     if root is None:
         return Resolution(None, [])
     if not root.is_dir():
-        raise LamMtebError(f"LAM_MTEB_DATA_DIR={root} is not a directory; point it at your data folder or unset it")
+        raise LamMtebError(
+            f"LAM_MTEB_DATA_DIR={root} is not a directory; point it at your data folder or unset it"
+        )
     looked = [str(root / dataset_path)]
     snapshot = root / dataset_path
     if _is_snapshot(snapshot):
         recreation = (snapshot / RECREATION_MARKER).is_file()
         digest = content_hash([snapshot], verify=verify)
-        return Resolution(snapshot, looked, recreation, (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest)
+        return Resolution(
+            snapshot,
+            looked,
+            recreation,
+            (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest,
+        )
     entry = builders().get(dataset_path)
     if entry is None:
         return Resolution(None, looked)
@@ -301,15 +342,18 @@ def resolve(dataset_path: str, root: Path | None = None, *, quiet: bool = False,
         looked.append(str(exc).removeprefix("looked for "))
         return Resolution(None, looked)
     recreation = entry.recreation
-    return Resolution(target, looked, recreation, (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest)
+    return Resolution(
+        target, looked, recreation, (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest
+    )
 
 
 #: a killed build's temporary folder older than this is removed by the next build of any dataset
 STALE_BUILD_SECONDS = 3600
 
 
-def build_cached(entry: DatasetEntry, root: Path, *, quiet: bool = False,
-                 verify: bool | None = None) -> tuple[Path, str]:
+def build_cached(
+    entry: DatasetEntry, root: Path, *, quiet: bool = False, verify: bool | None = None
+) -> tuple[Path, str]:
     """Build ``entry.path`` from the raw files under ``root`` into lam-mteb's cache, once.
 
     The cache folder is named by the builder (dataset, version, plugin) and the content hash of
@@ -335,20 +379,34 @@ def build_cached(entry: DatasetEntry, root: Path, *, quiet: bool = False,
         if target.exists():
             if build_is_valid(target, verify=verify):  # another process built it meanwhile
                 return target, digest
-            sys.stderr.write(f"lam-mteb: cached build {target} is incomplete or was modified; rebuilding it\n")
+            sys.stderr.write(
+                f"lam-mteb: cached build {target} is incomplete or was modified; rebuilding it\n"
+            )
             aside = base / f".build-{target.name}-invalid-{os.getpid()}"
             os.replace(target, aside)
             shutil.rmtree(aside, ignore_errors=True)
-        extra = {"builder_version": entry.version, "inputs": [str(p) for p in inputs], "input_hash": digest}
+        extra = {
+            "builder_version": entry.version,
+            "inputs": [str(p) for p in inputs],
+            "input_hash": digest,
+        }
         # target does not exist: we hold the lock and checked
         _build_then_move(entry, root, target, f".build-{target.name}-", manifest_extra=extra)
     if not quiet:
-        sys.stderr.write(f"lam-mteb: built local copy of {entry.path} from {root} ({entry.description})\n")
+        sys.stderr.write(
+            f"lam-mteb: built local copy of {entry.path} from {root} ({entry.description})\n"
+        )
     return target, digest
 
 
-def _build_then_move(entry: DatasetEntry, source: Path, target: Path, prefix: str, *,
-                     manifest_extra: dict | None = None) -> None:
+def _build_then_move(
+    entry: DatasetEntry,
+    source: Path,
+    target: Path,
+    prefix: str,
+    *,
+    manifest_extra: dict | None = None,
+) -> None:
     """Run the builder into a temporary folder beside ``target``, mark a re-creation, validate
     the output, write its manifest (with ``manifest_extra``) and rename it to ``target``; a
     failed build leaves nothing behind."""
@@ -356,7 +414,11 @@ def _build_then_move(entry: DatasetEntry, source: Path, target: Path, prefix: st
     try:
         entry.builder(Path(source), tmp)
         if entry.recreation and not (tmp / RECREATION_MARKER).is_file():
-            marker = {"dataset": entry.path, "plugin": entry.plugin, "description": entry.description}
+            marker = {
+                "dataset": entry.path,
+                "plugin": entry.plugin,
+                "description": entry.description,
+            }
             (tmp / RECREATION_MARKER).write_text(json.dumps(marker), encoding="utf-8")
         try:
             manifest = validate_build(tmp)
@@ -379,7 +441,10 @@ def _clean_stale_builds(base: Path, name: str) -> None:
     now = time.time()
     for tmp in base.glob(".build-*"):
         try:
-            stale = tmp.name.startswith(f".build-{name}-") or now - tmp.stat().st_mtime > STALE_BUILD_SECONDS
+            stale = (
+                tmp.name.startswith(f".build-{name}-")
+                or now - tmp.stat().st_mtime > STALE_BUILD_SECONDS
+            )
         except OSError:
             continue
         if stale and tmp.is_dir():
@@ -400,10 +465,14 @@ def import_dataset(dataset_path: str, source: Path, out_root: Path, *, force: bo
     known = builders()
     entry = known.get(dataset_path)
     if entry is None:
-        raise LamMtebError(f"no builder for dataset {dataset_path!r}; known: {', '.join(sorted(known))}")
+        raise LamMtebError(
+            f"no builder for dataset {dataset_path!r}; known: {', '.join(sorted(known))}"
+        )
     target = Path(out_root) / dataset_path
     if target.exists() and any(target.iterdir()) and not force:
-        raise LamMtebError(f"{target} already exists; refusing to overwrite it (pass --force to rebuild)")
+        raise LamMtebError(
+            f"{target} already exists; refusing to overwrite it (pass --force to rebuild)"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         aside = target.parent / f".import-old-{target.name}-{os.getpid()}"

@@ -46,9 +46,18 @@ def detect_format(path: Path, given: str | None) -> str:
 
 # -- parsing one line (shared by the local reader and the Ray numbering stage) ---------------------
 
+
 class LineParser:
-    def __init__(self, fmt: str, text_field: str, id_field: str | None, title_field: str | None, source: str):
-        self.fmt, self.text_field, self.id_field, self.title_field, self.source = fmt, text_field, id_field, title_field, source
+    def __init__(
+        self, fmt: str, text_field: str, id_field: str | None, title_field: str | None, source: str
+    ):
+        self.fmt, self.text_field, self.id_field, self.title_field, self.source = (
+            fmt,
+            text_field,
+            id_field,
+            title_field,
+            source,
+        )
 
     def __call__(self, line: str, lineno: int) -> tuple[str, str] | None:
         """``(id, text)`` for one line, ``None`` for a blank line; bad input raises one clear line."""
@@ -59,18 +68,24 @@ class LineParser:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise LamMtebError(f"{self.source}:{lineno}: not a JSON object ({exc.msg}); "
-                               "use --format text for plain text, one document a line") from None
+            raise LamMtebError(
+                f"{self.source}:{lineno}: not a JSON object ({exc.msg}); "
+                "use --format text for plain text, one document a line"
+            ) from None
         if not isinstance(obj, dict) or self.text_field not in obj:
-            raise LamMtebError(f"{self.source}:{lineno}: no {self.text_field!r} field "
-                               f"(fields: {', '.join(obj) if isinstance(obj, dict) else type(obj).__name__}); "
-                               "name the text with --text-field")
+            raise LamMtebError(
+                f"{self.source}:{lineno}: no {self.text_field!r} field "
+                f"(fields: {', '.join(obj) if isinstance(obj, dict) else type(obj).__name__}); "
+                "name the text with --text-field"
+            )
         text = _text(obj.get(self.text_field))
         if self.title_field and obj.get(self.title_field):
             text = f"{_text(obj[self.title_field])} {text}".strip()
         if self.id_field:
             if self.id_field not in obj:
-                raise LamMtebError(f"{self.source}:{lineno}: no id field {self.id_field!r}; name it with --id-field")
+                raise LamMtebError(
+                    f"{self.source}:{lineno}: no id field {self.id_field!r}; name it with --id-field"
+                )
             return str(obj[self.id_field]), text
         return str(lineno), text
 
@@ -99,8 +114,16 @@ def _first_json_fields(path: Path) -> list[str]:
 
 # -- local streaming -------------------------------------------------------------------------------
 
-def iter_documents(path: Path, fmt: str, rows: int, text_field: str, id_field: str | None,
-                   title_field: str | None, progress=None) -> Iterator[tuple[list[str], list[str]]]:
+
+def iter_documents(
+    path: Path,
+    fmt: str,
+    rows: int,
+    text_field: str,
+    id_field: str | None,
+    title_field: str | None,
+    progress=None,
+) -> Iterator[tuple[list[str], list[str]]]:
     """Batches of at most ``rows`` ``(ids, texts)``; reads the input incrementally."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -110,18 +133,30 @@ def iter_documents(path: Path, fmt: str, rows: int, text_field: str, id_field: s
         for file in files:
             pf = pq.ParquetFile(file)
             names = pf.schema_arrow.names
-            for col in [text_field] + ([title_field] if title_field else []) + ([id_field] if id_field else []):
+            for col in (
+                [text_field]
+                + ([title_field] if title_field else [])
+                + ([id_field] if id_field else [])
+            ):
                 if col not in names:
-                    raise LamMtebError(f"{file}: no column {col!r} (columns: {', '.join(names)}); "
-                                       "name them with --text-field / --id-field / --title-field")
+                    raise LamMtebError(
+                        f"{file}: no column {col!r} (columns: {', '.join(names)}); "
+                        "name them with --text-field / --id-field / --title-field"
+                    )
             cols = [c for c in (id_field, title_field, text_field) if c]
             for batch in pf.iter_batches(batch_size=rows, columns=cols):
                 data = batch.to_pydict()
                 texts = [_text(t) for t in data[text_field]]
                 if title_field:
-                    texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(data[title_field], texts)]
-                ids = ([str(i) for i in data[id_field]] if id_field
-                       else [str(row_no + k + 1) for k in range(len(texts))])
+                    texts = [
+                        f"{_text(ti)} {t}".strip() if ti else t
+                        for ti, t in zip(data[title_field], texts)
+                    ]
+                ids = (
+                    [str(i) for i in data[id_field]]
+                    if id_field
+                    else [str(row_no + k + 1) for k in range(len(texts))]
+                )
                 row_no += len(texts)
                 if progress is not None:
                     progress.update(len(texts))
@@ -153,23 +188,34 @@ def parse_encode_kwargs(text: str | None) -> dict:
     try:
         kwargs = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise LamMtebError(f"--encode-kwargs is not JSON ({exc.msg}); "
-                           "e.g. --encode-kwargs '{\"batch_size\": 64}'") from None
+        raise LamMtebError(
+            f"--encode-kwargs is not JSON ({exc.msg}); "
+            "e.g. --encode-kwargs '{\"batch_size\": 64}'"
+        ) from None
     if not isinstance(kwargs, dict):
         raise LamMtebError("--encode-kwargs must be a JSON object, e.g. '{\"batch_size\": 64}'")
     return kwargs
 
+
 class Embedder:
     """A registered model's encoder, called the way the bridge calls it (prompt type, batch size)."""
 
-    def __init__(self, model: str, device: str | None = None, prompt_type: str = "document",
-                 batch_size: int = 32, encode_kwargs: dict | None = None):
+    def __init__(
+        self,
+        model: str,
+        device: str | None = None,
+        prompt_type: str = "document",
+        batch_size: int = 32,
+        encode_kwargs: dict | None = None,
+    ):
         from lam_mteb import bridge
         from lam_mteb.plugins import get_registry
         from lam_mteb.registry import accepts_param
 
         config = get_registry().model(model)
-        params = {"device": device} if device and accepts_param(config.kind.factory, "device") else {}
+        params = (
+            {"device": device} if device and accepts_param(config.kind.factory, "device") else {}
+        )
         self.name = config.name
         self.encoder = config.create(**params)
         fn = self.encoder.encode
@@ -177,8 +223,12 @@ class Embedder:
             fn = self.encoder.encode_queries
         elif prompt_type == "document" and hasattr(self.encoder, "encode_documents"):
             fn = self.encoder.encode_documents
-        kwargs = {**(encode_kwargs or {}), "batch_size": batch_size, "show_progress_bar": False,
-                  "prompt_type": prompt_type}
+        kwargs = {
+            **(encode_kwargs or {}),
+            "batch_size": batch_size,
+            "show_progress_bar": False,
+            "prompt_type": prompt_type,
+        }
         self.kwargs = {k: v for k, v in kwargs.items() if bridge._accepts(fn, k)}
         self.fn = fn
 
@@ -190,7 +240,9 @@ class Embedder:
             emb = emb.detach().cpu().numpy()
         emb = np.asarray(emb, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[0] != len(texts):
-            raise LamMtebError(f"model {self.name!r} returned embeddings of shape {emb.shape} for {len(texts)} texts")
+            raise LamMtebError(
+                f"model {self.name!r} returned embeddings of shape {emb.shape} for {len(texts)} texts"
+            )
         if not np.isfinite(emb).all():
             raise LamMtebError(f"model {self.name!r} returned NaN/inf embeddings")
         return emb
@@ -204,8 +256,17 @@ def to_table(ids: list[str], emb):
     return pa.table({"id": pa.array(ids, type=pa.string()), "embedding": vectors})
 
 
-def encode_local(path: Path, out: Path, fmt: str, embedder: Embedder, rows: int, text_field: str,
-                 id_field: str | None, title_field: str | None, show_progress: bool = True) -> int:
+def encode_local(
+    path: Path,
+    out: Path,
+    fmt: str,
+    embedder: Embedder,
+    rows: int,
+    text_field: str,
+    id_field: str | None,
+    title_field: str | None,
+    show_progress: bool = True,
+) -> int:
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
@@ -218,9 +279,16 @@ def encode_local(path: Path, out: Path, fmt: str, embedder: Embedder, rows: int,
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     writer = None
     try:
-        with tqdm(total=total, unit=unit, unit_scale=scale, desc=f"encode {embedder.name}",
-                  disable=None if show_progress else True) as bar:
-            for ids, texts in iter_documents(path, fmt, rows, text_field, id_field, title_field, progress=bar):
+        with tqdm(
+            total=total,
+            unit=unit,
+            unit_scale=scale,
+            desc=f"encode {embedder.name}",
+            disable=None if show_progress else True,
+        ) as bar:
+            for ids, texts in iter_documents(
+                path, fmt, rows, text_field, id_field, title_field, progress=bar
+            ):
                 table = to_table(ids, embedder(texts))
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema)
@@ -241,6 +309,7 @@ def encode_local(path: Path, out: Path, fmt: str, embedder: Embedder, rows: int,
 
 # -- Ray Data ------------------------------------------------------------------------------------
 
+
 class _Numberer:
     """Ray Data stage (one actor, ordered stream): raw lines -> (id, text), numbering lines like local mode."""
 
@@ -258,7 +327,9 @@ class _Numberer:
             if parsed is not None:
                 ids.append(parsed[0])
                 texts.append(parsed[1])
-        return pa.table({"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())})
+        return pa.table(
+            {"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())}
+        )
 
 
 class _EncodeActor:
@@ -287,10 +358,25 @@ class _EncodeActor:
         return to_table(ids, emb)
 
 
-def encode_ray(path: Path, out: Path, fmt: str, *, model: str, device: str | None, prompt_type: str,
-               batch_size: int, encode_kwargs: dict, rows: int, text_field: str, id_field: str | None,
-               title_field: str | None, address: str | None, workers: int | None, cpus_per_worker: float,
-               gpus_per_worker: float) -> int:
+def encode_ray(
+    path: Path,
+    out: Path,
+    fmt: str,
+    *,
+    model: str,
+    device: str | None,
+    prompt_type: str,
+    batch_size: int,
+    encode_kwargs: dict,
+    rows: int,
+    text_field: str,
+    id_field: str | None,
+    title_field: str | None,
+    address: str | None,
+    workers: int | None,
+    cpus_per_worker: float,
+    gpus_per_worker: float,
+) -> int:
     from lam_mteb import runner
 
     ray, started = runner.init_ray(address)
@@ -298,7 +384,9 @@ def encode_ray(path: Path, out: Path, fmt: str, *, model: str, device: str | Non
         import ray.data
 
         ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # line numbers follow the file; shards in input order
+        ctx.execution_options.preserve_order = (
+            True  # line numbers follow the file; shards in input order
+        )
         source = str(path.resolve())
         if fmt == "parquet":
             cols = [c for c in (id_field, title_field, text_field) if c]
@@ -306,33 +394,76 @@ def encode_ray(path: Path, out: Path, fmt: str, *, model: str, device: str | Non
             if id_field is None or title_field:
                 if id_field is None:
                     # row numbers need the global order: number them on one ordered actor, as for text
-                    ds = ds.map_batches(_ParquetNumberer, fn_constructor_kwargs={"text_field": text_field, "title_field": title_field},
-                                        batch_format="pyarrow", concurrency=1, num_cpus=0)
+                    ds = ds.map_batches(
+                        _ParquetNumberer,
+                        fn_constructor_kwargs={
+                            "text_field": text_field,
+                            "title_field": title_field,
+                        },
+                        batch_format="pyarrow",
+                        concurrency=1,
+                        num_cpus=0,
+                    )
                 else:
-                    ds = ds.map_batches(_join_title, fn_kwargs={"text_field": text_field, "title_field": title_field,
-                                                                "id_field": id_field}, batch_format="pyarrow")
+                    ds = ds.map_batches(
+                        _join_title,
+                        fn_kwargs={
+                            "text_field": text_field,
+                            "title_field": title_field,
+                            "id_field": id_field,
+                        },
+                        batch_format="pyarrow",
+                    )
             else:
-                ds = ds.map_batches(_rename, fn_kwargs={"text_field": text_field, "id_field": id_field}, batch_format="pyarrow")
+                ds = ds.map_batches(
+                    _rename,
+                    fn_kwargs={"text_field": text_field, "id_field": id_field},
+                    batch_format="pyarrow",
+                )
         else:
             ds = ray.data.read_text(source, drop_empty_lines=False)
-            ds = ds.map_batches(_Numberer, fn_constructor_kwargs={"fmt": fmt, "text_field": text_field, "id_field": id_field,
-                                                                  "title_field": title_field, "source": str(path)},
-                                batch_format="pyarrow", concurrency=1, num_cpus=0)
+            ds = ds.map_batches(
+                _Numberer,
+                fn_constructor_kwargs={
+                    "fmt": fmt,
+                    "text_field": text_field,
+                    "id_field": id_field,
+                    "title_field": title_field,
+                    "source": str(path),
+                },
+                batch_format="pyarrow",
+                concurrency=1,
+                num_cpus=0,
+            )
         total = ray.cluster_resources()
         if gpus_per_worker:
             limit = int(total.get("GPU", 0) // gpus_per_worker)
         else:
             limit = int(total.get("CPU", 1) // max(cpus_per_worker, 1e-9))
         if limit < 1:
-            raise LamMtebError(f"each encode worker asks for {cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU; the Ray cluster has "
-                               f"{total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU")
+            raise LamMtebError(
+                f"each encode worker asks for {cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU; the Ray cluster has "
+                f"{total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU"
+            )
         n_workers = min(workers or limit, limit)
         threads = max(1, int(cpus_per_worker)) if cpus_per_worker >= 1 else 1
         ds = ds.map_batches(
-            _EncodeActor, batch_size=rows, batch_format="pyarrow", concurrency=(1, n_workers),
-            num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
-            fn_constructor_kwargs={"model": model, "device": device, "prompt_type": prompt_type, "batch_size": batch_size,
-                                   "encode_kwargs": encode_kwargs, "env": runner.forwarded_env(), "threads": threads})
+            _EncodeActor,
+            batch_size=rows,
+            batch_format="pyarrow",
+            concurrency=(1, n_workers),
+            num_cpus=cpus_per_worker,
+            num_gpus=gpus_per_worker or None,
+            fn_constructor_kwargs={
+                "model": model,
+                "device": device,
+                "prompt_type": prompt_type,
+                "batch_size": batch_size,
+                "encode_kwargs": encode_kwargs,
+                "env": runner.forwarded_env(),
+                "threads": threads,
+            },
+        )
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         try:
             ds.write_parquet(str(tmp))
@@ -352,12 +483,17 @@ def encode_ray(path: Path, out: Path, fmt: str, *, model: str, device: str | Non
     except Exception as exc:  # noqa: BLE001 - unwrapped below to one line
         # a LamMtebError raised inside a Ray task arrives wrapped: keep its one line
         cause = exc
-        while getattr(cause, "cause", None) is not None or getattr(cause, "__cause__", None) is not None:
+        while (
+            getattr(cause, "cause", None) is not None
+            or getattr(cause, "__cause__", None) is not None
+        ):
             cause = getattr(cause, "cause", None) or cause.__cause__
             if isinstance(cause, LamMtebError):
                 raise LamMtebError(str(cause)) from None
         text = str(exc).strip().splitlines()
-        raise LamMtebError(f"Ray encode failed: {type(exc).__name__}: {text[-1] if text else ''}") from None
+        raise LamMtebError(
+            f"Ray encode failed: {type(exc).__name__}: {text[-1] if text else ''}"
+        ) from None
     finally:
         if started:
             ray.shutdown()
@@ -376,7 +512,9 @@ class _ParquetNumberer:
             texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts)]
         ids = [str(self.row + k + 1) for k in range(len(texts))]
         self.row += len(texts)
-        return pa.table({"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())})
+        return pa.table(
+            {"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())}
+        )
 
 
 def _join_title(batch, text_field, title_field, id_field):
@@ -385,18 +523,29 @@ def _join_title(batch, text_field, title_field, id_field):
     texts = [_text(t) for t in batch.column(text_field).to_pylist()]
     titles = batch.column(title_field).to_pylist()
     texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts)]
-    return pa.table({"id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
-                     "text": pa.array(texts, type=pa.string())})
+    return pa.table(
+        {
+            "id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
+            "text": pa.array(texts, type=pa.string()),
+        }
+    )
 
 
 def _rename(batch, text_field, id_field):
     import pyarrow as pa
 
-    return pa.table({"id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
-                     "text": pa.array([_text(t) for t in batch.column(text_field).to_pylist()], type=pa.string())})
+    return pa.table(
+        {
+            "id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
+            "text": pa.array(
+                [_text(t) for t in batch.column(text_field).to_pylist()], type=pa.string()
+            ),
+        }
+    )
 
 
 # -- command ---------------------------------------------------------------------------------------
+
 
 def cmd_encode(args) -> int:
     from lam_mteb import runner
@@ -413,7 +562,9 @@ def cmd_encode(args) -> int:
         raise LamMtebError("--rows and --batch-size must be at least 1")
     fmt = detect_format(path, args.format)
     if fmt != "parquet" and path.is_dir():
-        raise LamMtebError(f"--input {path} is a folder; only parquet input may be a folder of files")
+        raise LamMtebError(
+            f"--input {path} is a folder; only parquet input may be a folder of files"
+        )
     if args.executor == "ray":
         runner.import_ray()
     from lam_mteb.plugins import get_registry
@@ -440,14 +591,31 @@ def cmd_encode(args) -> int:
         staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) / out.name
     try:
         if args.executor == "ray":
-            n = encode_ray(path, staged, fmt, model=args.model, device=device, prompt_type=args.prompt_type,
-                           batch_size=args.batch_size, encode_kwargs=encode_kwargs, rows=args.rows,
-                           text_field=args.text_field, id_field=id_field, title_field=args.title_field,
-                           address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                           gpus_per_worker=args.gpus_per_worker)
+            n = encode_ray(
+                path,
+                staged,
+                fmt,
+                model=args.model,
+                device=device,
+                prompt_type=args.prompt_type,
+                batch_size=args.batch_size,
+                encode_kwargs=encode_kwargs,
+                rows=args.rows,
+                text_field=args.text_field,
+                id_field=id_field,
+                title_field=args.title_field,
+                address=args.address,
+                workers=args.workers,
+                cpus_per_worker=args.cpus_per_worker,
+                gpus_per_worker=args.gpus_per_worker,
+            )
         else:
-            embedder = Embedder(args.model, device, args.prompt_type, args.batch_size, encode_kwargs)
-            n = encode_local(path, staged, fmt, embedder, args.rows, args.text_field, id_field, args.title_field)
+            embedder = Embedder(
+                args.model, device, args.prompt_type, args.batch_size, encode_kwargs
+            )
+            n = encode_local(
+                path, staged, fmt, embedder, args.rows, args.text_field, id_field, args.title_field
+            )
         if staged != out:
             if out.is_dir():
                 shutil.rmtree(out)
@@ -458,30 +626,74 @@ def cmd_encode(args) -> int:
         if staged != out and staged.parent.exists():
             shutil.rmtree(staged.parent, ignore_errors=True)
     wall = time.perf_counter() - t0
-    print(f"{n} documents from {path} ({fmt}) -> {out}{' (parquet shards)' if args.executor == 'ray' else ''} "
-          f"with {args.model} in {wall:.1f}s ({n / max(wall, 1e-9):.1f} docs/s); ids: "
-          f"{id_field or ('row numbers' if fmt == 'parquet' else 'line numbers')}", file=sys.stderr)
+    print(
+        f"{n} documents from {path} ({fmt}) -> {out}{' (parquet shards)' if args.executor == 'ray' else ''} "
+        f"with {args.model} in {wall:.1f}s ({n / max(wall, 1e-9):.1f} docs/s); ids: "
+        f"{id_field or ('row numbers' if fmt == 'parquet' else 'line numbers')}",
+        file=sys.stderr,
+    )
     return 0
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("encode", help="embed a corpus (jsonl / parquet / text lines) into parquet: id, embedding")
+    p = sub.add_parser(
+        "encode", help="embed a corpus (jsonl / parquet / text lines) into parquet: id, embedding"
+    )
     p.add_argument("-m", "--model", required=True, help="a registered model (`lam-mteb models`)")
-    p.add_argument("--input", required=True, help="jsonl, parquet (file or folder) or plain text, one document a line")
-    p.add_argument("--output", required=True, help="parquet file (local) or folder of parquet shards (ray)")
-    p.add_argument("--format", choices=FORMATS, default=None, help="input format (default: from the file name)")
-    p.add_argument("--text-field", default="text", help="jsonl/parquet: the text field (default: text)")
-    p.add_argument("--title-field", default=None, help="jsonl/parquet: a title field prepended to the text")
-    p.add_argument("--id-field", default=None, help=f"jsonl/parquet: the id field (default: {'/'.join(ID_FIELDS)} if present, else line numbers)")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="jsonl, parquet (file or folder) or plain text, one document a line",
+    )
+    p.add_argument(
+        "--output", required=True, help="parquet file (local) or folder of parquet shards (ray)"
+    )
+    p.add_argument(
+        "--format", choices=FORMATS, default=None, help="input format (default: from the file name)"
+    )
+    p.add_argument(
+        "--text-field", default="text", help="jsonl/parquet: the text field (default: text)"
+    )
+    p.add_argument(
+        "--title-field", default=None, help="jsonl/parquet: a title field prepended to the text"
+    )
+    p.add_argument(
+        "--id-field",
+        default=None,
+        help=f"jsonl/parquet: the id field (default: {'/'.join(ID_FIELDS)} if present, else line numbers)",
+    )
     p.add_argument("--prompt-type", choices=["document", "query"], default="document")
     p.add_argument("--batch-size", "--batch_size", type=int, default=32, help="encoder batch size")
-    p.add_argument("--rows", type=int, default=1024, help="documents read, encoded and written at a time (row group / Ray batch)")
-    p.add_argument("--device", nargs="+", default=None, help="device; several: encoders that accept a device list use them all")
+    p.add_argument(
+        "--rows",
+        type=int,
+        default=1024,
+        help="documents read, encoded and written at a time (row group / Ray batch)",
+    )
+    p.add_argument(
+        "--device",
+        nargs="+",
+        default=None,
+        help="device; several: encoders that accept a device list use them all",
+    )
     p.add_argument("--encode-kwargs", default=None, help="JSON object of extra encode keywords")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--workers", type=int, default=None, help="ray: most encode actors (default: as many as resources allow)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="ray: most encode actors (default: as many as resources allow)",
+    )
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --output (only once the new one is complete)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --output (only once the new one is complete)",
+    )
     p.set_defaults(func=cmd_encode)

@@ -32,8 +32,10 @@ def check_name(value: Any, what: str) -> str | None:
     if not isinstance(value, str):
         return f"{what} must be a string, got {type(value).__name__}"
     if not NAME_RE.match(value):
-        return (f"{what} {value!r} is not a valid name (letters, digits and . _ + -, starting with a "
-                "letter or digit, at most 128 characters, no path separators or newlines)")
+        return (
+            f"{what} {value!r} is not a valid name (letters, digits and . _ + -, starting with a "
+            "letter or digit, at most 128 characters, no path separators or newlines)"
+        )
     return None
 
 
@@ -42,14 +44,18 @@ def read_bytes_bounded(path: Path, limit: int, what: str) -> bytes:
     try:
         size = path.stat().st_size
         if size > limit:
-            raise LamMtebError(f"{path}: {what} is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit; "
-                               "is this the right file?")
+            raise LamMtebError(
+                f"{path}: {what} is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit; "
+                "is this the right file?"
+            )
         with open(path, "rb") as fh:
             data = fh.read(limit + 1)
     except OSError as exc:
         raise LamMtebError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     if len(data) > limit:
-        raise LamMtebError(f"{path}: {what} is over the {limit / 1e6:.0f} MB limit; is this the right file?")
+        raise LamMtebError(
+            f"{path}: {what} is over the {limit / 1e6:.0f} MB limit; is this the right file?"
+        )
     return data
 
 
@@ -57,7 +63,9 @@ def _decode(data: bytes, path: Path, what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise LamMtebError(f"{path}: {what} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        raise LamMtebError(
+            f"{path}: {what} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
 
 
 def _check_node_graph(root: yaml.Node, path: Path, what: str) -> None:
@@ -79,8 +87,10 @@ def _check_node_graph(root: yaml.Node, path: Path, what: str) -> None:
             sizes[key] = 1 + sum(sizes[id(c)] for c in children)
             depth_of[key] = 1 + max((depth_of[id(c)] for c in children), default=0)
             if sizes[key] > MAX_YAML_NODES:
-                raise LamMtebError(f"{path}: {what} expands to more than {MAX_YAML_NODES} values (YAML aliases "
-                                   "repeated too often); write the values out or use fewer aliases")
+                raise LamMtebError(
+                    f"{path}: {what} expands to more than {MAX_YAML_NODES} values (YAML aliases "
+                    "repeated too often); write the values out or use fewer aliases"
+                )
             if depth_of[key] > MAX_DEPTH:
                 raise LamMtebError(f"{path}: {what} is nested more than {MAX_DEPTH} levels deep")
             continue
@@ -95,8 +105,13 @@ def _check_node_graph(root: yaml.Node, path: Path, what: str) -> None:
             raise LamMtebError(f"{path}: {what} is nested more than {MAX_DEPTH} levels deep")
 
 
-def load_yaml(path: Path, *, what: str = "YAML file", loader: type = yaml.SafeLoader,
-              limit: int = MAX_YAML_BYTES) -> Any:
+def load_yaml(
+    path: Path,
+    *,
+    what: str = "YAML file",
+    loader: type = yaml.SafeLoader,
+    limit: int = MAX_YAML_BYTES,
+) -> Any:
     """Parse a YAML file with ``loader`` within the size, alias-expansion and nesting limits.
 
     YAML syntax errors propagate as ``yaml.YAMLError`` (callers name the line); everything else is

@@ -19,10 +19,14 @@ from typing import Any
 
 from lam_mteb.errors import LamMtebError
 
-SUPPORTED_MTEB = ((2, 26, 20), (2, 27, 0))  # [min, max) — the range tested in tests/test_core_mteb_compat.py
+SUPPORTED_MTEB = (
+    (2, 26, 20),
+    (2, 27, 0),
+)  # [min, max) — the range tested in tests/test_core_mteb_compat.py
 
 
 # -- versions -------------------------------------------------------------------------------------
+
 
 def mteb_version() -> str:
     """The installed mteb release (``mteb.__version__``)."""
@@ -44,11 +48,14 @@ def check_mteb_version() -> None:
     version = mteb_version()
     if not mteb_version_supported(version):
         lo, hi = (".".join(map(str, v)) for v in SUPPORTED_MTEB)
-        raise LamMtebError(f"mteb {version} is not supported by lam-mteb (supported: >={lo},<{hi}); "
-                           f"install a supported mteb: pip install 'mteb>={lo},<{hi}'")
+        raise LamMtebError(
+            f"mteb {version} is not supported by lam-mteb (supported: >={lo},<{hi}); "
+            f"install a supported mteb: pip install 'mteb>={lo},<{hi}'"
+        )
 
 
 # -- models: MODEL_REGISTRY -----------------------------------------------------------------------
+
 
 def _model_registry() -> dict[str, Any]:
     from mteb.models.model_implementations import MODEL_REGISTRY
@@ -119,6 +126,7 @@ def install_bare_name_lookup() -> None:
 
 # -- tasks: _TASKS_REGISTRY / TASK_LIST -----------------------------------------------------------
 
+
 def _get_tasks_module():
     return importlib.import_module("mteb.get_tasks")  # `mteb.get_tasks` the attribute is a function
 
@@ -173,6 +181,7 @@ def load_data_owner(cls: type) -> type:
 
 # -- the stock CLI --------------------------------------------------------------------------------
 
+
 def wrap_cli_main(cli_module: Any, make_wrapper: Callable[[Callable], Callable]) -> None:
     """Replace ``mteb.cli.main`` (the ``mteb`` console script) by ``make_wrapper(original)`` once."""
     original = getattr(cli_module, "main", None)
@@ -212,6 +221,7 @@ def is_not_found_error(exc: KeyError) -> str | None:
 
 
 # -- private helpers ------------------------------------------------------------------------------
+
 
 def create_dataloader(dataset: Any, **kwargs: Any) -> Any:
     """mteb's own batching of a dataset for ``encode`` (``mteb._create_dataloaders``)."""

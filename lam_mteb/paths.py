@@ -42,6 +42,8 @@ def check_writable_folder(path: Path | str, what: str) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise LamMtebError(f"{what} {folder} is not writable ({exc.strerror or exc}); "
-                           "choose a folder you can write to") from None
+        raise LamMtebError(
+            f"{what} {folder} is not writable ({exc.strerror or exc}); "
+            "choose a folder you can write to"
+        ) from None
     return folder

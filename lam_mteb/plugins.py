@@ -102,7 +102,9 @@ class PluginHost:
     def load_folder(self, folder: Path) -> None:
         """Load each ``.py`` file of ``folder`` as a plugin named by the file's stem."""
         if not folder.is_dir():
-            self.report(f"LAM_MTEB_PLUGINS_DIR={folder} is not a directory; no folder plugins loaded")
+            self.report(
+                f"LAM_MTEB_PLUGINS_DIR={folder} is not a directory; no folder plugins loaded"
+            )
             return
         for path in sorted(folder.glob("*.py")):
             info = PluginInfo(name=path.stem, source=f"file {path}")
@@ -188,13 +190,18 @@ class PluginHost:
         skipped, so one broken plugin is not fatal and contributes nothing."""
         pm = self.load()
         # pluggy calls later-registered plugins first; keep registration order instead
-        impls = [(self._name_of(i.plugin), i) for i in reversed(getattr(pm.hook, hook_name).get_hookimpls())]
+        impls = [
+            (self._name_of(i.plugin), i)
+            for i in reversed(getattr(pm.hook, hook_name).get_hookimpls())
+        ]
         for plugin_name, impl in sorted(impls, key=lambda pair: self.owner_rank(pair[0])):
             arg = make_arg(plugin_name)
             try:
                 impl.function(arg)
             except PLUGIN_FAILURES as exc:
-                self.report(f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
+                self.report(
+                    f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
+                )
                 continue
             yield plugin_name, arg
 
@@ -215,7 +222,9 @@ class PluginHost:
         if strict and self._registry.errors:
             count = len(self._registry.errors)
             what = "1 problem" if count == 1 else f"{count} problems"
-            raise LamMtebError(f"{what} in plugins or registry files, reported above; fix and run again")
+            raise LamMtebError(
+                f"{what} in plugins or registry files, reported above; fix and run again"
+            )
         return self._registry
 
     def invalidate(self) -> None:

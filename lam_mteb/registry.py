@@ -14,11 +14,11 @@ import inspect
 import json
 import os
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import jsonschema
@@ -32,10 +32,24 @@ DEFAULT_ORG = "lam-mteb"
 
 # ModelMeta fields a plugin may set through register(...) metadata or registry.yaml "metadata".
 MODEL_META_KEYS = {
-    "embed_dim", "max_tokens", "n_parameters", "license", "reference", "release_date", "languages",
-    "open_weights", "public_training_code", "public_training_data", "similarity_fn_name",
-    "use_instructions", "training_datasets", "adapted_from", "memory_usage_mb", "citation",
-    "modalities", "model_type",
+    "embed_dim",
+    "max_tokens",
+    "n_parameters",
+    "license",
+    "reference",
+    "release_date",
+    "languages",
+    "open_weights",
+    "public_training_code",
+    "public_training_data",
+    "similarity_fn_name",
+    "use_instructions",
+    "training_datasets",
+    "adapted_from",
+    "memory_usage_mb",
+    "citation",
+    "modalities",
+    "model_type",
 }
 REGISTER_KEYS = MODEL_META_KEYS | {"params", "revision", "org", "description", "configure"}
 
@@ -135,7 +149,9 @@ class ModelConfig:
         elif isinstance(self.kind.revision, str) and not self._has_path_params():
             value = self.kind.revision
         else:
-            return default_revision(self.kind.name, self.params, self.kind.plugin, self.kind.code_version)
+            return default_revision(
+                self.kind.name, self.params, self.kind.plugin, self.kind.code_version
+            )
         problem = check_name(value, "revision")
         if problem:
             raise LamMtebError(f"model {self.name!r} ({self.source}): {problem}")
@@ -187,7 +203,9 @@ def _fingerprint_path(path: Path) -> list | str:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     if len(files) <= 200:
         return content_hash([path])
-    return [(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:200]]
+    return [
+        (str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:200]
+    ]
 
 
 def default_revision(kind: str, params: dict, plugin: str, code_version: str) -> str:
@@ -198,9 +216,16 @@ def default_revision(kind: str, params: dict, plugin: str, code_version: str) ->
     except importlib_metadata.PackageNotFoundError:
         version = "0"
     version = f"{version}+{code_version}"
-    paths = {k: _fingerprint_path(Path(v)) for k, v in params.items() if isinstance(v, str) and v and Path(v).exists()}
-    blob = json.dumps({"kind": kind, "params": params, "plugin": plugin, "version": version, "paths": paths},
-                      sort_keys=True, default=str)
+    paths = {
+        k: _fingerprint_path(Path(v))
+        for k, v in params.items()
+        if isinstance(v, str) and v and Path(v).exists()
+    }
+    blob = json.dumps(
+        {"kind": kind, "params": params, "plugin": plugin, "version": version, "paths": paths},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -344,14 +369,24 @@ class _EncoderStage:
             raise ValueError(org_problem)
         configure = metadata.get("configure")
         if configure is not None and not callable(configure):
-            raise TypeError(f"register({name!r}): configure must be callable(params, lookup) -> dict")
-        self.staged.append(EncoderKind(
-            name=name, factory=factory, plugin=self.plugin, params=dict(metadata.get("params") or {}),
-            metadata={k: v for k, v in metadata.items() if k in MODEL_META_KEYS},
-            revision=metadata.get("revision"), org=metadata.get("org") or DEFAULT_ORG,
-            description=metadata.get("description") or (inspect.getdoc(factory) or "").split("\n")[0],
-            configure=configure, code_version=self.code_version,
-        ))
+            raise TypeError(
+                f"register({name!r}): configure must be callable(params, lookup) -> dict"
+            )
+        self.staged.append(
+            EncoderKind(
+                name=name,
+                factory=factory,
+                plugin=self.plugin,
+                params=dict(metadata.get("params") or {}),
+                metadata={k: v for k, v in metadata.items() if k in MODEL_META_KEYS},
+                revision=metadata.get("revision"),
+                org=metadata.get("org") or DEFAULT_ORG,
+                description=metadata.get("description")
+                or (inspect.getdoc(factory) or "").split("\n")[0],
+                configure=configure,
+                code_version=self.code_version,
+            )
+        )
 
 
 def _collect_encoders(reg: Registry, plugins: PluginSource) -> None:
@@ -363,8 +398,13 @@ def _collect_encoders(reg: Registry, plugins: PluginSource) -> None:
             if not _claim(reg.kinds, kind.name, kind, plugins, "encoder"):
                 continue
             reg.models[kind.name] = ModelConfig(
-                name=kind.name, kind=kind, params=dict(kind.params), metadata=dict(kind.metadata),
-                source=f"plugin {plugin_name}", org=kind.org, description=kind.description,
+                name=kind.name,
+                kind=kind,
+                params=dict(kind.params),
+                metadata=dict(kind.metadata),
+                source=f"plugin {plugin_name}",
+                org=kind.org,
+                description=kind.description,
             )
 
 
@@ -398,8 +438,12 @@ def _legacy_self_loading(task_class: type) -> bool:
     """The class attribute ``lam_mteb_self_loading`` (deprecated; removed in the next release)."""
     if not getattr(task_class, "lam_mteb_self_loading", False):
         return False
-    warnings.warn(f"{task_class.__name__}.lam_mteb_self_loading is deprecated; register the task with "
-                  "register(TaskClass, self_loading=True)", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{task_class.__name__}.lam_mteb_self_loading is deprecated; register the task with "
+        "register(TaskClass, self_loading=True)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return True
 
 
@@ -410,23 +454,40 @@ class _DatasetStage:
         self.plugin = plugin
         self.staged: list[DatasetEntry] = []
 
-    def __call__(self, dataset_path: str, builder: Callable[[Path, Path], None], *,
-                 inputs: Sequence[str] | None = None, description: str = "",
-                 recreation: bool = False, version: str = "1") -> None:
+    def __call__(
+        self,
+        dataset_path: str,
+        builder: Callable[[Path, Path], None],
+        *,
+        inputs: Sequence[str] | None = None,
+        description: str = "",
+        recreation: bool = False,
+        version: str = "1",
+    ) -> None:
         if not callable(builder):
             raise TypeError(f"register_datasets: builder for {dataset_path!r} is not callable")
         if isinstance(inputs, str):
-            raise TypeError(f"register_datasets: inputs for {dataset_path!r} must be a sequence "
-                            f"of folder names, not the string {inputs!r}")
+            raise TypeError(
+                f"register_datasets: inputs for {dataset_path!r} must be a sequence "
+                f"of folder names, not the string {inputs!r}"
+            )
         for rel in inputs or ():
             if Path(rel).is_absolute() or ".." in Path(rel).parts:
-                raise ValueError(f"register_datasets: input {rel!r} of {dataset_path!r} must be a "
-                                 "path relative to the data directory")
-        self.staged.append(DatasetEntry(
-            path=dataset_path, builder=builder, plugin=self.plugin,
-            inputs=None if inputs is None else tuple(str(rel) for rel in inputs),
-            description=description, recreation=bool(recreation), version=str(version),
-        ))
+                raise ValueError(
+                    f"register_datasets: input {rel!r} of {dataset_path!r} must be a "
+                    "path relative to the data directory"
+                )
+        self.staged.append(
+            DatasetEntry(
+                path=dataset_path,
+                builder=builder,
+                plugin=self.plugin,
+                inputs=None if inputs is None else tuple(str(rel) for rel in inputs),
+                description=description,
+                recreation=bool(recreation),
+                version=str(version),
+            )
+        )
 
 
 def _collect_datasets(reg: Registry, plugins: PluginSource) -> None:
@@ -450,17 +511,25 @@ class _BenchmarkStage:
             raise TypeError(f"register_benchmarks({key!r}): tasks must be a sequence of task names")
         unknown = sorted(set(options) - BENCHMARK_OPTIONS)
         if unknown:
-            raise TypeError(f"register_benchmarks({key!r}): unknown option(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(BENCHMARK_OPTIONS))}")
-        self.staged.append(Benchmark(
-            key=key, title=str(title), tasks=tuple(tasks), plugin=self.plugin,
-            extra_tasks=tuple(options.get("extra_tasks", ())), prefix=options.get("prefix"),
-            prefix_ranked=bool(options.get("prefix_ranked", False)),
-            position=int(options.get("position", 100)),
-            description=str(options.get("description", "")),
-            abbreviations=dict(options.get("abbreviations") or {}),
-            detail_metrics=tuple(tuple(m) for m in options.get("detail_metrics", ())),
-        ))
+            raise TypeError(
+                f"register_benchmarks({key!r}): unknown option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(BENCHMARK_OPTIONS))}"
+            )
+        self.staged.append(
+            Benchmark(
+                key=key,
+                title=str(title),
+                tasks=tuple(tasks),
+                plugin=self.plugin,
+                extra_tasks=tuple(options.get("extra_tasks", ())),
+                prefix=options.get("prefix"),
+                prefix_ranked=bool(options.get("prefix_ranked", False)),
+                position=int(options.get("position", 100)),
+                description=str(options.get("description", "")),
+                abbreviations=dict(options.get("abbreviations") or {}),
+                detail_metrics=tuple(tuple(m) for m in options.get("detail_metrics", ())),
+            )
+        )
 
 
 def _collect_benchmarks(reg: Registry, plugins: PluginSource) -> None:
@@ -473,7 +542,9 @@ class _Owned(Protocol):
     plugin: str
 
 
-def _claim(table: dict[str, Any], name: str, item: _Owned, plugins: PluginSource, what: str) -> bool:
+def _claim(
+    table: dict[str, Any], name: str, item: _Owned, plugins: PluginSource, what: str
+) -> bool:
     """Add ``item`` under ``name`` unless another plugin owns that name already (plugins are
     called owners first, so the first registration wins); a refused one is reported."""
     owner = table.get(name)
@@ -494,6 +565,7 @@ def _refuse_clash(plugins: PluginSource, newcomer: str, what: str, name: str, ow
 
 # -- registry.yaml ---------------------------------------------------------------------------
 
+
 class _LineLoader(yaml.SafeLoader):
     """A YAML loader that remembers the line of every mapping and sequence item."""
 
@@ -504,11 +576,17 @@ def _construct_mapping(loader, node, deep=False):
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+                None,
+                None,
+                f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                key_node.start_mark,
+            )
         seen[key] = key_node.start_mark.line
     mapping = _LineDict(loader.construct_mapping(node, deep=True))
     mapping.line = node.start_mark.line + 1
-    mapping.key_lines = {loader.construct_object(k, deep=True): k.start_mark.line + 1 for k, _ in node.value}
+    mapping.key_lines = {
+        loader.construct_object(k, deep=True): k.start_mark.line + 1 for k, _ in node.value
+    }
     return mapping
 
 
@@ -550,7 +628,10 @@ def load_registry_file(path: Path, reg: Registry) -> None:
     if doc is None:
         doc = _LineDict(models=[])
     validator = jsonschema.Draft202012Validator(REGISTRY_SCHEMA)
-    errors = sorted(validator.iter_errors(doc), key=lambda e: (_line_of(doc, list(e.absolute_path)), str(e.path)))
+    errors = sorted(
+        validator.iter_errors(doc),
+        key=lambda e: (_line_of(doc, list(e.absolute_path)), str(e.path)),
+    )
     if errors:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "top level"
@@ -563,41 +644,61 @@ def load_registry_file(path: Path, reg: Registry) -> None:
             close = difflib.get_close_matches(kind_name, list(reg.kinds), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             known = ", ".join(sorted(reg.kinds)) or "none (no encoder plugin loaded)"
-            raise LamMtebError(f"{path}:{line}: model {name!r} has unknown encoder kind {kind_name!r}{hint} "
-                               f"(registered kinds: {known})")
+            raise LamMtebError(
+                f"{path}:{line}: model {name!r} has unknown encoder kind {kind_name!r}{hint} "
+                f"(registered kinds: {known})"
+            )
         if name in reg.models and not entry.get("override"):
-            raise LamMtebError(f"{path}:{line}: duplicate model name {name!r} (already defined by {reg.models[name].source}); "
-                               "choose another name, or add `override: true` to this entry to replace it")
+            raise LamMtebError(
+                f"{path}:{line}: duplicate model name {name!r} (already defined by {reg.models[name].source}); "
+                "choose another name, or add `override: true` to this entry to replace it"
+            )
         kind = reg.kinds[kind_name]
         params = {**kind.params, **_resolve_paths(entry.get("params") or {}, path.parent)}
         accepted = _accepted_params(kind.factory)
         if accepted is not None:
             unknown = sorted(set(params) - accepted)
             if unknown:
-                raise LamMtebError(f"{path}:{line}: model {name!r}: encoder kind {kind_name!r} does not accept "
-                                   f"parameter(s) {', '.join(unknown)} (accepts: {', '.join(sorted(accepted)) or 'none'})")
+                raise LamMtebError(
+                    f"{path}:{line}: model {name!r}: encoder kind {kind_name!r} does not accept "
+                    f"parameter(s) {', '.join(unknown)} (accepts: {', '.join(sorted(accepted)) or 'none'})"
+                )
         config = ModelConfig(
-            name=name, kind=kind, params=params, metadata={**kind.metadata, **dict(entry.get("metadata") or {})},
-            source=f"{path}:{line}", org=entry.get("org") or kind.org,
-            description=entry.get("description") or kind.description, revision_override=entry.get("revision"),
+            name=name,
+            kind=kind,
+            params=params,
+            metadata={**kind.metadata, **dict(entry.get("metadata") or {})},
+            source=f"{path}:{line}",
+            org=entry.get("org") or kind.org,
+            description=entry.get("description") or kind.description,
+            revision_override=entry.get("revision"),
         )
         if kind.configure is not None:
             apply_configure(reg, config, explicit_metadata=dict(entry.get("metadata") or {}))
         reg.models[name] = config
 
 
-def apply_configure(reg: Registry, config: ModelConfig, explicit_metadata: dict | None = None) -> None:
+def apply_configure(
+    reg: Registry, config: ModelConfig, explicit_metadata: dict | None = None
+) -> None:
     """Run the kind's ``configure(params, lookup)``: validate params, derive metadata and revision.
 
     Derived metadata sits between the kind's and the registry entry's own ``metadata`` (which wins).
     Any error is one LamMtebError naming the configuration's source (``file:line`` for registry.yaml).
     """
+
     def lookup(other: str) -> ModelInfo:
         if other == config.name or other == config.full_name:
             raise LamMtebError(f"model {other!r} cannot refer to itself")
         cfg = reg.model(other)
-        return ModelInfo(name=cfg.name, full_name=cfg.full_name, kind=cfg.kind.name, revision=cfg.revision,
-                         metadata=dict(cfg.metadata), source=cfg.source)
+        return ModelInfo(
+            name=cfg.name,
+            full_name=cfg.full_name,
+            kind=cfg.kind.name,
+            revision=cfg.revision,
+            metadata=dict(cfg.metadata),
+            source=cfg.source,
+        )
 
     try:
         derived = config.kind.configure(dict(config.params), lookup) or {}
@@ -618,8 +719,14 @@ def apply_configure(reg: Registry, config: ModelConfig, explicit_metadata: dict 
 def _resolve_paths(params: dict, base: Path) -> dict:
     out = {}
     for key, value in params.items():
-        if isinstance(value, str) and (value.startswith("./") or value.startswith("../") or value.startswith("~")):
-            value = str((base / value).resolve()) if not value.startswith("~") else str(Path(value).expanduser())
+        if isinstance(value, str) and (
+            value.startswith("./") or value.startswith("../") or value.startswith("~")
+        ):
+            value = (
+                str((base / value).resolve())
+                if not value.startswith("~")
+                else str(Path(value).expanduser())
+            )
         out[key] = value
     return out
 
@@ -634,4 +741,3 @@ def _explain(err: jsonschema.ValidationError) -> str:
     if err.validator == "required":
         return err.message.replace("is a required property", "is missing (required)")
     return err.message
-

@@ -7,10 +7,10 @@ import sys
 import mteb
 import numpy as np
 import pytest
-from lam_mteb_plugins.baselines import static
 
 from lam_mteb import bridge, plugins
 from lam_mteb.errors import LamMtebError
+from lam_mteb_plugins.baselines import static
 from tests.conftest import write_raw_beir
 from tests.test_baselines_chunked import toy_tokenizer
 
@@ -83,4 +83,6 @@ def test_static_distils_into_the_cache_once(monkeypatch, tmp_path):
     monkeypatch.setattr(model2vec.distill, "distill", fake_distill)
     first = static.distil(64)
     assert static.distil(64) == first and len(calls) == 1  # the second call reuses the cache
-    assert calls[0] == (str(static.minilm_folder()), 64) and str(first).startswith(str(tmp_path.parent))
+    assert calls[0] == (str(static.minilm_folder()), 64) and str(first).startswith(
+        str(tmp_path.parent)
+    )

@@ -21,7 +21,11 @@ def test_stsb_builder_reads_the_release_layout(tmp_path):
 def test_beir_builder_gives_mteb_retrieval_configs(tmp_path):
     write_raw_beir(tmp_path / "raw" / "scifact")
     build_scifact(tmp_path / "raw", tmp_path / "out")
-    assert datasets.get_dataset_config_names(str(tmp_path / "out")) == ["corpus", "queries", "default"]
+    assert datasets.get_dataset_config_names(str(tmp_path / "out")) == [
+        "corpus",
+        "queries",
+        "default",
+    ]
     qrels = datasets.load_dataset(str(tmp_path / "out"), "default", split="test")
     assert len(qrels) == 10 and qrels[0]["query-id"] == "0"
     corpus = datasets.load_dataset(str(tmp_path / "out"), "corpus", split="corpus")
@@ -62,6 +66,7 @@ def test_resolve_rebuilds_when_raw_files_change(tmp_path):
     first = data.resolve("mteb/stsbenchmark-sts", raw, quiet=True).path
     write_raw_stsb(raw, n=9)
     import os
+
     os.utime(raw / "stsbenchmark" / "sts-test.csv", (1, 1))
     second = data.resolve("mteb/stsbenchmark-sts", raw, quiet=True).path
     assert first != second
@@ -96,8 +101,12 @@ def test_builder_inputs_are_what_the_builder_declares(tmp_path):
     write_raw_stsb(raw, n=6)
     (raw / "unrelated").mkdir()
     (raw / "unrelated" / "notes.txt").write_text("one")
-    entry = DatasetEntry(path="mteb/stsbenchmark-sts", builder=build_stsbenchmark, plugin="t",
-                         inputs=("stsbenchmark", "absent"))
+    entry = DatasetEntry(
+        path="mteb/stsbenchmark-sts",
+        builder=build_stsbenchmark,
+        plugin="t",
+        inputs=("stsbenchmark", "absent"),
+    )
     assert data.builder_inputs(entry, raw) == [raw / "stsbenchmark"]
     first, digest = data.build_cached(entry, raw, quiet=True)
     (raw / "unrelated" / "notes.txt").write_text("two")
@@ -107,7 +116,9 @@ def test_builder_inputs_are_what_the_builder_declares(tmp_path):
     assert data.build_cached(entry, raw, quiet=True)[1] != digest
     generator = DatasetEntry(path="x/y", builder=build_stsbenchmark, plugin="t", inputs=())
     everything = DatasetEntry(path="x/y", builder=build_stsbenchmark, plugin="t")
-    assert data.builder_inputs(generator, raw) == [] and data.builder_inputs(everything, raw) == [raw]
+    assert data.builder_inputs(generator, raw) == [] and data.builder_inputs(everything, raw) == [
+        raw
+    ]
 
 
 def test_register_refuses_inputs_outside_the_data_dir():

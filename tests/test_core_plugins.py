@@ -25,13 +25,24 @@ def bin_(name):
 
 def test_every_hook_is_documented_and_tested():
     tests_text = "\n".join(p.read_text() for p in (REPO / "tests").glob("test_*.py"))
-    hooks = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "lam_mteb_spec")]
-    assert set(hooks) == {"register_encoders", "register_tasks", "register_datasets", "register_commands",
-                          "register_benchmarks"}
+    hooks = [
+        n
+        for n, f in inspect.getmembers(hookspecs, inspect.isfunction)
+        if hasattr(f, "lam_mteb_spec")
+    ]
+    assert set(hooks) == {
+        "register_encoders",
+        "register_tasks",
+        "register_datasets",
+        "register_commands",
+        "register_benchmarks",
+    }
     for name in hooks:
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
         assert len(doc) > 40, f"hook {name} lacks documentation"
-        assert f"def {name}(" in tests_text.replace("    def", "def"), f"hook {name} has no test implementing it"
+        assert f"def {name}(" in tests_text.replace("    def", "def"), (
+            f"hook {name} has no test implementing it"
+        )
 
 
 def test_first_party_plugins_load_through_entry_points():
@@ -43,7 +54,8 @@ def test_first_party_plugins_load_through_entry_points():
 def test_plugin_folder_and_broken_plugins(tmp_path):
     folder = tmp_path / "plugins"
     folder.mkdir()
-    (folder / "good.py").write_text(textwrap.dedent("""
+    (folder / "good.py").write_text(
+        textwrap.dedent("""
         import numpy as np, lam_mteb
         class Ones:
             def encode(self, texts, **kw):
@@ -51,22 +63,30 @@ def test_plugin_folder_and_broken_plugins(tmp_path):
         @lam_mteb.hookimpl
         def register_encoders(register):
             register("folder-ones", Ones, embed_dim=4)
-    """))
+    """)
+    )
     (folder / "broken_import.py").write_text("import no_such_module_xyz\n")
-    (folder / "broken_hook.py").write_text(textwrap.dedent("""
+    (folder / "broken_hook.py").write_text(
+        textwrap.dedent("""
         import lam_mteb
         @lam_mteb.hookimpl
         def register_encoders(register):
             register("half", object)
             raise RuntimeError("boom")
-    """))
+    """)
+    )
     res = run([bin_("lam-mteb"), "models"], {"LAM_MTEB_PLUGINS_DIR": str(folder)})
     assert res.returncode == 0, res.stderr
     assert "folder-ones" in res.stdout and "minilm" in res.stdout
     assert "half" not in res.stdout  # a plugin whose hook failed contributes nothing
     err_lines = [line for line in res.stderr.splitlines() if line.startswith("lam-mteb:")]
-    assert any("broken_import.py failed to import: ModuleNotFoundError" in line for line in err_lines)
-    assert any("'broken_hook' failed in register_encoders: RuntimeError: boom" in line for line in err_lines)
+    assert any(
+        "broken_import.py failed to import: ModuleNotFoundError" in line for line in err_lines
+    )
+    assert any(
+        "'broken_hook' failed in register_encoders: RuntimeError: boom" in line
+        for line in err_lines
+    )
     assert "Traceback" not in res.stderr
     res = run([bin_("lam-mteb"), "plugins"], {"LAM_MTEB_PLUGINS_DIR": str(folder)})
     assert "good" in res.stdout and "ModuleNotFoundError" in res.stdout
@@ -121,8 +141,21 @@ def test_third_party_package_is_listed_and_runs_with_stock_mteb(tmp_path, tiny_s
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_text(textwrap.dedent(text))
     target = tmp_path / "site"
-    res = run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-               "--target", str(target), str(src)])
+    res = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(src),
+        ]
+    )
     assert res.returncode == 0, res.stderr
     env = {"PYTHONPATH": str(target), "LAM_MTEB_DATA_DIR": str(tiny_sts_data_dir)}
     res = run([bin_("lam-mteb"), "models"], env)
@@ -130,7 +163,19 @@ def test_third_party_package_is_listed_and_runs_with_stock_mteb(tmp_path, tiny_s
     line = next(line for line in res.stdout.splitlines() if line.startswith("throwaway-bow"))
     assert "throwaway" in line and "32" in line
     out = tmp_path / "out"
-    res = run([bin_("mteb"), "run", "-m", "throwaway-bow", "-t", "STSBenchmark", "--output-folder", str(out)], env)
+    res = run(
+        [
+            bin_("mteb"),
+            "run",
+            "-m",
+            "throwaway-bow",
+            "-t",
+            "STSBenchmark",
+            "--output-folder",
+            str(out),
+        ],
+        env,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     files = list(out.glob("results/lam-mteb__throwaway-bow/*/STSBenchmark.json"))
     assert len(files) == 1

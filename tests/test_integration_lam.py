@@ -13,8 +13,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 # lam-state (v2: the untrained memory's state, STS-B dev 0.797) has no floor until it is trained
-@pytest.mark.parametrize("model, floor", [("lam-mean", 0.815), ("lam-hybrid", 0.81),
-                                          ("lam-v1-state", 0.78), ("lam-v1-hybrid", 0.80)])
+@pytest.mark.parametrize(
+    "model, floor",
+    [("lam-mean", 0.815), ("lam-hybrid", 0.81), ("lam-v1-state", 0.78), ("lam-v1-hybrid", 0.80)],
+)
 def test_lam_stsbenchmark_reaches_its_floor(tmp_path, model, floor):
     data = shared_data_or_skip("stsbenchmark", "sts-test.csv")
     result = mteb_run(model, "STSBenchmark", tmp_path, data)

@@ -13,8 +13,14 @@ class BenchPlugin:
     @staticmethod
     @lam_mteb.hookimpl
     def register_benchmarks(register):
-        register("toy-bench", "Toy tasks", ("ToyA", "ToyB"), position=1,
-                 abbreviations={"ToyA": "A"}, description="two toy tasks")
+        register(
+            "toy-bench",
+            "Toy tasks",
+            ("ToyA", "ToyB"),
+            position=1,
+            abbreviations={"ToyA": "A"},
+            description="two toy tasks",
+        )
 
 
 class BadBenchPlugin:
@@ -44,8 +50,18 @@ def test_a_plugin_benchmark_becomes_a_ranked_table(capsys):
     try:
         benches = spec.benchmarks()
         rows = [
-            Row(model="m1", kind=spec.KIND_OURS, source="run", scores={"ToyA": Cell(0.9), "ToyB": Cell(0.5)}),
-            Row(model="m2", kind=spec.KIND_OURS, source="run", scores={"ToyA": Cell(0.1), "ToyB": Cell(0.4)}),
+            Row(
+                model="m1",
+                kind=spec.KIND_OURS,
+                source="run",
+                scores={"ToyA": Cell(0.9), "ToyB": Cell(0.5)},
+            ),
+            Row(
+                model="m2",
+                kind=spec.KIND_OURS,
+                source="run",
+                scores={"ToyA": Cell(0.1), "ToyB": Cell(0.4)},
+            ),
         ]
         tables = build_tables(rows, benches)
     finally:
@@ -60,4 +76,7 @@ def test_a_plugin_benchmark_becomes_a_ranked_table(capsys):
     assert spec.abbreviation(table.bench, "ToyA") == "A"
     err = capsys.readouterr().err
     assert "'bad-bench-plugin'" in err and "benchmark 'short-text'" in err and "'datasets'" in err
-    assert "'typo-bench-plugin' failed in register_benchmarks: TypeError" in err and "extra_task" in err
+    assert (
+        "'typo-bench-plugin' failed in register_benchmarks: TypeError" in err
+        and "extra_task" in err
+    )

@@ -58,11 +58,19 @@ def test_matches_mteb_wide_and_long_borda_on_random_tables_with_ties():
         if not rows:
             continue
         cols = [f"t{j}" for j in range(t)]
-        df = pl.DataFrame({c: [r[j] for r in rows] for j, c in enumerate(cols)},
-                          schema={c: pl.Float64 for c in cols})
+        df = pl.DataFrame(
+            {c: [r[j] for r in rows] for j, c in enumerate(cols)},
+            schema={c: pl.Float64 for c in cols},
+        )
         wide = df.select(_get_borda_rank(cols)).to_series().to_list()
-        long_df = pl.DataFrame([{"model_name": f"m{i}", "task_name": f"t{j}", "score": v}
-                                for i, r in enumerate(rows) for j, v in enumerate(r) if v is not None])
+        long_df = pl.DataFrame(
+            [
+                {"model_name": f"m{i}", "task_name": f"t{j}", "score": v}
+                for i, r in enumerate(rows)
+                for j, v in enumerate(r)
+                if v is not None
+            ]
+        )
         long = dict(_borda_rank_from_long(long_df).iter_rows())
         mine = borda_ranks(rows)
         assert mine == wide, rows

@@ -64,8 +64,9 @@ def _cache_paths(root: Path) -> list[Path]:
     if root.name == "results":
         # ResultCache(cache_path) looks in cache_path/"results"; it mkdirs cache_path, which exists
         cache = ResultCache(cache_path=root.parent)
-        paths = cache.get_cache_paths(require_model_meta=False, include_remote=False,
-                                      load_experiments="match_name")
+        paths = cache.get_cache_paths(
+            require_model_meta=False, include_remote=False, load_experiments="match_name"
+        )
         return sorted(set(paths))
     # a folder with another name: mirror ResultCache's layout (model/revision/task.json, experiments)
     paths = [p for p in root.glob("*/*/*.json") if p.name != "model_meta.json"]
@@ -136,7 +137,11 @@ def registry_recreated_tasks(task_names: Iterable[str]) -> dict[str, str]:
 
         from lam_mteb.plugins import get_registry
 
-        recreated = {path: entry.plugin for path, entry in get_registry().datasets.items() if entry.recreation}
+        recreated = {
+            path: entry.plugin
+            for path, entry in get_registry().datasets.items()
+            if entry.recreation
+        }
     except Exception as exc:  # the leaderboard must work without plugins
         logger.debug("could not read re-created datasets from the registry: %s", exc)
         return {}
@@ -247,8 +252,12 @@ def baseline_rows(found: list[tuple[str, str, dict[str, float], str, str, str]])
     for task, name, metrics, main, model, folder in found:
         if main not in metrics:
             continue
-        signature = tuple(sorted((k, round(v, 6)) for k, v in metrics.items() if "latency" not in k))
-        groups.setdefault((task, name), {}).setdefault(signature, []).append((metrics, main, model, folder))
+        signature = tuple(
+            sorted((k, round(v, 6)) for k, v in metrics.items() if "latency" not in k)
+        )
+        groups.setdefault((task, name), {}).setdefault(signature, []).append(
+            (metrics, main, model, folder)
+        )
     rows = []
     for (task, name), versions in sorted(groups.items()):
         for runs in versions.values():
@@ -258,13 +267,24 @@ def baseline_rows(found: list[tuple[str, str, dict[str, float], str, str, str]])
             display = name.replace("_", " ")
             if len(versions) > 1:
                 display += f" (runs of {', '.join(models)})"
-            cell = Cell(value=metrics[main], metric=main, split=None, file=None,
-                        details={k: v for k, v in metrics.items() if k != main})
-            rows.append(Row(
-                model=display, model_id=None, kind=spec.KIND_BASELINE,
-                source=f"baseline scored by {task} in the runs of {', '.join(models)} ({', '.join(folders)})",
-                source_short="baseline", scores={task: cell}, path=None,
-            ))
+            cell = Cell(
+                value=metrics[main],
+                metric=main,
+                split=None,
+                file=None,
+                details={k: v for k, v in metrics.items() if k != main},
+            )
+            rows.append(
+                Row(
+                    model=display,
+                    model_id=None,
+                    kind=spec.KIND_BASELINE,
+                    source=f"baseline scored by {task} in the runs of {', '.join(models)} ({', '.join(folders)})",
+                    source_short="baseline",
+                    scores={task: cell},
+                    path=None,
+                )
+            )
     return rows
 
 
@@ -275,9 +295,12 @@ class LoadedResults:
     report: LoadReport
 
 
-def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str] = (),
-                 registry_recreations: Callable[[Iterable[str]], dict[str, str]] | None = None,
-                 ) -> LoadedResults:
+def load_results(
+    folders: Iterable[str | Path],
+    *,
+    recreated_tasks: Iterable[str] = (),
+    registry_recreations: Callable[[Iterable[str]], dict[str, str]] | None = None,
+) -> LoadedResults:
     """Our rows from mteb results folders (one row per model, revision and experiment)."""
     from mteb import TaskResult
     from mteb.results import BenchmarkResults, ModelResult
@@ -288,7 +311,9 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
     for folder_arg in folders:
         folder = Path(folder_arg)
         if not folder.is_dir():
-            raise LamMtebError(f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)")
+            raise LamMtebError(
+                f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)"
+            )
         found.append((folder, _cache_paths(_layout_root(folder))))
     lookup = registry_recreations if registry_recreations is not None else registry_recreated_tasks
     from_registry = lookup({p.stem for _, paths in found for p in paths})
@@ -297,8 +322,10 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
     baselines_found: list[tuple[str, str, dict[str, float], str, str, str]] = []
     for folder, paths in found:
         if not paths:
-            report.add(f"no result files under {_display_path(folder)} "
-                       "(expected results/<org>__<model>/<revision>/<Task>.json)")
+            report.add(
+                f"no result files under {_display_path(folder)} "
+                "(expected results/<org>__<model>/<revision>/<Task>.json)"
+            )
             continue
         groups: dict[Path, list[Path]] = {}
         for path in paths:
@@ -322,20 +349,28 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
                     splits = report_splits(_eval_splits(result.task_name))
                     present = [s for s in (splits or []) if s in result.scores]
                     if splits and not present:
-                        raise ValueError(f"none of the task's eval splits {splits} in the file "
-                                         f"(has {sorted(result.scores)})")
+                        raise ValueError(
+                            f"none of the task's eval splits {splits} in the file "
+                            f"(has {sorted(result.scores)})"
+                        )
                     partial_note = None
                     if splits and len(present) < len(splits):
                         partial_note = f"only {len(present)} of {len(splits)} eval splits"
-                        report.add(f"{_display_path(path)}: {partial_note} of {result.task_name}; "
-                                   "score is their mean, marked partial")
+                        report.add(
+                            f"{_display_path(path)}: {partial_note} of {result.task_name}; "
+                            "score is their mean, marked partial"
+                        )
                     use = present or list(result.scores)
                     value = float(result.get_score(splits=use))
                     if not math.isfinite(value) or not SCORE_RANGE[0] <= value <= SCORE_RANGE[1]:
-                        raise ValueError(f"main score {value!r} is not a finite number in "
-                                         f"[{SCORE_RANGE[0]}, {SCORE_RANGE[1]}]")
+                        raise ValueError(
+                            f"main score {value!r} is not a finite number in "
+                            f"[{SCORE_RANGE[0]}, {SCORE_RANGE[1]}]"
+                        )
                 except Exception as exc:
-                    report.add(f"skipped corrupt result file {_display_path(path)}: {_one_line(exc)}")
+                    report.add(
+                        f"skipped corrupt result file {_display_path(path)}: {_one_line(exc)}"
+                    )
                     continue
                 marker, where = recreation_marker(raw)
                 note = None
@@ -345,34 +380,60 @@ def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str
                     note = f"marked by {where}"
                 elif marker is None and result.task_name in from_registry:
                     marker = True
-                    note = (f"plugin {from_registry[result.task_name]!r} registers this task's data as a "
-                            "local re-creation")
+                    note = (
+                        f"plugin {from_registry[result.task_name]!r} registers this task's data as a "
+                        "local re-creation"
+                    )
                 task_results.append(result)
                 main_metric = _main_metric(result.task_name)
                 cells[result.task_name] = Cell(
-                    value=value, metric=main_metric,
+                    value=value,
+                    metric=main_metric,
                     split=use[0] if len(use) == 1 else f"mean of {len(use)} splits",
-                    recreated=bool(marker), recreation_note=note, file=_display_path(path),
-                    partial_note=partial_note, details=split_details(raw, use))
+                    recreated=bool(marker),
+                    recreation_note=note,
+                    file=_display_path(path),
+                    partial_note=partial_note,
+                    details=split_details(raw, use),
+                )
                 if main_metric:
                     for name, metrics in reported_baselines(raw, use).items():
-                        baselines_found.append((result.task_name, name, metrics, main_metric,
-                                                meta.get("name") or model_dir.name.replace("__", "/"),
-                                                _display_path(folder)))
+                        baselines_found.append(
+                            (
+                                result.task_name,
+                                name,
+                                metrics,
+                                main_metric,
+                                meta.get("name") or model_dir.name.replace("__", "/"),
+                                _display_path(folder),
+                            )
+                        )
             if not task_results:
                 continue
-            model_results.append(ModelResult(model_name=model_name, model_revision=revision,
-                                             task_results=task_results, experiment_name=experiment))
+            model_results.append(
+                ModelResult(
+                    model_name=model_name,
+                    model_revision=revision,
+                    task_results=task_results,
+                    experiment_name=experiment,
+                )
+            )
             display = model_name if experiment is None else f"{model_name} ({experiment})"
-            rows.append(Row(
-                model=display, model_id=model_name, kind=spec.KIND_OURS,
-                source=f"ours: run {_display_path(folder)} (model rev {str(revision)[:8]})",
-                source_short="ours", revision=revision, scores=cells,
-                n_parameters=_int_or_none(meta.get("n_parameters")),
-                embed_dim=_int_or_none(meta.get("embed_dim")),
-                max_tokens=_max_tokens(meta.get("max_tokens")),
-                path=_display_path(rev_dir),
-            ))
+            rows.append(
+                Row(
+                    model=display,
+                    model_id=model_name,
+                    kind=spec.KIND_OURS,
+                    source=f"ours: run {_display_path(folder)} (model rev {str(revision)[:8]})",
+                    source_short="ours",
+                    revision=revision,
+                    scores=cells,
+                    n_parameters=_int_or_none(meta.get("n_parameters")),
+                    embed_dim=_int_or_none(meta.get("embed_dim")),
+                    max_tokens=_max_tokens(meta.get("max_tokens")),
+                    path=_display_path(rev_dir),
+                )
+            )
     rows += baseline_rows(baselines_found)
     return LoadedResults(BenchmarkResults(model_results=model_results), rows, report)
 

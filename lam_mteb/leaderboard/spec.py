@@ -44,8 +44,15 @@ class Benchmark:
 
 #: the keyword options of ``register_benchmarks``' ``register(key, title, tasks, **options)``
 BENCHMARK_OPTIONS = frozenset(
-    {"extra_tasks", "prefix", "prefix_ranked", "position", "description", "abbreviations",
-     "detail_metrics"}
+    {
+        "extra_tasks",
+        "prefix",
+        "prefix_ranked",
+        "position",
+        "description",
+        "abbreviations",
+        "detail_metrics",
+    }
 )
 
 
@@ -57,8 +64,12 @@ def benchmarks() -> tuple[Benchmark, ...]:
     return tuple(sorted(registered, key=lambda bench: bench.position))
 
 
-OTHER = Benchmark(key="other", title="Other tasks", tasks=(),
-                  description="Tasks found in the results that belong to none of the groups above.")
+OTHER = Benchmark(
+    key="other",
+    title="Other tasks",
+    tasks=(),
+    description="Tasks found in the results that belong to none of the groups above.",
+)
 
 
 def abbreviation(bench: Benchmark, task: str) -> str:

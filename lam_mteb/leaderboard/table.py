@@ -8,8 +8,13 @@ from lam_mteb.leaderboard import spec
 from lam_mteb.leaderboard.borda import borda_ranks
 from lam_mteb.leaderboard.model import Cell, Row, Summary
 
-_KIND_ORDER = {spec.KIND_OURS: 0, spec.KIND_BASELINE: 1, spec.KIND_PUBLISHED: 2, spec.KIND_CLAIMED: 3,
-               spec.KIND_NO_SCORES: 4}
+_KIND_ORDER = {
+    spec.KIND_OURS: 0,
+    spec.KIND_BASELINE: 1,
+    spec.KIND_PUBLISHED: 2,
+    spec.KIND_CLAIMED: 3,
+    spec.KIND_NO_SCORES: 4,
+}
 
 
 @dataclass
@@ -25,7 +30,9 @@ class TableRow:
     rank: int | None = None
     mean_recreated: bool = False  # the mean includes a score on re-created task data
 
-    partial_cells: list[str] = field(default_factory=list)  # ranked tasks scored on some splits only
+    partial_cells: list[str] = field(
+        default_factory=list
+    )  # ranked tasks scored on some splits only
 
     @property
     def partial(self) -> bool:
@@ -84,23 +91,39 @@ def build_tables(rows: list[Row], benches: tuple[spec.Benchmark, ...] | None = N
             cells = {t: row.scores.get(t) for t in columns}
             present = [t for t in tasks if cells[t] is not None]
             mean = sum(cells[t].value for t in present) / len(present) if present else None
-            table.rows.append(TableRow(
-                row=row, cells=cells, mean=mean, n_present=len(present), n_tasks=len(tasks),
-                missing=[t for t in tasks if cells[t] is None],
-                recreated_tasks=[t for t in columns if cells[t] is not None and cells[t].recreated],
-                summary=summary,
-                mean_recreated=any(cells[t].recreated for t in present),
-                partial_cells=[t for t in present if cells[t].partial_note],
-            ))
+            table.rows.append(
+                TableRow(
+                    row=row,
+                    cells=cells,
+                    mean=mean,
+                    n_present=len(present),
+                    n_tasks=len(tasks),
+                    missing=[t for t in tasks if cells[t] is None],
+                    recreated_tasks=[
+                        t for t in columns if cells[t] is not None and cells[t].recreated
+                    ],
+                    summary=summary,
+                    mean_recreated=any(cells[t].recreated for t in present),
+                    partial_cells=[t for t in present if cells[t].partial_note],
+                )
+            )
         if not table.rows:
             continue
         ranked = [tr for tr in table.rows if tr.row.kind in spec.RANKED_KINDS and tr.n_present > 0]
-        matrix = [[tr.cells[t].value if tr.cells[t] is not None else None for t in tasks] for tr in ranked]
+        matrix = [
+            [tr.cells[t].value if tr.cells[t] is not None else None for t in tasks] for tr in ranked
+        ]
         for tr, rank in zip(ranked, borda_ranks(matrix)):
             tr.rank = rank
-        table.rows.sort(key=lambda tr: (
-            tr.rank is None, tr.rank or 0, _KIND_ORDER.get(tr.row.kind, 9),
-            -(tr.mean if tr.mean is not None else (tr.summary.value if tr.summary else -1)),
-            tr.row.model, tr.row.source))
+        table.rows.sort(
+            key=lambda tr: (
+                tr.rank is None,
+                tr.rank or 0,
+                _KIND_ORDER.get(tr.row.kind, 9),
+                -(tr.mean if tr.mean is not None else (tr.summary.value if tr.summary else -1)),
+                tr.row.model,
+                tr.row.source,
+            )
+        )
         tables.append(table)
     return tables

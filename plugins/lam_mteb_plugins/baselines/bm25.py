@@ -13,8 +13,15 @@ import hashlib
 
 import lam_mteb
 
-DEFAULTS = {"k1": 1.5, "b": 0.75, "delta": 0.5, "method": "lucene", "stopwords": None,
-            "stemmer_language": None, "freq_threshold": 0.9}
+DEFAULTS = {
+    "k1": 1.5,
+    "b": 0.75,
+    "delta": 0.5,
+    "method": "lucene",
+    "stopwords": None,
+    "stemmer_language": None,
+    "freq_threshold": 0.9,
+}
 INSTALL_HINT = "pip install 'lam-mteb[baselines]'"
 
 
@@ -26,17 +33,33 @@ def _require() -> None:
         except ImportError:
             missing.append(dist)
     if missing:
-        raise lam_mteb.LamMtebError(f"bm25 needs {' and '.join(missing)}, which are not installed: {INSTALL_HINT}")
+        raise lam_mteb.LamMtebError(
+            f"bm25 needs {' and '.join(missing)}, which are not installed: {INSTALL_HINT}"
+        )
 
 
-def create_bm25(k1: float = 1.5, b: float = 0.75, delta: float = 0.5, method: str = "lucene",
-                stopwords: str | None = None, stemmer_language: str | None = None, freq_threshold: float = 0.9):
+def create_bm25(
+    k1: float = 1.5,
+    b: float = 0.75,
+    delta: float = 0.5,
+    method: str = "lucene",
+    stopwords: str | None = None,
+    stemmer_language: str | None = None,
+    freq_threshold: float = 0.9,
+):
     """mteb's ``BM25Search`` (bm25s); ``stopwords`` / ``stemmer_language`` None = from the task's language."""
     _require()
     from mteb.models.model_implementations.bm25 import BM25Search
 
-    return BM25Search(k1=k1, b=b, delta=delta, method=method, stopwords=stopwords,
-                      stemmer_language=stemmer_language, freq_threshold=freq_threshold)
+    return BM25Search(
+        k1=k1,
+        b=b,
+        delta=delta,
+        method=method,
+        stopwords=stopwords,
+        stemmer_language=stemmer_language,
+        freq_threshold=freq_threshold,
+    )
 
 
 def revision(params: dict) -> str:

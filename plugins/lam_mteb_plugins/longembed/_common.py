@@ -56,8 +56,14 @@ def read_marker(dataset_dir: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def assemble_split(kind: str, length: int, docs: list[dict], n_queries: int, rng: random.Random,
-                   query_text: Callable[[dict], str]) -> dict:
+def assemble_split(
+    kind: str,
+    length: int,
+    docs: list[dict],
+    n_queries: int,
+    rng: random.Random,
+    query_text: Callable[[dict], str],
+) -> dict:
     """One split from generated documents: the corpus in a shuffled storage order (ids follow it,
     ``<kind>_<length>_doc<rank>``), ``n_queries`` sampled documents queried with
     ``query_text(doc)``, one relevant document per query."""

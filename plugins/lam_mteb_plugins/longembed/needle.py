@@ -40,44 +40,96 @@ N_QUERIES = 50
 
 # (fact, question); {X} = the unique invented subject, {Y} an invented name, {N} a number.
 TEMPLATES = (
-    ("The painting called {X} was painted by {Y} in the year {N}.",
-     "Who painted the painting called {X}?"),
-    ("The novel {X} was written by an author named {Y}.",
-     "Who wrote the novel {X}?"),
-    ("The capital city of the island nation of {X} is {Y}.",
-     "What is the capital city of the island nation of {X}?"),
-    ("The chemical formula of the mineral {X}ite is {F}.",
-     "What is the chemical formula of the mineral {X}ite?"),
-    ("The Treaty of {X} was signed in the year {N}.",
-     "In which year was the Treaty of {X} signed?"),
-    ("The best thing to do in the town of {X} is to {A}.",
-     "What is the best thing to do in the town of {X}?"),
-    ("The tallest mountain in the province of {X} is Mount {Y}.",
-     "What is the tallest mountain in the province of {X}?"),
-    ("The element {X}ium was first isolated by the chemist {Y}.",
-     "Who first isolated the element {X}ium?"),
-    ("The secret ingredient of the {X} soup is {I}.",
-     "What is the secret ingredient of the {X} soup?"),
-    ("The river {X} flows into the {Y} Sea.",
-     "Into which sea does the river {X} flow?"),
+    (
+        "The painting called {X} was painted by {Y} in the year {N}.",
+        "Who painted the painting called {X}?",
+    ),
+    ("The novel {X} was written by an author named {Y}.", "Who wrote the novel {X}?"),
+    (
+        "The capital city of the island nation of {X} is {Y}.",
+        "What is the capital city of the island nation of {X}?",
+    ),
+    (
+        "The chemical formula of the mineral {X}ite is {F}.",
+        "What is the chemical formula of the mineral {X}ite?",
+    ),
+    (
+        "The Treaty of {X} was signed in the year {N}.",
+        "In which year was the Treaty of {X} signed?",
+    ),
+    (
+        "The best thing to do in the town of {X} is to {A}.",
+        "What is the best thing to do in the town of {X}?",
+    ),
+    (
+        "The tallest mountain in the province of {X} is Mount {Y}.",
+        "What is the tallest mountain in the province of {X}?",
+    ),
+    (
+        "The element {X}ium was first isolated by the chemist {Y}.",
+        "Who first isolated the element {X}ium?",
+    ),
+    (
+        "The secret ingredient of the {X} soup is {I}.",
+        "What is the secret ingredient of the {X} soup?",
+    ),
+    ("The river {X} flows into the {Y} Sea.", "Into which sea does the river {X} flow?"),
 )
-ACTIVITIES = ("eat a sandwich in the old harbour", "walk along the red cliffs at dawn",
-              "swim in the warm lake", "visit the glass museum", "ride the little blue train",
-              "climb the clock tower", "watch the kite festival", "buy bread at the night market")
-INGREDIENTS = ("smoked paprika", "roasted chestnuts", "green cardamom", "dried seaweed",
-               "pickled lemon", "black garlic", "toasted sesame", "wild fennel")
+ACTIVITIES = (
+    "eat a sandwich in the old harbour",
+    "walk along the red cliffs at dawn",
+    "swim in the warm lake",
+    "visit the glass museum",
+    "ride the little blue train",
+    "climb the clock tower",
+    "watch the kite festival",
+    "buy bread at the night market",
+)
+INGREDIENTS = (
+    "smoked paprika",
+    "roasted chestnuts",
+    "green cardamom",
+    "dried seaweed",
+    "pickled lemon",
+    "black garlic",
+    "toasted sesame",
+    "wild fennel",
+)
 ELEMENTS = ("C", "H", "O", "N", "S", "P", "Fe", "Cu", "Zn", "Mg", "Al", "Si", "Na", "K", "Ca")
 
-_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr",
-           "gr", "kr", "tr", "st", "th", "sh")
+_ONSETS = (
+    "b",
+    "d",
+    "f",
+    "g",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "br",
+    "dr",
+    "gr",
+    "kr",
+    "tr",
+    "st",
+    "th",
+    "sh",
+)
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ei")
 _CODAS = ("", "", "n", "r", "l", "s", "m", "nd", "rk")
 
 
 def _invented_name(rng: random.Random) -> str:
     syllables = rng.randint(2, 3)
-    word = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
-                   for _ in range(syllables))
+    word = "".join(
+        rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables)
+    )
     return word.capitalize()
 
 
@@ -101,8 +153,14 @@ def make_needles(rng: random.Random, n: int = N_DOCS) -> list[tuple[str, str]]:
     for i in range(n):
         fact, question = TEMPLATES[i % len(TEMPLATES)]
         x = fresh()
-        values = {"X": x, "Y": fresh(), "N": str(rng.randint(1100, 1990)), "F": _formula(rng),
-                  "A": rng.choice(ACTIVITIES), "I": rng.choice(INGREDIENTS)}
+        values = {
+            "X": x,
+            "Y": fresh(),
+            "N": str(rng.randint(1100, 1990)),
+            "F": _formula(rng),
+            "A": rng.choice(ACTIVITIES),
+            "I": rng.choice(INGREDIENTS),
+        }
         out.append((fact.format(**values), question.format(**values)))
     rng.shuffle(out)
     return out
@@ -137,14 +195,17 @@ def _haystack_prefix(sentences, counts, budget):
     return out, used
 
 
-def generate_length(length: int, sentences: list[str], counts: list[int],
-                    seed: int = DEFAULT_SEED) -> dict:
+def generate_length(
+    length: int, sentences: list[str], counts: list[int], seed: int = DEFAULT_SEED
+) -> dict:
     """One split (same row layout as passkey.generate_length, plus ``needle``)."""
     if sum(counts) < length:
         from lam_mteb import DataNotFound
 
-        raise DataNotFound(f"the needle haystack has {sum(counts)} tokens, fewer than {length}; "
-                           "the full Paul Graham essay set has ~142k")
+        raise DataNotFound(
+            f"the needle haystack has {sum(counts)} tokens, fewer than {length}; "
+            "the full Paul Graham essay set has ~142k"
+        )
     rng = random.Random(f"{seed}/needle/{length}")
     needles = make_needles(rng)
     needle_counts = count_tokens([f for f, _ in needles])
@@ -154,8 +215,15 @@ def generate_length(length: int, sentences: list[str], counts: list[int],
         pos = rng.randint(0, len(hay) - 1 if len(hay) > 1 else 0)  # never after a cut sentence
         tokens_before = sum(counts[:pos])  # hay[:pos] are whole haystack sentences
         hay = hay[:pos] + [fact] + hay[pos:]
-        docs.append({"text": " ".join(hay), "n_tokens": used + n_fact, "needle": fact,
-                     "question": question, "needle_position": tokens_before})
+        docs.append(
+            {
+                "text": " ".join(hay),
+                "n_tokens": used + n_fact,
+                "needle": fact,
+                "question": question,
+                "needle_position": tokens_before,
+            }
+        )
     return assemble_split("needle", length, docs, N_QUERIES, rng, lambda doc: doc["question"])
 
 

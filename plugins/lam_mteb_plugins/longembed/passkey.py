@@ -32,8 +32,13 @@ from lam_mteb_plugins.longembed._common import (
 
 DEFAULT_SEED = 2404_12096  # arXiv id of the LongEmbed paper
 
-FILLER = ("The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.",
-          "There and back again.")
+FILLER = (
+    "The grass is green.",
+    "The sky is blue.",
+    "The sun is yellow.",
+    "Here we go.",
+    "There and back again.",
+)
 KEY_TEMPLATE = "{name}'s pass key is {key}. Remember it. {key} is the pass key for {name}."
 QUERY_TEMPLATE = "what is the pass key for {name}?"
 N_DOCS = 100
@@ -42,30 +47,12 @@ N_QUERIES = 50
 # 148 common English first names and 119 surnames (ASCII, all distinct); a document's name is
 # "First Last", first names and surnames each used at most once per length (as in the paper's
 # examples, "Sky Morrow", "Cesar McLean").
-FIRST_NAMES = tuple("""
-Aaron Abigail Adam Adrian Alan Albert Alice Amanda Amelia Amy Andrew Angela Anna Anthony Arthur
-Audrey Barbara Benjamin Bernard Betty Beverly Brandon Brenda Brian Bruce Caleb Carl Carol
-Caroline Catherine Charles Charlotte Christina Christopher Claire Clara Daniel David Deborah
-Dennis Diana Donald Dorothy Douglas Edward Eleanor Elizabeth Ellen Emily Emma Eric Ethan Evelyn
-Frances Frank Gabriel George Gerald Grace Gregory Hannah Harold Harry Helen Henry Isabel Jack
-Jacob James Janet Jason Jean Jeffrey Jennifer Jeremy Jessica Joan John Jonathan Joseph Joshua
-Joyce Judith Julia Justin Karen Katherine Keith Kenneth Kevin Laura Lawrence Leonard Linda Louis
-Lucy Margaret Maria Marie Mark Martha Martin Mary Matthew Megan Melissa Michael Nancy Natalie
-Nathan Nicholas Nicole Olivia Oscar Patricia Patrick Paul Peter Philip Rachel Ralph Raymond
-Rebecca Richard Robert Roger Ronald Rose Russell Ruth Samuel Sandra Sarah Scott Sharon Simon
-Sophia Stephen Steven Susan Teresa Thomas Timothy Victoria Vincent Walter Wayne William
-""".split())
-SURNAMES = tuple("""
-Abbott Alfaro Archer Baker Barnes Bennett Blake Bowen Bradley Brooks Burke Caldwell Carson
-Chandler Clarke Cole Collins Cooper Crawford Dalton Dawson Dixon Doyle Duncan Ellis Emerson
-Farrell Fisher Fleming Fletcher Foster Garner Gibson Gordon Graves Griffin Hale Hardy Harper
-Hayes Holland Horton Hudson Hughes Jensen Keller Kennedy Lambert Lawson Logan Lowe Lynch Mack
-Malone Marsh Mason McLean Mercer Miles Morrow Murphy Nash Norris Owens Palmer Parker Pearson
-Perry Porter Quinn Ramsey Reed Reeves Riley Russo Sanders Santos Sawyer Shaw Sheldon Simmons
-Spencer Stanley Steele Stone Sullivan Sutton Tanner Terry Thornton Tucker Turner Vaughn Wade
-Walsh Ward Warner Watts Weaver Webb Wells Wheeler Whitaker Wilder Wolfe Woods Wright Wyatt
-Yates York Young Zamora Bishop Carver Donovan Everett Frost Hammond Ingram
-""".split())
+FIRST_NAMES = tuple(
+    ["Aaron", "Abigail", "Adam", "Adrian", "Alan", "Albert", "Alice", "Amanda", "Amelia", "Amy", "Andrew", "Angela", "Anna", "Anthony", "Arthur", "Audrey", "Barbara", "Benjamin", "Bernard", "Betty", "Beverly", "Brandon", "Brenda", "Brian", "Bruce", "Caleb", "Carl", "Carol", "Caroline", "Catherine", "Charles", "Charlotte", "Christina", "Christopher", "Claire", "Clara", "Daniel", "David", "Deborah", "Dennis", "Diana", "Donald", "Dorothy", "Douglas", "Edward", "Eleanor", "Elizabeth", "Ellen", "Emily", "Emma", "Eric", "Ethan", "Evelyn", "Frances", "Frank", "Gabriel", "George", "Gerald", "Grace", "Gregory", "Hannah", "Harold", "Harry", "Helen", "Henry", "Isabel", "Jack", "Jacob", "James", "Janet", "Jason", "Jean", "Jeffrey", "Jennifer", "Jeremy", "Jessica", "Joan", "John", "Jonathan", "Joseph", "Joshua", "Joyce", "Judith", "Julia", "Justin", "Karen", "Katherine", "Keith", "Kenneth", "Kevin", "Laura", "Lawrence", "Leonard", "Linda", "Louis", "Lucy", "Margaret", "Maria", "Marie", "Mark", "Martha", "Martin", "Mary", "Matthew", "Megan", "Melissa", "Michael", "Nancy", "Natalie", "Nathan", "Nicholas", "Nicole", "Olivia", "Oscar", "Patricia", "Patrick", "Paul", "Peter", "Philip", "Rachel", "Ralph", "Raymond", "Rebecca", "Richard", "Robert", "Roger", "Ronald", "Rose", "Russell", "Ruth", "Samuel", "Sandra", "Sarah", "Scott", "Sharon", "Simon", "Sophia", "Stephen", "Steven", "Susan", "Teresa", "Thomas", "Timothy", "Victoria", "Vincent", "Walter", "Wayne", "William"]
+)
+SURNAMES = tuple(
+    ["Abbott", "Alfaro", "Archer", "Baker", "Barnes", "Bennett", "Blake", "Bowen", "Bradley", "Brooks", "Burke", "Caldwell", "Carson", "Chandler", "Clarke", "Cole", "Collins", "Cooper", "Crawford", "Dalton", "Dawson", "Dixon", "Doyle", "Duncan", "Ellis", "Emerson", "Farrell", "Fisher", "Fleming", "Fletcher", "Foster", "Garner", "Gibson", "Gordon", "Graves", "Griffin", "Hale", "Hardy", "Harper", "Hayes", "Holland", "Horton", "Hudson", "Hughes", "Jensen", "Keller", "Kennedy", "Lambert", "Lawson", "Logan", "Lowe", "Lynch", "Mack", "Malone", "Marsh", "Mason", "McLean", "Mercer", "Miles", "Morrow", "Murphy", "Nash", "Norris", "Owens", "Palmer", "Parker", "Pearson", "Perry", "Porter", "Quinn", "Ramsey", "Reed", "Reeves", "Riley", "Russo", "Sanders", "Santos", "Sawyer", "Shaw", "Sheldon", "Simmons", "Spencer", "Stanley", "Steele", "Stone", "Sullivan", "Sutton", "Tanner", "Terry", "Thornton", "Tucker", "Turner", "Vaughn", "Wade", "Walsh", "Ward", "Warner", "Watts", "Weaver", "Webb", "Wells", "Wheeler", "Whitaker", "Wilder", "Wolfe", "Woods", "Wright", "Wyatt", "Yates", "York", "Young", "Zamora", "Bishop", "Carver", "Donovan", "Everett", "Frost", "Hammond", "Ingram"]
+)
 
 
 def _filler_counts() -> list[int]:
@@ -80,8 +67,10 @@ def generate_length(length: int, seed: int = DEFAULT_SEED) -> dict:
     queries rows: ``{"_id", "text", "doc_id"}``, qrels rows ``{"query-id", "corpus-id", "score"}``.
     """
     rng = random.Random(f"{seed}/passkey/{length}")
-    names = [f"{first} {last}" for first, last in
-             zip(rng.sample(FIRST_NAMES, N_DOCS), rng.sample(SURNAMES, N_DOCS))]
+    names = [
+        f"{first} {last}"
+        for first, last in zip(rng.sample(FIRST_NAMES, N_DOCS), rng.sample(SURNAMES, N_DOCS))
+    ]
     keys = rng.sample(range(10000, 100000), N_DOCS)
     fill_counts = _filler_counts()
     key_sents = [KEY_TEMPLATE.format(name=n, key=k) for n, k in zip(names, keys)]
@@ -98,11 +87,19 @@ def generate_length(length: int, seed: int = DEFAULT_SEED) -> dict:
         pos = rng.randint(0, len(sentences))  # sentence boundary where the key goes
         tokens_before = sum(fill_counts[j % len(FILLER)] for j in range(pos))
         sentences.insert(pos, sent)
-        docs.append({"text": " ".join(sentences), "n_tokens": used + n_key, "name": name,
-                     "key": str(key), "key_position": tokens_before})
+        docs.append(
+            {
+                "text": " ".join(sentences),
+                "n_tokens": used + n_key,
+                "name": name,
+                "key": str(key),
+                "key_position": tokens_before,
+            }
+        )
 
-    return assemble_split("passkey", length, docs, N_QUERIES, rng,
-                          lambda doc: QUERY_TEMPLATE.format(name=doc["name"]))
+    return assemble_split(
+        "passkey", length, docs, N_QUERIES, rng, lambda doc: QUERY_TEMPLATE.format(name=doc["name"])
+    )
 
 
 def generate(lengths=LENGTHS, seed: int = DEFAULT_SEED) -> dict[int, dict]:
@@ -129,12 +126,17 @@ def longembed_config(data: dict[int, dict]) -> dict:
     row carries qid, doc_id, text and context_length ("" where a split has no such field)."""
     out = {"queries": [], "corpus": [], "qrels": []}
     for length, split in sorted(data.items()):
-        out["queries"] += [union_row(qid=q["_id"], text=q["text"], context_length=length)
-                           for q in split["queries"]]
-        out["corpus"] += [union_row(doc_id=d["_id"], text=d["text"], context_length=length)
-                          for d in split["corpus"]]
-        out["qrels"] += [union_row(qid=r["query-id"], doc_id=r["corpus-id"], context_length=length)
-                         for r in split["qrels"]]
+        out["queries"] += [
+            union_row(qid=q["_id"], text=q["text"], context_length=length) for q in split["queries"]
+        ]
+        out["corpus"] += [
+            union_row(doc_id=d["_id"], text=d["text"], context_length=length)
+            for d in split["corpus"]
+        ]
+        out["qrels"] += [
+            union_row(qid=r["query-id"], doc_id=r["corpus-id"], context_length=length)
+            for r in split["qrels"]
+        ]
     return out
 
 
