@@ -194,9 +194,10 @@ def main(argv=None) -> int:
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(
-            f"{row['tokens']:>9} tokens, {row['windows']} windows: peak RSS {row['peak_rss_mb']:.0f} MB "
-            f"(before encoding {row['peak_rss_before_encode_mb']:.0f}; sampled max while encoding "
-            f"{row['max_rss_during_encode_mb']:.0f}), {row['wall_s']:.0f} s, {row['tokens_per_s']:.0f} tok/s",
+            f"{row['tokens']:>9} tokens, {row['windows']} windows: peak RSS "
+            f"{row['peak_rss_mb']:.0f} MB (before encoding {row['peak_rss_before_encode_mb']:.0f}; "
+            f"sampled max while encoding {row['max_rss_during_encode_mb']:.0f}), "
+            f"{row['wall_s']:.0f} s, {row['tokens_per_s']:.0f} tok/s",
             flush=True,
         )
     base = rows[0]

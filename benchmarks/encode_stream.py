@@ -10,7 +10,8 @@ to reach each size) and runs the real command on each, in a fresh process:
   largest corpus, against local with the same thread budget: wall time, ratio, and whether both
   wrote the same vectors for the same ids.
 
-    HF_HUB_OFFLINE=1 nice -n 10 python benchmarks/encode_stream.py --sts ../shared/data/stsbenchmark \\
+    HF_HUB_OFFLINE=1 nice -n 10 python benchmarks/encode_stream.py --sts \\
+        ../shared/data/stsbenchmark \\
         --model minilm --sizes 2000 20000 --out /work/results/14/encode
 """
 

@@ -128,12 +128,14 @@ def main() -> int:
         )
     )
     print(
-        "\n| config | wall s | x sequential | same scores | 2nd run s (runs nothing) |\n|---|---|---|---|---|"
+        "\n| config | wall s | x sequential | same scores | 2nd run s (runs nothing) "
+        "|\n|---|---|---|---|---|"
     )
     for r in rows:
         print(
-            f"| {r['config']} | {r['wall_s']} | {r.get('speedup_vs_sequential', '-')} | {r.get('same_scores_as_sequential', '-')} "
-            f"| {r['rerun_wall_s']} ({r['rerun_ran_nothing']}) |"
+            f"| {r['config']} | {r['wall_s']} | {r.get('speedup_vs_sequential', '-')} | "
+            f"{r.get('same_scores_as_sequential', '-')} | {r['rerun_wall_s']} "
+            f"({r['rerun_ran_nothing']}) |"
         )
     return 0 if all(r["rc"] == 0 for r in rows) else 1
 

@@ -1,13 +1,14 @@
-"""Long-context retrieval: MiniLM (truncates at 256 tokens) vs LAM (streams every token) vs baselines.
+"""Long-context retrieval: MiniLM (truncates at 256 tokens) vs LAM (streams every token) vs
+baselines.
 
 Runs mteb's own LEMBPasskeyRetrieval, LEMBNeedleRetrieval and LEMBQMSumRetrieval (offline data
 from the ``longembed`` plugin, see docs/longembed.md) for ``minilm``, ``lam-mean``, ``lam-state``
 and ``lam-hybrid`` and the long-document baselines of docs/baselines.md — ``bm25`` (mteb's BM25),
 ``minilm-static`` (model2vec), ``minilm-chunk-mean`` / ``minilm-chunk-max`` (MiniLM over 254-token
-windows: mean of window vectors / MaxSim) — through ``mteb.evaluate``; results are written in mteb's layout under
-``--output-folder`` (``results/<org>__<model>/<revision>/<Task>.json``), then one table is printed:
-accuracy@1 (= nDCG@1, mteb's main score) per context length for Passkey / Needle, nDCG@10 for
-QMSum, and the wall time per model.
+windows: mean of window vectors / MaxSim) — through ``mteb.evaluate``; results are written in
+mteb's layout under ``--output-folder`` (``results/<org>__<model>/<revision>/<Task>.json``), then
+one table is printed: accuracy@1 (= nDCG@1, mteb's main score) per context length for Passkey /
+Needle, nDCG@10 for QMSum, and the wall time per model.
 
 The three LAM poolings share one streaming pass: the first LAM model computes every pooling with
 the encoder's ``encode_all`` and the other two read them from an in-memory cache (``--no-share``
@@ -301,7 +302,7 @@ def render_table(rows: dict, models, times: dict, note: str) -> str:
     return "\n".join(out) + "\n" + note
 
 
-# -- why: accuracy by where the pass key / needle sits ---------------------------------------------
+# -- why: accuracy by where the pass key / needle sits -------------------------------------------
 
 
 def position_analysis(

@@ -6,8 +6,9 @@ mteb 2.x has no plugin mechanism; every use of its internals goes through
 
 - every registered model as one ``ModelMeta`` under its full name ``<org>/<name>``, whose loader
   wraps the plugin's encoder in :class:`PluginModel` (an mteb ``AbsEncoder``); its bare name
-  resolves too (``mteb.get_model_meta("lam-state")`` is ``mteb.get_model_meta("lam-mteb/lam-state")``,
-  ``mteb run -m lam-state`` works) through mteb_compat's lookup, not a second registry entry;
+  resolves too (``mteb.get_model_meta("lam-state")`` is
+  ``mteb.get_model_meta("lam-mteb/lam-state")``, ``mteb run -m lam-state`` works) through
+  mteb_compat's lookup, not a second registry entry;
 - every plugin task class to the task registry;
 - offline data: each task's ``load_data`` first resolves its dataset path against the data
   directory (see :mod:`lam_mteb.data`).
@@ -72,8 +73,9 @@ def _make_plugin_model_class():
                 fn = self.encoder.encode_queries
             elif kind == "document" and hasattr(self.encoder, "encode_documents"):
                 fn = self.encoder.encode_documents
-            # everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool, ...)
-            # reaches an encoder whose signature names it or takes **kwargs (see hookspecs.register_encoders)
+            # everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool,
+            # ...) reaches an encoder whose signature names it or takes **kwargs (see
+            # hookspecs.register_encoders)
             call_kwargs = {
                 **kwargs,
                 "batch_size": kwargs.get("batch_size", 32),
@@ -136,7 +138,8 @@ def _make_plugin_model_class():
             return out
 
         def similarity(self, embeddings1, embeddings2):
-            """The encoder's own ``similarity(a, b)`` when it has one, else mteb's (from the metadata)."""
+            """The encoder's own ``similarity(a, b)`` when it has one, else mteb's (from the
+            metadata)."""
             fn = getattr(self.encoder, "similarity", None)
             if callable(fn):
                 return fn(embeddings1, embeddings2)
@@ -152,7 +155,8 @@ def _make_plugin_model_class():
 
 
 def is_search_model(obj: Any) -> bool:
-    """A plugin object that retrieves by itself (mteb's SearchProtocol: ``index`` + ``search``, no ``encode``)."""
+    """A plugin object that retrieves by itself (mteb's SearchProtocol: ``index`` + ``search``, no
+    ``encode``)."""
     return (
         callable(getattr(obj, "index", None))
         and callable(getattr(obj, "search", None))
@@ -270,7 +274,8 @@ def register_models(registry) -> None:
             continue
         if mteb_compat.has_model(config.full_name) and config.full_name not in _our_models:
             host.report(
-                f"model {config.full_name!r} ({config.source}) clashes with a model mteb already has; skipped"
+                f"model {config.full_name!r} ({config.source}) clashes with a model mteb already "
+                "has; skipped"
             )
             continue
         mteb_compat.add_model(config.full_name, meta)
@@ -285,7 +290,8 @@ def register_tasks(registry) -> None:
         existing = mteb_compat.task_class(entry.name)
         if existing is not None and existing is not entry.cls:
             host.report(
-                f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; skipped"
+                f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; "
+                "skipped"
             )
             continue
         mteb_compat.add_task_class(entry.cls)
@@ -294,7 +300,8 @@ def register_tasks(registry) -> None:
 
 
 def is_self_loading(task: Any) -> bool:
-    """Whether a task (class or instance) reads the data dir itself (``register(cls, self_loading=True)``)."""
+    """Whether a task (class or instance) reads the data dir itself (``register(cls,
+    self_loading=True)``)."""
     entry = host.registry().tasks.get(task.metadata.name)
     if entry is not None and entry.cls in type(task).__mro__ + (task,):
         return entry.self_loading
@@ -303,7 +310,8 @@ def is_self_loading(task: Any) -> bool:
 
 def patch_provided_tasks() -> None:
     """Wrap ``load_data`` of the mteb tasks whose dataset the data dir can provide (a registered
-    builder, or a local snapshot under LAM_MTEB_DATA_DIR now); every other mteb task is untouched."""
+    builder, or a local snapshot under LAM_MTEB_DATA_DIR now); every other mteb task is
+    untouched."""
     from lam_mteb import data
 
     paths = set(data.builders()) | data.local_snapshots()
@@ -312,7 +320,7 @@ def patch_provided_tasks() -> None:
             patch_load_data(cls)
 
 
-# -- offline data ---------------------------------------------------------------------------------
+# -- offline data --------------------------------------------------------------------------------
 
 
 def patch_load_data(cls: type) -> None:
@@ -359,9 +367,9 @@ def _offline_load_data(original):
                 del self.metadata
             else:
                 self.metadata = original_metadata
-            # results record task.metadata.revision as dataset_revision: record the content address of
-            # the data actually loaded (re-created data keeps the "lam-mteb-recreation:" prefix, so no
-            # result computed on it can pass for one on the published dataset)
+            # results record task.metadata.revision as dataset_revision: record the content address
+            # of the data actually loaded (re-created data keeps the "lam-mteb-recreation:" prefix,
+            # so no result computed on it can pass for one on the published dataset)
             self.metadata = self.metadata.model_copy(
                 update={"dataset": {**dataset, "revision": resolution.revision}}
             )
@@ -370,12 +378,13 @@ def _offline_load_data(original):
     return load_data
 
 
-# -- results: never reuse or write a wrong score ---------------------------------------------------
+# -- results: never reuse or write a wrong score -------------------------------------------------
 
 
 def expected_dataset_revision(task_name: str) -> str | None:
     """The dataset revision a result of ``task_name`` must carry to be reused: the content address
-    of the local data the task would load now, else the task's published revision (None: unknown)."""
+    of the local data the task would load now, else the task's published revision (None:
+    unknown)."""
     cls = mteb_compat.task_class(task_name)
     if cls is None or is_self_loading(cls):
         return None
@@ -484,7 +493,7 @@ def patch_result_cache() -> None:
     TaskResult.to_disk = to_disk
 
 
-# -- install ----------------------------------------------------------------------------------------
+# -- install -------------------------------------------------------------------------------------
 
 
 def install(force: bool = False) -> None:
@@ -564,4 +573,7 @@ def unknown_model_message(name: str) -> str:
         name, mteb_compat.model_names(), n=3, cutoff=0.6
     )
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown model {name!r}: not a lam-mteb or mteb model{hint} (`lam-mteb models` lists lam-mteb's)"
+    return (
+        f"unknown model {name!r}: not a lam-mteb or mteb model{hint} "
+        "(`lam-mteb models` lists lam-mteb's)"
+    )

@@ -1,4 +1,5 @@
-"""``lam-mteb`` command line: models | tasks | plugins | run | data | leaderboard, plus plugin commands."""
+"""``lam-mteb`` command line: models | tasks | plugins | run | data | leaderboard, plus plugin
+commands."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def cmd_plugins(args) -> int:
     return 0
 
 
-# -- run ------------------------------------------------------------------------------------------
+# -- run -----------------------------------------------------------------------------------------
 
 
 def _resolve_model(name: str) -> str:
@@ -243,13 +244,15 @@ def cmd_run(args) -> int:
         s: sum(o.status == s for o in outcomes)
         for s in ("done", "cached", "exists", "failed", "missing")
     }
+    jobs = f", {args.jobs} jobs" if args.executor == "local" else ""
     print(
         f"\n{len(outcomes)} pair(s): "
         + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        + f"; wall {wall:.1f}s ({args.executor}{f', {args.jobs} jobs' if args.executor == 'local' else ''})"
+        + f"; wall {wall:.1f}s ({args.executor}{jobs})"
     )
     print(
-        f"results in {Path(args.output_folder).resolve() / 'results'} (mteb layout; load with mteb.ResultCache)"
+        f"results in {Path(args.output_folder).resolve() / 'results'} (mteb layout; load with "
+        "mteb.ResultCache)"
     )
     bad = [o for o in outcomes if not o.ok]
     if bad and all(o.user_error for o in bad):  # bad input only: one `error:` line per pair, exit 2
@@ -297,7 +300,8 @@ def _add_run(sub) -> None:
         "--device",
         nargs="+",
         default=None,
-        help="cpu (default) or cuda; several devices: encoders that accept a device list use them all",
+        help="cpu (default) or cuda; several devices: encoders that accept a device list "
+        "use them all",
     )
     p.add_argument(
         "--overwrite-strategy",
@@ -319,7 +323,8 @@ def _add_run(sub) -> None:
         "--jobs",
         type=int,
         default=1,
-        help="local: pairs at a time, each in its own process; 1 (default) runs them here, one after another",
+        help="local: pairs at a time, each in its own process; 1 (default) runs them here, "
+        "one after another",
     )
     p.add_argument(
         "--cpus-per-job",
@@ -337,7 +342,8 @@ def _add_run(sub) -> None:
         "--shard",
         default=None,
         metavar="I/N",
-        help="run every N-th pair starting at I (SLURM arrays: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)",
+        help="run every N-th pair starting at I "
+        "(SLURM arrays: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)",
     )
     p.add_argument("-v", "--verbosity", type=int, default=1)
     p.set_defaults(func=cmd_run)
@@ -349,7 +355,7 @@ def _add_encode(sub) -> None:
     encode.add_parser(sub)
 
 
-# -- data -----------------------------------------------------------------------------------------
+# -- data ----------------------------------------------------------------------------------------
 
 
 def cmd_data_import(args) -> int:
@@ -389,7 +395,7 @@ def _add_data(sub) -> None:
     imp.set_defaults(func=cmd_data_import)
 
 
-# -- leaderboard ----------------------------------------------------------------------------------
+# -- leaderboard ---------------------------------------------------------------------------------
 
 
 def _add_leaderboard(sub) -> None:
@@ -412,7 +418,7 @@ def _add_leaderboard(sub) -> None:
     p.set_defaults(func=run)
 
 
-# -- main -----------------------------------------------------------------------------------------
+# -- main ----------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:

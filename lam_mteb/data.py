@@ -49,7 +49,8 @@ def write_hf_dataset(
     card: str = "",
     recreation: dict | None = None,
 ) -> Path:
-    """Write ``{config: {split: rows}}`` as JSON-lines files plus a README.md that declares the configs.
+    """Write ``{config: {split: rows}}`` as JSON-lines files plus a README.md that declares the
+    configs.
 
     ``datasets.load_dataset(str(target_dir), config, split=split)`` then loads them offline.
     ``recreation`` (a dict describing how the data was made) marks a local re-creation.
@@ -183,7 +184,8 @@ def file_sha256(path: Path, *, verify: bool | None = None, save: bool = True) ->
 
 
 def content_hash(paths: list[Path], *, verify: bool | None = None, extra: str = "") -> str:
-    """A hash of every file under ``paths`` (names relative to each path + byte hashes), plus ``extra``."""
+    """A hash of every file under ``paths`` (names relative to each path + byte hashes), plus
+    ``extra``."""
     h = hashlib.sha256(extra.encode())
     for top in sorted(paths):
         files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
@@ -461,7 +463,8 @@ def builder_inputs(entry: DatasetEntry, root: Path) -> list[Path]:
 
 
 def import_dataset(dataset_path: str, source: Path, out_root: Path, *, force: bool = False) -> Path:
-    """``lam-mteb data import``: build ``dataset_path`` from raw files into ``out_root/<dataset_path>``."""
+    """``lam-mteb data import``: build ``dataset_path`` from raw files into
+    ``out_root/<dataset_path>``."""
     known = builders()
     entry = known.get(dataset_path)
     if entry is None:

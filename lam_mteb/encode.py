@@ -1,8 +1,10 @@
-"""``lam-mteb encode``: embed a corpus with any registered model into parquet (``id``, ``embedding``).
+"""``lam-mteb encode``: embed a corpus with any registered model into parquet (``id``,
+``embedding``).
 
-Input: jsonl (one JSON object a line: ``--text-field``, optional ``--title-field`` and ``--id-field``),
-parquet (the same columns), or plain text (one document a line).  Ids are the given id field, else
-the document's 1-based line number (parquet: row number); blank lines are skipped but counted.
+Input: jsonl (one JSON object a line: ``--text-field``, optional ``--title-field`` and
+``--id-field``), parquet (the same columns), or plain text (one document a line).  Ids are the
+given id field, else the document's 1-based line number (parquet: row number); blank lines are
+skipped but counted.
 
 - ``--executor local`` streams: documents are read ``--rows`` at a time, encoded, and each batch is
   written as one parquet row group, so memory does not grow with the corpus.  The output is one
@@ -10,7 +12,8 @@ the document's 1-based line number (parquet: row number); blank lines are skippe
 - ``--executor ray``: Ray Data reads the input, ``map_batches`` encodes it on an autoscaling actor
   pool (one model replica per actor, ``--cpus-per-worker`` / ``--gpus-per-worker`` each), and the
   output is a directory of parquet shards (``pyarrow.parquet.read_table(OUT)`` reads it whole).
-  Text and jsonl lines are numbered by one light actor on the ordered stream, so ids match local mode.
+  Text and jsonl lines are numbered by one light actor on the ordered stream, so ids match local
+  mode.
 
 The output schema is ``id: string, embedding: fixed_size_list<float32>[dim]`` in both modes.
 """
@@ -44,7 +47,7 @@ def detect_format(path: Path, given: str | None) -> str:
     return "text"
 
 
-# -- parsing one line (shared by the local reader and the Ray numbering stage) ---------------------
+# -- parsing one line (shared by the local reader and the Ray numbering stage) -------------------
 
 
 class LineParser:
@@ -60,7 +63,8 @@ class LineParser:
         )
 
     def __call__(self, line: str, lineno: int) -> tuple[str, str] | None:
-        """``(id, text)`` for one line, ``None`` for a blank line; bad input raises one clear line."""
+        """``(id, text)`` for one line, ``None`` for a blank line; bad input raises one clear
+        line."""
         if not line.strip():
             return None
         if self.fmt == "text":
@@ -84,7 +88,8 @@ class LineParser:
         if self.id_field:
             if self.id_field not in obj:
                 raise LamMtebError(
-                    f"{self.source}:{lineno}: no id field {self.id_field!r}; name it with --id-field"
+                    f"{self.source}:{lineno}: no id field {self.id_field!r}; name it with "
+                    "--id-field"
                 )
             return str(obj[self.id_field]), text
         return str(lineno), text
@@ -112,7 +117,7 @@ def _first_json_fields(path: Path) -> list[str]:
     return []
 
 
-# -- local streaming -------------------------------------------------------------------------------
+# -- local streaming -----------------------------------------------------------------------------
 
 
 def iter_documents(
@@ -182,7 +187,8 @@ def iter_documents(
 
 
 def parse_encode_kwargs(text: str | None) -> dict:
-    """``--encode-kwargs JSON`` (of ``lam-mteb run`` and ``encode``) as a dict, or one clear error."""
+    """``--encode-kwargs JSON`` (of ``lam-mteb run`` and ``encode``) as a dict, or one clear
+    error."""
     if not text:
         return {}
     try:
@@ -198,7 +204,8 @@ def parse_encode_kwargs(text: str | None) -> dict:
 
 
 class Embedder:
-    """A registered model's encoder, called the way the bridge calls it (prompt type, batch size)."""
+    """A registered model's encoder, called the way the bridge calls it (prompt type, batch
+    size)."""
 
     def __init__(
         self,
@@ -241,7 +248,8 @@ class Embedder:
         emb = np.asarray(emb, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[0] != len(texts):
             raise LamMtebError(
-                f"model {self.name!r} returned embeddings of shape {emb.shape} for {len(texts)} texts"
+                f"model {self.name!r} returned embeddings of shape {emb.shape} for {len(texts)} "
+                "texts"
             )
         if not np.isfinite(emb).all():
             raise LamMtebError(f"model {self.name!r} returned NaN/inf embeddings")
@@ -311,7 +319,8 @@ def encode_local(
 
 
 class _Numberer:
-    """Ray Data stage (one actor, ordered stream): raw lines -> (id, text), numbering lines like local mode."""
+    """Ray Data stage (one actor, ordered stream): raw lines -> (id, text), numbering lines like
+    local mode."""
 
     def __init__(self, fmt, text_field, id_field, title_field, source):
         self.parse = LineParser(fmt, text_field, id_field, title_field, source)
@@ -393,7 +402,8 @@ def encode_ray(
             ds = ray.data.read_parquet(source, columns=cols)
             if id_field is None or title_field:
                 if id_field is None:
-                    # row numbers need the global order: number them on one ordered actor, as for text
+                    # row numbers need the global order: number them on one ordered actor, as for
+                    # text
                     ds = ds.map_batches(
                         _ParquetNumberer,
                         fn_constructor_kwargs={
@@ -442,8 +452,8 @@ def encode_ray(
             limit = int(total.get("CPU", 1) // max(cpus_per_worker, 1e-9))
         if limit < 1:
             raise LamMtebError(
-                f"each encode worker asks for {cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU; the Ray cluster has "
-                f"{total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU"
+                f"each encode worker asks for {cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU; "
+                f"the Ray cluster has {total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU"
             )
         n_workers = min(workers or limit, limit)
         threads = max(1, int(cpus_per_worker)) if cpus_per_worker >= 1 else 1
@@ -544,7 +554,7 @@ def _rename(batch, text_field, id_field):
     )
 
 
-# -- command ---------------------------------------------------------------------------------------
+# -- command -------------------------------------------------------------------------------------
 
 
 def cmd_encode(args) -> int:
@@ -627,8 +637,9 @@ def cmd_encode(args) -> int:
             shutil.rmtree(staged.parent, ignore_errors=True)
     wall = time.perf_counter() - t0
     print(
-        f"{n} documents from {path} ({fmt}) -> {out}{' (parquet shards)' if args.executor == 'ray' else ''} "
-        f"with {args.model} in {wall:.1f}s ({n / max(wall, 1e-9):.1f} docs/s); ids: "
+        f"{n} documents from {path} ({fmt}) -> "
+        f"{out}{' (parquet shards)' if args.executor == 'ray' else ''} with {args.model} in "
+        f"{wall:.1f}s ({n / max(wall, 1e-9):.1f} docs/s); ids: "
         f"{id_field or ('row numbers' if fmt == 'parquet' else 'line numbers')}",
         file=sys.stderr,
     )
@@ -660,7 +671,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--id-field",
         default=None,
-        help=f"jsonl/parquet: the id field (default: {'/'.join(ID_FIELDS)} if present, else line numbers)",
+        help=f"jsonl/parquet: the id field (default: {'/'.join(ID_FIELDS)} if present, "
+        "else line numbers)",
     )
     p.add_argument("--prompt-type", choices=["document", "query"], default="document")
     p.add_argument("--batch-size", "--batch_size", type=int, default=32, help="encoder batch size")

@@ -53,7 +53,8 @@ def register_encoders(register: RegisterEncoder) -> None:
       (a sentence-transformers multi-process pool), ``chunk_size``, ``precision``.  An encoder
       that forwards ``**kwargs`` to a stricter function should pick the keys it understands.
 
-    A factory that accepts ``device`` gets mteb's model device (``mteb.get_model(name, device=...)``).
+    A factory that accepts ``device`` gets mteb's model device (``mteb.get_model(name,
+    device=...)``).
 
     Optional, for kinds and encoders that need them:
 
@@ -69,8 +70,8 @@ def register_encoders(register: RegisterEncoder) -> None:
       ``similarity`` / ``similarity_pairwise`` to mteb in place of the metadata's
       ``similarity_fn_name`` (this is how ``chunked`` with ``pool: max`` scores by MaxSim).
     - search models: a factory may return an object with mteb's ``SearchProtocol`` (``index`` and
-      ``search``, no ``encode``, e.g. mteb's BM25); the bridge hands it to mteb unchanged, so it runs
-      retrieval tasks only.
+      ``search``, no ``encode``, e.g. mteb's BM25); the bridge hands it to mteb unchanged, so it
+      runs retrieval tasks only.
     - ``tokenizer`` (a Hugging Face ``tokenizers.Tokenizer`` or fast ``transformers`` tokenizer) and
       ``max_seq_length`` attributes let the ``chunked`` kind cut windows on the encoder's own tokens
       (sentence-transformers models are found through ``encoder.model``).

@@ -69,7 +69,8 @@ def _decode(data: bytes, path: Path, what: str) -> str:
 
 
 def _check_node_graph(root: yaml.Node, path: Path, what: str) -> None:
-    """Refuse documents whose alias-expanded size or nesting is over the limits (iterative, memoised)."""
+    """Refuse documents whose alias-expanded size or nesting is over the limits (iterative,
+    memoised)."""
     sizes: dict[int, int] = {}
     depth_of: dict[int, int] = {}
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
@@ -133,7 +134,8 @@ def load_yaml(
 
 
 def load_json(path: Path, *, what: str = "JSON file", limit: int = MAX_JSON_BYTES) -> Any:
-    """Parse a JSON file within the size and nesting limits; ValueError (with the reason) if invalid."""
+    """Parse a JSON file within the size and nesting limits; ValueError (with the reason) if
+    invalid."""
     text = _decode(read_bytes_bounded(path, limit, what), path, what)
     return loads_json(text)
 

@@ -25,7 +25,7 @@ SUPPORTED_MTEB = (
 )  # [min, max) — the range tested in tests/test_core_mteb_compat.py
 
 
-# -- versions -------------------------------------------------------------------------------------
+# -- versions ------------------------------------------------------------------------------------
 
 
 def mteb_version() -> str:
@@ -54,7 +54,7 @@ def check_mteb_version() -> None:
         )
 
 
-# -- models: MODEL_REGISTRY -----------------------------------------------------------------------
+# -- models: MODEL_REGISTRY ----------------------------------------------------------------------
 
 
 def _model_registry() -> dict[str, Any]:
@@ -69,7 +69,8 @@ def model_names() -> list[str]:
 
 
 def has_model(name: str) -> bool:
-    """Whether mteb resolves ``name`` without the hub (a registered name or a lam-mteb bare name)."""
+    """Whether mteb resolves ``name`` without the hub (a registered name or a lam-mteb bare
+    name)."""
     return name in _model_registry() or _bare_to_full(name) is not None
 
 
@@ -105,7 +106,8 @@ def install_bare_name_lookup() -> None:
     """Wrap ``mteb.get_model_meta`` once so that a lam-mteb bare name resolves to its full name.
 
     ``mteb.get_model`` and the ``mteb run -m`` CLI look the name up through the module global
-    ``mteb.models.get_model_meta.get_model_meta``; the public ``mteb.get_model_meta`` is rebound too.
+    ``mteb.models.get_model_meta.get_model_meta``; the public ``mteb.get_model_meta`` is rebound
+    too.
     """
     import mteb
     from mteb.models import get_model_meta as module
@@ -124,7 +126,7 @@ def install_bare_name_lookup() -> None:
         mteb.get_model_meta = get_model_meta
 
 
-# -- tasks: _TASKS_REGISTRY / TASK_LIST -----------------------------------------------------------
+# -- tasks: _TASKS_REGISTRY / TASK_LIST ----------------------------------------------------------
 
 
 def _get_tasks_module():
@@ -148,7 +150,7 @@ def add_task_class(cls: type) -> None:
         gt.TASK_LIST = (*gt.TASK_LIST, cls)
 
 
-# -- AbsTask.load_data ----------------------------------------------------------------------------
+# -- AbsTask.load_data ---------------------------------------------------------------------------
 
 _patched_classes: set[type] = set()
 
@@ -179,11 +181,12 @@ def load_data_owner(cls: type) -> type:
     return cls
 
 
-# -- the stock CLI --------------------------------------------------------------------------------
+# -- the stock CLI -------------------------------------------------------------------------------
 
 
 def wrap_cli_main(cli_module: Any, make_wrapper: Callable[[Callable], Callable]) -> None:
-    """Replace ``mteb.cli.main`` (the ``mteb`` console script) by ``make_wrapper(original)`` once."""
+    """Replace ``mteb.cli.main`` (the ``mteb`` console script) by ``make_wrapper(original)``
+    once."""
     original = getattr(cli_module, "main", None)
     if original is None or getattr(original, "__lam_mteb__", False):
         return
@@ -220,7 +223,7 @@ def is_not_found_error(exc: KeyError) -> str | None:
     return None
 
 
-# -- private helpers ------------------------------------------------------------------------------
+# -- private helpers -----------------------------------------------------------------------------
 
 
 def create_dataloader(dataset: Any, **kwargs: Any) -> Any:

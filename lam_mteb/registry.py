@@ -168,8 +168,9 @@ class ModelConfig:
             unknown = sorted(set(params) - accepted)
             if unknown:
                 raise LamMtebError(
-                    f"model {self.name!r} ({self.source}): encoder kind {self.kind.name!r} does not "
-                    f"accept parameter(s) {', '.join(unknown)}; it accepts {', '.join(sorted(accepted)) or 'none'}"
+                    f"model {self.name!r} ({self.source}): encoder kind {self.kind.name!r} does "
+                    f"not accept parameter(s) {', '.join(unknown)}; it accepts "
+                    f"{', '.join(sorted(accepted)) or 'none'}"
                 )
         return self.kind.factory(**params)
 
@@ -303,7 +304,8 @@ def registry_files() -> list[Path]:
 
 
 class PluginSource(Protocol):
-    """What building a registry needs from the plugin host (:class:`lam_mteb.plugins.PluginHost`)."""
+    """What building a registry needs from the plugin host
+    (:class:`lam_mteb.plugins.PluginHost`)."""
 
     def call_hook(
         self, hook_name: str, make_arg: Callable[[str], Any]
@@ -347,7 +349,8 @@ def _record_error(reg: Registry, plugins: PluginSource, exc: LamMtebError) -> No
 
 
 class _EncoderStage:
-    """The ``register`` callable handed to one plugin's ``register_encoders``: validates and stages."""
+    """The ``register`` callable handed to one plugin's ``register_encoders``: validates and
+    stages."""
 
     def __init__(self, plugin: str, code_version: str) -> None:
         self.plugin, self.code_version = plugin, code_version
@@ -559,7 +562,8 @@ def _refuse_clash(plugins: PluginSource, newcomer: str, what: str, name: str, ow
     plugins.report(
         f"plugin {newcomer!r} ({plugins.source_of(newcomer)}) registers {what} {name!r}, which "
         f"{owner!r} ({plugins.source_of(owner)}) already owns; {newcomer!r}'s {what} skipped "
-        "(rename it; to replace a model on purpose, add a registry.yaml entry with `override: true`)"
+        "(rename it; to replace a model on purpose, add a registry.yaml entry with `override: "
+        "true`)"
     )
 
 
@@ -650,7 +654,8 @@ def load_registry_file(path: Path, reg: Registry) -> None:
             )
         if name in reg.models and not entry.get("override"):
             raise LamMtebError(
-                f"{path}:{line}: duplicate model name {name!r} (already defined by {reg.models[name].source}); "
+                f"{path}:{line}: duplicate model name {name!r} (already defined by "
+                f"{reg.models[name].source}); "
                 "choose another name, or add `override: true` to this entry to replace it"
             )
         kind = reg.kinds[kind_name]
@@ -661,7 +666,8 @@ def load_registry_file(path: Path, reg: Registry) -> None:
             if unknown:
                 raise LamMtebError(
                     f"{path}:{line}: model {name!r}: encoder kind {kind_name!r} does not accept "
-                    f"parameter(s) {', '.join(unknown)} (accepts: {', '.join(sorted(accepted)) or 'none'})"
+                    f"parameter(s) {', '.join(unknown)} (accepts: "
+                    f"{', '.join(sorted(accepted)) or 'none'})"
                 )
         config = ModelConfig(
             name=name,
@@ -684,7 +690,8 @@ def apply_configure(
     """Run the kind's ``configure(params, lookup)``: validate params, derive metadata and revision.
 
     Derived metadata sits between the kind's and the registry entry's own ``metadata`` (which wins).
-    Any error is one LamMtebError naming the configuration's source (``file:line`` for registry.yaml).
+    Any error is one LamMtebError naming the configuration's source (``file:line`` for
+    registry.yaml).
     """
 
     def lookup(other: str) -> ModelInfo:
@@ -736,7 +743,10 @@ def _explain(err: jsonschema.ValidationError) -> str:
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
         if list(err.absolute_path)[-1:] == ["metadata"]:
-            return f"unknown metadata key {', '.join(map(repr, extra))}; allowed (mteb ModelMeta fields): {', '.join(allowed)}"
+            return (
+                f"unknown metadata key {', '.join(map(repr, extra))}; "
+                f"allowed (mteb ModelMeta fields): {', '.join(allowed)}"
+            )
         return f"unknown key {', '.join(map(repr, extra))}; allowed keys: {', '.join(allowed)}"
     if err.validator == "required":
         return err.message.replace("is a required property", "is missing (required)")

@@ -1,16 +1,18 @@
-"""Grids of (model, task) pairs: in this process, a local process pool, Ray tasks, or a shard of them.
+"""Grids of (model, task) pairs: in this process, a local process pool, Ray tasks, or a shard of
+them.
 
 ``lam-mteb run -m M1 M2 -t T1 T2`` expands the pairs, skips those whose result already lies in the
 output folder for the same model revision and dataset revision (mteb's own layout, read with
-``mteb.ResultCache``; a result file that cannot be read counts as missing), and evaluates the others:
+``mteb.ResultCache``; a result file that cannot be read counts as missing), and evaluates the
+others:
 
 - ``--executor local --jobs 1`` (default): one after another in this process, each model loaded
   once for all its tasks (what ``lam-mteb run`` always did);
 - ``--executor local --jobs N``: N ``spawn``-ed worker processes; a crash or an out-of-memory kill
   fails the pair that worker was running, and a fresh process takes its place;
 - ``--executor ray``: one Ray task per pair (``num_cpus`` / ``num_gpus`` per job; Ray reuses a CPU
-  worker process across pairs and gives every GPU pair a fresh one) on the cluster at ``--address`` /
-  ``RAY_ADDRESS``, else on a local Ray started for the run.  Workers need lam-mteb installed;
+  worker process across pairs and gives every GPU pair a fresh one) on the cluster at ``--address``
+  / ``RAY_ADDRESS``, else on a local Ray started for the run.  Workers need lam-mteb installed;
   plugins load there through the normal bridge.
 
 Workers return their ``TaskResult``; only this (driving) process writes the output folder, so no
@@ -39,7 +41,8 @@ RAY_INSTALL_HINT = (
     "--executor ray needs Ray: pip install 'lam-mteb[ray]' (or pip install 'ray[data]>=2.9')"
 )
 
-#: environment variables a worker gets from the driver (data dir, plugins, registry, offline mode, caches)
+#: environment variables a worker gets from the driver (data dir, plugins, registry, offline mode,
+#: caches)
 FORWARDED_ENV_PREFIXES = (
     "LAM_MTEB_",
     "HF_",
@@ -52,7 +55,8 @@ FORWARDED_ENV_PREFIXES = (
 
 @dataclass(frozen=True)
 class Pair:
-    """One (model, task) cell of a grid; ``eval_splits`` / ``hf_subsets`` as the task was selected."""
+    """One (model, task) cell of a grid; ``eval_splits`` / ``hf_subsets`` as the task was
+    selected."""
 
     model: str  # a name mteb.get_model_meta knows (lam-mteb bare or full name, or an mteb model)
     task: str
@@ -82,11 +86,12 @@ class PairOutcome:
         return self.status in ("done", "cached", "exists")
 
 
-# -- grid -----------------------------------------------------------------------------------------
+# -- grid ----------------------------------------------------------------------------------------
 
 
 def expand(models: Iterable[str], tasks: Iterable[Any]) -> list[Pair]:
-    """Model-major grid of pairs (a model's tasks are adjacent: the in-process executor loads it once)."""
+    """Model-major grid of pairs (a model's tasks are adjacent: the in-process executor loads it
+    once)."""
     specs = []
     for task in tasks:
         if isinstance(task, str):
@@ -118,11 +123,12 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def shard(pairs: list[Pair], index: int, count: int) -> list[Pair]:
-    """Every ``count``-th pair starting at ``index``: shards 0..count-1 cover the grid exactly once."""
+    """Every ``count``-th pair starting at ``index``: shards 0..count-1 cover the grid exactly
+    once."""
     return pairs[index::count]
 
 
-# -- what is already done -------------------------------------------------------------------------
+# -- what is already done ------------------------------------------------------------------------
 
 
 def task_object(pair: Pair):
@@ -155,7 +161,8 @@ def expected_dataset_revision(task) -> str | None:
 
 
 def stored_state(cache, meta, task, expected_revision: str | None):
-    """``(state, TaskResult | None, path)`` with state one of missing, corrupt, stale, partial, complete."""
+    """``(state, TaskResult | None, path)`` with state one of missing, corrupt, stale, partial,
+    complete."""
     from mteb.results import TaskResult
 
     path = cache.get_task_result_path(task.metadata.name, meta)
@@ -183,7 +190,8 @@ def main_score(result, splits: Iterable[str] | None = None) -> float | None:
 
 
 def save_result(cache, meta, new_result, encode_kwargs: dict) -> Path:
-    """Write ``new_result`` in mteb's layout, merged with a stored result of the same dataset revision.
+    """Write ``new_result`` in mteb's layout, merged with a stored result of the same dataset
+    revision.
 
     Under a file lock in the revision folder, so shards of one model (a SLURM array writing one
     shared folder) never interleave ``run_settings.jsonl`` or a result file.
@@ -213,13 +221,14 @@ def save_result(cache, meta, new_result, encode_kwargs: dict) -> Path:
                 aside = path.with_name(f"{path.name}.{safe}-{time.strftime('%Y%m%dT%H%M%S')}")
                 os.replace(path, aside)
                 sys.stderr.write(
-                    f"lam-mteb: kept the previous {path.name} ({reason.split('-', 1)[0]}) as {aside}\n"
+                    f"lam-mteb: kept the previous {path.name} ({reason.split('-', 1)[0]}) as "
+                    f"{aside}\n"
                 )
         cache.save_to_cache(merged, meta, encode_kwargs=encode_kwargs)
     return path
 
 
-# -- the worker -----------------------------------------------------------------------------------
+# -- the worker ----------------------------------------------------------------------------------
 
 
 def forwarded_env() -> dict[str, str]:
@@ -248,7 +257,8 @@ def _load_model(name: str, device: str | None, reuse: bool):
 
 
 def run_pair(job: dict) -> dict:
-    """Evaluate one pair; never raises.  ``job``: pair fields, device, encode_kwargs, env, reuse_model."""
+    """Evaluate one pair; never raises.  ``job``: pair fields, device, encode_kwargs, env,
+    reuse_model."""
     os.environ.update(
         job.get("env") or {}
     )  # a Ray worker on another node gets the driver's settings
@@ -323,7 +333,7 @@ def _worker_loop(conn) -> None:  # runs in a spawned process: pairs in, replies 
         conn.close()
 
 
-# -- executors: each yields (job, reply) as pairs finish ------------------------------------------
+# -- executors: each yields (job, reply) as pairs finish -----------------------------------------
 
 
 def run_in_process(jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
@@ -335,10 +345,10 @@ def run_in_process(jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
 def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dict]]:
     """Pairs on ``workers`` spawned processes; a process that dies fails its own pair only.
 
-    Not ``concurrent.futures.ProcessPoolExecutor``: when one of its workers dies (OOM kill, segfault)
-    the whole pool breaks and every pending pair fails.  Here a dead worker's pair is reported
-    failed and a fresh process takes its place.  A worker keeps its last model loaded and prefers
-    pending pairs of that model, so (as in-process) a model is loaded about once per worker.
+    Not ``concurrent.futures.ProcessPoolExecutor``: when one of its workers dies (OOM kill,
+    segfault) the whole pool breaks and every pending pair fails.  Here a dead worker's pair is
+    reported failed and a fresh process takes its place.  A worker keeps its last model loaded and
+    prefers pending pairs of that model, so (as in-process) a model is loaded about once per worker.
     """
     import multiprocessing as mp
     from multiprocessing.connection import wait
@@ -416,7 +426,8 @@ def import_ray():
 
 
 def init_ray(address: str | None, num_cpus: int | None = None):
-    """Connect to ``address`` / ``RAY_ADDRESS``, or start a local Ray for this run. Returns (ray, started)."""
+    """Connect to ``address`` / ``RAY_ADDRESS``, or start a local Ray for this run. Returns (ray,
+    started)."""
     ray = import_ray()
     if ray.is_initialized():
         return ray, False
@@ -447,11 +458,13 @@ def run_ray(
         total = ray.cluster_resources()
         if cpus_per_job > total.get("CPU", 0) or gpus_per_job > total.get("GPU", 0):
             raise LamMtebError(
-                f"each pair asks for {cpus_per_job:g} CPU / {gpus_per_job:g} GPU but the Ray cluster has "
-                f"{total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU; lower --cpus-per-job / --gpus-per-job"
+                f"each pair asks for {cpus_per_job:g} CPU / {gpus_per_job:g} GPU but the Ray "
+                f"cluster has {total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU; lower "
+                "--cpus-per-job / --gpus-per-job"
             )
         # Ray's own default for max_calls: workers are reused for CPU tasks (one import per worker),
-        # and a GPU task's worker exits after it (GPU memory is freed); a worker crash fails its pair only
+        # and a GPU task's worker exits after it (GPU memory is freed); a worker crash fails its
+        # pair only
         remote = ray.remote(max_retries=0)(run_pair)
         refs = {}
         for job in jobs:
@@ -480,7 +493,7 @@ def run_ray(
             ray.shutdown()
 
 
-# -- the driver -----------------------------------------------------------------------------------
+# -- the driver ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -500,7 +513,8 @@ class GridConfig:
 def plan(
     pairs: list[Pair], cache, strategy: str
 ) -> tuple[list[tuple[Pair, Any, Any, str | None]], list[PairOutcome]]:
-    """Split ``pairs`` into those to run ``(pair, meta, task, expected revision)`` and settled outcomes."""
+    """Split ``pairs`` into those to run ``(pair, meta, task, expected revision)`` and settled
+    outcomes."""
     import mteb
 
     metas: dict[str, Any] = {}
@@ -539,7 +553,8 @@ def plan(
                     "missing",
                     None,
                     splits=splits,
-                    error=f"no complete result for this model and dataset revision in {path.parent}",
+                    error="no complete result for this model and dataset revision in "
+                    f"{path.parent}",
                 )
             )
         else:

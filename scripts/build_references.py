@@ -136,7 +136,9 @@ def _model_facts(model_id: str, paper_param: str | None) -> dict:
         "n_parameters": int(meta.n_parameters) if meta.n_parameters else None,
         "embed_dim": int(meta.embed_dim) if isinstance(meta.embed_dim, int) else None,
         "max_tokens": int(meta.max_tokens) if meta.max_tokens else None,
-        "facts_source": f"mteb {mteb.__version__} ModelMeta for {model_id} (rev {meta.revision[:8]})",
+        "facts_source": (
+            f"mteb {mteb.__version__} ModelMeta for {model_id} (rev {meta.revision[:8]})"
+        ),
     }
     if paper_param:
         facts["facts_source"] += f"; the LongEmbed paper's Table 2 lists {paper_param} parameters"
@@ -144,7 +146,8 @@ def _model_facts(model_id: str, paper_param: str | None) -> dict:
 
 
 def mteb_score(path: Path) -> tuple[str, float, list[str], str | None]:
-    """(task name, main score over the task's eval splits, those splits, mteb version) of a result file."""
+    """(task name, main score over the task's eval splits, those splits, mteb version) of a result
+    file."""
     import mteb
     from mteb import TaskResult
 

@@ -1,4 +1,5 @@
-"""Shared fixtures. Unit tests never need ../shared; integration tests skip with a reason without it."""
+"""Shared fixtures. Unit tests never need ../shared; integration tests skip with a reason without
+it."""
 
 from __future__ import annotations
 
@@ -81,7 +82,11 @@ def mock_plugin():
     bridge.install(force=True)
 
 
-WORDS = ["cat", "dog", "bird", "fish", "horse", "cow", "sheep", "goat", "man", "woman", "child", "plays", "runs", "eats", "sleeps", "sings", "red", "blue", "green", "big", "small", "old", "young", "happy", "sad", "the", "a", "on", "in", "under", "over", "near", "house", "tree", "car", "road", "river", "field"]
+WORDS = (
+    "cat dog bird fish horse cow sheep goat man woman child plays runs eats sleeps sings red blue "
+    "green big "
+    "small old young happy sad the a on in under over near house tree car road river field"
+).split()
 
 
 def make_sts_rows(n: int, seed: int = 0):

@@ -1,4 +1,5 @@
-"""bm25 (mteb's BM25 through the bridge) and minilm-static (a model2vec static model), on tiny fixtures."""
+"""bm25 (mteb's BM25 through the bridge) and minilm-static (a model2vec static model), on tiny
+fixtures."""
 
 from __future__ import annotations
 

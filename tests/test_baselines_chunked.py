@@ -1,4 +1,5 @@
-"""The `chunked` kind (plugin lam_mteb_plugins.baselines) with a toy encoder and a toy WordPiece tokenizer."""
+"""The `chunked` kind (plugin lam_mteb_plugins.baselines) with a toy encoder and a toy WordPiece
+tokenizer."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def toy_tokenizer():
 
 
 class ToyTokEncoder:
-    """Mean of seeded random token vectors (+ the [CLS] vector): a toy model with a real tokenizer."""
+    """Mean of seeded random token vectors (+ the [CLS] vector): a toy model with a real
+    tokenizer."""
 
     def __init__(self, max_seq_length: int = 10, dim: int = 128):
         self.tokenizer = toy_tokenizer()
@@ -115,7 +117,7 @@ def content_ids(tok, text):
     return tok.encode(text, add_special_tokens=False).ids
 
 
-# -- windows -----------------------------------------------------------------------------------------
+# -- windows -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -191,7 +193,7 @@ def test_word_longer_than_a_window_is_cut_between_its_pieces():
     assert sum(n for _, n in windows) == len(content_ids(enc.tokenizer, text))
 
 
-# -- pooling ----------------------------------------------------------------------------------------
+# -- pooling -------------------------------------------------------------------------------------
 
 
 def test_short_text_is_exactly_the_inner_vector():
@@ -280,7 +282,7 @@ def test_window_cache_reuses_repeated_windows():
     )
 
 
-# -- registry ---------------------------------------------------------------------------------------
+# -- registry ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -297,7 +299,8 @@ def test_window_cache_reuses_repeated_windows():
 def test_chunked_config_errors_name_file_and_line(toy_plugin, tmp_path, params, words):
     path = tmp_path / "bad.yaml"
     path.write_text(
-        f"models:\n  - name: ok\n    kind: toy-tok\n  - name: bad\n    kind: chunked\n    params: {params}\n"
+        "models:\n  - name: ok\n    kind: toy-tok\n  - name: bad\n    kind: chunked\n    params: "
+        f"{params}\n"
     )
     with pytest.raises(LamMtebError) as err:
         registry.load_registry_file(path, plugins.get_registry())
@@ -326,7 +329,7 @@ def test_encoder_without_tokenizer_is_one_clear_error(mock_plugin):
         chunked.create_encoder("mock-hash", window=16)
 
 
-# -- through mteb ----------------------------------------------------------------------------------
+# -- through mteb --------------------------------------------------------------------------------
 
 
 def write_long_beir(folder, n_docs=12, n_queries=6):
@@ -341,7 +344,9 @@ def write_long_beir(folder, n_docs=12, n_queries=6):
             {
                 "_id": f"d{i}",
                 "title": "",
-                "text": f"{random_text(30, 100 + i, filler)} {key} {random_text(30, 200 + i, filler)}",
+                "text": " ".join(
+                    [random_text(30, 100 + i, filler), key, random_text(30, 200 + i, filler)]
+                ),
             }
         )
         queries.append(key)

@@ -30,7 +30,8 @@ def test_ties_within_a_task_get_average_points():
 
 def test_missing_scores_earn_no_points_and_empty_rows_are_not_ranked():
     rows = [[0.9, None], [0.5, 0.5], [None, None]]
-    # n = 2 (the empty row is dropped, as mteb drops all-null rows): A = 2-1 = 1, B = (2-2) + (2-1) = 1
+    # n = 2 (the empty row is dropped, as mteb drops all-null rows): A = 2-1 = 1, B = (2-2) + (2-1)
+    # = 1
     assert borda_points(rows) == [1.0, 1.0, None]
     assert borda_ranks(rows) == [1, 1, None]
 

@@ -23,7 +23,8 @@ from tests.test_leaderboard_fixtures import (
 
 @pytest.fixture(autouse=True)
 def _no_plugin_recreations(monkeypatch):
-    """Plugins' dataset registrations are consulted for re-created tasks; keep these tests independent."""
+    """Plugins' dataset registrations are consulted for re-created tasks; keep these tests
+    independent."""
     monkeypatch.setattr("lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names: {})
 
 
@@ -88,7 +89,8 @@ def test_tables_means_partial_marker_and_borda(tmp_path, capsys):
         "partial mean" in md
         and "lam-mteb/gamma" in md.split("partial mean", 1)[1].split("\n", 1)[0]
     )
-    # Borda (n = 3): STSB alpha 2, gamma 1, beta 0; SciFact beta 2, alpha 1 -> alpha 3, beta 2, gamma 1
+    # Borda (n = 3): STSB alpha 2, gamma 1, beta 0; SciFact beta 2, alpha 1 -> alpha 3, beta 2,
+    # gamma 1
     assert [rows[m]["Rank"] for m in ("lam-mteb/alpha", "lam-mteb/beta", "lam-mteb/gamma")] == [
         "1",
         "2",
@@ -253,8 +255,8 @@ def test_recreated_tasks_are_labelled(tmp_path, capsys, monkeypatch):
 
 
 def test_bridge_recreation_revision_and_explicit_false(tmp_path, capsys, monkeypatch):
-    """The bridge writes dataset_revision 'lam-mteb-recreation:<...>' for re-created data; a file that
-    says lam_mteb_recreation: false is not labelled even if a plugin registers the dataset."""
+    """The bridge writes dataset_revision 'lam-mteb-recreation:<...>' for re-created data; a file
+    that says lam_mteb_recreation: false is not labelled even if a plugin registers the dataset."""
     root = tmp_path / "runs"
     write_result(
         root,
@@ -448,7 +450,8 @@ def test_a_corrupt_references_file_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert re.search(
-        r"refs\.yaml: entries\[0\] \(model 'org/published', source 'pub'\): scores\.STSBenchmark\.value",
+        r"refs\.yaml: entries\[0\] \(model 'org/published', source 'pub'\): "
+        r"scores\.STSBenchmark\.value",
         err,
     )
     assert not (tmp_path / "out").exists()
@@ -560,7 +563,8 @@ def test_default_references_are_the_checkout_file():
 
 
 def _lvm_split(main_cos, main_r1, main_r5, baselines, *, with_list=True):
-    """One LVMNextVector-shaped subset: the main predictor's metrics + predictors + baselines list."""
+    """One LVMNextVector-shaped subset: the main predictor's metrics + predictors + baselines
+    list."""
     preds = {
         name: {"cosine_mean": c, "recall_at_1": r1, "recall_at_5": r5, "p95_latency_ms": lat}
         for name, (c, r1, r5, lat) in baselines.items()
@@ -589,7 +593,8 @@ def test_lvm_table_shows_every_reported_baseline_with_cosine_and_r1(tmp_path, ca
         "random": (0.0, 0.0, 0.001, 0.3),
         "mean_vector": (0.26, 0.0, 0.002, 0.4),
     }
-    # the same baselines reported by two runs (latency differs between runs: not part of the identity)
+    # the same baselines reported by two runs (latency differs between runs: not part of the
+    # identity)
     write_result(
         root,
         "org/good",

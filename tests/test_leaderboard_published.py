@@ -127,7 +127,8 @@ def test_our_rows_are_marked_and_recreated_tasks_labelled():
     assert all(r["Source"].startswith("ours: run results/ours") for r in short)
     rows = _csv_rows()
     lemb = [r for r in rows if r["kind"] == "ours" and r["task"].startswith("LEMB")]
-    # LongEmbed data here is re-created locally (passkey generated, needle on other essays, QMSum rebuilt)
+    # LongEmbed data here is re-created locally (passkey generated, needle on other essays, QMSum
+    # rebuilt)
     assert lemb and all(r["recreated"] == "true" for r in lemb)
     for r in _md_rows(md, "Long context: LongEmbed"):
         if r["Kind"] == "**ours**":

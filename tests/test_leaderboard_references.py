@@ -1,4 +1,5 @@
-"""leaderboard/references.yaml: schema validation, parsing, and (with the data) every number checked."""
+"""leaderboard/references.yaml: schema validation, parsing, and (with the data) every number
+checked."""
 
 from __future__ import annotations
 
@@ -119,7 +120,8 @@ def _first_index(doc, **match):
     [
         (
             lambda d, i: d["entries"][i]["scores"]["SciFact"].__setitem__("value", "high"),
-            r"entries\[{i}\] \(model 'BAAI/bge-m3', source 'mteb-results'\): scores\.SciFact\.value: 'high' is not of type 'number'",
+            r"entries\[{i}\] \(model 'BAAI/bge-m3', source 'mteb-results'\): "
+            r"scores\.SciFact\.value: 'high' is not of type 'number'",
         ),
         (
             lambda d, i: d["entries"][i]["scores"]["SciFact"].__setitem__("value", 64.37),
@@ -256,7 +258,8 @@ def _data_dir() -> Path:
 
 @pytest.mark.integration
 def test_every_published_mteb_number_equals_its_result_file():
-    """Read each JSON with plain json (no mteb) and recompute the main score over the listed splits."""
+    """Read each JSON with plain json (no mteb) and recompute the main score over the listed
+    splits."""
     root = _data_dir()
     doc = _doc()
     n = 0

@@ -38,7 +38,10 @@ def tree_digest(folder: Path) -> dict[str, str]:
     }
 
 
-WORDS = ["system", "market", "river", "window", "garden", "theory", "engine", "letter", "signal", "harbor", "painter", "mountain", "council", "summer", "network", "village", "lantern", "science", "history", "novel"]
+WORDS = (
+    "system market river window garden theory engine letter signal harbor painter "
+    "mountain council summer network village lantern science history novel"
+).split()
 
 
 def fabricate_essays(folder: Path, n_files: int = 3, sentences: int = 3600) -> Path:
@@ -201,7 +204,7 @@ def test_qmsum_missing_is_data_not_found(tmp_path):
         qmsum.build_rows(tmp_path / "qmsum")
 
 
-# -- the dwzhu/LongEmbed builder ------------------------------------------------------------------
+# -- the dwzhu/LongEmbed builder -----------------------------------------------------------------
 
 
 def test_longembed_builder_configs_and_marker(tmp_path):

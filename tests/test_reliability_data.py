@@ -63,7 +63,8 @@ def test_truncated_then_good_data_gives_the_good_score(mock_plugin, tmp_path, mo
 
 
 def test_same_size_same_mtime_replacement_is_detected(tmp_path):
-    """Case 1: `cp -p` of a same-size file keeps size and mtime; the content address still changes."""
+    """Case 1: `cp -p` of a same-size file keeps size and mtime; the content address still
+    changes."""
     root = tmp_path / "data"
     write_raw_stsb(root, n=30)
     first = data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
@@ -104,7 +105,8 @@ def test_verify_data_rehashes_past_the_shortcut(tmp_path):
 
 
 def test_modified_build_cache_is_rebuilt(tmp_path, capsys):
-    """Case 1: a cached build cut short (only its README.md trusted before) is detected and rebuilt."""
+    """Case 1: a cached build cut short (only its README.md trusted before) is detected and
+    rebuilt."""
     root = tmp_path / "data"
     write_raw_stsb(root, n=30)
     first = data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
@@ -183,7 +185,7 @@ def test_bad_raw_data_through_the_cli_is_one_line(tmp_path, mock_plugin, capsys)
     assert not list((tmp_path / "out").rglob("*.json"))
 
 
-# -- case 2: NaN is an error, constant encoders are reported ---------------------------------------
+# -- case 2: NaN is an error, constant encoders are reported -------------------------------------
 
 
 class ConstantEncoder:
@@ -275,7 +277,7 @@ def test_corrupt_result_json_is_named_and_treated_as_missing(
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-# -- case 8: concurrent first builds ---------------------------------------------------------------
+# -- case 8: concurrent first builds -------------------------------------------------------------
 
 BUILD_SNIPPET = textwrap.dedent("""
     import sys, time

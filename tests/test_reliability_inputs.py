@@ -1,4 +1,5 @@
-"""Issue 15, cases 3, 4 and 6: hostile registry/plugin input is contained (see docs/reliability.md)."""
+"""Issue 15, cases 3, 4 and 6: hostile registry/plugin input is contained (see
+docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -151,7 +152,8 @@ def test_registry_override_is_explicit(tmp_path, mock_plugin):
     ):
         registry.load_registry_file(path, plugins.get_registry())
     path.write_text(
-        "models:\n  - name: mock-hash\n    kind: mock-hash\n    params: {dim: 32}\n    override: true\n"
+        "models:\n  - name: mock-hash\n    kind: mock-hash\n    params: {dim: 32}\n    override: "
+        "true\n"
     )
     reg = plugins.get_registry()
     registry.load_registry_file(path, reg)
@@ -253,7 +255,8 @@ def test_folder_plugins_cannot_take_names_or_kill_the_cli(hostile_dir):
             "-c",
             (
                 "import mteb; from mteb.models.model_implementations import "
-                "MODEL_REGISTRY as R; print(mteb.get_model_meta('minilm').loader.__module__, 'lam-mteb/lvm-t' in R)"
+                "MODEL_REGISTRY as R; print(mteb.get_model_meta('minilm').loader.__module__, "
+                "'lam-mteb/lvm-t' in R)"
             ),
         ],
         env=env,

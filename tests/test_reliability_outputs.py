@@ -16,7 +16,7 @@ from lam_mteb import bridge, cli, plugins
 from lam_mteb.errors import LamMtebError
 from tests.test_leaderboard_fixtures import leaderboard_args, write_result
 
-# -- case 5: trainer_state.pt is loaded with weights_only=True --------------------------------------
+# -- case 5: trainer_state.pt is loaded with weights_only=True ------------------------------------
 
 
 class _Payload:
@@ -59,7 +59,7 @@ def test_a_genuine_trainer_state_loads_with_weights_only(tmp_path):
     assert loaded["step"] == 3 and loaded["settings"] == blob["settings"]
 
 
-# -- case 7: leaderboard ------------------------------------------------------------------------------
+# -- case 7: leaderboard -------------------------------------------------------------------------
 
 
 @pytest.fixture(autouse=True)
@@ -159,7 +159,7 @@ def _permission_denied(*args, **kwargs):
     raise PermissionError(13, "Permission denied")
 
 
-# -- case 9: one line, before any long work -------------------------------------------------------
+# -- case 9: one line, before any long work ------------------------------------------------------
 
 
 def _cli(capsys, *argv):

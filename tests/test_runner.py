@@ -23,13 +23,15 @@ import lam_mteb
 
 
 class Toy:
-    """Hashed bag of words; ``fail="raise"`` raises until $LAM_MTEB_TEST_FIXED exists, "crash" kills the process."""
+    """Hashed bag of words; ``fail="raise"`` raises until $LAM_MTEB_TEST_FIXED exists, "crash"
+    kills the process."""
 
     def __init__(self, dim=64, seed=0, fail=""):
         self.dim, self.seed, self.fail = dim, seed, fail
 
     def encode(self, texts, *, batch_size=32, **kwargs):
-        if self.fail == "raise" and not os.path.exists(os.environ.get("LAM_MTEB_TEST_FIXED", "/nonexistent")):
+        fixed = os.environ.get("LAM_MTEB_TEST_FIXED", "/nonexistent")
+        if self.fail == "raise" and not os.path.exists(fixed):
             raise RuntimeError("toy encoder failure")
         if self.fail == "crash":
             os._exit(3)
@@ -314,7 +316,7 @@ def test_encode_ray_writes_the_local_vectors(toys, local_ray, tmp_path):
     )
 
 
-# -- errors and encode keywords -------------------------------------------------------------------
+# -- errors and encode keywords ------------------------------------------------------------------
 
 
 def test_without_ray_one_line_how_to_install(toys, tmp_path, monkeypatch, capsys):

@@ -63,7 +63,8 @@ def check_out_dir(out_dir: Path, inputs: list[Path]) -> None:
 
 
 def write_outputs(out_dir: Path, files: dict[str, bytes | None]) -> list[Path]:
-    """Write ``{name: content}`` into ``out_dir`` atomically; ``None`` removes a stale generated file."""
+    """Write ``{name: content}`` into ``out_dir`` atomically; ``None`` removes a stale generated
+    file."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, content in files.items():

@@ -1,4 +1,5 @@
-"""Tables -> README.md (tabulate), leaderboard.html (self-contained, sortable), CSV and a PNG chart."""
+"""Tables -> README.md (tabulate), leaderboard.html (self-contained, sortable), CSV and a PNG
+chart."""
 
 from __future__ import annotations
 
@@ -272,8 +273,8 @@ def render_markdown(
     out += ["Inputs: " + md_escape("; ".join(inputs)) + ".", "", versions, ""]
     out += [
         "Scores are mteb main scores as fractions (0–1), higher is better: each task's main "
-        "metric averaged over its evaluation splits (only the test split where a task also evaluates "
-        "a dev/validation split for tuning). **Kind** says where a row comes from: "
+        "metric averaged over its evaluation splits (only the test split where a task also "
+        "evaluates a dev/validation split for tuning). **Kind** says where a row comes from: "
         "**ours** = a run of this project (source names the results folder), *published* = a "
         "published number with its source, *claimed, not reproduced* = stated by a public source "
         "without a result file, never re-run here (not ranked), *no published scores* = listed for "
@@ -490,7 +491,8 @@ def render_png(tables: list[Table]) -> bytes | None:
 # -- html --------------------------------------------------------------------------------------
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;
+max-width:1400px;padding:0 1em;color:#222}
 h1{margin-bottom:.2em} pre{background:#f4f4f4;padding:.6em;overflow-x:auto}
 table.lb{border-collapse:collapse;margin:.5em 0 .3em;font-size:13px}
 table.lb th,table.lb td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
@@ -522,7 +524,8 @@ document.querySelectorAll('table.lb').forEach(function(tbl){
         var x=a.cells[col].getAttribute('data-v'), y=b.cells[col].getAttribute('data-v');
         if(x===''&&y==='') return 0; if(x==='') return 1; if(y==='') return -1;
         var nx=parseFloat(x), ny=parseFloat(y), r;
-        if(!isNaN(nx)&&!isNaN(ny)&&String(nx)===x.trim()&&String(ny)===y.trim()) r=nx-ny; else r=x.localeCompare(y);
+        var numeric=!isNaN(nx)&&!isNaN(ny)&&String(nx)===x.trim()&&String(ny)===y.trim();
+        r=numeric?nx-ny:x.localeCompare(y);
         return asc?r:-r;
       });
       rows.forEach(function(r){body.appendChild(r);});
@@ -641,7 +644,8 @@ def render_html(
     if png:
         data = base64.b64encode(png).decode("ascii")
         parts.append(
-            f'<p><img class="chart" alt="mean score per benchmark" src="data:image/png;base64,{data}"></p>'
+            '<p><img class="chart" alt="mean score per benchmark" '
+            f'src="data:image/png;base64,{data}"></p>'
         )
     for table in tables:
         parts.append(_html_table(table))

@@ -1,4 +1,5 @@
-"""Read mteb results folders with mteb's own ``ResultCache`` / ``TaskResult`` / ``BenchmarkResults``.
+"""Read mteb results folders with mteb's own ``ResultCache`` / ``TaskResult`` /
+``BenchmarkResults``.
 
 A results folder is what ``mteb run --output-folder DIR`` writes: ``DIR/results/<org>__<model>/
 <revision>/<Task>.json`` plus ``model_meta.json``.  ``DIR`` may also point at the ``results`` folder
@@ -30,7 +31,8 @@ logger = logging.getLogger("lam_mteb.leaderboard")
 #: keys a result file (top level or any subset's scores) may carry to say its task data was a
 #: local re-creation; a true value (or a dict) marks it, an explicit false unmarks it
 RECREATION_KEYS = ("lam_mteb_recreation", "lam_mteb_recreated")
-#: mteb main scores are fractions (accuracies, nDCG, recall) or correlations: anything outside is corrupt
+#: mteb main scores are fractions (accuracies, nDCG, recall) or correlations: anything outside is
+#: corrupt
 SCORE_RANGE = (-1.0, 1.0)
 
 
@@ -58,7 +60,8 @@ def _layout_root(folder: Path) -> Path:
 
 
 def _cache_paths(root: Path) -> list[Path]:
-    """Result files under ``root`` (= ``<cache>/results``), found by mteb's ResultCache when possible."""
+    """Result files under ``root`` (= ``<cache>/results``), found by mteb's ResultCache when
+    possible."""
     from mteb import ResultCache
 
     if root.name == "results":
@@ -68,7 +71,8 @@ def _cache_paths(root: Path) -> list[Path]:
             require_model_meta=False, include_remote=False, load_experiments="match_name"
         )
         return sorted(set(paths))
-    # a folder with another name: mirror ResultCache's layout (model/revision/task.json, experiments)
+    # a folder with another name: mirror ResultCache's layout (model/revision/task.json,
+    # experiments)
     paths = [p for p in root.glob("*/*/*.json") if p.name != "model_meta.json"]
     paths += [p for p in root.glob("*/*/experiments/*/*.json") if p.name != "model_meta.json"]
     return sorted(set(paths))
@@ -170,7 +174,8 @@ TUNING_SPLITS = frozenset({"dev", "validation", "val"})
 
 
 def report_splits(splits: list[str] | None) -> list[str] | None:
-    """The eval splits whose mean is the reported score: ``["test"]`` when the others are tuning splits."""
+    """The eval splits whose mean is the reported score: ``["test"]`` when the others are tuning
+    splits."""
     if splits and "test" in splits and len(splits) > 1 and set(splits) - {"test"} <= TUNING_SPLITS:
         return ["test"]
     return splits
@@ -203,7 +208,8 @@ def _numeric(value: Any) -> float | None:
 
 
 def _mean_metrics(dicts: list[dict]) -> dict[str, float]:
-    """Metric -> mean over ``dicts`` of every finite numeric top-level value that all of them have."""
+    """Metric -> mean over ``dicts`` of every finite numeric top-level value that all of them
+    have."""
     if not dicts:
         return {}
     out = {}
@@ -279,7 +285,10 @@ def baseline_rows(found: list[tuple[str, str, dict[str, float], str, str, str]])
                     model=display,
                     model_id=None,
                     kind=spec.KIND_BASELINE,
-                    source=f"baseline scored by {task} in the runs of {', '.join(models)} ({', '.join(folders)})",
+                    source=(
+                        f"baseline scored by {task} in the runs of {', '.join(models)} "
+                        f"({', '.join(folders)})"
+                    ),
                     source_short="baseline",
                     scores={task: cell},
                     path=None,
@@ -381,8 +390,8 @@ def load_results(
                 elif marker is None and result.task_name in from_registry:
                     marker = True
                     note = (
-                        f"plugin {from_registry[result.task_name]!r} registers this task's data as a "
-                        "local re-creation"
+                        f"plugin {from_registry[result.task_name]!r} registers this task's data as "
+                        "a local re-creation"
                     )
                 task_results.append(result)
                 main_metric = _main_metric(result.task_name)

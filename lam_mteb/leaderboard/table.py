@@ -1,4 +1,5 @@
-"""Rows -> one table per benchmark: task cells, mean (partial when tasks are missing), Borda rank."""
+"""Rows -> one table per benchmark: task cells, mean (partial when tasks are missing), Borda
+rank."""
 
 from __future__ import annotations
 

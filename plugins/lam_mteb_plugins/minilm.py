@@ -61,8 +61,8 @@ class MiniLMEncoder:
         chunk_size: int | None = None,
         **kwargs,
     ) -> np.ndarray:
-        """``device``: one device, or a list (e.g. ``["cuda:0", "cuda:1"]``) for a multi-process pool,
-        started once and reused for every later call with the same list; ``pool``: your own
+        """``device``: one device, or a list (e.g. ``["cuda:0", "cuda:1"]``) for a multi-process
+        pool, started once and reused for every later call with the same list; ``pool``: your own
         ``SentenceTransformer.start_multi_process_pool()``; ``chunk_size``: texts per pool job."""
         extra = {}
         if pool is None and isinstance(device, (list, tuple)) and len(device) > 1:

@@ -4,7 +4,8 @@ The factory returns mteb's ``BM25Search`` (a search model: ``index`` + ``search`
 which the bridge hands to mteb unchanged; so it runs retrieval tasks only, exactly as mteb's
 ``mteb/baseline-bm25s`` does.  Defaults are mteb's: Lucene BM25, k1 = 1.5, b = 0.75; for an
 English task bm25s' English stopwords and PyStemmer's Snowball English stemmer (chosen from the
-task's language by mteb's code).  Needs ``bm25s`` and ``PyStemmer``: ``pip install 'lam-mteb[baselines]'``.
+task's language by mteb's code).  Needs ``bm25s`` and ``PyStemmer``: ``pip install
+'lam-mteb[baselines]'``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def create_bm25(
     stemmer_language: str | None = None,
     freq_threshold: float = 0.9,
 ):
-    """mteb's ``BM25Search`` (bm25s); ``stopwords`` / ``stemmer_language`` None = from the task's language."""
+    """mteb's ``BM25Search`` (bm25s); ``stopwords`` / ``stemmer_language`` None = from the task's
+    language."""
     _require()
     from mteb.models.model_implementations.bm25 import BM25Search
 

@@ -22,8 +22,8 @@ Poolings:
   scores a document by MaxSim — for each query window the best cosine over the document's
   windows, summed over the query's windows (ColBERT's late interaction, as mteb's multi-vector
   models score; a query that fits in one window simply gets the best window's cosine).  The
-  encoder supplies ``similarity`` / ``similarity_pairwise``, which the bridge hands to mteb.  Outside
-  retrieval (``prompt_type`` None, e.g. STS) a text gets one vector, pooled as ``mean``.
+  encoder supplies ``similarity`` / ``similarity_pairwise``, which the bridge hands to mteb.
+  Outside retrieval (``prompt_type`` None, e.g. STS) a text gets one vector, pooled as ``mean``.
 
 The tokenizer is found through a small optional protocol (see :func:`find_tokenizer`): an
 encoder attribute ``tokenizer`` (a Hugging Face ``tokenizers.Tokenizer`` or a fast ``transformers``
@@ -62,7 +62,7 @@ PIECE_CHARS = 16_384  # characters tokenised at a time (cut at whitespace): long
 _WS = re.compile(r"\s")
 
 
-# -- registry-time validation and metadata ---------------------------------------------------------
+# -- registry-time validation and metadata -------------------------------------------------------
 
 
 def _is_int(value) -> bool:
@@ -170,8 +170,8 @@ def find_tokenizer(encoder: Any, name: str = "encoder"):
             return tok
     raise lam_mteb.LamMtebError(
         f"chunked: encoder {name!r} does not expose a Hugging Face tokenizer; give it an attribute "
-        "`tokenizer` (a tokenizers.Tokenizer or a fast transformers tokenizer) so windows can be cut "
-        "on its own tokens"
+        "`tokenizer` (a tokenizers.Tokenizer or a fast transformers tokenizer) so windows can be "
+        "cut on its own tokens"
     )
 
 
@@ -191,7 +191,7 @@ def special_tokens_count(tok) -> int:
     return int(processor.num_special_tokens_to_add(False))
 
 
-# -- windows ------------------------------------------------------------------------------------------
+# -- windows -------------------------------------------------------------------------------------
 
 
 def iter_words(text: str, tok, piece_chars: int = PIECE_CHARS) -> Iterator[tuple[int, int, list]]:
@@ -268,7 +268,7 @@ def iter_windows(text: str, tok, content: int, overlap: int = 0) -> Iterator[tup
         yield emit()
 
 
-# -- the window-vector cache -------------------------------------------------------------------------
+# -- the window-vector cache ---------------------------------------------------------------------
 
 
 class WindowCache:
@@ -311,7 +311,7 @@ def shared_cache(inner_name: str, maxsize: int) -> WindowCache:
     return cache
 
 
-# -- the encoder ---------------------------------------------------------------------------------------
+# -- the encoder ---------------------------------------------------------------------------------
 
 
 class ChunkedEncoder:
@@ -523,9 +523,9 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def maxsim(
     queries: list[np.ndarray], documents: list[np.ndarray], block: int = 1 << 24
 ) -> np.ndarray:
-    """``(n_queries, n_documents)``: sum over each query's windows of the best cosine with any of the
-    document's windows.  Exact (no zero padding that could beat negative similarities); documents
-    are scored in blocks of at most ``block`` similarity entries."""
+    """``(n_queries, n_documents)``: sum over each query's windows of the best cosine with any of
+    the document's windows.  Exact (no zero padding that could beat negative similarities);
+    documents are scored in blocks of at most ``block`` similarity entries."""
     q = _normalise(np.concatenate(queries))
     q_starts = np.cumsum([0] + [len(x) for x in queries[:-1]])
     out = np.empty((len(queries), len(documents)), dtype=np.float32)

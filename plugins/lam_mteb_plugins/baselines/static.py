@@ -9,7 +9,8 @@ Distilled **at first use** into lam-mteb's cache (``lam_mteb.cache_dir()/static/
 with model2vec's progress bar), not shipped: at 256 dims the vectors are 29 525 × 256 float16 =
 15 MB, twice the size budget for files in the package, and fewer dimensions would cost quality;
 the distillation is deterministic and offline (HF_HUB_OFFLINE=1 works: only local files are read).
-Needs ``model2vec`` and ``skeletoken`` (what model2vec's distillation imports): ``pip install 'lam-mteb[baselines]'``.
+Needs ``model2vec`` and ``skeletoken`` (what model2vec's distillation imports): ``pip install
+'lam-mteb[baselines]'``.
 """
 
 from __future__ import annotations
@@ -132,5 +133,6 @@ class StaticEncoder:
 
 
 def create_static(pca_dims: int = 256, normalize: bool = True, path: str | None = None):
-    """Factory of ``minilm-static``: ``path`` = an existing model2vec folder, else distil (cached)."""
+    """Factory of ``minilm-static``: ``path`` = an existing model2vec folder, else distil
+    (cached)."""
     return StaticEncoder(path or distil(pca_dims), normalize=normalize)

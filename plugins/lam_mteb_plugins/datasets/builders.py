@@ -16,7 +16,8 @@ STSB_FILES = {"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "st
 
 
 def build_stsbenchmark(source: Path, target: Path) -> None:
-    """STS Benchmark release files ``stsbenchmark/sts-{train,dev,test}.csv`` -> mteb/stsbenchmark-sts."""
+    """STS Benchmark release files ``stsbenchmark/sts-{train,dev,test}.csv`` ->
+    mteb/stsbenchmark-sts."""
     folder = Path(source) / "stsbenchmark"
     if not (folder / STSB_FILES["test"]).is_file():
         raise DataNotFound(
@@ -61,7 +62,8 @@ def _stsb_rows(path: Path) -> list[dict]:
 
 
 def build_scifact(source: Path, target: Path) -> None:
-    """SciFact in BEIR layout (``scifact/corpus.jsonl``, ``queries.jsonl``, ``qrels/*.tsv``) -> mteb/scifact."""
+    """SciFact in BEIR layout (``scifact/corpus.jsonl``, ``queries.jsonl``, ``qrels/*.tsv``) ->
+    mteb/scifact."""
     folder = Path(source) / "scifact"
     needed = [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv"]
     missing = [str(p) for p in needed if not p.is_file()]

@@ -26,8 +26,10 @@ PASSKEY_PATH = "mteb/LEMBPasskeyRetrieval"
 LONGEMBED_PATH = "dwzhu/LongEmbed"
 #: dwzhu/LongEmbed configs mteb reads and that no local source can rebuild
 UNAVAILABLE_CONFIGS = {
-    "narrativeqa": "LEMBNarrativeQARetrieval (NarrativeQA books/scripts: not in the data directory)",
-    "summ_screen_fd": "LEMBSummScreenFDRetrieval (SummScreenFD transcripts: not in the data directory)",
+    "narrativeqa": "LEMBNarrativeQARetrieval (NarrativeQA books/scripts: "
+    "not in the data directory)",
+    "summ_screen_fd": "LEMBSummScreenFDRetrieval (SummScreenFD transcripts: "
+    "not in the data directory)",
     "2wikimqa": "LEMBWikimQARetrieval (2WikiMultihopQA passages: not in the data directory)",
 }
 

@@ -6,8 +6,9 @@ For each context length L in 256 ... 32 768 (MiniLM word pieces, no special toke
   yellow. Here we go. There and back again." repeated sentence by sentence, with ONE pass-key
   sentence "{Name}'s pass key is {key}. Remember it. {key} is the pass key for {Name}." inserted
   at a uniformly random sentence boundary.  Every document has its own name ("First Last", no
-  first name or surname used twice within a length) and its own 5-digit key.  The filler stops at the last whole sentence that
-  keeps the document within L tokens, so a document has L - 6 ... L tokens.
+  first name or surname used twice within a length) and its own 5-digit key.  The filler stops at
+  the last whole sentence that keeps the document within L tokens, so a document has L - 6 ... L
+  tokens.
 * 50 queries "what is the pass key for {Name}?" for 50 of the documents chosen at random; the
   other 50 documents are distractors (they hold pass keys for names nobody asks about).
 * Documents are stored in a shuffled order, so that a model which cannot tell documents apart
@@ -48,10 +49,32 @@ N_QUERIES = 50
 # "First Last", first names and surnames each used at most once per length (as in the paper's
 # examples, "Sky Morrow", "Cesar McLean").
 FIRST_NAMES = tuple(
-    ["Aaron", "Abigail", "Adam", "Adrian", "Alan", "Albert", "Alice", "Amanda", "Amelia", "Amy", "Andrew", "Angela", "Anna", "Anthony", "Arthur", "Audrey", "Barbara", "Benjamin", "Bernard", "Betty", "Beverly", "Brandon", "Brenda", "Brian", "Bruce", "Caleb", "Carl", "Carol", "Caroline", "Catherine", "Charles", "Charlotte", "Christina", "Christopher", "Claire", "Clara", "Daniel", "David", "Deborah", "Dennis", "Diana", "Donald", "Dorothy", "Douglas", "Edward", "Eleanor", "Elizabeth", "Ellen", "Emily", "Emma", "Eric", "Ethan", "Evelyn", "Frances", "Frank", "Gabriel", "George", "Gerald", "Grace", "Gregory", "Hannah", "Harold", "Harry", "Helen", "Henry", "Isabel", "Jack", "Jacob", "James", "Janet", "Jason", "Jean", "Jeffrey", "Jennifer", "Jeremy", "Jessica", "Joan", "John", "Jonathan", "Joseph", "Joshua", "Joyce", "Judith", "Julia", "Justin", "Karen", "Katherine", "Keith", "Kenneth", "Kevin", "Laura", "Lawrence", "Leonard", "Linda", "Louis", "Lucy", "Margaret", "Maria", "Marie", "Mark", "Martha", "Martin", "Mary", "Matthew", "Megan", "Melissa", "Michael", "Nancy", "Natalie", "Nathan", "Nicholas", "Nicole", "Olivia", "Oscar", "Patricia", "Patrick", "Paul", "Peter", "Philip", "Rachel", "Ralph", "Raymond", "Rebecca", "Richard", "Robert", "Roger", "Ronald", "Rose", "Russell", "Ruth", "Samuel", "Sandra", "Sarah", "Scott", "Sharon", "Simon", "Sophia", "Stephen", "Steven", "Susan", "Teresa", "Thomas", "Timothy", "Victoria", "Vincent", "Walter", "Wayne", "William"]
+    """
+Aaron Abigail Adam Adrian Alan Albert Alice Amanda Amelia Amy Andrew Angela Anna Anthony Arthur
+Audrey Barbara Benjamin Bernard Betty Beverly Brandon Brenda Brian Bruce Caleb Carl Carol
+Caroline Catherine Charles Charlotte Christina Christopher Claire Clara Daniel David Deborah
+Dennis Diana Donald Dorothy Douglas Edward Eleanor Elizabeth Ellen Emily Emma Eric Ethan Evelyn
+Frances Frank Gabriel George Gerald Grace Gregory Hannah Harold Harry Helen Henry Isabel Jack
+Jacob James Janet Jason Jean Jeffrey Jennifer Jeremy Jessica Joan John Jonathan Joseph Joshua
+Joyce Judith Julia Justin Karen Katherine Keith Kenneth Kevin Laura Lawrence Leonard Linda Louis
+Lucy Margaret Maria Marie Mark Martha Martin Mary Matthew Megan Melissa Michael Nancy Natalie
+Nathan Nicholas Nicole Olivia Oscar Patricia Patrick Paul Peter Philip Rachel Ralph Raymond
+Rebecca Richard Robert Roger Ronald Rose Russell Ruth Samuel Sandra Sarah Scott Sharon Simon
+Sophia Stephen Steven Susan Teresa Thomas Timothy Victoria Vincent Walter Wayne William
+""".split()
 )
 SURNAMES = tuple(
-    ["Abbott", "Alfaro", "Archer", "Baker", "Barnes", "Bennett", "Blake", "Bowen", "Bradley", "Brooks", "Burke", "Caldwell", "Carson", "Chandler", "Clarke", "Cole", "Collins", "Cooper", "Crawford", "Dalton", "Dawson", "Dixon", "Doyle", "Duncan", "Ellis", "Emerson", "Farrell", "Fisher", "Fleming", "Fletcher", "Foster", "Garner", "Gibson", "Gordon", "Graves", "Griffin", "Hale", "Hardy", "Harper", "Hayes", "Holland", "Horton", "Hudson", "Hughes", "Jensen", "Keller", "Kennedy", "Lambert", "Lawson", "Logan", "Lowe", "Lynch", "Mack", "Malone", "Marsh", "Mason", "McLean", "Mercer", "Miles", "Morrow", "Murphy", "Nash", "Norris", "Owens", "Palmer", "Parker", "Pearson", "Perry", "Porter", "Quinn", "Ramsey", "Reed", "Reeves", "Riley", "Russo", "Sanders", "Santos", "Sawyer", "Shaw", "Sheldon", "Simmons", "Spencer", "Stanley", "Steele", "Stone", "Sullivan", "Sutton", "Tanner", "Terry", "Thornton", "Tucker", "Turner", "Vaughn", "Wade", "Walsh", "Ward", "Warner", "Watts", "Weaver", "Webb", "Wells", "Wheeler", "Whitaker", "Wilder", "Wolfe", "Woods", "Wright", "Wyatt", "Yates", "York", "Young", "Zamora", "Bishop", "Carver", "Donovan", "Everett", "Frost", "Hammond", "Ingram"]
+    """
+Abbott Alfaro Archer Baker Barnes Bennett Blake Bowen Bradley Brooks Burke Caldwell Carson
+Chandler Clarke Cole Collins Cooper Crawford Dalton Dawson Dixon Doyle Duncan Ellis Emerson
+Farrell Fisher Fleming Fletcher Foster Garner Gibson Gordon Graves Griffin Hale Hardy Harper
+Hayes Holland Horton Hudson Hughes Jensen Keller Kennedy Lambert Lawson Logan Lowe Lynch Mack
+Malone Marsh Mason McLean Mercer Miles Morrow Murphy Nash Norris Owens Palmer Parker Pearson
+Perry Porter Quinn Ramsey Reed Reeves Riley Russo Sanders Santos Sawyer Shaw Sheldon Simmons
+Spencer Stanley Steele Stone Sullivan Sutton Tanner Terry Thornton Tucker Turner Vaughn Wade
+Walsh Ward Warner Watts Weaver Webb Wells Wheeler Whitaker Wilder Wolfe Woods Wright Wyatt
+Yates York Young Zamora Bishop Carver Donovan Everett Frost Hammond Ingram
+""".split()
 )
 
 
