@@ -75,6 +75,7 @@ def vectors(path: Path) -> dict:
         zip(
             table.column("id").to_pylist(),
             np.asarray(table.column("embedding").to_pylist(), dtype="float32"),
+            strict=True,
         )
     )
 

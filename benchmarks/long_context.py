@@ -131,8 +131,10 @@ class SharedPoolingCache:
             with np.load(path) as z:
                 if str(z["signature"]) == sig:
                     poolings = [str(p) for p in z["poolings"]]
-                    for key, *vecs in zip(z["keys"], *(z[p] for p in poolings)):
-                        self.store[(sig, bytes.fromhex(str(key)))] = dict(zip(poolings, vecs))
+                    for key, *vecs in zip(z["keys"], *(z[p] for p in poolings), strict=True):
+                        self.store[(sig, bytes.fromhex(str(key)))] = dict(
+                            zip(poolings, vecs, strict=True)
+                        )
 
     def _save(self, sig: str) -> None:
         if self.folder is None:
@@ -160,7 +162,7 @@ class SharedPoolingCache:
         def encode(texts, *, batch_size=None, show_progress_bar=False, **kwargs):
             keys = [(sig, hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest()) for t in texts]
             todo = {}
-            for k, t in zip(keys, texts):
+            for k, t in zip(keys, texts, strict=True):
                 if k not in cache.store and k not in todo:
                     todo[k] = t
             if todo:
@@ -295,10 +297,13 @@ def render_table(rows: dict, models, times: dict, note: str) -> str:
     table = [header] + [[fmt(c) for c in row] for row in lines]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     out = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(table[0], widths)) + " |",
+        "| " + " | ".join(c.ljust(w) for c, w in zip(table[0], widths, strict=True)) + " |",
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
     ]
-    out += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in table[1:]]
+    out += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+        for r in table[1:]
+    ]
     return "\n".join(out) + "\n" + note
 
 
@@ -380,7 +385,7 @@ def position_analysis(
                     Q /= np.linalg.norm(Q, axis=1, keepdims=True).clip(1e-12)
                     top = (Q @ D.T).argmax(1)
                 hits = [[] for _ in range(buckets)]
-                for q, t in zip(split["queries"], top):
+                for q, t in zip(split["queries"], top, strict=True):
                     rel = relevant[q["_id"]]
                     b = min(buckets - 1, int(buckets * docs[rel][pos_key] / length))
                     hits[b].append(float(t == rel))

@@ -22,7 +22,7 @@ from lam_mteb.plugins import host
 
 def _print_table(rows, headers, fmt: str) -> None:
     if fmt == "json":
-        print(json.dumps([dict(zip(headers, r)) for r in rows], indent=2, default=str))
+        print(json.dumps([dict(zip(headers, r, strict=True)) for r in rows], indent=2, default=str))
     else:
         print(tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple"))
 

@@ -155,7 +155,7 @@ def iter_documents(
                 if title_field:
                     texts = [
                         f"{_text(ti)} {t}".strip() if ti else t
-                        for ti, t in zip(data[title_field], texts)
+                        for ti, t in zip(data[title_field], texts, strict=True)
                     ]
                 ids = (
                     [str(i) for i in data[id_field]]
@@ -519,7 +519,9 @@ class _ParquetNumberer:
         texts = [_text(t) for t in batch.column(self.text_field).to_pylist()]
         if self.title_field:
             titles = batch.column(self.title_field).to_pylist()
-            texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts)]
+            texts = [
+                f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts, strict=True)
+            ]
         ids = [str(self.row + k + 1) for k in range(len(texts))]
         self.row += len(texts)
         return pa.table(
@@ -532,7 +534,7 @@ def _join_title(batch, text_field, title_field, id_field):
 
     texts = [_text(t) for t in batch.column(text_field).to_pylist()]
     titles = batch.column(title_field).to_pylist()
-    texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts)]
+    texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts, strict=True)]
     return pa.table(
         {
             "id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),

@@ -13,6 +13,7 @@ the rest of the package (and ``lam_mteb.get_encoder``) use.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -236,10 +237,9 @@ def _import_mteb() -> None:
     """Import mteb before any plugin.  The start-up hook runs the bridge right after ``import
     mteb``, and the bridge asks this host for the registry: when that happens before the plugins
     load (here) the registry sees all of them, not only those imported before one imported mteb."""
-    try:
+    # without mteb the registry and the CLI still work; the bridge reports what is missing
+    with contextlib.suppress(ImportError):
         import mteb  # noqa: F401
-    except ImportError:  # the registry and the CLI still work; the bridge reports what is missing
-        pass
 
 
 def _import_file(path: Path, module_name: str) -> ModuleType:

@@ -25,6 +25,7 @@ stored result for another dataset revision, or one that cannot be read, is moved
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -406,10 +407,8 @@ def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dic
     finally:
         for worker in idle + [w for w, _ in busy.values()]:
             proc, conn = worker[0], worker[1]
-            try:
+            with contextlib.suppress(OSError):  # BrokenPipeError included: the worker is gone
                 conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
             proc.join(10)
             if proc.is_alive():
                 proc.terminate()

@@ -233,7 +233,7 @@ def build(data_dir: Path) -> dict:
             models[model_id] = _model_facts(model_id, paper[name][0])
         nums = paper[name][1]
         scores = {}
-        for task, text in zip(PAPER_COLUMNS, nums[:6]):
+        for task, text in zip(PAPER_COLUMNS, nums[:6], strict=True):
             splits = list(mteb.get_task(task).metadata.eval_splits)
             scores[task] = {
                 "value": round(float(text) / 100, 6),

@@ -204,7 +204,7 @@ def test_short_text_is_exactly_the_inner_vector():
         assert np.array_equal(enc.encode(texts), want)
         multi = enc.encode(texts, prompt_type="document")
         if pool == "max":
-            assert all(np.array_equal(m, w[None, :]) for m, w in zip(multi, want))
+            assert all(np.array_equal(m, w[None, :]) for m, w in zip(multi, want, strict=True))
         # the inner model saw the original strings, unchanged
         assert enc.inner.texts[-3:] == texts
 
@@ -221,7 +221,7 @@ def test_mean_is_the_token_weighted_mean_of_window_vectors():
     enc = make(overlap=2)
     texts = [random_text(70, 11), random_text(33, 12), "cat dog"]
     got = enc.encode(texts, batch_size=3)
-    for text, vec in zip(texts, got):
+    for text, vec in zip(texts, got, strict=True):
         wins = list(enc.windows(text))
         vecs = enc.inner.encode([w for w, _ in wins])
         n = np.array([k for _, k in wins], dtype=np.float64)

@@ -169,7 +169,8 @@ def test_missing_local_copy_says_what_it_looked_for(task_plugin, tmp_path, monke
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("LAM_MTEB_DATA_DIR", str(tmp_path / "empty"))
     task = mteb.get_task("LamMtebToySTS")
-    with pytest.raises(Exception):  # offline: mteb's own hub loading fails afterwards
+    # offline, mteb's own hub loading fails afterwards; which error depends on the datasets version
+    with pytest.raises(Exception):  # noqa: B017
         task.load_data()
     err = capsys.readouterr().err
     assert "no local copy of lam-mteb-test/toy-sts" in err

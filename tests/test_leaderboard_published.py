@@ -42,7 +42,10 @@ def _md_rows(md: str, section: str) -> list[dict[str, str]]:
     lines = md.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0].splitlines()
     lines = [ln for ln in lines if ln.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    return [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
+    return [
+        dict(zip(header, (c.strip() for c in ln.strip("|").split("|")), strict=True))
+        for ln in lines[2:]
+    ]
 
 
 @pytest.mark.parametrize(

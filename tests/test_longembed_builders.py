@@ -106,7 +106,7 @@ def test_passkey_shape_lengths_and_keys():
         assert len(split["corpus"]) == passkey.N_DOCS and len(split["queries"]) == passkey.N_QUERIES
         texts = [d["text"] for d in split["corpus"]]
         counts = _common.count_tokens(texts)
-        for doc, n in zip(split["corpus"], counts):
+        for doc, n in zip(split["corpus"], counts, strict=True):
             assert n == doc["n_tokens"], "token bookkeeping must match a fresh tokenisation"
             assert length - 8 <= n <= length
             found = re.findall(
@@ -121,7 +121,7 @@ def test_passkey_shape_lengths_and_keys():
         assert len(set(names)) == len(names)
         assert len({d["key"] for d in split["corpus"]}) == len(names)
         by_id = {d["_id"]: d for d in split["corpus"]}
-        for q, rel in zip(split["queries"], split["qrels"]):
+        for q, rel in zip(split["queries"], split["qrels"], strict=True):
             assert rel["query-id"] == q["_id"] and rel["score"] == 1
             doc = by_id[rel["corpus-id"]]
             assert q["text"] == f"what is the pass key for {doc['name']}?"
@@ -158,11 +158,11 @@ def test_needle_deterministic_lengths_and_one_needle_per_doc(tmp_path):
         facts = [d["needle"] for d in split["corpus"]]
         assert len(set(facts)) == len(facts) == needle.N_DOCS
         counts = _common.count_tokens([d["text"] for d in split["corpus"]])
-        for doc, n in zip(split["corpus"], counts):
+        for doc, n in zip(split["corpus"], counts, strict=True):
             assert n == doc["n_tokens"] and length - 8 <= n <= length
             assert sum(f in doc["text"] for f in facts) == 1
         by_id = {d["_id"]: d for d in split["corpus"]}
-        for q, rel in zip(split["queries"], split["qrels"]):
+        for q, rel in zip(split["queries"], split["qrels"], strict=True):
             doc = by_id[rel["corpus-id"]]
             assert q["text"] == doc["question"]
             # the question names the needle's unique subject

@@ -315,7 +315,7 @@ def test_concurrent_first_builds_never_crash(tmp_path, n_procs):
             for _ in range(n_procs)
         ]
         outs = [p.communicate(timeout=120) for p in procs]
-        for p, (stdout, stderr) in zip(procs, outs):
+        for p, (_stdout, stderr) in zip(procs, outs, strict=True):
             assert p.returncode == 0, stderr
         assert len({o[0] for o in outs}) == 1 and outs[0][0].split()[1] == "2000"
         base = tmp_path / f"cache{rep}" / "datasets" / "mteb__scifact"

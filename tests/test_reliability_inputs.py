@@ -49,13 +49,14 @@ def test_alias_bomb_refused_fast_and_small(tmp_path, kind):
     path = tmp_path / "bomb.yaml"
     path.write_text(ALIAS_BOMB)
     assert len(ALIAS_BOMB.encode()) <= 600
-    if kind == "registry":
-        fn = lambda: registry.load_registry_file(path, registry.Registry())
-    else:
-        from lam_mteb.leaderboard import references
+    from lam_mteb.leaderboard import references
 
-        fn = lambda: references.load(path)
-    exc, elapsed, peak = _bounded(fn)
+    def load():
+        if kind == "registry":
+            return registry.load_registry_file(path, registry.Registry())
+        return references.load(path)
+
+    exc, elapsed, peak = _bounded(load)
     assert elapsed < 2.0 and peak < 100e6, (elapsed, peak)
     assert str(path) in str(exc) and "aliases" in str(exc) and "\n" not in str(exc)
 

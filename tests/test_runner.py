@@ -288,7 +288,11 @@ def test_encode_ray_writes_the_local_vectors(toys, local_ray, tmp_path):
         table = pq.read_table(path)
         assert table.schema.field("embedding").type == pa.list_(pa.float32(), 64)
         return dict(
-            zip(table.column("id").to_pylist(), np.asarray(table.column("embedding").to_pylist()))
+            zip(
+                table.column("id").to_pylist(),
+                np.asarray(table.column("embedding").to_pylist()),
+                strict=True,
+            )
         )
 
     for source, extra in [(text, []), (jsonl, ["--title-field", "title"]), (parquet, [])]:

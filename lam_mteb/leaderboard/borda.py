@@ -60,7 +60,7 @@ def borda_points(rows: Sequence[Sequence[float | None]]) -> list[float | None]:
     for j in range(n_tasks):
         have = [i for i in kept if j < len(rows[i]) and _present(rows[i][j])]
         ranks = average_ranks_descending([float(rows[i][j]) for i in have])
-        for i, r in zip(have, ranks):
+        for i, r in zip(have, ranks, strict=True):
             points[i] += n - r
     return points
 
@@ -71,6 +71,6 @@ def borda_ranks(rows: Sequence[Sequence[float | None]]) -> list[int | None]:
     kept = [i for i, p in enumerate(points) if p is not None]
     ranks = min_ranks_descending([points[i] for i in kept])
     out: list[int | None] = [None] * len(rows)
-    for i, r in zip(kept, ranks):
+    for i, r in zip(kept, ranks, strict=True):
         out[i] = r
     return out

@@ -434,20 +434,20 @@ def render_png(tables: list[Table]) -> bytes | None:
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
     )
-    for ax, (table, bars) in zip(axes[:, 0], panels):
+    for ax, (table, bars) in zip(axes[:, 0], panels, strict=True):
         bars = list(reversed(bars))  # best at the top
         values = [tr.mean if tr.mean is not None else tr.summary.value for tr in bars]
         colours = [KIND_COLOUR[tr.row.kind] for tr in bars]
         hatches = ["//" if (tr.partial or tr.mean is None) else "" for tr in bars]
         ys = range(len(bars))
-        for y, v, c, h in zip(ys, values, colours, hatches):
+        for y, v, c, h in zip(ys, values, colours, hatches, strict=True):
             ax.barh(y, v, color=c, hatch=h, edgecolor="white" if not h else "black", linewidth=0.6)
         ax.set_yticks(list(ys))
         labels = ax.set_yticklabels([_bar_label(tr) for tr in bars], fontsize=9)
-        for label, tr in zip(labels, bars):
+        for label, tr in zip(labels, bars, strict=True):
             if tr.row.kind == spec.KIND_OURS:
                 label.set_fontweight("bold")
-        for y, v, tr in zip(ys, values, bars):
+        for y, v, tr in zip(ys, values, bars, strict=True):
             text = mean_text(tr)
             ax.text(v + 0.01, y, text, va="center", fontsize=8.5)
         ax.set_xlim(0, min(1.0, max(values) * 1.18 + 0.02) if values else 1.0)

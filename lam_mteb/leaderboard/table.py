@@ -114,7 +114,7 @@ def build_tables(rows: list[Row], benches: tuple[spec.Benchmark, ...] | None = N
         matrix = [
             [tr.cells[t].value if tr.cells[t] is not None else None for t in tasks] for tr in ranked
         ]
-        for tr, rank in zip(ranked, borda_ranks(matrix)):
+        for tr, rank in zip(ranked, borda_ranks(matrix), strict=True):
             tr.rank = rank
         table.rows.sort(
             key=lambda tr: (

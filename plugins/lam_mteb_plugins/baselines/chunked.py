@@ -212,7 +212,7 @@ def iter_words(text: str, tok, piece_chars: int = PIECE_CHARS) -> Iterator[tuple
                 end = last
         enc = tok.encode(text[start:end], add_special_tokens=False)
         current, offsets = None, []
-        for wid, (s, e) in zip(enc.word_ids, enc.offsets):
+        for wid, (s, e) in zip(enc.word_ids, enc.offsets, strict=True):
             if wid != current or wid is None:
                 if offsets:
                     yield offsets[0][0], offsets[-1][1], offsets
@@ -379,7 +379,7 @@ class ChunkedEncoder:
         keys = [self.cache.key(t) for t in texts]
         out: list[np.ndarray | None] = [self.cache.get(k) for k in keys]
         todo: dict[bytes, str] = {}
-        for k, t, v in zip(keys, texts, out):
+        for k, t, v in zip(keys, texts, out, strict=True):
             if v is None and k not in todo:
                 todo[k] = t
         if todo:
@@ -390,10 +390,10 @@ class ChunkedEncoder:
             if hasattr(vecs, "detach"):
                 vecs = vecs.detach().cpu().numpy()
             vecs = np.asarray(vecs, dtype=np.float32)
-            fresh = dict(zip(todo, vecs))
+            fresh = dict(zip(todo, vecs, strict=True))
             for k, v in fresh.items():
                 self.cache.put(k, v)
-            out = [v if v is not None else fresh[k] for k, v in zip(keys, out)]
+            out = [v if v is not None else fresh[k] for k, v in zip(keys, out, strict=True)]
         return out  # type: ignore[return-value]
 
     def encode(
@@ -422,7 +422,7 @@ class ChunkedEncoder:
 
         def flush():
             vecs = self._encode_windows([w for _, w, _ in pending], batch_size)
-            for (i, _, n), v in zip(pending, vecs):
+            for (i, _, n), v in zip(pending, vecs, strict=True):
                 if multi:
                     vectors[i].append(v)
                     continue
@@ -488,7 +488,7 @@ class ChunkedEncoder:
         if _is_multi(a) or _is_multi(b):
             qs, ds = _as_multi(a), _as_multi(b)
             return torch.tensor(
-                [maxsim([q], [d])[0, 0] for q, d in zip(qs, ds)], dtype=torch.float32
+                [maxsim([q], [d])[0, 0] for q, d in zip(qs, ds, strict=True)], dtype=torch.float32
             )
         x, y = (
             _normalise(np.asarray(_np(a), np.float32)),

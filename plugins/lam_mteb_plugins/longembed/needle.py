@@ -176,7 +176,7 @@ def load_haystack(essays_dir: Path) -> list[str]:
 def _haystack_prefix(sentences, counts, budget):
     """Whole sentences from the start within ``budget`` tokens, then words of the next one."""
     out, used = [], 0
-    for sent, n in zip(sentences, counts):
+    for sent, n in zip(sentences, counts, strict=True):
         if used + n <= budget:
             out.append(sent)
             used += n
@@ -184,7 +184,7 @@ def _haystack_prefix(sentences, counts, budget):
         words = sent.split(" ")
         wcounts = count_tokens(words)
         part = []
-        for w, c in zip(words, wcounts):
+        for w, c in zip(words, wcounts, strict=True):
             if used + c > budget:
                 break
             part.append(w)
@@ -210,7 +210,7 @@ def generate_length(
     needles = make_needles(rng)
     needle_counts = count_tokens([f for f, _ in needles])
     docs = []
-    for (fact, question), n_fact in zip(needles, needle_counts):
+    for (fact, question), n_fact in zip(needles, needle_counts, strict=True):
         hay, used = _haystack_prefix(sentences, counts, length - n_fact)
         pos = rng.randint(0, len(hay) - 1 if len(hay) > 1 else 0)  # never after a cut sentence
         tokens_before = sum(counts[:pos])  # hay[:pos] are whole haystack sentences

@@ -92,15 +92,17 @@ def generate_length(length: int, seed: int = DEFAULT_SEED) -> dict:
     rng = random.Random(f"{seed}/passkey/{length}")
     names = [
         f"{first} {last}"
-        for first, last in zip(rng.sample(FIRST_NAMES, N_DOCS), rng.sample(SURNAMES, N_DOCS))
+        for first, last in zip(
+            rng.sample(FIRST_NAMES, N_DOCS), rng.sample(SURNAMES, N_DOCS), strict=True
+        )
     ]
     keys = rng.sample(range(10000, 100000), N_DOCS)
     fill_counts = _filler_counts()
-    key_sents = [KEY_TEMPLATE.format(name=n, key=k) for n, k in zip(names, keys)]
+    key_sents = [KEY_TEMPLATE.format(name=n, key=k) for n, k in zip(names, keys, strict=True)]
     key_counts = count_tokens(key_sents)
 
     docs = []
-    for name, key, sent, n_key in zip(names, keys, key_sents, key_counts):
+    for name, key, sent, n_key in zip(names, keys, key_sents, key_counts, strict=True):
         budget = length - n_key
         sentences, used, i = [], 0, 0
         while used + fill_counts[i % len(FILLER)] <= budget:
