@@ -43,7 +43,8 @@ class _MtebFinder:
             return spec
         # The callback is dropped only once the module has really been executed: runpy
         # (`python -m mteb`) asks for the spec once before importing the package itself.
-        spec.loader = _AfterImportLoader(spec.loader, self._ran(fullname, callback))
+        # (not an importlib.abc.Loader subclass: importing importlib.abc costs start-up time)
+        spec.loader = _AfterImportLoader(spec.loader, self._ran(fullname, callback))  # type: ignore[assignment]
         return spec
 
     def _ran(self, fullname, callback):

@@ -374,7 +374,7 @@ def _offline_load_data(original):
                 update={"dataset": {**dataset, "revision": resolution.revision}}
             )
 
-    load_data.__lam_mteb_offline__ = True
+    setattr(load_data, "__lam_mteb_offline__", True)  # noqa: B010 - marks our wrapper
     return load_data
 
 
@@ -390,7 +390,7 @@ def expected_dataset_revision(task_name: str) -> str | None:
         return None
     from lam_mteb import data
 
-    dataset = dict(cls.metadata.dataset)
+    dataset: dict[str, Any] = dict(cls.metadata.dataset)
     resolution = data.resolve(dataset["path"]) if dataset.get("path") else data.Resolution(None, [])
     return resolution.revision or dataset.get("revision")
 
@@ -487,10 +487,13 @@ def patch_result_cache() -> None:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    load_task_result.__lam_mteb__ = True
-    ResultCache.load_task_result = load_task_result
-    ResultCache.save_to_cache = save_to_cache
-    TaskResult.to_disk = to_disk
+    setattr(load_task_result, "__lam_mteb__", True)  # noqa: B010 - marks our wrapper
+    for owner, name, method in (
+        (ResultCache, "load_task_result", load_task_result),
+        (ResultCache, "save_to_cache", save_to_cache),
+        (TaskResult, "to_disk", to_disk),
+    ):
+        setattr(owner, name, method)
 
 
 # -- install -------------------------------------------------------------------------------------

@@ -194,9 +194,9 @@ def cmd_run(args) -> int:
     bridge.install()
     for device in args.device or []:
         bridge.check_device(device)
-    models = list(
-        dict.fromkeys(mteb.get_model_meta(_resolve_model(m)).name for m in args.model)
-    )  # mteb's full names
+    resolved = [_resolve_model(m) for m in args.model]
+    # mteb's full names (every lam-mteb and mteb model's meta has one)
+    models = list(dict.fromkeys(mteb.get_model_meta(m).name or m for m in resolved))
     tasks = []
     if args.tasks:
         tasks.extend(_resolve_tasks(args.tasks))
@@ -207,9 +207,8 @@ def cmd_run(args) -> int:
         tasks.extend(_resolve_benchmark(name).tasks)
     devices = args.device or []
     encode_kwargs = _encode_kwargs(args)
-    if (
-        len(devices) > 1
-    ):  # several devices: one model, a multi-process pool over them (encoders that accept it)
+    if len(devices) > 1:
+        # several devices: one model, a multi-process pool over them (encoders that accept it)
         encode_kwargs.setdefault("device", devices)
     pairs = runner.expand(models, tasks)
     if shard:

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -67,7 +67,7 @@ def write_hf_dataset(
                 for row in rows:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             data_files.append({"split": split, "path": str(rel)})
-        entry = {"config_name": config, "data_files": data_files}
+        entry: dict[str, Any] = {"config_name": config, "data_files": data_files}
         if config == "default":
             entry["default"] = True
         meta_configs.append(entry)

@@ -168,8 +168,8 @@ def iter_documents(
                 yield ids, texts
         return
     parser = LineParser(fmt, text_field, id_field, title_field, str(path))
-    ids: list[str] = []
-    texts: list[str] = []
+    ids = []
+    texts = []
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             if progress is not None:
@@ -492,11 +492,8 @@ def encode_ray(
         raise
     except Exception as exc:  # noqa: BLE001 - unwrapped below to one line
         # a LamMtebError raised inside a Ray task arrives wrapped: keep its one line
-        cause = exc
-        while (
-            getattr(cause, "cause", None) is not None
-            or getattr(cause, "__cause__", None) is not None
-        ):
+        cause: BaseException | None = exc
+        while cause is not None:
             cause = getattr(cause, "cause", None) or cause.__cause__
             if isinstance(cause, LamMtebError):
                 raise LamMtebError(str(cause)) from None

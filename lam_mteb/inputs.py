@@ -156,7 +156,7 @@ def _json_depth(doc: Any) -> int:
         depth += 1
         if depth > MAX_DEPTH:
             return depth
-        nxt = []
+        nxt: list[Any] = []
         for item in level:
             if isinstance(item, dict):
                 nxt.extend(item.values())

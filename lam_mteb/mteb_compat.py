@@ -15,9 +15,12 @@ import functools
 import importlib
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lam_mteb.errors import LamMtebError
+
+if TYPE_CHECKING:
+    from mteb.abstasks import AbsTask
 
 SUPPORTED_MTEB = (
     (2, 26, 20),
@@ -133,16 +136,16 @@ def _get_tasks_module():
     return importlib.import_module("mteb.get_tasks")  # `mteb.get_tasks` the attribute is a function
 
 
-def task_classes() -> Mapping[str, type]:
+def task_classes() -> Mapping[str, type[AbsTask]]:
     """mteb's task name -> task class mapping (read only)."""
     return _get_tasks_module()._TASKS_REGISTRY
 
 
-def task_class(name: str) -> type | None:
+def task_class(name: str) -> type[AbsTask] | None:
     return _get_tasks_module()._TASKS_REGISTRY.get(name)
 
 
-def add_task_class(cls: type) -> None:
+def add_task_class(cls: type[AbsTask]) -> None:
     """Make ``cls`` a task of ``mteb.get_task(s)`` (by ``cls.metadata.name``)."""
     gt = _get_tasks_module()
     gt._TASKS_REGISTRY[cls.metadata.name] = cls
@@ -152,28 +155,29 @@ def add_task_class(cls: type) -> None:
 
 # -- AbsTask.load_data ---------------------------------------------------------------------------
 
-_patched_classes: set[type] = set()
+_patched_classes: set[type[AbsTask]] = set()
 
 
-def wrap_load_data(cls: type, make_wrapper: Callable[[Callable], Callable]) -> None:
+def wrap_load_data(cls: type[AbsTask], make_wrapper: Callable[[Callable], Callable]) -> None:
     """Replace ``load_data`` of ``cls`` (its own or the one it inherits: the parent task type is
     left alone) and of its subclasses that override it with ``make_wrapper(original)`` (once per
     class)."""
     from mteb.abstasks import AbsTask
 
     if cls not in _patched_classes and issubclass(cls, AbsTask) and "load_data" not in cls.__dict__:
-        cls.load_data = make_wrapper(cls.load_data)
+        # mypy forbids assigning to a method; patching it is the point here
+        setattr(cls, "load_data", make_wrapper(cls.load_data))  # noqa: B010
         _patched_classes.add(cls)
     stack = [cls]
     while stack:
         c = stack.pop()
         stack.extend(c.__subclasses__())
         if "load_data" in c.__dict__ and c not in _patched_classes and issubclass(c, AbsTask):
-            c.load_data = make_wrapper(c.__dict__["load_data"])
+            setattr(c, "load_data", make_wrapper(c.__dict__["load_data"]))  # noqa: B010
             _patched_classes.add(c)
 
 
-def load_data_owner(cls: type) -> type:
+def load_data_owner(cls: type[AbsTask]) -> type[AbsTask]:
     """The class in ``cls``' MRO whose ``load_data`` an instance of ``cls`` runs."""
     for c in cls.__mro__:
         if "load_data" in c.__dict__:
@@ -191,7 +195,7 @@ def wrap_cli_main(cli_module: Any, make_wrapper: Callable[[Callable], Callable])
     if original is None or getattr(original, "__lam_mteb__", False):
         return
     main = make_wrapper(original)
-    main.__lam_mteb__ = True
+    setattr(main, "__lam_mteb__", True)  # noqa: B010 - an attribute functions lack
     cli_module.main = main
 
 

@@ -207,7 +207,7 @@ class PluginHost:
             yield plugin_name, arg
 
     def _name_of(self, plugin: object) -> str:
-        return self.pm.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+        return self.pm.get_name(plugin) or str(getattr(plugin, "__name__", repr(plugin)))
 
     # -- the registry -----------------------------------------------------------------------------
     def registry(self, strict: bool = False) -> Registry:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jsonschema
 import yaml
@@ -27,6 +27,9 @@ import yaml
 from lam_mteb.errors import LamMtebError
 from lam_mteb.inputs import NAME_RE, check_name, load_yaml
 from lam_mteb.leaderboard.spec import BENCHMARK_OPTIONS, Benchmark
+
+if TYPE_CHECKING:
+    from mteb.abstasks import AbsTask
 
 DEFAULT_ORG = "lam-mteb"
 
@@ -232,7 +235,7 @@ def default_revision(kind: str, params: dict, plugin: str, code_version: str) ->
 
 @dataclass
 class TaskEntry:
-    cls: type
+    cls: type[AbsTask]
     plugin: str
     self_loading: bool = False  # the task reads LAM_MTEB_DATA_DIR itself: load_data is not wrapped
 
@@ -415,7 +418,7 @@ class _TaskStage:
     """The ``register`` callable handed to one plugin's ``register_tasks``."""
 
     def __init__(self) -> None:
-        self.staged: list[tuple[type, bool]] = []
+        self.staged: list[tuple[type[AbsTask], bool]] = []
 
     def __call__(self, task_class: type, *, self_loading: bool | None = None) -> None:
         from mteb.abstasks import AbsTask
@@ -575,7 +578,7 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader, node, deep=False):
-    seen = {}
+    seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
@@ -707,8 +710,11 @@ def apply_configure(
             source=cfg.source,
         )
 
+    configure = config.kind.configure
+    if configure is None:
+        return
     try:
-        derived = config.kind.configure(dict(config.params), lookup) or {}
+        derived = configure(dict(config.params), lookup) or {}
         if not isinstance(derived, dict):
             raise TypeError(f"configure() returned {type(derived).__name__}, expected a dict")
         unknown = sorted(set(derived) - MODEL_META_KEYS - {"revision"})

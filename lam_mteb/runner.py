@@ -34,7 +34,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lam_mteb.errors import LamMtebError
 
@@ -93,7 +93,7 @@ class PairOutcome:
 def expand(models: Iterable[str], tasks: Iterable[Any]) -> list[Pair]:
     """Model-major grid of pairs (a model's tasks are adjacent: the in-process executor loads it
     once)."""
-    specs = []
+    specs: list[tuple[str, tuple[str, ...] | None, tuple[str, ...] | None]] = []
     for task in tasks:
         if isinstance(task, str):
             specs.append((task, None, None))
@@ -135,7 +135,7 @@ def shard(pairs: list[Pair], index: int, count: int) -> list[Pair]:
 def task_object(pair: Pair):
     import mteb
 
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if pair.eval_splits is not None:
         kwargs["eval_splits"] = list(pair.eval_splits)
     if pair.hf_subsets is not None:
@@ -206,6 +206,7 @@ def save_result(cache, meta, new_result, encode_kwargs: dict) -> Path:
         if path.is_file():
             from mteb.results import TaskResult
 
+            stored: TaskResult | None = None
             try:
                 stored = TaskResult.from_disk(path)
                 reason = (
@@ -215,9 +216,10 @@ def save_result(cache, meta, new_result, encode_kwargs: dict) -> Path:
                 )
             except Exception:  # noqa: BLE001 - unreadable in any way: kept aside, not merged
                 stored, reason = None, "corrupt"
-            if reason is None:
+            if stored is not None and reason is None:
                 merged = stored.merge(new_result)
             else:
+                reason = reason or "corrupt"
                 safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in reason)[:60]
                 aside = path.with_name(f"{path.name}.{safe}-{time.strftime('%Y%m%dT%H%M%S')}")
                 os.replace(path, aside)
@@ -284,11 +286,12 @@ def run_pair(job: dict) -> dict:
         pair = Pair(job["model"], job["task"], job.get("eval_splits"), job.get("hf_subsets"))
         task = task_object(pair)
         model = _load_model(pair.model, job.get("device"), bool(job.get("reuse_model")))
+        encode_kwargs: Any = dict(job.get("encode_kwargs") or {})  # mteb's EncodeKwargs TypedDict
         results = mteb.evaluate(
             model,
             task,
             cache=None,
-            encode_kwargs=dict(job.get("encode_kwargs") or {}),
+            encode_kwargs=encode_kwargs,
             show_progress_bar=bool(job.get("show_progress_bar")),
             raise_error=True,
         )
@@ -352,7 +355,7 @@ def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dic
     prefers pending pairs of that model, so (as in-process) a model is loaded about once per worker.
     """
     import multiprocessing as mp
-    from multiprocessing.connection import wait
+    from multiprocessing.connection import Connection, wait
 
     ctx = mp.get_context("spawn")
     pending = list(jobs)
@@ -394,7 +397,8 @@ def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dic
                     continue
                 worker[2] = job["model"]
                 busy[worker[1]] = (worker, job)
-            for conn in wait(list(busy)):
+            ready = cast("list[Connection]", wait(list(busy)))  # busy is keyed by connections
+            for conn in ready:
                 worker, job = busy.pop(conn)
                 try:
                     reply = conn.recv()

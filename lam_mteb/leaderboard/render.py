@@ -9,9 +9,13 @@ import html
 import io
 import math
 import re
+from typing import TYPE_CHECKING
 
 from lam_mteb.leaderboard import spec
 from lam_mteb.leaderboard.table import Table, TableRow
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
 
 MISSING = "–"
 PARTIAL = "*"
@@ -203,12 +207,12 @@ def footnotes(table: Table) -> list[str]:
         )
     recreated = [(tr, t) for tr in table.rows for t in tr.recreated_tasks]
     if recreated:
-        by_note: dict[
-            tuple[str, str], set[str]
-        ] = {}  # one clause per task and marker, naming its rows
+        # one clause per task and marker, naming its rows
+        by_note: dict[tuple[str, str], set[str]] = {}
         for tr, t in recreated:
-            if tr.cells[t] is not None:
-                key = (spec.abbreviation(table.bench, t), str(tr.cells[t].recreation_note))
+            cell = tr.cells[t]
+            if cell is not None:
+                key = (spec.abbreviation(table.bench, t), str(cell.recreation_note))
                 by_note.setdefault(key, set()).add(tr.row.model)
         parts = [
             f"{task} of {', '.join(sorted(models))}: {note}"
@@ -410,6 +414,15 @@ def _bar_label(tr: TableRow) -> str:
     return label
 
 
+def _bar_value(tr: TableRow) -> float:
+    """A bar's length: the row's mean, else the aggregate its source states (panels hold only
+    rows with one of them)."""
+    if tr.mean is not None:
+        return tr.mean
+    assert tr.summary is not None
+    return tr.summary.value
+
+
 def render_png(tables: list[Table]) -> bytes | None:
     """Horizontal bars of each row's mean per benchmark; None when there is nothing to plot."""
     import matplotlib
@@ -436,7 +449,7 @@ def render_png(tables: list[Table]) -> bytes | None:
     )
     for ax, (table, bars) in zip(axes[:, 0], panels, strict=True):
         bars = list(reversed(bars))  # best at the top
-        values = [tr.mean if tr.mean is not None else tr.summary.value for tr in bars]
+        values = [_bar_value(tr) for tr in bars]
         colours = [KIND_COLOUR[tr.row.kind] for tr in bars]
         hatches = ["//" if (tr.partial or tr.mean is None) else "" for tr in bars]
         ys = range(len(bars))
@@ -462,7 +475,7 @@ def render_png(tables: list[Table]) -> bytes | None:
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
     axes[-1, 0].set_xlabel("mean main score (0–1)")
-    handles = [
+    handles: list[Artist] = [
         Patch(facecolor=KIND_COLOUR[k], label=KIND_LABEL[k])
         for k in (spec.KIND_OURS, spec.KIND_BASELINE, spec.KIND_PUBLISHED, spec.KIND_CLAIMED)
         if k != spec.KIND_BASELINE or any(tr.row.kind == k for _, bars in panels for tr in bars)

@@ -214,8 +214,8 @@ def _mean_metrics(dicts: list[dict]) -> dict[str, float]:
         return {}
     out = {}
     for key in dicts[0]:
-        values = [_numeric(d.get(key)) for d in dicts]
-        if all(v is not None for v in values):
+        values = [v for d in dicts if (v := _numeric(d.get(key))) is not None]
+        if len(values) == len(dicts):
             out[key] = sum(values) / len(values)
     return out
 
