@@ -177,14 +177,6 @@ def wrap_load_data(cls: type[AbsTask], make_wrapper: Callable[[Callable], Callab
             _patched_classes.add(c)
 
 
-def load_data_owner(cls: type[AbsTask]) -> type[AbsTask]:
-    """The class in ``cls``' MRO whose ``load_data`` an instance of ``cls`` runs."""
-    for c in cls.__mro__:
-        if "load_data" in c.__dict__:
-            return c
-    return cls
-
-
 # -- the stock CLI -------------------------------------------------------------------------------
 
 

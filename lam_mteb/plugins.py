@@ -1,5 +1,5 @@
-"""The plugin host: one object owning the plugin manager, what is known about each plugin, the
-problems reported so far and the registry built from the plugins' registrations.
+"""The plugin host: one object owning the plugin manager, what is known about each plugin and the
+registry built from the plugins' registrations.
 
 First-party plugins are declared as entry points of group ``lam_mteb`` in lam-mteb's own
 ``pyproject.toml``, so they load through exactly the same path as third-party packages.  Files in
@@ -48,24 +48,19 @@ class PluginInfo:
 
 
 class PluginHost:
-    """The plugin manager, the loaded plugins' descriptions, reported problems and the registry."""
+    """The plugin manager, the loaded plugins' descriptions and the registry built from them."""
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("lam_mteb")
         self.pm.add_hookspecs(hookspecs)
         self._loaded = False
         self._infos: dict[str, PluginInfo] = {}
-        self._problems: list[str] = []
         self._registry: Registry | None = None
 
     # -- problems ---------------------------------------------------------------------------------
     def report(self, message: str) -> None:
-        """Record a plugin or configuration problem and print it as one line on stderr."""
-        self._problems.append(message)
+        """Print a plugin or configuration problem as one line on stderr."""
         sys.stderr.write(f"lam-mteb: {message}\n")
-
-    def problems(self) -> list[str]:
-        return list(self._problems)
 
     # -- loading ----------------------------------------------------------------------------------
     def load(self) -> pluggy.PluginManager:
