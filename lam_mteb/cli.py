@@ -173,6 +173,29 @@ def _encode_kwargs(args) -> dict:
 
 
 def cmd_run(args) -> int:
+    from lam_mteb import bridge, runner
+
+    _check_run_args(args)
+    if args.executor == "ray":
+        runner.import_ray()  # one line on how to install it, before any work
+    shard = runner.parse_shard(args.shard) if args.shard else None
+    bridge.install()
+    for device in args.device or []:
+        bridge.check_device(device)
+    pairs = runner.expand(_run_models(args.model), _run_tasks(args))
+    if shard:
+        pairs = runner.shard(pairs, *shard)
+        print(f"shard {shard[0]}/{shard[1]}: {len(pairs)} pair(s) of this grid", file=sys.stderr)
+    logging.getLogger("mteb").setLevel(logging.WARNING if args.verbosity < 2 else logging.INFO)
+    t0 = time.perf_counter()
+    outcomes = runner.run_grid(pairs, _grid_config(args))
+    _print_run_summary(args, outcomes, time.perf_counter() - t0)
+    return _run_exit_code(outcomes)
+
+
+def _check_run_args(args) -> None:
+    """Bad flags of ``lam-mteb run`` fail here, before any work; --data-dir and --verify-data
+    reach the workers through the environment."""
     if args.data_dir:
         if not Path(args.data_dir).is_dir():
             raise LamMtebError(f"--data-dir {args.data_dir} is not a directory")
@@ -184,19 +207,20 @@ def cmd_run(args) -> int:
         raise LamMtebError("give tasks with -t/--tasks and/or mteb benchmarks with --benchmark")
     if args.jobs < 1:
         raise LamMtebError("--jobs must be at least 1")
+
+
+def _run_models(names: list[str]) -> list[str]:
+    """mteb's full names of the models (every lam-mteb and mteb model's meta has one)."""
     import mteb
 
-    from lam_mteb import bridge, runner
+    resolved = [_resolve_model(m) for m in names]
+    return list(dict.fromkeys(mteb.get_model_meta(m).name or m for m in resolved))
 
-    if args.executor == "ray":
-        runner.import_ray()  # one line on how to install it, before any work
-    shard = runner.parse_shard(args.shard) if args.shard else None
-    bridge.install()
-    for device in args.device or []:
-        bridge.check_device(device)
-    resolved = [_resolve_model(m) for m in args.model]
-    # mteb's full names (every lam-mteb and mteb model's meta has one)
-    models = list(dict.fromkeys(mteb.get_model_meta(m).name or m for m in resolved))
+
+def _run_tasks(args) -> list:
+    """The mteb task objects of -t/--tasks (with --eval-splits) and --benchmark."""
+    import mteb
+
     tasks = []
     if args.tasks:
         tasks.extend(_resolve_tasks(args.tasks))
@@ -205,17 +229,18 @@ def cmd_run(args) -> int:
             tasks = list(mteb.get_tasks(tasks=args.tasks, eval_splits=args.eval_splits))
     for name in args.benchmark or []:
         tasks.extend(_resolve_benchmark(name).tasks)
+    return tasks
+
+
+def _grid_config(args):
+    from lam_mteb import runner
+
     devices = args.device or []
     encode_kwargs = _encode_kwargs(args)
     if len(devices) > 1:
         # several devices: one model, a multi-process pool over them (encoders that accept it)
         encode_kwargs.setdefault("device", devices)
-    pairs = runner.expand(models, tasks)
-    if shard:
-        pairs = runner.shard(pairs, *shard)
-        print(f"shard {shard[0]}/{shard[1]}: {len(pairs)} pair(s) of this grid", file=sys.stderr)
-    logging.getLogger("mteb").setLevel(logging.WARNING if args.verbosity < 2 else logging.INFO)
-    config = runner.GridConfig(
+    return runner.GridConfig(
         output_folder=Path(args.output_folder),
         executor=args.executor,
         jobs=args.jobs,
@@ -227,9 +252,11 @@ def cmd_run(args) -> int:
         overwrite_strategy=args.overwrite_strategy,
         verbosity=args.verbosity,
     )
-    t0 = time.perf_counter()
-    outcomes = runner.run_grid(pairs, config)
-    wall = time.perf_counter() - t0
+
+
+def _print_run_summary(args, outcomes: list, wall: float) -> None:
+    from lam_mteb import runner
+
     print()
     print(
         tabulate(
@@ -249,12 +276,15 @@ def cmd_run(args) -> int:
         + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         + f"; wall {wall:.1f}s ({args.executor}{jobs})"
     )
-    print(
-        f"results in {Path(args.output_folder).resolve() / 'results'} (mteb layout; load with "
-        "mteb.ResultCache)"
-    )
+    results = Path(args.output_folder).resolve() / "results"
+    print(f"results in {results} (mteb layout; load with mteb.ResultCache)")
+
+
+def _run_exit_code(outcomes: list) -> int:
+    """0 when every pair has a result; 2 with one ``error:`` line per pair when only bad input
+    failed; 1 (failed pairs listed, to rerun) otherwise."""
     bad = [o for o in outcomes if not o.ok]
-    if bad and all(o.user_error for o in bad):  # bad input only: one `error:` line per pair, exit 2
+    if bad and all(o.user_error for o in bad):
         for o in bad:
             print(f"error: {o.pair.label}: {o.error}", file=sys.stderr)
         return 2

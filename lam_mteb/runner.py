@@ -570,42 +570,19 @@ def run_grid(
 ) -> list[PairOutcome]:
     """Evaluate ``pairs`` (skipping stored ones); returns one outcome per pair, in grid order."""
     from mteb.cache import ResultCache
-    from mteb.results import TaskResult
     from tqdm.auto import tqdm
 
     cache = ResultCache(config.output_folder)
     to_run, settled = plan(pairs, cache, config.overwrite_strategy)
     outcomes = {o.pair: o for o in settled}
-    info = {pair: (meta, task, expected) for pair, meta, task, expected in to_run}
-    env = forwarded_env()
-    threads = None
-    if config.executor == "local" and config.jobs > 1:
-        threads = (
-            max(1, int(config.cpus_per_job))
-            if config.cpus_per_job
-            else max(1, (os.cpu_count() or 1) // config.jobs)
-        )
-    jobs = [
-        {
-            "model": p.model,
-            "task": p.task,
-            "eval_splits": p.eval_splits,
-            "hf_subsets": p.hf_subsets,
-            "device": config.device,
-            "encode_kwargs": config.encode_kwargs,
-            "env": env,
-            "threads": threads,
-            "verbosity": config.verbosity,
-        }
-        for p, *_ in to_run
-    ]
+    info = {pair: (meta, task) for pair, meta, task, _ in to_run}
+    jobs = _jobs(config, [pair for pair, *_ in to_run])
     if config.executor == "ray":
         stream = run_ray(jobs, config.address, config.cpus_per_job, config.gpus_per_job)
     elif config.jobs > 1:
         stream = run_process_pool(jobs, config.jobs)
     else:
         stream = run_in_process(jobs)
-    log_dir = Path(config.output_folder) / "lam-mteb-logs"
     bar = tqdm(
         total=len(pairs),
         initial=len(settled),
@@ -617,38 +594,8 @@ def run_grid(
     try:
         for job, reply in stream:
             pair = Pair(job["model"], job["task"], job["eval_splits"], job["hf_subsets"])
-            meta, task, _ = info[pair]
-            splits = tuple(task.eval_splits)
-            outcome = PairOutcome(
-                pair,
-                "failed",
-                seconds=reply.get("seconds"),
-                worker=reply.get("worker", "-"),
-                splits=splits,
-            )
-            if reply.get("ok"):
-                try:
-                    result = TaskResult.from_dict(reply["result"])
-                    save_result(cache, meta, result, config.encode_kwargs)
-                    outcome.status, outcome.main_score, outcome.result = (
-                        "done",
-                        main_score(result, splits),
-                        reply["result"],
-                    )
-                except Exception as exc:  # noqa: BLE001 - reported as the pair's failure
-                    outcome.error = f"saving the result failed: {_one_line(exc)}"
-                    reply = {**reply, "traceback": traceback.format_exc()}
-            else:
-                outcome.error = reply.get("error") or "unknown error"
-                outcome.user_error = bool(reply.get("user_error"))
-            if outcome.status == "failed" and reply.get("traceback"):
-                log_dir.mkdir(parents=True, exist_ok=True)
-                log = log_dir / f"{meta.model_name_as_path()}__{pair.task}.log"
-                log.write_text(
-                    f"{pair.label}\nworker {outcome.worker}\n\n{reply['traceback']}",
-                    encoding="utf-8",
-                )
-                outcome.log = str(log)
+            meta, task = info[pair]
+            outcome = _record_outcome(pair, meta, task, reply, cache, config)
             outcomes[pair] = outcome
             bar.set_postfix_str(f"{outcome.status}: {pair.label}"[:60], refresh=False)
             bar.update(1)
@@ -657,6 +604,69 @@ def run_grid(
     finally:
         bar.close()
     return [outcomes[p] for p in pairs if p in outcomes]
+
+
+def _jobs(config: GridConfig, pairs: list[Pair]) -> list[dict]:
+    """One picklable job per pair (what a worker needs to evaluate it)."""
+    threads = None
+    if config.executor == "local" and config.jobs > 1:
+        threads = (
+            max(1, int(config.cpus_per_job))
+            if config.cpus_per_job
+            else max(1, (os.cpu_count() or 1) // config.jobs)
+        )
+    env = forwarded_env()
+    return [
+        {
+            "model": p.model,
+            "task": p.task,
+            "eval_splits": p.eval_splits,
+            "hf_subsets": p.hf_subsets,
+            "device": config.device,
+            "encode_kwargs": config.encode_kwargs,
+            "env": env,
+            "threads": threads,
+            "verbosity": config.verbosity,
+        }
+        for p in pairs
+    ]
+
+
+def _record_outcome(
+    pair: Pair, meta: Any, task: Any, reply: dict, cache: Any, config: GridConfig
+) -> PairOutcome:
+    """A worker's reply -> the pair's outcome: its result saved into the results cache, or its
+    failure (with the traceback written under ``<output>/lam-mteb-logs/``)."""
+    from mteb.results import TaskResult
+
+    splits = tuple(task.eval_splits)
+    outcome = PairOutcome(
+        pair, "failed", seconds=reply.get("seconds"), worker=reply.get("worker", "-"), splits=splits
+    )
+    if reply.get("ok"):
+        try:
+            result = TaskResult.from_dict(reply["result"])
+            save_result(cache, meta, result, config.encode_kwargs)
+            outcome.status, outcome.main_score, outcome.result = (
+                "done",
+                main_score(result, splits),
+                reply["result"],
+            )
+        except Exception as exc:  # noqa: BLE001 - reported as the pair's failure
+            outcome.error = f"saving the result failed: {_one_line(exc)}"
+            reply = {**reply, "traceback": traceback.format_exc()}
+    else:
+        outcome.error = reply.get("error") or "unknown error"
+        outcome.user_error = bool(reply.get("user_error"))
+    if outcome.status == "failed" and reply.get("traceback"):
+        log_dir = Path(config.output_folder) / "lam-mteb-logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = log_dir / f"{meta.model_name_as_path()}__{pair.task}.log"
+        log.write_text(
+            f"{pair.label}\nworker {outcome.worker}\n\n{reply['traceback']}", encoding="utf-8"
+        )
+        outcome.log = str(log)
+    return outcome
 
 
 def summary_rows(outcomes: list[PairOutcome]) -> list[list]:
