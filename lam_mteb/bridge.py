@@ -569,13 +569,10 @@ def _unknown_model_in_argv() -> str | None:
 
 
 def unknown_model_message(name: str) -> str:
-    import difflib
+    from lam_mteb.inputs import did_you_mean
 
     ours = sorted(_our_models | set(mteb_compat.bare_names()))
-    close = difflib.get_close_matches(name, ours, n=3, cutoff=0.5) or difflib.get_close_matches(
-        name, mteb_compat.model_names(), n=3, cutoff=0.6
-    )
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, ours, fallback=mteb_compat.model_names())
     return (
         f"unknown model {name!r}: not a lam-mteb or mteb model{hint} "
         "(`lam-mteb models` lists lam-mteb's)"

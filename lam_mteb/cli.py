@@ -4,7 +4,6 @@ commands."""
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from tabulate import tabulate
 
 from lam_mteb import __version__, card, check, mteb_compat
 from lam_mteb.errors import LamMtebError
+from lam_mteb.inputs import did_you_mean
 from lam_mteb.paths import check_writable_folder
 from lam_mteb.plugins import host
 
@@ -118,10 +118,7 @@ def _resolve_model(name: str) -> str:
     if mteb_compat.has_model(name):
         return name
     ours = list(reg.models) + [c.full_name for c in reg.models.values()]
-    close = difflib.get_close_matches(name, ours, n=3, cutoff=0.5) or difflib.get_close_matches(
-        name, mteb_compat.model_names(), n=3, cutoff=0.6
-    )
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, ours, fallback=mteb_compat.model_names())
     raise LamMtebError(f"unknown model {name!r}{hint} (`lam-mteb models` lists lam-mteb's models)")
 
 
@@ -131,8 +128,7 @@ def _resolve_tasks(names: list[str]):
     known = mteb_compat.task_classes()
     for name in names:
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(name, known, cutoff=0.6)
             raise LamMtebError(
                 f"unknown task {name!r}{hint} (`mteb available-tasks` / `lam-mteb tasks` list them)"
             )
@@ -155,9 +151,7 @@ def _resolve_benchmark(name: str):
     try:
         return mteb.get_benchmark(name)
     except Exception:  # noqa: BLE001 - mteb raises KeyError or ValueError by version
-        names = [b.name for b in mteb.get_benchmarks()]
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, [b.name for b in mteb.get_benchmarks()])
         raise LamMtebError(
             f"unknown benchmark {name!r}{hint} (`mteb available-benchmarks` lists them)"
         ) from None

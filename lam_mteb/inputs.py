@@ -8,8 +8,10 @@ expansion and nesting are measured on the composed node graph *before* anything 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,17 @@ MAX_DEPTH = 64
 
 #: a model name, org or revision: it becomes a folder name in mteb's results layout
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
+
+
+def did_you_mean(
+    name: str, candidates: Iterable[str], *, cutoff: float = 0.5, fallback: Iterable[str] = ()
+) -> str:
+    """``"; did you mean 'a', 'b'?"`` naming up to three close ``candidates`` (else close names
+    among ``fallback``, with a stricter cutoff), or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=cutoff)
+    if not close and fallback:
+        close = difflib.get_close_matches(name, list(fallback), n=3, cutoff=cutoff + 0.1)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def check_name(value: Any, what: str) -> str | None:

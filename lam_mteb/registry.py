@@ -8,7 +8,6 @@ unknown key, a missing field, an unknown kind or a duplicate name is one error n
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import inspect
 import json
@@ -25,7 +24,7 @@ import jsonschema
 import yaml
 
 from lam_mteb.errors import LamMtebError
-from lam_mteb.inputs import NAME_RE, check_name, load_yaml
+from lam_mteb.inputs import NAME_RE, check_name, did_you_mean, load_yaml
 from lam_mteb.leaderboard.spec import BENCHMARK_OPTIONS, Benchmark
 
 if TYPE_CHECKING:
@@ -166,15 +165,9 @@ class ModelConfig:
     def create(self, **overrides) -> Any:
         """Instantiate the encoder with this configuration's params (plus overrides)."""
         params = {**self.params, **overrides}
-        accepted = _accepted_params(self.kind.factory)
-        if accepted is not None:
-            unknown = sorted(set(params) - accepted)
-            if unknown:
-                raise LamMtebError(
-                    f"model {self.name!r} ({self.source}): encoder kind {self.kind.name!r} does "
-                    f"not accept parameter(s) {', '.join(unknown)}; it accepts "
-                    f"{', '.join(sorted(accepted)) or 'none'}"
-                )
+        problem = unknown_params(self.kind, params)
+        if problem:
+            raise LamMtebError(f"model {self.name!r} ({self.source}): {problem}")
         return self.kind.factory(**params)
 
 
@@ -192,6 +185,18 @@ def _accepted_params(factory) -> set[str] | None:
             names.add(p.name)
     names.discard("self")
     return names
+
+
+def unknown_params(kind: EncoderKind, params: dict[str, Any]) -> str | None:
+    """Which of ``params`` the kind's factory does not take (one line), or None."""
+    accepted = _accepted_params(kind.factory)
+    unknown = sorted(set(params) - accepted) if accepted is not None else []
+    if not unknown:
+        return None
+    return (
+        f"encoder kind {kind.name!r} does not accept parameter(s) {', '.join(unknown)} "
+        f"(accepts: {', '.join(sorted(accepted or ())) or 'none'})"
+    )
 
 
 def accepts_param(factory, name: str) -> bool:
@@ -276,8 +281,7 @@ class Registry:
             if cfg.full_name == name:
                 return cfg
         candidates = list(self.models) + [c.full_name for c in self.models.values()]
-        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, candidates)
         raise LamMtebError(f"unknown model {name!r}{hint} (`lam-mteb models` lists them)")
 
 
@@ -622,7 +626,17 @@ MAX_REGISTRY_BYTES = 1024 * 1024
 
 
 def load_registry_file(path: Path, reg: Registry) -> None:
+    """Add the configurations of a registry.yaml file to ``reg`` (the first problem raises)."""
     path = Path(path)
+    doc = _read_registry_doc(path)
+    for entry in doc["models"]:
+        config = _config_from_entry(entry, path, reg)
+        reg.models[config.name] = config
+
+
+def _read_registry_doc(path: Path) -> Any:
+    """A registry file's YAML, checked against :data:`REGISTRY_SCHEMA`; the first problem (in file
+    order) is one error naming ``file:line``."""
     if not path.is_file():
         raise LamMtebError(f"{path}: registry file not found (check LAM_MTEB_REGISTRY)")
     try:
@@ -644,47 +658,45 @@ def load_registry_file(path: Path, reg: Registry) -> None:
         where = "/".join(str(p) for p in err.absolute_path) or "top level"
         line = _line_of(doc, list(err.absolute_path))
         raise LamMtebError(f"{path}:{line}: {_explain(err)} (at {where})")
-    for entry in doc["models"]:
-        line = getattr(entry, "line", 0)
-        name, kind_name = entry["name"], entry["kind"]
-        if kind_name not in reg.kinds:
-            close = difflib.get_close_matches(kind_name, list(reg.kinds), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            known = ", ".join(sorted(reg.kinds)) or "none (no encoder plugin loaded)"
-            raise LamMtebError(
-                f"{path}:{line}: model {name!r} has unknown encoder kind {kind_name!r}{hint} "
-                f"(registered kinds: {known})"
-            )
-        if name in reg.models and not entry.get("override"):
-            raise LamMtebError(
-                f"{path}:{line}: duplicate model name {name!r} (already defined by "
-                f"{reg.models[name].source}); "
-                "choose another name, or add `override: true` to this entry to replace it"
-            )
-        kind = reg.kinds[kind_name]
-        params = {**kind.params, **_resolve_paths(entry.get("params") or {}, path.parent)}
-        accepted = _accepted_params(kind.factory)
-        if accepted is not None:
-            unknown = sorted(set(params) - accepted)
-            if unknown:
-                raise LamMtebError(
-                    f"{path}:{line}: model {name!r}: encoder kind {kind_name!r} does not accept "
-                    f"parameter(s) {', '.join(unknown)} (accepts: "
-                    f"{', '.join(sorted(accepted)) or 'none'})"
-                )
-        config = ModelConfig(
-            name=name,
-            kind=kind,
-            params=params,
-            metadata={**kind.metadata, **dict(entry.get("metadata") or {})},
-            source=f"{path}:{line}",
-            org=entry.get("org") or kind.org,
-            description=entry.get("description") or kind.description,
-            revision_override=entry.get("revision"),
+    return doc
+
+
+def _config_from_entry(entry: Any, path: Path, reg: Registry) -> ModelConfig:
+    """One validated ``models:`` entry -> its configuration (kind known, name free or
+    overridden, params accepted, ``configure`` applied)."""
+    line = getattr(entry, "line", 0)
+    name, kind_name = entry["name"], entry["kind"]
+    if kind_name not in reg.kinds:
+        hint = did_you_mean(kind_name, reg.kinds)
+        known = ", ".join(sorted(reg.kinds)) or "none (no encoder plugin loaded)"
+        raise LamMtebError(
+            f"{path}:{line}: model {name!r} has unknown encoder kind {kind_name!r}{hint} "
+            f"(registered kinds: {known})"
         )
-        if kind.configure is not None:
-            apply_configure(reg, config, explicit_metadata=dict(entry.get("metadata") or {}))
-        reg.models[name] = config
+    if name in reg.models and not entry.get("override"):
+        raise LamMtebError(
+            f"{path}:{line}: duplicate model name {name!r} (already defined by "
+            f"{reg.models[name].source}); "
+            "choose another name, or add `override: true` to this entry to replace it"
+        )
+    kind = reg.kinds[kind_name]
+    params = {**kind.params, **_resolve_paths(entry.get("params") or {}, path.parent)}
+    problem = unknown_params(kind, params)
+    if problem:
+        raise LamMtebError(f"{path}:{line}: model {name!r}: {problem}")
+    config = ModelConfig(
+        name=name,
+        kind=kind,
+        params=params,
+        metadata={**kind.metadata, **dict(entry.get("metadata") or {})},
+        source=f"{path}:{line}",
+        org=entry.get("org") or kind.org,
+        description=entry.get("description") or kind.description,
+        revision_override=entry.get("revision"),
+    )
+    if kind.configure is not None:
+        apply_configure(reg, config, explicit_metadata=dict(entry.get("metadata") or {}))
+    return config
 
 
 def apply_configure(
