@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from lam_mteb import mteb_compat
+from lam_mteb.contract import encode_method
 from lam_mteb.data import RECREATION_PREFIX
 from lam_mteb.errors import LamMtebError
 from lam_mteb.mteb_compat import SUPPORTED_MTEB, check_mteb_version, mteb_version_supported
@@ -53,6 +54,22 @@ class PluginModel:
     """Placeholder replaced by the real AbsEncoder subclass on first use (keeps import light)."""
 
 
+def as_embeddings(emb: Any, n_texts: int, model: str) -> np.ndarray:
+    """An encoder's output (numpy, torch or nested lists) as a float32 ``(n_texts, dim)`` array;
+    a wrong shape or a NaN/inf value is one LamMtebError naming the model."""
+    if hasattr(emb, "detach"):
+        emb = emb.detach().cpu().numpy()
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != n_texts:
+        raise LamMtebError(
+            f"model {model!r} returned embeddings of shape {emb.shape} "
+            f"for {n_texts} texts; expected ({n_texts}, dim)"
+        )
+    if not np.isfinite(emb).all():
+        raise LamMtebError(f"model {model!r} returned NaN/inf embeddings")
+    return emb
+
+
 def _make_plugin_model_class():
     from mteb.models.abs_encoder import AbsEncoder
 
@@ -68,11 +85,7 @@ def _make_plugin_model_class():
         def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
             texts = [text for batch in inputs for text in batch["text"]]
             kind = getattr(prompt_type, "value", prompt_type)
-            fn = self.encoder.encode
-            if kind == "query" and hasattr(self.encoder, "encode_queries"):
-                fn = self.encoder.encode_queries
-            elif kind == "document" and hasattr(self.encoder, "encode_documents"):
-                fn = self.encoder.encode_documents
+            fn = encode_method(self.encoder, kind)
             # everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool,
             # ...) reaches an encoder whose signature names it or takes **kwargs (see
             # hookspecs.register_encoders)
@@ -87,16 +100,7 @@ def _make_plugin_model_class():
             emb = fn(texts, **call_kwargs)
             if isinstance(emb, (list, tuple)):
                 return self._check_multi_vector(emb, len(texts))
-            if hasattr(emb, "detach"):
-                emb = emb.detach().cpu().numpy()
-            emb = np.asarray(emb, dtype=np.float32)
-            if emb.ndim != 2 or emb.shape[0] != len(texts):
-                raise LamMtebError(
-                    f"model {self.config_name!r} returned embeddings of shape {emb.shape} "
-                    f"for {len(texts)} texts; expected ({len(texts)}, dim)"
-                )
-            if not np.isfinite(emb).all():
-                raise LamMtebError(f"model {self.config_name!r} returned NaN/inf embeddings")
+            emb = as_embeddings(emb, len(texts), self.config_name)
             if len(emb) > 1 and not np.ptp(emb, axis=0).any():
                 key = (task_metadata.name, kind)
                 if key not in self._constant_reported:

@@ -39,6 +39,7 @@ __all__ = [
     "RegisterTask",
     "RetrievalEncoder",
     "SubParsers",
+    "encode_method",
     "encoder_problem",
 ]
 
@@ -184,3 +185,13 @@ def encoder_problem(obj: object) -> str | None:
         if problem:
             return f"{what}.{name} {problem}"
     return None
+
+
+def encode_method(encoder: Encoder, prompt_type: str | None) -> Callable[..., Embeddings]:
+    """The method that embeds texts of ``prompt_type``: ``encode_queries`` for ``"query"`` and
+    ``encode_documents`` for ``"document"`` when the encoder defines them, else ``encode``."""
+    if prompt_type == "query" and isinstance(encoder, QueryEncoder):
+        return encoder.encode_queries
+    if prompt_type == "document" and isinstance(encoder, DocumentEncoder):
+        return encoder.encode_documents
+    return encoder.encode

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lam_mteb.contract import encode_method
 from lam_mteb.errors import LamMtebError
 
 FORMATS = ("jsonl", "parquet", "text")
@@ -48,6 +49,14 @@ def detect_format(path: Path, given: str | None) -> str:
 
 
 # -- parsing one line (shared by the local reader and the Ray numbering stage) -------------------
+
+
+def _json_or_error(text: str, what: str, hint: str) -> Any:
+    """``json.loads(text)``, or one LamMtebError: ``<what> (<JSON's complaint>); <hint>``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LamMtebError(f"{what} ({exc.msg}); {hint}") from None
 
 
 class LineParser:
@@ -69,13 +78,11 @@ class LineParser:
             return None
         if self.fmt == "text":
             return str(lineno), line.rstrip("\r\n")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LamMtebError(
-                f"{self.source}:{lineno}: not a JSON object ({exc.msg}); "
-                "use --format text for plain text, one document a line"
-            ) from None
+        obj = _json_or_error(
+            line,
+            f"{self.source}:{lineno}: not a JSON object",
+            "use --format text for plain text, one document a line",
+        )
         if not isinstance(obj, dict) or self.text_field not in obj:
             raise LamMtebError(
                 f"{self.source}:{lineno}: no {self.text_field!r} field "
@@ -191,13 +198,9 @@ def parse_encode_kwargs(text: str | None) -> dict:
     error."""
     if not text:
         return {}
-    try:
-        kwargs = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LamMtebError(
-            f"--encode-kwargs is not JSON ({exc.msg}); "
-            "e.g. --encode-kwargs '{\"batch_size\": 64}'"
-        ) from None
+    kwargs = _json_or_error(
+        text, "--encode-kwargs is not JSON", "e.g. --encode-kwargs '{\"batch_size\": 64}'"
+    )
     if not isinstance(kwargs, dict):
         raise LamMtebError("--encode-kwargs must be a JSON object, e.g. '{\"batch_size\": 64}'")
     return kwargs
@@ -225,11 +228,7 @@ class Embedder:
         )
         self.name = config.name
         self.encoder = config.create(**params)
-        fn = self.encoder.encode
-        if prompt_type == "query" and hasattr(self.encoder, "encode_queries"):
-            fn = self.encoder.encode_queries
-        elif prompt_type == "document" and hasattr(self.encoder, "encode_documents"):
-            fn = self.encoder.encode_documents
+        fn = encode_method(self.encoder, prompt_type)
         kwargs = {
             **(encode_kwargs or {}),
             "batch_size": batch_size,
@@ -240,20 +239,9 @@ class Embedder:
         self.fn = fn
 
     def __call__(self, texts: list[str]):
-        import numpy as np
+        from lam_mteb import bridge
 
-        emb = self.fn(list(texts), **self.kwargs)
-        if hasattr(emb, "detach"):
-            emb = emb.detach().cpu().numpy()
-        emb = np.asarray(emb, dtype=np.float32)
-        if emb.ndim != 2 or emb.shape[0] != len(texts):
-            raise LamMtebError(
-                f"model {self.name!r} returned embeddings of shape {emb.shape} for {len(texts)} "
-                "texts"
-            )
-        if not np.isfinite(emb).all():
-            raise LamMtebError(f"model {self.name!r} returned NaN/inf embeddings")
-        return emb
+        return bridge.as_embeddings(self.fn(list(texts), **self.kwargs), len(texts), self.name)
 
 
 def to_table(ids: list[str], emb):

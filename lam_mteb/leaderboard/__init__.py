@@ -19,6 +19,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from lam_mteb.errors import LamMtebError
 
@@ -135,22 +136,14 @@ def generate(args: argparse.Namespace, *, stderr=None) -> list[Path]:
         command = "\n".join([*args.produced_by, command])
     versions = f"lam-mteb {lam_mteb_version}, mteb {mteb_compat.mteb_version()}."
     png = render.render_png(tables)
-    md = render.render_markdown(
-        tables,
-        command=command,
-        inputs=input_text,
-        problems=loaded.report.problems,
-        versions=versions,
-        chart=output.PNG if png else None,
-    )
-    page = render.render_html(
-        tables,
-        command=command,
-        inputs=input_text,
-        problems=loaded.report.problems,
-        versions=versions,
-        png=png,
-    )
+    about: dict[str, Any] = {
+        "command": command,
+        "inputs": input_text,
+        "problems": loaded.report.problems,
+        "versions": versions,
+    }
+    md = render.render_markdown(tables, chart=output.PNG if png else None, **about)
+    page = render.render_html(tables, png=png, **about)
     files = {
         output.README: md.encode("utf-8"),
         output.HTML: page.encode("utf-8"),

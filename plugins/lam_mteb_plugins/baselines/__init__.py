@@ -23,6 +23,10 @@ from lam_mteb_plugins.baselines import bm25 as _bm25
 from lam_mteb_plugins.baselines import chunked as _chunked
 from lam_mteb_plugins.baselines import static as _static
 
+#: metadata the baseline kinds share: open, no instructions (bm25, minilm-static: any length)
+_OPEN = {"open_weights": True, "use_instructions": False}
+_ANY_LENGTH = {**_OPEN, "max_tokens": float("inf"), "public_training_code": None}
+
 
 @lam_mteb.hookimpl
 def register_encoders(register):
@@ -33,8 +37,7 @@ def register_encoders(register):
         configure=_chunked.configure,
         description="any registered encoder over token windows of a long text (pool: mean | max)",
         license="apache-2.0",
-        open_weights=True,
-        use_instructions=False,
+        **_OPEN,
     )
     register(
         "bm25",
@@ -45,18 +48,16 @@ def register_encoders(register):
             "mteb's BM25 baseline (bm25s, Lucene BM25 k1=1.5 b=0.75; English stopwords + "
             "Snowball stemmer for English tasks); retrieval tasks only"
         ),
-        embed_dim=None,
-        max_tokens=float("inf"),
-        n_parameters=0,
-        license="mit",
-        open_weights=True,
-        reference="https://github.com/xhluca/bm25s",
-        similarity_fn_name=None,
-        model_type=["sparse"],
-        use_instructions=False,
         adapted_from="mteb/baseline-bm25s",
-        public_training_code=None,
+        reference="https://github.com/xhluca/bm25s",
+        license="mit",
         release_date="2024-07-04",
+        model_type=["sparse"],
+        # a search model: no vectors, no parameters, mteb's own retrieval scoring
+        embed_dim=None,
+        n_parameters=0,
+        similarity_fn_name=None,
+        **_ANY_LENGTH,
     )
     register(
         "minilm-static",
@@ -67,15 +68,13 @@ def register_encoders(register):
             "static token embeddings distilled from all-MiniLM-L6-v2 with model2vec (PCA 256, "
             "SIF weights), no attention, any length"
         ),
-        embed_dim=256,
-        max_tokens=float("inf"),
-        n_parameters=29_525 * 256,
-        license="apache-2.0",
-        open_weights=True,
-        reference="https://github.com/MinishLab/model2vec",
-        similarity_fn_name="cosine",
-        use_instructions=False,
         adapted_from="sentence-transformers/all-MiniLM-L6-v2",
+        reference="https://github.com/MinishLab/model2vec",
+        license="apache-2.0",
         languages=["eng-Latn"],
-        public_training_code=None,
+        # one 256-d vector per token of a 29 525-token vocabulary
+        embed_dim=256,
+        n_parameters=29_525 * 256,
+        similarity_fn_name="cosine",
+        **_ANY_LENGTH,
     )
