@@ -381,70 +381,10 @@ def encode_ray(
         import ray.data
 
         ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = (
-            True  # line numbers follow the file; shards in input order
-        )
-        source = str(path.resolve())
-        if fmt == "parquet":
-            cols = [c for c in (id_field, title_field, text_field) if c]
-            ds = ray.data.read_parquet(source, columns=cols)
-            if id_field is None or title_field:
-                if id_field is None:
-                    # row numbers need the global order: number them on one ordered actor, as for
-                    # text
-                    ds = ds.map_batches(
-                        _ParquetNumberer,
-                        fn_constructor_kwargs={
-                            "text_field": text_field,
-                            "title_field": title_field,
-                        },
-                        batch_format="pyarrow",
-                        concurrency=1,
-                        num_cpus=0,
-                    )
-                else:
-                    ds = ds.map_batches(
-                        _join_title,
-                        fn_kwargs={
-                            "text_field": text_field,
-                            "title_field": title_field,
-                            "id_field": id_field,
-                        },
-                        batch_format="pyarrow",
-                    )
-            else:
-                ds = ds.map_batches(
-                    _rename,
-                    fn_kwargs={"text_field": text_field, "id_field": id_field},
-                    batch_format="pyarrow",
-                )
-        else:
-            ds = ray.data.read_text(source, drop_empty_lines=False)
-            ds = ds.map_batches(
-                _Numberer,
-                fn_constructor_kwargs={
-                    "fmt": fmt,
-                    "text_field": text_field,
-                    "id_field": id_field,
-                    "title_field": title_field,
-                    "source": str(path),
-                },
-                batch_format="pyarrow",
-                concurrency=1,
-                num_cpus=0,
-            )
-        total = ray.cluster_resources()
-        if gpus_per_worker:
-            limit = int(total.get("GPU", 0) // gpus_per_worker)
-        else:
-            limit = int(total.get("CPU", 1) // max(cpus_per_worker, 1e-9))
-        if limit < 1:
-            raise LamMtebError(
-                f"each encode worker asks for {cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU; "
-                f"the Ray cluster has {total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU"
-            )
-        n_workers = min(workers or limit, limit)
-        threads = max(1, int(cpus_per_worker)) if cpus_per_worker >= 1 else 1
+        # line numbers follow the file; shards in input order
+        ctx.execution_options.preserve_order = True
+        ds = _ray_documents(ray, path, fmt, text_field, id_field, title_field)
+        n_workers = _ray_worker_count(ray, workers, cpus_per_worker, gpus_per_worker)
         ds = ds.map_batches(
             _EncodeActor,
             batch_size=rows,
@@ -459,39 +399,108 @@ def encode_ray(
                 "batch_size": batch_size,
                 "encode_kwargs": encode_kwargs,
                 "env": runner.forwarded_env(),
-                "threads": threads,
+                "threads": max(1, int(cpus_per_worker)) if cpus_per_worker >= 1 else 1,
             },
         )
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        try:
-            ds.write_parquet(str(tmp))
-            files = sorted(tmp.glob("*.parquet"))
-            import pyarrow.parquet as pq
-
-            n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-            if n == 0:
-                raise LamMtebError(f"{path}: no documents found (blank input?)")
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return n
+        return _write_parquet_folder(ds, path, out)
     except LamMtebError:
         raise
-    except Exception as exc:  # noqa: BLE001 - unwrapped below to one line
-        # a LamMtebError raised inside a Ray task arrives wrapped: keep its one line
-        cause: BaseException | None = exc
-        while cause is not None:
-            cause = getattr(cause, "cause", None) or cause.__cause__
-            if isinstance(cause, LamMtebError):
-                raise LamMtebError(str(cause)) from None
-        text = str(exc).strip().splitlines()
-        raise LamMtebError(
-            f"Ray encode failed: {type(exc).__name__}: {text[-1] if text else ''}"
-        ) from None
+    except Exception as exc:  # noqa: BLE001 - unwrapped to one line
+        raise _one_line_ray_error(exc) from None
     finally:
         if started:
             ray.shutdown()
+
+
+def _ray_documents(
+    ray: Any, path: Path, fmt: str, text_field: str, id_field: str | None, title_field: str | None
+) -> Any:
+    """A Ray dataset of ``id`` and ``text`` rows read from ``path``, in file order."""
+    source = str(path.resolve())
+    if fmt != "parquet":
+        ds = ray.data.read_text(source, drop_empty_lines=False)
+        return ds.map_batches(
+            _Numberer,
+            fn_constructor_kwargs={
+                "fmt": fmt,
+                "text_field": text_field,
+                "id_field": id_field,
+                "title_field": title_field,
+                "source": str(path),
+            },
+            batch_format="pyarrow",
+            concurrency=1,
+            num_cpus=0,
+        )
+    cols = [c for c in (id_field, title_field, text_field) if c]
+    ds = ray.data.read_parquet(source, columns=cols)
+    if id_field is None:
+        # row numbers need the global order: number them on one ordered actor, as for text
+        return ds.map_batches(
+            _ParquetNumberer,
+            fn_constructor_kwargs={"text_field": text_field, "title_field": title_field},
+            batch_format="pyarrow",
+            concurrency=1,
+            num_cpus=0,
+        )
+    if title_field:
+        return ds.map_batches(
+            _join_title,
+            fn_kwargs={"text_field": text_field, "title_field": title_field, "id_field": id_field},
+            batch_format="pyarrow",
+        )
+    return ds.map_batches(
+        _rename,
+        fn_kwargs={"text_field": text_field, "id_field": id_field},
+        batch_format="pyarrow",
+    )
+
+
+def _ray_worker_count(
+    ray: Any, workers: int | None, cpus_per_worker: float, gpus_per_worker: float
+) -> int:
+    """How many encode actors the cluster fits (at most ``workers``); one error if none fits."""
+    total = ray.cluster_resources()
+    if gpus_per_worker:
+        limit = int(total.get("GPU", 0) // gpus_per_worker)
+    else:
+        limit = int(total.get("CPU", 1) // max(cpus_per_worker, 1e-9))
+    if limit < 1:
+        raise LamMtebError(
+            f"each encode worker asks for {cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU; "
+            f"the Ray cluster has {total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU"
+        )
+    return min(workers or limit, limit)
+
+
+def _write_parquet_folder(ds: Any, path: Path, out: Path) -> int:
+    """Write ``ds`` as parquet shards into a temporary folder renamed to ``out`` once complete;
+    returns the row count (no rows is one error)."""
+    import pyarrow.parquet as pq
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        ds.write_parquet(str(tmp))
+        n = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(tmp.glob("*.parquet")))
+        if n == 0:
+            raise LamMtebError(f"{path}: no documents found (blank input?)")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return n
+
+
+def _one_line_ray_error(exc: BaseException) -> LamMtebError:
+    """A LamMtebError raised inside a Ray task arrives wrapped: keep its one line; any other
+    failure becomes one line naming its type and last line."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        cause = getattr(cause, "cause", None) or cause.__cause__
+        if isinstance(cause, LamMtebError):
+            return LamMtebError(str(cause))
+    text = str(exc).strip().splitlines()
+    return LamMtebError(f"Ray encode failed: {type(exc).__name__}: {text[-1] if text else ''}")
 
 
 class _ParquetNumberer:
