@@ -20,7 +20,6 @@ on any other version install() refuses with one clear line.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ from lam_mteb.data import RECREATION_PREFIX
 from lam_mteb.errors import LamMtebError
 from lam_mteb.mteb_compat import SUPPORTED_MTEB, check_mteb_version, mteb_version_supported
 from lam_mteb.plugins import host
+from lam_mteb.registry import accepts_param
 
 logger = logging.getLogger("lam_mteb.bridge")
 
@@ -96,7 +96,7 @@ def _make_plugin_model_class():
                 "prompt_type": kind,
                 "task_name": task_metadata.name,
             }
-            call_kwargs = {k: v for k, v in call_kwargs.items() if _accepts(fn, k)}
+            call_kwargs = {k: v for k, v in call_kwargs.items() if accepts_param(fn, k)}
             emb = fn(texts, **call_kwargs)
             if isinstance(emb, (list, tuple)):
                 return self._check_multi_vector(emb, len(texts))
@@ -173,20 +173,10 @@ def plugin_model_class():
     return _make_plugin_model_class()
 
 
-def _accepts(fn, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
 def load_plugin_model(
     model_name: str, revision: str | None = None, device: str | None = None, **kwargs
 ):
     """mteb loader for every lam-mteb model (``ModelMeta.loader``)."""
-    from lam_mteb.registry import accepts_param
-
     config = host.registry().model(model_name)
     if device is not None and accepts_param(config.kind.factory, "device"):
         check_device(device)

@@ -218,7 +218,6 @@ class Embedder:
         batch_size: int = 32,
         encode_kwargs: dict | None = None,
     ):
-        from lam_mteb import bridge
         from lam_mteb.plugins import get_registry
         from lam_mteb.registry import accepts_param
 
@@ -235,7 +234,7 @@ class Embedder:
             "show_progress_bar": False,
             "prompt_type": prompt_type,
         }
-        self.kwargs = {k: v for k, v in kwargs.items() if bridge._accepts(fn, k)}
+        self.kwargs = {k: v for k, v in kwargs.items() if accepts_param(fn, k)}
         self.fn = fn
 
     def __call__(self, texts: list[str]):
