@@ -26,7 +26,46 @@ import sys
 import time
 from pathlib import Path
 
-WORDS = ["river", "mountain", "city", "history", "science", "music", "people", "water", "light", "system", "theory", "market", "language", "garden", "winter", "summer", "ocean", "forest", "machine", "story", "road", "bridge", "window", "paper", "letter", "number", "table", "village", "engine", "planet", "signal", "harvest", "lantern", "meadow", "copper", "silver", "thunder", "canyon"]
+WORDS = [
+    "river",
+    "mountain",
+    "city",
+    "history",
+    "science",
+    "music",
+    "people",
+    "water",
+    "light",
+    "system",
+    "theory",
+    "market",
+    "language",
+    "garden",
+    "winter",
+    "summer",
+    "ocean",
+    "forest",
+    "machine",
+    "story",
+    "road",
+    "bridge",
+    "window",
+    "paper",
+    "letter",
+    "number",
+    "table",
+    "village",
+    "engine",
+    "planet",
+    "signal",
+    "harvest",
+    "lantern",
+    "meadow",
+    "copper",
+    "silver",
+    "thunder",
+    "canyon",
+]
 
 
 def document(n_tokens: int, tokenizer) -> str:
@@ -64,14 +103,19 @@ def child(n_tokens: int, threads: int, encoder: str, window: int | None) -> None
 
     import numpy as np
     import torch
+
     from lam_mteb_plugins.baselines import chunked
 
     torch.set_num_threads(threads)
     enc = chunked.create_encoder(encoder, window=window, pool="mean")
     enc.encode(["warm up"])
     text = document(n_tokens, enc.tokenizer)
-    tokens = sum(len(offs) for _, _, offs in __import__(
-        "lam_mteb_plugins.baselines.chunked", fromlist=["iter_words"]).iter_words(text, enc.tokenizer))
+    tokens = sum(
+        len(offs)
+        for _, _, offs in __import__(
+            "lam_mteb_plugins.baselines.chunked", fromlist=["iter_words"]
+        ).iter_words(text, enc.tokenizer)
+    )
     gc.collect()
     rss_loaded = peak_rss_mb()
     before = current_rss_mb()
@@ -88,20 +132,38 @@ def child(n_tokens: int, threads: int, encoder: str, window: int | None) -> None
     wall = time.perf_counter() - t0
     done.set()
     sampler.join()
-    print(json.dumps({
-        "encoder": encoder, "window": enc.window, "target_tokens": n_tokens, "tokens": tokens, "chars": len(text), "windows": enc.cache.misses,
-        "wall_s": round(wall, 1), "tokens_per_s": round(tokens / wall, 1),
-        "peak_rss_before_encode_mb": round(rss_loaded, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
-        "rss_before_encode_mb": round(before, 1), "max_rss_during_encode_mb": round(max(samples), 1),
-        "finite": bool(np.isfinite(vec).all()), "shape": list(vec.shape)}))
+    print(
+        json.dumps(
+            {
+                "encoder": encoder,
+                "window": enc.window,
+                "target_tokens": n_tokens,
+                "tokens": tokens,
+                "chars": len(text),
+                "windows": enc.cache.misses,
+                "wall_s": round(wall, 1),
+                "tokens_per_s": round(tokens / wall, 1),
+                "peak_rss_before_encode_mb": round(rss_loaded, 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "rss_before_encode_mb": round(before, 1),
+                "max_rss_during_encode_mb": round(max(samples), 1),
+                "finite": bool(np.isfinite(vec).all()),
+                "shape": list(vec.shape),
+            }
+        )
+    )
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", type=int, default=[8192, 1_048_576])
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--encoder", default="minilm", help="registered model wrapped by chunked (default minilm)")
-    p.add_argument("--window", type=int, default=None, help="window tokens (default: the encoder's limit)")
+    p.add_argument(
+        "--encoder", default="minilm", help="registered model wrapped by chunked (default minilm)"
+    )
+    p.add_argument(
+        "--window", type=int, default=None, help="window tokens (default: the encoder's limit)"
+    )
     p.add_argument("--json", default=None)
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -110,25 +172,45 @@ def main(argv=None) -> int:
         return 0
     rows = []
     for n in args.sizes:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--threads", str(args.threads),
-               "--encoder", args.encoder] + (["--window", str(args.window)] if args.window else [])
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                             env={**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"})
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            str(n),
+            "--threads",
+            str(args.threads),
+            "--encoder",
+            args.encoder,
+        ] + (["--window", str(args.window)] if args.window else [])
+        out = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"},
+        )
         if out.returncode != 0:
             raise SystemExit(f"child for {n} tokens failed:\n{out.stderr[-2000:]}")
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(f"{row['tokens']:>9} tokens, {row['windows']} windows: peak RSS {row['peak_rss_mb']:.0f} MB "
-              f"(before encoding {row['peak_rss_before_encode_mb']:.0f}; sampled max while encoding "
-              f"{row['max_rss_during_encode_mb']:.0f}), {row['wall_s']:.0f} s, {row['tokens_per_s']:.0f} tok/s",
-              flush=True)
+        print(
+            f"{row['tokens']:>9} tokens, {row['windows']} windows: peak RSS "
+            f"{row['peak_rss_mb']:.0f} MB (before encoding {row['peak_rss_before_encode_mb']:.0f}; "
+            f"sampled max while encoding {row['max_rss_during_encode_mb']:.0f}), "
+            f"{row['wall_s']:.0f} s, {row['tokens_per_s']:.0f} tok/s",
+            flush=True,
+        )
     base = rows[0]
     for row in rows[1:]:
-        print(f"{row['tokens']} vs {base['tokens']} tokens: peak RSS ratio "
-              f"{row['peak_rss_mb'] / base['peak_rss_mb']:.3f}, sampled max ratio "
-              f"{row['max_rss_during_encode_mb'] / base['max_rss_during_encode_mb']:.3f}")
+        print(
+            f"{row['tokens']} vs {base['tokens']} tokens: peak RSS ratio "
+            f"{row['peak_rss_mb'] / base['peak_rss_mb']:.3f}, sampled max ratio "
+            f"{row['max_rss_during_encode_mb'] / base['max_rss_during_encode_mb']:.3f}"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "threads": args.threads}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"rows": rows, "threads": args.threads}, indent=2) + "\n"
+        )
     return 0
 
 

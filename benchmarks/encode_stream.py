@@ -10,7 +10,8 @@ to reach each size) and runs the real command on each, in a fresh process:
   largest corpus, against local with the same thread budget: wall time, ratio, and whether both
   wrote the same vectors for the same ids.
 
-    HF_HUB_OFFLINE=1 nice -n 10 python benchmarks/encode_stream.py --sts ../shared/data/stsbenchmark \\
+    HF_HUB_OFFLINE=1 nice -n 10 python benchmarks/encode_stream.py --sts \\
+        ../shared/data/stsbenchmark \\
         --model minilm --sizes 2000 20000 --out /work/results/14/encode
 """
 
@@ -48,7 +49,11 @@ def run(cmd: list[str], env: dict, log: Path) -> dict:
         while proc.poll() is None:
             peak = max(peak, vm_hwm_mb(proc.pid) or 0.0)
             time.sleep(0.2)
-    return {"wall_s": round(time.perf_counter() - t0, 1), "rc": proc.returncode, "peak_rss_mb": round(peak, 1)}
+    return {
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "rc": proc.returncode,
+        "peak_rss_mb": round(peak, 1),
+    }
 
 
 def sentences(sts: Path) -> list[str]:
@@ -66,12 +71,20 @@ def vectors(path: Path) -> dict:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
-    return dict(zip(table.column("id").to_pylist(), np.asarray(table.column("embedding").to_pylist(), dtype="float32")))
+    return dict(
+        zip(
+            table.column("id").to_pylist(),
+            np.asarray(table.column("embedding").to_pylist(), dtype="float32"),
+            strict=True,
+        )
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sts", required=True, help="the stsbenchmark/ raw folder (train/dev sentences)")
+    ap.add_argument(
+        "--sts", required=True, help="the stsbenchmark/ raw folder (train/dev sentences)"
+    )
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     ap.add_argument("--cpus", type=int, default=2)
@@ -89,33 +102,77 @@ def main() -> int:
     base_env = {**os.environ, "OMP_NUM_THREADS": str(args.cpus), "MKL_NUM_THREADS": str(args.cpus)}
     for n in sorted(args.sizes):
         target = out / f"local_{n}.parquet"
-        cmd = [lam_mteb_bin(), "encode", "-m", args.model, "--input", str(out / f"corpus_{n}.txt"), "--output", str(target),
-               "--rows", str(args.rows), "--overwrite"]
+        cmd = [
+            lam_mteb_bin(),
+            "encode",
+            "-m",
+            args.model,
+            "--input",
+            str(out / f"corpus_{n}.txt"),
+            "--output",
+            str(target),
+            "--rows",
+            str(args.rows),
+            "--overwrite",
+        ]
         print("+", " ".join(cmd), flush=True)
-        row = {"mode": "local", "docs": n, "command": " ".join(cmd), **run(cmd, base_env, out / f"local_{n}.log")}
+        row = {
+            "mode": "local",
+            "docs": n,
+            "command": " ".join(cmd),
+            **run(cmd, base_env, out / f"local_{n}.log"),
+        }
         row["docs_per_s"] = round(n / row["wall_s"], 1)
         report["runs"].append(row)
         print(json.dumps(row), flush=True)
     largest = max(args.sizes)
     if not args.no_ray:
         target = out / f"ray_{largest}.parquet"
-        cmd = [lam_mteb_bin(), "encode", "-m", args.model, "--input", str(out / f"corpus_{largest}.txt"), "--output",
-               str(target), "--rows", str(args.rows), "--executor", "ray", "--cpus-per-worker", "1", "--overwrite"]
-        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAY_ADDRESS")}
+        cmd = [
+            lam_mteb_bin(),
+            "encode",
+            "-m",
+            args.model,
+            "--input",
+            str(out / f"corpus_{largest}.txt"),
+            "--output",
+            str(target),
+            "--rows",
+            str(args.rows),
+            "--executor",
+            "ray",
+            "--cpus-per-worker",
+            "1",
+            "--overwrite",
+        ]
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAY_ADDRESS")
+        }
         print("+", " ".join(cmd), flush=True)
-        row = {"mode": "ray", "docs": largest, "command": " ".join(cmd), **run(cmd, env, out / f"ray_{largest}.log")}
+        row = {
+            "mode": "ray",
+            "docs": largest,
+            "command": " ".join(cmd),
+            **run(cmd, env, out / f"ray_{largest}.log"),
+        }
         row["docs_per_s"] = round(largest / row["wall_s"], 1)
         if row["rc"] == 0:
             import numpy as np
 
             a, b = vectors(out / f"local_{largest}.parquet"), vectors(target)
             row["same_ids"] = sorted(a) == sorted(b)
-            row["max_abs_diff"] = float(max(np.abs(a[k] - b[k]).max() for k in a)) if row["same_ids"] else None
+            row["max_abs_diff"] = (
+                float(max(np.abs(a[k] - b[k]).max() for k in a)) if row["same_ids"] else None
+            )
         report["runs"].append(row)
         print(json.dumps(row), flush=True)
     local = {r["docs"]: r for r in report["runs"] if r["mode"] == "local"}
     small, big = min(local), max(local)
-    report["peak_rss_ratio_largest_vs_smallest"] = round(local[big]["peak_rss_mb"] / local[small]["peak_rss_mb"], 3)
+    report["peak_rss_ratio_largest_vs_smallest"] = round(
+        local[big]["peak_rss_mb"] / local[small]["peak_rss_mb"], 3
+    )
     ray_row = next((r for r in report["runs"] if r["mode"] == "ray"), None)
     if ray_row:
         report["ray_speedup_vs_local"] = round(local[big]["wall_s"] / ray_row["wall_s"], 2)

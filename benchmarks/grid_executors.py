@@ -30,7 +30,9 @@ def lam_mteb_bin() -> str:
 def run(cmd: list[str], env: dict, log: Path) -> tuple[float, int]:
     t0 = time.perf_counter()
     with open(log, "w") as fh:
-        rc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+        rc = subprocess.run(
+            cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False
+        ).returncode
     return time.perf_counter() - t0, rc
 
 
@@ -50,16 +52,33 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=["minilm", "lam-mean"])
     ap.add_argument("--tasks", nargs="+", default=["STSBenchmark"])
     ap.add_argument("--data-dir", required=True)
-    ap.add_argument("--out", required=True, help="folder for the result folders, logs and grid_executors.json")
+    ap.add_argument(
+        "--out", required=True, help="folder for the result folders, logs and grid_executors.json"
+    )
     ap.add_argument("--cpus", type=int, default=2, help="CPU budget of every configuration")
     ap.add_argument("--configs", nargs="+", default=["sequential", "local-jobs", "ray"])
     args = ap.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    base = [lam_mteb_bin(), "run", "-m", *args.models, "-t", *args.tasks, "--data-dir", args.data_dir]
+    base = [
+        lam_mteb_bin(),
+        "run",
+        "-m",
+        *args.models,
+        "-t",
+        *args.tasks,
+        "--data-dir",
+        args.data_dir,
+    ]
     configs = {
-        "sequential": (["--executor", "local", "--jobs", "1"], {"OMP_NUM_THREADS": str(args.cpus), "MKL_NUM_THREADS": str(args.cpus)}),
-        "local-jobs": (["--executor", "local", "--jobs", str(args.cpus), "--cpus-per-job", "1"], {}),
+        "sequential": (
+            ["--executor", "local", "--jobs", "1"],
+            {"OMP_NUM_THREADS": str(args.cpus), "MKL_NUM_THREADS": str(args.cpus)},
+        ),
+        "local-jobs": (
+            ["--executor", "local", "--jobs", str(args.cpus), "--cpus-per-job", "1"],
+            {},
+        ),
         "ray": (["--executor", "ray", "--cpus-per-job", "1"], {"RAY_ADDRESS": ""}),
     }
     rows = []
@@ -76,21 +95,48 @@ def main() -> int:
         print("+", " ".join(cmd), flush=True)
         wall, rc = run(cmd, env, out / f"{name}.log")
         again, rc2 = run(cmd, env, out / f"{name}.rerun.log")
-        rows.append({"config": name, "command": " ".join(cmd), "wall_s": round(wall, 1), "rc": rc,
-                     "rerun_wall_s": round(again, 1), "rerun_rc": rc2, "scores": scores(folder),
-                     "rerun_ran_nothing": " done " not in (out / f"{name}.rerun.log").read_text()})
+        rows.append(
+            {
+                "config": name,
+                "command": " ".join(cmd),
+                "wall_s": round(wall, 1),
+                "rc": rc,
+                "rerun_wall_s": round(again, 1),
+                "rerun_rc": rc2,
+                "scores": scores(folder),
+                "rerun_ran_nothing": " done " not in (out / f"{name}.rerun.log").read_text(),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     seq = next((r for r in rows if r["config"] == "sequential"), None)
     for r in rows:
         if seq:
             r["speedup_vs_sequential"] = round(seq["wall_s"] / r["wall_s"], 2)
-            r["same_scores_as_sequential"] = all(abs(r["scores"].get(k, -1) - v) < 1e-6 for k, v in seq["scores"].items())
-    (out / "grid_executors.json").write_text(json.dumps({"models": args.models, "tasks": args.tasks, "cpus": args.cpus,
-                                                         "nproc": os.cpu_count(), "rows": rows}, indent=2))
-    print("\n| config | wall s | x sequential | same scores | 2nd run s (runs nothing) |\n|---|---|---|---|---|")
+            r["same_scores_as_sequential"] = all(
+                abs(r["scores"].get(k, -1) - v) < 1e-6 for k, v in seq["scores"].items()
+            )
+    (out / "grid_executors.json").write_text(
+        json.dumps(
+            {
+                "models": args.models,
+                "tasks": args.tasks,
+                "cpus": args.cpus,
+                "nproc": os.cpu_count(),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+    print(
+        "\n| config | wall s | x sequential | same scores | 2nd run s (runs nothing) "
+        "|\n|---|---|---|---|---|"
+    )
     for r in rows:
-        print(f"| {r['config']} | {r['wall_s']} | {r.get('speedup_vs_sequential', '-')} | {r.get('same_scores_as_sequential', '-')} "
-              f"| {r['rerun_wall_s']} ({r['rerun_ran_nothing']}) |")
+        print(
+            f"| {r['config']} | {r['wall_s']} | {r.get('speedup_vs_sequential', '-')} | "
+            f"{r.get('same_scores_as_sequential', '-')} | {r['rerun_wall_s']} "
+            f"({r['rerun_ran_nothing']}) |"
+        )
     return 0 if all(r["rc"] == 0 for r in rows) else 1
 
 

@@ -12,11 +12,17 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names below
     from lam_mteb.errors import DataNotFound, LamMtebError
     from lam_mteb.hookspecs import hookimpl
     from lam_mteb.paths import cache_dir, data_dir
-    from lam_mteb.registry import get_encoder
+    from lam_mteb.plugins import get_encoder
 
 __version__ = "0.1.0"
 __all__ = [
-    "hookimpl", "data_dir", "cache_dir", "DataNotFound", "LamMtebError", "get_encoder", "Encoder",
+    "hookimpl",
+    "data_dir",
+    "cache_dir",
+    "DataNotFound",
+    "LamMtebError",
+    "get_encoder",
+    "Encoder",
     "__version__",
 ]
 
@@ -26,7 +32,7 @@ _LAZY = {
     "cache_dir": ("lam_mteb.paths", "cache_dir"),
     "DataNotFound": ("lam_mteb.errors", "DataNotFound"),
     "LamMtebError": ("lam_mteb.errors", "LamMtebError"),
-    "get_encoder": ("lam_mteb.registry", "get_encoder"),
+    "get_encoder": ("lam_mteb.plugins", "get_encoder"),
     "Encoder": ("lam_mteb.contract", "Encoder"),
 }
 

@@ -43,7 +43,8 @@ class _MtebFinder:
             return spec
         # The callback is dropped only once the module has really been executed: runpy
         # (`python -m mteb`) asks for the spec once before importing the package itself.
-        spec.loader = _AfterImportLoader(spec.loader, self._ran(fullname, callback))
+        # (not an importlib.abc.Loader subclass: importing importlib.abc costs start-up time)
+        spec.loader = _AfterImportLoader(spec.loader, self._ran(fullname, callback))  # type: ignore[assignment]
         return spec
 
     def _ran(self, fullname, callback):
@@ -67,7 +68,9 @@ def _after_mteb(module):
 
         bridge.install()
     except Exception as exc:  # never break `import mteb`
-        sys.stderr.write(f"lam-mteb: could not register plugins with mteb: {type(exc).__name__}: {exc}\n")
+        sys.stderr.write(
+            f"lam-mteb: could not register plugins with mteb: {type(exc).__name__}: {exc}\n"
+        )
 
 
 def _after_mteb_cli(module):

@@ -6,8 +6,9 @@ mteb 2.x has no plugin mechanism; every use of its internals goes through
 
 - every registered model as one ``ModelMeta`` under its full name ``<org>/<name>``, whose loader
   wraps the plugin's encoder in :class:`PluginModel` (an mteb ``AbsEncoder``); its bare name
-  resolves too (``mteb.get_model_meta("lam-state")`` is ``mteb.get_model_meta("lam-mteb/lam-state")``,
-  ``mteb run -m lam-state`` works) through mteb_compat's lookup, not a second registry entry;
+  resolves too (``mteb.get_model_meta("lam-state")`` is
+  ``mteb.get_model_meta("lam-mteb/lam-state")``, ``mteb run -m lam-state`` works) through
+  mteb_compat's lookup, not a second registry entry;
 - every plugin task class to the task registry;
 - offline data: each task's ``load_data`` first resolves its dataset path against the data
   directory (see :mod:`lam_mteb.data`).
@@ -19,7 +20,6 @@ on any other version install() refuses with one clear line.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import sys
 from pathlib import Path
@@ -27,15 +27,22 @@ from typing import Any
 
 import numpy as np
 
-from lam_mteb import mteb_compat, plugins
+from lam_mteb import mteb_compat
+from lam_mteb.contract import encode_method
 from lam_mteb.data import RECREATION_PREFIX
 from lam_mteb.errors import LamMtebError
 from lam_mteb.mteb_compat import SUPPORTED_MTEB, check_mteb_version, mteb_version_supported
+from lam_mteb.plugins import host
+from lam_mteb.registry import accepts_param
 
 logger = logging.getLogger("lam_mteb.bridge")
 
 __all__ = [  # RECREATION_PREFIX: re-exported from data; the version checks from mteb_compat
-    "RECREATION_PREFIX", "SUPPORTED_MTEB", "check_mteb_version", "install", "mteb_version_supported",
+    "RECREATION_PREFIX",
+    "SUPPORTED_MTEB",
+    "check_mteb_version",
+    "install",
+    "mteb_version_supported",
     "wrap_mteb_cli",
 ]
 
@@ -45,6 +52,22 @@ _our_models: set[str] = set()  # full names this module put into mteb's model re
 
 class PluginModel:
     """Placeholder replaced by the real AbsEncoder subclass on first use (keeps import light)."""
+
+
+def as_embeddings(emb: Any, n_texts: int, model: str) -> np.ndarray:
+    """An encoder's output (numpy, torch or nested lists) as a float32 ``(n_texts, dim)`` array;
+    a wrong shape or a NaN/inf value is one LamMtebError naming the model."""
+    if hasattr(emb, "detach"):
+        emb = emb.detach().cpu().numpy()
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != n_texts:
+        raise LamMtebError(
+            f"model {model!r} returned embeddings of shape {emb.shape} "
+            f"for {n_texts} texts; expected ({n_texts}, dim)"
+        )
+    if not np.isfinite(emb).all():
+        raise LamMtebError(f"model {model!r} returned NaN/inf embeddings")
+    return emb
 
 
 def _make_plugin_model_class():
@@ -62,61 +85,65 @@ def _make_plugin_model_class():
         def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
             texts = [text for batch in inputs for text in batch["text"]]
             kind = getattr(prompt_type, "value", prompt_type)
-            fn = self.encoder.encode
-            if kind == "query" and hasattr(self.encoder, "encode_queries"):
-                fn = self.encoder.encode_queries
-            elif kind == "document" and hasattr(self.encoder, "encode_documents"):
-                fn = self.encoder.encode_documents
-            # everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool, ...)
-            # reaches an encoder whose signature names it or takes **kwargs (see hookspecs.register_encoders)
-            call_kwargs = {**kwargs, "batch_size": kwargs.get("batch_size", 32),
-                           "show_progress_bar": kwargs.get("show_progress_bar", True),
-                           "prompt_type": kind, "task_name": task_metadata.name}
-            call_kwargs = {k: v for k, v in call_kwargs.items() if _accepts(fn, k)}
+            fn = encode_method(self.encoder, kind)
+            # everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool,
+            # ...) reaches an encoder whose signature names it or takes **kwargs (see
+            # hookspecs.register_encoders)
+            call_kwargs = {
+                **kwargs,
+                "batch_size": kwargs.get("batch_size", 32),
+                "show_progress_bar": kwargs.get("show_progress_bar", True),
+                "prompt_type": kind,
+                "task_name": task_metadata.name,
+            }
+            call_kwargs = {k: v for k, v in call_kwargs.items() if accepts_param(fn, k)}
             emb = fn(texts, **call_kwargs)
             if isinstance(emb, (list, tuple)):
                 return self._check_multi_vector(emb, len(texts))
-            if hasattr(emb, "detach"):
-                emb = emb.detach().cpu().numpy()
-            emb = np.asarray(emb, dtype=np.float32)
-            if emb.ndim != 2 or emb.shape[0] != len(texts):
-                raise LamMtebError(f"model {self.config_name!r} returned embeddings of shape {emb.shape} "
-                                   f"for {len(texts)} texts; expected ({len(texts)}, dim)")
-            if not np.isfinite(emb).all():
-                raise LamMtebError(f"model {self.config_name!r} returned NaN/inf embeddings")
+            emb = as_embeddings(emb, len(texts), self.config_name)
             if len(emb) > 1 and not np.ptp(emb, axis=0).any():
                 key = (task_metadata.name, kind)
                 if key not in self._constant_reported:
                     self._constant_reported.add(key)
                     what = "all-zero" if not emb.any() else "identical"
-                    sys.stderr.write(f"lam-mteb: model {self.config_name!r} returned {what} vectors for all "
-                                     f"{len(texts)} texts of {task_metadata.name} (a constant encoder): its "
-                                     "scores are meaningless; check the model's weights and code\n")
+                    sys.stderr.write(
+                        f"lam-mteb: model {self.config_name!r} returned {what} vectors for all "
+                        f"{len(texts)} texts of {task_metadata.name} (a constant encoder): its "
+                        "scores are meaningless; check the model's weights and code\n"
+                    )
             return emb
 
         def _check_multi_vector(self, emb, n_texts: int) -> list:
             """A multi-vector encoder returns one ``(n_vectors_i, dim)`` array per text."""
             if not callable(getattr(self.encoder, "similarity", None)):
-                raise LamMtebError(f"model {self.config_name!r} returned a list of embeddings (multi-vector) "
-                                   "but defines no similarity(a, b) to score them")
+                raise LamMtebError(
+                    f"model {self.config_name!r} returned a list of embeddings (multi-vector) "
+                    "but defines no similarity(a, b) to score them"
+                )
             out = []
             for e in emb:
                 if hasattr(e, "detach"):
                     e = e.detach().cpu().numpy()
                 out.append(np.asarray(e, dtype=np.float32))
             dims = {e.shape[1] for e in out if e.ndim == 2}
-            if (len(out) != n_texts or any(e.ndim != 2 or e.shape[0] == 0 for e in out)
-                    or len(dims) > 1):
+            if (
+                len(out) != n_texts
+                or any(e.ndim != 2 or e.shape[0] == 0 for e in out)
+                or len(dims) > 1
+            ):
                 shapes = sorted({e.shape for e in out}, key=str)[:3]
-                raise LamMtebError(f"model {self.config_name!r} returned {len(out)} multi-vector embeddings "
-                                   f"(shapes {shapes}) for {n_texts} texts; expected one (n_i >= 1, dim) "
-                                   "array per text")
+                raise LamMtebError(
+                    f"model {self.config_name!r} returned {len(out)} multi-vector embeddings "
+                    f"(shapes {shapes}) for {n_texts} texts; expected one (n_i >= 1, dim) "
+                    "array per text"
+                )
             if not all(np.isfinite(e).all() for e in out):
                 raise LamMtebError(f"model {self.config_name!r} returned NaN/inf embeddings")
             return out
 
         def similarity(self, embeddings1, embeddings2):
-            """The encoder's own ``similarity(a, b)`` when it has one, else mteb's (from the metadata)."""
+            """The encoder's own ``similarity(a, b)`` when it has one, else mteb's (from the
+            metadata)."""
             fn = getattr(self.encoder, "similarity", None)
             if callable(fn):
                 return fn(embeddings1, embeddings2)
@@ -132,29 +159,25 @@ def _make_plugin_model_class():
 
 
 def is_search_model(obj: Any) -> bool:
-    """A plugin object that retrieves by itself (mteb's SearchProtocol: ``index`` + ``search``, no ``encode``)."""
-    return (callable(getattr(obj, "index", None)) and callable(getattr(obj, "search", None))
-            and not callable(getattr(obj, "encode", None)))
+    """A plugin object that retrieves by itself (mteb's SearchProtocol: ``index`` + ``search``, no
+    ``encode``)."""
+    return (
+        callable(getattr(obj, "index", None))
+        and callable(getattr(obj, "search", None))
+        and not callable(getattr(obj, "encode", None))
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def plugin_model_class():
     return _make_plugin_model_class()
 
 
-def _accepts(fn, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def load_plugin_model(model_name: str, revision: str | None = None, device: str | None = None, **kwargs):
+def load_plugin_model(
+    model_name: str, revision: str | None = None, device: str | None = None, **kwargs
+):
     """mteb loader for every lam-mteb model (``ModelMeta.loader``)."""
-    from lam_mteb.registry import accepts_param, get_registry
-
-    config = get_registry().model(model_name)
+    config = host.registry().model(model_name)
     if device is not None and accepts_param(config.kind.factory, "device"):
         check_device(device)
         kwargs["device"] = device
@@ -164,8 +187,10 @@ def load_plugin_model(model_name: str, revision: str | None = None, device: str 
         raise
     except _load_errors() as exc:  # truncated/corrupt weights, a wrong path, ...
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise LamMtebError(f"model {config.name!r} ({config.source}) could not be loaded: "
-                           f"{type(exc).__name__}: {detail}; check its weights files and params") from None
+        raise LamMtebError(
+            f"model {config.name!r} ({config.source}) could not be loaded: "
+            f"{type(exc).__name__}: {detail}; check its weights files and params"
+        ) from None
     if is_search_model(encoder):
         # e.g. BM25: handed to mteb unchanged (mteb sets its mteb_model_meta); retrieval tasks only
         return encoder
@@ -193,8 +218,10 @@ def check_device(device: str) -> None:
 
     ok = torch.cuda.is_available() if name == "cuda" else torch.backends.mps.is_available()
     if not ok:
-        raise LamMtebError(f"--device {device}: this machine has no {name.upper()} device that torch can use "
-                           f"(torch {torch.__version__}); use --device cpu")
+        raise LamMtebError(
+            f"--device {device}: this machine has no {name.upper()} device that torch can use "
+            f"(torch {torch.__version__}); use --device cpu"
+        )
 
 
 def make_model_meta(config):
@@ -235,10 +262,15 @@ def register_models(registry) -> None:
         try:
             meta = make_model_meta(config)
         except Exception as exc:
-            plugins.report(f"model {config.name!r} ({config.source}): invalid metadata: {exc}".splitlines()[0])
+            host.report(
+                f"model {config.name!r} ({config.source}): invalid metadata: {exc}".splitlines()[0]
+            )
             continue
         if mteb_compat.has_model(config.full_name) and config.full_name not in _our_models:
-            plugins.report(f"model {config.full_name!r} ({config.source}) clashes with a model mteb already has; skipped")
+            host.report(
+                f"model {config.full_name!r} ({config.source}) clashes with a model mteb already "
+                "has; skipped"
+            )
             continue
         mteb_compat.add_model(config.full_name, meta)
         _our_models.add(config.full_name)
@@ -251,7 +283,10 @@ def register_tasks(registry) -> None:
     for entry in registry.tasks.values():
         existing = mteb_compat.task_class(entry.name)
         if existing is not None and existing is not entry.cls:
-            plugins.report(f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; skipped")
+            host.report(
+                f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; "
+                "skipped"
+            )
             continue
         mteb_compat.add_task_class(entry.cls)
         if not entry.self_loading:
@@ -259,10 +294,9 @@ def register_tasks(registry) -> None:
 
 
 def is_self_loading(task: Any) -> bool:
-    """Whether a task (class or instance) reads the data dir itself (``register(cls, self_loading=True)``)."""
-    from lam_mteb.registry import get_registry
-
-    entry = get_registry().tasks.get(task.metadata.name)
+    """Whether a task (class or instance) reads the data dir itself (``register(cls,
+    self_loading=True)``)."""
+    entry = host.registry().tasks.get(task.metadata.name)
     if entry is not None and entry.cls in type(task).__mro__ + (task,):
         return entry.self_loading
     return bool(getattr(task, "lam_mteb_self_loading", False))
@@ -270,7 +304,8 @@ def is_self_loading(task: Any) -> bool:
 
 def patch_provided_tasks() -> None:
     """Wrap ``load_data`` of the mteb tasks whose dataset the data dir can provide (a registered
-    builder, or a local snapshot under LAM_MTEB_DATA_DIR now); every other mteb task is untouched."""
+    builder, or a local snapshot under LAM_MTEB_DATA_DIR now); every other mteb task is
+    untouched."""
     from lam_mteb import data
 
     paths = set(data.builders()) | data.local_snapshots()
@@ -279,7 +314,8 @@ def patch_provided_tasks() -> None:
             patch_load_data(cls)
 
 
-# -- offline data ---------------------------------------------------------------------------------
+# -- offline data --------------------------------------------------------------------------------
+
 
 def patch_load_data(cls: type) -> None:
     """Wrap ``cls.load_data`` (and overrides in subclasses) to use local data when present."""
@@ -289,8 +325,11 @@ def patch_load_data(cls: type) -> None:
 def _offline_load_data(original):
     @functools.wraps(original)
     def load_data(self, *args, **kwargs):
-        if (getattr(self, "data_loaded", False) or getattr(self, "_lam_mteb_loading", False)
-                or is_self_loading(self)):
+        if (
+            getattr(self, "data_loaded", False)
+            or getattr(self, "_lam_mteb_loading", False)
+            or is_self_loading(self)
+        ):
             # already loaded, re-entered, or a task that reads LAM_MTEB_DATA_DIR itself
             return original(self, *args, **kwargs)
         from lam_mteb import data
@@ -300,13 +339,20 @@ def _offline_load_data(original):
         resolution = data.resolve(path) if path else data.Resolution(None, [])
         if resolution.path is None:
             if resolution.looked_for:
-                sys.stderr.write(f"lam-mteb: no local copy of {path} for {self.metadata.name} (looked for "
-                                 f"{'; '.join(resolution.looked_for)}); using mteb's own loading from {path}\n")
+                sys.stderr.write(
+                    f"lam-mteb: no local copy of {path} for {self.metadata.name} (looked for "
+                    f"{'; '.join(resolution.looked_for)}); using mteb's own loading from {path}\n"
+                )
             return original(self, *args, **kwargs)
         original_metadata = self.__dict__.get("metadata")
-        self.metadata = self.metadata.model_copy(update={"dataset": {**dataset, "path": str(resolution.path)}})
+        self.metadata = self.metadata.model_copy(
+            update={"dataset": {**dataset, "path": str(resolution.path)}}
+        )
         self._lam_mteb_loading = True
-        self.lam_mteb_data = {"local_path": str(resolution.path), "recreation": resolution.recreation}
+        self.lam_mteb_data = {
+            "local_path": str(resolution.path),
+            "recreation": resolution.recreation,
+        }
         try:
             return original(self, *args, **kwargs)
         finally:
@@ -315,27 +361,30 @@ def _offline_load_data(original):
                 del self.metadata
             else:
                 self.metadata = original_metadata
-            # results record task.metadata.revision as dataset_revision: record the content address of
-            # the data actually loaded (re-created data keeps the "lam-mteb-recreation:" prefix, so no
-            # result computed on it can pass for one on the published dataset)
+            # results record task.metadata.revision as dataset_revision: record the content address
+            # of the data actually loaded (re-created data keeps the "lam-mteb-recreation:" prefix,
+            # so no result computed on it can pass for one on the published dataset)
             self.metadata = self.metadata.model_copy(
-                update={"dataset": {**dataset, "revision": resolution.revision}})
+                update={"dataset": {**dataset, "revision": resolution.revision}}
+            )
 
-    load_data.__lam_mteb_offline__ = True
+    setattr(load_data, "__lam_mteb_offline__", True)  # noqa: B010 - marks our wrapper
     return load_data
 
 
-# -- results: never reuse or write a wrong score ---------------------------------------------------
+# -- results: never reuse or write a wrong score -------------------------------------------------
+
 
 def expected_dataset_revision(task_name: str) -> str | None:
     """The dataset revision a result of ``task_name`` must carry to be reused: the content address
-    of the local data the task would load now, else the task's published revision (None: unknown)."""
+    of the local data the task would load now, else the task's published revision (None:
+    unknown)."""
     cls = mteb_compat.task_class(task_name)
     if cls is None or is_self_loading(cls):
         return None
     from lam_mteb import data
 
-    dataset = dict(cls.metadata.dataset)
+    dataset: dict[str, Any] = dict(cls.metadata.dataset)
     resolution = data.resolve(dataset["path"]) if dataset.get("path") else data.Resolution(None, [])
     return resolution.revision or dataset.get("revision")
 
@@ -355,9 +404,11 @@ def check_finite_scores(task_result, model_name: str) -> None:
     """Raise a one-line error when a main score of ``task_result`` is NaN, infinite or missing."""
     bad = non_finite_scores(task_result)
     if bad:
-        raise LamMtebError(f"{model_name} on {task_result.task_name}: main score is not a finite number "
-                           f"({', '.join(bad)}); nothing was written. The encoder's embeddings are "
-                           "degenerate (constant, zero or NaN): check the model's weights and code")
+        raise LamMtebError(
+            f"{model_name} on {task_result.task_name}: main score is not a finite number "
+            f"({', '.join(bad)}); nothing was written. The encoder's embeddings are "
+            "degenerate (constant, zero or NaN): check the model's weights and code"
+        )
 
 
 def patch_result_cache() -> None:
@@ -382,22 +433,28 @@ def patch_result_cache() -> None:
             raise
         except Exception as exc:  # noqa: BLE001 - JSON/pydantic errors of a file cut by a kill
             path = self.get_task_result_path(task_name, model_name, model_revision)
-            sys.stderr.write(f"lam-mteb: result file {path} is corrupt ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); treating it as missing "
-                             "(it is replaced when the task is evaluated again)\n")
+            sys.stderr.write(
+                f"lam-mteb: result file {path} is corrupt ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); treating it as missing "
+                "(it is replaced when the task is evaluated again)\n"
+            )
             return None
         if result is None:
             return None
         expected = expected_dataset_revision(task_name)
         if expected is not None and result.dataset_revision != expected:
-            sys.stderr.write(f"lam-mteb: cached result for {task_name} was computed on dataset revision "
-                             f"{result.dataset_revision!r}, the data now loaded is {expected!r}; "
-                             "evaluating again\n")
+            sys.stderr.write(
+                f"lam-mteb: cached result for {task_name} was computed on dataset revision "
+                f"{result.dataset_revision!r}, the data now loaded is {expected!r}; "
+                "evaluating again\n"
+            )
             return None
         bad = non_finite_scores(result)
         if bad:
-            sys.stderr.write(f"lam-mteb: cached result for {task_name} has non-finite main scores "
-                             f"({', '.join(bad)}); evaluating again\n")
+            sys.stderr.write(
+                f"lam-mteb: cached result for {task_name} has non-finite main scores "
+                f"({', '.join(bad)}); evaluating again\n"
+            )
             return None
         return result
 
@@ -416,19 +473,25 @@ def patch_result_cache() -> None:
         os.close(fd)
         try:
             original_to_disk(self, Path(tmp))
-            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # not mkstemp's 0600
+            os.chmod(
+                tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644
+            )  # not mkstemp's 0600
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    load_task_result.__lam_mteb__ = True
-    ResultCache.load_task_result = load_task_result
-    ResultCache.save_to_cache = save_to_cache
-    TaskResult.to_disk = to_disk
+    setattr(load_task_result, "__lam_mteb__", True)  # noqa: B010 - marks our wrapper
+    for owner, name, method in (
+        (ResultCache, "load_task_result", load_task_result),
+        (ResultCache, "save_to_cache", save_to_cache),
+        (TaskResult, "to_disk", to_disk),
+    ):
+        setattr(owner, name, method)
 
 
-# -- install ----------------------------------------------------------------------------------------
+# -- install -------------------------------------------------------------------------------------
+
 
 def install(force: bool = False) -> None:
     """Register every plugin model and task with mteb (idempotent)."""
@@ -436,11 +499,9 @@ def install(force: bool = False) -> None:
     if _installed and not force:
         return
     check_mteb_version()
-    from lam_mteb.registry import get_registry, invalidate
-
     if force:
-        invalidate()
-    registry = get_registry()
+        host.invalidate()
+    registry = host.registry()
     register_models(registry)
     mteb_compat.install_bare_name_lookup()
     register_tasks(registry)
@@ -475,8 +536,10 @@ def _one_line_errors(original):
             unknown = _unknown_model_in_argv()
             if unknown is None:
                 raise
-            sys.stderr.write(f"error: {unknown_model_message(unknown)} (loading it from the Hugging Face hub "
-                             f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})\n")
+            sys.stderr.write(
+                f"error: {unknown_model_message(unknown)} (loading it from the Hugging Face hub "
+                f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})\n"
+            )
             raise SystemExit(2) from None
 
     return main
@@ -500,10 +563,11 @@ def _unknown_model_in_argv() -> str | None:
 
 
 def unknown_model_message(name: str) -> str:
-    import difflib
+    from lam_mteb.inputs import did_you_mean
 
     ours = sorted(_our_models | set(mteb_compat.bare_names()))
-    close = difflib.get_close_matches(name, ours, n=3, cutoff=0.5) or difflib.get_close_matches(
-        name, mteb_compat.model_names(), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown model {name!r}: not a lam-mteb or mteb model{hint} (`lam-mteb models` lists lam-mteb's)"
+    hint = did_you_mean(name, ours, fallback=mteb_compat.model_names())
+    return (
+        f"unknown model {name!r}: not a lam-mteb or mteb model{hint} "
+        "(`lam-mteb models` lists lam-mteb's)"
+    )

@@ -173,9 +173,9 @@ def _task_known(name: str) -> bool:
 
 
 def _plugin_distribution(plugin: str) -> str | None:
-    from lam_mteb import plugins
+    from lam_mteb.plugins import host
 
-    for info in plugins.plugin_infos():
+    for info in host.infos():
         if info.name == plugin and info.source.startswith("entry point "):
             dist = info.source.removeprefix("entry point ")
             return dist if dist not in ("lam-mteb", "?") else None
@@ -269,7 +269,7 @@ def build_card(name: str, results_dir: Path, revision: str | None = None) -> tup
     from huggingface_hub import ModelCard, ModelCardData
 
     from lam_mteb import bridge
-    from lam_mteb.registry import get_registry
+    from lam_mteb.plugins import get_registry
 
     config = get_registry().model(name)
     bridge.install()

@@ -32,6 +32,7 @@ from tabulate import tabulate
 
 from lam_mteb.contract import encoder_problem
 from lam_mteb.errors import LamMtebError
+from lam_mteb.registry import accepts_param
 
 if TYPE_CHECKING:
     from mteb.types import EncodeKwargs
@@ -129,12 +130,6 @@ def edge_inputs(long_chars: int) -> dict[str, str]:
 # -- calling the encoder ------------------------------------------------------------------------
 
 
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    from lam_mteb.registry import accepts_param
-
-    return accepts_param(fn, name)
-
-
 def to_array(out: Any) -> tuple[np.ndarray, str]:
     """(numpy array, dtype as returned) of what ``encode`` returned (numpy, torch or lists)."""
     if hasattr(out, "detach"):  # a torch tensor (torch is not imported here)
@@ -153,7 +148,7 @@ def call_encode(
     kwargs = {
         k: v
         for k, v in {"batch_size": batch_size, "show_progress_bar": False}.items()
-        if _accepts(fn, k)
+        if accepts_param(fn, k)
     }
     return to_array(fn(list(texts), **kwargs))
 
@@ -173,7 +168,7 @@ def _shape_problem(arr: np.ndarray, n: int, dim: int | None) -> str | None:
     return None
 
 
-# -- the checks -----------------------------------------------------------------------------------
+# -- the checks ----------------------------------------------------------------------------------
 
 
 def _check_probe(
@@ -367,7 +362,7 @@ def run_checks(
     all_mock: bool = False,
 ) -> CheckReport:
     """Run every check on the registered model ``name``; raises LamMtebError if it is unknown."""
-    from lam_mteb.registry import accepts_param, get_registry
+    from lam_mteb.plugins import get_registry
 
     config = get_registry().model(name)
     report = CheckReport(model=config.name)
@@ -415,7 +410,7 @@ def run_checks(
     return report
 
 
-# -- command line ---------------------------------------------------------------------------------
+# -- command line --------------------------------------------------------------------------------
 
 
 def _positive(text: str) -> int:

@@ -1,9 +1,9 @@
-"""``lam-mteb`` command line: models | tasks | plugins | run | data | leaderboard, plus plugin commands."""
+"""``lam-mteb`` command line: models | tasks | plugins | run | data | leaderboard, plus plugin
+commands."""
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import logging
 import os
@@ -13,42 +13,61 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from lam_mteb import __version__, card, check, mteb_compat, plugins
+from lam_mteb import __version__, card, check, mteb_compat
 from lam_mteb.errors import LamMtebError
+from lam_mteb.inputs import did_you_mean
 from lam_mteb.paths import check_writable_folder
-
-
-def _registry(strict: bool = True):
-    from lam_mteb.registry import get_registry
-
-    return get_registry(strict=strict)
+from lam_mteb.plugins import host
 
 
 def _print_table(rows, headers, fmt: str) -> None:
     if fmt == "json":
-        print(json.dumps([dict(zip(headers, r)) for r in rows], indent=2, default=str))
+        print(json.dumps([dict(zip(headers, r, strict=True)) for r in rows], indent=2, default=str))
     else:
         print(tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple"))
 
 
 # -- models / tasks / plugins ------------------------------------------------------------------
 
+
 def cmd_models(args) -> int:
-    reg = _registry()
+    reg = host.registry(strict=True)
     rows = []
     for cfg in reg.models.values():
-        rows.append([cfg.name, cfg.kind.name, cfg.kind.plugin, cfg.embed_dim or "?",
-                     cfg.metadata.get("max_tokens") or "?", cfg.full_name, cfg.revision, cfg.source])
-    _print_table(rows, ["name", "kind", "plugin", "embed dim", "max tokens", "mteb name", "revision", "source"], args.format)
+        rows.append(
+            [
+                cfg.name,
+                cfg.kind.name,
+                cfg.kind.plugin,
+                cfg.embed_dim or "?",
+                cfg.metadata.get("max_tokens") or "?",
+                cfg.full_name,
+                cfg.revision,
+                cfg.source,
+            ]
+        )
+    _print_table(
+        rows,
+        ["name", "kind", "plugin", "embed dim", "max tokens", "mteb name", "revision", "source"],
+        args.format,
+    )
     return 0
 
 
 def cmd_tasks(args) -> int:
     from lam_mteb import data
 
-    reg = _registry()
-    rows = [[t.name, t.cls.metadata.type, t.cls.metadata.main_score, ",".join(t.cls.metadata.eval_splits), t.plugin]
-            for t in reg.tasks.values()]
+    reg = host.registry(strict=True)
+    rows = [
+        [
+            t.name,
+            t.cls.metadata.type,
+            t.cls.metadata.main_score,
+            ",".join(t.cls.metadata.eval_splits),
+            t.plugin,
+        ]
+        for t in reg.tasks.values()
+    ]
     print("Tasks registered by plugins:")
     _print_table(rows, ["task", "type", "main score", "splits", "plugin"], args.format)
     users: dict[str, list[str]] = {}
@@ -56,29 +75,42 @@ def cmd_tasks(args) -> int:
         users.setdefault(cls.metadata.dataset.get("path", ""), []).append(name)
     root = data.data_dir()
     rows = []
-    for path, (builder, desc, recreation, version, plugin) in sorted(data.builders().items()):
+    for path, entry in sorted(data.builders().items()):
         status = "-"
         if root is not None:
             res = data.resolve(path, root, quiet=True)
             status = "available" if res.path else "missing"
-        rows.append([path, ", ".join(sorted(users.get(path, []))[:4]) or "-", plugin,
-                     "re-creation" if recreation else "copy", status, desc])
+        rows.append(
+            [
+                path,
+                ", ".join(sorted(users.get(path, []))[:4]) or "-",
+                entry.plugin,
+                "re-creation" if entry.recreation else "copy",
+                status,
+                entry.description,
+            ]
+        )
     print(f"\nOffline datasets (data dir: {root or 'LAM_MTEB_DATA_DIR not set'}):")
-    _print_table(rows, ["dataset", "mteb tasks", "plugin", "data", "status", "raw layout"], args.format)
+    _print_table(
+        rows, ["dataset", "mteb tasks", "plugin", "data", "status", "raw layout"], args.format
+    )
     return 0
 
 
 def cmd_plugins(args) -> int:
-    rows = [[p.name, p.source, p.version or "-", ", ".join(p.hooks) or "-", p.error or "ok"]
-            for p in plugins.plugin_infos()]
+    rows = [
+        [p.name, p.source, p.version or "-", ", ".join(p.hooks) or "-", p.error or "ok"]
+        for p in host.infos()
+    ]
     _print_table(rows, ["plugin", "source", "version", "hooks", "status"], args.format)
     return 0
 
 
-# -- run ------------------------------------------------------------------------------------------
+# -- run -----------------------------------------------------------------------------------------
+
 
 def _resolve_model(name: str) -> str:
-    reg = _registry()
+    reg = host.registry(strict=True)
     try:
         return reg.model(name).name
     except LamMtebError:
@@ -86,9 +118,7 @@ def _resolve_model(name: str) -> str:
     if mteb_compat.has_model(name):
         return name
     ours = list(reg.models) + [c.full_name for c in reg.models.values()]
-    close = difflib.get_close_matches(name, ours, n=3, cutoff=0.5) or difflib.get_close_matches(
-        name, mteb_compat.model_names(), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, ours, fallback=mteb_compat.model_names())
     raise LamMtebError(f"unknown model {name!r}{hint} (`lam-mteb models` lists lam-mteb's models)")
 
 
@@ -98,9 +128,10 @@ def _resolve_tasks(names: list[str]):
     known = mteb_compat.task_classes()
     for name in names:
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise LamMtebError(f"unknown task {name!r}{hint} (`mteb available-tasks` / `lam-mteb tasks` list them)")
+            hint = did_you_mean(name, known, cutoff=0.6)
+            raise LamMtebError(
+                f"unknown task {name!r}{hint} (`mteb available-tasks` / `lam-mteb tasks` list them)"
+            )
     return mteb.get_tasks(tasks=names)
 
 
@@ -108,8 +139,10 @@ def _check_eval_splits(tasks, splits: list[str]) -> None:
     for task in tasks:
         unknown = sorted(set(splits) - set(task.metadata.eval_splits))
         if unknown:
-            raise LamMtebError(f"--eval-splits {' '.join(unknown)}: {task.metadata.name} has no such split "
-                               f"(its eval splits: {', '.join(task.metadata.eval_splits)})")
+            raise LamMtebError(
+                f"--eval-splits {' '.join(unknown)}: {task.metadata.name} has no such split "
+                f"(its eval splits: {', '.join(task.metadata.eval_splits)})"
+            )
 
 
 def _resolve_benchmark(name: str):
@@ -118,10 +151,10 @@ def _resolve_benchmark(name: str):
     try:
         return mteb.get_benchmark(name)
     except Exception:  # noqa: BLE001 - mteb raises KeyError or ValueError by version
-        names = [b.name for b in mteb.get_benchmarks()]
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise LamMtebError(f"unknown benchmark {name!r}{hint} (`mteb available-benchmarks` lists them)") from None
+        hint = did_you_mean(name, [b.name for b in mteb.get_benchmarks()])
+        raise LamMtebError(
+            f"unknown benchmark {name!r}{hint} (`mteb available-benchmarks` lists them)"
+        ) from None
 
 
 def _encode_kwargs(args) -> dict:
@@ -134,6 +167,29 @@ def _encode_kwargs(args) -> dict:
 
 
 def cmd_run(args) -> int:
+    from lam_mteb import bridge, runner
+
+    _check_run_args(args)
+    if args.executor == "ray":
+        runner.import_ray()  # one line on how to install it, before any work
+    shard = runner.parse_shard(args.shard) if args.shard else None
+    bridge.install()
+    for device in args.device or []:
+        bridge.check_device(device)
+    pairs = runner.expand(_run_models(args.model), _run_tasks(args))
+    if shard:
+        pairs = runner.shard(pairs, *shard)
+        print(f"shard {shard[0]}/{shard[1]}: {len(pairs)} pair(s) of this grid", file=sys.stderr)
+    logging.getLogger("mteb").setLevel(logging.WARNING if args.verbosity < 2 else logging.INFO)
+    t0 = time.perf_counter()
+    outcomes = runner.run_grid(pairs, _grid_config(args))
+    _print_run_summary(args, outcomes, time.perf_counter() - t0)
+    return _run_exit_code(outcomes)
+
+
+def _check_run_args(args) -> None:
+    """Bad flags of ``lam-mteb run`` fail here, before any work; --data-dir and --verify-data
+    reach the workers through the environment."""
     if args.data_dir:
         if not Path(args.data_dir).is_dir():
             raise LamMtebError(f"--data-dir {args.data_dir} is not a directory")
@@ -145,17 +201,20 @@ def cmd_run(args) -> int:
         raise LamMtebError("give tasks with -t/--tasks and/or mteb benchmarks with --benchmark")
     if args.jobs < 1:
         raise LamMtebError("--jobs must be at least 1")
+
+
+def _run_models(names: list[str]) -> list[str]:
+    """mteb's full names of the models (every lam-mteb and mteb model's meta has one)."""
     import mteb
 
-    from lam_mteb import bridge, runner
+    resolved = [_resolve_model(m) for m in names]
+    return list(dict.fromkeys(mteb.get_model_meta(m).name or m for m in resolved))
 
-    if args.executor == "ray":
-        runner.import_ray()  # one line on how to install it, before any work
-    shard = runner.parse_shard(args.shard) if args.shard else None
-    bridge.install()
-    for device in args.device or []:
-        bridge.check_device(device)
-    models = list(dict.fromkeys(mteb.get_model_meta(_resolve_model(m)).name for m in args.model))  # mteb's full names
+
+def _run_tasks(args) -> list:
+    """The mteb task objects of -t/--tasks (with --eval-splits) and --benchmark."""
+    import mteb
+
     tasks = []
     if args.tasks:
         tasks.extend(_resolve_tasks(args.tasks))
@@ -164,67 +223,151 @@ def cmd_run(args) -> int:
             tasks = list(mteb.get_tasks(tasks=args.tasks, eval_splits=args.eval_splits))
     for name in args.benchmark or []:
         tasks.extend(_resolve_benchmark(name).tasks)
+    return tasks
+
+
+def _grid_config(args):
+    from lam_mteb import runner
+
     devices = args.device or []
     encode_kwargs = _encode_kwargs(args)
-    if len(devices) > 1:  # several devices: one model, a multi-process pool over them (encoders that accept it)
+    if len(devices) > 1:
+        # several devices: one model, a multi-process pool over them (encoders that accept it)
         encode_kwargs.setdefault("device", devices)
-    pairs = runner.expand(models, tasks)
-    if shard:
-        pairs = runner.shard(pairs, *shard)
-        print(f"shard {shard[0]}/{shard[1]}: {len(pairs)} pair(s) of this grid", file=sys.stderr)
-    logging.getLogger("mteb").setLevel(logging.WARNING if args.verbosity < 2 else logging.INFO)
-    config = runner.GridConfig(
-        output_folder=Path(args.output_folder), executor=args.executor, jobs=args.jobs,
-        cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job, address=args.address,
-        device=devices[0] if devices else None, encode_kwargs=encode_kwargs,
-        overwrite_strategy=args.overwrite_strategy, verbosity=args.verbosity)
-    t0 = time.perf_counter()
-    outcomes = runner.run_grid(pairs, config)
-    wall = time.perf_counter() - t0
+    return runner.GridConfig(
+        output_folder=Path(args.output_folder),
+        executor=args.executor,
+        jobs=args.jobs,
+        cpus_per_job=args.cpus_per_job,
+        gpus_per_job=args.gpus_per_job,
+        address=args.address,
+        device=devices[0] if devices else None,
+        encode_kwargs=encode_kwargs,
+        overwrite_strategy=args.overwrite_strategy,
+        verbosity=args.verbosity,
+    )
+
+
+def _print_run_summary(args, outcomes: list, wall: float) -> None:
+    from lam_mteb import runner
+
     print()
-    print(tabulate(runner.summary_rows(outcomes), headers=runner.SUMMARY_HEADERS, floatfmt=("", "", "", ".4f", ".1f", ""), missingval="-"))
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "cached", "exists", "failed", "missing")}
-    print(f"\n{len(outcomes)} pair(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-          + f"; wall {wall:.1f}s ({args.executor}{f', {args.jobs} jobs' if args.executor == 'local' else ''})")
-    print(f"results in {Path(args.output_folder).resolve() / 'results'} (mteb layout; load with mteb.ResultCache)")
+    print(
+        tabulate(
+            runner.summary_rows(outcomes),
+            headers=runner.SUMMARY_HEADERS,
+            floatfmt=("", "", "", ".4f", ".1f", ""),
+            missingval="-",
+        )
+    )
+    counts = {
+        s: sum(o.status == s for o in outcomes)
+        for s in ("done", "cached", "exists", "failed", "missing")
+    }
+    jobs = f", {args.jobs} jobs" if args.executor == "local" else ""
+    print(
+        f"\n{len(outcomes)} pair(s): "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + f"; wall {wall:.1f}s ({args.executor}{jobs})"
+    )
+    results = Path(args.output_folder).resolve() / "results"
+    print(f"results in {results} (mteb layout; load with mteb.ResultCache)")
+
+
+def _run_exit_code(outcomes: list) -> int:
+    """0 when every pair has a result; 2 with one ``error:`` line per pair when only bad input
+    failed; 1 (failed pairs listed, to rerun) otherwise."""
     bad = [o for o in outcomes if not o.ok]
-    if bad and all(o.user_error for o in bad):  # bad input only: one `error:` line per pair, exit 2
+    if bad and all(o.user_error for o in bad):
         for o in bad:
             print(f"error: {o.pair.label}: {o.error}", file=sys.stderr)
         return 2
     if bad:
         print("\nfailed pairs (run the same command again to retry only these):", file=sys.stderr)
         for o in bad:
-            print(f"  {o.pair.label}: {o.error}" + (f" (traceback: {o.log})" if o.log else ""), file=sys.stderr)
+            print(
+                f"  {o.pair.label}: {o.error}" + (f" (traceback: {o.log})" if o.log else ""),
+                file=sys.stderr,
+            )
         return 1
     return 0
 
 
 def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="run a grid of models x tasks (in-process, a local process pool, Ray, or a shard)")
-    p.add_argument("-m", "--model", nargs="+", required=True, help="model name(s): lam-mteb or mteb models")
+    p = sub.add_parser(
+        "run",
+        help="run a grid of models x tasks (in-process, a local process pool, Ray, or a shard)",
+    )
+    p.add_argument(
+        "-m", "--model", nargs="+", required=True, help="model name(s): lam-mteb or mteb models"
+    )
     p.add_argument("-t", "--tasks", nargs="+", default=None, help="task name(s)")
-    p.add_argument("--benchmark", nargs="+", default=None, help="mteb benchmark name(s), e.g. 'MTEB(eng, v2)'")
-    p.add_argument("--output-folder", "--output_folder", default="results", help="results folder (default: results)")
+    p.add_argument(
+        "--benchmark", nargs="+", default=None, help="mteb benchmark name(s), e.g. 'MTEB(eng, v2)'"
+    )
+    p.add_argument(
+        "--output-folder",
+        "--output_folder",
+        default="results",
+        help="results folder (default: results)",
+    )
     p.add_argument("--data-dir", help="offline data directory (default: $LAM_MTEB_DATA_DIR)")
     p.add_argument("--eval-splits", "--eval_splits", nargs="+", default=None)
     p.add_argument("--batch-size", "--batch_size", type=int, default=None)
-    p.add_argument("--encode-kwargs", default=None,
-                   help="JSON object passed to every encode call, e.g. '{\"device\": [\"cuda:0\", \"cuda:1\"]}'")
-    p.add_argument("--device", nargs="+", default=None,
-                   help="cpu (default) or cuda; several devices: encoders that accept a device list use them all")
-    p.add_argument("--overwrite-strategy", default="only-missing", choices=["always", "never", "only-missing", "only-cache"])
-    p.add_argument("--verify-data", action="store_true",
-                   help="re-hash every local data file instead of trusting the (size, mtime) shortcut")
-    p.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="local: this machine, --jobs processes (default); ray: one Ray task per pair")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="local: pairs at a time, each in its own process; 1 (default) runs them here, one after another")
-    p.add_argument("--cpus-per-job", type=float, default=1.0, help="CPUs per pair (Ray resources; local: torch threads)")
+    p.add_argument(
+        "--encode-kwargs",
+        default=None,
+        help='JSON object passed to every encode call, e.g. \'{"device": ["cuda:0", "cuda:1"]}\'',
+    )
+    p.add_argument(
+        "--device",
+        nargs="+",
+        default=None,
+        help="cpu (default) or cuda; several devices: encoders that accept a device list "
+        "use them all",
+    )
+    p.add_argument(
+        "--overwrite-strategy",
+        default="only-missing",
+        choices=["always", "never", "only-missing", "only-cache"],
+    )
+    p.add_argument(
+        "--verify-data",
+        action="store_true",
+        help="re-hash every local data file instead of trusting the (size, mtime) shortcut",
+    )
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this machine, --jobs processes (default); ray: one Ray task per pair",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="local: pairs at a time, each in its own process; 1 (default) runs them here, "
+        "one after another",
+    )
+    p.add_argument(
+        "--cpus-per-job",
+        type=float,
+        default=1.0,
+        help="CPUs per pair (Ray resources; local: torch threads)",
+    )
     p.add_argument("--gpus-per-job", type=float, default=0.0, help="GPUs per pair (Ray resources)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--shard", default=None, metavar="I/N",
-                   help="run every N-th pair starting at I (SLURM arrays: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="run every N-th pair starting at I "
+        "(SLURM arrays: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)",
+    )
     p.add_argument("-v", "--verbosity", type=int, default=1)
     p.set_defaults(func=cmd_run)
 
@@ -235,7 +378,8 @@ def _add_encode(sub) -> None:
     encode.add_parser(sub)
 
 
-# -- data -----------------------------------------------------------------------------------------
+# -- data ----------------------------------------------------------------------------------------
+
 
 def cmd_data_import(args) -> int:
     from lam_mteb import data
@@ -261,17 +405,26 @@ def _add_data(sub) -> None:
     p = sub.add_parser("data", help="offline data: import raw files into the data-dir layout")
     dsub = p.add_subparsers(dest="data_command", required=True)
     imp = dsub.add_parser("import", help="build local copies of mteb datasets from raw files")
-    imp.add_argument("datasets", nargs="*", help="mteb dataset paths (default: every dataset with a builder)")
+    imp.add_argument(
+        "datasets", nargs="*", help="mteb dataset paths (default: every dataset with a builder)"
+    )
     imp.add_argument("--source", help="raw data folder (default: $LAM_MTEB_DATA_DIR)")
-    imp.add_argument("--out", required=True, help="data directory to write <dataset path>/ folders into")
-    imp.add_argument("--force", action="store_true", help="rebuild a dataset folder that already exists")
+    imp.add_argument(
+        "--out", required=True, help="data directory to write <dataset path>/ folders into"
+    )
+    imp.add_argument(
+        "--force", action="store_true", help="rebuild a dataset folder that already exists"
+    )
     imp.set_defaults(func=cmd_data_import)
 
 
-# -- leaderboard ----------------------------------------------------------------------------------
+# -- leaderboard ---------------------------------------------------------------------------------
+
 
 def _add_leaderboard(sub) -> None:
-    p = sub.add_parser("leaderboard", help="tables + plot of our results beside published references")
+    p = sub.add_parser(
+        "leaderboard", help="tables + plot of our results beside published references"
+    )
     try:
         from lam_mteb import leaderboard
 
@@ -288,15 +441,21 @@ def _add_leaderboard(sub) -> None:
     p.set_defaults(func=run)
 
 
-# -- main -----------------------------------------------------------------------------------------
+# -- main ----------------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lam-mteb", description="A pluggable MTEB: models, tasks and leaderboards from plugins.")
+    parser = argparse.ArgumentParser(
+        prog="lam-mteb",
+        description="A pluggable MTEB: models, tasks and leaderboards from plugins.",
+    )
     parser.add_argument("--version", action="version", version=f"lam-mteb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, func, help_ in [("models", cmd_models, "list registered models"),
-                              ("tasks", cmd_tasks, "list plugin tasks and offline datasets"),
-                              ("plugins", cmd_plugins, "list loaded plugins")]:
+    for name, func, help_ in [
+        ("models", cmd_models, "list registered models"),
+        ("tasks", cmd_tasks, "list plugin tasks and offline datasets"),
+        ("plugins", cmd_plugins, "list loaded plugins"),
+    ]:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
         p.set_defaults(func=func)
@@ -306,13 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_leaderboard(sub)
     check.add_parser(sub)
     card.add_parser(sub)
-    pm = plugins.load_plugins()
-    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
-        name = plugins.plugin_name_of(impl.plugin)
-        try:
-            impl.function(sub)
-        except plugins.PLUGIN_FAILURES as exc:
-            plugins.report(f"plugin {name!r} failed in register_commands: {type(exc).__name__}: {exc}")
+    for _plugin in host.call_hook("register_commands", lambda _name: sub):
+        pass  # each plugin adds its parsers to `sub`; a failing one is reported and skipped
     return parser
 
 

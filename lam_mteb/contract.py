@@ -33,11 +33,13 @@ __all__ = [
     "Encoder",
     "EncoderFactory",
     "QueryEncoder",
+    "RegisterBenchmark",
     "RegisterDataset",
     "RegisterEncoder",
     "RegisterTask",
     "RetrievalEncoder",
     "SubParsers",
+    "encode_method",
     "encoder_problem",
 ]
 
@@ -103,9 +105,29 @@ class RegisterDataset(Protocol):
         dataset_path: str,
         builder: DatasetBuilder,
         *,
+        inputs: Sequence[str] | None = None,
         description: str = "",
         recreation: bool = False,
         version: str = "1",
+    ) -> None: ...
+
+
+class RegisterBenchmark(Protocol):
+    """The ``register`` callable handed to ``register_benchmarks``."""
+
+    def __call__(
+        self,
+        key: str,
+        title: str,
+        tasks: Sequence[str],
+        *,
+        extra_tasks: Sequence[str] = (),
+        prefix: str | None = None,
+        prefix_ranked: bool = False,
+        position: int = 100,
+        description: str = "",
+        abbreviations: dict[str, str] | None = None,
+        detail_metrics: Sequence[tuple[str, str, str]] = (),
     ) -> None: ...
 
 
@@ -163,3 +185,13 @@ def encoder_problem(obj: object) -> str | None:
         if problem:
             return f"{what}.{name} {problem}"
     return None
+
+
+def encode_method(encoder: Encoder, prompt_type: str | None) -> Callable[..., Embeddings]:
+    """The method that embeds texts of ``prompt_type``: ``encode_queries`` for ``"query"`` and
+    ``encode_documents`` for ``"document"`` when the encoder defines them, else ``encode``."""
+    if prompt_type == "query" and isinstance(encoder, QueryEncoder):
+        return encoder.encode_queries
+    if prompt_type == "document" and isinstance(encoder, DocumentEncoder):
+        return encoder.encode_documents
+    return encoder.encode

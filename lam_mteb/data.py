@@ -6,32 +6,34 @@ dataset path such as ``mteb/scifact``:
 1. a local snapshot of the dataset's Hugging Face repository at ``<data dir>/<dataset path>/``
    (e.g. made with ``huggingface-cli download --repo-type dataset mteb/scifact --local-dir ...``
    on a machine with internet, or with ``lam-mteb data import``) — any mteb task then runs offline;
-2. raw files that a registered *dataset builder* understands (the core knows the STS Benchmark
-   release ``stsbenchmark/sts-*.csv`` and SciFact in BEIR layout ``scifact/``; plugins add more
-   through the ``register_datasets`` hook).  A builder's output is cached under
-   ``<cache>/datasets/`` keyed by builder version and a fingerprint of its input files.
+2. raw files that a *dataset builder* registered by a plugin (``register_datasets`` hook)
+   understands, e.g. the STS Benchmark release ``stsbenchmark/sts-*.csv`` (first-party plugin
+   ``datasets``).  A builder's output is cached under ``<cache>/datasets/`` keyed by builder
+   version and the content hash of the input folders it declares.
 
 When neither is there, mteb loads from the hub as usual, after one line saying what was looked for.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from lam_mteb.errors import DataNotFound, LamMtebError
 from lam_mteb.paths import cache_dir, data_dir
+
+if TYPE_CHECKING:
+    from lam_mteb.registry import DatasetEntry
 
 logger = logging.getLogger("lam_mteb.data")
 RECREATION_MARKER = "lam_mteb_recreation.json"
@@ -39,9 +41,16 @@ RECREATION_MARKER = "lam_mteb_recreation.json"
 
 # -- writing a local HF-style dataset ---------------------------------------------------------
 
-def write_hf_dataset(target_dir: Path | str, configs: dict[str, dict[str, Iterable[dict]]],
-                     *, card: str = "", recreation: dict | None = None) -> Path:
-    """Write ``{config: {split: rows}}`` as JSON-lines files plus a README.md that declares the configs.
+
+def write_hf_dataset(
+    target_dir: Path | str,
+    configs: dict[str, dict[str, Iterable[dict]]],
+    *,
+    card: str = "",
+    recreation: dict | None = None,
+) -> Path:
+    """Write ``{config: {split: rows}}`` as JSON-lines files plus a README.md that declares the
+    configs.
 
     ``datasets.load_dataset(str(target_dir), config, split=split)`` then loads them offline.
     ``recreation`` (a dict describing how the data was made) marks a local re-creation.
@@ -58,7 +67,7 @@ def write_hf_dataset(target_dir: Path | str, configs: dict[str, dict[str, Iterab
                 for row in rows:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             data_files.append({"split": split, "path": str(rel)})
-        entry = {"config_name": config, "data_files": data_files}
+        entry: dict[str, Any] = {"config_name": config, "data_files": data_files}
         if config == "default":
             entry["default"] = True
         meta_configs.append(entry)
@@ -69,99 +78,18 @@ def write_hf_dataset(target_dir: Path | str, configs: dict[str, dict[str, Iterab
     return target
 
 
-# -- core builders for the raw layout of ../shared/data ----------------------------------------
-
-def _lines(path: Path):
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of a UTF-8 text file; a byte that is not UTF-8 is one error naming
-    the file and line."""
+    the file and line (for builders reading raw files)."""
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
                 yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise LamMtebError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start} of the line); "
-                                   "re-save the file as UTF-8") from None
-
-
-def build_stsbenchmark(source: Path, target: Path) -> None:
-    """STS Benchmark release files ``stsbenchmark/sts-{train,dev,test}.csv`` -> mteb/stsbenchmark-sts."""
-    folder = Path(source) / "stsbenchmark"
-    files = {"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"}
-    if not (folder / files["test"]).is_file():
-        raise DataNotFound(f"looked for {folder / files['test']} (STS Benchmark release, tab-separated)")
-    splits = {}
-    for split, name in files.items():
-        path = folder / name
-        if not path.is_file():
-            continue
-        rows = []
-        for lineno, line in _lines(path):
-            cols = line.rstrip("\r\n").split("\t")
-            if len(cols) < 7:
-                raise LamMtebError(f"{path}:{lineno}: expected >= 7 tab-separated columns, got {len(cols)}; "
-                                   "is this the STS Benchmark release file?")
-            try:
-                score = float(cols[4])
-            except ValueError:
-                score = math.nan
-            if not 0.0 <= score <= 5.0:
-                raise LamMtebError(f"{path}:{lineno}: score (column 5) is {cols[4][:40]!r}, not a number "
-                                   "from 0 to 5; fix or remove the row")
-            rows.append({"sentence1": cols[5], "sentence2": cols[6], "score": score})
-        if not rows:
-            raise LamMtebError(f"{path}: no rows (the file is empty); restore the STS Benchmark release file")
-        splits[split] = rows
-    write_hf_dataset(target, {"default": splits}, card="STS Benchmark imported from the original release by lam-mteb.")
-
-
-def build_scifact(source: Path, target: Path) -> None:
-    """SciFact in BEIR layout (``scifact/corpus.jsonl``, ``queries.jsonl``, ``qrels/*.tsv``) -> mteb/scifact."""
-    folder = Path(source) / "scifact"
-    needed = [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv"]
-    missing = [str(p) for p in needed if not p.is_file()]
-    if missing:
-        raise DataNotFound(f"looked for {', '.join(missing)} (SciFact in BEIR layout)")
-    write_beir(folder, target)
-
-
-def write_beir(folder: Path, target: Path) -> None:
-    """Convert any BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) for mteb."""
-    def read_jsonl(path, keys):
-        for lineno, line in _lines(path):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LamMtebError(f"{path}:{lineno}: invalid JSON ({exc.msg}); fix or remove the row") from None
-            if not isinstance(obj, dict) or not str(obj.get("_id", "") or ""):
-                raise LamMtebError(f"{path}:{lineno}: expected a JSON object with an \"_id\"; fix or remove the row")
-            yield {k: str(obj.get(k, "") or "") for k in keys}
-
-    qrels = {}
-    for tsv in sorted((folder / "qrels").glob("*.tsv")):
-        rows = []
-        for lineno, line in _lines(tsv):
-            cols = [c.strip() for c in next(csv.reader([line.rstrip("\r\n")], delimiter="\t"), [])]
-            if not any(cols) or (lineno == 1 and cols[0] == "query-id"):
-                continue
-            try:
-                rows.append({"query-id": cols[0], "corpus-id": cols[1], "score": int(float(cols[2]))})
-            except (IndexError, ValueError):
-                raise LamMtebError(f"{tsv}:{lineno}: expected query-id, corpus-id and an integer score "
-                                   "separated by tabs; fix or remove the row") from None
-        qrels[tsv.stem] = rows
-    write_hf_dataset(target, {
-        "corpus": {"corpus": list(read_jsonl(folder / "corpus.jsonl", ["_id", "title", "text"]))},
-        "queries": {"queries": list(read_jsonl(folder / "queries.jsonl", ["_id", "text"]))},
-        "default": qrels,
-    }, card=f"BEIR-layout data imported by lam-mteb from {folder.name}/.")
-
-
-CORE_DATASETS = {
-    "mteb/stsbenchmark-sts": (build_stsbenchmark, "STS Benchmark original release (stsbenchmark/sts-*.csv)"),
-    "mteb/scifact": (build_scifact, "SciFact, BEIR layout (scifact/)"),
-}
+                raise LamMtebError(
+                    f"{path}:{lineno}: not UTF-8 text (byte {exc.start} of the line); "
+                    "re-save the file as UTF-8"
+                ) from None
 
 
 # -- content addresses --------------------------------------------------------------------------
@@ -256,7 +184,8 @@ def file_sha256(path: Path, *, verify: bool | None = None, save: bool = True) ->
 
 
 def content_hash(paths: list[Path], *, verify: bool | None = None, extra: str = "") -> str:
-    """A hash of every file under ``paths`` (names relative to each path + byte hashes), plus ``extra``."""
+    """A hash of every file under ``paths`` (names relative to each path + byte hashes), plus
+    ``extra``."""
     h = hashlib.sha256(extra.encode())
     for top in sorted(paths):
         files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
@@ -269,13 +198,14 @@ def content_hash(paths: list[Path], *, verify: bool | None = None, extra: str = 
 
 # -- build validation ----------------------------------------------------------------------------
 
+
 def _declared_files(folder: Path) -> list[str]:
     """The data files a built folder's README.md declares (``configs: ... data_files``)."""
     readme = folder / "README.md"
     text = readme.read_text(encoding="utf-8")
     if not text.startswith("---\n"):
         raise LamMtebError(f"{readme}: no YAML header declaring the configs")
-    header = yaml.safe_load(text[4:text.index("\n---", 3)])
+    header = yaml.safe_load(text[4 : text.index("\n---", 3)])
     files = []
     for config in (header or {}).get("configs") or []:
         for entry in config.get("data_files") or []:
@@ -296,19 +226,31 @@ def validate_build(folder: Path) -> dict:
             raise LamMtebError(f"builder declared {rel} but did not write it")
         columns, rows = None, 0
         if path.suffix == ".jsonl":
-            for lineno, line in _lines(path):
+            for lineno, line in text_lines(path):
                 row = json.loads(line)
                 keys = sorted(row) if isinstance(row, dict) else None
                 if keys is None or (columns is not None and keys != columns):
-                    raise LamMtebError(f"builder output {rel}:{lineno}: columns {keys} differ from {columns}")
+                    raise LamMtebError(
+                        f"builder output {rel}:{lineno}: columns {keys} differ from {columns}"
+                    )
                 columns, rows = keys, rows + 1
             if rows == 0:
-                raise LamMtebError(f"builder output {rel} has no rows; the raw data is empty or unreadable")
-        manifest["files"][rel] = {"sha256": _sha256_of_bytes(path), "size": path.stat().st_size,
-                                  "rows": rows, "columns": columns}
+                raise LamMtebError(
+                    f"builder output {rel} has no rows; the raw data is empty or unreadable"
+                )
+        manifest["files"][rel] = {
+            "sha256": _sha256_of_bytes(path),
+            "size": path.stat().st_size,
+            "rows": rows,
+            "columns": columns,
+        }
     readme = folder / "README.md"
-    manifest["files"]["README.md"] = {"sha256": _sha256_of_bytes(readme), "size": readme.stat().st_size,
-                                      "rows": None, "columns": None}
+    manifest["files"]["README.md"] = {
+        "sha256": _sha256_of_bytes(readme),
+        "size": readme.stat().st_size,
+        "rows": None,
+        "columns": None,
+    }
     return manifest
 
 
@@ -318,7 +260,10 @@ def build_is_valid(folder: Path, *, verify: bool | None = None) -> bool:
         manifest = json.loads((folder / BUILD_MANIFEST).read_text(encoding="utf-8"))
         for rel, info in manifest["files"].items():
             path = folder / rel
-            if path.stat().st_size != info["size"] or file_sha256(path, verify=verify, save=False) != info["sha256"]:
+            if (
+                path.stat().st_size != info["size"]
+                or file_sha256(path, verify=verify, save=False) != info["sha256"]
+            ):
                 return False
         return bool(manifest["files"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -329,6 +274,7 @@ def build_is_valid(folder: Path, *, verify: bool | None = None) -> bool:
 
 # -- resolution ---------------------------------------------------------------------------------
 
+
 def _is_snapshot(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
@@ -338,75 +284,94 @@ def local_snapshots(root: Path | None = None) -> set[str]:
     root = root or data_dir()
     if root is None or not root.is_dir():
         return set()
-    return {f"{org.name}/{folder.name}" for org in root.iterdir() if org.is_dir()
-            for folder in org.iterdir() if _is_snapshot(folder)}
+    return {
+        f"{org.name}/{folder.name}"
+        for org in root.iterdir()
+        if org.is_dir()
+        for folder in org.iterdir()
+        if _is_snapshot(folder)
+    }
 
 
-def builders() -> dict:
-    """dataset path -> (builder, description, recreation, version, plugin) of the core and every plugin."""
-    from lam_mteb.registry import get_registry
+def builders() -> dict[str, DatasetEntry]:
+    """dataset path -> the builder every plugin registered for it (``register_datasets``)."""
+    from lam_mteb.plugins import get_registry
 
-    out = {path: (fn, desc, False, "1", "lam_mteb (core)") for path, (fn, desc) in CORE_DATASETS.items()}
-    for path, entry in get_registry().datasets.items():
-        out[path] = (entry.builder, entry.description, entry.recreation, entry.version, entry.plugin)
-    return out
+    return dict(get_registry().datasets)
 
 
 class Resolution:
-    def __init__(self, path: Path | None, looked_for: list[str], recreation: bool = False,
-                 revision: str | None = None):
+    def __init__(
+        self,
+        path: Path | None,
+        looked_for: list[str],
+        recreation: bool = False,
+        revision: str | None = None,
+    ):
         self.path, self.looked_for, self.recreation = path, looked_for, recreation
         #: content address of the data (recorded as the results' dataset_revision); None = hub data
         self.revision = revision
 
 
-def resolve(dataset_path: str, root: Path | None = None, *, quiet: bool = False,
-            verify: bool | None = None) -> Resolution:
+def resolve(
+    dataset_path: str, root: Path | None = None, *, quiet: bool = False, verify: bool | None = None
+) -> Resolution:
     """Find (or build) a local copy of ``dataset_path`` under the data dir ``root``."""
     root = root or data_dir()
     if root is None:
         return Resolution(None, [])
     if not root.is_dir():
-        raise LamMtebError(f"LAM_MTEB_DATA_DIR={root} is not a directory; point it at your data folder or unset it")
+        raise LamMtebError(
+            f"LAM_MTEB_DATA_DIR={root} is not a directory; point it at your data folder or unset it"
+        )
     looked = [str(root / dataset_path)]
     snapshot = root / dataset_path
     if _is_snapshot(snapshot):
         recreation = (snapshot / RECREATION_MARKER).is_file()
         digest = content_hash([snapshot], verify=verify)
-        return Resolution(snapshot, looked, recreation, (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest)
+        return Resolution(
+            snapshot,
+            looked,
+            recreation,
+            (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest,
+        )
     entry = builders().get(dataset_path)
     if entry is None:
         return Resolution(None, looked)
     try:
-        target, digest = build_cached(dataset_path, entry, root, quiet=quiet, verify=verify)
+        target, digest = build_cached(entry, root, quiet=quiet, verify=verify)
     except DataNotFound as exc:
         looked.append(str(exc).removeprefix("looked for "))
         return Resolution(None, looked)
-    recreation = entry[2]
-    return Resolution(target, looked, recreation, (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest)
+    recreation = entry.recreation
+    return Resolution(
+        target, looked, recreation, (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest
+    )
 
 
 #: a killed build's temporary folder older than this is removed by the next build of any dataset
 STALE_BUILD_SECONDS = 3600
 
 
-def build_cached(dataset_path: str, entry: tuple, root: Path, *, quiet: bool = False,
-                 verify: bool | None = None) -> tuple[Path, str]:
-    """Build ``dataset_path`` from the raw files under ``root`` into lam-mteb's cache, once.
+def build_cached(
+    entry: DatasetEntry, root: Path, *, quiet: bool = False, verify: bool | None = None
+) -> tuple[Path, str]:
+    """Build ``entry.path`` from the raw files under ``root`` into lam-mteb's cache, once.
 
     The cache folder is named by the builder (dataset, version, plugin) and the content hash of
-    the raw input files.  Builds are atomic and safe when several processes start at once: a file
-    lock serialises builders of the same folder, each builds into ``.build-<name>-*`` and renames
-    it into place, and a finished folder is never deleted while valid (readers may be using it).
-    Returns the folder and the content hash (the dataset revision).
+    the raw input folders it declares.  Builds are atomic and safe when several processes start
+    at once: a file lock serialises builders of the same folder, each builds into
+    ``.build-<name>-*`` and renames it into place, and a finished folder is never deleted while
+    valid (readers may be using it).  Returns the folder and the content hash (the dataset
+    revision).
     """
     from filelock import FileLock
 
-    builder, description, recreation, version, plugin = entry
-    key = hashlib.sha256(f"{dataset_path}|{version}|{plugin}".encode()).hexdigest()[:10]
-    base = cache_dir() / "datasets" / dataset_path.replace("/", "__")
-    inputs = _builder_inputs(builder, root)
-    digest = content_hash(inputs, verify=verify, extra=f"{dataset_path}|{version}|{plugin}\n")
+    identity = f"{entry.path}|{entry.version}|{entry.plugin}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:10]
+    base = cache_dir() / "datasets" / entry.path.replace("/", "__")
+    inputs = builder_inputs(entry, root)
+    digest = content_hash(inputs, verify=verify, extra=f"{identity}\n")
     target = base / f"{key}-{digest}"
     if build_is_valid(target, verify=verify):
         return target, digest
@@ -416,30 +381,58 @@ def build_cached(dataset_path: str, entry: tuple, root: Path, *, quiet: bool = F
         if target.exists():
             if build_is_valid(target, verify=verify):  # another process built it meanwhile
                 return target, digest
-            sys.stderr.write(f"lam-mteb: cached build {target} is incomplete or was modified; rebuilding it\n")
+            sys.stderr.write(
+                f"lam-mteb: cached build {target} is incomplete or was modified; rebuilding it\n"
+            )
             aside = base / f".build-{target.name}-invalid-{os.getpid()}"
             os.replace(target, aside)
             shutil.rmtree(aside, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".build-{target.name}-", dir=base))
-        try:
-            builder(root, tmp)
-            if recreation and not (tmp / RECREATION_MARKER).is_file():
-                (tmp / RECREATION_MARKER).write_text(json.dumps({"dataset": dataset_path, "plugin": plugin,
-                                                                 "description": description}), encoding="utf-8")
-            try:
-                manifest = validate_build(tmp)
-            except LamMtebError as exc:
-                raise LamMtebError(f"{dataset_path} built from {root}: {exc}") from None
-            manifest.update({"dataset": dataset_path, "builder_version": version, "plugin": plugin,
-                             "inputs": [str(p) for p in inputs], "input_hash": digest})
-            (tmp / BUILD_MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-            os.replace(tmp, target)  # target does not exist: we hold the lock and checked
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        extra = {
+            "builder_version": entry.version,
+            "inputs": [str(p) for p in inputs],
+            "input_hash": digest,
+        }
+        # target does not exist: we hold the lock and checked
+        _build_then_move(entry, root, target, f".build-{target.name}-", manifest_extra=extra)
     if not quiet:
-        sys.stderr.write(f"lam-mteb: built local copy of {dataset_path} from {root} ({description})\n")
+        sys.stderr.write(
+            f"lam-mteb: built local copy of {entry.path} from {root} ({entry.description})\n"
+        )
     return target, digest
+
+
+def _build_then_move(
+    entry: DatasetEntry,
+    source: Path,
+    target: Path,
+    prefix: str,
+    *,
+    manifest_extra: dict | None = None,
+) -> None:
+    """Run the builder into a temporary folder beside ``target``, mark a re-creation, validate
+    the output, write its manifest (with ``manifest_extra``) and rename it to ``target``; a
+    failed build leaves nothing behind."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    try:
+        entry.builder(Path(source), tmp)
+        if entry.recreation and not (tmp / RECREATION_MARKER).is_file():
+            marker = {
+                "dataset": entry.path,
+                "plugin": entry.plugin,
+                "description": entry.description,
+            }
+            (tmp / RECREATION_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+        try:
+            manifest = validate_build(tmp)
+        except LamMtebError as exc:
+            raise LamMtebError(f"{entry.path} built from {source}: {exc}") from None
+        if manifest_extra is not None:
+            manifest.update({"dataset": entry.path, "plugin": entry.plugin, **manifest_extra})
+            (tmp / BUILD_MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _clean_stale_builds(base: Path, name: str) -> None:
@@ -450,44 +443,49 @@ def _clean_stale_builds(base: Path, name: str) -> None:
     now = time.time()
     for tmp in base.glob(".build-*"):
         try:
-            stale = tmp.name.startswith(f".build-{name}-") or now - tmp.stat().st_mtime > STALE_BUILD_SECONDS
+            stale = (
+                tmp.name.startswith(f".build-{name}-")
+                or now - tmp.stat().st_mtime > STALE_BUILD_SECONDS
+            )
         except OSError:
             continue
         if stale and tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _builder_inputs(builder, root: Path) -> list[Path]:
-    """The raw inputs a builder reads: the data dir's immediate children named in its docstring
-    (``stsbenchmark``, ``scifact``, ...), else the whole data dir."""
-    doc = (builder.__doc__ or "")
-    parts = [p for p in root.iterdir() if p.name in doc] if root.is_dir() else []
-    return sorted(parts) or [root]
+def builder_inputs(entry: DatasetEntry, root: Path) -> list[Path]:
+    """The raw inputs a builder reads, as it declared them (``register(..., inputs=(...))``):
+    those of its folders that exist under the data dir; the whole data dir when it declared none
+    (``inputs=None``); nothing for a generator (``inputs=()``)."""
+    if entry.inputs is None:
+        return [root]
+    return sorted(root / rel for rel in entry.inputs if (root / rel).exists())
 
 
 def import_dataset(dataset_path: str, source: Path, out_root: Path, *, force: bool = False) -> Path:
-    """``lam-mteb data import``: build ``dataset_path`` from raw files into ``out_root/<dataset_path>``."""
-    entry = builders().get(dataset_path)
+    """``lam-mteb data import``: build ``dataset_path`` from raw files into
+    ``out_root/<dataset_path>``."""
+    known = builders()
+    entry = known.get(dataset_path)
     if entry is None:
-        known = ", ".join(sorted(builders()))
-        raise LamMtebError(f"no builder for dataset {dataset_path!r}; known: {known}")
+        raise LamMtebError(
+            f"no builder for dataset {dataset_path!r}; known: {', '.join(sorted(known))}"
+        )
     target = Path(out_root) / dataset_path
     if target.exists() and any(target.iterdir()) and not force:
-        raise LamMtebError(f"{target} already exists; refusing to overwrite it (pass --force to rebuild)")
-    builder, description, recreation, version, plugin = entry
-    Path(out_root).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=Path(out_root)))
-    try:
-        builder(Path(source), tmp)
-        if recreation and not (tmp / RECREATION_MARKER).is_file():
-            (tmp / RECREATION_MARKER).write_text(json.dumps({"dataset": dataset_path, "plugin": plugin,
-                                                             "description": description}), encoding="utf-8")
-        validate_build(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        raise LamMtebError(
+            f"{target} already exists; refusing to overwrite it (pass --force to rebuild)"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        aside = target.parent / f".import-old-{target.name}-{os.getpid()}"
+        os.replace(target, aside)  # --force: the old copy goes only once the new one is built
+        try:
+            _build_then_move(entry, source, target, ".import-")
+        except BaseException:
+            os.replace(aside, target)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        _build_then_move(entry, source, target, ".import-")
     return target

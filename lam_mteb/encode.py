@@ -1,8 +1,10 @@
-"""``lam-mteb encode``: embed a corpus with any registered model into parquet (``id``, ``embedding``).
+"""``lam-mteb encode``: embed a corpus with any registered model into parquet (``id``,
+``embedding``).
 
-Input: jsonl (one JSON object a line: ``--text-field``, optional ``--title-field`` and ``--id-field``),
-parquet (the same columns), or plain text (one document a line).  Ids are the given id field, else
-the document's 1-based line number (parquet: row number); blank lines are skipped but counted.
+Input: jsonl (one JSON object a line: ``--text-field``, optional ``--title-field`` and
+``--id-field``), parquet (the same columns), or plain text (one document a line).  Ids are the
+given id field, else the document's 1-based line number (parquet: row number); blank lines are
+skipped but counted.
 
 - ``--executor local`` streams: documents are read ``--rows`` at a time, encoded, and each batch is
   written as one parquet row group, so memory does not grow with the corpus.  The output is one
@@ -10,7 +12,8 @@ the document's 1-based line number (parquet: row number); blank lines are skippe
 - ``--executor ray``: Ray Data reads the input, ``map_batches`` encodes it on an autoscaling actor
   pool (one model replica per actor, ``--cpus-per-worker`` / ``--gpus-per-worker`` each), and the
   output is a directory of parquet shards (``pyarrow.parquet.read_table(OUT)`` reads it whole).
-  Text and jsonl lines are numbered by one light actor on the ordered stream, so ids match local mode.
+  Text and jsonl lines are numbered by one light actor on the ordered stream, so ids match local
+  mode.
 
 The output schema is ``id: string, embedding: fixed_size_list<float32>[dim]`` in both modes.
 """
@@ -27,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lam_mteb.contract import encode_method
 from lam_mteb.errors import LamMtebError
 
 FORMATS = ("jsonl", "parquet", "text")
@@ -44,33 +48,56 @@ def detect_format(path: Path, given: str | None) -> str:
     return "text"
 
 
-# -- parsing one line (shared by the local reader and the Ray numbering stage) ---------------------
+# -- parsing one line (shared by the local reader and the Ray numbering stage) -------------------
+
+
+def _json_or_error(text: str, what: str, hint: str) -> Any:
+    """``json.loads(text)``, or one LamMtebError: ``<what> (<JSON's complaint>); <hint>``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LamMtebError(f"{what} ({exc.msg}); {hint}") from None
+
 
 class LineParser:
-    def __init__(self, fmt: str, text_field: str, id_field: str | None, title_field: str | None, source: str):
-        self.fmt, self.text_field, self.id_field, self.title_field, self.source = fmt, text_field, id_field, title_field, source
+    def __init__(
+        self, fmt: str, text_field: str, id_field: str | None, title_field: str | None, source: str
+    ):
+        self.fmt, self.text_field, self.id_field, self.title_field, self.source = (
+            fmt,
+            text_field,
+            id_field,
+            title_field,
+            source,
+        )
 
     def __call__(self, line: str, lineno: int) -> tuple[str, str] | None:
-        """``(id, text)`` for one line, ``None`` for a blank line; bad input raises one clear line."""
+        """``(id, text)`` for one line, ``None`` for a blank line; bad input raises one clear
+        line."""
         if not line.strip():
             return None
         if self.fmt == "text":
             return str(lineno), line.rstrip("\r\n")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LamMtebError(f"{self.source}:{lineno}: not a JSON object ({exc.msg}); "
-                               "use --format text for plain text, one document a line") from None
+        obj = _json_or_error(
+            line,
+            f"{self.source}:{lineno}: not a JSON object",
+            "use --format text for plain text, one document a line",
+        )
         if not isinstance(obj, dict) or self.text_field not in obj:
-            raise LamMtebError(f"{self.source}:{lineno}: no {self.text_field!r} field "
-                               f"(fields: {', '.join(obj) if isinstance(obj, dict) else type(obj).__name__}); "
-                               "name the text with --text-field")
+            raise LamMtebError(
+                f"{self.source}:{lineno}: no {self.text_field!r} field "
+                f"(fields: {', '.join(obj) if isinstance(obj, dict) else type(obj).__name__}); "
+                "name the text with --text-field"
+            )
         text = _text(obj.get(self.text_field))
         if self.title_field and obj.get(self.title_field):
             text = f"{_text(obj[self.title_field])} {text}".strip()
         if self.id_field:
             if self.id_field not in obj:
-                raise LamMtebError(f"{self.source}:{lineno}: no id field {self.id_field!r}; name it with --id-field")
+                raise LamMtebError(
+                    f"{self.source}:{lineno}: no id field {self.id_field!r}; name it with "
+                    "--id-field"
+                )
             return str(obj[self.id_field]), text
         return str(lineno), text
 
@@ -97,10 +124,18 @@ def _first_json_fields(path: Path) -> list[str]:
     return []
 
 
-# -- local streaming -------------------------------------------------------------------------------
+# -- local streaming -----------------------------------------------------------------------------
 
-def iter_documents(path: Path, fmt: str, rows: int, text_field: str, id_field: str | None,
-                   title_field: str | None, progress=None) -> Iterator[tuple[list[str], list[str]]]:
+
+def iter_documents(
+    path: Path,
+    fmt: str,
+    rows: int,
+    text_field: str,
+    id_field: str | None,
+    title_field: str | None,
+    progress=None,
+) -> Iterator[tuple[list[str], list[str]]]:
     """Batches of at most ``rows`` ``(ids, texts)``; reads the input incrementally."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -110,26 +145,38 @@ def iter_documents(path: Path, fmt: str, rows: int, text_field: str, id_field: s
         for file in files:
             pf = pq.ParquetFile(file)
             names = pf.schema_arrow.names
-            for col in [text_field] + ([title_field] if title_field else []) + ([id_field] if id_field else []):
+            for col in (
+                [text_field]
+                + ([title_field] if title_field else [])
+                + ([id_field] if id_field else [])
+            ):
                 if col not in names:
-                    raise LamMtebError(f"{file}: no column {col!r} (columns: {', '.join(names)}); "
-                                       "name them with --text-field / --id-field / --title-field")
+                    raise LamMtebError(
+                        f"{file}: no column {col!r} (columns: {', '.join(names)}); "
+                        "name them with --text-field / --id-field / --title-field"
+                    )
             cols = [c for c in (id_field, title_field, text_field) if c]
             for batch in pf.iter_batches(batch_size=rows, columns=cols):
                 data = batch.to_pydict()
                 texts = [_text(t) for t in data[text_field]]
                 if title_field:
-                    texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(data[title_field], texts)]
-                ids = ([str(i) for i in data[id_field]] if id_field
-                       else [str(row_no + k + 1) for k in range(len(texts))])
+                    texts = [
+                        f"{_text(ti)} {t}".strip() if ti else t
+                        for ti, t in zip(data[title_field], texts, strict=True)
+                    ]
+                ids = (
+                    [str(i) for i in data[id_field]]
+                    if id_field
+                    else [str(row_no + k + 1) for k in range(len(texts))]
+                )
                 row_no += len(texts)
                 if progress is not None:
                     progress.update(len(texts))
                 yield ids, texts
         return
     parser = LineParser(fmt, text_field, id_field, title_field, str(path))
-    ids: list[str] = []
-    texts: list[str] = []
+    ids = []
+    texts = []
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             if progress is not None:
@@ -147,52 +194,53 @@ def iter_documents(path: Path, fmt: str, rows: int, text_field: str, id_field: s
 
 
 def parse_encode_kwargs(text: str | None) -> dict:
-    """``--encode-kwargs JSON`` (of ``lam-mteb run`` and ``encode``) as a dict, or one clear error."""
+    """``--encode-kwargs JSON`` (of ``lam-mteb run`` and ``encode``) as a dict, or one clear
+    error."""
     if not text:
         return {}
-    try:
-        kwargs = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LamMtebError(f"--encode-kwargs is not JSON ({exc.msg}); "
-                           "e.g. --encode-kwargs '{\"batch_size\": 64}'") from None
+    kwargs = _json_or_error(
+        text, "--encode-kwargs is not JSON", "e.g. --encode-kwargs '{\"batch_size\": 64}'"
+    )
     if not isinstance(kwargs, dict):
         raise LamMtebError("--encode-kwargs must be a JSON object, e.g. '{\"batch_size\": 64}'")
     return kwargs
 
-class Embedder:
-    """A registered model's encoder, called the way the bridge calls it (prompt type, batch size)."""
 
-    def __init__(self, model: str, device: str | None = None, prompt_type: str = "document",
-                 batch_size: int = 32, encode_kwargs: dict | None = None):
-        from lam_mteb import bridge
-        from lam_mteb.registry import accepts_param, get_registry
+class Embedder:
+    """A registered model's encoder, called the way the bridge calls it (prompt type, batch
+    size)."""
+
+    def __init__(
+        self,
+        model: str,
+        device: str | None = None,
+        prompt_type: str = "document",
+        batch_size: int = 32,
+        encode_kwargs: dict | None = None,
+    ):
+        from lam_mteb.plugins import get_registry
+        from lam_mteb.registry import accepts_param
 
         config = get_registry().model(model)
-        params = {"device": device} if device and accepts_param(config.kind.factory, "device") else {}
+        params = (
+            {"device": device} if device and accepts_param(config.kind.factory, "device") else {}
+        )
         self.name = config.name
         self.encoder = config.create(**params)
-        fn = self.encoder.encode
-        if prompt_type == "query" and hasattr(self.encoder, "encode_queries"):
-            fn = self.encoder.encode_queries
-        elif prompt_type == "document" and hasattr(self.encoder, "encode_documents"):
-            fn = self.encoder.encode_documents
-        kwargs = {**(encode_kwargs or {}), "batch_size": batch_size, "show_progress_bar": False,
-                  "prompt_type": prompt_type}
-        self.kwargs = {k: v for k, v in kwargs.items() if bridge._accepts(fn, k)}
+        fn = encode_method(self.encoder, prompt_type)
+        kwargs = {
+            **(encode_kwargs or {}),
+            "batch_size": batch_size,
+            "show_progress_bar": False,
+            "prompt_type": prompt_type,
+        }
+        self.kwargs = {k: v for k, v in kwargs.items() if accepts_param(fn, k)}
         self.fn = fn
 
     def __call__(self, texts: list[str]):
-        import numpy as np
+        from lam_mteb import bridge
 
-        emb = self.fn(list(texts), **self.kwargs)
-        if hasattr(emb, "detach"):
-            emb = emb.detach().cpu().numpy()
-        emb = np.asarray(emb, dtype=np.float32)
-        if emb.ndim != 2 or emb.shape[0] != len(texts):
-            raise LamMtebError(f"model {self.name!r} returned embeddings of shape {emb.shape} for {len(texts)} texts")
-        if not np.isfinite(emb).all():
-            raise LamMtebError(f"model {self.name!r} returned NaN/inf embeddings")
-        return emb
+        return bridge.as_embeddings(self.fn(list(texts), **self.kwargs), len(texts), self.name)
 
 
 def to_table(ids: list[str], emb):
@@ -203,8 +251,17 @@ def to_table(ids: list[str], emb):
     return pa.table({"id": pa.array(ids, type=pa.string()), "embedding": vectors})
 
 
-def encode_local(path: Path, out: Path, fmt: str, embedder: Embedder, rows: int, text_field: str,
-                 id_field: str | None, title_field: str | None, show_progress: bool = True) -> int:
+def encode_local(
+    path: Path,
+    out: Path,
+    fmt: str,
+    embedder: Embedder,
+    rows: int,
+    text_field: str,
+    id_field: str | None,
+    title_field: str | None,
+    show_progress: bool = True,
+) -> int:
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
@@ -217,9 +274,16 @@ def encode_local(path: Path, out: Path, fmt: str, embedder: Embedder, rows: int,
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     writer = None
     try:
-        with tqdm(total=total, unit=unit, unit_scale=scale, desc=f"encode {embedder.name}",
-                  disable=None if show_progress else True) as bar:
-            for ids, texts in iter_documents(path, fmt, rows, text_field, id_field, title_field, progress=bar):
+        with tqdm(
+            total=total,
+            unit=unit,
+            unit_scale=scale,
+            desc=f"encode {embedder.name}",
+            disable=None if show_progress else True,
+        ) as bar:
+            for ids, texts in iter_documents(
+                path, fmt, rows, text_field, id_field, title_field, progress=bar
+            ):
                 table = to_table(ids, embedder(texts))
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema)
@@ -240,8 +304,10 @@ def encode_local(path: Path, out: Path, fmt: str, embedder: Embedder, rows: int,
 
 # -- Ray Data ------------------------------------------------------------------------------------
 
+
 class _Numberer:
-    """Ray Data stage (one actor, ordered stream): raw lines -> (id, text), numbering lines like local mode."""
+    """Ray Data stage (one actor, ordered stream): raw lines -> (id, text), numbering lines like
+    local mode."""
 
     def __init__(self, fmt, text_field, id_field, title_field, source):
         self.parse = LineParser(fmt, text_field, id_field, title_field, source)
@@ -257,7 +323,9 @@ class _Numberer:
             if parsed is not None:
                 ids.append(parsed[0])
                 texts.append(parsed[1])
-        return pa.table({"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())})
+        return pa.table(
+            {"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())}
+        )
 
 
 class _EncodeActor:
@@ -286,10 +354,25 @@ class _EncodeActor:
         return to_table(ids, emb)
 
 
-def encode_ray(path: Path, out: Path, fmt: str, *, model: str, device: str | None, prompt_type: str,
-               batch_size: int, encode_kwargs: dict, rows: int, text_field: str, id_field: str | None,
-               title_field: str | None, address: str | None, workers: int | None, cpus_per_worker: float,
-               gpus_per_worker: float) -> int:
+def encode_ray(
+    path: Path,
+    out: Path,
+    fmt: str,
+    *,
+    model: str,
+    device: str | None,
+    prompt_type: str,
+    batch_size: int,
+    encode_kwargs: dict,
+    rows: int,
+    text_field: str,
+    id_field: str | None,
+    title_field: str | None,
+    address: str | None,
+    workers: int | None,
+    cpus_per_worker: float,
+    gpus_per_worker: float,
+) -> int:
     from lam_mteb import runner
 
     ray, started = runner.init_ray(address)
@@ -297,69 +380,126 @@ def encode_ray(path: Path, out: Path, fmt: str, *, model: str, device: str | Non
         import ray.data
 
         ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # line numbers follow the file; shards in input order
-        source = str(path.resolve())
-        if fmt == "parquet":
-            cols = [c for c in (id_field, title_field, text_field) if c]
-            ds = ray.data.read_parquet(source, columns=cols)
-            if id_field is None or title_field:
-                if id_field is None:
-                    # row numbers need the global order: number them on one ordered actor, as for text
-                    ds = ds.map_batches(_ParquetNumberer, fn_constructor_kwargs={"text_field": text_field, "title_field": title_field},
-                                        batch_format="pyarrow", concurrency=1, num_cpus=0)
-                else:
-                    ds = ds.map_batches(_join_title, fn_kwargs={"text_field": text_field, "title_field": title_field,
-                                                                "id_field": id_field}, batch_format="pyarrow")
-            else:
-                ds = ds.map_batches(_rename, fn_kwargs={"text_field": text_field, "id_field": id_field}, batch_format="pyarrow")
-        else:
-            ds = ray.data.read_text(source, drop_empty_lines=False)
-            ds = ds.map_batches(_Numberer, fn_constructor_kwargs={"fmt": fmt, "text_field": text_field, "id_field": id_field,
-                                                                  "title_field": title_field, "source": str(path)},
-                                batch_format="pyarrow", concurrency=1, num_cpus=0)
-        total = ray.cluster_resources()
-        if gpus_per_worker:
-            limit = int(total.get("GPU", 0) // gpus_per_worker)
-        else:
-            limit = int(total.get("CPU", 1) // max(cpus_per_worker, 1e-9))
-        if limit < 1:
-            raise LamMtebError(f"each encode worker asks for {cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU; the Ray cluster has "
-                               f"{total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU")
-        n_workers = min(workers or limit, limit)
-        threads = max(1, int(cpus_per_worker)) if cpus_per_worker >= 1 else 1
+        # line numbers follow the file; shards in input order
+        ctx.execution_options.preserve_order = True
+        ds = _ray_documents(ray, path, fmt, text_field, id_field, title_field)
+        n_workers = _ray_worker_count(ray, workers, cpus_per_worker, gpus_per_worker)
         ds = ds.map_batches(
-            _EncodeActor, batch_size=rows, batch_format="pyarrow", concurrency=(1, n_workers),
-            num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
-            fn_constructor_kwargs={"model": model, "device": device, "prompt_type": prompt_type, "batch_size": batch_size,
-                                   "encode_kwargs": encode_kwargs, "env": runner.forwarded_env(), "threads": threads})
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        try:
-            ds.write_parquet(str(tmp))
-            files = sorted(tmp.glob("*.parquet"))
-            import pyarrow.parquet as pq
-
-            n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-            if n == 0:
-                raise LamMtebError(f"{path}: no documents found (blank input?)")
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return n
+            _EncodeActor,
+            batch_size=rows,
+            batch_format="pyarrow",
+            concurrency=(1, n_workers),
+            num_cpus=cpus_per_worker,
+            num_gpus=gpus_per_worker or None,
+            fn_constructor_kwargs={
+                "model": model,
+                "device": device,
+                "prompt_type": prompt_type,
+                "batch_size": batch_size,
+                "encode_kwargs": encode_kwargs,
+                "env": runner.forwarded_env(),
+                "threads": max(1, int(cpus_per_worker)) if cpus_per_worker >= 1 else 1,
+            },
+        )
+        return _write_parquet_folder(ds, path, out)
     except LamMtebError:
         raise
-    except Exception as exc:  # noqa: BLE001 - unwrapped below to one line
-        # a LamMtebError raised inside a Ray task arrives wrapped: keep its one line
-        cause = exc
-        while getattr(cause, "cause", None) is not None or getattr(cause, "__cause__", None) is not None:
-            cause = getattr(cause, "cause", None) or cause.__cause__
-            if isinstance(cause, LamMtebError):
-                raise LamMtebError(str(cause)) from None
-        text = str(exc).strip().splitlines()
-        raise LamMtebError(f"Ray encode failed: {type(exc).__name__}: {text[-1] if text else ''}") from None
+    except Exception as exc:  # noqa: BLE001 - unwrapped to one line
+        raise _one_line_ray_error(exc) from None
     finally:
         if started:
             ray.shutdown()
+
+
+def _ray_documents(
+    ray: Any, path: Path, fmt: str, text_field: str, id_field: str | None, title_field: str | None
+) -> Any:
+    """A Ray dataset of ``id`` and ``text`` rows read from ``path``, in file order."""
+    source = str(path.resolve())
+    if fmt != "parquet":
+        ds = ray.data.read_text(source, drop_empty_lines=False)
+        return ds.map_batches(
+            _Numberer,
+            fn_constructor_kwargs={
+                "fmt": fmt,
+                "text_field": text_field,
+                "id_field": id_field,
+                "title_field": title_field,
+                "source": str(path),
+            },
+            batch_format="pyarrow",
+            concurrency=1,
+            num_cpus=0,
+        )
+    cols = [c for c in (id_field, title_field, text_field) if c]
+    ds = ray.data.read_parquet(source, columns=cols)
+    if id_field is None:
+        # row numbers need the global order: number them on one ordered actor, as for text
+        return ds.map_batches(
+            _ParquetNumberer,
+            fn_constructor_kwargs={"text_field": text_field, "title_field": title_field},
+            batch_format="pyarrow",
+            concurrency=1,
+            num_cpus=0,
+        )
+    if title_field:
+        return ds.map_batches(
+            _join_title,
+            fn_kwargs={"text_field": text_field, "title_field": title_field, "id_field": id_field},
+            batch_format="pyarrow",
+        )
+    return ds.map_batches(
+        _rename,
+        fn_kwargs={"text_field": text_field, "id_field": id_field},
+        batch_format="pyarrow",
+    )
+
+
+def _ray_worker_count(
+    ray: Any, workers: int | None, cpus_per_worker: float, gpus_per_worker: float
+) -> int:
+    """How many encode actors the cluster fits (at most ``workers``); one error if none fits."""
+    total = ray.cluster_resources()
+    if gpus_per_worker:
+        limit = int(total.get("GPU", 0) // gpus_per_worker)
+    else:
+        limit = int(total.get("CPU", 1) // max(cpus_per_worker, 1e-9))
+    if limit < 1:
+        raise LamMtebError(
+            f"each encode worker asks for {cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU; "
+            f"the Ray cluster has {total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU"
+        )
+    return min(workers or limit, limit)
+
+
+def _write_parquet_folder(ds: Any, path: Path, out: Path) -> int:
+    """Write ``ds`` as parquet shards into a temporary folder renamed to ``out`` once complete;
+    returns the row count (no rows is one error)."""
+    import pyarrow.parquet as pq
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        ds.write_parquet(str(tmp))
+        n = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(tmp.glob("*.parquet")))
+        if n == 0:
+            raise LamMtebError(f"{path}: no documents found (blank input?)")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return n
+
+
+def _one_line_ray_error(exc: BaseException) -> LamMtebError:
+    """A LamMtebError raised inside a Ray task arrives wrapped: keep its one line; any other
+    failure becomes one line naming its type and last line."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        cause = getattr(cause, "cause", None) or cause.__cause__
+        if isinstance(cause, LamMtebError):
+            return LamMtebError(str(cause))
+    text = str(exc).strip().splitlines()
+    return LamMtebError(f"Ray encode failed: {type(exc).__name__}: {text[-1] if text else ''}")
 
 
 class _ParquetNumberer:
@@ -372,10 +512,14 @@ class _ParquetNumberer:
         texts = [_text(t) for t in batch.column(self.text_field).to_pylist()]
         if self.title_field:
             titles = batch.column(self.title_field).to_pylist()
-            texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts)]
+            texts = [
+                f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts, strict=True)
+            ]
         ids = [str(self.row + k + 1) for k in range(len(texts))]
         self.row += len(texts)
-        return pa.table({"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())})
+        return pa.table(
+            {"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())}
+        )
 
 
 def _join_title(batch, text_field, title_field, id_field):
@@ -383,19 +527,30 @@ def _join_title(batch, text_field, title_field, id_field):
 
     texts = [_text(t) for t in batch.column(text_field).to_pylist()]
     titles = batch.column(title_field).to_pylist()
-    texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts)]
-    return pa.table({"id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
-                     "text": pa.array(texts, type=pa.string())})
+    texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts, strict=True)]
+    return pa.table(
+        {
+            "id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
+            "text": pa.array(texts, type=pa.string()),
+        }
+    )
 
 
 def _rename(batch, text_field, id_field):
     import pyarrow as pa
 
-    return pa.table({"id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
-                     "text": pa.array([_text(t) for t in batch.column(text_field).to_pylist()], type=pa.string())})
+    return pa.table(
+        {
+            "id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
+            "text": pa.array(
+                [_text(t) for t in batch.column(text_field).to_pylist()], type=pa.string()
+            ),
+        }
+    )
 
 
-# -- command ---------------------------------------------------------------------------------------
+# -- command -------------------------------------------------------------------------------------
+
 
 def cmd_encode(args) -> int:
     from lam_mteb import runner
@@ -412,10 +567,12 @@ def cmd_encode(args) -> int:
         raise LamMtebError("--rows and --batch-size must be at least 1")
     fmt = detect_format(path, args.format)
     if fmt != "parquet" and path.is_dir():
-        raise LamMtebError(f"--input {path} is a folder; only parquet input may be a folder of files")
+        raise LamMtebError(
+            f"--input {path} is a folder; only parquet input may be a folder of files"
+        )
     if args.executor == "ray":
         runner.import_ray()
-    from lam_mteb.registry import get_registry
+    from lam_mteb.plugins import get_registry
 
     get_registry().model(args.model)  # unknown model: one line, before any work
     id_field = args.id_field
@@ -439,14 +596,31 @@ def cmd_encode(args) -> int:
         staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) / out.name
     try:
         if args.executor == "ray":
-            n = encode_ray(path, staged, fmt, model=args.model, device=device, prompt_type=args.prompt_type,
-                           batch_size=args.batch_size, encode_kwargs=encode_kwargs, rows=args.rows,
-                           text_field=args.text_field, id_field=id_field, title_field=args.title_field,
-                           address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                           gpus_per_worker=args.gpus_per_worker)
+            n = encode_ray(
+                path,
+                staged,
+                fmt,
+                model=args.model,
+                device=device,
+                prompt_type=args.prompt_type,
+                batch_size=args.batch_size,
+                encode_kwargs=encode_kwargs,
+                rows=args.rows,
+                text_field=args.text_field,
+                id_field=id_field,
+                title_field=args.title_field,
+                address=args.address,
+                workers=args.workers,
+                cpus_per_worker=args.cpus_per_worker,
+                gpus_per_worker=args.gpus_per_worker,
+            )
         else:
-            embedder = Embedder(args.model, device, args.prompt_type, args.batch_size, encode_kwargs)
-            n = encode_local(path, staged, fmt, embedder, args.rows, args.text_field, id_field, args.title_field)
+            embedder = Embedder(
+                args.model, device, args.prompt_type, args.batch_size, encode_kwargs
+            )
+            n = encode_local(
+                path, staged, fmt, embedder, args.rows, args.text_field, id_field, args.title_field
+            )
         if staged != out:
             if out.is_dir():
                 shutil.rmtree(out)
@@ -457,30 +631,76 @@ def cmd_encode(args) -> int:
         if staged != out and staged.parent.exists():
             shutil.rmtree(staged.parent, ignore_errors=True)
     wall = time.perf_counter() - t0
-    print(f"{n} documents from {path} ({fmt}) -> {out}{' (parquet shards)' if args.executor == 'ray' else ''} "
-          f"with {args.model} in {wall:.1f}s ({n / max(wall, 1e-9):.1f} docs/s); ids: "
-          f"{id_field or ('row numbers' if fmt == 'parquet' else 'line numbers')}", file=sys.stderr)
+    print(
+        f"{n} documents from {path} ({fmt}) -> "
+        f"{out}{' (parquet shards)' if args.executor == 'ray' else ''} with {args.model} in "
+        f"{wall:.1f}s ({n / max(wall, 1e-9):.1f} docs/s); ids: "
+        f"{id_field or ('row numbers' if fmt == 'parquet' else 'line numbers')}",
+        file=sys.stderr,
+    )
     return 0
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("encode", help="embed a corpus (jsonl / parquet / text lines) into parquet: id, embedding")
+    p = sub.add_parser(
+        "encode", help="embed a corpus (jsonl / parquet / text lines) into parquet: id, embedding"
+    )
     p.add_argument("-m", "--model", required=True, help="a registered model (`lam-mteb models`)")
-    p.add_argument("--input", required=True, help="jsonl, parquet (file or folder) or plain text, one document a line")
-    p.add_argument("--output", required=True, help="parquet file (local) or folder of parquet shards (ray)")
-    p.add_argument("--format", choices=FORMATS, default=None, help="input format (default: from the file name)")
-    p.add_argument("--text-field", default="text", help="jsonl/parquet: the text field (default: text)")
-    p.add_argument("--title-field", default=None, help="jsonl/parquet: a title field prepended to the text")
-    p.add_argument("--id-field", default=None, help=f"jsonl/parquet: the id field (default: {'/'.join(ID_FIELDS)} if present, else line numbers)")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="jsonl, parquet (file or folder) or plain text, one document a line",
+    )
+    p.add_argument(
+        "--output", required=True, help="parquet file (local) or folder of parquet shards (ray)"
+    )
+    p.add_argument(
+        "--format", choices=FORMATS, default=None, help="input format (default: from the file name)"
+    )
+    p.add_argument(
+        "--text-field", default="text", help="jsonl/parquet: the text field (default: text)"
+    )
+    p.add_argument(
+        "--title-field", default=None, help="jsonl/parquet: a title field prepended to the text"
+    )
+    p.add_argument(
+        "--id-field",
+        default=None,
+        help=f"jsonl/parquet: the id field (default: {'/'.join(ID_FIELDS)} if present, "
+        "else line numbers)",
+    )
     p.add_argument("--prompt-type", choices=["document", "query"], default="document")
     p.add_argument("--batch-size", "--batch_size", type=int, default=32, help="encoder batch size")
-    p.add_argument("--rows", type=int, default=1024, help="documents read, encoded and written at a time (row group / Ray batch)")
-    p.add_argument("--device", nargs="+", default=None, help="device; several: encoders that accept a device list use them all")
+    p.add_argument(
+        "--rows",
+        type=int,
+        default=1024,
+        help="documents read, encoded and written at a time (row group / Ray batch)",
+    )
+    p.add_argument(
+        "--device",
+        nargs="+",
+        default=None,
+        help="device; several: encoders that accept a device list use them all",
+    )
     p.add_argument("--encode-kwargs", default=None, help="JSON object of extra encode keywords")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--workers", type=int, default=None, help="ray: most encode actors (default: as many as resources allow)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="ray: most encode actors (default: as many as resources allow)",
+    )
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --output (only once the new one is complete)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --output (only once the new one is complete)",
+    )
     p.set_defaults(func=cmd_encode)

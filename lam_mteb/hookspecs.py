@@ -10,33 +10,17 @@ from __future__ import annotations
 import pluggy
 
 from lam_mteb.contract import (
-    DatasetBuilder,
-    DocumentEncoder,
-    Encoder,
-    EncoderFactory,
-    QueryEncoder,
+    RegisterBenchmark,
     RegisterDataset,
     RegisterEncoder,
     RegisterTask,
-    RetrievalEncoder,
     SubParsers,
-    encoder_problem,
 )
 
 __all__ = [
-    "DatasetBuilder",
-    "DocumentEncoder",
-    "Encoder",
-    "EncoderFactory",
-    "QueryEncoder",
-    "RegisterDataset",
-    "RegisterEncoder",
-    "RegisterTask",
-    "RetrievalEncoder",
-    "SubParsers",
-    "encoder_problem",
     "hookimpl",
     "hookspec",
+    "register_benchmarks",
     "register_commands",
     "register_datasets",
     "register_encoders",
@@ -69,7 +53,8 @@ def register_encoders(register: RegisterEncoder) -> None:
       (a sentence-transformers multi-process pool), ``chunk_size``, ``precision``.  An encoder
       that forwards ``**kwargs`` to a stricter function should pick the keys it understands.
 
-    A factory that accepts ``device`` gets mteb's model device (``mteb.get_model(name, device=...)``).
+    A factory that accepts ``device`` gets mteb's model device (``mteb.get_model(name,
+    device=...)``).
 
     Optional, for kinds and encoders that need them:
 
@@ -85,8 +70,8 @@ def register_encoders(register: RegisterEncoder) -> None:
       ``similarity`` / ``similarity_pairwise`` to mteb in place of the metadata's
       ``similarity_fn_name`` (this is how ``chunked`` with ``pool: max`` scores by MaxSim).
     - search models: a factory may return an object with mteb's ``SearchProtocol`` (``index`` and
-      ``search``, no ``encode``, e.g. mteb's BM25); the bridge hands it to mteb unchanged, so it runs
-      retrieval tasks only.
+      ``search``, no ``encode``, e.g. mteb's BM25); the bridge hands it to mteb unchanged, so it
+      runs retrieval tasks only.
     - ``tokenizer`` (a Hugging Face ``tokenizers.Tokenizer`` or fast ``transformers`` tokenizer) and
       ``max_seq_length`` attributes let the ``chunked`` kind cut windows on the encoder's own tokens
       (sentence-transformers models are found through ``encoder.model``).
@@ -111,12 +96,31 @@ def register_tasks(register: RegisterTask) -> None:
 def register_datasets(register: RegisterDataset) -> None:
     """Register offline builders for mteb datasets.
 
-    ``register(dataset_path, builder, *, description="", recreation=False, version="1")``:
-    ``builder(source_dir, target_dir)`` reads raw files under the data directory ``source_dir``
-    and writes a local copy of the Hugging Face dataset ``dataset_path`` (loadable with
-    ``datasets.load_dataset(target_dir, config)``) into the empty ``target_dir``.  When the raw
-    files are absent it raises ``lam_mteb.DataNotFound`` saying what it looked for.
-    ``recreation=True`` marks data that is a local re-creation, not a copy of the published set.
+    ``register(dataset_path, builder, *, inputs=None, description="", recreation=False,
+    version="1")``: ``builder(source_dir, target_dir)`` reads raw files under the data directory
+    ``source_dir`` and writes a local copy of the Hugging Face dataset ``dataset_path`` (loadable
+    with ``datasets.load_dataset(target_dir, config)``) into the empty ``target_dir``.  When the
+    raw files are absent it raises ``lam_mteb.DataNotFound`` saying what it looked for.
+    ``inputs`` names the folders (relative to the data directory) the builder reads, e.g.
+    ``("scifact",)``: their content hash names the cached build and is recorded as the results'
+    dataset revision (``()`` for a generator that reads nothing; ``None`` hashes the whole data
+    directory).  ``recreation=True`` marks data that is a local re-creation, not a copy of the
+    published set.
+    """
+
+
+@hookspec
+def register_benchmarks(register: RegisterBenchmark) -> None:
+    """Register benchmarks (groups of tasks) for ``lam-mteb leaderboard``: one table each.
+
+    ``register(key, title, tasks, *, extra_tasks=(), prefix=None, prefix_ranked=False,
+    position=100, description="", abbreviations=None, detail_metrics=())``: ``tasks`` (mteb task
+    names) are averaged and Borda-ranked; ``extra_tasks`` are shown but not averaged or ranked;
+    result tasks whose name starts with ``prefix`` join ``tasks`` (``prefix_ranked``) or
+    ``extra_tasks``.  Tables appear by ``position``.  ``abbreviations`` maps task names to column
+    labels; ``detail_metrics`` are ``(task, metric key, label)`` shown beside the main score.
+    The plugin that owns a benchmark's tasks registers it; ``key`` is what
+    ``leaderboard/references.yaml`` names in ``summaries`` / ``benchmarks``.
     """
 
 

@@ -8,8 +8,10 @@ expansion and nesting are measured on the composed node graph *before* anything 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,26 @@ MAX_DEPTH = 64
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
 
 
+def did_you_mean(
+    name: str, candidates: Iterable[str], *, cutoff: float = 0.5, fallback: Iterable[str] = ()
+) -> str:
+    """``"; did you mean 'a', 'b'?"`` naming up to three close ``candidates`` (else close names
+    among ``fallback``, with a stricter cutoff), or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=cutoff)
+    if not close and fallback:
+        close = difflib.get_close_matches(name, list(fallback), n=3, cutoff=cutoff + 0.1)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
 def check_name(value: Any, what: str) -> str | None:
     """Why ``value`` is not a safe name (no path separators, not dots-only, one line), or None."""
     if not isinstance(value, str):
         return f"{what} must be a string, got {type(value).__name__}"
     if not NAME_RE.match(value):
-        return (f"{what} {value!r} is not a valid name (letters, digits and . _ + -, starting with a "
-                "letter or digit, at most 128 characters, no path separators or newlines)")
+        return (
+            f"{what} {value!r} is not a valid name (letters, digits and . _ + -, starting with a "
+            "letter or digit, at most 128 characters, no path separators or newlines)"
+        )
     return None
 
 
@@ -42,14 +57,18 @@ def read_bytes_bounded(path: Path, limit: int, what: str) -> bytes:
     try:
         size = path.stat().st_size
         if size > limit:
-            raise LamMtebError(f"{path}: {what} is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit; "
-                               "is this the right file?")
+            raise LamMtebError(
+                f"{path}: {what} is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit; "
+                "is this the right file?"
+            )
         with open(path, "rb") as fh:
             data = fh.read(limit + 1)
     except OSError as exc:
         raise LamMtebError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     if len(data) > limit:
-        raise LamMtebError(f"{path}: {what} is over the {limit / 1e6:.0f} MB limit; is this the right file?")
+        raise LamMtebError(
+            f"{path}: {what} is over the {limit / 1e6:.0f} MB limit; is this the right file?"
+        )
     return data
 
 
@@ -57,11 +76,14 @@ def _decode(data: bytes, path: Path, what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise LamMtebError(f"{path}: {what} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        raise LamMtebError(
+            f"{path}: {what} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
 
 
 def _check_node_graph(root: yaml.Node, path: Path, what: str) -> None:
-    """Refuse documents whose alias-expanded size or nesting is over the limits (iterative, memoised)."""
+    """Refuse documents whose alias-expanded size or nesting is over the limits (iterative,
+    memoised)."""
     sizes: dict[int, int] = {}
     depth_of: dict[int, int] = {}
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
@@ -79,8 +101,10 @@ def _check_node_graph(root: yaml.Node, path: Path, what: str) -> None:
             sizes[key] = 1 + sum(sizes[id(c)] for c in children)
             depth_of[key] = 1 + max((depth_of[id(c)] for c in children), default=0)
             if sizes[key] > MAX_YAML_NODES:
-                raise LamMtebError(f"{path}: {what} expands to more than {MAX_YAML_NODES} values (YAML aliases "
-                                   "repeated too often); write the values out or use fewer aliases")
+                raise LamMtebError(
+                    f"{path}: {what} expands to more than {MAX_YAML_NODES} values (YAML aliases "
+                    "repeated too often); write the values out or use fewer aliases"
+                )
             if depth_of[key] > MAX_DEPTH:
                 raise LamMtebError(f"{path}: {what} is nested more than {MAX_DEPTH} levels deep")
             continue
@@ -95,8 +119,13 @@ def _check_node_graph(root: yaml.Node, path: Path, what: str) -> None:
             raise LamMtebError(f"{path}: {what} is nested more than {MAX_DEPTH} levels deep")
 
 
-def load_yaml(path: Path, *, what: str = "YAML file", loader: type = yaml.SafeLoader,
-              limit: int = MAX_YAML_BYTES) -> Any:
+def load_yaml(
+    path: Path,
+    *,
+    what: str = "YAML file",
+    loader: type = yaml.SafeLoader,
+    limit: int = MAX_YAML_BYTES,
+) -> Any:
     """Parse a YAML file with ``loader`` within the size, alias-expansion and nesting limits.
 
     YAML syntax errors propagate as ``yaml.YAMLError`` (callers name the line); everything else is
@@ -118,7 +147,8 @@ def load_yaml(path: Path, *, what: str = "YAML file", loader: type = yaml.SafeLo
 
 
 def load_json(path: Path, *, what: str = "JSON file", limit: int = MAX_JSON_BYTES) -> Any:
-    """Parse a JSON file within the size and nesting limits; ValueError (with the reason) if invalid."""
+    """Parse a JSON file within the size and nesting limits; ValueError (with the reason) if
+    invalid."""
     text = _decode(read_bytes_bounded(path, limit, what), path, what)
     return loads_json(text)
 
@@ -139,7 +169,7 @@ def _json_depth(doc: Any) -> int:
         depth += 1
         if depth > MAX_DEPTH:
             return depth
-        nxt = []
+        nxt: list[Any] = []
         for item in level:
             if isinstance(item, dict):
                 nxt.extend(item.values())

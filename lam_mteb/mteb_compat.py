@@ -15,14 +15,21 @@ import functools
 import importlib
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lam_mteb.errors import LamMtebError
 
-SUPPORTED_MTEB = ((2, 26, 20), (2, 27, 0))  # [min, max) — the range tested in tests/test_core_mteb_compat.py
+if TYPE_CHECKING:
+    from mteb.abstasks import AbsTask
+
+SUPPORTED_MTEB = (
+    (2, 26, 20),
+    (2, 27, 0),
+)  # [min, max) — the range tested in tests/test_core_mteb_compat.py
 
 
-# -- versions -------------------------------------------------------------------------------------
+# -- versions ------------------------------------------------------------------------------------
+
 
 def mteb_version() -> str:
     """The installed mteb release (``mteb.__version__``)."""
@@ -44,11 +51,14 @@ def check_mteb_version() -> None:
     version = mteb_version()
     if not mteb_version_supported(version):
         lo, hi = (".".join(map(str, v)) for v in SUPPORTED_MTEB)
-        raise LamMtebError(f"mteb {version} is not supported by lam-mteb (supported: >={lo},<{hi}); "
-                           f"install a supported mteb: pip install 'mteb>={lo},<{hi}'")
+        raise LamMtebError(
+            f"mteb {version} is not supported by lam-mteb (supported: >={lo},<{hi}); "
+            f"install a supported mteb: pip install 'mteb>={lo},<{hi}'"
+        )
 
 
-# -- models: MODEL_REGISTRY -----------------------------------------------------------------------
+# -- models: MODEL_REGISTRY ----------------------------------------------------------------------
+
 
 def _model_registry() -> dict[str, Any]:
     from mteb.models.model_implementations import MODEL_REGISTRY
@@ -62,7 +72,8 @@ def model_names() -> list[str]:
 
 
 def has_model(name: str) -> bool:
-    """Whether mteb resolves ``name`` without the hub (a registered name or a lam-mteb bare name)."""
+    """Whether mteb resolves ``name`` without the hub (a registered name or a lam-mteb bare
+    name)."""
     return name in _model_registry() or _bare_to_full(name) is not None
 
 
@@ -98,7 +109,8 @@ def install_bare_name_lookup() -> None:
     """Wrap ``mteb.get_model_meta`` once so that a lam-mteb bare name resolves to its full name.
 
     ``mteb.get_model`` and the ``mteb run -m`` CLI look the name up through the module global
-    ``mteb.models.get_model_meta.get_model_meta``; the public ``mteb.get_model_meta`` is rebound too.
+    ``mteb.models.get_model_meta.get_model_meta``; the public ``mteb.get_model_meta`` is rebound
+    too.
     """
     import mteb
     from mteb.models import get_model_meta as module
@@ -117,22 +129,23 @@ def install_bare_name_lookup() -> None:
         mteb.get_model_meta = get_model_meta
 
 
-# -- tasks: _TASKS_REGISTRY / TASK_LIST -----------------------------------------------------------
+# -- tasks: _TASKS_REGISTRY / TASK_LIST ----------------------------------------------------------
+
 
 def _get_tasks_module():
     return importlib.import_module("mteb.get_tasks")  # `mteb.get_tasks` the attribute is a function
 
 
-def task_classes() -> Mapping[str, type]:
+def task_classes() -> Mapping[str, type[AbsTask]]:
     """mteb's task name -> task class mapping (read only)."""
     return _get_tasks_module()._TASKS_REGISTRY
 
 
-def task_class(name: str) -> type | None:
+def task_class(name: str) -> type[AbsTask] | None:
     return _get_tasks_module()._TASKS_REGISTRY.get(name)
 
 
-def add_task_class(cls: type) -> None:
+def add_task_class(cls: type[AbsTask]) -> None:
     """Make ``cls`` a task of ``mteb.get_task(s)`` (by ``cls.metadata.name``)."""
     gt = _get_tasks_module()
     gt._TASKS_REGISTRY[cls.metadata.name] = cls
@@ -140,46 +153,41 @@ def add_task_class(cls: type) -> None:
         gt.TASK_LIST = (*gt.TASK_LIST, cls)
 
 
-# -- AbsTask.load_data ----------------------------------------------------------------------------
+# -- AbsTask.load_data ---------------------------------------------------------------------------
 
-_patched_classes: set[type] = set()
+_patched_classes: set[type[AbsTask]] = set()
 
 
-def wrap_load_data(cls: type, make_wrapper: Callable[[Callable], Callable]) -> None:
+def wrap_load_data(cls: type[AbsTask], make_wrapper: Callable[[Callable], Callable]) -> None:
     """Replace ``load_data`` of ``cls`` (its own or the one it inherits: the parent task type is
     left alone) and of its subclasses that override it with ``make_wrapper(original)`` (once per
     class)."""
     from mteb.abstasks import AbsTask
 
     if cls not in _patched_classes and issubclass(cls, AbsTask) and "load_data" not in cls.__dict__:
-        cls.load_data = make_wrapper(cls.load_data)
+        # mypy forbids assigning to a method; patching it is the point here
+        setattr(cls, "load_data", make_wrapper(cls.load_data))  # noqa: B010
         _patched_classes.add(cls)
     stack = [cls]
     while stack:
         c = stack.pop()
         stack.extend(c.__subclasses__())
         if "load_data" in c.__dict__ and c not in _patched_classes and issubclass(c, AbsTask):
-            c.load_data = make_wrapper(c.__dict__["load_data"])
+            setattr(c, "load_data", make_wrapper(c.__dict__["load_data"]))  # noqa: B010
             _patched_classes.add(c)
 
 
-def load_data_owner(cls: type) -> type:
-    """The class in ``cls``' MRO whose ``load_data`` an instance of ``cls`` runs."""
-    for c in cls.__mro__:
-        if "load_data" in c.__dict__:
-            return c
-    return cls
+# -- the stock CLI -------------------------------------------------------------------------------
 
-
-# -- the stock CLI --------------------------------------------------------------------------------
 
 def wrap_cli_main(cli_module: Any, make_wrapper: Callable[[Callable], Callable]) -> None:
-    """Replace ``mteb.cli.main`` (the ``mteb`` console script) by ``make_wrapper(original)`` once."""
+    """Replace ``mteb.cli.main`` (the ``mteb`` console script) by ``make_wrapper(original)``
+    once."""
     original = getattr(cli_module, "main", None)
     if original is None or getattr(original, "__lam_mteb__", False):
         return
     main = make_wrapper(original)
-    main.__lam_mteb__ = True
+    setattr(main, "__lam_mteb__", True)  # noqa: B010 - an attribute functions lack
     cli_module.main = main
 
 
@@ -211,7 +219,8 @@ def is_not_found_error(exc: KeyError) -> str | None:
     return None
 
 
-# -- private helpers ------------------------------------------------------------------------------
+# -- private helpers -----------------------------------------------------------------------------
+
 
 def create_dataloader(dataset: Any, **kwargs: Any) -> Any:
     """mteb's own batching of a dataset for ``encode`` (``mteb._create_dataloaders``)."""

@@ -21,9 +21,11 @@ def cache_dir() -> Path:
 
 
 def check_writable_folder(path: Path | str, what: str) -> Path:
-    """Make sure ``path`` is (or can be created as) a folder we can write into, before any long work.
+    """Make sure ``path`` is (or can be created as) a folder we can write into, before any long
+    work.
 
-    Raises :class:`~lam_mteb.errors.LamMtebError` with one line naming ``what`` (e.g. ``--output-folder``).
+    Raises :class:`~lam_mteb.errors.LamMtebError` with one line naming ``what`` (e.g.
+    ``--output-folder``).
     """
     import tempfile
 
@@ -42,6 +44,8 @@ def check_writable_folder(path: Path | str, what: str) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise LamMtebError(f"{what} {folder} is not writable ({exc.strerror or exc}); "
-                           "choose a folder you can write to") from None
+        raise LamMtebError(
+            f"{what} {folder} is not writable ({exc.strerror or exc}); "
+            "choose a folder you can write to"
+        ) from None
     return folder

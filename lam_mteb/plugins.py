@@ -1,29 +1,41 @@
-"""The one plugin manager: built-in (first-party) plugins, entry points and a plugin folder.
+"""The plugin host: one object owning the plugin manager, what is known about each plugin and the
+registry built from the plugins' registrations.
 
 First-party plugins are declared as entry points of group ``lam_mteb`` in lam-mteb's own
 ``pyproject.toml``, so they load through exactly the same path as third-party packages.  Files in
 the folder named by ``LAM_MTEB_PLUGINS_DIR`` are loaded too, one plugin per ``.py`` file.
-A plugin that fails to import is reported in one line and skipped; the others still load.
+A plugin that fails to import, or whose hook raises, is reported in one line naming it and
+skipped; the others still load.
+
+Everything lives on :data:`host`; :func:`get_registry` and :func:`get_encoder` are the shortcuts
+the rest of the package (and ``lam_mteb.get_encoder``) use.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pluggy
 
 from lam_mteb import hookspecs
+from lam_mteb.errors import LamMtebError
+from lam_mteb.registry import Registry, build_registry
 
 ENTRY_POINT_GROUP = "lam_mteb"
 
-pm = pluggy.PluginManager("lam_mteb")
-pm.add_hookspecs(hookspecs)
+#: what a plugin's import or hook may raise and still be only *that plugin's* failure: a plugin
+#: calling sys.exit() or raising KeyboardInterrupt must not kill `import mteb` or the CLI
+PLUGIN_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 
 
 @dataclass
@@ -35,165 +47,227 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
-#: what a plugin's import or hook may raise and still be only *that plugin's* failure: a plugin
-#: calling sys.exit() or raising KeyboardInterrupt must not kill `import mteb` or the CLI
-PLUGIN_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+class PluginHost:
+    """The plugin manager, the loaded plugins' descriptions and the registry built from them."""
 
-_loaded = False
-_info: dict[str, PluginInfo] = {}
-_problems: list[str] = []
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("lam_mteb")
+        self.pm.add_hookspecs(hookspecs)
+        self._loaded = False
+        self._infos: dict[str, PluginInfo] = {}
+        self._registry: Registry | None = None
+
+    # -- problems ---------------------------------------------------------------------------------
+    def report(self, message: str) -> None:
+        """Print a plugin or configuration problem as one line on stderr."""
+        sys.stderr.write(f"lam-mteb: {message}\n")
+
+    # -- loading ----------------------------------------------------------------------------------
+    def load(self) -> pluggy.PluginManager:
+        """Load every plugin once (idempotent) and return the plugin manager."""
+        if self._loaded:
+            return self.pm
+        _import_mteb()
+        if self._loaded:  # importing mteb ran the bridge, which loaded the plugins through us
+            return self.pm
+        self._loaded = True
+        if not os.environ.get("LAM_MTEB_NO_ENTRY_POINTS"):
+            self._load_entry_points()
+        folder = os.environ.get("LAM_MTEB_PLUGINS_DIR", "").strip()
+        if folder:
+            self.load_folder(Path(folder).expanduser())
+        return self.pm
+
+    def _load_entry_points(self) -> None:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(
+                name=ep.name,
+                source=f"entry point {dist.name if dist else '?'}",
+                version=dist.version if dist else None,
+            )
+            if self.pm.has_plugin(ep.name):
+                continue
+            try:
+                module = ep.load()
+            except PLUGIN_FAILURES as exc:  # a broken plugin must not take the others down
+                self._failed_import(info, f"plugin {ep.name!r} ({ep.value})", exc)
+                continue
+            self._add(module, ep.name, info)
+
+    def load_folder(self, folder: Path) -> None:
+        """Load each ``.py`` file of ``folder`` as a plugin named by the file's stem."""
+        if not folder.is_dir():
+            self.report(
+                f"LAM_MTEB_PLUGINS_DIR={folder} is not a directory; no folder plugins loaded"
+            )
+            return
+        for path in sorted(folder.glob("*.py")):
+            info = PluginInfo(name=path.stem, source=f"file {path}")
+            if self.pm.has_plugin(path.stem):
+                self.report(
+                    f"plugin file {path} has the name of the already loaded plugin {path.stem!r} "
+                    f"({self.source_of(path.stem)}); skipped (rename the file)"
+                )
+                continue
+            try:
+                module = _import_file(path, f"lam_mteb_dir_plugin_{path.stem}")
+            except PLUGIN_FAILURES as exc:
+                self._failed_import(info, f"plugin file {path}", exc)
+                continue
+            self._add(module, path.stem, info)
+        self.invalidate()
+
+    def _failed_import(self, info: PluginInfo, what: str, exc: BaseException) -> None:
+        info.error = f"{type(exc).__name__}: {exc}"
+        self._infos[info.name] = info
+        self.report(f"{what} failed to import: {info.error}")
+
+    def _add(self, module: object, name: str, info: PluginInfo) -> None:
+        if self.pm.has_plugin(name) or self.pm.is_registered(module):
+            return
+        self.pm.register(module, name=name)
+        info.hooks = sorted(h.name for h in self.pm.get_hookcallers(module) or [])
+        self._infos[name] = info
+
+    def register_plugin(self, module: object, name: str) -> None:
+        """Register an in-process plugin (tests, notebooks); it takes part in the next registry
+        build."""
+        self.load()
+        self.pm.register(module, name=name)
+        self._infos[name] = PluginInfo(name=name, source="registered")
+        self.invalidate()
+
+    def unregister_plugin(self, name: str) -> None:
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin, name=name)
+        self._infos.pop(name, None)
+        self.invalidate()
+
+    # -- what is known about a plugin -----------------------------------------------------------
+    def infos(self) -> list[PluginInfo]:
+        self.load()
+        return [self._infos[k] for k in sorted(self._infos)]
+
+    def owner_rank(self, name: str) -> int:
+        """Who owns a name first: 0 for entry-point plugins (first-party and installed packages),
+        1 for plugins registered in-process, 2 for files of LAM_MTEB_PLUGINS_DIR."""
+        source = self._infos[name].source if name in self._infos else "registered"
+        return 0 if source.startswith("entry point") else 2 if source.startswith("file") else 1
+
+    def source_of(self, name: str) -> str:
+        if name in self._infos:
+            return self._infos[name].source
+        return "registered in-process"
+
+    def code_version(self, name: str) -> str:
+        """What identifies a plugin's code, for model revisions: ``<dist>==<version>`` for an
+        installed package, the SHA-256 of the file for a plugin-folder file (editing it changes
+        the revision)."""
+        info = self._infos.get(name)
+        if info is not None and info.source.startswith("file "):
+            return _file_version(Path(info.source[5:]), default="file")
+        if info is not None and info.source.startswith("entry point"):
+            return f"{info.source.removeprefix('entry point ')}=={info.version}"
+        module_file = getattr(self.pm.get_plugin(name), "__file__", None)
+        if module_file and Path(module_file).is_file():
+            return _file_version(Path(module_file), default="registered")
+        return "registered"
+
+    # -- calling hooks ----------------------------------------------------------------------------
+    def call_hook(
+        self, hook_name: str, make_arg: Callable[[str], Any]
+    ) -> Iterator[tuple[str, Any]]:
+        """Call ``hook_name`` on each plugin separately, owners first (see :meth:`owner_rank`),
+        then in registration order; yield ``(plugin name, the argument it got)`` for each plugin
+        whose hook returned.  ``make_arg(plugin_name)`` makes the argument (e.g. a ``register``
+        callable that stages registrations); a plugin whose hook raises is reported by name and
+        skipped, so one broken plugin is not fatal and contributes nothing."""
+        pm = self.load()
+        # pluggy calls later-registered plugins first; keep registration order instead
+        impls = [
+            (self._name_of(i.plugin), i)
+            for i in reversed(getattr(pm.hook, hook_name).get_hookimpls())
+        ]
+        for plugin_name, impl in sorted(impls, key=lambda pair: self.owner_rank(pair[0])):
+            arg = make_arg(plugin_name)
+            try:
+                impl.function(arg)
+            except PLUGIN_FAILURES as exc:
+                self.report(
+                    f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
+                )
+                continue
+            yield plugin_name, arg
+
+    def _name_of(self, plugin: object) -> str:
+        return self.pm.get_name(plugin) or str(getattr(plugin, "__name__", repr(plugin)))
+
+    # -- the registry -----------------------------------------------------------------------------
+    def registry(self, strict: bool = False) -> Registry:
+        """The registry built (once, until :meth:`invalidate`) from every plugin and registry file.
+
+        Configuration errors are reported on stderr when it is built (one line each) and their
+        entries skipped; with ``strict`` any such error also raises one LamMtebError.
+        """
+        if self._registry is None:
+            self.load()  # may build it: importing mteb runs the bridge, which asks for it
+        if self._registry is None:
+            self._registry = build_registry(self)
+        if strict and self._registry.errors:
+            count = len(self._registry.errors)
+            what = "1 problem" if count == 1 else f"{count} problems"
+            raise LamMtebError(
+                f"{what} in plugins or registry files, reported above; fix and run again"
+            )
+        return self._registry
+
+    def invalidate(self) -> None:
+        """Forget the registry: the next :meth:`registry` call rebuilds it."""
+        self._registry = None
 
 
-def report(message: str) -> None:
-    """Record a plugin problem and print it as one line on stderr."""
-    _problems.append(message)
-    sys.stderr.write(f"lam-mteb: {message}\n")
+def _import_mteb() -> None:
+    """Import mteb before any plugin.  The start-up hook runs the bridge right after ``import
+    mteb``, and the bridge asks this host for the registry: when that happens before the plugins
+    load (here) the registry sees all of them, not only those imported before one imported mteb."""
+    # without mteb the registry and the CLI still work; the bridge reports what is missing
+    with contextlib.suppress(ImportError):
+        import mteb  # noqa: F401
 
 
-def problems() -> list[str]:
-    return list(_problems)
+def _import_file(path: Path, module_name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
 
 
-def _register_module(module: ModuleType, name: str, info: PluginInfo) -> None:
-    if pm.has_plugin(name) or pm.is_registered(module):
-        return
-    pm.register(module, name=name)
-    info.hooks = sorted(h.name for h in pm.get_hookcallers(module) or [])
-    _info[name] = info
+def _file_version(path: Path, *, default: str) -> str:
+    try:
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return default
 
 
-def _load_entry_points() -> None:
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = getattr(ep, "dist", None)
-        info = PluginInfo(
-            name=ep.name,
-            source=f"entry point {dist.name if dist else '?'}",
-            version=dist.version if dist else None,
-        )
-        if pm.has_plugin(ep.name):
-            continue
-        try:
-            module = ep.load()
-        except PLUGIN_FAILURES as exc:  # a broken plugin must not take the others down
-            info.error = f"{type(exc).__name__}: {exc}"
-            _info[ep.name] = info
-            report(f"plugin {ep.name!r} ({ep.value}) failed to import: {info.error}")
-            continue
-        _register_module(module, ep.name, info)
+#: the one plugin host of this process
+host = PluginHost()
 
 
-def _load_plugin_dir(folder: Path) -> None:
-    if not folder.is_dir():
-        report(f"LAM_MTEB_PLUGINS_DIR={folder} is not a directory; no folder plugins loaded")
-        return
-    for path in sorted(folder.glob("*.py")):
-        name = f"lam_mteb_dir_plugin_{path.stem}"
-        info = PluginInfo(name=path.stem, source=f"file {path}")
-        if pm.has_plugin(path.stem):
-            report(f"plugin file {path} has the name of the already loaded plugin {path.stem!r} "
-                   f"({source_of(path.stem)}); skipped (rename the file)")
-            continue
-        try:
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        except PLUGIN_FAILURES as exc:
-            sys.modules.pop(name, None)
-            info.error = f"{type(exc).__name__}: {exc}"
-            _info[path.stem] = info
-            report(f"plugin file {path} failed to import: {info.error}")
-            continue
-        _register_module(module, path.stem, info)
+def get_registry(strict: bool = False) -> Registry:
+    """The registry of every plugin and registry file (see :meth:`PluginHost.registry`)."""
+    return host.registry(strict)
 
 
-def load_plugins() -> pluggy.PluginManager:
-    """Load every plugin once (idempotent) and return the plugin manager."""
-    global _loaded
-    if _loaded:
-        return pm
-    _loaded = True
-    if not os.environ.get("LAM_MTEB_NO_ENTRY_POINTS"):
-        _load_entry_points()
-    folder = os.environ.get("LAM_MTEB_PLUGINS_DIR", "").strip()
-    if folder:
-        _load_plugin_dir(Path(folder).expanduser())
-    return pm
-
-
-def register_plugin(module: object, name: str) -> None:
-    """Register an in-process plugin (tests, notebooks); it takes part in the next registry build."""
-    load_plugins()
-    pm.register(module, name=name)
-    _info[name] = PluginInfo(name=name, source="registered")
-    _invalidate()
-
-
-def unregister_plugin(name: str) -> None:
-    plugin = pm.get_plugin(name)
-    if plugin is not None:
-        pm.unregister(plugin, name=name)
-    _info.pop(name, None)
-    _invalidate()
-
-
-def _invalidate() -> None:
-    from lam_mteb import registry
-
-    registry.invalidate()
-
-
-def plugin_infos() -> list[PluginInfo]:
-    load_plugins()
-    return [_info[k] for k in sorted(_info)]
-
-
-def owner_rank(name: str) -> int:
-    """0 for entry-point plugins (they own their names), 1 for in-process ones, 2 for folder files."""
-    source = _info[name].source if name in _info else "registered"
-    return 0 if source.startswith("entry point") else 2 if source.startswith("file") else 1
-
-
-def source_of(name: str) -> str:
-    if name in _info:
-        return _info[name].source
-    return "lam-mteb core" if "core" in name else "registered in-process"
-
-
-def code_version(name: str) -> str:
-    """What identifies a plugin's code, for model revisions: ``<dist>==<version>`` for an installed
-    package, the SHA-256 of the file for a plugin-folder file (editing it changes the revision)."""
-    import hashlib
-
-    info = _info.get(name)
-    if info is not None and info.source.startswith("file "):
-        try:
-            return "sha256:" + hashlib.sha256(Path(info.source[5:]).read_bytes()).hexdigest()[:16]
-        except OSError:
-            return "file"
-    if info is not None and info.source.startswith("entry point"):
-        return f"{info.source.removeprefix('entry point ')}=={info.version}"
-    module_file = getattr(pm.get_plugin(name), "__file__", None)
-    if module_file and Path(module_file).is_file():
-        return "sha256:" + hashlib.sha256(Path(module_file).read_bytes()).hexdigest()[:16]
-    return "registered"
-
-
-def plugin_name_of(impl_plugin: object) -> str:
-    return pm.get_name(impl_plugin) or getattr(impl_plugin, "__name__", repr(impl_plugin))
-
-
-def call_hook_per_plugin(hook_name: str, make_register):
-    """Call ``hook_name`` on every plugin separately so one failing plugin is reported, not fatal.
-
-    ``make_register(plugin_name)`` returns the ``register`` callable handed to that plugin.
-    """
-    load_plugins()
-    caller = getattr(pm.hook, hook_name)
-    for impl in caller.get_hookimpls():
-        plugin_name = plugin_name_of(impl.plugin)
-        register = make_register(plugin_name)
-        try:
-            impl.function(register)
-        except PLUGIN_FAILURES as exc:
-            report(f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
+def get_encoder(name: str, **params: Any) -> Any:
+    """Instantiate the registered model ``name`` (bare or ``org/name``) with optional param
+    overrides."""
+    return host.registry().model(name).create(**params)

@@ -8,33 +8,50 @@ unknown key, a missing field, an unknown kind or a duplicate name is one error n
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import inspect
 import json
 import os
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jsonschema
 import yaml
 
-from lam_mteb import plugins
 from lam_mteb.errors import LamMtebError
-from lam_mteb.inputs import NAME_RE, check_name, load_yaml
+from lam_mteb.inputs import NAME_RE, check_name, did_you_mean, load_yaml
+from lam_mteb.leaderboard.spec import BENCHMARK_OPTIONS, Benchmark
+
+if TYPE_CHECKING:
+    from mteb.abstasks import AbsTask
 
 DEFAULT_ORG = "lam-mteb"
 
 # ModelMeta fields a plugin may set through register(...) metadata or registry.yaml "metadata".
 MODEL_META_KEYS = {
-    "embed_dim", "max_tokens", "n_parameters", "license", "reference", "release_date", "languages",
-    "open_weights", "public_training_code", "public_training_data", "similarity_fn_name",
-    "use_instructions", "training_datasets", "adapted_from", "memory_usage_mb", "citation",
-    "modalities", "model_type",
+    "embed_dim",
+    "max_tokens",
+    "n_parameters",
+    "license",
+    "reference",
+    "release_date",
+    "languages",
+    "open_weights",
+    "public_training_code",
+    "public_training_data",
+    "similarity_fn_name",
+    "use_instructions",
+    "training_datasets",
+    "adapted_from",
+    "memory_usage_mb",
+    "citation",
+    "modalities",
+    "model_type",
 }
 REGISTER_KEYS = MODEL_META_KEYS | {"params", "revision", "org", "description", "configure"}
 
@@ -84,7 +101,8 @@ class EncoderKind:
     description: str = ""
     # configure(params, lookup) -> dict: validates a configuration's params and derives metadata
     # (ModelMeta fields, and optionally "revision") from them; see hookspecs.register_encoders
-    configure: Callable[[dict, Callable[[str], "ModelInfo"]], dict] | None = None
+    configure: Callable[[dict, Callable[[str], ModelInfo]], dict] | None = None
+    code_version: str = ""  # the plugin's code version (PluginHost.code_version), for revisions
 
 
 @dataclass(frozen=True)
@@ -133,7 +151,9 @@ class ModelConfig:
         elif isinstance(self.kind.revision, str) and not self._has_path_params():
             value = self.kind.revision
         else:
-            return default_revision(self.kind.name, self.params, self.kind.plugin)
+            return default_revision(
+                self.kind.name, self.params, self.kind.plugin, self.kind.code_version
+            )
         problem = check_name(value, "revision")
         if problem:
             raise LamMtebError(f"model {self.name!r} ({self.source}): {problem}")
@@ -145,14 +165,9 @@ class ModelConfig:
     def create(self, **overrides) -> Any:
         """Instantiate the encoder with this configuration's params (plus overrides)."""
         params = {**self.params, **overrides}
-        accepted = _accepted_params(self.kind.factory)
-        if accepted is not None:
-            unknown = sorted(set(params) - accepted)
-            if unknown:
-                raise LamMtebError(
-                    f"model {self.name!r} ({self.source}): encoder kind {self.kind.name!r} does not "
-                    f"accept parameter(s) {', '.join(unknown)}; it accepts {', '.join(sorted(accepted)) or 'none'}"
-                )
+        problem = unknown_params(self.kind, params)
+        if problem:
+            raise LamMtebError(f"model {self.name!r} ({self.source}): {problem}")
         return self.kind.factory(**params)
 
 
@@ -172,9 +187,26 @@ def _accepted_params(factory) -> set[str] | None:
     return names
 
 
-def accepts_param(factory, name: str) -> bool:
-    accepted = _accepted_params(factory)
-    return accepted is None or name in accepted
+def unknown_params(kind: EncoderKind, params: dict[str, Any]) -> str | None:
+    """Which of ``params`` the kind's factory does not take (one line), or None."""
+    accepted = _accepted_params(kind.factory)
+    unknown = sorted(set(params) - accepted) if accepted is not None else []
+    if not unknown:
+        return None
+    return (
+        f"encoder kind {kind.name!r} does not accept parameter(s) {', '.join(unknown)} "
+        f"(accepts: {', '.join(sorted(accepted or ())) or 'none'})"
+    )
+
+
+def accepts_param(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` takes the keyword ``name`` (by name or through ``**kwargs``); False when its
+    signature cannot be read (then only what every callable takes is passed)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _fingerprint_path(path: Path) -> list | str:
@@ -185,26 +217,35 @@ def _fingerprint_path(path: Path) -> list | str:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     if len(files) <= 200:
         return content_hash([path])
-    return [(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:200]]
+    return [
+        (str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:200]
+    ]
 
 
-def default_revision(kind: str, params: dict, plugin: str) -> str:
+def default_revision(kind: str, params: dict, plugin: str, code_version: str) -> str:
     """Hash of kind, params, lam-mteb's version, the plugin's code version (its package version,
     or a folder plugin's file hash) and the content hash of path params (weights)."""
     try:
         version = importlib_metadata.version("lam-mteb")
     except importlib_metadata.PackageNotFoundError:
         version = "0"
-    version = f"{version}+{plugins.code_version(plugin)}"
-    paths = {k: _fingerprint_path(Path(v)) for k, v in params.items() if isinstance(v, str) and v and Path(v).exists()}
-    blob = json.dumps({"kind": kind, "params": params, "plugin": plugin, "version": version, "paths": paths},
-                      sort_keys=True, default=str)
+    version = f"{version}+{code_version}"
+    paths = {
+        k: _fingerprint_path(Path(v))
+        for k, v in params.items()
+        if isinstance(v, str) and v and Path(v).exists()
+    }
+    blob = json.dumps(
+        {"kind": kind, "params": params, "plugin": plugin, "version": version, "paths": paths},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 @dataclass
 class TaskEntry:
-    cls: type
+    cls: type[AbsTask]
     plugin: str
     self_loading: bool = False  # the task reads LAM_MTEB_DATA_DIR itself: load_data is not wrapped
 
@@ -213,11 +254,16 @@ class TaskEntry:
         return self.cls.metadata.name
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetEntry:
-    path: str
-    builder: Callable[[Path, Path], None]
+    """A dataset builder as a plugin registered it (``register_datasets``)."""
+
+    path: str  # the mteb dataset path it provides, e.g. "mteb/scifact"
+    builder: Callable[[Path, Path], None]  # builder(source_dir, target_dir)
     plugin: str
+    #: the folders (relative to the data dir) the builder reads: their content hash names the
+    #: cached build and is the results' dataset revision; None = the whole data dir
+    inputs: tuple[str, ...] | None = None
     description: str = ""
     recreation: bool = False
     version: str = "1"
@@ -229,6 +275,7 @@ class Registry:
         self.models: dict[str, ModelConfig] = {}
         self.tasks: dict[str, TaskEntry] = {}
         self.datasets: dict[str, DatasetEntry] = {}
+        self.benchmarks: dict[str, Benchmark] = {}
         self.errors: list[str] = []
 
     # -- lookups ---------------------------------------------------------------------------
@@ -239,17 +286,8 @@ class Registry:
             if cfg.full_name == name:
                 return cfg
         candidates = list(self.models) + [c.full_name for c in self.models.values()]
-        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, candidates)
         raise LamMtebError(f"unknown model {name!r}{hint} (`lam-mteb models` lists them)")
-
-
-_registry: Registry | None = None
-
-
-def invalidate() -> None:
-    global _registry
-    _registry = None
 
 
 def builtin_registry_file() -> Path | None:
@@ -277,186 +315,294 @@ def registry_files() -> list[Path]:
     return files
 
 
-def get_registry(strict: bool = False) -> Registry:
-    """Build (once) the registry from all plugins and registry files.
+class PluginSource(Protocol):
+    """What building a registry needs from the plugin host
+    (:class:`lam_mteb.plugins.PluginHost`)."""
 
-    With ``strict`` the first configuration error is raised as LamMtebError; otherwise errors are
-    reported on stderr (one line each) and the offending entries are skipped.
+    def call_hook(
+        self, hook_name: str, make_arg: Callable[[str], Any]
+    ) -> Iterator[tuple[str, Any]]: ...
+
+    def report(self, message: str) -> None: ...
+
+    def source_of(self, name: str) -> str: ...
+
+    def code_version(self, name: str) -> str: ...
+
+
+def build_registry(plugins: PluginSource) -> Registry:
+    """Collect every plugin's encoders, tasks and dataset builders, then the registry files.
+
+    A plugin's registrations are kept only if its whole hook succeeded; every configuration error
+    is reported (one line) and recorded in ``Registry.errors``, and its entry skipped.
     """
-    global _registry
-    if _registry is None:
-        _registry = _build()
-    if strict and _registry.errors:
-        raise LamMtebError(_registry.errors[0])
-    return _registry
-
-
-def _build() -> Registry:
     reg = Registry()
-    _collect_encoders(reg)
+    _collect_encoders(reg, plugins)
     for name in [n for n, cfg in reg.models.items() if cfg.kind.configure is not None]:
         try:
             apply_configure(reg, reg.models[name])
         except LamMtebError as exc:
             del reg.models[name]
-            reg.errors.append(str(exc))
-            plugins.report(str(exc))
-    _collect_tasks(reg)
-    _collect_datasets(reg)
+            _record_error(reg, plugins, exc)
+    _collect_tasks(reg, plugins)
+    _collect_datasets(reg, plugins)
+    _collect_benchmarks(reg, plugins)
     for path in registry_files():
         try:
             load_registry_file(path, reg)
         except LamMtebError as exc:
-            reg.errors.append(str(exc))
-            plugins.report(str(exc))
+            _record_error(reg, plugins, exc)
     return reg
 
 
-def _collect_encoders(reg: Registry) -> None:
-    def make_register(plugin_name):
-        def register(name, factory, **metadata):
-            problem = check_name(name, "encoder name")
-            if problem:
-                raise ValueError(problem)
-            if not callable(factory):
-                raise TypeError(f"factory for {name!r} is not callable")
-            unknown = sorted(set(metadata) - REGISTER_KEYS)
-            if unknown:
-                raise TypeError(f"register({name!r}): unknown metadata key(s) {', '.join(unknown)}")
-            if any(k.name == name for k in staged):
-                raise ValueError(f"encoder {name!r} is registered twice")
-            if metadata.get("org") is not None and check_name(metadata["org"], "org"):
-                raise ValueError(check_name(metadata["org"], "org"))
-            meta = {k: v for k, v in metadata.items() if k in MODEL_META_KEYS}
-            kind = EncoderKind(
-                name=name, factory=factory, plugin=plugin_name, params=dict(metadata.get("params") or {}),
-                metadata=meta, revision=metadata.get("revision"), org=metadata.get("org") or DEFAULT_ORG,
-                description=metadata.get("description") or (inspect.getdoc(factory) or "").split("\n")[0],
-                configure=metadata.get("configure"),
+def _record_error(reg: Registry, plugins: PluginSource, exc: LamMtebError) -> None:
+    reg.errors.append(str(exc))
+    plugins.report(str(exc))
+
+
+class _EncoderStage:
+    """The ``register`` callable handed to one plugin's ``register_encoders``: validates and
+    stages."""
+
+    def __init__(self, plugin: str, code_version: str) -> None:
+        self.plugin, self.code_version = plugin, code_version
+        self.staged: list[EncoderKind] = []
+
+    def __call__(self, name: str, factory: Callable[..., Any], **metadata: Any) -> None:
+        problem = check_name(name, "encoder name")
+        if problem:
+            raise ValueError(problem)
+        if not callable(factory):
+            raise TypeError(f"factory for {name!r} is not callable")
+        unknown = sorted(set(metadata) - REGISTER_KEYS)
+        if unknown:
+            raise TypeError(f"register({name!r}): unknown metadata key(s) {', '.join(unknown)}")
+        if any(k.name == name for k in self.staged):
+            raise ValueError(f"encoder {name!r} is registered twice")
+        org_problem = metadata.get("org") is not None and check_name(metadata["org"], "org")
+        if org_problem:
+            raise ValueError(org_problem)
+        configure = metadata.get("configure")
+        if configure is not None and not callable(configure):
+            raise TypeError(
+                f"register({name!r}): configure must be callable(params, lookup) -> dict"
             )
-            if kind.configure is not None and not callable(kind.configure):
-                raise TypeError(f"register({name!r}): configure must be callable(params, lookup) -> dict")
-            staged.append(kind)
-
-        return register
-
-    # one plugin's registrations are kept only if its whole hook succeeded
-    for plugin_name, impl in _hookimpls("register_encoders"):
-        staged: list[EncoderKind] = []
-        if _call(impl, make_register(plugin_name), plugin_name, "register_encoders"):
-            for kind in staged:
-                if kind.name in reg.kinds:
-                    _refuse_clash(plugin_name, "encoder", kind.name, reg.kinds[kind.name].plugin)
-                    continue
-                reg.kinds[kind.name] = kind
-                reg.models[kind.name] = ModelConfig(
-                    name=kind.name, kind=kind, params=dict(kind.params), metadata=dict(kind.metadata),
-                    source=f"plugin {plugin_name}", org=kind.org, description=kind.description,
-                )
+        self.staged.append(
+            EncoderKind(
+                name=name,
+                factory=factory,
+                plugin=self.plugin,
+                params=dict(metadata.get("params") or {}),
+                metadata={k: v for k, v in metadata.items() if k in MODEL_META_KEYS},
+                revision=metadata.get("revision"),
+                org=metadata.get("org") or DEFAULT_ORG,
+                description=metadata.get("description")
+                or (inspect.getdoc(factory) or "").split("\n")[0],
+                configure=configure,
+                code_version=self.code_version,
+            )
+        )
 
 
-def _collect_tasks(reg: Registry) -> None:
-    from mteb.abstasks import AbsTask
+def _collect_encoders(reg: Registry, plugins: PluginSource) -> None:
+    def make_stage(plugin_name: str) -> _EncoderStage:
+        return _EncoderStage(plugin_name, plugins.code_version(plugin_name))
 
-    for plugin_name, impl in _hookimpls("register_tasks"):
-        staged: list[tuple[type, bool]] = []
+    for plugin_name, stage in plugins.call_hook("register_encoders", make_stage):
+        for kind in stage.staged:
+            if not _claim(reg.kinds, kind.name, kind, plugins, "encoder"):
+                continue
+            reg.models[kind.name] = ModelConfig(
+                name=kind.name,
+                kind=kind,
+                params=dict(kind.params),
+                metadata=dict(kind.metadata),
+                source=f"plugin {plugin_name}",
+                org=kind.org,
+                description=kind.description,
+            )
 
-        def register(task_class, *, self_loading=None, _staged=staged):
-            if not (isinstance(task_class, type) and issubclass(task_class, AbsTask)):
-                raise TypeError(f"register_tasks: {task_class!r} is not an mteb AbsTask subclass")
-            if self_loading is None:
-                self_loading = _legacy_self_loading(task_class)
-            _staged.append((task_class, bool(self_loading)))
 
-        if _call(impl, register, plugin_name, "register_tasks"):
-            for cls, self_loading in staged:
-                owner = reg.tasks.get(cls.metadata.name)
-                if owner is not None and owner.cls is not cls:
-                    _refuse_clash(plugin_name, "task", cls.metadata.name, owner.plugin)
-                    continue
-                reg.tasks[cls.metadata.name] = TaskEntry(cls=cls, plugin=plugin_name,
-                                                         self_loading=self_loading)
+class _TaskStage:
+    """The ``register`` callable handed to one plugin's ``register_tasks``."""
+
+    def __init__(self) -> None:
+        self.staged: list[tuple[type[AbsTask], bool]] = []
+
+    def __call__(self, task_class: type, *, self_loading: bool | None = None) -> None:
+        from mteb.abstasks import AbsTask
+
+        if not (isinstance(task_class, type) and issubclass(task_class, AbsTask)):
+            raise TypeError(f"register_tasks: {task_class!r} is not an mteb AbsTask subclass")
+        if self_loading is None:
+            self_loading = _legacy_self_loading(task_class)
+        self.staged.append((task_class, bool(self_loading)))
+
+
+def _collect_tasks(reg: Registry, plugins: PluginSource) -> None:
+    for plugin_name, stage in plugins.call_hook("register_tasks", lambda _: _TaskStage()):
+        for cls, self_loading in stage.staged:
+            owner = reg.tasks.get(cls.metadata.name)
+            if owner is not None and owner.cls is cls:  # the same class again: the first stays
+                continue
+            entry = TaskEntry(cls=cls, plugin=plugin_name, self_loading=self_loading)
+            _claim(reg.tasks, cls.metadata.name, entry, plugins, "task")
 
 
 def _legacy_self_loading(task_class: type) -> bool:
     """The class attribute ``lam_mteb_self_loading`` (deprecated; removed in the next release)."""
     if not getattr(task_class, "lam_mteb_self_loading", False):
         return False
-    warnings.warn(f"{task_class.__name__}.lam_mteb_self_loading is deprecated; register the task with "
-                  "register(TaskClass, self_loading=True)", DeprecationWarning, stacklevel=4)
+    warnings.warn(
+        f"{task_class.__name__}.lam_mteb_self_loading is deprecated; register the task with "
+        "register(TaskClass, self_loading=True)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return True
 
 
-def _collect_datasets(reg: Registry) -> None:
-    from lam_mteb.data import CORE_DATASETS
+class _DatasetStage:
+    """The ``register`` callable handed to one plugin's ``register_datasets``."""
 
-    for plugin_name, impl in _hookimpls("register_datasets"):
-        staged: list[DatasetEntry] = []
+    def __init__(self, plugin: str) -> None:
+        self.plugin = plugin
+        self.staged: list[DatasetEntry] = []
 
-        def register(dataset_path, builder, *, description="", recreation=False, version="1", _staged=staged):
-            if not callable(builder):
-                raise TypeError(f"register_datasets: builder for {dataset_path!r} is not callable")
-            _staged.append(DatasetEntry(path=dataset_path, builder=builder, plugin=plugin_name,
-                                        description=description, recreation=bool(recreation), version=str(version)))
-
-        if _call(impl, register, plugin_name, "register_datasets"):
-            for entry in staged:
-                owner = reg.datasets.get(entry.path)
-                if owner is not None:
-                    _refuse_clash(plugin_name, "dataset builder", entry.path, owner.plugin)
-                    continue
-                if entry.path in CORE_DATASETS and _rank(plugin_name) > 0:
-                    _refuse_clash(plugin_name, "dataset builder", entry.path, "lam_mteb (core)")
-                    continue
-                reg.datasets[entry.path] = entry
-
-
-def _rank(plugin_name: str) -> int:
-    """Who owns a name first: entry-point plugins (first-party and installed packages), then
-    plugins registered in-process, then files of LAM_MTEB_PLUGINS_DIR."""
-    return plugins.owner_rank(plugin_name)
-
-
-def _hookimpls(hook_name: str):
-    pm = plugins.load_plugins()
-    caller = getattr(pm.hook, hook_name)
-    # pluggy calls later-registered plugins first; keep registration order instead, owners first
-    impls = [(plugins.plugin_name_of(impl.plugin), impl) for impl in reversed(caller.get_hookimpls())]
-    return sorted(impls, key=lambda pair: _rank(pair[0]))
-
-
-def _refuse_clash(newcomer: str, what: str, name: str, owner: str) -> None:
-    plugins.report(f"plugin {newcomer!r} ({plugins.source_of(newcomer)}) registers {what} {name!r}, which "
-                   f"{owner!r} ({plugins.source_of(owner)}) already owns; {newcomer!r}'s {what} skipped "
-                   "(rename it; to replace a model on purpose, add a registry.yaml entry with `override: true`)")
+    def __call__(
+        self,
+        dataset_path: str,
+        builder: Callable[[Path, Path], None],
+        *,
+        inputs: Sequence[str] | None = None,
+        description: str = "",
+        recreation: bool = False,
+        version: str = "1",
+    ) -> None:
+        if not callable(builder):
+            raise TypeError(f"register_datasets: builder for {dataset_path!r} is not callable")
+        if isinstance(inputs, str):
+            raise TypeError(
+                f"register_datasets: inputs for {dataset_path!r} must be a sequence "
+                f"of folder names, not the string {inputs!r}"
+            )
+        for rel in inputs or ():
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise ValueError(
+                    f"register_datasets: input {rel!r} of {dataset_path!r} must be a "
+                    "path relative to the data directory"
+                )
+        self.staged.append(
+            DatasetEntry(
+                path=dataset_path,
+                builder=builder,
+                plugin=self.plugin,
+                inputs=None if inputs is None else tuple(str(rel) for rel in inputs),
+                description=description,
+                recreation=bool(recreation),
+                version=str(version),
+            )
+        )
 
 
-def _call(impl, register, plugin_name: str, hook_name: str) -> bool:
-    try:
-        impl.function(register)
-        return True
-    except plugins.PLUGIN_FAILURES as exc:
-        plugins.report(f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
+def _collect_datasets(reg: Registry, plugins: PluginSource) -> None:
+    for _plugin, stage in plugins.call_hook("register_datasets", _DatasetStage):
+        for entry in stage.staged:
+            _claim(reg.datasets, entry.path, entry, plugins, "dataset builder")
+
+
+class _BenchmarkStage:
+    """The ``register`` callable handed to one plugin's ``register_benchmarks``."""
+
+    def __init__(self, plugin: str) -> None:
+        self.plugin = plugin
+        self.staged: list[Benchmark] = []
+
+    def __call__(self, key: str, title: str, tasks: Sequence[str], **options: Any) -> None:
+        problem = check_name(key, "benchmark key")
+        if problem:
+            raise ValueError(problem)
+        if isinstance(tasks, str) or not all(isinstance(t, str) for t in tasks):
+            raise TypeError(f"register_benchmarks({key!r}): tasks must be a sequence of task names")
+        unknown = sorted(set(options) - BENCHMARK_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"register_benchmarks({key!r}): unknown option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(BENCHMARK_OPTIONS))}"
+            )
+        self.staged.append(
+            Benchmark(
+                key=key,
+                title=str(title),
+                tasks=tuple(tasks),
+                plugin=self.plugin,
+                extra_tasks=tuple(options.get("extra_tasks", ())),
+                prefix=options.get("prefix"),
+                prefix_ranked=bool(options.get("prefix_ranked", False)),
+                position=int(options.get("position", 100)),
+                description=str(options.get("description", "")),
+                abbreviations=dict(options.get("abbreviations") or {}),
+                detail_metrics=tuple(tuple(m) for m in options.get("detail_metrics", ())),
+            )
+        )
+
+
+def _collect_benchmarks(reg: Registry, plugins: PluginSource) -> None:
+    for _plugin, stage in plugins.call_hook("register_benchmarks", _BenchmarkStage):
+        for bench in stage.staged:
+            _claim(reg.benchmarks, bench.key, bench, plugins, "benchmark")
+
+
+class _Owned(Protocol):
+    plugin: str
+
+
+def _claim(
+    table: dict[str, Any], name: str, item: _Owned, plugins: PluginSource, what: str
+) -> bool:
+    """Add ``item`` under ``name`` unless another plugin owns that name already (plugins are
+    called owners first, so the first registration wins); a refused one is reported."""
+    owner = table.get(name)
+    if owner is not None:
+        _refuse_clash(plugins, item.plugin, what, name, owner.plugin)
         return False
+    table[name] = item
+    return True
+
+
+def _refuse_clash(plugins: PluginSource, newcomer: str, what: str, name: str, owner: str) -> None:
+    plugins.report(
+        f"plugin {newcomer!r} ({plugins.source_of(newcomer)}) registers {what} {name!r}, which "
+        f"{owner!r} ({plugins.source_of(owner)}) already owns; {newcomer!r}'s {what} skipped "
+        "(rename it; to replace a model on purpose, add a registry.yaml entry with `override: "
+        "true`)"
+    )
 
 
 # -- registry.yaml ---------------------------------------------------------------------------
+
 
 class _LineLoader(yaml.SafeLoader):
     """A YAML loader that remembers the line of every mapping and sequence item."""
 
 
 def _construct_mapping(loader, node, deep=False):
-    seen = {}
+    seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+                None,
+                None,
+                f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                key_node.start_mark,
+            )
         seen[key] = key_node.start_mark.line
     mapping = _LineDict(loader.construct_mapping(node, deep=True))
     mapping.line = node.start_mark.line + 1
-    mapping.key_lines = {loader.construct_object(k, deep=True): k.start_mark.line + 1 for k, _ in node.value}
+    mapping.key_lines = {
+        loader.construct_object(k, deep=True): k.start_mark.line + 1 for k, _ in node.value
+    }
     return mapping
 
 
@@ -485,7 +631,17 @@ MAX_REGISTRY_BYTES = 1024 * 1024
 
 
 def load_registry_file(path: Path, reg: Registry) -> None:
+    """Add the configurations of a registry.yaml file to ``reg`` (the first problem raises)."""
     path = Path(path)
+    doc = _read_registry_doc(path)
+    for entry in doc["models"]:
+        config = _config_from_entry(entry, path, reg)
+        reg.models[config.name] = config
+
+
+def _read_registry_doc(path: Path) -> Any:
+    """A registry file's YAML, checked against :data:`REGISTRY_SCHEMA`; the first problem (in file
+    order) is one error naming ``file:line``."""
     if not path.is_file():
         raise LamMtebError(f"{path}: registry file not found (check LAM_MTEB_REGISTRY)")
     try:
@@ -498,57 +654,84 @@ def load_registry_file(path: Path, reg: Registry) -> None:
     if doc is None:
         doc = _LineDict(models=[])
     validator = jsonschema.Draft202012Validator(REGISTRY_SCHEMA)
-    errors = sorted(validator.iter_errors(doc), key=lambda e: (_line_of(doc, list(e.absolute_path)), str(e.path)))
+    errors = sorted(
+        validator.iter_errors(doc),
+        key=lambda e: (_line_of(doc, list(e.absolute_path)), str(e.path)),
+    )
     if errors:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "top level"
         line = _line_of(doc, list(err.absolute_path))
         raise LamMtebError(f"{path}:{line}: {_explain(err)} (at {where})")
-    for entry in doc["models"]:
-        line = getattr(entry, "line", 0)
-        name, kind_name = entry["name"], entry["kind"]
-        if kind_name not in reg.kinds:
-            close = difflib.get_close_matches(kind_name, list(reg.kinds), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            known = ", ".join(sorted(reg.kinds)) or "none (no encoder plugin loaded)"
-            raise LamMtebError(f"{path}:{line}: model {name!r} has unknown encoder kind {kind_name!r}{hint} "
-                               f"(registered kinds: {known})")
-        if name in reg.models and not entry.get("override"):
-            raise LamMtebError(f"{path}:{line}: duplicate model name {name!r} (already defined by {reg.models[name].source}); "
-                               "choose another name, or add `override: true` to this entry to replace it")
-        kind = reg.kinds[kind_name]
-        params = {**kind.params, **_resolve_paths(entry.get("params") or {}, path.parent)}
-        accepted = _accepted_params(kind.factory)
-        if accepted is not None:
-            unknown = sorted(set(params) - accepted)
-            if unknown:
-                raise LamMtebError(f"{path}:{line}: model {name!r}: encoder kind {kind_name!r} does not accept "
-                                   f"parameter(s) {', '.join(unknown)} (accepts: {', '.join(sorted(accepted)) or 'none'})")
-        config = ModelConfig(
-            name=name, kind=kind, params=params, metadata={**kind.metadata, **dict(entry.get("metadata") or {})},
-            source=f"{path}:{line}", org=entry.get("org") or kind.org,
-            description=entry.get("description") or kind.description, revision_override=entry.get("revision"),
+    return doc
+
+
+def _config_from_entry(entry: Any, path: Path, reg: Registry) -> ModelConfig:
+    """One validated ``models:`` entry -> its configuration (kind known, name free or
+    overridden, params accepted, ``configure`` applied)."""
+    line = getattr(entry, "line", 0)
+    name, kind_name = entry["name"], entry["kind"]
+    if kind_name not in reg.kinds:
+        hint = did_you_mean(kind_name, reg.kinds)
+        known = ", ".join(sorted(reg.kinds)) or "none (no encoder plugin loaded)"
+        raise LamMtebError(
+            f"{path}:{line}: model {name!r} has unknown encoder kind {kind_name!r}{hint} "
+            f"(registered kinds: {known})"
         )
-        if kind.configure is not None:
-            apply_configure(reg, config, explicit_metadata=dict(entry.get("metadata") or {}))
-        reg.models[name] = config
+    if name in reg.models and not entry.get("override"):
+        raise LamMtebError(
+            f"{path}:{line}: duplicate model name {name!r} (already defined by "
+            f"{reg.models[name].source}); "
+            "choose another name, or add `override: true` to this entry to replace it"
+        )
+    kind = reg.kinds[kind_name]
+    params = {**kind.params, **_resolve_paths(entry.get("params") or {}, path.parent)}
+    problem = unknown_params(kind, params)
+    if problem:
+        raise LamMtebError(f"{path}:{line}: model {name!r}: {problem}")
+    config = ModelConfig(
+        name=name,
+        kind=kind,
+        params=params,
+        metadata={**kind.metadata, **dict(entry.get("metadata") or {})},
+        source=f"{path}:{line}",
+        org=entry.get("org") or kind.org,
+        description=entry.get("description") or kind.description,
+        revision_override=entry.get("revision"),
+    )
+    if kind.configure is not None:
+        apply_configure(reg, config, explicit_metadata=dict(entry.get("metadata") or {}))
+    return config
 
 
-def apply_configure(reg: Registry, config: ModelConfig, explicit_metadata: dict | None = None) -> None:
+def apply_configure(
+    reg: Registry, config: ModelConfig, explicit_metadata: dict | None = None
+) -> None:
     """Run the kind's ``configure(params, lookup)``: validate params, derive metadata and revision.
 
     Derived metadata sits between the kind's and the registry entry's own ``metadata`` (which wins).
-    Any error is one LamMtebError naming the configuration's source (``file:line`` for registry.yaml).
+    Any error is one LamMtebError naming the configuration's source (``file:line`` for
+    registry.yaml).
     """
+
     def lookup(other: str) -> ModelInfo:
         if other == config.name or other == config.full_name:
             raise LamMtebError(f"model {other!r} cannot refer to itself")
         cfg = reg.model(other)
-        return ModelInfo(name=cfg.name, full_name=cfg.full_name, kind=cfg.kind.name, revision=cfg.revision,
-                         metadata=dict(cfg.metadata), source=cfg.source)
+        return ModelInfo(
+            name=cfg.name,
+            full_name=cfg.full_name,
+            kind=cfg.kind.name,
+            revision=cfg.revision,
+            metadata=dict(cfg.metadata),
+            source=cfg.source,
+        )
 
+    configure = config.kind.configure
+    if configure is None:
+        return
     try:
-        derived = config.kind.configure(dict(config.params), lookup) or {}
+        derived = configure(dict(config.params), lookup) or {}
         if not isinstance(derived, dict):
             raise TypeError(f"configure() returned {type(derived).__name__}, expected a dict")
         unknown = sorted(set(derived) - MODEL_META_KEYS - {"revision"})
@@ -566,8 +749,14 @@ def apply_configure(reg: Registry, config: ModelConfig, explicit_metadata: dict 
 def _resolve_paths(params: dict, base: Path) -> dict:
     out = {}
     for key, value in params.items():
-        if isinstance(value, str) and (value.startswith("./") or value.startswith("../") or value.startswith("~")):
-            value = str((base / value).resolve()) if not value.startswith("~") else str(Path(value).expanduser())
+        if isinstance(value, str) and (
+            value.startswith("./") or value.startswith("../") or value.startswith("~")
+        ):
+            value = (
+                str((base / value).resolve())
+                if not value.startswith("~")
+                else str(Path(value).expanduser())
+            )
         out[key] = value
     return out
 
@@ -577,13 +766,11 @@ def _explain(err: jsonschema.ValidationError) -> str:
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
         if list(err.absolute_path)[-1:] == ["metadata"]:
-            return f"unknown metadata key {', '.join(map(repr, extra))}; allowed (mteb ModelMeta fields): {', '.join(allowed)}"
+            return (
+                f"unknown metadata key {', '.join(map(repr, extra))}; "
+                f"allowed (mteb ModelMeta fields): {', '.join(allowed)}"
+            )
         return f"unknown key {', '.join(map(repr, extra))}; allowed keys: {', '.join(allowed)}"
     if err.validator == "required":
         return err.message.replace("is a required property", "is missing (required)")
     return err.message
-
-
-def get_encoder(name: str, **params) -> Any:
-    """Instantiate the registered model ``name`` (bare or ``org/name``) with optional param overrides."""
-    return get_registry().model(name).create(**params)

@@ -1,16 +1,18 @@
-"""Grids of (model, task) pairs: in this process, a local process pool, Ray tasks, or a shard of them.
+"""Grids of (model, task) pairs: in this process, a local process pool, Ray tasks, or a shard of
+them.
 
 ``lam-mteb run -m M1 M2 -t T1 T2`` expands the pairs, skips those whose result already lies in the
 output folder for the same model revision and dataset revision (mteb's own layout, read with
-``mteb.ResultCache``; a result file that cannot be read counts as missing), and evaluates the others:
+``mteb.ResultCache``; a result file that cannot be read counts as missing), and evaluates the
+others:
 
 - ``--executor local --jobs 1`` (default): one after another in this process, each model loaded
   once for all its tasks (what ``lam-mteb run`` always did);
 - ``--executor local --jobs N``: N ``spawn``-ed worker processes; a crash or an out-of-memory kill
   fails the pair that worker was running, and a fresh process takes its place;
 - ``--executor ray``: one Ray task per pair (``num_cpus`` / ``num_gpus`` per job; Ray reuses a CPU
-  worker process across pairs and gives every GPU pair a fresh one) on the cluster at ``--address`` /
-  ``RAY_ADDRESS``, else on a local Ray started for the run.  Workers need lam-mteb installed;
+  worker process across pairs and gives every GPU pair a fresh one) on the cluster at ``--address``
+  / ``RAY_ADDRESS``, else on a local Ray started for the run.  Workers need lam-mteb installed;
   plugins load there through the normal bridge.
 
 Workers return their ``TaskResult``; only this (driving) process writes the output folder, so no
@@ -23,6 +25,7 @@ stored result for another dataset revision, or one that cannot be read, is moved
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -31,19 +34,30 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lam_mteb.errors import LamMtebError
 
-RAY_INSTALL_HINT = "--executor ray needs Ray: pip install 'lam-mteb[ray]' (or pip install 'ray[data]>=2.9')"
+RAY_INSTALL_HINT = (
+    "--executor ray needs Ray: pip install 'lam-mteb[ray]' (or pip install 'ray[data]>=2.9')"
+)
 
-#: environment variables a worker gets from the driver (data dir, plugins, registry, offline mode, caches)
-FORWARDED_ENV_PREFIXES = ("LAM_MTEB_", "HF_", "TRANSFORMERS_", "SENTENCE_TRANSFORMERS_", "MTEB_", "TOKENIZERS_")
+#: environment variables a worker gets from the driver (data dir, plugins, registry, offline mode,
+#: caches)
+FORWARDED_ENV_PREFIXES = (
+    "LAM_MTEB_",
+    "HF_",
+    "TRANSFORMERS_",
+    "SENTENCE_TRANSFORMERS_",
+    "MTEB_",
+    "TOKENIZERS_",
+)
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One (model, task) cell of a grid; ``eval_splits`` / ``hf_subsets`` as the task was selected."""
+    """One (model, task) cell of a grid; ``eval_splits`` / ``hf_subsets`` as the task was
+    selected."""
 
     model: str  # a name mteb.get_model_meta knows (lam-mteb bare or full name, or an mteb model)
     task: str
@@ -73,11 +87,13 @@ class PairOutcome:
         return self.status in ("done", "cached", "exists")
 
 
-# -- grid -----------------------------------------------------------------------------------------
+# -- grid ----------------------------------------------------------------------------------------
+
 
 def expand(models: Iterable[str], tasks: Iterable[Any]) -> list[Pair]:
-    """Model-major grid of pairs (a model's tasks are adjacent: the in-process executor loads it once)."""
-    specs = []
+    """Model-major grid of pairs (a model's tasks are adjacent: the in-process executor loads it
+    once)."""
+    specs: list[tuple[str, tuple[str, ...] | None, tuple[str, ...] | None]] = []
     for task in tasks:
         if isinstance(task, str):
             specs.append((task, None, None))
@@ -98,24 +114,28 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(part) for part in text.split("/"))
     except ValueError:
-        raise LamMtebError(f"--shard {text!r}: give i/N with integers, e.g. --shard 0/4 "
-                           "(SLURM: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)") from None
+        raise LamMtebError(
+            f"--shard {text!r}: give i/N with integers, e.g. --shard 0/4 "
+            "(SLURM: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)"
+        ) from None
     if n < 1 or not 0 <= i < n:
         raise LamMtebError(f"--shard {text!r}: need N >= 1 and 0 <= i < N")
     return i, n
 
 
 def shard(pairs: list[Pair], index: int, count: int) -> list[Pair]:
-    """Every ``count``-th pair starting at ``index``: shards 0..count-1 cover the grid exactly once."""
+    """Every ``count``-th pair starting at ``index``: shards 0..count-1 cover the grid exactly
+    once."""
     return pairs[index::count]
 
 
-# -- what is already done -------------------------------------------------------------------------
+# -- what is already done ------------------------------------------------------------------------
+
 
 def task_object(pair: Pair):
     import mteb
 
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if pair.eval_splits is not None:
         kwargs["eval_splits"] = list(pair.eval_splits)
     if pair.hf_subsets is not None:
@@ -142,7 +162,8 @@ def expected_dataset_revision(task) -> str | None:
 
 
 def stored_state(cache, meta, task, expected_revision: str | None):
-    """``(state, TaskResult | None, path)`` with state one of missing, corrupt, stale, partial, complete."""
+    """``(state, TaskResult | None, path)`` with state one of missing, corrupt, stale, partial,
+    complete."""
     from mteb.results import TaskResult
 
     path = cache.get_task_result_path(task.metadata.name, meta)
@@ -170,7 +191,8 @@ def main_score(result, splits: Iterable[str] | None = None) -> float | None:
 
 
 def save_result(cache, meta, new_result, encode_kwargs: dict) -> Path:
-    """Write ``new_result`` in mteb's layout, merged with a stored result of the same dataset revision.
+    """Write ``new_result`` in mteb's layout, merged with a stored result of the same dataset
+    revision.
 
     Under a file lock in the revision folder, so shards of one model (a SLURM array writing one
     shared folder) never interleave ``run_settings.jsonl`` or a result file.
@@ -184,23 +206,33 @@ def save_result(cache, meta, new_result, encode_kwargs: dict) -> Path:
         if path.is_file():
             from mteb.results import TaskResult
 
+            stored: TaskResult | None = None
             try:
                 stored = TaskResult.from_disk(path)
-                reason = None if stored.is_mergeable(new_result) else f"dataset-{stored.dataset_revision}"
+                reason = (
+                    None
+                    if stored.is_mergeable(new_result)
+                    else f"dataset-{stored.dataset_revision}"
+                )
             except Exception:  # noqa: BLE001 - unreadable in any way: kept aside, not merged
                 stored, reason = None, "corrupt"
-            if reason is None:
+            if stored is not None and reason is None:
                 merged = stored.merge(new_result)
             else:
+                reason = reason or "corrupt"
                 safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in reason)[:60]
                 aside = path.with_name(f"{path.name}.{safe}-{time.strftime('%Y%m%dT%H%M%S')}")
                 os.replace(path, aside)
-                sys.stderr.write(f"lam-mteb: kept the previous {path.name} ({reason.split('-', 1)[0]}) as {aside}\n")
+                sys.stderr.write(
+                    f"lam-mteb: kept the previous {path.name} ({reason.split('-', 1)[0]}) as "
+                    f"{aside}\n"
+                )
         cache.save_to_cache(merged, meta, encode_kwargs=encode_kwargs)
     return path
 
 
-# -- the worker -----------------------------------------------------------------------------------
+# -- the worker ----------------------------------------------------------------------------------
+
 
 def forwarded_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
@@ -228,8 +260,11 @@ def _load_model(name: str, device: str | None, reuse: bool):
 
 
 def run_pair(job: dict) -> dict:
-    """Evaluate one pair; never raises.  ``job``: pair fields, device, encode_kwargs, env, reuse_model."""
-    os.environ.update(job.get("env") or {})  # a Ray worker on another node gets the driver's settings
+    """Evaluate one pair; never raises.  ``job``: pair fields, device, encode_kwargs, env,
+    reuse_model."""
+    os.environ.update(
+        job.get("env") or {}
+    )  # a Ray worker on another node gets the driver's settings
     threads = job.get("threads")
     t0 = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -245,25 +280,48 @@ def run_pair(job: dict) -> dict:
         from lam_mteb import bridge
 
         bridge.install()
-        logging.getLogger("mteb").setLevel(logging.WARNING if job.get("verbosity", 1) < 2 else logging.INFO)
+        logging.getLogger("mteb").setLevel(
+            logging.WARNING if job.get("verbosity", 1) < 2 else logging.INFO
+        )
         pair = Pair(job["model"], job["task"], job.get("eval_splits"), job.get("hf_subsets"))
         task = task_object(pair)
         model = _load_model(pair.model, job.get("device"), bool(job.get("reuse_model")))
-        results = mteb.evaluate(model, task, cache=None, encode_kwargs=dict(job.get("encode_kwargs") or {}),
-                                show_progress_bar=bool(job.get("show_progress_bar")), raise_error=True)
+        encode_kwargs: Any = dict(job.get("encode_kwargs") or {})  # mteb's EncodeKwargs TypedDict
+        results = mteb.evaluate(
+            model,
+            task,
+            cache=None,
+            encode_kwargs=encode_kwargs,
+            show_progress_bar=bool(job.get("show_progress_bar")),
+            raise_error=True,
+        )
         if not results.task_results:
             raise LamMtebError(f"mteb returned no result for {pair.label}")
         bridge.check_finite_scores(results.task_results[0], pair.model)  # a NaN is never stored
-        return {"ok": True, "result": results.task_results[0].to_dict(), "worker": worker,
-                "seconds": time.perf_counter() - t0}
+        return {
+            "ok": True,
+            "result": results.task_results[0].to_dict(),
+            "worker": worker,
+            "seconds": time.perf_counter() - t0,
+        }
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         if isinstance(exc, LamMtebError):  # bad input: its one line says it all, no traceback
-            return {"ok": False, "error": _one_line(exc), "user_error": True, "worker": worker,
-                    "seconds": time.perf_counter() - t0}
-        return {"ok": False, "error": _one_line(exc), "traceback": traceback.format_exc(), "worker": worker,
-                "seconds": time.perf_counter() - t0}
+            return {
+                "ok": False,
+                "error": _one_line(exc),
+                "user_error": True,
+                "worker": worker,
+                "seconds": time.perf_counter() - t0,
+            }
+        return {
+            "ok": False,
+            "error": _one_line(exc),
+            "traceback": traceback.format_exc(),
+            "worker": worker,
+            "seconds": time.perf_counter() - t0,
+        }
 
 
 def _worker_loop(conn) -> None:  # runs in a spawned process: pairs in, replies out, until None
@@ -279,7 +337,8 @@ def _worker_loop(conn) -> None:  # runs in a spawned process: pairs in, replies 
         conn.close()
 
 
-# -- executors: each yields (job, reply) as pairs finish ------------------------------------------
+# -- executors: each yields (job, reply) as pairs finish -----------------------------------------
+
 
 def run_in_process(jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
     for job in jobs:
@@ -290,13 +349,13 @@ def run_in_process(jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
 def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dict]]:
     """Pairs on ``workers`` spawned processes; a process that dies fails its own pair only.
 
-    Not ``concurrent.futures.ProcessPoolExecutor``: when one of its workers dies (OOM kill, segfault)
-    the whole pool breaks and every pending pair fails.  Here a dead worker's pair is reported
-    failed and a fresh process takes its place.  A worker keeps its last model loaded and prefers
-    pending pairs of that model, so (as in-process) a model is loaded about once per worker.
+    Not ``concurrent.futures.ProcessPoolExecutor``: when one of its workers dies (OOM kill,
+    segfault) the whole pool breaks and every pending pair fails.  Here a dead worker's pair is
+    reported failed and a fresh process takes its place.  A worker keeps its last model loaded and
+    prefers pending pairs of that model, so (as in-process) a model is loaded about once per worker.
     """
     import multiprocessing as mp
-    from multiprocessing.connection import wait
+    from multiprocessing.connection import Connection, wait
 
     ctx = mp.get_context("spawn")
     pending = list(jobs)
@@ -318,8 +377,12 @@ def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dic
         proc.join(5)
         code = proc.exitcode
         why = " (killed: out of memory?)" if code in (-9, 137) else ""
-        return {"ok": False, "error": f"worker process died with exit code {code}{why}",
-                "worker": f"{socket.gethostname()}:{proc.pid}", "seconds": None}
+        return {
+            "ok": False,
+            "error": f"worker process died with exit code {code}{why}",
+            "worker": f"{socket.gethostname()}:{proc.pid}",
+            "seconds": None,
+        }
 
     try:
         while pending or busy:
@@ -334,7 +397,8 @@ def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dic
                     continue
                 worker[2] = job["model"]
                 busy[worker[1]] = (worker, job)
-            for conn in wait(list(busy)):
+            ready = cast("list[Connection]", wait(list(busy)))  # busy is keyed by connections
+            for conn in ready:
                 worker, job = busy.pop(conn)
                 try:
                     reply = conn.recv()
@@ -347,10 +411,8 @@ def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dic
     finally:
         for worker in idle + [w for w, _ in busy.values()]:
             proc, conn = worker[0], worker[1]
-            try:
+            with contextlib.suppress(OSError):  # BrokenPipeError included: the worker is gone
                 conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
             proc.join(10)
             if proc.is_alive():
                 proc.terminate()
@@ -367,12 +429,17 @@ def import_ray():
 
 
 def init_ray(address: str | None, num_cpus: int | None = None):
-    """Connect to ``address`` / ``RAY_ADDRESS``, or start a local Ray for this run. Returns (ray, started)."""
+    """Connect to ``address`` / ``RAY_ADDRESS``, or start a local Ray for this run. Returns (ray,
+    started)."""
     ray = import_ray()
     if ray.is_initialized():
         return ray, False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": "WARNING"}
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": True,
+        "logging_level": "WARNING",
+    }
     if address:
         kwargs["address"] = address
     elif num_cpus:
@@ -380,24 +447,35 @@ def init_ray(address: str | None, num_cpus: int | None = None):
     try:
         ray.init(**kwargs)
     except Exception as exc:  # noqa: BLE001 - Ray raises many types; one line
-        raise LamMtebError(f"could not start or reach Ray{f' at {address}' if address else ''}: {_one_line(exc)}") from None
+        raise LamMtebError(
+            f"could not start or reach Ray{f' at {address}' if address else ''}: {_one_line(exc)}"
+        ) from None
     return ray, True
 
 
-def run_ray(jobs: list[dict], address: str | None, cpus_per_job: float, gpus_per_job: float) -> Iterator[tuple[dict, dict]]:
+def run_ray(
+    jobs: list[dict], address: str | None, cpus_per_job: float, gpus_per_job: float
+) -> Iterator[tuple[dict, dict]]:
     ray, started = init_ray(address)
     try:
         total = ray.cluster_resources()
         if cpus_per_job > total.get("CPU", 0) or gpus_per_job > total.get("GPU", 0):
-            raise LamMtebError(f"each pair asks for {cpus_per_job:g} CPU / {gpus_per_job:g} GPU but the Ray cluster has "
-                               f"{total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU; lower --cpus-per-job / --gpus-per-job")
+            raise LamMtebError(
+                f"each pair asks for {cpus_per_job:g} CPU / {gpus_per_job:g} GPU but the Ray "
+                f"cluster has {total.get('CPU', 0):g} CPU / {total.get('GPU', 0):g} GPU; lower "
+                "--cpus-per-job / --gpus-per-job"
+            )
         # Ray's own default for max_calls: workers are reused for CPU tasks (one import per worker),
-        # and a GPU task's worker exits after it (GPU memory is freed); a worker crash fails its pair only
+        # and a GPU task's worker exits after it (GPU memory is freed); a worker crash fails its
+        # pair only
         remote = ray.remote(max_retries=0)(run_pair)
         refs = {}
         for job in jobs:
-            ref = remote.options(num_cpus=cpus_per_job, num_gpus=gpus_per_job,
-                                 name=f"lam-mteb {job['model']} x {job['task']}").remote(job)
+            ref = remote.options(
+                num_cpus=cpus_per_job,
+                num_gpus=gpus_per_job,
+                name=f"lam-mteb {job['model']} x {job['task']}",
+            ).remote(job)
             refs[ref] = job
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
@@ -406,14 +484,20 @@ def run_ray(jobs: list[dict], address: str | None, cpus_per_job: float, gpus_per
                 try:
                     reply = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - WorkerCrashedError, OutOfMemoryError, a lost node ...
-                    reply = {"ok": False, "error": f"Ray: {_one_line(exc)}", "worker": "-", "seconds": None}
+                    reply = {
+                        "ok": False,
+                        "error": f"Ray: {_one_line(exc)}",
+                        "worker": "-",
+                        "seconds": None,
+                    }
                 yield job, reply
     finally:
         if started:
             ray.shutdown()
 
 
-# -- the driver -----------------------------------------------------------------------------------
+# -- the driver ----------------------------------------------------------------------------------
+
 
 @dataclass
 class GridConfig:
@@ -429,14 +513,19 @@ class GridConfig:
     verbosity: int = 1
 
 
-def plan(pairs: list[Pair], cache, strategy: str) -> tuple[list[tuple[Pair, Any, Any, str | None]], list[PairOutcome]]:
-    """Split ``pairs`` into those to run ``(pair, meta, task, expected revision)`` and settled outcomes."""
+def plan(
+    pairs: list[Pair], cache, strategy: str
+) -> tuple[list[tuple[Pair, Any, Any, str | None]], list[PairOutcome]]:
+    """Split ``pairs`` into those to run ``(pair, meta, task, expected revision)`` and settled
+    outcomes."""
     import mteb
 
     metas: dict[str, Any] = {}
     to_run, settled = [], []
     for pair in pairs:
-        meta = metas.get(pair.model) or metas.setdefault(pair.model, mteb.get_model_meta(pair.model))
+        meta = metas.get(pair.model) or metas.setdefault(
+            pair.model, mteb.get_model_meta(pair.model)
+        )
         task = task_object(pair)
         expected = expected_dataset_revision(task)
         state, stored, path = stored_state(cache, meta, task, expected)
@@ -444,66 +533,69 @@ def plan(pairs: list[Pair], cache, strategy: str) -> tuple[list[tuple[Pair, Any,
         if strategy == "always":
             to_run.append((pair, meta, task, expected))
         elif state == "complete":
-            settled.append(PairOutcome(pair, "cached", main_score(stored, splits), worker="(stored)", splits=splits))
+            settled.append(
+                PairOutcome(
+                    pair, "cached", main_score(stored, splits), worker="(stored)", splits=splits
+                )
+            )
         elif strategy == "never" and state != "missing":
-            settled.append(PairOutcome(pair, "exists", None, worker="(stored)", splits=splits,
-                                       error=f"{state} result kept (--overwrite-strategy never): {path}"))
+            settled.append(
+                PairOutcome(
+                    pair,
+                    "exists",
+                    None,
+                    worker="(stored)",
+                    splits=splits,
+                    error=f"{state} result kept (--overwrite-strategy never): {path}",
+                )
+            )
         elif strategy == "only-cache":
-            settled.append(PairOutcome(pair, "missing", None, splits=splits,
-                                       error=f"no complete result for this model and dataset revision in {path.parent}"))
+            settled.append(
+                PairOutcome(
+                    pair,
+                    "missing",
+                    None,
+                    splits=splits,
+                    error="no complete result for this model and dataset revision in "
+                    f"{path.parent}",
+                )
+            )
         else:
             to_run.append((pair, meta, task, expected))
     return to_run, settled
 
 
-def run_grid(pairs: list[Pair], config: GridConfig, on_outcome: Callable[[PairOutcome], None] | None = None) -> list[PairOutcome]:
+def run_grid(
+    pairs: list[Pair], config: GridConfig, on_outcome: Callable[[PairOutcome], None] | None = None
+) -> list[PairOutcome]:
     """Evaluate ``pairs`` (skipping stored ones); returns one outcome per pair, in grid order."""
     from mteb.cache import ResultCache
-    from mteb.results import TaskResult
     from tqdm.auto import tqdm
 
     cache = ResultCache(config.output_folder)
     to_run, settled = plan(pairs, cache, config.overwrite_strategy)
     outcomes = {o.pair: o for o in settled}
-    info = {pair: (meta, task, expected) for pair, meta, task, expected in to_run}
-    env = forwarded_env()
-    threads = None
-    if config.executor == "local" and config.jobs > 1:
-        threads = max(1, int(config.cpus_per_job)) if config.cpus_per_job else max(1, (os.cpu_count() or 1) // config.jobs)
-    jobs = [{"model": p.model, "task": p.task, "eval_splits": p.eval_splits, "hf_subsets": p.hf_subsets,
-             "device": config.device, "encode_kwargs": config.encode_kwargs, "env": env, "threads": threads,
-             "verbosity": config.verbosity} for p, *_ in to_run]
+    info = {pair: (meta, task) for pair, meta, task, _ in to_run}
+    jobs = _jobs(config, [pair for pair, *_ in to_run])
     if config.executor == "ray":
         stream = run_ray(jobs, config.address, config.cpus_per_job, config.gpus_per_job)
     elif config.jobs > 1:
         stream = run_process_pool(jobs, config.jobs)
     else:
         stream = run_in_process(jobs)
-    log_dir = Path(config.output_folder) / "lam-mteb-logs"
-    bar = tqdm(total=len(pairs), initial=len(settled), desc="pairs", unit="pair", dynamic_ncols=True,
-               disable=None if config.verbosity > 0 else True)
+    bar = tqdm(
+        total=len(pairs),
+        initial=len(settled),
+        desc="pairs",
+        unit="pair",
+        dynamic_ncols=True,
+        disable=None if config.verbosity > 0 else True,
+    )
     try:
         for job, reply in stream:
             pair = Pair(job["model"], job["task"], job["eval_splits"], job["hf_subsets"])
-            meta, task, _ = info[pair]
-            splits = tuple(task.eval_splits)
-            outcome = PairOutcome(pair, "failed", seconds=reply.get("seconds"), worker=reply.get("worker", "-"), splits=splits)
-            if reply.get("ok"):
-                try:
-                    result = TaskResult.from_dict(reply["result"])
-                    save_result(cache, meta, result, config.encode_kwargs)
-                    outcome.status, outcome.main_score, outcome.result = "done", main_score(result, splits), reply["result"]
-                except Exception as exc:  # noqa: BLE001 - reported as the pair's failure
-                    outcome.error = f"saving the result failed: {_one_line(exc)}"
-                    reply = {**reply, "traceback": traceback.format_exc()}
-            else:
-                outcome.error = reply.get("error") or "unknown error"
-                outcome.user_error = bool(reply.get("user_error"))
-            if outcome.status == "failed" and reply.get("traceback"):
-                log_dir.mkdir(parents=True, exist_ok=True)
-                log = log_dir / f"{meta.model_name_as_path()}__{pair.task}.log"
-                log.write_text(f"{pair.label}\nworker {outcome.worker}\n\n{reply['traceback']}", encoding="utf-8")
-                outcome.log = str(log)
+            meta, task = info[pair]
+            outcome = _record_outcome(pair, meta, task, reply, cache, config)
             outcomes[pair] = outcome
             bar.set_postfix_str(f"{outcome.status}: {pair.label}"[:60], refresh=False)
             bar.update(1)
@@ -514,8 +606,74 @@ def run_grid(pairs: list[Pair], config: GridConfig, on_outcome: Callable[[PairOu
     return [outcomes[p] for p in pairs if p in outcomes]
 
 
+def _jobs(config: GridConfig, pairs: list[Pair]) -> list[dict]:
+    """One picklable job per pair (what a worker needs to evaluate it)."""
+    threads = None
+    if config.executor == "local" and config.jobs > 1:
+        threads = (
+            max(1, int(config.cpus_per_job))
+            if config.cpus_per_job
+            else max(1, (os.cpu_count() or 1) // config.jobs)
+        )
+    env = forwarded_env()
+    return [
+        {
+            "model": p.model,
+            "task": p.task,
+            "eval_splits": p.eval_splits,
+            "hf_subsets": p.hf_subsets,
+            "device": config.device,
+            "encode_kwargs": config.encode_kwargs,
+            "env": env,
+            "threads": threads,
+            "verbosity": config.verbosity,
+        }
+        for p in pairs
+    ]
+
+
+def _record_outcome(
+    pair: Pair, meta: Any, task: Any, reply: dict, cache: Any, config: GridConfig
+) -> PairOutcome:
+    """A worker's reply -> the pair's outcome: its result saved into the results cache, or its
+    failure (with the traceback written under ``<output>/lam-mteb-logs/``)."""
+    from mteb.results import TaskResult
+
+    splits = tuple(task.eval_splits)
+    outcome = PairOutcome(
+        pair, "failed", seconds=reply.get("seconds"), worker=reply.get("worker", "-"), splits=splits
+    )
+    if reply.get("ok"):
+        try:
+            result = TaskResult.from_dict(reply["result"])
+            save_result(cache, meta, result, config.encode_kwargs)
+            outcome.status, outcome.main_score, outcome.result = (
+                "done",
+                main_score(result, splits),
+                reply["result"],
+            )
+        except Exception as exc:  # noqa: BLE001 - reported as the pair's failure
+            outcome.error = f"saving the result failed: {_one_line(exc)}"
+            reply = {**reply, "traceback": traceback.format_exc()}
+    else:
+        outcome.error = reply.get("error") or "unknown error"
+        outcome.user_error = bool(reply.get("user_error"))
+    if outcome.status == "failed" and reply.get("traceback"):
+        log_dir = Path(config.output_folder) / "lam-mteb-logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = log_dir / f"{meta.model_name_as_path()}__{pair.task}.log"
+        log.write_text(
+            f"{pair.label}\nworker {outcome.worker}\n\n{reply['traceback']}", encoding="utf-8"
+        )
+        outcome.log = str(log)
+    return outcome
+
+
 def summary_rows(outcomes: list[PairOutcome]) -> list[list]:
-    return [[o.pair.label, o.status, ",".join(o.splits) or "-", o.main_score, o.seconds, o.worker] for o in outcomes]
+    return [
+        [o.pair.label, o.status, ",".join(o.splits) or "-", o.main_score, o.seconds, o.worker]
+        for o in outcomes
+    ]
 
 
 SUMMARY_HEADERS = ["pair", "status", "splits", "main score", "seconds", "worker"]

@@ -32,10 +32,22 @@ PAPER_FILE = f"{REF_DIR}/longembed_repo/paper_table2.txt"
 SUMMARY_FILE = f"{REF_DIR}/SUMMARY.md"
 
 #: the reference models' mteb results, in table order
-MTEB_MODELS = ("BAAI/bge-m3", "intfloat/e5-mistral-7b-instruct", "sentence-transformers/all-MiniLM-L6-v2")
-TASKS = ("STSBenchmark", "SciFact", "NFCorpus",
-         "LEMBPasskeyRetrieval", "LEMBNeedleRetrieval", "LEMBNarrativeQARetrieval",
-         "LEMBQMSumRetrieval", "LEMBSummScreenFDRetrieval", "LEMBWikimQARetrieval")
+MTEB_MODELS = (
+    "BAAI/bge-m3",
+    "intfloat/e5-mistral-7b-instruct",
+    "sentence-transformers/all-MiniLM-L6-v2",
+)
+TASKS = (
+    "STSBenchmark",
+    "SciFact",
+    "NFCorpus",
+    "LEMBPasskeyRetrieval",
+    "LEMBNeedleRetrieval",
+    "LEMBNarrativeQARetrieval",
+    "LEMBQMSumRetrieval",
+    "LEMBSummScreenFDRetrieval",
+    "LEMBWikimQARetrieval",
+)
 
 #: LongEmbed paper, Table 2: row name (citation removed) -> (model id, label or None)
 PAPER_ROWS = {
@@ -43,14 +55,27 @@ PAPER_ROWS = {
     "BGE-M3": ("BAAI/bge-m3", None),
     "Jina-V2": ("jinaai/jina-embeddings-v2-base-en", None),
     "Nomic-V1": ("nomic-ai/nomic-embed-text-v1", None),
-    "E5-Mistral + NTK (32k)": ("intfloat/e5-mistral-7b-instruct",
-                               "intfloat/e5-mistral-7b-instruct + NTK (32k)"),
+    "E5-Mistral + NTK (32k)": (
+        "intfloat/e5-mistral-7b-instruct",
+        "intfloat/e5-mistral-7b-instruct + NTK (32k)",
+    ),
 }
-PAPER_COLUMNS = ("LEMBPasskeyRetrieval", "LEMBNeedleRetrieval", "LEMBNarrativeQARetrieval",
-                 "LEMBQMSumRetrieval", "LEMBSummScreenFDRetrieval", "LEMBWikimQARetrieval")
-PAPER_METRIC = {"LEMBPasskeyRetrieval": "acc_at_1", "LEMBNeedleRetrieval": "acc_at_1"}  # else ndcg_at_10
-_PAPER_LINE = re.compile(r"^(?P<name>.+?)\s+(?P<param>\d+(?:\.\d+)?[MB]|-)\s+"
-                         r"(?P<nums>\d+\.\d(?:\s+\d+\.\d){6})\s*$")
+PAPER_COLUMNS = (
+    "LEMBPasskeyRetrieval",
+    "LEMBNeedleRetrieval",
+    "LEMBNarrativeQARetrieval",
+    "LEMBQMSumRetrieval",
+    "LEMBSummScreenFDRetrieval",
+    "LEMBWikimQARetrieval",
+)
+PAPER_METRIC = {
+    "LEMBPasskeyRetrieval": "acc_at_1",
+    "LEMBNeedleRetrieval": "acc_at_1",
+}  # else ndcg_at_10
+_PAPER_LINE = re.compile(
+    r"^(?P<name>.+?)\s+(?P<param>\d+(?:\.\d+)?[MB]|-)\s+"
+    r"(?P<nums>\d+\.\d(?:\s+\d+\.\d){6})\s*$"
+)
 
 HAND_WRITTEN_MODELS = {
     "togethercomputer/m2-bert-80M-32k-retrieval": {
@@ -59,8 +84,8 @@ HAND_WRITTEN_MODELS = {
         "embed_dim": 768,
         "max_tokens": 32768,
         "facts_source": "model name (80M, 32k) and the Hugging Face model card "
-                        "togethercomputer/m2-bert-80M-32k-retrieval (768-d); not in mteb's model "
-                        "registry, not checked offline",
+        "togethercomputer/m2-bert-80M-32k-retrieval (768-d); not in mteb's model "
+        "registry, not checked offline",
     },
 }
 
@@ -72,8 +97,8 @@ HAND_WRITTEN_ENTRIES = [
         "status": "no-scores",
         "benchmarks": ["long-context"],
         "note": "no published scores: the LongEmbed paper excludes M2-BERT because its training "
-                "data overlaps LongEmbed's test samples, and the MTEB results repository copy has "
-                "no result for it",
+        "data overlaps LongEmbed's test samples, and the MTEB results repository copy has "
+        "no result for it",
     },
 ]
 
@@ -87,17 +112,17 @@ def _sources(results_commit: str) -> dict:
             "commit": results_commit,
             "local_copy": f"{MTEB_DIR}/<org>__<model>/<revision>/<Task>.json (under the data dir)",
             "note": "main score = the task's main_score averaged over its eval splits, as mteb's "
-                    "leaderboard computes it (Passkey/Needle: nDCG@1 over 8 length splits)",
+            "leaderboard computes it (Passkey/Needle: nDCG@1 over 8 length splits)",
         },
         "longembed-paper": {
             "title": "Zhu et al. 2024, LongEmbed: Extending Embedding Models for Long Context "
-                     "Retrieval (arXiv:2404.12096), Table 2",
+            "Retrieval (arXiv:2404.12096), Table 2",
             "short": "LongEmbed paper",
             "url": "https://arxiv.org/abs/2404.12096",
             "local_copy": f"{PAPER_FILE} (under the data dir)",
             "note": "numbers in %, stored /100; Passkey/Needle = Acc@1 averaged over 8 context "
-                    "lengths, the rest nDCG@10; evaluated with the paper's own settings, which "
-                    "differ from the MTEB results repository's (compare the two sources' rows)",
+            "lengths, the rest nDCG@10; evaluated with the paper's own settings, which "
+            "differ from the MTEB results repository's (compare the two sources' rows)",
         },
     }
 
@@ -111,7 +136,9 @@ def _model_facts(model_id: str, paper_param: str | None) -> dict:
         "n_parameters": int(meta.n_parameters) if meta.n_parameters else None,
         "embed_dim": int(meta.embed_dim) if isinstance(meta.embed_dim, int) else None,
         "max_tokens": int(meta.max_tokens) if meta.max_tokens else None,
-        "facts_source": f"mteb {mteb.__version__} ModelMeta for {model_id} (rev {meta.revision[:8]})",
+        "facts_source": (
+            f"mteb {mteb.__version__} ModelMeta for {model_id} (rev {meta.revision[:8]})"
+        ),
     }
     if paper_param:
         facts["facts_source"] += f"; the LongEmbed paper's Table 2 lists {paper_param} parameters"
@@ -119,7 +146,8 @@ def _model_facts(model_id: str, paper_param: str | None) -> dict:
 
 
 def mteb_score(path: Path) -> tuple[str, float, list[str], str | None]:
-    """(task name, main score over the task's eval splits, those splits, mteb version) of a result file."""
+    """(task name, main score over the task's eval splits, those splits, mteb version) of a result
+    file."""
     import mteb
     from mteb import TaskResult
 
@@ -128,7 +156,12 @@ def mteb_score(path: Path) -> tuple[str, float, list[str], str | None]:
     missing = [s for s in eval_splits if s not in result.scores]
     if missing:
         raise ValueError(f"{path}: missing eval splits {missing}")
-    return result.task_name, float(result.get_score(splits=eval_splits)), eval_splits, result.mteb_version
+    return (
+        result.task_name,
+        float(result.get_score(splits=eval_splits)),
+        eval_splits,
+        result.mteb_version,
+    )
 
 
 def parse_paper_table(text: str) -> dict[str, tuple[str, list[str]]]:
@@ -159,7 +192,9 @@ def build(data_dir: Path) -> dict:
     missing_rows = [name for name in PAPER_ROWS if name not in paper]
     if missing_rows:
         raise ValueError(f"{PAPER_FILE}: rows not found: {missing_rows}")
-    paper_param = {PAPER_ROWS[name][0]: paper[name][0] for name in PAPER_ROWS if PAPER_ROWS[name][1] is None}
+    paper_param = {
+        PAPER_ROWS[name][0]: paper[name][0] for name in PAPER_ROWS if PAPER_ROWS[name][1] is None
+    }
 
     models: dict = {}
     entries: list = []
@@ -167,7 +202,9 @@ def build(data_dir: Path) -> dict:
         models[model_id] = _model_facts(model_id, paper_param.get(model_id))
         revisions = sorted((data_dir / MTEB_DIR / model_id.replace("/", "__")).iterdir())
         if len(revisions) != 1:
-            raise ValueError(f"{MTEB_DIR}/{model_id}: expected one revision folder, found {len(revisions)}")
+            raise ValueError(
+                f"{MTEB_DIR}/{model_id}: expected one revision folder, found {len(revisions)}"
+            )
         rev_dir = revisions[0]
         scores = {}
         for task in TASKS:
@@ -181,15 +218,22 @@ def build(data_dir: Path) -> dict:
                 "file": str(path.relative_to(data_dir)),
                 "mteb_version": version,
             }
-        entries.append({"model": model_id, "source": "mteb-results", "status": "published",
-                        "revision": rev_dir.name, "scores": scores})
+        entries.append(
+            {
+                "model": model_id,
+                "source": "mteb-results",
+                "status": "published",
+                "revision": rev_dir.name,
+                "scores": scores,
+            }
+        )
 
     for name, (model_id, label) in PAPER_ROWS.items():
         if model_id not in models:
             models[model_id] = _model_facts(model_id, paper[name][0])
         nums = paper[name][1]
         scores = {}
-        for task, text in zip(PAPER_COLUMNS, nums[:6]):
+        for task, text in zip(PAPER_COLUMNS, nums[:6], strict=True):
             splits = list(mteb.get_task(task).metadata.eval_splits)
             scores[task] = {
                 "value": round(float(text) / 100, 6),
@@ -200,10 +244,20 @@ def build(data_dir: Path) -> dict:
         entry = {"model": model_id}
         if label:
             entry["label"] = label
-        entry.update({"source": "longembed-paper", "status": "published", "table": "Table 2",
-                      "revision": None, "scores": scores,
-                      "reported_mean": {"value": round(float(nums[6]) / 100, 6), "reported": nums[6],
-                                        "note": "the paper's Avg. column (mean of the six tasks)"}})
+        entry.update(
+            {
+                "source": "longembed-paper",
+                "status": "published",
+                "table": "Table 2",
+                "revision": None,
+                "scores": scores,
+                "reported_mean": {
+                    "value": round(float(nums[6]) / 100, 6),
+                    "reported": nums[6],
+                    "note": "the paper's Avg. column (mean of the six tasks)",
+                },
+            }
+        )
         entries.append(entry)
 
     models.update(copy.deepcopy(HAND_WRITTEN_MODELS))
@@ -211,10 +265,10 @@ def build(data_dir: Path) -> dict:
     return {
         "version": 1,
         "description": "Published scores for the leaderboard, each with its provenance. Values are "
-                       "fractions in [0, 1] (mteb's main_score scale); 'reported' is the source's "
-                       "own text. Every source is public (it has a url).",
+        "fractions in [0, 1] (mteb's main_score scale); 'reported' is the source's "
+        "own text. Every source is public (it has a url).",
         "generated_by": "python scripts/build_references.py --data-dir <data dir> "
-                        "--out leaderboard/references.yaml",
+        "--out leaderboard/references.yaml",
         "sources": _sources(commit),
         "models": models,
         "entries": entries,
@@ -232,14 +286,21 @@ HEADER = """\
 
 
 def dump(doc: dict) -> str:
-    return HEADER + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
+    return HEADER + yaml.safe_dump(
+        doc, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python scripts/build_references.py",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder holding reference_scores/ (default: $LAM_MTEB_DATA_DIR)")
+    parser = argparse.ArgumentParser(
+        prog="python scripts/build_references.py", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder holding reference_scores/ (default: $LAM_MTEB_DATA_DIR)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="references.yaml to write")
     args = parser.parse_args(argv)
     from lam_mteb.leaderboard import references
@@ -247,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
 
     root = args.data_dir or data_dir()
     if root is None or not (root / REF_DIR).is_dir():
-        sys.stderr.write(f"error: no {REF_DIR}/ under {root}; pass --data-dir or set LAM_MTEB_DATA_DIR\n")
+        sys.stderr.write(
+            f"error: no {REF_DIR}/ under {root}; pass --data-dir or set LAM_MTEB_DATA_DIR\n"
+        )
         return 2
     doc = build(root)
     references.validate(doc, args.out)

@@ -1,4 +1,5 @@
-"""Shared fixtures. Unit tests never need ../shared; integration tests skip with a reason without it."""
+"""Shared fixtures. Unit tests never need ../shared; integration tests skip with a reason without
+it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ SHARED_DATA = Path(os.environ.get("LAM_MTEB_SHARED_DATA", REPO.parent / "shared"
 def shared_data_or_skip(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"integration data {path} is absent (set LAM_MTEB_SHARED_DATA to ../shared/data)")
+        pytest.skip(
+            f"integration data {path} is absent (set LAM_MTEB_SHARED_DATA to ../shared/data)"
+        )
     return SHARED_DATA
 
 
@@ -58,23 +61,32 @@ class MockPlugin:
     @staticmethod
     @_lm.hookimpl
     def register_encoders(register):
-        register("mock-hash", HashEncoder, params={"dim": 64}, embed_dim=64, max_tokens=128,
-                 description="toy hashed bag-of-words encoder")
+        register(
+            "mock-hash",
+            HashEncoder,
+            params={"dim": 64},
+            embed_dim=64,
+            max_tokens=128,
+            description="toy hashed bag-of-words encoder",
+        )
 
 
 @pytest.fixture
 def mock_plugin():
     from lam_mteb import bridge, plugins
 
-    plugins.register_plugin(MockPlugin, name="mock-plugin")
+    plugins.host.register_plugin(MockPlugin, name="mock-plugin")
     bridge.install(force=True)
     yield MockPlugin
-    plugins.unregister_plugin("mock-plugin")
+    plugins.host.unregister_plugin("mock-plugin")
     bridge.install(force=True)
 
 
-WORDS = ("cat dog bird fish horse cow sheep goat man woman child plays runs eats sleeps sings red blue green big "
-         "small old young happy sad the a on in under over near house tree car road river field").split()
+WORDS = (
+    "cat dog bird fish horse cow sheep goat man woman child plays runs eats sleeps sings red blue "
+    "green big "
+    "small old young happy sad the a on in under over near house tree car road river field"
+).split()
 
 
 def make_sts_rows(n: int, seed: int = 0):
@@ -84,7 +96,9 @@ def make_sts_rows(n: int, seed: int = 0):
         a = rng.sample(WORDS, 6)
         keep = rng.randint(0, 6)
         b = a[:keep] + rng.sample(WORDS, 6 - keep)
-        rows.append({"sentence1": " ".join(a), "sentence2": " ".join(b), "score": round(5.0 * keep / 6, 3)})
+        rows.append(
+            {"sentence1": " ".join(a), "sentence2": " ".join(b), "score": round(5.0 * keep / 6, 3)}
+        )
     return rows
 
 
@@ -94,19 +108,33 @@ def tiny_sts_data_dir(tmp_path):
     from lam_mteb.data import write_hf_dataset
 
     root = tmp_path / "data"
-    write_hf_dataset(root / "mteb" / "stsbenchmark-sts", {"default": {
-        "train": make_sts_rows(20, 1), "validation": make_sts_rows(20, 2), "test": make_sts_rows(60, 3)}})
+    write_hf_dataset(
+        root / "mteb" / "stsbenchmark-sts",
+        {
+            "default": {
+                "train": make_sts_rows(20, 1),
+                "validation": make_sts_rows(20, 2),
+                "test": make_sts_rows(60, 3),
+            }
+        },
+    )
     return root
 
 
 def write_raw_stsb(root: Path, n: int = 30) -> None:
     folder = root / "stsbenchmark"
     folder.mkdir(parents=True, exist_ok=True)
-    for split, name in [("train", "sts-train.csv"), ("dev", "sts-dev.csv"), ("test", "sts-test.csv")]:
+    for split, name in [
+        ("train", "sts-train.csv"),
+        ("dev", "sts-dev.csv"),
+        ("test", "sts-test.csv"),
+    ]:
         rows = make_sts_rows(n, len(split))
         with open(folder / name, "w", encoding="utf-8") as fh:
             for i, r in enumerate(rows):
-                fh.write(f"main-captions\tMSRvid\t2012test\t{i:04d}\t{r['score']:.3f}\t{r['sentence1']}\t{r['sentence2']}\n")
+                fh.write(
+                    f"main-captions\tMSRvid\t2012test\t{i:04d}\t{r['score']:.3f}\t{r['sentence1']}\t{r['sentence2']}\n"
+                )
 
 
 def write_raw_beir(folder: Path, n_docs: int = 40, n_queries: int = 10) -> None:
@@ -114,7 +142,10 @@ def write_raw_beir(folder: Path, n_docs: int = 40, n_queries: int = 10) -> None:
 
     rng = random.Random(7)
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    docs = [{"_id": f"d{i}", "title": f"title {i}", "text": " ".join(rng.sample(WORDS, 12))} for i in range(n_docs)]
+    docs = [
+        {"_id": f"d{i}", "title": f"title {i}", "text": " ".join(rng.sample(WORDS, 12))}
+        for i in range(n_docs)
+    ]
     with open(folder / "corpus.jsonl", "w") as fh:
         for d in docs:
             fh.write(json.dumps(d) + "\n")

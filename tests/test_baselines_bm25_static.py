@@ -1,4 +1,5 @@
-"""bm25 (mteb's BM25 through the bridge) and minilm-static (a model2vec static model), on tiny fixtures."""
+"""bm25 (mteb's BM25 through the bridge) and minilm-static (a model2vec static model), on tiny
+fixtures."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ import sys
 import mteb
 import numpy as np
 import pytest
-from lam_mteb_plugins.baselines import static
 
-from lam_mteb import bridge, registry
+from lam_mteb import bridge, plugins
 from lam_mteb.errors import LamMtebError
+from lam_mteb_plugins.baselines import static
 from tests.conftest import write_raw_beir
 from tests.test_baselines_chunked import toy_tokenizer
 
 
 def test_bm25_is_listed_and_is_a_search_model():
-    cfg = registry.get_registry().model("bm25")
+    cfg = plugins.get_registry().model("bm25")
     assert cfg.kind.plugin == "baselines" and cfg.metadata["model_type"] == ["sparse"]
     model = bridge.load_plugin_model("bm25")
     assert bridge.is_search_model(model)
@@ -83,4 +84,6 @@ def test_static_distils_into_the_cache_once(monkeypatch, tmp_path):
     monkeypatch.setattr(model2vec.distill, "distill", fake_distill)
     first = static.distil(64)
     assert static.distil(64) == first and len(calls) == 1  # the second call reuses the cache
-    assert calls[0] == (str(static.minilm_folder()), 64) and str(first).startswith(str(tmp_path.parent))
+    assert calls[0] == (str(static.minilm_folder()), 64) and str(first).startswith(
+        str(tmp_path.parent)
+    )

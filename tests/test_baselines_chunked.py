@@ -1,4 +1,5 @@
-"""The `chunked` kind (plugin lam_mteb_plugins.baselines) with a toy encoder and a toy WordPiece tokenizer."""
+"""The `chunked` kind (plugin lam_mteb_plugins.baselines) with a toy encoder and a toy WordPiece
+tokenizer."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import random
 import mteb
 import numpy as np
 import pytest
-from lam_mteb_plugins.baselines import chunked
 
 import lam_mteb
 from lam_mteb import bridge, plugins, registry
 from lam_mteb.errors import LamMtebError
+from lam_mteb_plugins.baselines import chunked
 from tests.conftest import WORDS
 
 SUFFIXES = ("##s", "##ing", "##er")
@@ -23,21 +24,30 @@ def toy_tokenizer():
     """WordPiece over WORDS + three suffixes, BERT pre-tokenizer, [CLS] ... [SEP]."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS, *SUFFIXES, "."])}
+    vocab = {
+        t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS, *SUFFIXES, "."])
+    }
     tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
     return tok
 
 
 class ToyTokEncoder:
-    """Mean of seeded random token vectors (+ the [CLS] vector): a toy model with a real tokenizer."""
+    """Mean of seeded random token vectors (+ the [CLS] vector): a toy model with a real
+    tokenizer."""
 
     def __init__(self, max_seq_length: int = 10, dim: int = 128):
         self.tokenizer = toy_tokenizer()
         self.max_seq_length = max_seq_length
-        self.table = np.random.default_rng(0).normal(size=(self.tokenizer.get_vocab_size(), dim)).astype(np.float32)
+        self.table = (
+            np.random.default_rng(0)
+            .normal(size=(self.tokenizer.get_vocab_size(), dim))
+            .astype(np.float32)
+        )
         self.texts: list[str] = []
 
     def encode(self, texts, *, batch_size=32, show_progress_bar=False, **kwargs):
@@ -54,7 +64,9 @@ class ToyTokPlugin:
     @staticmethod
     @lam_mteb.hookimpl
     def register_encoders(register):
-        register("toy-tok", ToyTokEncoder, params={"max_seq_length": 10}, embed_dim=128, max_tokens=10)
+        register(
+            "toy-tok", ToyTokEncoder, params={"max_seq_length": 10}, embed_dim=128, max_tokens=10
+        )
 
 
 @pytest.fixture
@@ -63,13 +75,14 @@ def toy_plugin(tmp_path, monkeypatch):
     path.write_text(
         "models:\n"
         "  - name: toy-chunk-mean\n    kind: chunked\n    params: {encoder: toy-tok, pool: mean}\n"
-        "  - name: toy-chunk-max\n    kind: chunked\n    params: {encoder: toy-tok, pool: max}\n")
+        "  - name: toy-chunk-max\n    kind: chunked\n    params: {encoder: toy-tok, pool: max}\n"
+    )
     monkeypatch.setenv("LAM_MTEB_REGISTRY", str(path))
     chunked._CACHES.clear()
-    plugins.register_plugin(ToyTokPlugin, name="toy-tok-plugin")
+    plugins.host.register_plugin(ToyTokPlugin, name="toy-tok-plugin")
     bridge.install(force=True)
     yield path
-    plugins.unregister_plugin("toy-tok-plugin")
+    plugins.host.unregister_plugin("toy-tok-plugin")
     monkeypatch.delenv("LAM_MTEB_REGISTRY")
     bridge.install(force=True)
     chunked._CACHES.clear()
@@ -81,22 +94,31 @@ def random_text(n_words: int, seed: int = 0, vocab=WORDS) -> str:
     for _ in range(n_words):
         w = rng.choice(vocab)
         r = rng.random()
-        words.append(w + ("s" if r < 0.2 else "ing" if r < 0.3 else ""))  # some words are two pieces
+        words.append(
+            w + ("s" if r < 0.2 else "ing" if r < 0.3 else "")
+        )  # some words are two pieces
         if rng.random() < 0.1:
             words[-1] += "."  # punctuation is its own word for BERT's pre-tokenizer
     return " ".join(words)
 
 
 def make(overlap=0, pool="mean", window=10, cache=None):
-    return chunked.ChunkedEncoder(ToyTokEncoder(), name="toy-tok", window=window, overlap=overlap, pool=pool,
-                                  cache=cache or chunked.WindowCache(0))
+    return chunked.ChunkedEncoder(
+        ToyTokEncoder(),
+        name="toy-tok",
+        window=window,
+        overlap=overlap,
+        pool=pool,
+        cache=cache or chunked.WindowCache(0),
+    )
 
 
 def content_ids(tok, text):
     return tok.encode(text, add_special_tokens=False).ids
 
 
-# -- windows -----------------------------------------------------------------------------------------
+# -- windows -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", range(5))
 def test_windows_cover_every_token_exactly_once(seed):
@@ -117,16 +139,20 @@ def test_windows_cover_every_token_exactly_once(seed):
 @pytest.mark.parametrize("overlap", [1, 3, 5])
 def test_overlap_repeats_exactly_that_many_tokens(overlap):
     enc = make(overlap=overlap)
-    text = " ".join(random.Random(1).choice(WORDS) for _ in range(50))  # one token per word: exact overlap
+    text = " ".join(
+        random.Random(1).choice(WORDS) for _ in range(50)
+    )  # one token per word: exact overlap
     windows = [content_ids(enc.tokenizer, w) for w, _ in enc.windows(text)]
     full = content_ids(enc.tokenizer, text)
     assert windows[0] == full[:8]
     pos = 0
     for prev, cur in itertools.pairwise(windows):
-        assert cur[:overlap] == prev[-overlap:]  # shares exactly `overlap` tokens with the previous one
+        assert (
+            cur[:overlap] == prev[-overlap:]
+        )  # shares exactly `overlap` tokens with the previous one
         assert len(prev) == 8
         pos += len(prev) - overlap
-        assert cur == full[pos:pos + len(cur)]
+        assert cur == full[pos : pos + len(cur)]
     assert pos + len(windows[-1]) == len(full)  # ... and the windows end at the last token
 
 
@@ -135,11 +161,13 @@ def test_overlap_with_multi_piece_words_stays_within_the_bound():
     text = random_text(80, 3)
     full = content_ids(enc.tokenizer, text)
     windows = [content_ids(enc.tokenizer, w) for w, _ in enc.windows(text)]
-    assert windows[0] == full[:len(windows[0])]
+    assert windows[0] == full[: len(windows[0])]
     for prev, cur in itertools.pairwise(windows):
-        shared = next(k for k in range(min(len(prev), len(cur), 3), -1, -1) if k == 0 or prev[-k:] == cur[:k])
+        shared = next(
+            k for k in range(min(len(prev), len(cur), 3), -1, -1) if k == 0 or prev[-k:] == cur[:k]
+        )
         assert shared <= 3 and len(cur) <= 8
-    assert windows[-1] == full[-len(windows[-1]):]
+    assert windows[-1] == full[-len(windows[-1]) :]
 
 
 def test_streaming_tokenisation_equals_whole_text():
@@ -153,13 +181,20 @@ def test_streaming_tokenisation_equals_whole_text():
 
 def test_word_longer_than_a_window_is_cut_between_its_pieces():
     enc = make()
-    text = "the cat " + "cat" + "er" * 11  # one "word" of 12 pieces (cat ##er ##er ...) > 8 per window
+    text = (
+        "the cat " + "cat" + "er" * 11
+    )  # one "word" of 12 pieces (cat ##er ##er ...) > 8 per window
     windows = list(enc.windows(text))
-    assert [n for _, n in windows] == [2, 8, 4]  # the words before it, then the word in window-sized cuts
+    assert [n for _, n in windows] == [
+        2,
+        8,
+        4,
+    ]  # the words before it, then the word in window-sized cuts
     assert sum(n for _, n in windows) == len(content_ids(enc.tokenizer, text))
 
 
-# -- pooling ----------------------------------------------------------------------------------------
+# -- pooling -------------------------------------------------------------------------------------
+
 
 def test_short_text_is_exactly_the_inner_vector():
     for pool in ("mean", "max"):
@@ -169,7 +204,7 @@ def test_short_text_is_exactly_the_inner_vector():
         assert np.array_equal(enc.encode(texts), want)
         multi = enc.encode(texts, prompt_type="document")
         if pool == "max":
-            assert all(np.array_equal(m, w[None, :]) for m, w in zip(multi, want))
+            assert all(np.array_equal(m, w[None, :]) for m, w in zip(multi, want, strict=True))
         # the inner model saw the original strings, unchanged
         assert enc.inner.texts[-3:] == texts
 
@@ -186,7 +221,7 @@ def test_mean_is_the_token_weighted_mean_of_window_vectors():
     enc = make(overlap=2)
     texts = [random_text(70, 11), random_text(33, 12), "cat dog"]
     got = enc.encode(texts, batch_size=3)
-    for text, vec in zip(texts, got):
+    for text, vec in zip(texts, got, strict=True):
         wins = list(enc.windows(text))
         vecs = enc.inner.encode([w for w, _ in wins])
         n = np.array([k for _, k in wins], dtype=np.float64)
@@ -223,7 +258,9 @@ def test_maxsim_handles_negative_similarities():
     q = [np.array([[1.0, 0.0]], np.float32)]
     d = [np.array([[-1.0, 0.1], [-0.5, -1.0]], np.float32), np.array([[0.0, 1.0]], np.float32)]
     s = chunked.maxsim(q, d)
-    assert s[0, 0] == pytest.approx(max(-1 / np.hypot(1, 0.1), -0.5 / np.hypot(0.5, 1)))  # negative, not 0
+    assert s[0, 0] == pytest.approx(
+        max(-1 / np.hypot(1, 0.1), -0.5 / np.hypot(0.5, 1))
+    )  # negative, not 0
     assert s[0, 1] == pytest.approx(0.0, abs=1e-7)
 
 
@@ -237,25 +274,36 @@ def test_window_cache_reuses_repeated_windows():
     assert len(enc.inner.texts) < n_windows  # repeated windows are encoded once
     seen = len(enc.inner.texts)
     enc.encode([filler + " green"])
-    assert cache.hits > 0 and len(enc.inner.texts) - seen < len(list(enc.windows(filler + " green")))
-    np.testing.assert_allclose(make().encode([filler + " red"]), enc.encode([filler + " red"]), atol=1e-6)
+    assert cache.hits > 0 and len(enc.inner.texts) - seen < len(
+        list(enc.windows(filler + " green"))
+    )
+    np.testing.assert_allclose(
+        make().encode([filler + " red"]), enc.encode([filler + " red"]), atol=1e-6
+    )
 
 
-# -- registry ---------------------------------------------------------------------------------------
+# -- registry ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("params, words", [
-    ("{encoder: no-such-model}", ["unknown model 'no-such-model'"]),
-    ("{encoder: toy-tok, window: 11}", ["window 11 is larger than 'toy-tok'", "limit of 10"]),
-    ("{encoder: minilm, window: 300}", ["window 300 is larger than 'minilm'", "256"]),
-    ("{encoder: toy-tok, overlap: -1}", ["overlap must be", ">= 0", "-1"]),
-    ("{encoder: toy-tok, overlap: 10}", ["overlap 10 must be smaller than the window"]),
-    ("{encoder: toy-tok, pool: sum}", ["pool must be one of mean, max"]),
-])
+
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        ("{encoder: no-such-model}", ["unknown model 'no-such-model'"]),
+        ("{encoder: toy-tok, window: 11}", ["window 11 is larger than 'toy-tok'", "limit of 10"]),
+        ("{encoder: minilm, window: 300}", ["window 300 is larger than 'minilm'", "256"]),
+        ("{encoder: toy-tok, overlap: -1}", ["overlap must be", ">= 0", "-1"]),
+        ("{encoder: toy-tok, overlap: 10}", ["overlap 10 must be smaller than the window"]),
+        ("{encoder: toy-tok, pool: sum}", ["pool must be one of mean, max"]),
+    ],
+)
 def test_chunked_config_errors_name_file_and_line(toy_plugin, tmp_path, params, words):
     path = tmp_path / "bad.yaml"
-    path.write_text(f"models:\n  - name: ok\n    kind: toy-tok\n  - name: bad\n    kind: chunked\n    params: {params}\n")
+    path.write_text(
+        "models:\n  - name: ok\n    kind: toy-tok\n  - name: bad\n    kind: chunked\n    params: "
+        f"{params}\n"
+    )
     with pytest.raises(LamMtebError) as err:
-        registry.load_registry_file(path, registry.get_registry())
+        registry.load_registry_file(path, plugins.get_registry())
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"{path}:4: model 'bad'"), message
     for w in words:
@@ -263,10 +311,13 @@ def test_chunked_config_errors_name_file_and_line(toy_plugin, tmp_path, params, 
 
 
 def test_chunked_metadata_and_revision_follow_the_inner_model(toy_plugin):
-    reg = registry.get_registry()
+    reg = plugins.get_registry()
     mean, mx = reg.model("toy-chunk-mean"), reg.model("toy-chunk-max")
     assert mean.metadata["embed_dim"] == 128 and mean.metadata["max_tokens"] == float("inf")
-    assert mean.metadata["similarity_fn_name"] == "cosine" and mx.metadata["similarity_fn_name"] == "MaxSim"
+    assert (
+        mean.metadata["similarity_fn_name"] == "cosine"
+        and mx.metadata["similarity_fn_name"] == "MaxSim"
+    )
     assert mean.revision != mx.revision
     meta = mteb.get_model_meta("toy-chunk-max")
     assert meta.embed_dim == 128 and meta.model_type == ["late-interaction"]
@@ -278,7 +329,8 @@ def test_encoder_without_tokenizer_is_one_clear_error(mock_plugin):
         chunked.create_encoder("mock-hash", window=16)
 
 
-# -- through mteb ----------------------------------------------------------------------------------
+# -- through mteb --------------------------------------------------------------------------------
+
 
 def write_long_beir(folder, n_docs=12, n_queries=6):
     """Long documents (several toy windows); query i's answer sits in the middle of document i."""
@@ -288,13 +340,22 @@ def write_long_beir(folder, n_docs=12, n_queries=6):
     for i in range(n_docs):
         key = " ".join(rng.sample(WORDS[20:], 3))  # words the filler never uses
         filler = WORDS[:20]
-        docs.append({"_id": f"d{i}", "title": "",
-                     "text": f"{random_text(30, 100 + i, filler)} {key} {random_text(30, 200 + i, filler)}"})
+        docs.append(
+            {
+                "_id": f"d{i}",
+                "title": "",
+                "text": " ".join(
+                    [random_text(30, 100 + i, filler), key, random_text(30, 200 + i, filler)]
+                ),
+            }
+        )
         queries.append(key)
     with open(folder / "corpus.jsonl", "w") as fh:
         fh.writelines(json.dumps(d) + "\n" for d in docs)
     with open(folder / "queries.jsonl", "w") as fh:
-        fh.writelines(json.dumps({"_id": str(q), "text": queries[q]}) + "\n" for q in range(n_queries))
+        fh.writelines(
+            json.dumps({"_id": str(q), "text": queries[q]}) + "\n" for q in range(n_queries)
+        )
     with open(folder / "qrels" / "test.tsv", "w") as fh:
         fh.write("query-id\tcorpus-id\tscore\n")
         fh.writelines(f"{q}\td{q}\t1\n" for q in range(n_queries))

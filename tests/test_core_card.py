@@ -56,7 +56,7 @@ def _model_index(text: str) -> list:
 
 
 def test_card_model_index_holds_published_data_results_only(tmp_path, mock_plugin):
-    from lam_mteb.registry import get_registry
+    from lam_mteb.plugins import get_registry
 
     config = get_registry().model("mock-hash")
     write_results(tmp_path, "lam-mteb__mock-hash", config.revision)

@@ -121,9 +121,9 @@ class CheckPlugin:
 
 @pytest.fixture
 def check_plugin():
-    plugins.register_plugin(CheckPlugin, name="check-plugin")
+    plugins.host.register_plugin(CheckPlugin, name="check-plugin")
     yield
-    plugins.unregister_plugin("check-plugin")
+    plugins.host.unregister_plugin("check-plugin")
 
 
 def _run(name):

@@ -16,7 +16,9 @@ BIN = Path(sys.executable).parent
 
 def run(*cmd, env_extra=None, timeout=300):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    return subprocess.run([str(BIN / cmd[0]), *cmd[1:]], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / cmd[0]), *cmd[1:]], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def test_models_json_lists_minilm(capsys):
@@ -41,7 +43,9 @@ def test_tasks_lists_offline_datasets(capsys, tmp_path, monkeypatch):
 def test_run_unknown_model_and_task_are_one_line(capsys):
     assert cli.main(["run", "-m", "minlm", "-t", "STSBenchmark"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "unknown model 'minlm'" in err and "did you mean 'minilm'" in err
+    assert (
+        err.count("\n") == 0 and "unknown model 'minlm'" in err and "did you mean 'minilm'" in err
+    )
     assert cli.main(["run", "-m", "minilm", "-t", "STSBenchmrk"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown task 'STSBenchmrk'" in err and "'STSBenchmark'" in err
@@ -49,8 +53,22 @@ def test_run_unknown_model_and_task_are_one_line(capsys):
 
 def test_run_prints_summary_and_writes_results(mock_plugin, tiny_sts_data_dir, tmp_path, capsys):
     out = tmp_path / "res"
-    assert cli.main(["run", "-m", "mock-hash", "-t", "STSBenchmark", "--output-folder", str(out),
-                     "--data-dir", str(tiny_sts_data_dir)]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "-m",
+                "mock-hash",
+                "-t",
+                "STSBenchmark",
+                "--output-folder",
+                str(out),
+                "--data-dir",
+                str(tiny_sts_data_dir),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "lam-mteb/mock-hash" in text and "STSBenchmark" in text and "test" in text
     assert list(out.glob("results/lam-mteb__mock-hash/*/STSBenchmark.json"))
@@ -60,11 +78,35 @@ def test_data_import_command(tmp_path, capsys):
     from tests.conftest import write_raw_stsb
 
     write_raw_stsb(tmp_path / "raw")
-    assert cli.main(["data", "import", "mteb/stsbenchmark-sts", "--source", str(tmp_path / "raw"),
-                     "--out", str(tmp_path / "dd")]) == 0
+    assert (
+        cli.main(
+            [
+                "data",
+                "import",
+                "mteb/stsbenchmark-sts",
+                "--source",
+                str(tmp_path / "raw"),
+                "--out",
+                str(tmp_path / "dd"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "dd" / "mteb" / "stsbenchmark-sts" / "README.md").is_file()
-    assert cli.main(["data", "import", "mteb/stsbenchmark-sts", "--source", str(tmp_path / "raw"),
-                     "--out", str(tmp_path / "dd")]) == 1
+    assert (
+        cli.main(
+            [
+                "data",
+                "import",
+                "mteb/stsbenchmark-sts",
+                "--source",
+                str(tmp_path / "raw"),
+                "--out",
+                str(tmp_path / "dd"),
+            ]
+        )
+        == 1
+    )
     assert "refusing to overwrite" in capsys.readouterr().err
 
 
@@ -78,16 +120,27 @@ class CommandPlugin:
 
 
 def test_plugin_commands_are_added(capsys):
-    plugins.register_plugin(CommandPlugin, name="cmd-plugin")
+    plugins.host.register_plugin(CommandPlugin, name="cmd-plugin")
     try:
         assert cli.main(["hello", "--name", "lam"]) == 0
         assert capsys.readouterr().out.strip() == "hello lam"
     finally:
-        plugins.unregister_plugin("cmd-plugin")
+        plugins.host.unregister_plugin("cmd-plugin")
 
 
 def test_stock_mteb_cli_one_line_errors():
-    res = run("mteb", "run", "-m", "minlm", "-t", "STSBenchmark", "--output-folder", "/tmp/lam-mteb-unused", "-v", "0")
+    res = run(
+        "mteb",
+        "run",
+        "-m",
+        "minlm",
+        "-t",
+        "STSBenchmark",
+        "--output-folder",
+        "/tmp/lam-mteb-unused",
+        "-v",
+        "0",
+    )
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
@@ -103,6 +156,12 @@ def test_malformed_registry_is_one_line_nonzero(tmp_path):
     res = run("lam-mteb", "models", env_extra={"LAM_MTEB_REGISTRY": str(bad)})
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"{bad}:2: model 'x' has unknown encoder kind 'nope'" in res.stderr
+    # the registry is built once (not again by the bridge inside the build): the problem is
+    # printed once, then one summary line
+    assert res.stderr.count("unknown encoder kind 'nope'") == 1, res.stderr
+    assert [line for line in res.stderr.splitlines() if line.startswith("error:")] == [
+        "error: 1 problem in plugins or registry files, reported above; fix and run again"
+    ]
 
 
 def test_stock_mteb_sees_models_and_python_m(tmp_path):
@@ -110,21 +169,32 @@ def test_stock_mteb_sees_models_and_python_m(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.stdout.strip() == "lam-mteb/minilm 384", res.stderr
     # a plugin task: only there if the start-up hook ran although runpy looks mteb up twice
-    res = subprocess.run([sys.executable, "-m", "mteb", "available-tasks", "--tasks", "LVMNextVector"],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "mteb", "available-tasks", "--tasks", "LVMNextVector"],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0 and "LVMNextVector" in res.stdout, res.stderr
 
 
 @pytest.mark.parametrize("env", [{"LAM_MTEB_DISABLE_BRIDGE": "1"}])
 def test_bridge_can_be_disabled(env):
-    code = "import mteb; from mteb.models.model_implementations import MODEL_REGISTRY as R; print('minilm' in R)"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+    code = (
+        "import mteb; from mteb.models.model_implementations import MODEL_REGISTRY as R; "
+        "print('minilm' in R)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}
+    )
     assert res.stdout.strip() == "False"
 
 
 def test_bridge_survives_a_find_spec_before_the_import():
     # `python -m mteb` (runpy) looks mteb up once without importing it, then imports it
-    code = ("import importlib.util; importlib.util.find_spec('mteb'); import mteb; "
-            "from mteb.models.model_implementations import MODEL_REGISTRY as R; print('lam-mteb/minilm' in R)")
+    code = (
+        "import importlib.util; importlib.util.find_spec('mteb'); import mteb; "
+        "from mteb.models.model_implementations import MODEL_REGISTRY as R; "
+        "print('lam-mteb/minilm' in R)"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.stdout.strip() == "True", res.stderr

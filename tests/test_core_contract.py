@@ -66,7 +66,7 @@ class QueriesNeedMore(Plain):
 
 def test_protocols_are_runtime_checkable():
     assert isinstance(Plain(), lam_mteb.Encoder)
-    assert lam_mteb.Encoder is contract.Encoder is hookspecs.Encoder
+    assert lam_mteb.Encoder is contract.Encoder
     assert not isinstance(NoEncode(), contract.Encoder)
     assert isinstance(Asymmetric(), contract.RetrievalEncoder)
     assert isinstance(Asymmetric(), contract.QueryEncoder)
@@ -121,6 +121,7 @@ def test_hookspecs_are_typed_with_the_contract():
         "register_encoders": contract.RegisterEncoder,
         "register_tasks": contract.RegisterTask,
         "register_datasets": contract.RegisterDataset,
+        "register_benchmarks": contract.RegisterBenchmark,
         "register_commands": contract.SubParsers,
     }
     import typing

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lam_mteb import hookspecs, plugins, registry
+from lam_mteb import hookspecs, plugins
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,16 +25,28 @@ def bin_(name):
 
 def test_every_hook_is_documented_and_tested():
     tests_text = "\n".join(p.read_text() for p in (REPO / "tests").glob("test_*.py"))
-    hooks = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "lam_mteb_spec")]
-    assert set(hooks) == {"register_encoders", "register_tasks", "register_datasets", "register_commands"}
+    hooks = [
+        n
+        for n, f in inspect.getmembers(hookspecs, inspect.isfunction)
+        if hasattr(f, "lam_mteb_spec")
+    ]
+    assert set(hooks) == {
+        "register_encoders",
+        "register_tasks",
+        "register_datasets",
+        "register_commands",
+        "register_benchmarks",
+    }
     for name in hooks:
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
         assert len(doc) > 40, f"hook {name} lacks documentation"
-        assert f"def {name}(" in tests_text.replace("    def", "def"), f"hook {name} has no test implementing it"
+        assert f"def {name}(" in tests_text.replace("    def", "def"), (
+            f"hook {name} has no test implementing it"
+        )
 
 
 def test_first_party_plugins_load_through_entry_points():
-    infos = {p.name: p for p in plugins.plugin_infos()}
+    infos = {p.name: p for p in plugins.host.infos()}
     assert infos["minilm"].source == "entry point lam-mteb"
     assert "register_encoders" in infos["minilm"].hooks
 
@@ -42,7 +54,8 @@ def test_first_party_plugins_load_through_entry_points():
 def test_plugin_folder_and_broken_plugins(tmp_path):
     folder = tmp_path / "plugins"
     folder.mkdir()
-    (folder / "good.py").write_text(textwrap.dedent("""
+    (folder / "good.py").write_text(
+        textwrap.dedent("""
         import numpy as np, lam_mteb
         class Ones:
             def encode(self, texts, **kw):
@@ -50,30 +63,38 @@ def test_plugin_folder_and_broken_plugins(tmp_path):
         @lam_mteb.hookimpl
         def register_encoders(register):
             register("folder-ones", Ones, embed_dim=4)
-    """))
+    """)
+    )
     (folder / "broken_import.py").write_text("import no_such_module_xyz\n")
-    (folder / "broken_hook.py").write_text(textwrap.dedent("""
+    (folder / "broken_hook.py").write_text(
+        textwrap.dedent("""
         import lam_mteb
         @lam_mteb.hookimpl
         def register_encoders(register):
             register("half", object)
             raise RuntimeError("boom")
-    """))
+    """)
+    )
     res = run([bin_("lam-mteb"), "models"], {"LAM_MTEB_PLUGINS_DIR": str(folder)})
     assert res.returncode == 0, res.stderr
     assert "folder-ones" in res.stdout and "minilm" in res.stdout
     assert "half" not in res.stdout  # a plugin whose hook failed contributes nothing
     err_lines = [line for line in res.stderr.splitlines() if line.startswith("lam-mteb:")]
-    assert any("broken_import.py failed to import: ModuleNotFoundError" in line for line in err_lines)
-    assert any("'broken_hook' failed in register_encoders: RuntimeError: boom" in line for line in err_lines)
+    assert any(
+        "broken_import.py failed to import: ModuleNotFoundError" in line for line in err_lines
+    )
+    assert any(
+        "'broken_hook' failed in register_encoders: RuntimeError: boom" in line
+        for line in err_lines
+    )
     assert "Traceback" not in res.stderr
     res = run([bin_("lam-mteb"), "plugins"], {"LAM_MTEB_PLUGINS_DIR": str(folder)})
     assert "good" in res.stdout and "ModuleNotFoundError" in res.stdout
 
 
 def test_register_plugin_in_process(mock_plugin):
-    assert "mock-hash" in registry.get_registry().models
-    assert any(p.name == "mock-plugin" and p.source == "registered" for p in plugins.plugin_infos())
+    assert "mock-hash" in plugins.get_registry().models
+    assert any(p.name == "mock-plugin" and p.source == "registered" for p in plugins.host.infos())
 
 
 THIRD_PARTY = {
@@ -120,8 +141,21 @@ def test_third_party_package_is_listed_and_runs_with_stock_mteb(tmp_path, tiny_s
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_text(textwrap.dedent(text))
     target = tmp_path / "site"
-    res = run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-               "--target", str(target), str(src)])
+    res = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(src),
+        ]
+    )
     assert res.returncode == 0, res.stderr
     env = {"PYTHONPATH": str(target), "LAM_MTEB_DATA_DIR": str(tiny_sts_data_dir)}
     res = run([bin_("lam-mteb"), "models"], env)
@@ -129,7 +163,52 @@ def test_third_party_package_is_listed_and_runs_with_stock_mteb(tmp_path, tiny_s
     line = next(line for line in res.stdout.splitlines() if line.startswith("throwaway-bow"))
     assert "throwaway" in line and "32" in line
     out = tmp_path / "out"
-    res = run([bin_("mteb"), "run", "-m", "throwaway-bow", "-t", "STSBenchmark", "--output-folder", str(out)], env)
+    res = run(
+        [
+            bin_("mteb"),
+            "run",
+            "-m",
+            "throwaway-bow",
+            "-t",
+            "STSBenchmark",
+            "--output-folder",
+            str(out),
+        ],
+        env,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     files = list(out.glob("results/lam-mteb__throwaway-bow/*/STSBenchmark.json"))
     assert len(files) == 1
+
+
+def test_registry_does_not_import_the_plugin_host():
+    """plugins.py (the host) builds the registry; registry.py knows nothing of the host."""
+    code = "import sys, lam_mteb.registry; print('lam_mteb.plugins' in sys.modules)"
+    res = run([sys.executable, "-c", code])
+    assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr
+
+
+def test_call_hook_isolates_a_failing_plugin_and_names_it(capsys):
+    class Good:
+        @staticmethod
+        @__import__("lam_mteb").hookimpl
+        def register_commands(subparsers):
+            subparsers.append("good")
+
+    class Bad:
+        @staticmethod
+        @__import__("lam_mteb").hookimpl
+        def register_commands(subparsers):
+            raise RuntimeError("broken on purpose")
+
+    plugins.host.register_plugin(Bad, name="bad-cmds")
+    plugins.host.register_plugin(Good, name="good-cmds")
+    try:
+        got: list = []
+        done = [name for name, _ in plugins.host.call_hook("register_commands", lambda _: got)]
+    finally:
+        plugins.host.unregister_plugin("bad-cmds")
+        plugins.host.unregister_plugin("good-cmds")
+    assert "good-cmds" in done and "bad-cmds" not in done and got.count("good") == 1
+    err = capsys.readouterr().err
+    assert "plugin 'bad-cmds' failed in register_commands: RuntimeError: broken on purpose" in err

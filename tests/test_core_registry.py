@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from lam_mteb import registry
+from lam_mteb import plugins, registry
 from lam_mteb.errors import LamMtebError
 
 
@@ -16,7 +16,7 @@ def _write(tmp_path, text):
 
 @pytest.fixture
 def reg(mock_plugin):
-    return registry.get_registry()
+    return plugins.get_registry()
 
 
 def test_plugin_encoder_is_a_kind_and_a_model(reg):
@@ -29,14 +29,17 @@ def test_plugin_encoder_is_a_kind_and_a_model(reg):
 
 
 def test_valid_file_adds_configurations(tmp_path, reg):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         models:
           - name: hash-32
             kind: mock-hash
             description: smaller
             params: {dim: 32}
             metadata: {embed_dim: 32}
-    """)
+    """,
+    )
     registry.load_registry_file(path, reg)
     cfg = reg.model("hash-32")
     assert cfg.params == {"dim": 32} and cfg.embed_dim == 32
@@ -45,18 +48,45 @@ def test_valid_file_adds_configurations(tmp_path, reg):
     assert cfg.revision != reg.model("mock-hash").revision  # params change -> revision changes
 
 
-@pytest.mark.parametrize("body, line, words", [
-    ("models:\n  - name: a\n    kind: mock-hash\n    colour: red\n", 2, ["unknown key", "colour"]),
-    ("models:\n  - name: a\n", 2, ["'kind' is missing"]),
-    ("models:\n  - name: a\n    kind: mock-hsh\n", 2, ["unknown encoder kind", "did you mean 'mock-hash'"]),
-    ("models:\n  - name: a\n    kind: mock-hash\n  - name: a\n    kind: mock-hash\n", 4, ["duplicate model name 'a'"]),
-    ("models:\n  - name: mock-hash\n    kind: mock-hash\n", 2, ["duplicate model name 'mock-hash'", "plugin"]),
-    ("models:\n  - name: a\n    kind: mock-hash\n    params: {size: 3}\n", 2, ["does not accept", "size"]),
-    ("models:\n  - name: a\n    kind: mock-hash\n    metadata: {colour: 1}\n", 4, ["unknown metadata key"]),
-    ("models:\n  - name: a\n    kind: [oops\n", 4, ["invalid YAML"]),
-    ("models:\n  - name: a\n    name: b\n    kind: mock-hash\n", 3, ["duplicate key 'name'"]),
-    ("modles: []\n", 1, ["unknown key", "modles"]),
-])
+@pytest.mark.parametrize(
+    "body, line, words",
+    [
+        (
+            "models:\n  - name: a\n    kind: mock-hash\n    colour: red\n",
+            2,
+            ["unknown key", "colour"],
+        ),
+        ("models:\n  - name: a\n", 2, ["'kind' is missing"]),
+        (
+            "models:\n  - name: a\n    kind: mock-hsh\n",
+            2,
+            ["unknown encoder kind", "did you mean 'mock-hash'"],
+        ),
+        (
+            "models:\n  - name: a\n    kind: mock-hash\n  - name: a\n    kind: mock-hash\n",
+            4,
+            ["duplicate model name 'a'"],
+        ),
+        (
+            "models:\n  - name: mock-hash\n    kind: mock-hash\n",
+            2,
+            ["duplicate model name 'mock-hash'", "plugin"],
+        ),
+        (
+            "models:\n  - name: a\n    kind: mock-hash\n    params: {size: 3}\n",
+            2,
+            ["does not accept", "size"],
+        ),
+        (
+            "models:\n  - name: a\n    kind: mock-hash\n    metadata: {colour: 1}\n",
+            4,
+            ["unknown metadata key"],
+        ),
+        ("models:\n  - name: a\n    kind: [oops\n", 4, ["invalid YAML"]),
+        ("models:\n  - name: a\n    name: b\n    kind: mock-hash\n", 3, ["duplicate key 'name'"]),
+        ("modles: []\n", 1, ["unknown key", "modles"]),
+    ],
+)
 def test_errors_name_file_and_line(tmp_path, reg, body, line, words):
     path = tmp_path / "registry.yaml"
     path.write_text(body)
@@ -67,28 +97,35 @@ def test_errors_name_file_and_line(tmp_path, reg, body, line, words):
     assert message.startswith(f"{path}:")
     for w in words:
         assert w in message, message
-    reported_line = int(message[len(str(path)) + 1:].split(":")[0])
+    reported_line = int(message[len(str(path)) + 1 :].split(":")[0])
     assert abs(reported_line - line) <= 1, message
 
 
 def test_relative_paths_resolve_against_the_file(tmp_path, reg):
     (tmp_path / "w").mkdir()
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         models:
           - name: hash-w
             kind: mock-hash
             params: {dim: 16}
-    """)
+    """,
+    )
     registry.load_registry_file(path, reg)
-    assert registry._resolve_paths({"weights": "./w"}, tmp_path) == {"weights": str((tmp_path / "w").resolve())}
+    assert registry._resolve_paths({"weights": "./w"}, tmp_path) == {
+        "weights": str((tmp_path / "w").resolve())
+    }
 
 
 def test_user_registry_via_env(tmp_path, monkeypatch, mock_plugin):
-    path = _write(tmp_path, "models:\n  - name: env-hash\n    kind: mock-hash\n    params: {dim: 8}\n")
+    path = _write(
+        tmp_path, "models:\n  - name: env-hash\n    kind: mock-hash\n    params: {dim: 8}\n"
+    )
     monkeypatch.setenv("LAM_MTEB_REGISTRY", str(path))
-    registry.invalidate()
-    assert registry.get_registry().model("env-hash").params["dim"] == 8
-    registry.invalidate()
+    plugins.host.invalidate()
+    assert plugins.get_registry().model("env-hash").params["dim"] == 8
+    plugins.host.invalidate()
 
 
 def test_unknown_model_suggests_close_names(reg):
@@ -97,6 +134,6 @@ def test_unknown_model_suggests_close_names(reg):
 
 
 def test_builtin_registry_file_is_valid():
-    reg = registry.get_registry()
+    reg = plugins.get_registry()
     assert not reg.errors, reg.errors
     assert "minilm" in reg.models

@@ -19,8 +19,13 @@ MTEB = str(Path(sys.executable).with_name("mteb"))
 
 def mteb_run(model, task, out, data):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "LAM_MTEB_DATA_DIR": str(data)}
-    res = subprocess.run([MTEB, "run", "-m", model, "-t", task, "--output-folder", str(out), "-v", "1"],
-                         capture_output=True, text=True, env=env, timeout=1800)
+    res = subprocess.run(
+        [MTEB, "run", "-m", model, "-t", task, "--output-folder", str(out), "-v", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     files = list(Path(out).glob(f"results/lam-mteb__{model}/*/{task}.json"))
     assert len(files) == 1, files

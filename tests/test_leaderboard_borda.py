@@ -30,7 +30,8 @@ def test_ties_within_a_task_get_average_points():
 
 def test_missing_scores_earn_no_points_and_empty_rows_are_not_ranked():
     rows = [[0.9, None], [0.5, 0.5], [None, None]]
-    # n = 2 (the empty row is dropped, as mteb drops all-null rows): A = 2-1 = 1, B = (2-2) + (2-1) = 1
+    # n = 2 (the empty row is dropped, as mteb drops all-null rows): A = 2-1 = 1, B = (2-2) + (2-1)
+    # = 1
     assert borda_points(rows) == [1.0, 1.0, None]
     assert borda_ranks(rows) == [1, 1, None]
 
@@ -58,11 +59,19 @@ def test_matches_mteb_wide_and_long_borda_on_random_tables_with_ties():
         if not rows:
             continue
         cols = [f"t{j}" for j in range(t)]
-        df = pl.DataFrame({c: [r[j] for r in rows] for j, c in enumerate(cols)},
-                          schema={c: pl.Float64 for c in cols})
+        df = pl.DataFrame(
+            {c: [r[j] for r in rows] for j, c in enumerate(cols)},
+            schema={c: pl.Float64 for c in cols},
+        )
         wide = df.select(_get_borda_rank(cols)).to_series().to_list()
-        long_df = pl.DataFrame([{"model_name": f"m{i}", "task_name": f"t{j}", "score": v}
-                                for i, r in enumerate(rows) for j, v in enumerate(r) if v is not None])
+        long_df = pl.DataFrame(
+            [
+                {"model_name": f"m{i}", "task_name": f"t{j}", "score": v}
+                for i, r in enumerate(rows)
+                for j, v in enumerate(r)
+                if v is not None
+            ]
+        )
         long = dict(_borda_rank_from_long(long_df).iter_rows())
         mine = borda_ranks(rows)
         assert mine == wide, rows

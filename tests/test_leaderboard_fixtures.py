@@ -11,9 +11,17 @@ import pytest
 LEMB_LENGTH_SPLITS = [f"test_{n}" for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)]
 
 
-def write_result(root: Path, model: str, revision: str, task: str, scores: dict[str, float] | float,
-                 *, extra: dict | None = None, subset_extra: dict | None = None,
-                 meta: dict | None = None) -> Path:
+def write_result(
+    root: Path,
+    model: str,
+    revision: str,
+    task: str,
+    scores: dict[str, float] | float,
+    *,
+    extra: dict | None = None,
+    subset_extra: dict | None = None,
+    meta: dict | None = None,
+) -> Path:
     """Write ``root/results/<org>__<model>/<revision>/<task>.json`` in mteb 2.x's format.
 
     ``scores`` is a main score (split "test") or ``{split: main score}``.
@@ -26,9 +34,17 @@ def write_result(root: Path, model: str, revision: str, task: str, scores: dict[
         "dataset_revision": "fabricated",
         "task_name": task,
         "mteb_version": "2.26.24",
-        "scores": {split: [{"main_score": value, "hf_subset": "default", "languages": ["eng-Latn"],
-                            **(subset_extra or {})}]
-                   for split, value in scores.items()},
+        "scores": {
+            split: [
+                {
+                    "main_score": value,
+                    "hf_subset": "default",
+                    "languages": ["eng-Latn"],
+                    **(subset_extra or {}),
+                }
+            ]
+            for split, value in scores.items()
+        },
         "evaluation_time": 1.0,
         "kg_co2_emissions": None,
     }
@@ -37,8 +53,13 @@ def write_result(root: Path, model: str, revision: str, task: str, scores: dict[
     path.write_text(json.dumps(data), encoding="utf-8")
     meta_path = folder / "model_meta.json"
     if meta is not None or not meta_path.exists():
-        full = {"name": model, "revision": revision, "n_parameters": 1_000_000, "embed_dim": 64,
-                "max_tokens": 512}
+        full = {
+            "name": model,
+            "revision": revision,
+            "n_parameters": 1_000_000,
+            "embed_dim": 64,
+            "max_tokens": 512,
+        }
         full.update(meta or {})
         meta_path.write_text(json.dumps(full), encoding="utf-8")
     return path
@@ -46,12 +67,21 @@ def write_result(root: Path, model: str, revision: str, task: str, scores: dict[
 
 def tree_digest(root: Path) -> dict[str, str]:
     """path -> sha256 of every file under root (to prove inputs were not modified)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
-def leaderboard_args(results: list[Path], out: Path, *, references: Path | None = None,
-                     no_references: bool = False, recreated: list[str] | None = None):
+def leaderboard_args(
+    results: list[Path],
+    out: Path,
+    *,
+    references: Path | None = None,
+    no_references: bool = False,
+    recreated: list[str] | None = None,
+):
     import argparse
 
     from lam_mteb.leaderboard import add_arguments

@@ -13,19 +13,31 @@ import yaml
 
 from lam_mteb.leaderboard import run
 from lam_mteb.leaderboard.output import OUTPUT_NAMES, is_generated
-from tests.test_leaderboard_fixtures import LEMB_LENGTH_SPLITS, leaderboard_args, tree_digest, write_result
+from tests.test_leaderboard_fixtures import (
+    LEMB_LENGTH_SPLITS,
+    leaderboard_args,
+    tree_digest,
+    write_result,
+)
 
 
 @pytest.fixture(autouse=True)
 def _no_plugin_recreations(monkeypatch):
-    """Plugins' dataset registrations are consulted for re-created tasks; keep these tests independent."""
+    """Plugins' dataset registrations are consulted for re-created tasks; keep these tests
+    independent."""
     monkeypatch.setattr("lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names: {})
 
 
 def _results(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
-    write_result(root, "lam-mteb/alpha", "r1", "STSBenchmark", 0.80, meta={"n_parameters": 22_713_216,
-                                                                           "embed_dim": 384, "max_tokens": 256})
+    write_result(
+        root,
+        "lam-mteb/alpha",
+        "r1",
+        "STSBenchmark",
+        0.80,
+        meta={"n_parameters": 22_713_216, "embed_dim": 384, "max_tokens": 256},
+    )
     write_result(root, "lam-mteb/alpha", "r1", "SciFact", 0.60)
     write_result(root, "lam-mteb/beta", "r2", "STSBenchmark", 0.70)
     write_result(root, "lam-mteb/beta", "r2", "SciFact", 0.65)
@@ -55,7 +67,7 @@ def _md_table(md: str, title: str) -> list[dict[str, str]]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) != len(header):
             break
-        rows.append(dict(zip(header, cells)))
+        rows.append(dict(zip(header, cells, strict=True)))
     return rows
 
 
@@ -73,9 +85,17 @@ def test_tables_means_partial_marker_and_borda(tmp_path, capsys):
     # gamma lacks SciFact: dash in the cell, the mean of what it has, marked partial
     assert rows["lam-mteb/gamma"]["SciFact"] == "–"
     assert rows["lam-mteb/gamma"]["Mean"] == "0.7500*"
-    assert "partial mean" in md and "lam-mteb/gamma" in md.split("partial mean", 1)[1].split("\n", 1)[0]
-    # Borda (n = 3): STSB alpha 2, gamma 1, beta 0; SciFact beta 2, alpha 1 -> alpha 3, beta 2, gamma 1
-    assert [rows[m]["Rank"] for m in ("lam-mteb/alpha", "lam-mteb/beta", "lam-mteb/gamma")] == ["1", "2", "3"]
+    assert (
+        "partial mean" in md
+        and "lam-mteb/gamma" in md.split("partial mean", 1)[1].split("\n", 1)[0]
+    )
+    # Borda (n = 3): STSB alpha 2, gamma 1, beta 0; SciFact beta 2, alpha 1 -> alpha 3, beta 2,
+    # gamma 1
+    assert [rows[m]["Rank"] for m in ("lam-mteb/alpha", "lam-mteb/beta", "lam-mteb/gamma")] == [
+        "1",
+        "2",
+        "3",
+    ]
     assert rows["lam-mteb/alpha"]["Kind"] == "**ours**"
     assert rows["lam-mteb/alpha"]["Params"] == "22.7M" and rows["lam-mteb/alpha"]["Dim"] == "384"
     assert rows["lam-mteb/alpha"]["Source"].startswith("ours: run ")
@@ -92,10 +112,19 @@ def test_borda_ties_in_the_generated_table(tmp_path, capsys):
     write_result(root, "org/c", "r", "SciFact", 0.1)
     code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
     assert code == 0, cap.err
-    rows = {r["Model"].strip("*"): r["Rank"] for r in _md_table((out / "README.md").read_text(), "Short text: STS and retrieval")}
+    rows = {
+        r["Model"].strip("*"): r["Rank"]
+        for r in _md_table((out / "README.md").read_text(), "Short text: STS and retrieval")
+    }
     assert rows == {"org/a": "1", "org/b": "1", "org/c": "3"}
-    csv_rows = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text().split("\n", 1)[1])))
-    assert {(r["model"], r["rank"]) for r in csv_rows} == {("org/a", "1"), ("org/b", "1"), ("org/c", "3")}
+    csv_rows = list(
+        csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text().split("\n", 1)[1]))
+    )
+    assert {(r["model"], r["rank"]) for r in csv_rows} == {
+        ("org/a", "1"),
+        ("org/b", "1"),
+        ("org/c", "3"),
+    }
 
 
 def test_corrupt_result_file_is_reported_by_path_and_skipped(tmp_path, capsys):
@@ -103,7 +132,9 @@ def test_corrupt_result_file_is_reported_by_path_and_skipped(tmp_path, capsys):
     bad = root / "results" / "lam-mteb__beta" / "r2" / "SciFact.json"
     bad.write_text('{"task_name": "SciFact", "scores": {', encoding="utf-8")
     no_main = write_result(root, "lam-mteb/alpha", "r1", "NFCorpus", 0.3)
-    no_main.write_text(no_main.read_text().replace('"main_score"', '"other_score"'), encoding="utf-8")
+    no_main.write_text(
+        no_main.read_text().replace('"main_score"', '"other_score"'), encoding="utf-8"
+    )
     code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
     assert code == 0
     lines = [line for line in cap.err.splitlines() if "corrupt" in line]
@@ -174,16 +205,30 @@ def test_recreated_tasks_are_labelled(tmp_path, capsys, monkeypatch):
     root = tmp_path / "runs"
     splits = {s: 0.5 for s in LEMB_LENGTH_SPLITS}
     # marked in the result file itself
-    write_result(root, "org/a", "r", "LEMBPasskeyRetrieval", splits,
-                 extra={"lam_mteb_recreation": {"dataset": "mteb/LEMBPasskeyRetrieval", "plugin": "longembed"}})
+    write_result(
+        root,
+        "org/a",
+        "r",
+        "LEMBPasskeyRetrieval",
+        splits,
+        extra={
+            "lam_mteb_recreation": {"dataset": "mteb/LEMBPasskeyRetrieval", "plugin": "longembed"}
+        },
+    )
     write_result(root, "org/a", "r", "LEMBNarrativeQARetrieval", 0.3)
     # named on the command line
     write_result(root, "org/b", "r", "LEMBWikimQARetrieval", 0.4)
     # known from a plugin's dataset registration
     write_result(root, "org/c", "r", "LEMBNeedleRetrieval", splits)
-    monkeypatch.setattr("lam_mteb.leaderboard.results.registry_recreated_tasks",
-                        lambda names: {"LEMBNeedleRetrieval": "longembed"} if "LEMBNeedleRetrieval" in names else {})
-    code, out, cap = _generate(tmp_path, [root], capsys, no_references=True, recreated=["LEMBWikimQARetrieval"])
+    monkeypatch.setattr(
+        "lam_mteb.leaderboard.results.registry_recreated_tasks",
+        lambda names: (
+            {"LEMBNeedleRetrieval": "longembed"} if "LEMBNeedleRetrieval" in names else {}
+        ),
+    )
+    code, out, cap = _generate(
+        tmp_path, [root], capsys, no_references=True, recreated=["LEMBWikimQARetrieval"]
+    )
     assert code == 0, cap.err
     md = (out / "README.md").read_text(encoding="utf-8")
     rows = {r["Model"].strip("*"): r for r in _md_table(md, "Long context: LongEmbed")}
@@ -197,26 +242,48 @@ def test_recreated_tasks_are_labelled(tmp_path, capsys, monkeypatch):
     assert "listed with --recreated" in notes
     assert "plugin 'longembed' registers" in notes
     csv_text = (out / "leaderboard.csv").read_text()
-    recreated = {(r["model"], r["task"]) for r in csv.DictReader(io.StringIO(csv_text.split("\n", 1)[1]))
-                 if r["recreated"] == "true"}
-    assert recreated == {("org/a", "LEMBPasskeyRetrieval"), ("org/b", "LEMBWikimQARetrieval"),
-                         ("org/c", "LEMBNeedleRetrieval")}
+    recreated = {
+        (r["model"], r["task"])
+        for r in csv.DictReader(io.StringIO(csv_text.split("\n", 1)[1]))
+        if r["recreated"] == "true"
+    }
+    assert recreated == {
+        ("org/a", "LEMBPasskeyRetrieval"),
+        ("org/b", "LEMBWikimQARetrieval"),
+        ("org/c", "LEMBNeedleRetrieval"),
+    }
 
 
 def test_bridge_recreation_revision_and_explicit_false(tmp_path, capsys, monkeypatch):
-    """The bridge writes dataset_revision 'lam-mteb-recreation:<...>' for re-created data; a file that
-    says lam_mteb_recreation: false is not labelled even if a plugin registers the dataset."""
+    """The bridge writes dataset_revision 'lam-mteb-recreation:<...>' for re-created data; a file
+    that says lam_mteb_recreation: false is not labelled even if a plugin registers the dataset."""
     root = tmp_path / "runs"
-    write_result(root, "org/a", "r", "LEMBQMSumRetrieval", 0.2,
-                 extra={"dataset_revision": "lam-mteb-recreation:abc123-def"})
-    write_result(root, "org/b", "r", "LEMBQMSumRetrieval", 0.3, extra={"lam_mteb_recreation": False})
-    monkeypatch.setattr("lam_mteb.leaderboard.results.registry_recreated_tasks",
-                        lambda names: {"LEMBQMSumRetrieval": "longembed"})
+    write_result(
+        root,
+        "org/a",
+        "r",
+        "LEMBQMSumRetrieval",
+        0.2,
+        extra={"dataset_revision": "lam-mteb-recreation:abc123-def"},
+    )
+    write_result(
+        root, "org/b", "r", "LEMBQMSumRetrieval", 0.3, extra={"lam_mteb_recreation": False}
+    )
+    monkeypatch.setattr(
+        "lam_mteb.leaderboard.results.registry_recreated_tasks",
+        lambda names: {"LEMBQMSumRetrieval": "longembed"},
+    )
     code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
     assert code == 0, cap.err
-    rows = {r["Model"].strip("*"): r for r in _md_table((out / "README.md").read_text(), "Long context: LongEmbed")}
+    rows = {
+        r["Model"].strip("*"): r
+        for r in _md_table((out / "README.md").read_text(), "Long context: LongEmbed")
+    }
     assert rows["org/a"]["QMSum"] == "0.2000†"
-    assert "marked by the result file's dataset_revision 'lam-mteb-recreation:abc123-def'" in (out / "README.md").read_text()
+    assert (
+        "marked by the result file's dataset_revision 'lam-mteb-recreation:abc123-def'"
+        in (out / "README.md").read_text()
+    )
     assert rows["org/b"]["QMSum"] == "0.3000"
 
 
@@ -235,11 +302,23 @@ def test_partial_eval_splits_are_reported(tmp_path, capsys):
 
 def test_a_streaming_encoder_shows_unlimited_max_tokens(tmp_path, capsys):
     root = tmp_path / "runs"
-    write_result(root, "org/stream", "r", "STSBenchmark", 0.8, meta={"max_tokens": float("inf"), "embed_dim": 384})
-    write_result(root, "org/short", "r", "STSBenchmark", 0.7, meta={"max_tokens": 256, "embed_dim": 384})
+    write_result(
+        root,
+        "org/stream",
+        "r",
+        "STSBenchmark",
+        0.8,
+        meta={"max_tokens": float("inf"), "embed_dim": 384},
+    )
+    write_result(
+        root, "org/short", "r", "STSBenchmark", 0.7, meta={"max_tokens": 256, "embed_dim": 384}
+    )
     code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
     assert code == 0, cap.err
-    rows = {r["Model"].strip("*"): r for r in _md_table((out / "README.md").read_text(), "Short text: STS and retrieval")}
+    rows = {
+        r["Model"].strip("*"): r
+        for r in _md_table((out / "README.md").read_text(), "Short text: STS and retrieval")
+    }
     assert rows["org/stream"]["Max tokens"] == "∞" and rows["org/short"]["Max tokens"] == "256"
     assert 'data-v="Infinity">∞<' in (out / "leaderboard.html").read_text()
 
@@ -249,7 +328,10 @@ def test_a_task_with_dev_and_test_reports_test_only(tmp_path, capsys):
     write_result(root, "org/a", "r", "LVMNextVector", {"dev": 0.9, "test": 0.5})
     code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
     assert code == 0, cap.err
-    lvm = {r["Model"].strip("*"): r for r in _md_table((out / "README.md").read_text(), "LVM next-vector")}
+    lvm = {
+        r["Model"].strip("*"): r
+        for r in _md_table((out / "README.md").read_text(), "LVM next-vector")
+    }
     assert lvm["org/a"]["NextVector"] == "0.5000"  # dev is for tuning: not averaged in
 
 
@@ -269,24 +351,72 @@ def test_lvm_and_other_tasks_get_their_own_tables(tmp_path, capsys):
 
 
 def _tiny_references() -> str:
-    return yaml.safe_dump({
-        "version": 1,
-        "sources": {"pub": {"title": "A paper", "short": "paper X", "url": "https://example.org/x"},
-                    "note": {"title": "a model card", "short": "note", "url": "https://example.org/card"}},
-        "models": {"org/published": {"label": "org/published", "n_parameters": 7_000_000_000,
-                                     "embed_dim": 4096, "max_tokens": 32768, "facts_source": "the paper"},
-                   "org/ghost": {"label": "Ghost", "n_parameters": None, "embed_dim": None,
-                                 "max_tokens": None, "facts_source": "nobody"}},
-        "entries": [
-            {"model": "org/published", "source": "pub", "status": "published", "table": "Table 1",
-             "scores": {"STSBenchmark": {"value": 0.9, "metric": "cosine_spearman", "split": "test"},
-                        "SciFact": {"value": 0.7, "metric": "ndcg_at_10", "split": "test"}}},
-            {"model": "org/ghost", "source": "note", "status": "claimed", "note": "claimed, not reproduced",
-             "scores": {"STSBenchmark": {"value": 0.99, "metric": "cosine_spearman", "split": "test"}}},
-            {"model": "org/ghost", "source": "pub", "status": "no-scores", "benchmarks": ["long-context"],
-             "note": "no published scores"},
-        ],
-    }, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "version": 1,
+            "sources": {
+                "pub": {"title": "A paper", "short": "paper X", "url": "https://example.org/x"},
+                "note": {
+                    "title": "a model card",
+                    "short": "note",
+                    "url": "https://example.org/card",
+                },
+            },
+            "models": {
+                "org/published": {
+                    "label": "org/published",
+                    "n_parameters": 7_000_000_000,
+                    "embed_dim": 4096,
+                    "max_tokens": 32768,
+                    "facts_source": "the paper",
+                },
+                "org/ghost": {
+                    "label": "Ghost",
+                    "n_parameters": None,
+                    "embed_dim": None,
+                    "max_tokens": None,
+                    "facts_source": "nobody",
+                },
+            },
+            "entries": [
+                {
+                    "model": "org/published",
+                    "source": "pub",
+                    "status": "published",
+                    "table": "Table 1",
+                    "scores": {
+                        "STSBenchmark": {
+                            "value": 0.9,
+                            "metric": "cosine_spearman",
+                            "split": "test",
+                        },
+                        "SciFact": {"value": 0.7, "metric": "ndcg_at_10", "split": "test"},
+                    },
+                },
+                {
+                    "model": "org/ghost",
+                    "source": "note",
+                    "status": "claimed",
+                    "note": "claimed, not reproduced",
+                    "scores": {
+                        "STSBenchmark": {
+                            "value": 0.99,
+                            "metric": "cosine_spearman",
+                            "split": "test",
+                        }
+                    },
+                },
+                {
+                    "model": "org/ghost",
+                    "source": "pub",
+                    "status": "no-scores",
+                    "benchmarks": ["long-context"],
+                    "note": "no published scores",
+                },
+            ],
+        },
+        sort_keys=False,
+    )
 
 
 def test_references_beside_ours_kinds_visible_and_claims_unranked(tmp_path, capsys):
@@ -301,19 +431,29 @@ def test_references_beside_ours_kinds_visible_and_claims_unranked(tmp_path, caps
     assert by_model["org/published"]["Rank"] == "1"
     assert by_model["org/published"]["Source"] == "paper X, Table 1"
     assert by_model["org/published"]["Params"] == "7B"
-    assert by_model["Ghost"]["Kind"] == "claimed, not reproduced" and by_model["Ghost"]["Rank"] == "–"
+    assert (
+        by_model["Ghost"]["Kind"] == "claimed, not reproduced" and by_model["Ghost"]["Rank"] == "–"
+    )
     assert rows[-1]["Model"] == "Ghost"  # unranked rows come last
     long_rows = _md_table(md, "Long context: LongEmbed")
-    assert [(r["Model"], r["Kind"], r["Mean"]) for r in long_rows] == [("Ghost", "no published scores", "–")]
+    assert [(r["Model"], r["Kind"], r["Mean"]) for r in long_rows] == [
+        ("Ghost", "no published scores", "–")
+    ]
 
 
 def test_a_corrupt_references_file_is_one_line_error(tmp_path, capsys):
     refs = tmp_path / "refs.yaml"
-    refs.write_text(_tiny_references().replace("value: 0.9\n", "value: ninety\n", 1), encoding="utf-8")
+    refs.write_text(
+        _tiny_references().replace("value: 0.9\n", "value: ninety\n", 1), encoding="utf-8"
+    )
     code = run(leaderboard_args([_results(tmp_path)], tmp_path / "out", references=refs))
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert re.search(r"refs\.yaml: entries\[0\] \(model 'org/published', source 'pub'\): scores\.STSBenchmark\.value", err)
+    assert re.search(
+        r"refs\.yaml: entries\[0\] \(model 'org/published', source 'pub'\): "
+        r"scores\.STSBenchmark\.value",
+        err,
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -423,11 +563,23 @@ def test_default_references_are_the_checkout_file():
 
 
 def _lvm_split(main_cos, main_r1, main_r5, baselines, *, with_list=True):
-    """One LVMNextVector-shaped subset: the main predictor's metrics + predictors + baselines list."""
-    preds = {name: {"cosine_mean": c, "recall_at_1": r1, "recall_at_5": r5, "p95_latency_ms": lat}
-             for name, (c, r1, r5, lat) in baselines.items()}
-    preds["model_predictor"] = {"cosine_mean": main_cos, "recall_at_1": main_r1, "recall_at_5": main_r5}
-    extra = {"cosine_mean": main_cos, "recall_at_1": main_r1, "recall_at_5": main_r5, "predictors": preds}
+    """One LVMNextVector-shaped subset: the main predictor's metrics + predictors + baselines
+    list."""
+    preds = {
+        name: {"cosine_mean": c, "recall_at_1": r1, "recall_at_5": r5, "p95_latency_ms": lat}
+        for name, (c, r1, r5, lat) in baselines.items()
+    }
+    preds["model_predictor"] = {
+        "cosine_mean": main_cos,
+        "recall_at_1": main_r1,
+        "recall_at_5": main_r5,
+    }
+    extra = {
+        "cosine_mean": main_cos,
+        "recall_at_1": main_r1,
+        "recall_at_5": main_r5,
+        "predictors": preds,
+    }
     if with_list:
         extra["baselines"] = list(baselines)
     return extra
@@ -435,44 +587,113 @@ def _lvm_split(main_cos, main_r1, main_r5, baselines, *, with_list=True):
 
 def test_lvm_table_shows_every_reported_baseline_with_cosine_and_r1(tmp_path, capsys):
     root = tmp_path / "runs"
-    base = {"persistence": (0.45, 0.15, 0.34, 0.1), "linear_average": (0.52, 0.08, 0.24, 0.2),
-            "random": (0.0, 0.0, 0.001, 0.3), "mean_vector": (0.26, 0.0, 0.002, 0.4)}
-    # the same baselines reported by two runs (latency differs between runs: not part of the identity)
-    write_result(root, "org/good", "r", "LVMNextVector", 0.36,
-                 subset_extra=_lvm_split(0.53, 0.16, 0.36, base))
+    base = {
+        "persistence": (0.45, 0.15, 0.34, 0.1),
+        "linear_average": (0.52, 0.08, 0.24, 0.2),
+        "random": (0.0, 0.0, 0.001, 0.3),
+        "mean_vector": (0.26, 0.0, 0.002, 0.4),
+    }
+    # the same baselines reported by two runs (latency differs between runs: not part of the
+    # identity)
+    write_result(
+        root,
+        "org/good",
+        "r",
+        "LVMNextVector",
+        0.36,
+        subset_extra=_lvm_split(0.53, 0.16, 0.36, base),
+    )
     other = {k: (c, r1, r5, lat + 1) for k, (c, r1, r5, lat) in base.items()}
-    write_result(root, "org/weak", "r", "LVMNextVector", 0.30,
-                 subset_extra=_lvm_split(0.54, 0.12, 0.30, other))
+    write_result(
+        root,
+        "org/weak",
+        "r",
+        "LVMNextVector",
+        0.30,
+        subset_extra=_lvm_split(0.54, 0.12, 0.30, other),
+    )
     code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
     assert code == 0, cap.err
     md = (out / "README.md").read_text()
     rows = {r["Model"].strip("*"): r for r in _md_table(md, "LVM next-vector")}
-    assert set(rows) == {"org/good", "org/weak", "persistence", "linear average", "random", "mean vector"}
+    assert set(rows) == {
+        "org/good",
+        "org/weak",
+        "persistence",
+        "linear average",
+        "random",
+        "mean vector",
+    }
     assert rows["persistence"]["Kind"] == "baseline"
-    assert rows["persistence"]["NextVector"] == "0.3400"  # the task's main metric (R@5) of the baseline
-    assert rows["persistence"]["NextVector cos"] == "0.4500" and rows["persistence"]["NextVector R@1"] == "0.1500"
-    assert rows["org/good"]["NextVector cos"] == "0.5300" and rows["org/good"]["NextVector R@1"] == "0.1600"
+    assert (
+        rows["persistence"]["NextVector"] == "0.3400"
+    )  # the task's main metric (R@5) of the baseline
+    assert (
+        rows["persistence"]["NextVector cos"] == "0.4500"
+        and rows["persistence"]["NextVector R@1"] == "0.1500"
+    )
+    assert (
+        rows["org/good"]["NextVector cos"] == "0.5300"
+        and rows["org/good"]["NextVector R@1"] == "0.1600"
+    )
     # ranked together: persistence (R@5 0.34) sits between the two predictors
-    assert rows["org/good"]["Rank"] == "1" and rows["persistence"]["Rank"] == "2" and rows["org/weak"]["Rank"] == "3"
-    assert "org/good" in rows["persistence"]["Source"] and "org/weak" in rows["persistence"]["Source"]
+    assert (
+        rows["org/good"]["Rank"] == "1"
+        and rows["persistence"]["Rank"] == "2"
+        and rows["org/weak"]["Rank"] == "3"
+    )
+    assert (
+        "org/good" in rows["persistence"]["Source"] and "org/weak" in rows["persistence"]["Source"]
+    )
     page = (out / "leaderboard.html").read_text()
     assert 'class="badge b-baseline"' in page and "NextVector R@1" in page
-    csv_rows = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text().split("\n", 1)[1])))
-    assert {r["model"] for r in csv_rows if r["kind"] == "baseline"} == {"persistence", "linear average", "random",
-                                                                         "mean vector"}
+    csv_rows = list(
+        csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text().split("\n", 1)[1]))
+    )
+    assert {r["model"] for r in csv_rows if r["kind"] == "baseline"} == {
+        "persistence",
+        "linear average",
+        "random",
+        "mean vector",
+    }
 
 
-def test_baselines_with_different_scores_get_one_row_per_run_and_unlisted_ones_none(tmp_path, capsys):
+def test_baselines_with_different_scores_get_one_row_per_run_and_unlisted_ones_none(
+    tmp_path, capsys
+):
     root = tmp_path / "runs"
-    write_result(root, "org/a", "r", "LVMNextVector", 0.3,
-                 subset_extra=_lvm_split(0.5, 0.1, 0.3, {"persistence": (0.45, 0.15, 0.34, 0.1)}))
-    write_result(root, "org/b", "r", "LVMNextVector", 0.3,  # another encoder: other vectors, other scores
-                 subset_extra=_lvm_split(0.5, 0.1, 0.3, {"persistence": (0.40, 0.10, 0.20, 0.1)}))
-    write_result(root, "org/c", "r", "LVMNextVector", 0.3,  # predictors without a baselines list: no rows
-                 subset_extra=_lvm_split(0.5, 0.1, 0.3, {"persistence": (0.1, 0.1, 0.1, 0.1)}, with_list=False))
+    write_result(
+        root,
+        "org/a",
+        "r",
+        "LVMNextVector",
+        0.3,
+        subset_extra=_lvm_split(0.5, 0.1, 0.3, {"persistence": (0.45, 0.15, 0.34, 0.1)}),
+    )
+    write_result(
+        root,
+        "org/b",
+        "r",
+        "LVMNextVector",
+        0.3,  # another encoder: other vectors, other scores
+        subset_extra=_lvm_split(0.5, 0.1, 0.3, {"persistence": (0.40, 0.10, 0.20, 0.1)}),
+    )
+    write_result(
+        root,
+        "org/c",
+        "r",
+        "LVMNextVector",
+        0.3,  # predictors without a baselines list: no rows
+        subset_extra=_lvm_split(
+            0.5, 0.1, 0.3, {"persistence": (0.1, 0.1, 0.1, 0.1)}, with_list=False
+        ),
+    )
     code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
     assert code == 0, cap.err
-    rows = {r["Model"].strip("*"): r for r in _md_table((out / "README.md").read_text(), "LVM next-vector")}
+    rows = {
+        r["Model"].strip("*"): r
+        for r in _md_table((out / "README.md").read_text(), "LVM next-vector")
+    }
     assert rows["persistence (runs of org/a)"]["NextVector"] == "0.3400"
     assert rows["persistence (runs of org/b)"]["NextVector"] == "0.2000"
     assert len([m for m in rows if m.startswith("persistence")]) == 2
@@ -482,4 +703,7 @@ def test_tables_without_detail_metrics_keep_their_columns(tmp_path, capsys):
     code, out, cap = _generate(tmp_path, [_results(tmp_path)], capsys, no_references=True)
     assert code == 0, cap.err
     md = (out / "README.md").read_text()
-    assert " cos " not in md.split("## Short text", 1)[1] and "baseline" not in _md_table(md, "Short text: STS and retrieval")[0]["Kind"]
+    assert (
+        " cos " not in md.split("## Short text", 1)[1]
+        and "baseline" not in _md_table(md, "Short text: STS and retrieval")[0]["Kind"]
+    )

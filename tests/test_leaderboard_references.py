@@ -1,4 +1,5 @@
-"""leaderboard/references.yaml: schema validation, parsing, and (with the data) every number checked."""
+"""leaderboard/references.yaml: schema validation, parsing, and (with the data) every number
+checked."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def _write(tmp_path, doc) -> Path:
 
 # -- the committed file ------------------------------------------------------------------------
 
+
 def test_committed_references_validate_and_parse():
     doc = references.load(REFERENCES)
     rows = references.rows_from_references(doc)
@@ -42,16 +44,28 @@ def test_committed_references_validate_and_parse():
 def test_committed_references_cover_the_required_models_tasks_and_rows():
     doc = _doc()
     mteb_entries = {e["model"]: e for e in doc["entries"] if e["source"] == "mteb-results"}
-    assert set(mteb_entries) == {"BAAI/bge-m3", "intfloat/e5-mistral-7b-instruct",
-                                 "sentence-transformers/all-MiniLM-L6-v2"}
-    tasks = {"STSBenchmark", "SciFact", "NFCorpus", *spec.BENCHMARKS[1].tasks}
+    assert set(mteb_entries) == {
+        "BAAI/bge-m3",
+        "intfloat/e5-mistral-7b-instruct",
+        "sentence-transformers/all-MiniLM-L6-v2",
+    }
+    tasks = {
+        "STSBenchmark",
+        "SciFact",
+        "NFCorpus",
+        *next(b for b in spec.benchmarks() if b.key == "long-context").tasks,
+    }
     for entry in mteb_entries.values():
         assert set(entry["scores"]) == tasks
         assert re.fullmatch(r"[0-9a-f]{40}", entry["revision"])
-    paper = [e for e in doc["entries"] if e["source"] == "longembed-paper" and e["status"] == "published"]
+    paper = [
+        e for e in doc["entries"] if e["source"] == "longembed-paper" and e["status"] == "published"
+    ]
     assert {e["model"] for e in paper} >= {"BAAI/bge-m3", "intfloat/e5-mistral-7b-instruct"}
     m2 = [e for e in doc["entries"] if e["model"] == "togethercomputer/m2-bert-80M-32k-retrieval"]
-    assert len(m2) == 1 and m2[0]["status"] == "no-scores" and "no published scores" in m2[0]["note"]
+    assert (
+        len(m2) == 1 and m2[0]["status"] == "no-scores" and "no published scores" in m2[0]["note"]
+    )
     for model in doc["models"].values():
         assert model["facts_source"]
 
@@ -94,24 +108,43 @@ def test_model_facts_match_mteb_model_meta():
 
 # -- schema errors: one line naming the file and the entry ---------------------------------------
 
+
 def _first_index(doc, **match):
-    return next(i for i, e in enumerate(doc["entries"]) if all(e.get(k) == v for k, v in match.items()))
+    return next(
+        i for i, e in enumerate(doc["entries"]) if all(e.get(k) == v for k, v in match.items())
+    )
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda d, i: d["entries"][i]["scores"]["SciFact"].__setitem__("value", "high"),
-     r"entries\[{i}\] \(model 'BAAI/bge-m3', source 'mteb-results'\): scores\.SciFact\.value: 'high' is not of type 'number'"),
-    (lambda d, i: d["entries"][i]["scores"]["SciFact"].__setitem__("value", 64.37),
-     r"entries\[{i}\] .*scores\.SciFact\.value: 64\.37 is greater than the maximum of 1"),
-    (lambda d, i: d["entries"][i]["scores"]["SciFact"].pop("metric"),
-     r"entries\[{i}\] .*scores\.SciFact: 'metric' is a required property"),
-    (lambda d, i: d["entries"][i].__setitem__("status", "rumoured"),
-     r"entries\[{i}\] .*status: 'rumoured' is not one of"),
-    (lambda d, i: d["entries"][i].__setitem__("source", "a-blog"),
-     r"entries\[{i}\] .*unknown source 'a-blog'"),
-    (lambda d, i: d["entries"][i].__setitem__("typo_field", 1),
-     r"entries\[{i}\] .*Additional properties are not allowed \('typo_field'"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (
+            lambda d, i: d["entries"][i]["scores"]["SciFact"].__setitem__("value", "high"),
+            r"entries\[{i}\] \(model 'BAAI/bge-m3', source 'mteb-results'\): "
+            r"scores\.SciFact\.value: 'high' is not of type 'number'",
+        ),
+        (
+            lambda d, i: d["entries"][i]["scores"]["SciFact"].__setitem__("value", 64.37),
+            r"entries\[{i}\] .*scores\.SciFact\.value: 64\.37 is greater than the maximum of 1",
+        ),
+        (
+            lambda d, i: d["entries"][i]["scores"]["SciFact"].pop("metric"),
+            r"entries\[{i}\] .*scores\.SciFact: 'metric' is a required property",
+        ),
+        (
+            lambda d, i: d["entries"][i].__setitem__("status", "rumoured"),
+            r"entries\[{i}\] .*status: 'rumoured' is not one of",
+        ),
+        (
+            lambda d, i: d["entries"][i].__setitem__("source", "a-blog"),
+            r"entries\[{i}\] .*unknown source 'a-blog'",
+        ),
+        (
+            lambda d, i: d["entries"][i].__setitem__("typo_field", 1),
+            r"entries\[{i}\] .*Additional properties are not allowed \('typo_field'",
+        ),
+    ],
+)
 def test_schema_errors_name_file_and_entry(tmp_path, mutate, expected):
     doc = copy.deepcopy(_doc())
     i = _first_index(doc, model="BAAI/bge-m3", source="mteb-results")
@@ -128,21 +161,37 @@ def test_schema_errors_name_file_and_entry(tmp_path, mutate, expected):
 def test_no_scores_entry_must_not_carry_scores(tmp_path):
     doc = copy.deepcopy(_doc())
     i = _first_index(doc, status="no-scores")
-    doc["entries"][i]["scores"] = {"LEMBNeedleRetrieval": {"value": 0.6, "metric": "ndcg_at_10", "split": "test"}}
-    with pytest.raises(references.ReferencesError, match=rf"entries\[{i}\] \(model 'togethercomputer/m2-bert"):
+    doc["entries"][i]["scores"] = {
+        "LEMBNeedleRetrieval": {"value": 0.6, "metric": "ndcg_at_10", "split": "test"}
+    }
+    with pytest.raises(
+        references.ReferencesError, match=rf"entries\[{i}\] \(model 'togethercomputer/m2-bert"
+    ):
         references.load(_write(tmp_path, doc))
 
 
 def _with_claim(doc: dict) -> int:
     """Add a claim a public source states without a result file (e.g. a model card); its index."""
-    doc["sources"]["model-card"] = {"title": "the model's card",
-                                    "url": "https://huggingface.co/org/m"}
-    doc["models"]["org/m"] = {"label": "org/m", "n_parameters": None, "embed_dim": None,
-                              "max_tokens": None, "facts_source": "the model's card"}
-    doc["entries"].append({"model": "org/m", "source": "model-card", "status": "claimed",
-                           "note": "claimed by its authors, not reproduced",
-                           "summaries": {"long-context": {"value": 0.5,
-                                                          "note": "a mean without tasks"}}})
+    doc["sources"]["model-card"] = {
+        "title": "the model's card",
+        "url": "https://huggingface.co/org/m",
+    }
+    doc["models"]["org/m"] = {
+        "label": "org/m",
+        "n_parameters": None,
+        "embed_dim": None,
+        "max_tokens": None,
+        "facts_source": "the model's card",
+    }
+    doc["entries"].append(
+        {
+            "model": "org/m",
+            "source": "model-card",
+            "status": "claimed",
+            "note": "claimed by its authors, not reproduced",
+            "summaries": {"long-context": {"value": 0.5, "note": "a mean without tasks"}},
+        }
+    )
     return len(doc["entries"]) - 1
 
 
@@ -151,15 +200,25 @@ def test_claim_needs_a_note(tmp_path):
     i = _with_claim(doc)
     references.load(_write(tmp_path, doc))  # valid as written
     del doc["entries"][i]["note"]
-    with pytest.raises(references.ReferencesError, match=rf"entries\[{i}\] .*'note' is a required property"):
+    with pytest.raises(
+        references.ReferencesError, match=rf"entries\[{i}\] .*'note' is a required property"
+    ):
         references.load(_write(tmp_path, doc))
 
 
 def test_unknown_model_and_benchmark_and_duplicates(tmp_path):
     doc = copy.deepcopy(_doc())
-    doc["entries"].append({"model": "nobody/nothing", "source": "mteb-results", "status": "published",
-                           "scores": {"SciFact": {"value": 0.1, "metric": "ndcg_at_10", "split": "test"}}})
-    with pytest.raises(references.ReferencesError, match=r"model 'nobody/nothing' is not described under models"):
+    doc["entries"].append(
+        {
+            "model": "nobody/nothing",
+            "source": "mteb-results",
+            "status": "published",
+            "scores": {"SciFact": {"value": 0.1, "metric": "ndcg_at_10", "split": "test"}},
+        }
+    )
+    with pytest.raises(
+        references.ReferencesError, match=r"model 'nobody/nothing' is not described under models"
+    ):
         references.load(_write(tmp_path, doc))
     doc = copy.deepcopy(_doc())
     i = _with_claim(doc)
@@ -175,7 +234,9 @@ def test_unknown_model_and_benchmark_and_duplicates(tmp_path):
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("version: 1\nsources: {a: [\n", encoding="utf-8")
-    with pytest.raises(references.ReferencesError, match=rf"^{re.escape(str(path))}: line \d+: not valid YAML"):
+    with pytest.raises(
+        references.ReferencesError, match=rf"^{re.escape(str(path))}: line \d+: not valid YAML"
+    ):
         references.load(path)
 
 
@@ -186,15 +247,19 @@ def test_missing_file(tmp_path):
 
 # -- every number equals the reference files (needs the data) ------------------------------------
 
+
 def _data_dir() -> Path:
-    from tests.conftest import shared_data_or_skip  # ../shared/data (LAM_MTEB_SHARED_DATA); skips without it
+    from tests.conftest import (
+        shared_data_or_skip,
+    )  # ../shared/data (LAM_MTEB_SHARED_DATA); skips without it
 
     return shared_data_or_skip("reference_scores")
 
 
 @pytest.mark.integration
 def test_every_published_mteb_number_equals_its_result_file():
-    """Read each JSON with plain json (no mteb) and recompute the main score over the listed splits."""
+    """Read each JSON with plain json (no mteb) and recompute the main score over the listed
+    splits."""
     root = _data_dir()
     doc = _doc()
     n = 0
@@ -208,7 +273,10 @@ def test_every_published_mteb_number_equals_its_result_file():
             splits = score["split"] if isinstance(score["split"], list) else [score["split"]]
             values = [s["main_score"] for split in splits for s in raw["scores"][split]]
             assert len(values) == len(splits)
-            assert math.isclose(score["value"], sum(values) / len(values), rel_tol=1e-12), (entry["model"], task)
+            assert math.isclose(score["value"], sum(values) / len(values), rel_tol=1e-12), (
+                entry["model"],
+                task,
+            )
             n += 1
     assert n == 27
 
@@ -225,7 +293,9 @@ def test_every_paper_number_equals_table2():
     for entry in doc["entries"]:
         if entry["source"] != "longembed-paper" or entry["status"] != "published":
             continue
-        printed = [entry["scores"][t]["reported"] for t in PAPER_COLUMNS] + [entry["reported_mean"]["reported"]]
+        printed = [entry["scores"][t]["reported"] for t in PAPER_COLUMNS] + [
+            entry["reported_mean"]["reported"]
+        ]
         row = [line for line in lines if line.rstrip().endswith(" ".join(printed))]
         assert len(row) == 1, (entry.get("label", entry["model"]), printed)
         for task in PAPER_COLUMNS:
@@ -260,11 +330,25 @@ def test_build_script_is_outside_the_package_and_runs_as_a_script(tmp_path):
     import sys
 
     assert not (REPO / "lam_mteb" / "leaderboard" / "refbuild.py").exists()
-    res = subprocess.run([sys.executable, str(REPO / "scripts" / "build_references.py"), "--help"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "build_references.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0 and "--data-dir" in res.stdout, res.stderr
-    res = subprocess.run([sys.executable, str(REPO / "scripts" / "build_references.py"),
-                          "--data-dir", str(tmp_path), "--out", str(tmp_path / "refs.yaml")],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "build_references.py"),
+            "--data-dir",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "refs.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and res.stderr.startswith("error: no reference_scores/ under")
     assert not (tmp_path / "refs.yaml").exists()

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("long_context", ROOT / "benchmarks" / "long_context.py")
+    spec = importlib.util.spec_from_file_location(
+        "long_context", ROOT / "benchmarks" / "long_context.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -88,7 +90,9 @@ def test_trim_split_keeps_relevant_docs(bench):
     corpus = datasets.Dataset.from_dict({"id": [f"d{i}" for i in range(20)], "text": ["x"] * 20})
     queries = datasets.Dataset.from_dict({"id": [f"q{i}" for i in range(10)], "text": ["y"] * 10})
     rel = {f"q{i}": {f"d{19 - i}": 1} for i in range(10)}
-    out = bench.trim_split({"corpus": corpus, "queries": queries, "relevant_docs": rel, "top_ranked": None}, 3)
+    out = bench.trim_split(
+        {"corpus": corpus, "queries": queries, "relevant_docs": rel, "top_ranked": None}, 3
+    )
     assert list(out["queries"]["id"]) == ["q0", "q1", "q2"]
     ids = set(out["corpus"]["id"])
     assert len(ids) == 6 and {"d19", "d18", "d17"} <= ids
@@ -96,9 +100,15 @@ def test_trim_split_keeps_relevant_docs(bench):
 
 
 def test_table_has_lengths_averages_and_times(bench):
-    rows = {"LEMBPasskeyRetrieval": {"test_256": {"minilm": 1.0, "lam-state": 0.5},
-                                     "test_1024": {"minilm": 0.2, "lam-state": 0.6}},
-            "LEMBQMSumRetrieval": {"test": {"minilm": 0.3, "lam-state": 0.2}}}
-    text = bench.render_table(rows, ["minilm", "lam-state"], {"minilm": 12.0, "lam-state": 99.0}, "note")
+    rows = {
+        "LEMBPasskeyRetrieval": {
+            "test_256": {"minilm": 1.0, "lam-state": 0.5},
+            "test_1024": {"minilm": 0.2, "lam-state": 0.6},
+        },
+        "LEMBQMSumRetrieval": {"test": {"minilm": 0.3, "lam-state": 0.2}},
+    }
+    text = bench.render_table(
+        rows, ["minilm", "lam-state"], {"minilm": 12.0, "lam-state": 99.0}, "note"
+    )
     assert "avg >=1024" in text and "0.8400" in text and "0.1632" in text and "| 99 " in text
     assert text.index("test_256") < text.index("test_1024")

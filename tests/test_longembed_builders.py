@@ -31,12 +31,17 @@ def fresh(folder: Path, name: str) -> Path:
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
-WORDS = ("system market river window garden theory engine letter signal harbor painter "
-         "mountain council summer network village lantern science history novel").split()
+WORDS = (
+    "system market river window garden theory engine letter signal harbor painter "
+    "mountain council summer network village lantern science history novel"
+).split()
 
 
 def fabricate_essays(folder: Path, n_files: int = 3, sentences: int = 3600) -> Path:
@@ -55,10 +60,14 @@ def fabricate_essays(folder: Path, n_files: int = 3, sentences: int = 3600) -> P
 
 def fabricate_qmsum(folder: Path) -> Path:
     meetings = {
-        ("train", "Abc001"): (["Summary of the budget talk.", "The group chose the blue design."],
-                              ["Speaker A: budget", "Speaker B: design"]),
-        ("train", "Abc002"): (["They scheduled the next sprint.", "The group chose the blue design."],
-                              ["PM: sprint", "UI: colours"]),
+        ("train", "Abc001"): (
+            ["Summary of the budget talk.", "The group chose the blue design."],
+            ["Speaker A: budget", "Speaker B: design"],
+        ),
+        ("train", "Abc002"): (
+            ["They scheduled the next sprint.", "The group chose the blue design."],
+            ["PM: sprint", "UI: colours"],
+        ),
         ("val", "Xyz010"): (["A committee discussed the new school funding."], ["Chair: order"]),
         ("test", "Tst999"): (["test meetings are not part of the task"], ["X: y"]),
     }
@@ -67,16 +76,20 @@ def fabricate_qmsum(folder: Path) -> Path:
         meeting = {
             "topic_list": [],
             "general_query_list": [{"query": "Summarize the meeting", "answer": answers[0]}],
-            "specific_query_list": [{"query": f"q{i}", "answer": a, "relevant_text_span": []}
-                                    for i, a in enumerate(answers[1:])],
-            "meeting_transcripts": [{"speaker": t.split(": ")[0], "content": t.split(": ")[1]}
-                                    for t in turns],
+            "specific_query_list": [
+                {"query": f"q{i}", "answer": a, "relevant_text_span": []}
+                for i, a in enumerate(answers[1:])
+            ],
+            "meeting_transcripts": [
+                {"speaker": t.split(": ")[0], "content": t.split(": ")[1]} for t in turns
+            ],
         }
         (folder / split / f"{stem}.json").write_text(json.dumps(meeting), encoding="utf-8")
     return folder
 
 
 # -- passkey ------------------------------------------------------------------------------------
+
 
 def test_passkey_same_seed_same_bytes(tmp_path):
     longembed.build_passkey(tmp_path, tmp_path / "a")
@@ -93,11 +106,14 @@ def test_passkey_shape_lengths_and_keys():
         assert len(split["corpus"]) == passkey.N_DOCS and len(split["queries"]) == passkey.N_QUERIES
         texts = [d["text"] for d in split["corpus"]]
         counts = _common.count_tokens(texts)
-        for doc, n in zip(split["corpus"], counts):
+        for doc, n in zip(split["corpus"], counts, strict=True):
             assert n == doc["n_tokens"], "token bookkeeping must match a fresh tokenisation"
             assert length - 8 <= n <= length
-            found = re.findall(r"([A-Z][a-z]+ [A-Z][A-Za-z]+)'s pass key is (\d{5})\. Remember it\. "
-                               r"(\d{5}) is the pass key for ([A-Z][a-z]+ [A-Z][A-Za-z]+)\.", doc["text"])
+            found = re.findall(
+                r"([A-Z][a-z]+ [A-Z][A-Za-z]+)'s pass key is (\d{5})\. Remember it\. "
+                r"(\d{5}) is the pass key for ([A-Z][a-z]+ [A-Z][A-Za-z]+)\.",
+                doc["text"],
+            )
             assert len(found) == 1 and doc["text"].count("pass key") == 2
             name, key, key2, name2 = found[0]
             assert (name, key) == (doc["name"], doc["key"]) and key2 == key and name2 == name
@@ -105,7 +121,7 @@ def test_passkey_shape_lengths_and_keys():
         assert len(set(names)) == len(names)
         assert len({d["key"] for d in split["corpus"]}) == len(names)
         by_id = {d["_id"]: d for d in split["corpus"]}
-        for q, rel in zip(split["queries"], split["qrels"]):
+        for q, rel in zip(split["queries"], split["qrels"], strict=True):
             assert rel["query-id"] == q["_id"] and rel["score"] == 1
             doc = by_id[rel["corpus-id"]]
             assert q["text"] == f"what is the pass key for {doc['name']}?"
@@ -132,6 +148,7 @@ def test_passkey_mteb_layout(tmp_path):
 
 # -- needle -------------------------------------------------------------------------------------
 
+
 def test_needle_deterministic_lengths_and_one_needle_per_doc(tmp_path):
     essays = fabricate_essays(tmp_path / "essays")
     data = needle.generate(essays, lengths=SMALL)
@@ -141,15 +158,17 @@ def test_needle_deterministic_lengths_and_one_needle_per_doc(tmp_path):
         facts = [d["needle"] for d in split["corpus"]]
         assert len(set(facts)) == len(facts) == needle.N_DOCS
         counts = _common.count_tokens([d["text"] for d in split["corpus"]])
-        for doc, n in zip(split["corpus"], counts):
+        for doc, n in zip(split["corpus"], counts, strict=True):
             assert n == doc["n_tokens"] and length - 8 <= n <= length
             assert sum(f in doc["text"] for f in facts) == 1
         by_id = {d["_id"]: d for d in split["corpus"]}
-        for q, rel in zip(split["queries"], split["qrels"]):
+        for q, rel in zip(split["queries"], split["qrels"], strict=True):
             doc = by_id[rel["corpus-id"]]
             assert q["text"] == doc["question"]
             # the question names the needle's unique subject
-            subject = re.search(r"(?:called|novel|of|mineral|element|the|river) ([A-Z][a-z]+)", doc["needle"])
+            subject = re.search(
+                r"(?:called|novel|of|mineral|element|the|river) ([A-Z][a-z]+)", doc["needle"]
+            )
             assert subject and subject.group(1) in q["text"]
 
 
@@ -166,6 +185,7 @@ def test_needle_missing_essays_is_data_not_found(tmp_path):
 
 
 # -- qmsum --------------------------------------------------------------------------------------
+
 
 def test_qmsum_rows_from_fabricated_meetings(tmp_path):
     rows = qmsum.build_rows(fabricate_qmsum(tmp_path / "qmsum"))
@@ -184,7 +204,8 @@ def test_qmsum_missing_is_data_not_found(tmp_path):
         qmsum.build_rows(tmp_path / "qmsum")
 
 
-# -- the dwzhu/LongEmbed builder ------------------------------------------------------------------
+# -- the dwzhu/LongEmbed builder -----------------------------------------------------------------
+
 
 def test_longembed_builder_configs_and_marker(tmp_path):
     src = tmp_path / "data"
@@ -194,7 +215,9 @@ def test_longembed_builder_configs_and_marker(tmp_path):
     longembed.build_longembed(src, out)
     assert set(datasets.get_dataset_config_names(str(out))) == {"needle", "qmsum", "passkey"}
     # read exactly as mteb's LEMBQMSumRetrieval.load_data does
-    ds = datasets.load_dataset(path=str(out), name="qmsum", revision="6e346642246bfb4928c560ee08640dc84d074e8c")
+    ds = datasets.load_dataset(
+        path=str(out), name="qmsum", revision="6e346642246bfb4928c560ee08640dc84d074e8c"
+    )
     assert {row["qid"]: row["text"] for row in ds["queries"]}
     assert len(ds["corpus"]) == 3 and len(ds["qrels"]) == 4
     nd = datasets.load_dataset(path=str(out), name="needle")

@@ -14,10 +14,12 @@ from tests.conftest import SHARED_DATA
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not (SHARED_DATA / "qmsum").is_dir()
-                       or not (SHARED_DATA / "longtext" / "paul_graham_essays").is_dir(),
-                       reason=f"integration data {SHARED_DATA}/qmsum and longtext/paul_graham_essays are absent "
-                              "(set LAM_MTEB_SHARED_DATA to ../shared/data)"),
+    pytest.mark.skipif(
+        not (SHARED_DATA / "qmsum").is_dir()
+        or not (SHARED_DATA / "longtext" / "paul_graham_essays").is_dir(),
+        reason=f"integration data {SHARED_DATA}/qmsum and longtext/paul_graham_essays are absent "
+        "(set LAM_MTEB_SHARED_DATA to ../shared/data)",
+    ),
 ]
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,25 +42,48 @@ def _load(name):
 def test_passkey_task_loads_offline_and_is_marked():
     task = _load("LEMBPasskeyRetrieval")
     assert task.lam_mteb_data["recreation"] is True
-    sizes = {s: (len(v["corpus"]), len(v["queries"]), len(v["relevant_docs"]))
-             for s, v in task.dataset["default"].items()}
-    assert sizes == {f"test_{n}": (100, 50, 50) for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)}
+    sizes = {
+        s: (len(v["corpus"]), len(v["queries"]), len(v["relevant_docs"]))
+        for s, v in task.dataset["default"].items()
+    }
+    assert sizes == {
+        f"test_{n}": (100, 50, 50) for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+    }
 
 
 def test_needle_and_qmsum_tasks_load_offline():
     needle = _load("LEMBNeedleRetrieval")
     assert needle.lam_mteb_data["recreation"] is True
     assert {s: (len(needle.corpus[s]), len(needle.queries[s])) for s in needle.corpus} == {
-        f"test_{n}": (100, 50) for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)}
+        f"test_{n}": (100, 50) for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+    }
     qmsum = _load("LEMBQMSumRetrieval")
-    assert (len(qmsum.corpus["test"]), len(qmsum.queries["test"]), len(qmsum.relevant_docs["test"])) == (197, 1527, 1527)
+    assert (
+        len(qmsum.corpus["test"]),
+        len(qmsum.queries["test"]),
+        len(qmsum.relevant_docs["test"]),
+    ) == (197, 1527, 1527)
 
 
 @pytest.mark.slow
 def test_benchmark_slice_runs(tmp_path):
     """What CI runs of benchmarks/long_context.py: MiniLM and LAM on a slice of Passkey."""
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "long_context.py"), "--models", "minilm", "lam-state",
-           "--tasks", "passkey", "--lengths", "256", "1024", "--limit", "3", "--output-folder", str(tmp_path / "r")]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "long_context.py"),
+        "--models",
+        "minilm",
+        "lam-state",
+        "--tasks",
+        "passkey",
+        "--lengths",
+        "256",
+        "1024",
+        "--limit",
+        "3",
+        "--output-folder",
+        str(tmp_path / "r"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "LEMBPasskeyRetrieval | test_1024" in proc.stdout and "SLICE" in proc.stdout

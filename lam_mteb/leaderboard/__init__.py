@@ -19,6 +19,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from lam_mteb.errors import LamMtebError
 
@@ -29,20 +30,45 @@ HELP = "tables of our mteb results beside published scores (markdown, HTML, CSV,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the leaderboard options to ``parser`` (a sub-parser of ``lam-mteb``)."""
-    parser.add_argument("--results", action="append", default=[], type=Path, metavar="DIR",
-                        help="an mteb results folder (the --output-folder of `mteb run`, or its "
-                             "results/ sub-folder); repeat for several")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="folder for README.md, leaderboard.html, leaderboard.csv, leaderboard.png")
-    parser.add_argument("--references", type=Path, default=None, metavar="FILE",
-                        help="published scores with provenance (default: lam-mteb's "
-                             "leaderboard/references.yaml)")
+    parser.add_argument(
+        "--results",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="an mteb results folder (the --output-folder of `mteb run`, or its "
+        "results/ sub-folder); repeat for several",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="folder for README.md, leaderboard.html, leaderboard.csv, leaderboard.png",
+    )
+    parser.add_argument(
+        "--references",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="published scores with provenance (default: lam-mteb's leaderboard/references.yaml)",
+    )
     parser.add_argument("--no-references", action="store_true", help="show only the --results")
-    parser.add_argument("--recreated", action="append", default=[], metavar="TASK",
-                        help="label TASK's results as computed on locally re-created data (results "
-                             "files and plugins' dataset registrations are also consulted)")
-    parser.add_argument("--produced-by", action="append", default=[], metavar="COMMAND",
-                        help="a command that produced the results, shown above the regenerate command")
+    parser.add_argument(
+        "--recreated",
+        action="append",
+        default=[],
+        metavar="TASK",
+        help="label TASK's results as computed on locally re-created data (results "
+        "files and plugins' dataset registrations are also consulted)",
+    )
+    parser.add_argument(
+        "--produced-by",
+        action="append",
+        default=[],
+        metavar="COMMAND",
+        help="a command that produced the results, shown above the regenerate command",
+    )
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -74,23 +100,33 @@ def generate(args: argparse.Namespace, *, stderr=None) -> list[Path]:
     if not args.no_references:
         ref_file = args.references or references.default_references_file()
         if ref_file is None:
-            stderr.write("lam-mteb leaderboard: no references.yaml found; showing the --results only\n")
+            stderr.write(
+                "lam-mteb leaderboard: no references.yaml found; showing the --results only\n"
+            )
     inputs = [Path(p) for p in args.results] + ([Path(ref_file)] if ref_file else [])
     for folder in args.results:
         if not Path(folder).is_dir():
-            raise LamMtebError(f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)")
+            raise LamMtebError(
+                f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)"
+            )
     output.check_out_dir(Path(args.out), inputs)
 
     ref_rows = []
     input_text = []
     loaded = load_results(args.results, recreated_tasks=args.recreated)
     for folder in args.results:
-        n = sum(1 for r in loaded.rows if r.source.startswith(f"ours: run {_display_path(Path(folder))} (model rev"))
+        n = sum(
+            1
+            for r in loaded.rows
+            if r.source.startswith(f"ours: run {_display_path(Path(folder))} (model rev")
+        )
         input_text.append(f"results {_display_path(Path(folder))} ({n} model run(s))")
     if ref_file:
         doc = references.load(ref_file)
         ref_rows = references.rows_from_references(doc)
-        input_text.append(f"references {_display_path(Path(ref_file))} ({len(doc['entries'])} entries)")
+        input_text.append(
+            f"references {_display_path(Path(ref_file))} ({len(doc['entries'])} entries)"
+        )
     for problem in loaded.report.problems:
         stderr.write(f"lam-mteb leaderboard: {problem}\n")
 
@@ -100,13 +136,20 @@ def generate(args: argparse.Namespace, *, stderr=None) -> list[Path]:
         command = "\n".join([*args.produced_by, command])
     versions = f"lam-mteb {lam_mteb_version}, mteb {mteb_compat.mteb_version()}."
     png = render.render_png(tables)
-    md = render.render_markdown(tables, command=command, inputs=input_text,
-                                problems=loaded.report.problems, versions=versions,
-                                chart=output.PNG if png else None)
-    page = render.render_html(tables, command=command, inputs=input_text,
-                              problems=loaded.report.problems, versions=versions, png=png)
-    files = {output.README: md.encode("utf-8"), output.HTML: page.encode("utf-8"),
-             output.CSV: render.render_csv(tables).encode("utf-8"), output.PNG: png}
+    about: dict[str, Any] = {
+        "command": command,
+        "inputs": input_text,
+        "problems": loaded.report.problems,
+        "versions": versions,
+    }
+    md = render.render_markdown(tables, chart=output.PNG if png else None, **about)
+    page = render.render_html(tables, png=png, **about)
+    files = {
+        output.README: md.encode("utf-8"),
+        output.HTML: page.encode("utf-8"),
+        output.CSV: render.render_csv(tables).encode("utf-8"),
+        output.PNG: png,
+    }
     return output.write_outputs(Path(args.out), files)
 
 

@@ -53,24 +53,25 @@ def borda_points(rows: Sequence[Sequence[float | None]]) -> list[float | None]:
     """Borda points per row for a score matrix ``rows[model][task]`` (``None``/NaN = missing)."""
     kept = [i for i, row in enumerate(rows) if any(_present(v) for v in row)]
     n = len(kept)
-    points: list[float | None] = [None] * len(rows)
-    for i in kept:
-        points[i] = 0.0
+    totals = {i: 0.0 for i in kept}
     n_tasks = max((len(r) for r in rows), default=0)
     for j in range(n_tasks):
-        have = [i for i in kept if j < len(rows[i]) and _present(rows[i][j])]
-        ranks = average_ranks_descending([float(rows[i][j]) for i in have])
-        for i, r in zip(have, ranks):
-            points[i] += n - r
-    return points
+        scored = [
+            (i, float(v))
+            for i in kept
+            if j < len(rows[i]) and (v := rows[i][j]) is not None and _present(v)
+        ]
+        ranks = average_ranks_descending([v for _, v in scored])
+        for (i, _), r in zip(scored, ranks, strict=True):
+            totals[i] += n - r
+    return [totals.get(i) for i in range(len(rows))]
 
 
 def borda_ranks(rows: Sequence[Sequence[float | None]]) -> list[int | None]:
     """Borda rank (1 = best) per row of ``rows[model][task]``; ``None`` for rows without scores."""
-    points = borda_points(rows)
-    kept = [i for i, p in enumerate(points) if p is not None]
-    ranks = min_ranks_descending([points[i] for i in kept])
+    kept = [(i, p) for i, p in enumerate(borda_points(rows)) if p is not None]
+    ranks = min_ranks_descending([p for _, p in kept])
     out: list[int | None] = [None] * len(rows)
-    for i, r in zip(kept, ranks):
+    for (i, _), r in zip(kept, ranks, strict=True):
         out[i] = r
     return out

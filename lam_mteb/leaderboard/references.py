@@ -35,7 +35,10 @@ def schema() -> dict:
 def default_references_file() -> Path | None:
     """The references shipped with lam-mteb: the package copy, else the source checkout's file."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "references.yaml", here.parents[1] / "leaderboard" / "references.yaml"):
+    for candidate in (
+        here / "references.yaml",
+        here.parents[1] / "leaderboard" / "references.yaml",
+    ):
         if candidate.is_file():
             return candidate
     return None
@@ -49,7 +52,11 @@ def _where(doc: Any, path: list) -> str:
     rest = list(path)
     if rest[0] == "entries" and len(rest) > 1 and isinstance(rest[1], int):
         idx = rest[1]
-        entry = doc["entries"][idx] if isinstance(doc.get("entries"), list) and idx < len(doc["entries"]) else {}
+        entry = (
+            doc["entries"][idx]
+            if isinstance(doc.get("entries"), list) and idx < len(doc["entries"])
+            else {}
+        )
         who = []
         if isinstance(entry, dict):
             if "model" in entry:
@@ -71,7 +78,9 @@ def validate(doc: Any, file: str | Path) -> None:
     from jsonschema.exceptions import best_match
 
     if not isinstance(doc, dict):
-        raise ReferencesError(f"{file}: top level: expected a mapping with sources, models, entries")
+        raise ReferencesError(
+            f"{file}: top level: expected a mapping with sources, models, entries"
+        )
     validator = jsonschema.Draft202012Validator(schema())
     error = best_match(validator.iter_errors(doc))
     if error is not None:
@@ -80,28 +89,40 @@ def validate(doc: Any, file: str | Path) -> None:
             message = message[:200] + "…"
         raise ReferencesError(f"{file}: {_where(doc, list(error.absolute_path))}: {message}")
     # cross-references the schema cannot express
-    bench_keys = {b.key for b in spec.BENCHMARKS}
+    bench_keys = {b.key for b in spec.benchmarks()}
     seen: dict[tuple, int] = {}
     for i, entry in enumerate(doc["entries"]):
         where = _where(doc, ["entries", i])
         for group in ("scores", "summaries"):
             for task, value in (entry.get(group) or {}).items():
-                if not math.isfinite(float(value["value"])):  # .nan passes the schema's minimum/maximum
-                    raise ReferencesError(f"{file}: {where}: {group}.{task}.value is {value['value']!r}, "
-                                          "not a finite number from 0 to 1")
+                if not math.isfinite(
+                    float(value["value"])
+                ):  # .nan passes the schema's minimum/maximum
+                    raise ReferencesError(
+                        f"{file}: {where}: {group}.{task}.value is {value['value']!r}, "
+                        "not a finite number from 0 to 1"
+                    )
         if entry["source"] not in doc["sources"]:
-            raise ReferencesError(f"{file}: {where}: unknown source {entry['source']!r} "
-                                  f"(known: {', '.join(sorted(doc['sources']))})")
+            raise ReferencesError(
+                f"{file}: {where}: unknown source {entry['source']!r} "
+                f"(known: {', '.join(sorted(doc['sources']))})"
+            )
         if entry["model"] not in doc["models"]:
-            raise ReferencesError(f"{file}: {where}: model {entry['model']!r} is not described under models:")
+            raise ReferencesError(
+                f"{file}: {where}: model {entry['model']!r} is not described under models:"
+            )
         for key in (*entry.get("summaries", {}), *entry.get("benchmarks", [])):
             if key not in bench_keys:
-                raise ReferencesError(f"{file}: {where}: unknown benchmark {key!r} "
-                                      f"(known: {', '.join(sorted(bench_keys))})")
+                raise ReferencesError(
+                    f"{file}: {where}: unknown benchmark {key!r} "
+                    f"(known: {', '.join(sorted(bench_keys))})"
+                )
         ident = (entry["model"], entry["source"], entry.get("label"), entry.get("revision"))
         if ident in seen:
-            raise ReferencesError(f"{file}: {where}: duplicates entries[{seen[ident]}] "
-                                  "(same model, source, label and revision)")
+            raise ReferencesError(
+                f"{file}: {where}: duplicates entries[{seen[ident]}] "
+                "(same model, source, label and revision)"
+            )
         seen[ident] = i
 
 
@@ -144,24 +165,34 @@ def rows_from_references(doc: dict) -> list[Row]:
         for task, s in entry.get("scores", {}).items():
             split = s["split"]
             if isinstance(split, list):
-                split = f"mean of {len(split)} splits ({split[0]}…{split[-1]})" if len(split) > 1 else split[0]
-            scores[task] = Cell(value=float(s["value"]), metric=s["metric"], split=split, file=s.get("file"))
-        summaries = {k: Summary(value=float(v["value"]), note=v["note"], reported=v.get("reported"))
-                     for k, v in entry.get("summaries", {}).items()}
+                split = (
+                    f"mean of {len(split)} splits ({split[0]}…{split[-1]})"
+                    if len(split) > 1
+                    else split[0]
+                )
+            scores[task] = Cell(
+                value=float(s["value"]), metric=s["metric"], split=split, file=s.get("file")
+            )
+        summaries = {
+            k: Summary(value=float(v["value"]), note=v["note"], reported=v.get("reported"))
+            for k, v in entry.get("summaries", {}).items()
+        }
         note = entry.get("note")
-        rows.append(Row(
-            model=entry.get("label") or facts.get("label") or entry["model"],
-            model_id=entry["model"],
-            kind=_KIND_OF_STATUS[entry["status"]],
-            source=_source_text(doc, entry),
-            revision=entry.get("revision"),
-            scores=scores,
-            summaries=summaries,
-            benchmarks=tuple(entry.get("benchmarks", ())),
-            n_parameters=facts.get("n_parameters"),
-            embed_dim=facts.get("embed_dim"),
-            max_tokens=facts.get("max_tokens"),
-            note=note,
-            source_short=doc["sources"][entry["source"]].get("short"),
-        ))
+        rows.append(
+            Row(
+                model=entry.get("label") or facts.get("label") or entry["model"],
+                model_id=entry["model"],
+                kind=_KIND_OF_STATUS[entry["status"]],
+                source=_source_text(doc, entry),
+                revision=entry.get("revision"),
+                scores=scores,
+                summaries=summaries,
+                benchmarks=tuple(entry.get("benchmarks", ())),
+                n_parameters=facts.get("n_parameters"),
+                embed_dim=facts.get("embed_dim"),
+                max_tokens=facts.get("max_tokens"),
+                note=note,
+                source_short=doc["sources"][entry["source"]].get("short"),
+            )
+        )
     return rows

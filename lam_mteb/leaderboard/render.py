@@ -1,4 +1,5 @@
-"""Tables -> README.md (tabulate), leaderboard.html (self-contained, sortable), CSV and a PNG chart."""
+"""Tables -> README.md (tabulate), leaderboard.html (self-contained, sortable), CSV and a PNG
+chart."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import html
 import io
 import math
 import re
+from typing import TYPE_CHECKING
 
 from lam_mteb.leaderboard import spec
 from lam_mteb.leaderboard.table import Table, TableRow
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
 
 MISSING = "–"
 PARTIAL = "*"
@@ -38,6 +43,7 @@ KIND_COLOUR = {
 
 
 # -- formatting --------------------------------------------------------------------------------
+
 
 def md_escape(text: str) -> str:
     """Make user-supplied text (model names, sources, paths) inert in a markdown table or list:
@@ -92,7 +98,11 @@ def cell_text(tr: TableRow, task: str) -> str:
     cell = tr.cells.get(task)
     if cell is None:
         return MISSING
-    return fmt_score(cell.value) + (PARTIAL if cell.partial_note else "") + (RECREATED if cell.recreated else "")
+    return (
+        fmt_score(cell.value)
+        + (PARTIAL if cell.partial_note else "")
+        + (RECREATED if cell.recreated else "")
+    )
 
 
 def mean_text(tr: TableRow) -> str:
@@ -115,8 +125,11 @@ def column_header(table: Table, task: str) -> str:
 
 def detail_columns(table: Table) -> list[tuple[str, str, str]]:
     """The benchmark's detail metrics (task, metric, header) for tasks the table shows."""
-    return [(task, metric, f"{spec.abbreviation(table.bench, task)} {label}")
-            for task, metric, label in table.bench.detail_metrics if task in table.columns]
+    return [
+        (task, metric, f"{spec.abbreviation(table.bench, task)} {label}")
+        for task, metric, label in table.bench.detail_metrics
+        if task in table.columns
+    ]
 
 
 def detail_text(tr: TableRow, task: str, metric: str) -> str:
@@ -125,9 +138,19 @@ def detail_text(tr: TableRow, task: str, metric: str) -> str:
 
 
 def table_columns(table: Table) -> list[str]:
-    return ["Rank", "Model", "Kind", *[column_header(table, t) for t in table.tasks], "Mean",
-            *[column_header(table, t) for t in table.extras], *[h for _, _, h in detail_columns(table)],
-            "Params", "Dim", "Max tokens", "Source"]
+    return [
+        "Rank",
+        "Model",
+        "Kind",
+        *[column_header(table, t) for t in table.tasks],
+        "Mean",
+        *[column_header(table, t) for t in table.extras],
+        *[h for _, _, h in detail_columns(table)],
+        "Params",
+        "Dim",
+        "Max tokens",
+        "Source",
+    ]
 
 
 def row_values(table: Table, tr: TableRow, *, markdown: bool) -> list[str]:
@@ -140,12 +163,16 @@ def row_values(table: Table, tr: TableRow, *, markdown: bool) -> list[str]:
     source = md_escape(row.source) if markdown else row.source
     return [
         MISSING if tr.rank is None else str(tr.rank),
-        model, kind,
+        model,
+        kind,
         *[cell_text(tr, t) for t in table.tasks],
         mean_text(tr),
         *[cell_text(tr, t) for t in table.extras],
         *[detail_text(tr, t, m) for t, m, _ in detail_columns(table)],
-        fmt_params(row.n_parameters), fmt_int(row.embed_dim), fmt_int(row.max_tokens), source,
+        fmt_params(row.n_parameters),
+        fmt_int(row.embed_dim),
+        fmt_int(row.max_tokens),
+        source,
     ]
 
 
@@ -157,31 +184,51 @@ def footnotes(table: Table) -> list[str]:
         for tr in lacking:
             missing = ", ".join(spec.abbreviation(table.bench, t) for t in tr.missing)
             by_missing.setdefault(missing, []).append(f"{tr.row.model} [{tr.row.source}]")
-        parts = [f"{', '.join(rows)} {'lacks' if len(rows) == 1 else 'lack'} {missing}"
-                 for missing, rows in by_missing.items()]
-        notes.append(f"{PARTIAL} partial mean: the mean of the tasks the row has, not of all "
-                     f"{len(table.tasks)}; not comparable with full means ({'; '.join(parts)}).")
-    split_parts = sorted({f"{spec.abbreviation(table.bench, t)} of {tr.row.model}: {cell.partial_note}"
-                          for tr in table.rows for t, cell in tr.cells.items()
-                          if cell is not None and cell.partial_note})
+        parts = [
+            f"{', '.join(rows)} {'lacks' if len(rows) == 1 else 'lack'} {missing}"
+            for missing, rows in by_missing.items()
+        ]
+        notes.append(
+            f"{PARTIAL} partial mean: the mean of the tasks the row has, not of all "
+            f"{len(table.tasks)}; not comparable with full means ({'; '.join(parts)})."
+        )
+    split_parts = sorted(
+        {
+            f"{spec.abbreviation(table.bench, t)} of {tr.row.model}: {cell.partial_note}"
+            for tr in table.rows
+            for t, cell in tr.cells.items()
+            if cell is not None and cell.partial_note
+        }
+    )
     if split_parts:
-        notes.append(f"{PARTIAL} on a task score: the mean over only some of the task's evaluation "
-                     f"splits, not comparable with complete scores ({'; '.join(split_parts)}).")
+        notes.append(
+            f"{PARTIAL} on a task score: the mean over only some of the task's evaluation "
+            f"splits, not comparable with complete scores ({'; '.join(split_parts)})."
+        )
     recreated = [(tr, t) for tr in table.rows for t in tr.recreated_tasks]
     if recreated:
-        by_note: dict[tuple[str, str], set[str]] = {}  # one clause per task and marker, naming its rows
+        # one clause per task and marker, naming its rows
+        by_note: dict[tuple[str, str], set[str]] = {}
         for tr, t in recreated:
-            if tr.cells[t] is not None:
-                key = (spec.abbreviation(table.bench, t), str(tr.cells[t].recreation_note))
+            cell = tr.cells[t]
+            if cell is not None:
+                key = (spec.abbreviation(table.bench, t), str(cell.recreation_note))
                 by_note.setdefault(key, set()).add(tr.row.model)
-        parts = [f"{task} of {', '.join(sorted(models))}: {note}" for (task, note), models in sorted(by_note.items())]
-        notes.append(f"{RECREATED} score on a local re-creation of the task's data, not the published "
-                     f"data set: not directly comparable with published numbers ({'; '.join(parts)}).")
+        parts = [
+            f"{task} of {', '.join(sorted(models))}: {note}"
+            for (task, note), models in sorted(by_note.items())
+        ]
+        notes.append(
+            f"{RECREATED} score on a local re-creation of the task's data, not the published "
+            f"data set: not directly comparable with published numbers ({'; '.join(parts)})."
+        )
     for tr in table.rows:
         if tr.mean is None and tr.summary is not None:
             reported = f" (reported as {tr.summary.reported})" if tr.summary.reported else ""
-            notes.append(f"{CLAIMED} {tr.row.model} [{tr.row.source}]: an aggregate the source states "
-                         f"without per-task numbers{reported}; {tr.summary.note}.")
+            notes.append(
+                f"{CLAIMED} {tr.row.model} [{tr.row.source}]: an aggregate the source states "
+                f"without per-task numbers{reported}; {tr.summary.note}."
+            )
     for tr in table.rows:
         if tr.row.note and tr.row.kind != spec.KIND_OURS and tr.row.note != KIND_LABEL[tr.row.kind]:
             notes.append(f"{tr.row.model} [{tr.row.source}]: {tr.row.note}.")
@@ -201,19 +248,37 @@ def legend(table: Table) -> str:
 
 # -- markdown ----------------------------------------------------------------------------------
 
-def render_markdown(tables: list[Table], *, command: str, inputs: list[str], problems: list[str],
-                    versions: str, chart: str | None) -> str:
+
+def render_markdown(
+    tables: list[Table],
+    *,
+    command: str,
+    inputs: list[str],
+    problems: list[str],
+    versions: str,
+    chart: str | None,
+) -> str:
     from tabulate import tabulate
 
     longest = max((len(m) for m in re.findall(r"`+", command)), default=0)
     fence = "`" * max(3, longest + 1)  # a path with ``` in it cannot close the code block
-    out = [MD_MARKER, "", "# lam-mteb leaderboard", "",
-           "Regenerate with:", "", f"{fence}sh", command, fence, ""]
+    out = [
+        MD_MARKER,
+        "",
+        "# lam-mteb leaderboard",
+        "",
+        "Regenerate with:",
+        "",
+        f"{fence}sh",
+        command,
+        fence,
+        "",
+    ]
     out += ["Inputs: " + md_escape("; ".join(inputs)) + ".", "", versions, ""]
     out += [
         "Scores are mteb main scores as fractions (0–1), higher is better: each task's main "
-        "metric averaged over its evaluation splits (only the test split where a task also evaluates "
-        "a dev/validation split for tuning). **Kind** says where a row comes from: "
+        "metric averaged over its evaluation splits (only the test split where a task also "
+        "evaluates a dev/validation split for tuning). **Kind** says where a row comes from: "
         "**ours** = a run of this project (source names the results folder), *published* = a "
         "published number with its source, *claimed, not reproduced* = stated by a public source "
         "without a result file, never re-run here (not ranked), *no published scores* = listed for "
@@ -232,7 +297,10 @@ def render_markdown(tables: list[Table], *, command: str, inputs: list[str], pro
         if table.bench.description:
             out += [table.bench.description, ""]
         rows = [row_values(table, tr, markdown=True) for tr in table.rows]
-        out += [tabulate(rows, headers=table_columns(table), tablefmt="github", disable_numparse=True), ""]
+        out += [
+            tabulate(rows, headers=table_columns(table), tablefmt="github", disable_numparse=True),
+            "",
+        ]
         out += [legend(table), ""]
         for note in footnotes(table):
             out += [f"- {md_escape(note)}"]
@@ -248,9 +316,28 @@ def render_markdown(tables: list[Table], *, command: str, inputs: list[str], pro
 
 # -- csv ---------------------------------------------------------------------------------------
 
-CSV_FIELDS = ["benchmark", "rank", "model", "kind", "source", "revision", "task", "in_mean", "score",
-              "metric", "split", "recreated", "mean", "mean_partial", "n_tasks_present", "n_tasks",
-              "n_parameters", "embed_dim", "max_tokens", "file"]
+CSV_FIELDS = [
+    "benchmark",
+    "rank",
+    "model",
+    "kind",
+    "source",
+    "revision",
+    "task",
+    "in_mean",
+    "score",
+    "metric",
+    "split",
+    "recreated",
+    "mean",
+    "mean_partial",
+    "n_tasks_present",
+    "n_tasks",
+    "n_parameters",
+    "embed_dim",
+    "max_tokens",
+    "file",
+]
 
 
 def render_csv(tables: list[Table]) -> str:
@@ -261,13 +348,18 @@ def render_csv(tables: list[Table]) -> str:
     for table in tables:
         for tr in table.rows:
             base = {
-                "benchmark": table.bench.key, "rank": tr.rank if tr.rank is not None else "",
-                "model": tr.row.model, "kind": tr.row.kind, "source": tr.row.source,
+                "benchmark": table.bench.key,
+                "rank": tr.rank if tr.rank is not None else "",
+                "model": tr.row.model,
+                "kind": tr.row.kind,
+                "source": tr.row.source,
                 "revision": tr.row.revision or "",
                 "mean": "" if tr.mean is None else repr(tr.mean),
-                "mean_partial": str(tr.partial).lower(), "n_tasks_present": tr.n_present,
+                "mean_partial": str(tr.partial).lower(),
+                "n_tasks_present": tr.n_present,
                 "n_tasks": tr.n_tasks,
-                "n_parameters": tr.row.n_parameters or "", "embed_dim": tr.row.embed_dim or "",
+                "n_parameters": tr.row.n_parameters or "",
+                "embed_dim": tr.row.embed_dim or "",
                 "max_tokens": tr.row.max_tokens or "",
             }
             wrote = False
@@ -275,23 +367,43 @@ def render_csv(tables: list[Table]) -> str:
                 cell = tr.cells.get(task)
                 if cell is None:
                     continue
-                writer.writerow(_csv_row({
-                    **base, "task": task, "in_mean": str(task in table.tasks).lower(),
-                    "score": repr(cell.value), "metric": cell.metric or "",
-                    "split": cell.split or "", "recreated": str(cell.recreated).lower(),
-                    "file": cell.file or ""}))
+                writer.writerow(
+                    _csv_row(
+                        {
+                            **base,
+                            "task": task,
+                            "in_mean": str(task in table.tasks).lower(),
+                            "score": repr(cell.value),
+                            "metric": cell.metric or "",
+                            "split": cell.split or "",
+                            "recreated": str(cell.recreated).lower(),
+                            "file": cell.file or "",
+                        }
+                    )
+                )
                 wrote = True
             if tr.summary is not None:
-                writer.writerow(_csv_row({
-                    **base, "task": f"(stated {table.bench.key} aggregate)", "in_mean": "false",
-                    "score": repr(tr.summary.value), "recreated": "false"}))
+                writer.writerow(
+                    _csv_row(
+                        {
+                            **base,
+                            "task": f"(stated {table.bench.key} aggregate)",
+                            "in_mean": "false",
+                            "score": repr(tr.summary.value),
+                            "recreated": "false",
+                        }
+                    )
+                )
                 wrote = True
             if not wrote:
-                writer.writerow(_csv_row({**base, "task": "", "in_mean": "", "score": "", "recreated": ""}))
+                writer.writerow(
+                    _csv_row({**base, "task": "", "in_mean": "", "score": "", "recreated": ""})
+                )
     return buf.getvalue()
 
 
 # -- png ---------------------------------------------------------------------------------------
+
 
 def _bar_label(tr: TableRow) -> str:
     label = tr.row.model
@@ -300,6 +412,15 @@ def _bar_label(tr: TableRow) -> str:
     if len(label) > 70:
         label = label[:67] + "…"
     return label
+
+
+def _bar_value(tr: TableRow) -> float:
+    """A bar's length: the row's mean, else the aggregate its source states (panels hold only
+    rows with one of them)."""
+    if tr.mean is not None:
+        return tr.mean
+    assert tr.summary is not None
+    return tr.summary.value
 
 
 def render_png(tables: list[Table]) -> bytes | None:
@@ -319,39 +440,59 @@ def render_png(tables: list[Table]) -> bytes | None:
     if not panels:
         return None
     heights = [max(1.6, 0.42 * len(bars) + 1.0) for _, bars in panels]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(11, sum(heights) + 0.8),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
-    for ax, (table, bars) in zip(axes[:, 0], panels):
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(11, sum(heights) + 0.8),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
+    for ax, (table, bars) in zip(axes[:, 0], panels, strict=True):
         bars = list(reversed(bars))  # best at the top
-        values = [tr.mean if tr.mean is not None else tr.summary.value for tr in bars]
+        values = [_bar_value(tr) for tr in bars]
         colours = [KIND_COLOUR[tr.row.kind] for tr in bars]
         hatches = ["//" if (tr.partial or tr.mean is None) else "" for tr in bars]
         ys = range(len(bars))
-        for y, v, c, h in zip(ys, values, colours, hatches):
+        for y, v, c, h in zip(ys, values, colours, hatches, strict=True):
             ax.barh(y, v, color=c, hatch=h, edgecolor="white" if not h else "black", linewidth=0.6)
         ax.set_yticks(list(ys))
         labels = ax.set_yticklabels([_bar_label(tr) for tr in bars], fontsize=9)
-        for label, tr in zip(labels, bars):
+        for label, tr in zip(labels, bars, strict=True):
             if tr.row.kind == spec.KIND_OURS:
                 label.set_fontweight("bold")
-        for y, v, tr in zip(ys, values, bars):
+        for y, v, tr in zip(ys, values, bars, strict=True):
             text = mean_text(tr)
             ax.text(v + 0.01, y, text, va="center", fontsize=8.5)
         ax.set_xlim(0, min(1.0, max(values) * 1.18 + 0.02) if values else 1.0)
         n = len(table.tasks)
-        ax.set_title(f"{table.bench.title} — mean of {n} task{'s' if n != 1 else ''}, rows in rank order",
-                     fontsize=11, loc="left")
+        ax.set_title(
+            f"{table.bench.title} — mean of {n} task{'s' if n != 1 else ''}, rows in rank order",
+            fontsize=11,
+            loc="left",
+        )
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
     axes[-1, 0].set_xlabel("mean main score (0–1)")
-    handles = [Patch(facecolor=KIND_COLOUR[k], label=KIND_LABEL[k])
-               for k in (spec.KIND_OURS, spec.KIND_BASELINE, spec.KIND_PUBLISHED, spec.KIND_CLAIMED)
-               if k != spec.KIND_BASELINE or any(tr.row.kind == k for _, bars in panels for tr in bars)]
-    handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
-                         label=f"{PARTIAL} partial mean / {CLAIMED} aggregate stated without per-task numbers"))
-    handles.append(Line2D([], [], linestyle="none", label=f"{RECREATED} includes scores on re-created task data"))
+    handles: list[Artist] = [
+        Patch(facecolor=KIND_COLOUR[k], label=KIND_LABEL[k])
+        for k in (spec.KIND_OURS, spec.KIND_BASELINE, spec.KIND_PUBLISHED, spec.KIND_CLAIMED)
+        if k != spec.KIND_BASELINE or any(tr.row.kind == k for _, bars in panels for tr in bars)
+    ]
+    handles.append(
+        Patch(
+            facecolor="white",
+            edgecolor="black",
+            hatch="//",
+            label=f"{PARTIAL} partial mean / {CLAIMED} aggregate stated without per-task numbers",
+        )
+    )
+    handles.append(
+        Line2D(
+            [], [], linestyle="none", label=f"{RECREATED} includes scores on re-created task data"
+        )
+    )
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8.5, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     buf = io.BytesIO()
@@ -363,7 +504,8 @@ def render_png(tables: list[Table]) -> bytes | None:
 # -- html --------------------------------------------------------------------------------------
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;
+max-width:1400px;padding:0 1em;color:#222}
 h1{margin-bottom:.2em} pre{background:#f4f4f4;padding:.6em;overflow-x:auto}
 table.lb{border-collapse:collapse;margin:.5em 0 .3em;font-size:13px}
 table.lb th,table.lb td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
@@ -381,7 +523,7 @@ table.lb tr.none td{color:#999}
 ul.notes{font-size:12px;color:#444} img.chart{max-width:100%;border:1px solid #eee}
 """
 
-_JS = """
+_JS = r"""
 document.querySelectorAll('table.lb').forEach(function(tbl){
   var ths=tbl.tHead.rows[0].cells;
   Array.prototype.forEach.call(ths,function(th,col){
@@ -395,7 +537,8 @@ document.querySelectorAll('table.lb').forEach(function(tbl){
         var x=a.cells[col].getAttribute('data-v'), y=b.cells[col].getAttribute('data-v');
         if(x===''&&y==='') return 0; if(x==='') return 1; if(y==='') return -1;
         var nx=parseFloat(x), ny=parseFloat(y), r;
-        if(!isNaN(nx)&&!isNaN(ny)&&String(nx)===x.trim()&&String(ny)===y.trim()) r=nx-ny; else r=x.localeCompare(y);
+        var numeric=!isNaN(nx)&&!isNaN(ny)&&String(nx)===x.trim()&&String(ny)===y.trim();
+        r=numeric?nx-ny:x.localeCompare(y);
         return asc?r:-r;
       });
       rows.forEach(function(r){body.appendChild(r);});
@@ -411,8 +554,13 @@ document.querySelectorAll('table.lb').forEach(function(tbl){
 })();
 """
 
-_ROW_CLASS = {spec.KIND_OURS: "ours", spec.KIND_PUBLISHED: "published",
-              spec.KIND_CLAIMED: "claimed", spec.KIND_NO_SCORES: "none", spec.KIND_BASELINE: "baseline"}
+_ROW_CLASS = {
+    spec.KIND_OURS: "ours",
+    spec.KIND_PUBLISHED: "published",
+    spec.KIND_CLAIMED: "claimed",
+    spec.KIND_NO_SCORES: "none",
+    spec.KIND_BASELINE: "baseline",
+}
 
 
 def _num(value: float | int | None) -> str:
@@ -432,64 +580,95 @@ def _html_table(table: Table) -> str:
     for tr in table.rows:
         row = tr.row
         kind_cls = _ROW_CLASS[row.kind]
-        cells = [f'<td data-v="{_num(tr.rank)}">{e(MISSING if tr.rank is None else str(tr.rank))}</td>',
-                 f'<td class="t" data-v="{e(row.model)}">{e(row.model)}</td>',
-                 f'<td class="t" data-v="{e(row.kind)}"><span class="badge b-{kind_cls}">'
-                 f'{e(KIND_LABEL[row.kind])}</span></td>']
+        cells = [
+            f'<td data-v="{_num(tr.rank)}">{e(MISSING if tr.rank is None else str(tr.rank))}</td>',
+            f'<td class="t" data-v="{e(row.model)}">{e(row.model)}</td>',
+            f'<td class="t" data-v="{e(row.kind)}"><span class="badge b-{kind_cls}">'
+            f"{e(KIND_LABEL[row.kind])}</span></td>",
+        ]
         for task in table.tasks:
             cell = tr.cells.get(task)
-            cells.append(f'<td data-v="{_num(cell.value if cell else None)}">{e(cell_text(tr, task))}</td>')
+            cells.append(
+                f'<td data-v="{_num(cell.value if cell else None)}">{e(cell_text(tr, task))}</td>'
+            )
         mean_v = tr.mean if tr.mean is not None else (tr.summary.value if tr.summary else None)
         cells.append(f'<td data-v="{_num(mean_v)}"><b>{e(mean_text(tr))}</b></td>')
         for task in table.extras:
             cell = tr.cells.get(task)
-            cells.append(f'<td data-v="{_num(cell.value if cell else None)}">{e(cell_text(tr, task))}</td>')
+            cells.append(
+                f'<td data-v="{_num(cell.value if cell else None)}">{e(cell_text(tr, task))}</td>'
+            )
         for task, metric, _ in detail_columns(table):
             cell = tr.cells.get(task)
-            cells.append(f'<td data-v="{_num(cell.details.get(metric) if cell else None)}">'
-                         f'{e(detail_text(tr, task, metric))}</td>')
-        cells += [f'<td data-v="{_num(row.n_parameters)}">{e(fmt_params(row.n_parameters))}</td>',
-                  f'<td data-v="{_num(row.embed_dim)}">{e(fmt_int(row.embed_dim))}</td>',
-                  f'<td data-v="{_num(row.max_tokens)}">{e(fmt_int(row.max_tokens))}</td>',
-                  f'<td class="src" data-v="{e(row.source)}">{e(row.source)}</td>']
+            cells.append(
+                f'<td data-v="{_num(cell.details.get(metric) if cell else None)}">'
+                f"{e(detail_text(tr, task, metric))}</td>"
+            )
+        cells += [
+            f'<td data-v="{_num(row.n_parameters)}">{e(fmt_params(row.n_parameters))}</td>',
+            f'<td data-v="{_num(row.embed_dim)}">{e(fmt_int(row.embed_dim))}</td>',
+            f'<td data-v="{_num(row.max_tokens)}">{e(fmt_int(row.max_tokens))}</td>',
+            f'<td class="src" data-v="{e(row.source)}">{e(row.source)}</td>',
+        ]
         body.append(f'<tr class="{kind_cls}">' + "".join(cells) + "</tr>")
     notes = "".join(f"<li>{e(n)}</li>" for n in footnotes(table))
-    return (f'<h2>{e(table.bench.title)}</h2>\n<p>{e(table.bench.description)}</p>\n'
-            f'<table class="lb" id="lb-{e(table.bench.key)}"><thead><tr>{th}</tr></thead>\n<tbody>\n'
-            + "\n".join(body) + f"\n</tbody></table>\n<p class=\"legend\">{e(legend(table))}</p>\n"
-            + (f'<ul class="notes">{notes}</ul>\n' if notes else ""))
+    return (
+        f"<h2>{e(table.bench.title)}</h2>\n<p>{e(table.bench.description)}</p>\n"
+        f'<table class="lb" id="lb-{e(table.bench.key)}"><thead><tr>{th}</tr></thead>\n<tbody>\n'
+        + "\n".join(body)
+        + f'\n</tbody></table>\n<p class="legend">{e(legend(table))}</p>\n'
+        + (f'<ul class="notes">{notes}</ul>\n' if notes else "")
+    )
 
 
-def render_html(tables: list[Table], *, command: str, inputs: list[str], problems: list[str],
-                versions: str, png: bytes | None) -> str:
+def render_html(
+    tables: list[Table],
+    *,
+    command: str,
+    inputs: list[str],
+    problems: list[str],
+    versions: str,
+    png: bytes | None,
+) -> str:
     e = html.escape
-    parts = [MD_MARKER, "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f'<meta name="generator" content="{e(spec.MARKER)}">',
-             "<title>lam-mteb leaderboard</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>lam-mteb leaderboard</h1>",
-             f"<p>Regenerate with:</p><pre>{e(command)}</pre>",
-             f"<p>Inputs: {e('; '.join(inputs))}.<br>{e(versions)}</p>",
-             "<p>Scores are mteb main scores as fractions (0–1), higher is better. "
-             '<span class="badge b-ours">ours</span> rows are runs of this project (highlighted); '
-             '<span class="badge b-published">published</span> rows name their source; '
-             '<span class="badge b-baseline">baseline</span> rows are reference predictors a task '
-             "scored in our runs; "
-             '<span class="badge b-claimed">claimed, not reproduced</span> rows are stated by a '
-             "public source without a result file, not ranked. "
-             "Rank = Borda rank as mteb's leaderboard computes it. "
-             f"{e(MISSING)} = no score; {e(PARTIAL)} = partial mean; {e(RECREATED)} = local "
-             f"re-creation of the task's data; {e(CLAIMED)} = aggregate stated without per-task "
-             "numbers. Click a column header to sort.</p>"]
+    parts = [
+        MD_MARKER,
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f'<meta name="generator" content="{e(spec.MARKER)}">',
+        "<title>lam-mteb leaderboard</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>lam-mteb leaderboard</h1>",
+        f"<p>Regenerate with:</p><pre>{e(command)}</pre>",
+        f"<p>Inputs: {e('; '.join(inputs))}.<br>{e(versions)}</p>",
+        "<p>Scores are mteb main scores as fractions (0–1), higher is better. "
+        '<span class="badge b-ours">ours</span> rows are runs of this project (highlighted); '
+        '<span class="badge b-published">published</span> rows name their source; '
+        '<span class="badge b-baseline">baseline</span> rows are reference predictors a task '
+        "scored in our runs; "
+        '<span class="badge b-claimed">claimed, not reproduced</span> rows are stated by a '
+        "public source without a result file, not ranked. "
+        "Rank = Borda rank as mteb's leaderboard computes it. "
+        f"{e(MISSING)} = no score; {e(PARTIAL)} = partial mean; {e(RECREATED)} = local "
+        f"re-creation of the task's data; {e(CLAIMED)} = aggregate stated without per-task "
+        "numbers. Click a column header to sort.</p>",
+    ]
     if png:
         data = base64.b64encode(png).decode("ascii")
-        parts.append(f'<p><img class="chart" alt="mean score per benchmark" src="data:image/png;base64,{data}"></p>')
+        parts.append(
+            '<p><img class="chart" alt="mean score per benchmark" '
+            f'src="data:image/png;base64,{data}"></p>'
+        )
     for table in tables:
         parts.append(_html_table(table))
     if not tables:
         parts.append("<p>No results and no references to show.</p>")
     if problems:
-        parts.append("<h2>Problems while reading the inputs</h2><ul>"
-                     + "".join(f"<li>{e(p)}</li>" for p in problems) + "</ul>")
+        parts.append(
+            "<h2>Problems while reading the inputs</h2><ul>"
+            + "".join(f"<li>{e(p)}</li>" for p in problems)
+            + "</ul>"
+        )
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts) + "\n"

@@ -1,4 +1,5 @@
-"""Read mteb results folders with mteb's own ``ResultCache`` / ``TaskResult`` / ``BenchmarkResults``.
+"""Read mteb results folders with mteb's own ``ResultCache`` / ``TaskResult`` /
+``BenchmarkResults``.
 
 A results folder is what ``mteb run --output-folder DIR`` writes: ``DIR/results/<org>__<model>/
 <revision>/<Task>.json`` plus ``model_meta.json``.  ``DIR`` may also point at the ``results`` folder
@@ -30,7 +31,8 @@ logger = logging.getLogger("lam_mteb.leaderboard")
 #: keys a result file (top level or any subset's scores) may carry to say its task data was a
 #: local re-creation; a true value (or a dict) marks it, an explicit false unmarks it
 RECREATION_KEYS = ("lam_mteb_recreation", "lam_mteb_recreated")
-#: mteb main scores are fractions (accuracies, nDCG, recall) or correlations: anything outside is corrupt
+#: mteb main scores are fractions (accuracies, nDCG, recall) or correlations: anything outside is
+#: corrupt
 SCORE_RANGE = (-1.0, 1.0)
 
 
@@ -58,16 +60,19 @@ def _layout_root(folder: Path) -> Path:
 
 
 def _cache_paths(root: Path) -> list[Path]:
-    """Result files under ``root`` (= ``<cache>/results``), found by mteb's ResultCache when possible."""
+    """Result files under ``root`` (= ``<cache>/results``), found by mteb's ResultCache when
+    possible."""
     from mteb import ResultCache
 
     if root.name == "results":
         # ResultCache(cache_path) looks in cache_path/"results"; it mkdirs cache_path, which exists
         cache = ResultCache(cache_path=root.parent)
-        paths = cache.get_cache_paths(require_model_meta=False, include_remote=False,
-                                      load_experiments="match_name")
+        paths = cache.get_cache_paths(
+            require_model_meta=False, include_remote=False, load_experiments="match_name"
+        )
         return sorted(set(paths))
-    # a folder with another name: mirror ResultCache's layout (model/revision/task.json, experiments)
+    # a folder with another name: mirror ResultCache's layout (model/revision/task.json,
+    # experiments)
     paths = [p for p in root.glob("*/*/*.json") if p.name != "model_meta.json"]
     paths += [p for p in root.glob("*/*/experiments/*/*.json") if p.name != "model_meta.json"]
     return sorted(set(paths))
@@ -134,9 +139,13 @@ def registry_recreated_tasks(task_names: Iterable[str]) -> dict[str, str]:
     try:
         import mteb
 
-        from lam_mteb.registry import get_registry
+        from lam_mteb.plugins import get_registry
 
-        recreated = {path: entry.plugin for path, entry in get_registry().datasets.items() if entry.recreation}
+        recreated = {
+            path: entry.plugin
+            for path, entry in get_registry().datasets.items()
+            if entry.recreation
+        }
     except Exception as exc:  # the leaderboard must work without plugins
         logger.debug("could not read re-created datasets from the registry: %s", exc)
         return {}
@@ -165,7 +174,8 @@ TUNING_SPLITS = frozenset({"dev", "validation", "val"})
 
 
 def report_splits(splits: list[str] | None) -> list[str] | None:
-    """The eval splits whose mean is the reported score: ``["test"]`` when the others are tuning splits."""
+    """The eval splits whose mean is the reported score: ``["test"]`` when the others are tuning
+    splits."""
     if splits and "test" in splits and len(splits) > 1 and set(splits) - {"test"} <= TUNING_SPLITS:
         return ["test"]
     return splits
@@ -198,13 +208,14 @@ def _numeric(value: Any) -> float | None:
 
 
 def _mean_metrics(dicts: list[dict]) -> dict[str, float]:
-    """Metric -> mean over ``dicts`` of every finite numeric top-level value that all of them have."""
+    """Metric -> mean over ``dicts`` of every finite numeric top-level value that all of them
+    have."""
     if not dicts:
         return {}
     out = {}
     for key in dicts[0]:
-        values = [_numeric(d.get(key)) for d in dicts]
-        if all(v is not None for v in values):
+        values = [v for d in dicts if (v := _numeric(d.get(key))) is not None]
+        if len(values) == len(dicts):
             out[key] = sum(values) / len(values)
     return out
 
@@ -247,8 +258,12 @@ def baseline_rows(found: list[tuple[str, str, dict[str, float], str, str, str]])
     for task, name, metrics, main, model, folder in found:
         if main not in metrics:
             continue
-        signature = tuple(sorted((k, round(v, 6)) for k, v in metrics.items() if "latency" not in k))
-        groups.setdefault((task, name), {}).setdefault(signature, []).append((metrics, main, model, folder))
+        signature = tuple(
+            sorted((k, round(v, 6)) for k, v in metrics.items() if "latency" not in k)
+        )
+        groups.setdefault((task, name), {}).setdefault(signature, []).append(
+            (metrics, main, model, folder)
+        )
     rows = []
     for (task, name), versions in sorted(groups.items()):
         for runs in versions.values():
@@ -258,13 +273,27 @@ def baseline_rows(found: list[tuple[str, str, dict[str, float], str, str, str]])
             display = name.replace("_", " ")
             if len(versions) > 1:
                 display += f" (runs of {', '.join(models)})"
-            cell = Cell(value=metrics[main], metric=main, split=None, file=None,
-                        details={k: v for k, v in metrics.items() if k != main})
-            rows.append(Row(
-                model=display, model_id=None, kind=spec.KIND_BASELINE,
-                source=f"baseline scored by {task} in the runs of {', '.join(models)} ({', '.join(folders)})",
-                source_short="baseline", scores={task: cell}, path=None,
-            ))
+            cell = Cell(
+                value=metrics[main],
+                metric=main,
+                split=None,
+                file=None,
+                details={k: v for k, v in metrics.items() if k != main},
+            )
+            rows.append(
+                Row(
+                    model=display,
+                    model_id=None,
+                    kind=spec.KIND_BASELINE,
+                    source=(
+                        f"baseline scored by {task} in the runs of {', '.join(models)} "
+                        f"({', '.join(folders)})"
+                    ),
+                    source_short="baseline",
+                    scores={task: cell},
+                    path=None,
+                )
+            )
     return rows
 
 
@@ -275,106 +304,188 @@ class LoadedResults:
     report: LoadReport
 
 
-def load_results(folders: Iterable[str | Path], *, recreated_tasks: Iterable[str] = (),
-                 registry_recreations: Callable[[Iterable[str]], dict[str, str]] | None = None,
-                 ) -> LoadedResults:
+def load_results(
+    folders: Iterable[str | Path],
+    *,
+    recreated_tasks: Iterable[str] = (),
+    registry_recreations: Callable[[Iterable[str]], dict[str, str]] | None = None,
+) -> LoadedResults:
     """Our rows from mteb results folders (one row per model, revision and experiment)."""
-    from mteb import TaskResult
-    from mteb.results import BenchmarkResults, ModelResult
+    from mteb.results import BenchmarkResults
 
     report = LoadReport()
-    forced = set(recreated_tasks)
-    found: list[tuple[Path, list[Path]]] = []
-    for folder_arg in folders:
-        folder = Path(folder_arg)
-        if not folder.is_dir():
-            raise LamMtebError(f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)")
-        found.append((folder, _cache_paths(_layout_root(folder))))
+    found = _result_files(folders)
     lookup = registry_recreations if registry_recreations is not None else registry_recreated_tasks
-    from_registry = lookup({p.stem for _, paths in found for p in paths})
+    labels = _RecreationLabels(
+        forced=set(recreated_tasks),
+        from_registry=lookup({p.stem for _, paths in found for p in paths}),
+    )
     model_results = []
     rows: list[Row] = []
     baselines_found: list[tuple[str, str, dict[str, float], str, str, str]] = []
     for folder, paths in found:
         if not paths:
-            report.add(f"no result files under {_display_path(folder)} "
-                       "(expected results/<org>__<model>/<revision>/<Task>.json)")
+            report.add(
+                f"no result files under {_display_path(folder)} "
+                "(expected results/<org>__<model>/<revision>/<Task>.json)"
+            )
             continue
         groups: dict[Path, list[Path]] = {}
         for path in paths:
             groups.setdefault(path.parent, []).append(path)
         for rev_dir, files in sorted(groups.items()):
-            meta = _read_model_meta(rev_dir, report)
-            in_experiment = rev_dir.parent.name == "experiments"
-            model_dir = rev_dir.parents[2] if in_experiment else rev_dir.parent
-            revision_dir = rev_dir.parent.parent if in_experiment else rev_dir
-            model_name = meta.get("name") or model_dir.name.replace("__", "/")
-            revision = meta.get("revision") or revision_dir.name
-            experiment = rev_dir.name if in_experiment else None
-            task_results = []
-            cells: dict[str, Cell] = {}
-            for path in sorted(files):
-                try:
-                    raw = load_json(path, what="result file")  # bounded size and nesting, first
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        result = TaskResult.from_disk(path)
-                    splits = report_splits(_eval_splits(result.task_name))
-                    present = [s for s in (splits or []) if s in result.scores]
-                    if splits and not present:
-                        raise ValueError(f"none of the task's eval splits {splits} in the file "
-                                         f"(has {sorted(result.scores)})")
-                    partial_note = None
-                    if splits and len(present) < len(splits):
-                        partial_note = f"only {len(present)} of {len(splits)} eval splits"
-                        report.add(f"{_display_path(path)}: {partial_note} of {result.task_name}; "
-                                   "score is their mean, marked partial")
-                    use = present or list(result.scores)
-                    value = float(result.get_score(splits=use))
-                    if not math.isfinite(value) or not SCORE_RANGE[0] <= value <= SCORE_RANGE[1]:
-                        raise ValueError(f"main score {value!r} is not a finite number in "
-                                         f"[{SCORE_RANGE[0]}, {SCORE_RANGE[1]}]")
-                except Exception as exc:
-                    report.add(f"skipped corrupt result file {_display_path(path)}: {_one_line(exc)}")
-                    continue
-                marker, where = recreation_marker(raw)
-                note = None
-                if result.task_name in forced:
-                    marker, note = True, "listed with --recreated"
-                elif marker is True:
-                    note = f"marked by {where}"
-                elif marker is None and result.task_name in from_registry:
-                    marker = True
-                    note = (f"plugin {from_registry[result.task_name]!r} registers this task's data as a "
-                            "local re-creation")
-                task_results.append(result)
-                main_metric = _main_metric(result.task_name)
-                cells[result.task_name] = Cell(
-                    value=value, metric=main_metric,
-                    split=use[0] if len(use) == 1 else f"mean of {len(use)} splits",
-                    recreated=bool(marker), recreation_note=note, file=_display_path(path),
-                    partial_note=partial_note, details=split_details(raw, use))
-                if main_metric:
-                    for name, metrics in reported_baselines(raw, use).items():
-                        baselines_found.append((result.task_name, name, metrics, main_metric,
-                                                meta.get("name") or model_dir.name.replace("__", "/"),
-                                                _display_path(folder)))
-            if not task_results:
-                continue
-            model_results.append(ModelResult(model_name=model_name, model_revision=revision,
-                                             task_results=task_results, experiment_name=experiment))
-            display = model_name if experiment is None else f"{model_name} ({experiment})"
-            rows.append(Row(
-                model=display, model_id=model_name, kind=spec.KIND_OURS,
-                source=f"ours: run {_display_path(folder)} (model rev {str(revision)[:8]})",
-                source_short="ours", revision=revision, scores=cells,
-                n_parameters=_int_or_none(meta.get("n_parameters")),
-                embed_dim=_int_or_none(meta.get("embed_dim")),
-                max_tokens=_max_tokens(meta.get("max_tokens")),
-                path=_display_path(rev_dir),
-            ))
+            run = _load_run(folder, rev_dir, files, labels, report)
+            baselines_found += run.baselines
+            if run.model_result is not None and run.row is not None:
+                model_results.append(run.model_result)
+                rows.append(run.row)
     rows += baseline_rows(baselines_found)
     return LoadedResults(BenchmarkResults(model_results=model_results), rows, report)
+
+
+def _result_files(folders: Iterable[str | Path]) -> list[tuple[Path, list[Path]]]:
+    """Each results folder with the result files under it; a folder that does not exist is one
+    error."""
+    found = []
+    for folder_arg in folders:
+        folder = Path(folder_arg)
+        if not folder.is_dir():
+            raise LamMtebError(
+                f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)"
+            )
+        found.append((folder, _cache_paths(_layout_root(folder))))
+    return found
+
+
+@dataclass
+class _RecreationLabels:
+    forced: set[str]  # tasks listed with --recreated
+    from_registry: dict[str, str]  # task -> plugin that registers its data as a re-creation
+
+    def label(self, task: str, raw: Any) -> tuple[bool, str | None]:
+        """Whether a result of ``task`` was computed on re-created data, and why we say so."""
+        marker, where = recreation_marker(raw)
+        if task in self.forced:
+            return True, "listed with --recreated"
+        if marker is True:
+            return True, f"marked by {where}"
+        if marker is None and task in self.from_registry:
+            return True, (
+                f"plugin {self.from_registry[task]!r} registers this task's data as a local "
+                "re-creation"
+            )
+        return bool(marker), None
+
+
+@dataclass
+class _Run:
+    """What one ``<model>/<revision>[/experiments/<name>]`` folder contributes."""
+
+    model_result: Any  # mteb ModelResult, None when no file could be read
+    row: Row | None
+    baselines: list[tuple[str, str, dict[str, float], str, str, str]]
+
+
+def _load_run(
+    folder: Path, rev_dir: Path, files: list[Path], labels: _RecreationLabels, report: LoadReport
+) -> _Run:
+    from mteb.results import ModelResult
+
+    meta = _read_model_meta(rev_dir, report)
+    in_experiment = rev_dir.parent.name == "experiments"
+    model_dir = rev_dir.parents[2] if in_experiment else rev_dir.parent
+    revision_dir = rev_dir.parent.parent if in_experiment else rev_dir
+    model_name = meta.get("name") or model_dir.name.replace("__", "/")
+    revision = meta.get("revision") or revision_dir.name
+    experiment = rev_dir.name if in_experiment else None
+    task_results = []
+    cells: dict[str, Cell] = {}
+    baselines = []
+    for path in sorted(files):
+        read = _read_result(path, report)
+        if read is None:
+            continue
+        result, raw, cell = read
+        cell.recreated, cell.recreation_note = labels.label(result.task_name, raw)
+        task_results.append(result)
+        cells[result.task_name] = cell
+        if cell.metric:
+            where = _display_path(folder)
+            for name, metrics in reported_baselines(raw, _used_splits(result)).items():
+                baselines.append((result.task_name, name, metrics, cell.metric, model_name, where))
+    if not task_results:
+        return _Run(None, None, baselines)
+    model_result = ModelResult(
+        model_name=model_name,
+        model_revision=revision,
+        task_results=task_results,
+        experiment_name=experiment,
+    )
+    row = Row(
+        model=model_name if experiment is None else f"{model_name} ({experiment})",
+        model_id=model_name,
+        kind=spec.KIND_OURS,
+        source=f"ours: run {_display_path(folder)} (model rev {str(revision)[:8]})",
+        source_short="ours",
+        revision=revision,
+        scores=cells,
+        n_parameters=_int_or_none(meta.get("n_parameters")),
+        embed_dim=_int_or_none(meta.get("embed_dim")),
+        max_tokens=_max_tokens(meta.get("max_tokens")),
+        path=_display_path(rev_dir),
+    )
+    return _Run(model_result, row, baselines)
+
+
+def _used_splits(result: Any) -> list[str]:
+    """The splits a result's main score is the mean of: the task's reported eval splits the file
+    has, else every split in the file."""
+    splits = report_splits(_eval_splits(result.task_name))
+    present = [s for s in (splits or []) if s in result.scores]
+    return present or list(result.scores)
+
+
+def _read_result(path: Path, report: LoadReport) -> tuple[Any, Any, Cell] | None:
+    """One result file -> (mteb TaskResult, its raw JSON, its cell), or None (reported) when it
+    is corrupt: unreadable, without the task's eval splits or with an impossible main score."""
+    from mteb import TaskResult
+
+    try:
+        raw = load_json(path, what="result file")  # bounded size and nesting, first
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = TaskResult.from_disk(path)
+        splits = report_splits(_eval_splits(result.task_name))
+        if splits and not any(s in result.scores for s in splits):
+            raise ValueError(
+                f"none of the task's eval splits {splits} in the file (has {sorted(result.scores)})"
+            )
+        use = _used_splits(result)
+        partial_note = None
+        if splits and len(use) < len(splits):
+            partial_note = f"only {len(use)} of {len(splits)} eval splits"
+            report.add(
+                f"{_display_path(path)}: {partial_note} of {result.task_name}; "
+                "score is their mean, marked partial"
+            )
+        value = float(result.get_score(splits=use))
+        if not math.isfinite(value) or not SCORE_RANGE[0] <= value <= SCORE_RANGE[1]:
+            raise ValueError(
+                f"main score {value!r} is not a finite number in "
+                f"[{SCORE_RANGE[0]}, {SCORE_RANGE[1]}]"
+            )
+    except Exception as exc:
+        report.add(f"skipped corrupt result file {_display_path(path)}: {_one_line(exc)}")
+        return None
+    cell = Cell(
+        value=value,
+        metric=_main_metric(result.task_name),
+        split=use[0] if len(use) == 1 else f"mean of {len(use)} splits",
+        file=_display_path(path),
+        partial_note=partial_note,
+        details=split_details(raw, use),
+    )
+    return result, raw, cell
 
 
 def _max_tokens(value: Any) -> int | float | None:

@@ -19,79 +19,57 @@ RANKED_KINDS = (KIND_OURS, KIND_PUBLISHED, KIND_BASELINE)
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A group of tasks shown as one table.
+    """A group of tasks shown as one table, registered by the plugin that owns the tasks
+    (``register_benchmarks`` hook).
 
     ``tasks`` are averaged and Borda-ranked; ``extra_tasks`` are shown but neither averaged nor
     ranked.  Tasks found in the results whose name starts with ``prefix`` join ``tasks`` when
-    ``prefix_ranked`` else ``extra_tasks``.
+    ``prefix_ranked`` else ``extra_tasks``.  Tables appear by ``position``, then registration order.
     """
 
     key: str
     title: str
     tasks: tuple[str, ...]
+    plugin: str = ""
     extra_tasks: tuple[str, ...] = ()
     prefix: str | None = None
     prefix_ranked: bool = False
+    position: int = 100
     description: str = ""
     abbreviations: dict[str, str] = field(default_factory=dict)
     #: more metrics shown beside the main score in markdown/HTML: (task, metric key, column label);
     #: read from the same split(s) of the result file as the main score (not averaged, not ranked)
-    detail_metrics: tuple[tuple[str, str, str], ...] = ()
+    detail_metrics: tuple[tuple[str, ...], ...] = ()
 
 
-BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark(
-        key="short-text",
-        title="Short text: STS and retrieval",
-        tasks=("STSBenchmark", "SciFact"),
-        extra_tasks=("NFCorpus",),
-        description="STSBenchmark (cosine Spearman, test) and SciFact (nDCG@10, test); "
-                    "NFCorpus (nDCG@10, test) is shown for the published models but is not part "
-                    "of the mean or the rank (no offline copy to run it on).",
-        abbreviations={"STSBenchmark": "STSB", "SciFact": "SciFact", "NFCorpus": "NFCorpus"},
-    ),
-    Benchmark(
-        key="long-context",
-        title="Long context: LongEmbed",
-        tasks=("LEMBPasskeyRetrieval", "LEMBNeedleRetrieval", "LEMBNarrativeQARetrieval",
-               "LEMBQMSumRetrieval", "LEMBSummScreenFDRetrieval", "LEMBWikimQARetrieval"),
-        prefix="LEMB",
-        description="LongEmbed: Passkey and Needle (nDCG@1 = accuracy@1, mean over the 8 context "
-                    "lengths 256…32768), NarrativeQA, QMSum, 2WikiMultihopQA (nDCG@10, test) and "
-                    "SummScreenFD (nDCG@10, validation).",
-        abbreviations={
-            "LEMBPasskeyRetrieval": "Passkey", "LEMBNeedleRetrieval": "Needle",
-            "LEMBNarrativeQARetrieval": "NQA", "LEMBQMSumRetrieval": "QMSum",
-            "LEMBSummScreenFDRetrieval": "SFD", "LEMBWikimQARetrieval": "2WmQA",
-        },
-    ),
-    Benchmark(
-        key="lvm",
-        title="LVM next-vector",
-        tasks=("LVMNextVector",),
-        prefix="LVM",
-        prefix_ranked=True,
-        description="Next-vector prediction: the vector of the next text chunk from the vectors "
-                    "of the previous chunks (main score as the task defines it: R@5 of the model's "
-                    "predictor). Baseline rows are the reference predictors the task scores in the "
-                    "same runs (random vector, mean train vector, persistence = the last context "
-                    "vector, linear average of the context); minilm has no predictor of its own, so "
-                    "its row is the linear average. Cosine and R@1 are shown beside the main score "
-                    "because a predictor can trade one for the other.",
-        abbreviations={"LVMNextVector": "NextVector"},
-        detail_metrics=(("LVMNextVector", "cosine_mean", "cos"), ("LVMNextVector", "recall_at_1", "R@1")),
-    ),
+#: the keyword options of ``register_benchmarks``' ``register(key, title, tasks, **options)``
+BENCHMARK_OPTIONS = frozenset(
+    {
+        "extra_tasks",
+        "prefix",
+        "prefix_ranked",
+        "position",
+        "description",
+        "abbreviations",
+        "detail_metrics",
+    }
 )
 
-OTHER = Benchmark(key="other", title="Other tasks", tasks=(),
-                  description="Tasks found in the results that belong to none of the groups above.")
+
+def benchmarks() -> tuple[Benchmark, ...]:
+    """Every benchmark the plugins register, in display order."""
+    from lam_mteb.plugins import get_registry
+
+    registered = list(get_registry().benchmarks.values())
+    return tuple(sorted(registered, key=lambda bench: bench.position))
 
 
-def benchmark_by_key(key: str) -> Benchmark | None:
-    for bench in (*BENCHMARKS, OTHER):
-        if bench.key == key:
-            return bench
-    return None
+OTHER = Benchmark(
+    key="other",
+    title="Other tasks",
+    tasks=(),
+    description="Tasks found in the results that belong to none of the groups above.",
+)
 
 
 def abbreviation(bench: Benchmark, task: str) -> str:

@@ -1,4 +1,5 @@
-"""Rows -> one table per benchmark: task cells, mean (partial when tasks are missing), Borda rank."""
+"""Rows -> one table per benchmark: task cells, mean (partial when tasks are missing), Borda
+rank."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ from lam_mteb.leaderboard import spec
 from lam_mteb.leaderboard.borda import borda_ranks
 from lam_mteb.leaderboard.model import Cell, Row, Summary
 
-_KIND_ORDER = {spec.KIND_OURS: 0, spec.KIND_BASELINE: 1, spec.KIND_PUBLISHED: 2, spec.KIND_CLAIMED: 3,
-               spec.KIND_NO_SCORES: 4}
+_KIND_ORDER = {
+    spec.KIND_OURS: 0,
+    spec.KIND_BASELINE: 1,
+    spec.KIND_PUBLISHED: 2,
+    spec.KIND_CLAIMED: 3,
+    spec.KIND_NO_SCORES: 4,
+}
 
 
 @dataclass
@@ -25,7 +31,9 @@ class TableRow:
     rank: int | None = None
     mean_recreated: bool = False  # the mean includes a score on re-created task data
 
-    partial_cells: list[str] = field(default_factory=list)  # ranked tasks scored on some splits only
+    partial_cells: list[str] = field(
+        default_factory=list
+    )  # ranked tasks scored on some splits only
 
     @property
     def partial(self) -> bool:
@@ -44,12 +52,14 @@ class Table:
         return [*self.tasks, *self.extras]
 
 
-def _assign_tasks(rows: list[Row]) -> dict[str, tuple[list[str], list[str]]]:
+def _assign_tasks(
+    rows: list[Row], benches: tuple[spec.Benchmark, ...]
+) -> dict[str, tuple[list[str], list[str]]]:
     found = sorted({task for row in rows for task in row.scores})
-    fixed = {t for b in spec.BENCHMARKS for t in (*b.tasks, *b.extra_tasks)}
+    fixed = {t for b in benches for t in (*b.tasks, *b.extra_tasks)}
     assigned = set(fixed)
     out: dict[str, tuple[list[str], list[str]]] = {}
-    for bench in spec.BENCHMARKS:
+    for bench in benches:
         tasks, extras = list(bench.tasks), list(bench.extra_tasks)
         if bench.prefix:
             for task in found:
@@ -61,40 +71,67 @@ def _assign_tasks(rows: list[Row]) -> dict[str, tuple[list[str], list[str]]]:
     return out
 
 
-def build_tables(rows: list[Row]) -> list[Table]:
-    """One table per benchmark with at least one row (the benchmarks' order, then 'other')."""
+def build_tables(rows: list[Row], benches: tuple[spec.Benchmark, ...] | None = None) -> list[Table]:
+    """One table per benchmark with at least one row (the benchmarks' order, then 'other').
+
+    ``benches`` defaults to the benchmarks the plugins register (:func:`spec.benchmarks`).
+    """
+    benches = spec.benchmarks() if benches is None else benches
     tables = []
-    layout = _assign_tasks(rows)
-    for bench in (*spec.BENCHMARKS, spec.OTHER):
+    layout = _assign_tasks(rows, benches)
+    for bench in (*benches, spec.OTHER):
         tasks, extras = layout[bench.key]
         table = Table(bench=bench, tasks=tasks, extras=extras)
-        columns = table.columns
-        for row in rows:
-            has_scores = any(t in row.scores for t in columns)
-            summary = row.summaries.get(bench.key)
-            listed = row.kind == spec.KIND_NO_SCORES and bench.key in row.benchmarks
-            if not (has_scores or summary or listed):
-                continue
-            cells = {t: row.scores.get(t) for t in columns}
-            present = [t for t in tasks if cells[t] is not None]
-            mean = sum(cells[t].value for t in present) / len(present) if present else None
-            table.rows.append(TableRow(
-                row=row, cells=cells, mean=mean, n_present=len(present), n_tasks=len(tasks),
-                missing=[t for t in tasks if cells[t] is None],
-                recreated_tasks=[t for t in columns if cells[t] is not None and cells[t].recreated],
-                summary=summary,
-                mean_recreated=any(cells[t].recreated for t in present),
-                partial_cells=[t for t in present if cells[t].partial_note],
-            ))
-        if not table.rows:
-            continue
-        ranked = [tr for tr in table.rows if tr.row.kind in spec.RANKED_KINDS and tr.n_present > 0]
-        matrix = [[tr.cells[t].value if tr.cells[t] is not None else None for t in tasks] for tr in ranked]
-        for tr, rank in zip(ranked, borda_ranks(matrix)):
-            tr.rank = rank
-        table.rows.sort(key=lambda tr: (
-            tr.rank is None, tr.rank or 0, _KIND_ORDER.get(tr.row.kind, 9),
-            -(tr.mean if tr.mean is not None else (tr.summary.value if tr.summary else -1)),
-            tr.row.model, tr.row.source))
-        tables.append(table)
+        table.rows = [tr for row in rows if (tr := _table_row(row, table)) is not None]
+        if table.rows:
+            _rank_and_sort(table)
+            tables.append(table)
     return tables
+
+
+def _table_row(row: Row, table: Table) -> TableRow | None:
+    """``row``'s line in ``table``, or None when it has nothing to show there."""
+    bench, tasks, columns = table.bench, table.tasks, table.columns
+    summary = row.summaries.get(bench.key)
+    listed = row.kind == spec.KIND_NO_SCORES and bench.key in row.benchmarks
+    if not (any(t in row.scores for t in columns) or summary or listed):
+        return None
+    cells = {t: row.scores.get(t) for t in columns}
+    shown = {t: cell for t in columns if (cell := cells[t]) is not None}
+    present = {t: shown[t] for t in tasks if t in shown}
+    mean = sum(c.value for c in present.values()) / len(present) if present else None
+    return TableRow(
+        row=row,
+        cells=cells,
+        mean=mean,
+        n_present=len(present),
+        n_tasks=len(tasks),
+        missing=[t for t in tasks if t not in present],
+        recreated_tasks=[t for t, cell in shown.items() if cell.recreated],
+        summary=summary,
+        mean_recreated=any(c.recreated for c in present.values()),
+        partial_cells=[t for t, cell in present.items() if cell.partial_note],
+    )
+
+
+def _rank_and_sort(table: Table) -> None:
+    """Borda-rank the rows of ranked kinds over the table's tasks, then order all rows: ranked
+    first, then by kind, mean (or summary) and name."""
+    ranked = [tr for tr in table.rows if tr.row.kind in spec.RANKED_KINDS and tr.n_present > 0]
+    matrix = [[_value(tr.cells[t]) for t in table.tasks] for tr in ranked]
+    for tr, rank in zip(ranked, borda_ranks(matrix), strict=True):
+        tr.rank = rank
+    table.rows.sort(
+        key=lambda tr: (
+            tr.rank is None,
+            tr.rank or 0,
+            _KIND_ORDER.get(tr.row.kind, 9),
+            -(tr.mean if tr.mean is not None else (tr.summary.value if tr.summary else -1)),
+            tr.row.model,
+            tr.row.source,
+        )
+    )
+
+
+def _value(cell: Cell | None) -> float | None:
+    return cell.value if cell is not None else None

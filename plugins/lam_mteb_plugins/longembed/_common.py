@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import random
+from collections.abc import Callable
 from pathlib import Path
 
 #: lam_mteb.data.write_hf_dataset(..., recreation=info) writes ``info`` to this file
@@ -52,3 +54,42 @@ def read_marker(dataset_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def assemble_split(
+    kind: str,
+    length: int,
+    docs: list[dict],
+    n_queries: int,
+    rng: random.Random,
+    query_text: Callable[[dict], str],
+) -> dict:
+    """One split from generated documents: the corpus in a shuffled storage order (ids follow it,
+    ``<kind>_<length>_doc<rank>``), ``n_queries`` sampled documents queried with
+    ``query_text(doc)``, one relevant document per query."""
+    queried = sorted(rng.sample(range(len(docs)), n_queries))
+    order = list(range(len(docs)))
+    rng.shuffle(order)  # storage order; ids follow it
+    doc_ids, corpus = {}, []
+    for rank, idx in enumerate(order):
+        doc_ids[idx] = f"{kind}_{length}_doc{rank:03d}"
+        corpus.append({"_id": doc_ids[idx], **docs[idx]})
+    queries, qrels = [], []
+    for qn, idx in enumerate(queried):
+        qid = f"{kind}_{length}_q{qn:02d}"
+        queries.append({"_id": qid, "text": query_text(docs[idx]), "doc_id": doc_ids[idx]})
+        qrels.append({"query-id": qid, "corpus-id": doc_ids[idx], "score": 1})
+    return {"corpus": corpus, "queries": queries, "qrels": qrels}
+
+
+def split_stats(data: dict[int, dict]) -> dict:
+    """Per split: document and query counts and the documents' token range (for the marker)."""
+    return {
+        split_name(length): {
+            "documents": len(split["corpus"]),
+            "queries": len(split["queries"]),
+            "min_tokens": min(d["n_tokens"] for d in split["corpus"]),
+            "max_tokens": max(d["n_tokens"] for d in split["corpus"]),
+        }
+        for length, split in sorted(data.items())
+    }

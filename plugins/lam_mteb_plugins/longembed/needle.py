@@ -26,7 +26,12 @@ import random
 import re
 from pathlib import Path
 
-from lam_mteb_plugins.longembed._common import LENGTHS, count_tokens, split_name
+from lam_mteb_plugins.longembed._common import (
+    LENGTHS,
+    assemble_split,
+    count_tokens,
+    split_stats,
+)
 
 DEFAULT_SEED = 2404_12096
 ESSAYS_DIR = Path("longtext") / "paul_graham_essays"
@@ -35,44 +40,96 @@ N_QUERIES = 50
 
 # (fact, question); {X} = the unique invented subject, {Y} an invented name, {N} a number.
 TEMPLATES = (
-    ("The painting called {X} was painted by {Y} in the year {N}.",
-     "Who painted the painting called {X}?"),
-    ("The novel {X} was written by an author named {Y}.",
-     "Who wrote the novel {X}?"),
-    ("The capital city of the island nation of {X} is {Y}.",
-     "What is the capital city of the island nation of {X}?"),
-    ("The chemical formula of the mineral {X}ite is {F}.",
-     "What is the chemical formula of the mineral {X}ite?"),
-    ("The Treaty of {X} was signed in the year {N}.",
-     "In which year was the Treaty of {X} signed?"),
-    ("The best thing to do in the town of {X} is to {A}.",
-     "What is the best thing to do in the town of {X}?"),
-    ("The tallest mountain in the province of {X} is Mount {Y}.",
-     "What is the tallest mountain in the province of {X}?"),
-    ("The element {X}ium was first isolated by the chemist {Y}.",
-     "Who first isolated the element {X}ium?"),
-    ("The secret ingredient of the {X} soup is {I}.",
-     "What is the secret ingredient of the {X} soup?"),
-    ("The river {X} flows into the {Y} Sea.",
-     "Into which sea does the river {X} flow?"),
+    (
+        "The painting called {X} was painted by {Y} in the year {N}.",
+        "Who painted the painting called {X}?",
+    ),
+    ("The novel {X} was written by an author named {Y}.", "Who wrote the novel {X}?"),
+    (
+        "The capital city of the island nation of {X} is {Y}.",
+        "What is the capital city of the island nation of {X}?",
+    ),
+    (
+        "The chemical formula of the mineral {X}ite is {F}.",
+        "What is the chemical formula of the mineral {X}ite?",
+    ),
+    (
+        "The Treaty of {X} was signed in the year {N}.",
+        "In which year was the Treaty of {X} signed?",
+    ),
+    (
+        "The best thing to do in the town of {X} is to {A}.",
+        "What is the best thing to do in the town of {X}?",
+    ),
+    (
+        "The tallest mountain in the province of {X} is Mount {Y}.",
+        "What is the tallest mountain in the province of {X}?",
+    ),
+    (
+        "The element {X}ium was first isolated by the chemist {Y}.",
+        "Who first isolated the element {X}ium?",
+    ),
+    (
+        "The secret ingredient of the {X} soup is {I}.",
+        "What is the secret ingredient of the {X} soup?",
+    ),
+    ("The river {X} flows into the {Y} Sea.", "Into which sea does the river {X} flow?"),
 )
-ACTIVITIES = ("eat a sandwich in the old harbour", "walk along the red cliffs at dawn",
-              "swim in the warm lake", "visit the glass museum", "ride the little blue train",
-              "climb the clock tower", "watch the kite festival", "buy bread at the night market")
-INGREDIENTS = ("smoked paprika", "roasted chestnuts", "green cardamom", "dried seaweed",
-               "pickled lemon", "black garlic", "toasted sesame", "wild fennel")
+ACTIVITIES = (
+    "eat a sandwich in the old harbour",
+    "walk along the red cliffs at dawn",
+    "swim in the warm lake",
+    "visit the glass museum",
+    "ride the little blue train",
+    "climb the clock tower",
+    "watch the kite festival",
+    "buy bread at the night market",
+)
+INGREDIENTS = (
+    "smoked paprika",
+    "roasted chestnuts",
+    "green cardamom",
+    "dried seaweed",
+    "pickled lemon",
+    "black garlic",
+    "toasted sesame",
+    "wild fennel",
+)
 ELEMENTS = ("C", "H", "O", "N", "S", "P", "Fe", "Cu", "Zn", "Mg", "Al", "Si", "Na", "K", "Ca")
 
-_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr",
-           "gr", "kr", "tr", "st", "th", "sh")
+_ONSETS = (
+    "b",
+    "d",
+    "f",
+    "g",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "br",
+    "dr",
+    "gr",
+    "kr",
+    "tr",
+    "st",
+    "th",
+    "sh",
+)
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ei")
 _CODAS = ("", "", "n", "r", "l", "s", "m", "nd", "rk")
 
 
 def _invented_name(rng: random.Random) -> str:
     syllables = rng.randint(2, 3)
-    word = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
-                   for _ in range(syllables))
+    word = "".join(
+        rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables)
+    )
     return word.capitalize()
 
 
@@ -96,8 +153,14 @@ def make_needles(rng: random.Random, n: int = N_DOCS) -> list[tuple[str, str]]:
     for i in range(n):
         fact, question = TEMPLATES[i % len(TEMPLATES)]
         x = fresh()
-        values = {"X": x, "Y": fresh(), "N": str(rng.randint(1100, 1990)), "F": _formula(rng),
-                  "A": rng.choice(ACTIVITIES), "I": rng.choice(INGREDIENTS)}
+        values = {
+            "X": x,
+            "Y": fresh(),
+            "N": str(rng.randint(1100, 1990)),
+            "F": _formula(rng),
+            "A": rng.choice(ACTIVITIES),
+            "I": rng.choice(INGREDIENTS),
+        }
         out.append((fact.format(**values), question.format(**values)))
     rng.shuffle(out)
     return out
@@ -113,7 +176,7 @@ def load_haystack(essays_dir: Path) -> list[str]:
 def _haystack_prefix(sentences, counts, budget):
     """Whole sentences from the start within ``budget`` tokens, then words of the next one."""
     out, used = [], 0
-    for sent, n in zip(sentences, counts):
+    for sent, n in zip(sentences, counts, strict=True):
         if used + n <= budget:
             out.append(sent)
             used += n
@@ -121,7 +184,7 @@ def _haystack_prefix(sentences, counts, budget):
         words = sent.split(" ")
         wcounts = count_tokens(words)
         part = []
-        for w, c in zip(words, wcounts):
+        for w, c in zip(words, wcounts, strict=True):
             if used + c > budget:
                 break
             part.append(w)
@@ -132,38 +195,36 @@ def _haystack_prefix(sentences, counts, budget):
     return out, used
 
 
-def generate_length(length: int, sentences: list[str], counts: list[int],
-                    seed: int = DEFAULT_SEED) -> dict:
+def generate_length(
+    length: int, sentences: list[str], counts: list[int], seed: int = DEFAULT_SEED
+) -> dict:
     """One split (same row layout as passkey.generate_length, plus ``needle``)."""
     if sum(counts) < length:
         from lam_mteb import DataNotFound
 
-        raise DataNotFound(f"the needle haystack has {sum(counts)} tokens, fewer than {length}; "
-                           "the full Paul Graham essay set has ~142k")
+        raise DataNotFound(
+            f"the needle haystack has {sum(counts)} tokens, fewer than {length}; "
+            "the full Paul Graham essay set has ~142k"
+        )
     rng = random.Random(f"{seed}/needle/{length}")
     needles = make_needles(rng)
     needle_counts = count_tokens([f for f, _ in needles])
     docs = []
-    for (fact, question), n_fact in zip(needles, needle_counts):
+    for (fact, question), n_fact in zip(needles, needle_counts, strict=True):
         hay, used = _haystack_prefix(sentences, counts, length - n_fact)
         pos = rng.randint(0, len(hay) - 1 if len(hay) > 1 else 0)  # never after a cut sentence
         tokens_before = sum(counts[:pos])  # hay[:pos] are whole haystack sentences
         hay = hay[:pos] + [fact] + hay[pos:]
-        docs.append({"text": " ".join(hay), "n_tokens": used + n_fact, "needle": fact,
-                     "question": question, "needle_position": tokens_before})
-    queried = sorted(rng.sample(range(N_DOCS), N_QUERIES))
-    order = list(range(N_DOCS))
-    rng.shuffle(order)
-    doc_ids, corpus = {}, []
-    for rank, idx in enumerate(order):
-        doc_ids[idx] = f"needle_{length}_doc{rank:03d}"
-        corpus.append({"_id": doc_ids[idx], **docs[idx]})
-    queries, qrels = [], []
-    for qn, idx in enumerate(queried):
-        qid = f"needle_{length}_q{qn:02d}"
-        queries.append({"_id": qid, "text": docs[idx]["question"], "doc_id": doc_ids[idx]})
-        qrels.append({"query-id": qid, "corpus-id": doc_ids[idx], "score": 1})
-    return {"corpus": corpus, "queries": queries, "qrels": qrels}
+        docs.append(
+            {
+                "text": " ".join(hay),
+                "n_tokens": used + n_fact,
+                "needle": fact,
+                "question": question,
+                "needle_position": tokens_before,
+            }
+        )
+    return assemble_split("needle", length, docs, N_QUERIES, rng, lambda doc: doc["question"])
 
 
 def generate(essays_dir: Path, lengths=LENGTHS, seed: int = DEFAULT_SEED) -> dict[int, dict]:
@@ -182,8 +243,5 @@ def summary(data: dict[int, dict], seed: int = DEFAULT_SEED) -> dict:
         "seed": seed,
         "haystack": str(ESSAYS_DIR / "*.txt") + " (file-name order)",
         "token_counter": "all-MiniLM-L6-v2 WordPiece, no special tokens",
-        "splits": {split_name(L): {"documents": len(s["corpus"]), "queries": len(s["queries"]),
-                                   "min_tokens": min(d["n_tokens"] for d in s["corpus"]),
-                                   "max_tokens": max(d["n_tokens"] for d in s["corpus"])}
-                   for L, s in sorted(data.items())},
+        "splits": split_stats(data),
     }

@@ -6,8 +6,9 @@ For each context length L in 256 ... 32 768 (MiniLM word pieces, no special toke
   yellow. Here we go. There and back again." repeated sentence by sentence, with ONE pass-key
   sentence "{Name}'s pass key is {key}. Remember it. {key} is the pass key for {Name}." inserted
   at a uniformly random sentence boundary.  Every document has its own name ("First Last", no
-  first name or surname used twice within a length) and its own 5-digit key.  The filler stops at the last whole sentence that
-  keeps the document within L tokens, so a document has L - 6 ... L tokens.
+  first name or surname used twice within a length) and its own 5-digit key.  The filler stops at
+  the last whole sentence that keeps the document within L tokens, so a document has L - 6 ... L
+  tokens.
 * 50 queries "what is the pass key for {Name}?" for 50 of the documents chosen at random; the
   other 50 documents are distractors (they hold pass keys for names nobody asks about).
 * Documents are stored in a shuffled order, so that a model which cannot tell documents apart
@@ -22,12 +23,23 @@ from __future__ import annotations
 
 import random
 
-from lam_mteb_plugins.longembed._common import LENGTHS, count_tokens, split_name
+from lam_mteb_plugins.longembed._common import (
+    LENGTHS,
+    assemble_split,
+    count_tokens,
+    split_name,
+    split_stats,
+)
 
 DEFAULT_SEED = 2404_12096  # arXiv id of the LongEmbed paper
 
-FILLER = ("The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.",
-          "There and back again.")
+FILLER = (
+    "The grass is green.",
+    "The sky is blue.",
+    "The sun is yellow.",
+    "Here we go.",
+    "There and back again.",
+)
 KEY_TEMPLATE = "{name}'s pass key is {key}. Remember it. {key} is the pass key for {name}."
 QUERY_TEMPLATE = "what is the pass key for {name}?"
 N_DOCS = 100
@@ -36,7 +48,8 @@ N_QUERIES = 50
 # 148 common English first names and 119 surnames (ASCII, all distinct); a document's name is
 # "First Last", first names and surnames each used at most once per length (as in the paper's
 # examples, "Sky Morrow", "Cesar McLean").
-FIRST_NAMES = tuple("""
+FIRST_NAMES = tuple(
+    """
 Aaron Abigail Adam Adrian Alan Albert Alice Amanda Amelia Amy Andrew Angela Anna Anthony Arthur
 Audrey Barbara Benjamin Bernard Betty Beverly Brandon Brenda Brian Bruce Caleb Carl Carol
 Caroline Catherine Charles Charlotte Christina Christopher Claire Clara Daniel David Deborah
@@ -48,8 +61,10 @@ Lucy Margaret Maria Marie Mark Martha Martin Mary Matthew Megan Melissa Michael 
 Nathan Nicholas Nicole Olivia Oscar Patricia Patrick Paul Peter Philip Rachel Ralph Raymond
 Rebecca Richard Robert Roger Ronald Rose Russell Ruth Samuel Sandra Sarah Scott Sharon Simon
 Sophia Stephen Steven Susan Teresa Thomas Timothy Victoria Vincent Walter Wayne William
-""".split())
-SURNAMES = tuple("""
+""".split()
+)
+SURNAMES = tuple(
+    """
 Abbott Alfaro Archer Baker Barnes Bennett Blake Bowen Bradley Brooks Burke Caldwell Carson
 Chandler Clarke Cole Collins Cooper Crawford Dalton Dawson Dixon Doyle Duncan Ellis Emerson
 Farrell Fisher Fleming Fletcher Foster Garner Gibson Gordon Graves Griffin Hale Hardy Harper
@@ -59,7 +74,8 @@ Perry Porter Quinn Ramsey Reed Reeves Riley Russo Sanders Santos Sawyer Shaw She
 Spencer Stanley Steele Stone Sullivan Sutton Tanner Terry Thornton Tucker Turner Vaughn Wade
 Walsh Ward Warner Watts Weaver Webb Wells Wheeler Whitaker Wilder Wolfe Woods Wright Wyatt
 Yates York Young Zamora Bishop Carver Donovan Everett Frost Hammond Ingram
-""".split())
+""".split()
+)
 
 
 def _filler_counts() -> list[int]:
@@ -74,15 +90,19 @@ def generate_length(length: int, seed: int = DEFAULT_SEED) -> dict:
     queries rows: ``{"_id", "text", "doc_id"}``, qrels rows ``{"query-id", "corpus-id", "score"}``.
     """
     rng = random.Random(f"{seed}/passkey/{length}")
-    names = [f"{first} {last}" for first, last in
-             zip(rng.sample(FIRST_NAMES, N_DOCS), rng.sample(SURNAMES, N_DOCS))]
+    names = [
+        f"{first} {last}"
+        for first, last in zip(
+            rng.sample(FIRST_NAMES, N_DOCS), rng.sample(SURNAMES, N_DOCS), strict=True
+        )
+    ]
     keys = rng.sample(range(10000, 100000), N_DOCS)
     fill_counts = _filler_counts()
-    key_sents = [KEY_TEMPLATE.format(name=n, key=k) for n, k in zip(names, keys)]
+    key_sents = [KEY_TEMPLATE.format(name=n, key=k) for n, k in zip(names, keys, strict=True)]
     key_counts = count_tokens(key_sents)
 
     docs = []
-    for name, key, sent, n_key in zip(names, keys, key_sents, key_counts):
+    for name, key, sent, n_key in zip(names, keys, key_sents, key_counts, strict=True):
         budget = length - n_key
         sentences, used, i = [], 0, 0
         while used + fill_counts[i % len(FILLER)] <= budget:
@@ -92,24 +112,19 @@ def generate_length(length: int, seed: int = DEFAULT_SEED) -> dict:
         pos = rng.randint(0, len(sentences))  # sentence boundary where the key goes
         tokens_before = sum(fill_counts[j % len(FILLER)] for j in range(pos))
         sentences.insert(pos, sent)
-        docs.append({"text": " ".join(sentences), "n_tokens": used + n_key, "name": name,
-                     "key": str(key), "key_position": tokens_before})
+        docs.append(
+            {
+                "text": " ".join(sentences),
+                "n_tokens": used + n_key,
+                "name": name,
+                "key": str(key),
+                "key_position": tokens_before,
+            }
+        )
 
-    queried = sorted(rng.sample(range(N_DOCS), N_QUERIES))
-    order = list(range(N_DOCS))
-    rng.shuffle(order)  # storage order; ids follow it
-    doc_ids = {}
-    corpus = []
-    for rank, idx in enumerate(order):
-        doc_ids[idx] = f"passkey_{length}_doc{rank:03d}"
-        corpus.append({"_id": doc_ids[idx], **docs[idx]})
-    queries, qrels = [], []
-    for qn, idx in enumerate(queried):
-        qid = f"passkey_{length}_q{qn:02d}"
-        queries.append({"_id": qid, "text": QUERY_TEMPLATE.format(name=docs[idx]["name"]),
-                        "doc_id": doc_ids[idx]})
-        qrels.append({"query-id": qid, "corpus-id": doc_ids[idx], "score": 1})
-    return {"corpus": corpus, "queries": queries, "qrels": qrels}
+    return assemble_split(
+        "passkey", length, docs, N_QUERIES, rng, lambda doc: QUERY_TEMPLATE.format(name=doc["name"])
+    )
 
 
 def generate(lengths=LENGTHS, seed: int = DEFAULT_SEED) -> dict[int, dict]:
@@ -136,12 +151,17 @@ def longembed_config(data: dict[int, dict]) -> dict:
     row carries qid, doc_id, text and context_length ("" where a split has no such field)."""
     out = {"queries": [], "corpus": [], "qrels": []}
     for length, split in sorted(data.items()):
-        out["queries"] += [union_row(qid=q["_id"], text=q["text"], context_length=length)
-                           for q in split["queries"]]
-        out["corpus"] += [union_row(doc_id=d["_id"], text=d["text"], context_length=length)
-                          for d in split["corpus"]]
-        out["qrels"] += [union_row(qid=r["query-id"], doc_id=r["corpus-id"], context_length=length)
-                         for r in split["qrels"]]
+        out["queries"] += [
+            union_row(qid=q["_id"], text=q["text"], context_length=length) for q in split["queries"]
+        ]
+        out["corpus"] += [
+            union_row(doc_id=d["_id"], text=d["text"], context_length=length)
+            for d in split["corpus"]
+        ]
+        out["qrels"] += [
+            union_row(qid=r["query-id"], doc_id=r["corpus-id"], context_length=length)
+            for r in split["qrels"]
+        ]
     return out
 
 
@@ -156,8 +176,5 @@ def summary(data: dict[int, dict], seed: int = DEFAULT_SEED) -> dict:
         "generator": "lam_mteb_plugins.longembed.passkey",
         "seed": seed,
         "token_counter": "all-MiniLM-L6-v2 WordPiece, no special tokens",
-        "splits": {split_name(L): {"documents": len(s["corpus"]), "queries": len(s["queries"]),
-                                   "min_tokens": min(d["n_tokens"] for d in s["corpus"]),
-                                   "max_tokens": max(d["n_tokens"] for d in s["corpus"])}
-                   for L, s in sorted(data.items())},
+        "splits": split_stats(data),
     }

@@ -25,8 +25,9 @@ SPLITS = ("train", "val")
 
 
 def meeting_text(meeting: dict) -> str:
-    return "\n".join(f"{turn['speaker']}: {turn['content']}"
-                     for turn in meeting["meeting_transcripts"])
+    return "\n".join(
+        f"{turn['speaker']}: {turn['content']}" for turn in meeting["meeting_transcripts"]
+    )
 
 
 def meeting_files(qmsum_dir: Path, splits=SPLITS) -> list[Path]:
@@ -47,8 +48,11 @@ def build_rows(qmsum_dir: Path, splits=SPLITS) -> dict:
         from lam_mteb import DataNotFound
 
         raise DataNotFound(
-            "no QMSum meetings: looked for " + " and ".join(f"{qmsum_dir}/{s}/*.json" for s in splits) + " "
-            "(Yale-LILY/QMSum data/ALL); put them under the data directory")
+            "no QMSum meetings: looked for "
+            + " and ".join(f"{qmsum_dir}/{s}/*.json" for s in splits)
+            + " "
+            "(Yale-LILY/QMSum data/ALL); put them under the data directory"
+        )
     corpus, queries, qrels = [], [], []
     seen: dict[str, str] = {}
     duplicates = 0
@@ -87,7 +91,8 @@ def summary(rows: dict) -> dict:
     return {
         "generator": "lam_mteb_plugins.longembed.qmsum",
         "source": "qmsum/{train,val}/*.json (Yale-LILY/QMSum data/ALL)",
-        "documents": len(rows["corpus"]), "queries": len(rows["queries"]),
+        "documents": len(rows["corpus"]),
+        "queries": len(rows["queries"]),
         "duplicate_answers_dropped": rows["duplicates"],
         "published": {"documents": 197, "queries": 1527},
     }

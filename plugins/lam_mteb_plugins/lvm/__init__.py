@@ -86,3 +86,27 @@ def register_commands(subparsers):
     from .train import add_command
 
     add_command(subparsers)
+
+
+@lam_mteb.hookimpl
+def register_benchmarks(register):
+    register(
+        "lvm",
+        "LVM next-vector",
+        ("LVMNextVector",),
+        prefix="LVM",
+        prefix_ranked=True,
+        position=30,
+        description="Next-vector prediction: the vector of the next text chunk from the vectors "
+        "of the previous chunks (main score as the task defines it: R@5 of the model's "
+        "predictor). Baseline rows are the reference predictors the task scores in the "
+        "same runs (random vector, mean train vector, persistence = the last context "
+        "vector, linear average of the context); minilm has no predictor of its own, so "
+        "its row is the linear average. Cosine and R@1 are shown beside the main score "
+        "because a predictor can trade one for the other.",
+        abbreviations={"LVMNextVector": "NextVector"},
+        detail_metrics=(
+            ("LVMNextVector", "cosine_mean", "cos"),
+            ("LVMNextVector", "recall_at_1", "R@1"),
+        ),
+    )
