@@ -54,7 +54,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--lengths", nargs="+", type=int, default=[1024, 2048, 4096])
     p.add_argument("--seed", type=int, default=passkey.DEFAULT_SEED + 1)
-    p.add_argument("--weights", default=None, help="LAM checkpoint folder (default: the shipped one)")
+    p.add_argument(
+        "--weights", default=None, help="LAM checkpoint folder (default: the shipped one)"
+    )
     p.add_argument("--grid", nargs="+", type=float, default=[round(0.1 * i, 1) for i in range(11)])
     p.add_argument("--json", default=None, help="also write every number to this file")
     args = p.parse_args(argv)
@@ -72,7 +74,9 @@ def main(argv=None) -> int:
     sets = {}
     for L, split in passkey.generate(args.lengths, seed=args.seed).items():
         sets[f"passkey_{L}"] = split
-    for L, split in needle.generate(data_dir / needle.ESSAYS_DIR, args.lengths, seed=args.seed).items():
+    for L, split in needle.generate(
+        data_dir / needle.ESSAYS_DIR, args.lengths, seed=args.seed
+    ).items():
         sets[f"needle_{L}"] = split
     sets["qmsum_test"] = qmsum.build_rows(data_dir / qmsum.QMSUM_DIR, splits=("test",))
 
@@ -81,9 +85,18 @@ def main(argv=None) -> int:
     for name, split in sets.items():
         d = enc.encode_all([x["text"] for x in split["corpus"]])
         q = enc.encode_all([x["text"] for x in split["queries"]])
-        vecs[name] = {"doc_mean": d["mean"], "doc_state": d["state"], "q_mean": q["mean"], "q_state": q["state"]}
-        print(f"  encoded {name}: {len(split['corpus'])} documents, {len(split['queries'])} queries "
-              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        vecs[name] = {
+            "doc_mean": d["mean"],
+            "doc_state": d["state"],
+            "q_mean": q["mean"],
+            "q_state": q["state"],
+        }
+        print(
+            f"  encoded {name}: {len(split['corpus'])} documents, {len(split['queries'])} queries "
+            f"({time.perf_counter() - t0:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     rows = {}
     for w in args.grid:
@@ -93,7 +106,13 @@ def main(argv=None) -> int:
             row[name] = ndcg if name.startswith("qmsum") else acc
         pk = np.mean([v for k, v in row.items() if k.startswith("passkey")])
         nd = np.mean([v for k, v in row.items() if k.startswith("needle")])
-        row.update({"passkey_avg": pk, "needle_avg": nd, "objective": float(np.mean([pk, nd, row["qmsum_test"]]))})
+        row.update(
+            {
+                "passkey_avg": pk,
+                "needle_avg": nd,
+                "objective": float(np.mean([pk, nd, row["qmsum_test"]])),
+            }
+        )
         rows[w] = row
     cols = [*sets, "passkey_avg", "needle_avg", "objective"]
     print("| w (1 = mean, 0 = state) | " + " | ".join(cols) + " |")
@@ -101,11 +120,16 @@ def main(argv=None) -> int:
     for w, row in rows.items():
         print(f"| {w:.1f} | " + " | ".join(f"{row[c]:.4f}" for c in cols) + " |")
     best = max(rows, key=lambda w: (rows[w]["objective"], -abs(w - 0.5)))
-    print(f"best w by the objective (mean of Passkey acc@1, Needle acc@1, QMSum nDCG@10 on dev): {best:.1f}; "
-          f"encoding took {time.perf_counter() - t0:.0f} s")
+    print(
+        f"best w by the objective (mean of Passkey acc@1, Needle acc@1, QMSum nDCG@10 on dev): {best:.1f}; "
+        f"encoding took {time.perf_counter() - t0:.0f} s"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"seed": args.seed, "lengths": args.lengths, "rows": rows,
-                                               "best": best}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {"seed": args.seed, "lengths": args.lengths, "rows": rows, "best": best}, indent=1
+            )
+        )
     return 0
 
 

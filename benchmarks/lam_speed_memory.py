@@ -46,8 +46,10 @@ def corpus_text() -> str:
                 parts.append(f.read_text(encoding="utf-8", errors="replace"))
     if not parts:
         rng = random.Random(0)
-        words = ("river mountain city history science music people water light system theory "
-                 "market language garden winter summer ocean forest machine story road").split()
+        words = (
+            "river mountain city history science music people water light system theory "
+            "market language garden winter summer ocean forest machine story road"
+        ).split()
         parts = [" ".join(rng.choice(words) for _ in range(200_000))]
     return "\n".join(parts)
 
@@ -105,7 +107,9 @@ def child(n_tokens: int, threads: int, kind: str = "v2") -> None:
     else:
         from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder
 
-        enc = LamV2Encoder(pooling="state", lexical_weight=0.5, device="cpu")  # every path: memory + lexical
+        enc = LamV2Encoder(
+            pooling="state", lexical_weight=0.5, device="cpu"
+        )  # every path: memory + lexical
         enc.encode_all = lambda texts: {"e": enc.encode(texts)}
     enc.encode(["warm up"])
     rss_loaded = peak_rss_mb()
@@ -129,25 +133,50 @@ def child(n_tokens: int, threads: int, kind: str = "v2") -> None:
     sampler.join()
     peak = peak_rss_mb()
     ok = all(bool((abs(v) < 10).all()) and v.shape == (1, 384) for v in e.values())
-    print(json.dumps({"target_tokens": n_tokens, "tokens": tokens, "chars": len(text),
-                      "wall_s": round(wall, 2), "tokens_per_s": round(tokens / wall, 1),
-                      "rss_after_load_mb": round(rss_loaded, 1), "peak_rss_mb": round(peak, 1),
-                      "rss_before_encode_mb": round(before, 1),
-                      "max_rss_during_encode_mb": round(max(samples), 1), "rss_samples": len(samples),
-                      "finite": ok}))
+    print(
+        json.dumps(
+            {
+                "target_tokens": n_tokens,
+                "tokens": tokens,
+                "chars": len(text),
+                "wall_s": round(wall, 2),
+                "tokens_per_s": round(tokens / wall, 1),
+                "rss_after_load_mb": round(rss_loaded, 1),
+                "peak_rss_mb": round(peak, 1),
+                "rss_before_encode_mb": round(before, 1),
+                "max_rss_during_encode_mb": round(max(samples), 1),
+                "rss_samples": len(samples),
+                "finite": ok,
+            }
+        )
+    )
 
 
 def memory(sizes, threads, kind="v2"):
     rows = []
     for n in sizes:
-        cmd = [sys.executable, __file__, "--child", str(n), "--threads", str(threads), "--kind", kind]
-        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(n),
+            "--threads",
+            str(threads),
+            "--kind",
+            kind,
+        ]
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        )
         if out.returncode != 0:
             raise SystemExit(f"child for {n} tokens failed:\n{out.stderr[-2000:]}")
         row = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  {row['tokens']:>9} tokens: peak RSS {row['peak_rss_mb']:.0f} MB (while encoding: "
-              f"{row['rss_before_encode_mb']:.0f} -> max {row['max_rss_during_encode_mb']:.0f} MB), {row['wall_s']:.1f} s "
-              f"({row['tokens_per_s']:.0f} tok/s)", flush=True)
+        print(
+            f"  {row['tokens']:>9} tokens: peak RSS {row['peak_rss_mb']:.0f} MB (while encoding: "
+            f"{row['rss_before_encode_mb']:.0f} -> max {row['max_rss_during_encode_mb']:.0f} MB), {row['wall_s']:.1f} s "
+            f"({row['tokens_per_s']:.0f} tok/s)",
+            flush=True,
+        )
         rows.append(row)
     return rows
 
@@ -155,9 +184,10 @@ def memory(sizes, threads, kind="v2"):
 # --------------------------------------------------------------------------- throughput
 def throughput(threads: int, batch: int, rounds: int):
     import torch
+    from sentence_transformers import SentenceTransformer
+
     from lam_mteb_plugins.lam.encoder import LamEncoder
     from lam_mteb_plugins.lam.model import base_model_path
-    from sentence_transformers import SentenceTransformer
 
     if threads:
         torch.set_num_threads(threads)
@@ -167,8 +197,10 @@ def throughput(threads: int, batch: int, rounds: int):
     bert = st[0].auto_model.eval()
 
     ids = [i for p in lam.tokenizer.iter_ids(corpus_text()[:400_000]) for i in p][1:-1]
-    windows = [[lam.tokenizer.cls_id] + ids[j:j + 510] + [lam.tokenizer.sep_id]
-               for j in range(0, 510 * batch * 2, 510)][:batch]
+    windows = [
+        [lam.tokenizer.cls_id] + ids[j : j + 510] + [lam.tokenizer.sep_id]
+        for j in range(0, 510 * batch * 2, 510)
+    ][:batch]
     x = torch.tensor(windows)
     mask = torch.ones_like(x, dtype=torch.float32)
     n_tok = x.numel()
@@ -191,8 +223,10 @@ def throughput(threads: int, batch: int, rounds: int):
         st.encode(texts, batch_size=batch)
 
     out = {}
-    for level, (fa, fb, ntok) in {"model": (lam_fwd, bert_fwd, n_tok),
-                                  "encode": (lam_enc, st_enc, sum(min(n, 512) for n in lens))}.items():
+    for level, (fa, fb, ntok) in {
+        "model": (lam_fwd, bert_fwd, n_tok),
+        "encode": (lam_enc, st_enc, sum(min(n, 512) for n in lens)),
+    }.items():
         fa(), fb()  # warm up
         ta, tb = [], []
         for _ in range(rounds):
@@ -200,14 +234,19 @@ def throughput(threads: int, batch: int, rounds: int):
                 t0 = time.perf_counter()
                 f()
                 acc.append(time.perf_counter() - t0)
-        out[level] = {"lam_tokens_per_s": round(ntok / statistics.median(ta), 1),
-                      "minilm_tokens_per_s": round(ntok / statistics.median(tb), 1),
-                      "ratio_median_of_rounds": round(statistics.median(b / a for a, b in zip(ta, tb)), 3),
-                      "lam_s": [round(t, 3) for t in ta], "minilm_s": [round(t, 3) for t in tb],
-                      "tokens_per_round": ntok}
-        print(f"  {level:>6}: LAM {out[level]['lam_tokens_per_s']:.0f} tok/s, MiniLM "
-              f"{out[level]['minilm_tokens_per_s']:.0f} tok/s, ratio {out[level]['ratio_median_of_rounds']:.3f}",
-              flush=True)
+        out[level] = {
+            "lam_tokens_per_s": round(ntok / statistics.median(ta), 1),
+            "minilm_tokens_per_s": round(ntok / statistics.median(tb), 1),
+            "ratio_median_of_rounds": round(statistics.median(b / a for a, b in zip(ta, tb, strict=False)), 3),
+            "lam_s": [round(t, 3) for t in ta],
+            "minilm_s": [round(t, 3) for t in tb],
+            "tokens_per_round": ntok,
+        }
+        print(
+            f"  {level:>6}: LAM {out[level]['lam_tokens_per_s']:.0f} tok/s, MiniLM "
+            f"{out[level]['minilm_tokens_per_s']:.0f} tok/s, ratio {out[level]['ratio_median_of_rounds']:.3f}",
+            flush=True,
+        )
     out["batch"] = batch
     out["encode_text_lengths"] = [min(lens), max(lens)]
     return out
@@ -218,8 +257,9 @@ def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds
     default torch threads, interleaved rounds; tokens/s counts the tokens each model reads
     (MiniLM truncates at its max_seq_length, LAM reads every token)."""
     import mteb
-    from lam_mteb_plugins.lam.text import LamTokenizer
     from mteb._create_dataloaders import _create_dataloader_from_texts
+
+    from lam_mteb_plugins.lam.text import LamTokenizer
 
     tok = LamTokenizer()
     meta = mteb.get_task("STSBenchmark").metadata
@@ -231,15 +271,21 @@ def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds
     for L in lengths:
         texts, j = [], 0
         while len(texts) < n_texts:  # decode windows until a text re-tokenises to exactly L tokens
-            t = tok._tok.decode(ids[j:j + L - 2])
+            t = tok._tok.decode(ids[j : j + L - 2])
             j += L - 2
             if len(tok.encode_batch([t])[0]) == L:
                 texts.append(t)
         tokens = {"lam": n_texts * L, "base": n_texts * min(L, base_max)}
 
         def run(model, texts=texts):
-            model.encode(_create_dataloader_from_texts(texts, batch_size=32), task_metadata=meta,
-                         hf_split="test", hf_subset="default", batch_size=32, show_progress_bar=False)
+            model.encode(
+                _create_dataloader_from_texts(texts, batch_size=32),
+                task_metadata=meta,
+                hf_split="test",
+                hf_subset="default",
+                batch_size=32,
+                show_progress_bar=False,
+            )
 
         run(lam), run(base)  # warm up
         ta, tb = [], []
@@ -248,16 +294,25 @@ def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds
                 t0 = time.perf_counter()
                 run(m)
                 acc.append(time.perf_counter() - t0)
-        row = {"texts": n_texts, "tokens_per_text": L,
-               "lam_tokens_per_s": round(tokens["lam"] / statistics.median(ta), 1),
-               "minilm_tokens_per_s": round(tokens["base"] / statistics.median(tb), 1),
-               "texts_per_s_ratio": round(statistics.median(b / a for a, b in zip(ta, tb)), 3),
-               "lam_s": [round(t, 3) for t in ta], "minilm_s": [round(t, 3) for t in tb]}
-        row["ratio_tokens_read"] = round(row["texts_per_s_ratio"] * tokens["lam"] / tokens["base"], 3)
+        row = {
+            "texts": n_texts,
+            "tokens_per_text": L,
+            "lam_tokens_per_s": round(tokens["lam"] / statistics.median(ta), 1),
+            "minilm_tokens_per_s": round(tokens["base"] / statistics.median(tb), 1),
+            "texts_per_s_ratio": round(statistics.median(b / a for a, b in zip(ta, tb, strict=False)), 3),
+            "lam_s": [round(t, 3) for t in ta],
+            "minilm_s": [round(t, 3) for t in tb],
+        }
+        row["ratio_tokens_read"] = round(
+            row["texts_per_s_ratio"] * tokens["lam"] / tokens["base"], 3
+        )
         out[str(L)] = row
-        print(f"  mteb encode, {n_texts} texts of {L} tokens: {lam_name} {row['lam_tokens_per_s']:.0f} tok/s, "
-              f"{base_name} {row['minilm_tokens_per_s']:.0f} tok/s (reads {min(L, base_max)}); ratio (tokens read) "
-              f"{row['ratio_tokens_read']:.3f}, texts/s ratio {row['texts_per_s_ratio']:.3f}", flush=True)
+        print(
+            f"  mteb encode, {n_texts} texts of {L} tokens: {lam_name} {row['lam_tokens_per_s']:.0f} tok/s, "
+            f"{base_name} {row['minilm_tokens_per_s']:.0f} tok/s (reads {min(L, base_max)}); ratio (tokens read) "
+            f"{row['ratio_tokens_read']:.3f}, texts/s ratio {row['texts_per_s_ratio']:.3f}",
+            flush=True,
+        )
     return out
 
 
@@ -271,12 +326,28 @@ def plot(result, path):
     t = result["throughput"]
     levels = ["model", "encode"]
     xs = range(len(levels))
-    a.bar([i - 0.2 for i in xs], [t[lv]["minilm_tokens_per_s"] for lv in levels], 0.4, label="MiniLM (softmax)")
-    a.bar([i + 0.2 for i in xs], [t[lv]["lam_tokens_per_s"] for lv in levels], 0.4, label="LAM (DeltaNet)")
+    a.bar(
+        [i - 0.2 for i in xs],
+        [t[lv]["minilm_tokens_per_s"] for lv in levels],
+        0.4,
+        label="MiniLM (softmax)",
+    )
+    a.bar(
+        [i + 0.2 for i in xs],
+        [t[lv]["lam_tokens_per_s"] for lv in levels],
+        0.4,
+        label="LAM (DeltaNet)",
+    )
     for i, lv in enumerate(levels):
-        a.text(i, max(t[lv]["minilm_tokens_per_s"], t[lv]["lam_tokens_per_s"]) * 1.02,
-               f"x{t[lv]['ratio_median_of_rounds']:.2f}", ha="center")
-    a.set_ylim(0, max(max(t[lv]["minilm_tokens_per_s"], t[lv]["lam_tokens_per_s"]) for lv in levels) * 1.12)
+        a.text(
+            i,
+            max(t[lv]["minilm_tokens_per_s"], t[lv]["lam_tokens_per_s"]) * 1.02,
+            f"x{t[lv]['ratio_median_of_rounds']:.2f}",
+            ha="center",
+        )
+    a.set_ylim(
+        0, max(max(t[lv]["minilm_tokens_per_s"], t[lv]["lam_tokens_per_s"]) for lv in levels) * 1.12
+    )
     a.set_xticks(list(xs), [f"{lv} level" for lv in levels])
     a.set_ylabel("tokens / s (512-token windows)")
     a.set_title(f"Throughput, {result['threads'] or 'default'} CPU thread(s)")
@@ -285,8 +356,13 @@ def plot(result, path):
     toks = [r["tokens"] for r in rows]
     b.plot(toks, [r["peak_rss_mb"] for r in rows], "o-", label="peak RSS of the process (MB)")
     if all("max_rss_during_encode_mb" in r for r in rows):
-        b.plot(toks, [r["max_rss_during_encode_mb"] for r in rows], "^:", color="tab:green",
-               label="max RSS while encoding (MB)")
+        b.plot(
+            toks,
+            [r["max_rss_during_encode_mb"] for r in rows],
+            "^:",
+            color="tab:green",
+            label="max RSS while encoding (MB)",
+        )
     b.set_xscale("log")
     b.set_xlabel("document length (tokens, one document)")
     b.set_ylabel("peak RSS (MB)")
@@ -312,8 +388,12 @@ def main():
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "lam_speed_memory.json"))
     p.add_argument("--plot", default=str(REPO / "docs" / "lam_speed_memory.png"))
-    p.add_argument("--kind", default="v2", choices=["v1", "v2"], help="LAM version for the memory part")
-    p.add_argument("--mteb-lam", default="lam-hybrid", help="registry model for the mteb-encode ratios")
+    p.add_argument(
+        "--kind", default="v2", choices=["v1", "v2"], help="LAM version for the memory part"
+    )
+    p.add_argument(
+        "--mteb-lam", default="lam-hybrid", help="registry model for the mteb-encode ratios"
+    )
     p.add_argument("--mteb-baseline", default="minilm")
     p.add_argument("--mteb-lengths", default="240,512")
     p.add_argument("--mteb-texts", type=int, default=32)
@@ -322,16 +402,25 @@ def main():
     args = p.parse_args()
     if args.child:
         return child(args.child, args.threads, args.kind)
-    result = {"threads": args.threads, "python": platform.python_version(), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    result = {
+        "threads": args.threads,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     if Path(args.out).is_file():  # keep the part not re-measured
         old = json.loads(Path(args.out).read_text())
         result.update({k: old[k] for k in ("throughput", "memory", "mteb_encode") if k in old})
     if not args.skip_mteb:  # default torch threads, as `mteb run` uses
         print("throughput through mteb.get_model(...).encode, default threads:", flush=True)
-        result["mteb_encode"] = mteb_throughput(args.mteb_lam, args.mteb_baseline,
-                                                [int(x) for x in args.mteb_lengths.split(",")],
-                                                args.mteb_texts, args.rounds)
+        result["mteb_encode"] = mteb_throughput(
+            args.mteb_lam,
+            args.mteb_baseline,
+            [int(x) for x in args.mteb_lengths.split(",")],
+            args.mteb_texts,
+            args.rounds,
+        )
     if not args.skip_throughput:
         print("throughput (512-token windows):", flush=True)
         result["throughput"] = throughput(args.threads, args.batch, args.rounds)
@@ -341,9 +430,14 @@ def main():
         result["memory_kind"] = args.kind
         m = result["memory"]
         result["rss_1m_over_8k"] = round(m[-1]["peak_rss_mb"] / m[0]["peak_rss_mb"], 3)
-        result["encode_rss_1m_over_8k"] = round(m[-1]["max_rss_during_encode_mb"] / m[0]["max_rss_during_encode_mb"], 3)
-        print(f"  peak RSS largest / smallest: {result['rss_1m_over_8k']}; max RSS while encoding, "
-              f"largest / smallest: {result['encode_rss_1m_over_8k']}", flush=True)
+        result["encode_rss_1m_over_8k"] = round(
+            m[-1]["max_rss_during_encode_mb"] / m[0]["max_rss_during_encode_mb"], 3
+        )
+        print(
+            f"  peak RSS largest / smallest: {result['rss_1m_over_8k']}; max RSS while encoding, "
+            f"largest / smallest: {result['encode_rss_1m_over_8k']}",
+            flush=True,
+        )
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     if "throughput" in result and "memory" in result:
         plot(result, args.plot)

@@ -31,9 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-VARIANTS = (("hashed", 2048, "log"), ("hashed", 1024, "log"), ("hashed", 4096, "log"),
-            ("hashed", 2048, "binary"), ("hashed", 2048, "raw"), ("minilm", 384, "raw"),
-            ("minilm", 384, "log"))
+VARIANTS = (
+    ("hashed", 2048, "log"),
+    ("hashed", 1024, "log"),
+    ("hashed", 4096, "log"),
+    ("hashed", 2048, "binary"),
+    ("hashed", 2048, "raw"),
+    ("minilm", 384, "raw"),
+    ("minilm", 384, "log"),
+)
 
 
 def retrieval(split: dict, D: np.ndarray, Q: np.ndarray, k: int = 10) -> tuple[float, float]:
@@ -95,23 +101,37 @@ def dev_sets(data_dir: Path, lengths: list[int], seed: int) -> dict:
 
 
 def main(argv=None) -> int:
-    from lam_mteb_plugins.longembed import passkey
     from scipy.stats import spearmanr
 
+    from lam_mteb_plugins.longembed import passkey
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lengths", nargs="*", type=int, default=[1536],
-                   help="Passkey/Needle dev lengths (none: QMSum, SciFact train and STS-B only)")
+    p.add_argument(
+        "--lengths",
+        nargs="*",
+        type=int,
+        default=[1536],
+        help="Passkey/Needle dev lengths (none: QMSum, SciFact train and STS-B only)",
+    )
     p.add_argument("--seed", type=int, default=passkey.DEFAULT_SEED + 1)
-    p.add_argument("--weights", default=None, help="LAM v2 checkpoint folder (default: the shipped one)")
+    p.add_argument(
+        "--weights", default=None, help="LAM v2 checkpoint folder (default: the shipped one)"
+    )
     p.add_argument("--chunk-sizes", nargs="+", type=int, default=[256])
-    p.add_argument("--grid", nargs="+", type=float,
-                   default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    p.add_argument(
+        "--grid",
+        nargs="+",
+        type=float,
+        default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     data_dir = os.environ.get("LAM_MTEB_DATA_DIR")
     if not data_dir:
-        p.error("set LAM_MTEB_DATA_DIR to the folder holding qmsum/, scifact/, longtext/ and stsbenchmark/")
+        p.error(
+            "set LAM_MTEB_DATA_DIR to the folder holding qmsum/, scifact/, longtext/ and stsbenchmark/"
+        )
     if args.seed == passkey.DEFAULT_SEED:
         p.error("--seed must differ from the task seed: this is development data")
     data_dir = Path(data_dir)
@@ -128,20 +148,33 @@ def main(argv=None) -> int:
     for cs in args.chunk_sizes:
         t0 = time.perf_counter()
         dense_enc = LamV2Encoder(weights=args.weights, chunk_size=cs)
-        texts = {name: ([x["text"] for x in s["corpus"]], [x["text"] for x in s["queries"]])
-                 for name, s in sets.items()}
+        texts = {
+            name: ([x["text"] for x in s["corpus"]], [x["text"] for x in s["queries"]])
+            for name, s in sets.items()
+        }
         texts["stsb_dev"] = ([a for a, _, _ in sts], [b for _, b, _ in sts])
         parts = {}
         for name, (docs, queries) in texts.items():
-            parts[name] = (dense_enc.encode_parts(docs, show_progress_bar=True),
-                           dense_enc.encode_parts(queries))
-            print(f"  chunk {cs}: encoded {name} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr,
-                  flush=True)
+            parts[name] = (
+                dense_enc.encode_parts(docs, show_progress_bar=True),
+                dense_enc.encode_parts(queries),
+            )
+            print(
+                f"  chunk {cs}: encoded {name} ({time.perf_counter() - t0:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         rows = []
         for vectors, dim, tf in VARIANTS:
-            enc = LamV2Encoder(weights=args.weights, chunk_size=cs, lexical_weight=1.0,
-                               lexical_vectors=vectors, lexical_dim=max(dim, 16), lexical_tf=tf,
-                               model=dense_enc.model)
+            enc = LamV2Encoder(
+                weights=args.weights,
+                chunk_size=cs,
+                lexical_weight=1.0,
+                lexical_vectors=vectors,
+                lexical_dim=max(dim, 16),
+                lexical_tf=tf,
+                model=dense_enc.model,
+            )
             lex = {name: (enc.lexical(d), enc.lexical(q)) for name, (d, q) in texts.items()}
             for w in args.grid:
                 row = {"vectors": vectors, "dim": dim, "tf": tf, "w": w}
@@ -156,13 +189,19 @@ def main(argv=None) -> int:
                 rows.append(row)
         report["runs"][cs] = {"rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
         cols = [c for c in rows[0] if c not in ("vectors", "dim", "tf", "w")]
-        print(f"\nchunk_size {cs} ({time.perf_counter() - t0:.0f} s); passkey/needle: acc@1, "
-              "qmsum/scifact: nDCG@10, stsb: cosine Spearman")
+        print(
+            f"\nchunk_size {cs} ({time.perf_counter() - t0:.0f} s); passkey/needle: acc@1, "
+            "qmsum/scifact: nDCG@10, stsb: cosine Spearman"
+        )
         print("| lexical vectors / dim / tf | w | " + " | ".join(cols) + " |")
         print("|---" * (len(cols) + 2) + "|")
         for row in rows:
-            print(f"| {row['vectors']} / {row['dim']} / {row['tf']} | {row['w']:.1f} | "
-                  + " | ".join(f"{row[c]:.4f}" for c in cols) + " |", flush=True)
+            print(
+                f"| {row['vectors']} / {row['dim']} / {row['tf']} | {row['w']:.1f} | "
+                + " | ".join(f"{row[c]:.4f}" for c in cols)
+                + " |",
+                flush=True,
+            )
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=1))
     return 0

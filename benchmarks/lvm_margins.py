@@ -23,19 +23,29 @@ from pathlib import Path
 import numpy as np
 
 SHIPPED = ("lvm-r", "lvm-t", "amn")
-METRICS = (("cosine", "cosine_mean"), ("r1", "recall_at_1"), ("r5", "recall_at_5"), ("r10", "recall_at_10"),
-           ("c50", "contain_at_50"))
+METRICS = (
+    ("cosine", "cosine_mean"),
+    ("r1", "recall_at_1"),
+    ("r5", "recall_at_5"),
+    ("r10", "recall_at_10"),
+    ("c50", "contain_at_50"),
+)
 LABELS = {"cosine": "cosine", "r1": "R@1", "r5": "R@5", "r10": "R@10", "c50": "Contain@50"}
 
 
 def per_query(pred, ctx, tgt, pool, excl):
     from lam_mteb_plugins.lvm import metrics as M
 
-    p = np.concatenate([pred(ctx[s:s + 1024]) for s in range(0, len(ctx), 1024)])
+    p = np.concatenate([pred(ctx[s : s + 1024]) for s in range(0, len(ctx), 1024)])
     cos = M.cosine_rows(p, pool[tgt])
     ranks = M.target_ranks(p, pool, tgt, excl)
-    return {"cosine": cos, "r1": (ranks <= 1).astype(float), "r5": (ranks <= 5).astype(float),
-            "r10": (ranks <= 10).astype(float), "c50": (ranks <= 50).astype(float)}
+    return {
+        "cosine": cos,
+        "r1": (ranks <= 1).astype(float),
+        "r5": (ranks <= 5).astype(float),
+        "r10": (ranks <= 10).astype(float),
+        "c50": (ranks <= 50).astype(float),
+    }
 
 
 def bootstrap(delta: np.ndarray, doc_of_query: np.ndarray, n: int = 2000, seed: int = 0):
@@ -55,17 +65,27 @@ def baselines(vecs: dict, seed: int = 42, mean_sample: int = 1000, split_seed: i
 
     train = M.normalize(vecs["train"])
     sample = train[V.train_sample_indices(len(train), mean_sample, split_seed)]
-    return {"random": M.random_predictor(train.shape[1], seed=seed), "mean_vector": M.mean_predictor(sample),
-            "persistence": M.persistence, "linear_average": M.linear_average}
+    return {
+        "random": M.random_predictor(train.shape[1], seed=seed),
+        "mean_vector": M.mean_predictor(sample),
+        "persistence": M.persistence,
+        "linear_average": M.linear_average,
+    }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", action="append", help="checkpoint folder or lvm-r / lvm-t / amn (shipped)")
+    ap.add_argument(
+        "--checkpoint", action="append", help="checkpoint folder or lvm-r / lvm-t / amn (shipped)"
+    )
     ap.add_argument("--split", action="append")
     ap.add_argument("--data", type=Path)
-    ap.add_argument("--against", default="best", choices=["best", "linear_average", "persistence"],
-                    help="best (default) = per metric, the best of the four baselines on that metric")
+    ap.add_argument(
+        "--against",
+        default="best",
+        choices=["best", "linear_average", "persistence"],
+        help="best (default) = per metric, the best of the four baselines on that metric",
+    )
     args = ap.parse_args(argv)
 
     from tabulate import tabulate
@@ -79,7 +99,9 @@ def main(argv=None) -> int:
 
     folder = args.data or default_data_folder()
     sd = D.build_sequence_data(folder)
-    _, vecs = split_vectors(_encode_fn(lam_mteb.get_encoder("minilm")), sd, splits=("train", "dev", "test"))
+    _, vecs = split_vectors(
+        _encode_fn(lam_mteb.get_encoder("minilm")), sd, splits=("train", "dev", "test")
+    )
     ckpts = args.checkpoint or list(SHIPPED)
     rows, base_rows = [], []
     for split in args.split or ["test"]:
@@ -96,17 +118,26 @@ def main(argv=None) -> int:
             mine = per_query(TorchPredictor(model), ctx, tgt, pool, excl)
             row = [split, f"{cfg['arch']} ({path.name})", len(seqs), len(set(doc_of_query))]
             for key, _ in METRICS:
-                against = (max(base, key=lambda n, k=key: base[n][k].mean()) if args.against == "best"
-                           else args.against)
+                against = (
+                    max(base, key=lambda n, k=key: base[n][k].mean())
+                    if args.against == "best"
+                    else args.against
+                )
                 d, lo, hi = bootstrap(mine[key] - base[against][key], doc_of_query)
                 row.append(f"{mine[key].mean():.4f} vs {against} {d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
             rows.append(row)
     print("baselines")
     print(tabulate(base_rows, headers=["split", "baseline", *[LABELS[k] for k, _ in METRICS]]))
     print()
-    print(f"model value vs {'the best baseline on each metric' if args.against == 'best' else args.against}: "
-          "margin [95% document-bootstrap interval]")
-    print(tabulate(rows, headers=["split", "model", "queries", "docs", *[LABELS[k] for k, _ in METRICS]]))
+    print(
+        f"model value vs {'the best baseline on each metric' if args.against == 'best' else args.against}: "
+        "margin [95% document-bootstrap interval]"
+    )
+    print(
+        tabulate(
+            rows, headers=["split", "model", "queries", "docs", *[LABELS[k] for k, _ in METRICS]]
+        )
+    )
     return 0
 
 

@@ -24,9 +24,18 @@ import numpy as np
 
 # the starting point every variant overrides (the first lvm-r defaults; fixed here so the variants
 # stay reproducible whatever train.DEFAULTS becomes)
-SWEEP_BASE = {"lvm-r": {"model": {"hidden": 256, "dropout": 0.1, "content_mix": True, "global_bias": True},
-                        "lr": 1e-3, "weight_decay": 0.05, "epochs": 8, "w_nce": 0.1, "tau": 0.1,
-                        "w_doc": 0.0, "select": "all_baselines"}}
+SWEEP_BASE = {
+    "lvm-r": {
+        "model": {"hidden": 256, "dropout": 0.1, "content_mix": True, "global_bias": True},
+        "lr": 1e-3,
+        "weight_decay": 0.05,
+        "epochs": 8,
+        "w_nce": 0.1,
+        "tau": 0.1,
+        "w_doc": 0.0,
+        "select": "all_baselines",
+    }
+}
 
 # name -> (arch, overrides of SWEEP_BASE[arch] / its "model" dict)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -37,35 +46,110 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "r-nce0.3-doc0.3": ("lvm-r", {"w_nce": 0.3, "w_doc": 0.3}),
     "r-nce1-doc1": ("lvm-r", {"w_nce": 1.0, "w_doc": 1.0}),
     "r-linear-nce0.3-doc0.3": ("lvm-r", {"w_nce": 0.3, "w_doc": 0.3, "model": {"hidden": 0}}),
-    "r-nobias-nce0.3-doc0.3": ("lvm-r", {"w_nce": 0.3, "w_doc": 0.3, "model": {"global_bias": False}}),
-    "r-h512-d0.3-nce0.3-doc0.3": ("lvm-r", {"w_nce": 0.3, "w_doc": 0.3, "model": {"hidden": 512, "dropout": 0.3}}),
+    "r-nobias-nce0.3-doc0.3": (
+        "lvm-r",
+        {"w_nce": 0.3, "w_doc": 0.3, "model": {"global_bias": False}},
+    ),
+    "r-h512-d0.3-nce0.3-doc0.3": (
+        "lvm-r",
+        {"w_nce": 0.3, "w_doc": 0.3, "model": {"hidden": 512, "dropout": 0.3}},
+    ),
     # wave 2: the first wave overfits after one epoch (train loss down, dev cosine down): smaller,
     # more regularised correction networks, lower learning rate
-    "r-h64-d0.5-wd0.5-lr3e-4-nce0.1-doc0.1": ("lvm-r", {"w_nce": 0.1, "w_doc": 0.1, "lr": 3e-4, "weight_decay": 0.5,
-                                                       "model": {"hidden": 64, "dropout": 0.5}}),
-    "r-h64-d0.5-wd0.5-lr3e-4-nce0.03-doc0.03": ("lvm-r", {"w_nce": 0.03, "w_doc": 0.03, "lr": 3e-4,
-                                                         "weight_decay": 0.5, "model": {"hidden": 64, "dropout": 0.5}}),
-    "r-h64-d0.5-wd0.5-lr3e-4-cos": ("lvm-r", {"w_nce": 0.0, "lr": 3e-4, "weight_decay": 0.5,
-                                              "model": {"hidden": 64, "dropout": 0.5}}),
-    "r-linear-lr3e-4-nce0.1-doc0.1": ("lvm-r", {"w_nce": 0.1, "w_doc": 0.1, "lr": 3e-4, "model": {"hidden": 0}}),
-    "r-linear-lr3e-4-nce0.03-doc0.03": ("lvm-r", {"w_nce": 0.03, "w_doc": 0.03, "lr": 3e-4, "model": {"hidden": 0}}),
+    "r-h64-d0.5-wd0.5-lr3e-4-nce0.1-doc0.1": (
+        "lvm-r",
+        {
+            "w_nce": 0.1,
+            "w_doc": 0.1,
+            "lr": 3e-4,
+            "weight_decay": 0.5,
+            "model": {"hidden": 64, "dropout": 0.5},
+        },
+    ),
+    "r-h64-d0.5-wd0.5-lr3e-4-nce0.03-doc0.03": (
+        "lvm-r",
+        {
+            "w_nce": 0.03,
+            "w_doc": 0.03,
+            "lr": 3e-4,
+            "weight_decay": 0.5,
+            "model": {"hidden": 64, "dropout": 0.5},
+        },
+    ),
+    "r-h64-d0.5-wd0.5-lr3e-4-cos": (
+        "lvm-r",
+        {"w_nce": 0.0, "lr": 3e-4, "weight_decay": 0.5, "model": {"hidden": 64, "dropout": 0.5}},
+    ),
+    "r-linear-lr3e-4-nce0.1-doc0.1": (
+        "lvm-r",
+        {"w_nce": 0.1, "w_doc": 0.1, "lr": 3e-4, "model": {"hidden": 0}},
+    ),
+    "r-linear-lr3e-4-nce0.03-doc0.03": (
+        "lvm-r",
+        {"w_nce": 0.03, "w_doc": 0.03, "lr": 3e-4, "model": {"hidden": 0}},
+    ),
     "r-linear-lr3e-4-cos": ("lvm-r", {"w_nce": 0.0, "lr": 3e-4, "model": {"hidden": 0}}),
     # wave 3: around the frontier of wave 2 (cosine = the average's, R@5 = persistence's): more weight on
     # the same-document hard negatives, fewer epochs (the best epochs were the first ones)
-    "r-h64-reg-nce0.05-doc0.2-e4": ("lvm-r", {"w_nce": 0.05, "w_doc": 0.2, "lr": 3e-4, "weight_decay": 0.5,
-                                              "epochs": 4, "model": {"hidden": 64, "dropout": 0.5}}),
-    "r-h64-reg-doc0.2-e4": ("lvm-r", {"w_nce": 0.0, "w_doc": 0.2, "lr": 3e-4, "weight_decay": 0.5,
-                                      "epochs": 4, "model": {"hidden": 64, "dropout": 0.5}}),
-    "r-h64-reg-nce0.1-doc0.1-t0.05-e4": ("lvm-r", {"w_nce": 0.1, "w_doc": 0.1, "tau": 0.05, "lr": 3e-4,
-                                                   "weight_decay": 0.5, "epochs": 4,
-                                                   "model": {"hidden": 64, "dropout": 0.5}}),
+    "r-h64-reg-nce0.05-doc0.2-e4": (
+        "lvm-r",
+        {
+            "w_nce": 0.05,
+            "w_doc": 0.2,
+            "lr": 3e-4,
+            "weight_decay": 0.5,
+            "epochs": 4,
+            "model": {"hidden": 64, "dropout": 0.5},
+        },
+    ),
+    "r-h64-reg-doc0.2-e4": (
+        "lvm-r",
+        {
+            "w_nce": 0.0,
+            "w_doc": 0.2,
+            "lr": 3e-4,
+            "weight_decay": 0.5,
+            "epochs": 4,
+            "model": {"hidden": 64, "dropout": 0.5},
+        },
+    ),
+    "r-h64-reg-nce0.1-doc0.1-t0.05-e4": (
+        "lvm-r",
+        {
+            "w_nce": 0.1,
+            "w_doc": 0.1,
+            "tau": 0.05,
+            "lr": 3e-4,
+            "weight_decay": 0.5,
+            "epochs": 4,
+            "model": {"hidden": 64, "dropout": 0.5},
+        },
+    ),
     # wave 4: the sharper temperature (0.05) lifted dev R@1 above persistence but cost cosine; less InfoNCE
-    "r-h64-reg-nce0.05-doc0.1-t0.05-e4": ("lvm-r", {"w_nce": 0.05, "w_doc": 0.1, "tau": 0.05, "lr": 3e-4,
-                                                    "weight_decay": 0.5, "epochs": 4,
-                                                    "model": {"hidden": 64, "dropout": 0.5}}),
-    "r-h64-reg-nce0.05-doc0.2-t0.05-e4": ("lvm-r", {"w_nce": 0.05, "w_doc": 0.2, "tau": 0.05, "lr": 3e-4,
-                                                    "weight_decay": 0.5, "epochs": 4,
-                                                    "model": {"hidden": 64, "dropout": 0.5}}),
+    "r-h64-reg-nce0.05-doc0.1-t0.05-e4": (
+        "lvm-r",
+        {
+            "w_nce": 0.05,
+            "w_doc": 0.1,
+            "tau": 0.05,
+            "lr": 3e-4,
+            "weight_decay": 0.5,
+            "epochs": 4,
+            "model": {"hidden": 64, "dropout": 0.5},
+        },
+    ),
+    "r-h64-reg-nce0.05-doc0.2-t0.05-e4": (
+        "lvm-r",
+        {
+            "w_nce": 0.05,
+            "w_doc": 0.2,
+            "tau": 0.05,
+            "lr": 3e-4,
+            "weight_decay": 0.5,
+            "epochs": 4,
+            "model": {"hidden": 64, "dropout": 0.5},
+        },
+    ),
 }
 
 
@@ -116,8 +200,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--only", action="append")
     ap.add_argument("--table", action="store_true")
-    ap.add_argument("--score-test", action="store_true",
-                    help="add test scores (for the record) to the finished variants in --out")
+    ap.add_argument(
+        "--score-test",
+        action="store_true",
+        help="add test scores (for the record) to the finished variants in --out",
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     done = {}
@@ -126,21 +213,27 @@ def main(argv=None) -> int:
             rec = json.loads(line)
             done[rec["name"]] = rec
     if args.table:
-        print("| variant | selected epoch | dev cos | dev R@1 | dev R@5 | test cos | test R@1 | test R@5 | dev rule |")
+        print(
+            "| variant | selected epoch | dev cos | dev R@1 | dev R@5 | test cos | test R@1 | test R@5 | dev rule |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for name in ("random", "mean_vector", "persistence", "linear_average"):
             d, t = done.get(f"baseline:{name}"), done.get(f"baseline-test:{name}")
             if d and t:
-                print(f"| *baseline: {name}* | – | {d['cosine_mean']:.4f} | {d['recall_at_1']:.4f} | "
-                      f"{d['recall_at_5']:.4f} | {t['cosine_mean']:.4f} | {t['recall_at_1']:.4f} | "
-                      f"{t['recall_at_5']:.4f} | – |")
+                print(
+                    f"| *baseline: {name}* | – | {d['cosine_mean']:.4f} | {d['recall_at_1']:.4f} | "
+                    f"{d['recall_at_5']:.4f} | {t['cosine_mean']:.4f} | {t['recall_at_1']:.4f} | "
+                    f"{t['recall_at_5']:.4f} | – |"
+                )
         for rec in done.values():
             if "dev" not in rec:
                 continue
             d, t = rec["dev"], rec.get("test", {k: float("nan") for k in rec["dev"]})
-            print(f"| {rec['name']} | {rec.get('epoch', '–')} | {d['cosine_mean']:.4f} | {d['recall_at_1']:.4f} | "
-                  f"{d['recall_at_5']:.4f} | {t['cosine_mean']:.4f} | {t['recall_at_1']:.4f} | {t['recall_at_5']:.4f} | "
-                  f"{'beats all' if rec.get('qualifies') else 'fails'} |")
+            print(
+                f"| {rec['name']} | {rec.get('epoch', '–')} | {d['cosine_mean']:.4f} | {d['recall_at_1']:.4f} | "
+                f"{d['recall_at_5']:.4f} | {t['cosine_mean']:.4f} | {t['recall_at_1']:.4f} | {t['recall_at_5']:.4f} | "
+                f"{'beats all' if rec.get('qualifies') else 'fails'} |"
+            )
         return 0
 
     import torch
@@ -150,7 +243,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     ckpt_root = args.out.with_suffix(".ckpt")
-    if args.score_test:  # second pass: test scores of the finished variants (models saved by the first)
+    if (
+        args.score_test
+    ):  # second pass: test scores of the finished variants (models saved by the first)
         from lam_mteb_plugins.lvm import metrics as M
 
         sd, vecs = load(("train", "dev", "test"))
@@ -166,9 +261,18 @@ def main(argv=None) -> int:
                 rec["test"] = scores_of(fn, sd, vecs, "test")
             lines.append(json.dumps(rec))
         if "baselines-test" not in done:
-            for name, sc in dev_baselines(vecs["train"], vecs["test"], sd.sequences("test")).items():
-                lines.append(json.dumps({"name": f"baseline-test:{name}", "split": "test",
-                                         **{k: round(v, 4) for k, v in sc.items() if "latency" not in k}}))
+            for name, sc in dev_baselines(
+                vecs["train"], vecs["test"], sd.sequences("test")
+            ).items():
+                lines.append(
+                    json.dumps(
+                        {
+                            "name": f"baseline-test:{name}",
+                            "split": "test",
+                            **{k: round(v, 4) for k, v in sc.items() if "latency" not in k},
+                        }
+                    )
+                )
             lines.append(json.dumps({"name": "baselines-test"}))
         args.out.write_text("\n".join(lines) + "\n")
         print(f"test scores added to {args.out}")
@@ -183,8 +287,13 @@ def main(argv=None) -> int:
 
     if "baselines" not in done:
         for name, sc in dev_baselines(vecs["train"], vecs["dev"], sd.sequences("dev")).items():
-            write({"name": f"baseline:{name}", "split": "dev",
-                   **{k: round(v, 4) for k, v in sc.items() if "latency" not in k}})
+            write(
+                {
+                    "name": f"baseline:{name}",
+                    "split": "dev",
+                    **{k: round(v, 4) for k, v in sc.items() if "latency" not in k},
+                }
+            )
         write({"name": "baselines"})
     dev_base = dev_baselines(vecs["train"], vecs["dev"], sd.sequences("dev"))
     names = args.only or ["gate-grid", *VARIANTS]
@@ -197,19 +306,53 @@ def main(argv=None) -> int:
             rec = {"name": name, "params": params}
         else:
             arch, over = VARIANTS[name]
-            hp = {**SWEEP_BASE[arch], "arch": arch, "batch_size": 128, "w_cos": 1.0, "w_mse": 0.0, "seed": 0}
+            hp = {
+                **SWEEP_BASE[arch],
+                "arch": arch,
+                "batch_size": 128,
+                "w_cos": 1.0,
+                "w_mse": 0.0,
+                "seed": 0,
+            }
             hp["model"] = {**SWEEP_BASE[arch]["model"], **over.get("model", {})}
             hp.update({k: v for k, v in over.items() if k != "model"})
-            model, history, best = train_model(hp, vecs["train"], sd.sequences("train"), vecs["dev"],
-                                               sd.sequences("dev"), None, progress=False, train_docs=train_docs,
-                                               log=lambda msg, n=name: print(f"[{n}] {msg}", flush=True))
+            model, history, best = train_model(
+                hp,
+                vecs["train"],
+                sd.sequences("train"),
+                vecs["dev"],
+                sd.sequences("dev"),
+                None,
+                progress=False,
+                train_docs=train_docs,
+                log=lambda msg, n=name: print(f"[{n}] {msg}", flush=True),
+            )
             fn = TorchPredictor(model)
-            save_checkpoint(model, ckpt_root / name, {"arch": arch, "model": {"dim": int(vecs["train"].shape[1]),
-                                                                               "context": 5, **hp["model"]}})
-            rec = {"name": name, "hparams": hp, "epoch": best["epoch"],
-                   "curve": [{k: round(v, 4) for k, v in h.items() if k.startswith("dev_") and k[4:] in
-                              ("cosine_mean", "recall_at_1", "recall_at_5")} for h in history]}
-        dev = scores_of(fn, sd, vecs, "dev", exact=True)  # unrounded: a tie with a baseline does not qualify
+            save_checkpoint(
+                model,
+                ckpt_root / name,
+                {
+                    "arch": arch,
+                    "model": {"dim": int(vecs["train"].shape[1]), "context": 5, **hp["model"]},
+                },
+            )
+            rec = {
+                "name": name,
+                "hparams": hp,
+                "epoch": best["epoch"],
+                "curve": [
+                    {
+                        k: round(v, 4)
+                        for k, v in h.items()
+                        if k.startswith("dev_")
+                        and k[4:] in ("cosine_mean", "recall_at_1", "recall_at_5")
+                    }
+                    for h in history
+                ],
+            }
+        dev = scores_of(
+            fn, sd, vecs, "dev", exact=True
+        )  # unrounded: a tie with a baseline does not qualify
         rec["dev"] = {k: round(v, 4) for k, v in dev.items()}
         rec["qualifies"] = bool(margin_key({f"dev_{k}": v for k, v in dev.items()}, dev_base)[0])
         rec["seconds"] = round(time.time() - t0, 1)

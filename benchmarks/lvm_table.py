@@ -15,9 +15,16 @@ import json
 import sys
 from pathlib import Path
 
-COLUMNS = [("cosine_mean", "cos mean"), ("cosine_std", "cos std"), ("recall_at_1", "R@1"),
-           ("recall_at_5", "R@5"), ("recall_at_10", "R@10"), ("contain_at_50", "Contain@50"),
-           ("mrr", "MRR"), ("p95_latency_ms", "P95 ms")]
+COLUMNS = [
+    ("cosine_mean", "cos mean"),
+    ("cosine_std", "cos std"),
+    ("recall_at_1", "R@1"),
+    ("recall_at_5", "R@5"),
+    ("recall_at_10", "R@10"),
+    ("contain_at_50", "Contain@50"),
+    ("mrr", "MRR"),
+    ("p95_latency_ms", "P95 ms"),
+]
 ORDER = ["model_predictor", "linear_average", "persistence", "mean_vector", "random"]
 
 
@@ -25,8 +32,12 @@ def rows_for(folder: Path, split: str) -> list[list]:
     rows, seen = [], set()
     files = [(p, json.loads(p.read_text())) for p in sorted(folder.rglob("LVMNextVector.json"))]
     # baselines are labelled with a plain encoder's name when one was run on the same vectors
-    files.sort(key=lambda f: any(e.get("main_predictor") == "model_predictor"
-                                 for e in f[1].get("scores", {}).get(split, [])))
+    files.sort(
+        key=lambda f: any(
+            e.get("main_predictor") == "model_predictor"
+            for e in f[1].get("scores", {}).get(split, [])
+        )
+    )
     for path, res in files:
         model = path.parent.parent.name.replace("__", "/")
         for entry in res.get("scores", {}).get(split, []):
@@ -56,8 +67,14 @@ def main(argv=None) -> int:
             print(f"no LVMNextVector {split} results under {args.folder}", file=sys.stderr)
             continue
         print(f"\nLVMNextVector, {split} split")
-        print(tabulate(rows, headers=["predictor", "queries"] + [h for _, h in COLUMNS],
-                       floatfmt=".4f", tablefmt="github" if args.markdown else "simple"))
+        print(
+            tabulate(
+                rows,
+                headers=["predictor", "queries"] + [h for _, h in COLUMNS],
+                floatfmt=".4f",
+                tablefmt="github" if args.markdown else "simple",
+            )
+        )
     return 0
 
 

@@ -37,8 +37,9 @@ def test_chunkwise_equals_reference_with_initial_state(chunk, T):
     o, s = delta_rule_chunkwise(q, k, v, beta, s0, chunk_size=chunk)
     torch.testing.assert_close(o, o_ref, atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(s, s_ref, atol=2e-5, rtol=1e-5)
-    torch.testing.assert_close(delta_rule_state(k, v, beta, s0, chunk_size=chunk), s_ref,
-                               atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        delta_rule_state(k, v, beta, s0, chunk_size=chunk), s_ref, atol=2e-5, rtol=1e-5
+    )
 
 
 def test_reference_is_the_written_recurrence():
@@ -60,7 +61,9 @@ def test_state_is_carried_across_calls():
     torch.testing.assert_close(torch.cat([o1, o2], 2), o_all, atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(s2, s_all, atol=2e-5, rtol=1e-5)
     # and the carried state matters: without it the second half differs
-    o2_fresh, _ = delta_rule_chunkwise(q[:, :, 61:], k[:, :, 61:], v[:, :, 61:], beta[:, :, 61:], None)
+    o2_fresh, _ = delta_rule_chunkwise(
+        q[:, :, 61:], k[:, :, 61:], v[:, :, 61:], beta[:, :, 61:], None
+    )
     assert (o2_fresh - o2).abs().max() > 1e-2
 
 
@@ -82,7 +85,7 @@ def test_gradients_match_reference():
         o, s = fn(*xs)
         (o.square().sum() + s.sum()).backward()
         grads.append([x.grad for x in xs])
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=False):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
@@ -92,7 +95,9 @@ def test_unit_lower_inverse(C):
     k = F.normalize(torch.randn(4, C, 32), dim=-1)
     A = torch.tril((k * torch.rand(4, C, 1)) @ k.transpose(-1, -2), diagonal=-1)
     T = unit_lower_inverse(A)
-    torch.testing.assert_close(T @ (torch.eye(C) + A), torch.eye(C).expand(4, C, C), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        T @ (torch.eye(C) + A), torch.eye(C).expand(4, C, C), atol=1e-4, rtol=0
+    )
     torch.testing.assert_close(T, torch.linalg.inv(torch.eye(C) + A), atol=1e-4, rtol=1e-4)
 
 

@@ -63,16 +63,21 @@ def test_only_blocks_train():
     model = LamModel.from_base()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(".attention." in n for n in trainable)
-    assert not any(p.requires_grad for n, p in model.named_parameters() if "ffn" in n or "norm" in n
-                   or "embeddings" in n)
+    assert not any(
+        p.requires_grad
+        for n, p in model.named_parameters()
+        if "ffn" in n or "norm" in n or "embeddings" in n
+    )
     # q/k/v/o start from MiniLM's attention weights
     from safetensors.torch import load_file
 
     sd = load_file(str(base_model_path() / "model.safetensors"))
-    torch.testing.assert_close(model.layers[3].attention.k_proj.weight,
-                               sd["encoder.layer.3.attention.self.key.weight"])
-    torch.testing.assert_close(model.layers[0].attention.o_proj.bias,
-                               sd["encoder.layer.0.attention.output.dense.bias"])
+    torch.testing.assert_close(
+        model.layers[3].attention.k_proj.weight, sd["encoder.layer.3.attention.self.key.weight"]
+    )
+    torch.testing.assert_close(
+        model.layers[0].attention.o_proj.bias, sd["encoder.layer.0.attention.output.dense.bias"]
+    )
 
 
 @pytest.mark.parametrize("mode", ["final", "bidir", "causal", "causal+final"])
@@ -95,10 +100,12 @@ def test_causal_streaming_equals_one_shot():
         h_all, s_all = model.forward_chunk(x, m)
         states, hs = None, []
         for c in range(0, x.shape[1], 7):
-            h, states = model.forward_chunk(x[:, c:c + 7], m[:, c:c + 7], states, position_offset=c)
+            h, states = model.forward_chunk(
+                x[:, c : c + 7], m[:, c : c + 7], states, position_offset=c
+            )
             hs.append(h)
     torch.testing.assert_close(torch.cat(hs, 1), h_all, atol=1e-4, rtol=1e-4)
-    for a, b in zip(states, s_all):
+    for a, b in zip(states, s_all, strict=False):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
@@ -116,12 +123,14 @@ def test_state_is_carried_across_chunk_boundaries(encoder):
     states, total = None, 0
     with torch.no_grad():
         for c in range(0, len(ids), 8):
-            x, m = pad_batch([ids[c:c + 8]])
+            x, m = pad_batch([ids[c : c + 8]])
             h, states = encoder.model.forward_chunk(x, m, states, position_offset=c)
             total = total + h[0].sum(0)
     mean = torch.nn.functional.normalize(total / len(ids), dim=0).numpy()
     np.testing.assert_allclose(e1["mean"][0], mean, atol=1e-5)
-    np.testing.assert_allclose(e1["state"][0], enc_mod.state_embedding(states[-1])[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        e1["state"][0], enc_mod.state_embedding(states[-1])[0].numpy(), atol=1e-5
+    )
 
 
 def test_short_text_streaming_equals_one_shot(encoder):
@@ -147,16 +156,17 @@ def test_long_documents_in_lock_step_equal_one_by_one(encoder, monkeypatch):
     np.testing.assert_allclose(streamed["mean"], together["mean"], atol=2e-5)
 
 
-
 def test_shared_prefixes_are_computed_once_and_change_nothing(encoder):
     """Documents that begin alike (LongEmbed's filler/haystack up to the key) share their
     prefix chunks: fewer rows run, identical embeddings to encoding each document alone."""
     small = LamEncoder(model=encoder.model, chunk_size=16, device="cpu")
     prefix = " ".join(SENTS * 4)
-    docs = [prefix + " The pass key is 71432. " + " ".join(SENTS * 2),
-            prefix + " The pass key is 90817. " + " ".join(SENTS * 2),
-            prefix + " " + " ".join(SENTS * 3),
-            "Something else entirely. " + prefix]
+    docs = [
+        prefix + " The pass key is 71432. " + " ".join(SENTS * 2),
+        prefix + " The pass key is 90817. " + " ".join(SENTS * 2),
+        prefix + " " + " ".join(SENTS * 3),
+        "Something else entirely. " + prefix,
+    ]
     together = small.encode_all(docs, batch_size=8)
     ids = small.tokenizer.encode_batch(docs)
     chunks_total = sum(-(-len(t) // 16) for t in ids)
@@ -170,7 +180,7 @@ def test_shared_prefixes_are_computed_once_and_change_nothing(encoder):
 
 def test_streaming_tokenizer_equals_whole_text():
     tok = LamTokenizer()
-    text = ("Café déjà vu!  Tabs\tand\nnewlines, 12,345 numbers; URLs http://x.y/z?q=1. " * 300)
+    text = "Café déjà vu!  Tabs\tand\nnewlines, 12,345 numbers; URLs http://x.y/z?q=1. " * 300
     whole = tok.encode_batch([text])[0]
     pieces = [i for p in tok.iter_ids(text, piece_chars=500) for i in p]
     assert pieces == whole
@@ -181,8 +191,16 @@ def test_streaming_tokenizer_equals_whole_text():
 @pytest.mark.parametrize("pooling", ["mean", "state", "hybrid"])
 def test_bad_inputs_never_nan(encoder, pooling):
     enc = LamEncoder(model=encoder.model, pooling=pooling, device="cpu")
-    texts = ["", "   \n\t ", "\x00\x01\x02\x1f\x7f", "\u200b\u200b", "\ud800 lone surrogate",
-             "a" * 2_000_000, "\x00" * 2_000_000, "ok"]
+    texts = [
+        "",
+        "   \n\t ",
+        "\x00\x01\x02\x1f\x7f",
+        "\u200b\u200b",
+        "\ud800 lone surrogate",
+        "a" * 2_000_000,
+        "\x00" * 2_000_000,
+        "ok",
+    ]
     out = enc.encode(texts)
     assert out.shape == (len(texts), 384) and out.dtype == np.float32
     assert np.isfinite(out).all()
@@ -204,8 +222,9 @@ def test_checkpoint_roundtrip(perturbed_ckpt, tmp_path, encoder):
     half = LamEncoder(weights=str(tmp_path / "fp16"), device="cpu").encode(SENTS)
     full = encoder.encode(SENTS)
     np.testing.assert_allclose(half, full, atol=5e-3)
-    assert (tmp_path / "fp16" / "model.safetensors").stat().st_size < \
-        (perturbed_ckpt / "model.safetensors").stat().st_size * 0.6
+    assert (tmp_path / "fp16" / "model.safetensors").stat().st_size < (
+        perturbed_ckpt / "model.safetensors"
+    ).stat().st_size * 0.6
 
 
 def test_missing_or_mismatched_checkpoint_is_one_clear_error(tmp_path, perturbed_ckpt):

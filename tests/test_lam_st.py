@@ -32,7 +32,9 @@ def test_sentence_transformer_module_save_and_load(ckpt, tmp_path, pooling):
 
     from lam_mteb_plugins.lam.st import LamSTModule
 
-    st = SentenceTransformer(modules=[LamSTModule(pooling=pooling, weights=str(ckpt))], device="cpu")
+    st = SentenceTransformer(
+        modules=[LamSTModule(pooling=pooling, weights=str(ckpt))], device="cpu"
+    )
     assert st.get_embedding_dimension() == 384
     a = st.encode(TEXTS)
     # the same numbers as the mteb encoder (the third text spans several 16-token chunks)
@@ -41,8 +43,9 @@ def test_sentence_transformer_module_save_and_load(ckpt, tmp_path, pooling):
     ref = LamEncoder(weights=str(ckpt), pooling=pooling, chunk_size=16, device="cpu").encode(TEXTS)
     np.testing.assert_allclose(b, ref, atol=2e-5)
     st[0].chunk_size = 512
-    np.testing.assert_allclose(a, LamEncoder(weights=str(ckpt), pooling=pooling, device="cpu").encode(TEXTS),
-                               atol=2e-5)
+    np.testing.assert_allclose(
+        a, LamEncoder(weights=str(ckpt), pooling=pooling, device="cpu").encode(TEXTS), atol=2e-5
+    )
 
     st.save(str(tmp_path / "saved"))
     modules = json.loads((tmp_path / "saved" / "modules.json").read_text())

@@ -10,21 +10,43 @@ import argparse
 import json
 from pathlib import Path
 
-import lam_mteb_plugins.lam as lam_plugin
 import numpy as np
 import pytest
 import torch
 import yaml
+
+import lam_mteb
+import lam_mteb_plugins.lam as lam_plugin
 from lam_mteb_plugins.lam import encoder_v2 as enc2
 from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder, revision_v2
 from lam_mteb_plugins.lam.model import base_model_path
 from lam_mteb_plugins.lam.v2 import LamV2Config, LamV2Model, fit_idf, load_v2, save_v2
 
-import lam_mteb
-
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
-WORDS = ["river", "mountain", "city", "history", "science", "music", "people", "water", "light", "system", "theory", "market", "language", "garden", "winter", "summer", "ocean", "forest", "machine", "story", "road"]
+WORDS = [
+    "river",
+    "mountain",
+    "city",
+    "history",
+    "science",
+    "music",
+    "people",
+    "water",
+    "light",
+    "system",
+    "theory",
+    "market",
+    "language",
+    "garden",
+    "winter",
+    "summer",
+    "ocean",
+    "forest",
+    "machine",
+    "story",
+    "road",
+]
 
 
 def _text(n_words: int, seed: int) -> str:
@@ -73,7 +95,10 @@ def test_long_document_at_init_is_minilm_window_mean(init_ckpt):
     enc = LamV2Encoder(weights=str(init_ckpt), chunk_size=32)
     doc = _text(150, 3)
     ids = enc.tokenizer.encode_batch([doc])[0][1:-1]
-    wins = [[enc.tokenizer.cls_id, *ids[j:j + 30], enc.tokenizer.sep_id] for j in range(0, len(ids), 30)]
+    wins = [
+        [enc.tokenizer.cls_id, *ids[j : j + 30], enc.tokenizer.sep_id]
+        for j in range(0, len(ids), 30)
+    ]
     assert len(wins) > 3
     with torch.no_grad():
         hs = [enc.model.forward_chunk(torch.tensor([w]), torch.ones(1, len(w)))[0][0] for w in wins]
@@ -98,9 +123,9 @@ def test_memory_carries_context_and_fast_path_equals_reference(gated_ckpt):
             _, s = model.forward_chunk(x1, m1, write=True, backend=backend)
             h, s2 = model.forward_chunk(x2, torch.ones(2, 20), s, write=True, backend=backend)
         outs[backend] = (h, s, s2)
-    for a, b in zip(outs["auto"], outs["reference"]):
+    for a, b in zip(outs["auto"], outs["reference"], strict=False):
         if isinstance(a, list):
-            for u, v in zip(a, b):
+            for u, v in zip(a, b, strict=False):
                 assert torch.allclose(u, v, atol=2e-5)
         else:
             assert torch.allclose(a, b, atol=2e-5)
@@ -116,15 +141,22 @@ def test_padding_never_writes_the_memory(gated_ckpt):
         xp = torch.cat([x, torch.zeros(1, 8, dtype=torch.long)], 1)
         mp = torch.cat([torch.ones(1, 12), torch.zeros(1, 8)], 1)
         _, s_pad = model.forward_chunk(xp, mp, write=True)
-    for a, b in zip(s_short, s_pad):
+    for a, b in zip(s_short, s_pad, strict=False):
         assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_gated_long_documents_batch_stream_and_share_prefixes_exactly(gated_ckpt, monkeypatch, tmp_path):
+def test_gated_long_documents_batch_stream_and_share_prefixes_exactly(
+    gated_ckpt, monkeypatch, tmp_path
+):
     monkeypatch.setenv("LAM_MTEB_LAM2_CACHE", str(tmp_path / "cache"))  # must not change results
     enc = LamV2Encoder(weights=str(gated_ckpt), chunk_size=32, pooling="state")
     base = _text(120, 4)
-    docs = [base + " alpha " + _text(30, 5), base + " beta " + _text(30, 6), _text(90, 7), "short one"]
+    docs = [
+        base + " alpha " + _text(30, 5),
+        base + " beta " + _text(30, 6),
+        _text(90, 7),
+        "short one",
+    ]
     together = enc.encode_parts(docs, state=True)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == len(docs)
     monkeypatch.delenv("LAM_MTEB_LAM2_CACHE")
@@ -133,7 +165,9 @@ def test_gated_long_documents_batch_stream_and_share_prefixes_exactly(gated_ckpt
         assert np.allclose(together[k], np.concatenate([a[k] for a in alone]), atol=2e-5), k
     # the memory changes long documents only
     init_like = LamV2Encoder(weights=str(gated_ckpt), chunk_size=512)
-    assert not np.allclose(together["mean"][2], init_like.encode_parts([docs[2]])["mean"][0], atol=1e-3)
+    assert not np.allclose(
+        together["mean"][2], init_like.encode_parts([docs[2]])["mean"][0], atol=1e-3
+    )
     # texts over LONG_CHARS are tokenised as a stream: same result
     monkeypatch.setattr(enc2, "LONG_CHARS", 50)
     streamed = enc.encode_parts(docs, state=True)
@@ -155,7 +189,7 @@ def test_hashed_lexical_channel_matches_its_plain_reference(init_ckpt):
     docs = [_text(60, 8), _text(200, 9) + " " + _text(5, 8)]
     got = enc.lexical(docs)
     assert got.shape == (2, 64)
-    for row, doc in zip(got, docs):
+    for row, doc in zip(got, docs, strict=False):
         want = reference_project(_bag(enc, doc), enc.model.lexical_idf, 64)
         assert np.allclose(row, want.numpy(), atol=1e-4)
     # a text over the tokenizer's piece size is counted piece by piece: the same bag as a whole
@@ -167,8 +201,13 @@ def test_hashed_lexical_channel_matches_its_plain_reference(init_ckpt):
 
 def test_lexical_weight_fuses_cosines_and_retrieval_weight_follows_prompt_type(init_ckpt):
     docs = [_text(60, 8), _text(70, 10), "a b c words " * 3]
-    enc = LamV2Encoder(weights=str(init_ckpt), chunk_size=16, lexical_weight=0.3,
-                       retrieval_lexical_weight=0.8, lexical_dim=256)
+    enc = LamV2Encoder(
+        weights=str(init_ckpt),
+        chunk_size=16,
+        lexical_weight=0.3,
+        retrieval_lexical_weight=0.8,
+        lexical_dim=256,
+    )
     dense = LamV2Encoder(weights=str(init_ckpt), chunk_size=16).encode(docs)
     assert enc.embed_dim == 384 + 256 and dense.shape == (3, 384)
     lex = enc.lexical(docs)
@@ -180,8 +219,13 @@ def test_lexical_weight_fuses_cosines_and_retrieval_weight_follows_prompt_type(i
         want = (1 - w) * dense @ dense.T + w * lex @ lex.T
         assert np.allclose(cos, want, atol=1e-5), prompt_type
     # the first lexical channel: MiniLM's input embeddings, mixed into the same 384 dimensions
-    old = LamV2Encoder(weights=str(init_ckpt), chunk_size=16, lexical_weight=0.3, lexical_vectors="minilm",
-                       lexical_tf="raw")
+    old = LamV2Encoder(
+        weights=str(init_ckpt),
+        chunk_size=16,
+        lexical_weight=0.3,
+        lexical_vectors="minilm",
+        lexical_tf="raw",
+    )
     ids = torch.tensor(old.tokenizer.encode_batch([docs[0]])[0])
     m = old.model
     manual = (m.lexical_idf[ids, None] * m.static_vectors()[ids]).sum(0)
@@ -216,8 +260,9 @@ def test_bad_params_and_checkpoints_are_clear_errors(tmp_path, init_ckpt):
         load_v2(tmp_path)
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "config.json").write_text(json.dumps({**json.loads((init_ckpt / "config.json").read_text()),
-                                                 "surprise": 1}))
+    (bad / "config.json").write_text(
+        json.dumps({**json.loads((init_ckpt / "config.json").read_text()), "surprise": 1})
+    )
     (bad / "model.safetensors").write_bytes((init_ckpt / "model.safetensors").read_bytes())
     with pytest.raises(lam_mteb.LamMtebError, match="unknown keys"):
         load_v2(bad)
@@ -225,7 +270,7 @@ def test_bad_params_and_checkpoints_are_clear_errors(tmp_path, init_ckpt):
 
 def test_checkpoint_roundtrip_and_revision(tmp_path, gated_ckpt, init_ckpt):
     a, b = load_v2(gated_ckpt), load_v2(gated_ckpt)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=False))
     assert (gated_ckpt / "model.safetensors").stat().st_size < 1 << 20  # memory params + idf only
     r = revision_v2({"weights": str(gated_ckpt)})
     assert r == revision_v2({"weights": str(gated_ckpt)})
@@ -240,13 +285,23 @@ def test_lam2_kind_and_registry_entries():
     factory, meta = kinds["lam2"]
     assert factory is lam_plugin.create_encoder_v2
     assert meta["params"] == enc2.DEFAULTS_V2 == lam_plugin.PARAMS_V2
-    assert lam_plugin.N_PARAMETERS_V2 == sum(p.numel() for p in LamV2Model().parameters())
+    assert sum(p.numel() for p in LamV2Model().parameters()) == lam_plugin.N_PARAMETERS_V2
     models = {m["name"]: m for m in yaml.safe_load((REPO / "registry.yaml").read_text())["models"]}
-    assert models["lam-mean"]["kind"] == "lam2" and models["lam-mean"]["params"]["pooling"] == "mean"
-    assert models["lam2-state"]["kind"] == "lam2" and models["lam2-state"]["params"]["pooling"] == "state"
+    assert (
+        models["lam-mean"]["kind"] == "lam2" and models["lam-mean"]["params"]["pooling"] == "mean"
+    )
+    assert (
+        models["lam2-state"]["kind"] == "lam2"
+        and models["lam2-state"]["params"]["pooling"] == "state"
+    )
     # the README's main job: state pooling needs a trained memory, so lam-state is v1's
-    assert models["lam-state"]["kind"] == "lam" and models["lam-state"]["params"]["pooling"] == "state"
-    assert models["lam-hybrid"]["kind"] == "lam2" and 0 < models["lam-hybrid"]["params"]["lexical_weight"] < 1
+    assert (
+        models["lam-state"]["kind"] == "lam" and models["lam-state"]["params"]["pooling"] == "state"
+    )
+    assert (
+        models["lam-hybrid"]["kind"] == "lam2"
+        and 0 < models["lam-hybrid"]["params"]["lexical_weight"] < 1
+    )
     for pooling in ("mean", "state", "hybrid"):
         assert models[f"lam-v1-{pooling}"]["kind"] == "lam"
 
@@ -259,7 +314,12 @@ def test_shipped_v2_checkpoint_is_small_and_loads():
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and cfg["training"]
     e = lam_plugin.create_encoder_v2(device="cpu").encode(
-        ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply on Monday."])
+        [
+            "A man is playing a guitar.",
+            "Someone plays the guitar.",
+            "The stock market fell sharply on Monday.",
+        ]
+    )
     assert e[0] @ e[1] > e[0] @ e[2] + 0.2
 
 
@@ -275,9 +335,28 @@ def test_distill_v2_trains_only_the_memory_and_resumes(tmp_path, capsys):
     for i in range(3):
         (data / "longtext" / f"doc{i}.txt").write_text(_text(600, 10 + i))
     out = tmp_path / "ckpt"
-    argv = ["distill-v2", "-o", str(out), "--data-dir", str(data), "--chunk-size", "16", "--windows", "2",
-            "--batch", "3", "--query-tokens", "4", "--lr", "0.05", "--save-every", "1", "--threads", "1",
-            "--quiet"]
+    argv = [
+        "distill-v2",
+        "-o",
+        str(out),
+        "--data-dir",
+        str(data),
+        "--chunk-size",
+        "16",
+        "--windows",
+        "2",
+        "--batch",
+        "3",
+        "--query-tokens",
+        "4",
+        "--lr",
+        "0.05",
+        "--save-every",
+        "1",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
     args = _cli(argv + ["--steps", "2"])
     assert args.func(args) == 0
     assert torch.load(out / "trainer_state.pt", weights_only=False)["step"] == 2
@@ -286,7 +365,7 @@ def test_distill_v2_trains_only_the_memory_and_resumes(tmp_path, capsys):
     model = load_v2(out)
     init = LamV2Model.from_base()
     assert any(la.attention.mem_gate.abs().max() > 0 for la in model.layers)  # the memory trained
-    for (n, p), (_, p0) in zip(model.named_parameters(), init.named_parameters()):
+    for (n, p), (_, p0) in zip(model.named_parameters(), init.named_parameters(), strict=False):
         if ".mem_" not in n:
             assert torch.equal(p, p0), n  # MiniLM untouched
     cfg = json.loads((out / "config.json").read_text())

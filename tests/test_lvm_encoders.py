@@ -20,8 +20,16 @@ def base(monkeypatch):
 
 
 def _untrained_checkpoint(folder, arch="amn"):
-    save_checkpoint(build(arch, dim=16, context=5), folder,
-                    {"arch": arch, "model": {"dim": 16, "context": 5}, "base_encoder": "minilm", "target_words": 8})
+    save_checkpoint(
+        build(arch, dim=16, context=5),
+        folder,
+        {
+            "arch": arch,
+            "model": {"dim": 16, "context": 5},
+            "base_encoder": "minilm",
+            "target_words": 8,
+        },
+    )
     return folder
 
 

@@ -16,7 +16,9 @@ def test_baselines_on_hand_checkable_context():
     np.testing.assert_allclose(M.persistence(ctx), [E[1]])
     np.testing.assert_allclose(M.linear_average(ctx), [[1 / 3, 2 / 3, 0, 0]], rtol=1e-6)
     train = np.stack([E[0], E[0], E[2], E[3]])
-    np.testing.assert_allclose(M.mean_predictor(train)(np.zeros((2, 3, 4))), [[0.5, 0, 0.25, 0.25]] * 2)
+    np.testing.assert_allclose(
+        M.mean_predictor(train)(np.zeros((2, 3, 4))), [[0.5, 0, 0.25, 0.25]] * 2
+    )
     r1 = M.random_predictor(4, seed=3)(np.zeros((5, 3, 4)))
     r2 = M.random_predictor(4, seed=3)(np.zeros((5, 3, 4)))
     assert r1.shape == (5, 4) and np.array_equal(r1, r2) and not np.allclose(r1[0], r1[1])
@@ -31,9 +33,14 @@ def test_cosine_rows():
 def test_ranks_recall_and_contain_known_case():
     # pool of 4 orthogonal chunks; predictions aimed at known candidates
     pool = E
-    preds = np.array([E[2],                      # target 2 -> rank 1
-                      0.9 * E[0] + 0.1 * E[3],   # target 3 -> rank 2 (behind 0)
-                      E[1]], np.float32)         # target 0 -> tie with 2 and 3 at cosine 0 -> rank 4
+    preds = np.array(
+        [
+            E[2],  # target 2 -> rank 1
+            0.9 * E[0] + 0.1 * E[3],  # target 3 -> rank 2 (behind 0)
+            E[1],
+        ],
+        np.float32,
+    )  # target 0 -> tie with 2 and 3 at cosine 0 -> rank 4
     targets = np.array([2, 3, 0])
     ranks = M.target_ranks(preds, pool, targets)
     assert ranks.tolist() == [1, 2, 4]
@@ -79,10 +86,20 @@ def test_evaluate_predictor_end_to_end():
         return vecs[idx]
 
     out = M.evaluate_predictor(perfect, ctx, tgt, vecs, ex, latency_calls=10)
-    assert out["cosine_mean"] == pytest.approx(1.0) and out["cosine_std"] == pytest.approx(0.0, abs=1e-6)
+    assert out["cosine_mean"] == pytest.approx(1.0) and out["cosine_std"] == pytest.approx(
+        0.0, abs=1e-6
+    )
     assert out["recall_at_1"] == out["contain_at_50"] == 1.0
-    assert out["p95_latency_ms"] >= 0 and set(out) == {"cosine_mean", "cosine_std", "recall_at_1", "recall_at_5",
-                                                        "recall_at_10", "contain_at_50", "mrr", "p50_latency_ms",
-                                                        "p95_latency_ms"}
+    assert out["p95_latency_ms"] >= 0 and set(out) == {
+        "cosine_mean",
+        "cosine_std",
+        "recall_at_1",
+        "recall_at_5",
+        "recall_at_10",
+        "contain_at_50",
+        "mrr",
+        "p50_latency_ms",
+        "p95_latency_ms",
+    }
     rnd = M.evaluate_predictor(M.random_predictor(8, 0), ctx, tgt, vecs, ex, latency_calls=5)
     assert abs(rnd["cosine_mean"]) < 0.3

@@ -24,45 +24,90 @@ from __future__ import annotations
 import lam_mteb
 
 # default factory parameters of the `lam` kind (kept in sync with encoder.DEFAULTS by a test)
-PARAMS = {"pooling": "mean", "weights": None, "hybrid_weight": 0.8, "diag_weight": 0.7,
-          "chunk_size": 512, "batch_size": 32}
+PARAMS = {
+    "pooling": "mean",
+    "weights": None,
+    "hybrid_weight": 0.8,
+    "diag_weight": 0.7,
+    "chunk_size": 512,
+    "batch_size": 32,
+}
 # MiniLM without its (unused) pooler + 6 blocks x (beta projection 384->12 and 12 read gains)
 N_PARAMETERS = 22_565_376 + 6 * (384 * 12 + 12 + 12)
 
 
-def create_encoder(pooling: str = "mean", weights=None, hybrid_weight: float = 0.8,
-                   diag_weight: float = 0.7, chunk_size: int = 512, batch_size: int = 32,
-                   device: str | None = None):
+def create_encoder(
+    pooling: str = "mean",
+    weights=None,
+    hybrid_weight: float = 0.8,
+    diag_weight: float = 0.7,
+    chunk_size: int = 512,
+    batch_size: int = 32,
+    device: str | None = None,
+):
     """Factory of the ``lam`` encoder kind (see ``encoder.LamEncoder``)."""
     from lam_mteb_plugins.lam.encoder import LamEncoder
 
-    return LamEncoder(pooling=pooling, weights=weights, hybrid_weight=hybrid_weight,
-                      diag_weight=diag_weight, chunk_size=chunk_size, batch_size=batch_size,
-                      device=device)
+    return LamEncoder(
+        pooling=pooling,
+        weights=weights,
+        hybrid_weight=hybrid_weight,
+        diag_weight=diag_weight,
+        chunk_size=chunk_size,
+        batch_size=batch_size,
+        device=device,
+    )
 
 
 # LAM v2 (`lam2` kind, encoder_v2.LamV2Encoder); kept in sync with encoder_v2.DEFAULTS_V2 by a test
-PARAMS_V2 = {"pooling": "mean", "weights": None, "lexical_weight": 0.0,
-             "retrieval_lexical_weight": None, "lexical_vectors": "hashed", "lexical_dim": 2048,
-             "lexical_tf": "log", "chunk_size": None, "chunk_pooling": "tokens", "diag_weight": 0.7,
-             "batch_size": 32}
+PARAMS_V2 = {
+    "pooling": "mean",
+    "weights": None,
+    "lexical_weight": 0.0,
+    "retrieval_lexical_weight": None,
+    "lexical_vectors": "hashed",
+    "lexical_dim": 2048,
+    "lexical_tf": "log",
+    "chunk_size": None,
+    "chunk_pooling": "tokens",
+    "diag_weight": 0.7,
+    "batch_size": 32,
+}
 # MiniLM without its pooler + 6 memories x (beta projection 384->12 and 12 gates)
 N_PARAMETERS_V2 = 22_565_376 + 6 * (384 * 12 + 12 + 12)
 
 
-def create_encoder_v2(pooling: str = "mean", weights=None, lexical_weight: float = 0.0,
-                      retrieval_lexical_weight: float | None = None, lexical_vectors: str = "hashed",
-                      lexical_dim: int = 2048, lexical_tf: str = "log",
-                      chunk_size: int | None = None, chunk_pooling: str = "tokens",
-                      diag_weight: float = 0.7, batch_size: int = 32, device: str | None = None):
+def create_encoder_v2(
+    pooling: str = "mean",
+    weights=None,
+    lexical_weight: float = 0.0,
+    retrieval_lexical_weight: float | None = None,
+    lexical_vectors: str = "hashed",
+    lexical_dim: int = 2048,
+    lexical_tf: str = "log",
+    chunk_size: int | None = None,
+    chunk_pooling: str = "tokens",
+    diag_weight: float = 0.7,
+    batch_size: int = 32,
+    device: str | None = None,
+):
     """Factory of the ``lam2`` encoder kind (see ``encoder_v2.LamV2Encoder``)."""
     from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder
 
-    return LamV2Encoder(pooling=pooling, weights=weights, lexical_weight=lexical_weight,
-                        retrieval_lexical_weight=retrieval_lexical_weight,
-                        lexical_vectors=lexical_vectors, lexical_dim=lexical_dim, lexical_tf=lexical_tf,
-                        chunk_size=chunk_size, chunk_pooling=chunk_pooling, diag_weight=diag_weight,
-                        batch_size=batch_size, device=device)
+    return LamV2Encoder(
+        pooling=pooling,
+        weights=weights,
+        lexical_weight=lexical_weight,
+        retrieval_lexical_weight=retrieval_lexical_weight,
+        lexical_vectors=lexical_vectors,
+        lexical_dim=lexical_dim,
+        lexical_tf=lexical_tf,
+        chunk_size=chunk_size,
+        chunk_pooling=chunk_pooling,
+        diag_weight=diag_weight,
+        batch_size=batch_size,
+        device=device,
+    )
 
 
 def revision_v2(params: dict) -> str:
@@ -81,21 +126,43 @@ def revision(params: dict) -> str:
 @lam_mteb.hookimpl
 def register_encoders(register):
     register(
-        "lam", create_encoder, params=dict(PARAMS), revision=revision,
+        "lam",
+        create_encoder,
+        params=dict(PARAMS),
+        revision=revision,
         description="LAM: MiniLM-L6 with DeltaNet blocks, streaming any length (mean/state/hybrid)",
-        embed_dim=384, max_tokens=float("inf"), n_parameters=N_PARAMETERS, license="apache-2.0",
-        reference=None, open_weights=True, languages=["eng-Latn"], similarity_fn_name="cosine",
-        use_instructions=False, adapted_from="sentence-transformers/all-MiniLM-L6-v2",
-        public_training_code=None, training_datasets=["STSBenchmark"],
+        embed_dim=384,
+        max_tokens=float("inf"),
+        n_parameters=N_PARAMETERS,
+        license="apache-2.0",
+        reference=None,
+        open_weights=True,
+        languages=["eng-Latn"],
+        similarity_fn_name="cosine",
+        use_instructions=False,
+        adapted_from="sentence-transformers/all-MiniLM-L6-v2",
+        public_training_code=None,
+        training_datasets=["STSBenchmark"],
     )
     register(
-        "lam2", create_encoder_v2, params=dict(PARAMS_V2), revision=revision_v2,
+        "lam2",
+        create_encoder_v2,
+        params=dict(PARAMS_V2),
+        revision=revision_v2,
         description="LAM v2: MiniLM-L6 softmax per chunk + gated delta-rule memory across chunks "
-                    "(+ lexical channel), streaming any length",
-        embed_dim=384, max_tokens=float("inf"), n_parameters=N_PARAMETERS_V2, license="apache-2.0",
-        reference=None, open_weights=True, languages=["eng-Latn"], similarity_fn_name="cosine",
-        use_instructions=False, adapted_from="sentence-transformers/all-MiniLM-L6-v2",
-        public_training_code=None, training_datasets=["STSBenchmark"],  # IDF: STS-B train text
+        "(+ lexical channel), streaming any length",
+        embed_dim=384,
+        max_tokens=float("inf"),
+        n_parameters=N_PARAMETERS_V2,
+        license="apache-2.0",
+        reference=None,
+        open_weights=True,
+        languages=["eng-Latn"],
+        similarity_fn_name="cosine",
+        use_instructions=False,
+        adapted_from="sentence-transformers/all-MiniLM-L6-v2",
+        public_training_code=None,
+        training_datasets=["STSBenchmark"],  # IDF: STS-B train text
     )
 
 

@@ -59,7 +59,7 @@ def _passages(text: str, rng: random.Random, n: int, min_words=40, max_words=380
     for _ in range(n):
         length = rng.randint(min_words, max_words)
         start = rng.randrange(0, max(1, len(words) - length))
-        out.append(" ".join(words[start:start + length]))
+        out.append(" ".join(words[start : start + length]))
     return out
 
 
@@ -102,7 +102,9 @@ def collect_groups(data_dir: Path, sources, n_sts: int, n_long: int, n_scifact: 
             lines = Path(source[5:]).read_text(encoding="utf-8").splitlines()
             groups += [([t], None) for t in lines if t.strip()]
         else:
-            raise _error(f"distill: unknown source {source!r} (use {', '.join(SOURCES)} or file:PATH)")
+            raise _error(
+                f"distill: unknown source {source!r} (use {', '.join(SOURCES)} or file:PATH)"
+            )
     if not groups:
         raise _error("distill: no training text")
     return groups
@@ -112,8 +114,10 @@ def make_batches(groups, tokenizer, batch_tokens: int, seed: int, max_len: int =
     """Token-budgeted batches of similar length; an STS pair always stays in one batch."""
     encoded = []
     for texts, score in groups:
-        ids = [t if len(t) <= max_len else t[:max_len - 1] + [tokenizer.sep_id]
-               for t in tokenizer.encode_batch(texts)]
+        ids = [
+            t if len(t) <= max_len else t[: max_len - 1] + [tokenizer.sep_id]
+            for t in tokenizer.encode_batch(texts)
+        ]
         encoded.append((ids, score))
     encoded.sort(key=lambda g: max(len(t) for t in g[0]))
     batches, cur, cur_len = [], [], 0
@@ -241,7 +245,9 @@ class Distiller:
         else:
             h, states, outs = self.model.forward_chunk(t["x"], m, return_layers=True)
             targets = t["hin"][1:] + [t["hlast"]]
-            parts["hidden"] = sum(masked_mse(o[1], tg, m) for o, tg in zip(outs, targets)) / len(outs)
+            parts["hidden"] = sum(masked_mse(o[1], tg, m) for o, tg in zip(outs, targets, strict=False)) / len(
+                outs
+            )
             state = states[-1]
             mean = masked_mean(h, m)
         if a.cos_weight:
@@ -268,10 +274,17 @@ class Distiller:
         import torch
 
         tmp = path.with_suffix(".tmp")
-        torch.save({"step": self.step, "minutes": self.minutes_before + minutes,
-                    "blocks": self.model.block_state_dict(),
-                    "opt": self.opt.state_dict(), "settings": _settings(self.args),
-                    "rng": torch.get_rng_state()}, tmp)
+        torch.save(
+            {
+                "step": self.step,
+                "minutes": self.minutes_before + minutes,
+                "blocks": self.model.block_state_dict(),
+                "opt": self.opt.state_dict(),
+                "settings": _settings(self.args),
+                "rng": torch.get_rng_state(),
+            },
+            tmp,
+        )
         tmp.replace(path)
 
     def load_state(self, path: Path):
@@ -282,12 +295,18 @@ class Distiller:
         try:  # weights_only: a crafted trainer_state.pt must not run code (tensors, dicts, numbers only)
             st = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-            raise _error(f"distill --resume: {path} is not a trainer state this version can read "
-                         f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}); "
-                         "remove it to start over") from None
+            raise _error(
+                f"distill --resume: {path} is not a trainer state this version can read "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}); "
+                "remove it to start over"
+            ) from None
         if st["settings"] != _settings(self.args):
-            changed = sorted(k for k in st["settings"] if st["settings"][k] != _settings(self.args).get(k))
-            raise _error(f"distill --resume: settings differ from the saved run ({', '.join(changed)})")
+            changed = sorted(
+                k for k in st["settings"] if st["settings"][k] != _settings(self.args).get(k)
+            )
+            raise _error(
+                f"distill --resume: settings differ from the saved run ({', '.join(changed)})"
+            )
         self.model.load_state_dict({**self.model.state_dict(), **st["blocks"]})
         self.opt.load_state_dict(st["opt"])
         torch.set_rng_state(st["rng"])
@@ -301,15 +320,16 @@ def _command_line(args) -> str:
 
     argv = sys.argv[1:]
     if "distill" in argv:
-        argv = argv[argv.index("distill"):]
+        argv = argv[argv.index("distill") :]
         return "lam-mteb " + " ".join(shlex.quote(a) for a in argv)
-    return "lam-mteb distill " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in _settings(args).items())
+    return "lam-mteb distill " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in _settings(args).items()
+    )
 
 
 def _settings(args) -> dict:
     """Arguments that define a run (a resumed run must use the same ones)."""
-    skip = {"func", "resume", "max_minutes", "save_every", "no_eval", "threads", "command",
-            "quiet"}
+    skip = {"func", "resume", "max_minutes", "save_every", "no_eval", "threads", "command", "quiet"}
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
 
 
@@ -354,8 +374,11 @@ def run(args) -> int:
     if args.resume and state_file.is_file():
         d.load_state(state_file)
     if not args.quiet:
-        print(f"distill: {len(groups)} groups, {len(batches)} batches, {n_tokens} tokens, "
-              f"{total} steps ({' + '.join(plan)}), resuming at step {d.step}", file=sys.stderr)
+        print(
+            f"distill: {len(groups)} groups, {len(batches)} batches, {n_tokens} tokens, "
+            f"{total} steps ({' + '.join(plan)}), resuming at step {d.step}",
+            file=sys.stderr,
+        )
     bar = tqdm(total=total, initial=d.step, desc="distill", unit="step", disable=args.quiet)
     deadline = t0 + args.max_minutes * 60 if args.max_minutes else None
     d.model.train()
@@ -383,34 +406,55 @@ def run(args) -> int:
     minutes = round((time.time() - t0) / 60, 2)
     d.save_state(state_file, minutes)
     d.model.eval()
-    training = {"command": _command_line(args),
-                "settings": _settings(args), "steps_done": d.step, "steps_planned": total,
-                "n_groups": len(groups), "n_tokens_per_epoch": n_tokens,
-                "minutes_this_session": minutes,
-                "minutes_total": round(d.minutes_before + minutes, 2), "finished": not stopped,
-                "torch_threads": torch.get_num_threads()}
+    training = {
+        "command": _command_line(args),
+        "settings": _settings(args),
+        "steps_done": d.step,
+        "steps_planned": total,
+        "n_groups": len(groups),
+        "n_tokens_per_epoch": n_tokens,
+        "minutes_this_session": minutes,
+        "minutes_total": round(d.minutes_before + minutes, 2),
+        "finished": not stopped,
+        "torch_threads": torch.get_num_threads(),
+    }
     if not args.no_eval and (data_dir / "stsbenchmark" / "sts-dev.csv").is_file():
         training["sts_dev_spearman"] = evaluate_sts_dev(d.model, data_dir)
-    save_checkpoint(d.model, out, dtype=torch.float16 if args.dtype == "float16" else torch.float32,
-                    training=training)
+    save_checkpoint(
+        d.model,
+        out,
+        dtype=torch.float16 if args.dtype == "float16" else torch.float32,
+        training=training,
+    )
     if not args.quiet:
         print(json.dumps(training, indent=1), file=sys.stderr)
     if stopped:
-        print(f"distill: stopped by --max-minutes at step {d.step}/{total}; rerun with --resume",
-              file=sys.stderr)
+        print(
+            f"distill: stopped by --max-minutes at step {d.step}/{total}; rerun with --resume",
+            file=sys.stderr,
+        )
     return 0
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser("distill", help="train LAM's DeltaNet blocks from the MiniLM teacher",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--sources", default="sts,longtext", help="comma list of sts,longtext,scifact,file:PATH")
+    p = subparsers.add_parser(
+        "distill",
+        help="train LAM's DeltaNet blocks from the MiniLM teacher",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument(
+        "--sources", default="sts,longtext", help="comma list of sts,longtext,scifact,file:PATH"
+    )
     p.add_argument("--n-sts", type=int, default=5749, help="STS-B train pairs to use")
     p.add_argument("--n-long", type=int, default=200, help="long-text passages (40-380 words)")
     p.add_argument("--n-scifact", type=int, default=0, help="SciFact corpus abstracts")
     p.add_argument("--mode", default="final", choices=["final", "bidir", "causal", "causal+final"])
-    p.add_argument("--kernel-chunk", type=int, default=16,
-                   help="sub-chunk of the chunkwise kernel (speed only; the math is the same)")
+    p.add_argument(
+        "--kernel-chunk",
+        type=int,
+        default=16,
+        help="sub-chunk of the chunkwise kernel (speed only; the math is the same)",
+    )
     p.add_argument("--layerwise-epochs", type=int, default=2)
     p.add_argument("--e2e-epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -431,7 +475,11 @@ def add_run_options(p, *, save_every: int, threads: int) -> None:
     p.add_argument("--data-dir", help="data folder (default: $LAM_MTEB_DATA_DIR)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=0, help="stop (resumably) after this long")
-    p.add_argument("--save-every", type=int, default=save_every, help="save resumable state every N steps")
+    p.add_argument(
+        "--save-every", type=int, default=save_every, help="save resumable state every N steps"
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/trainer_state.pt")
-    p.add_argument("--threads", type=int, default=threads, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--threads", type=int, default=threads, help="torch threads (0: torch's default)"
+    )
     p.add_argument("--quiet", action="store_true")

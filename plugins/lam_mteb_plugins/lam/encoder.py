@@ -30,8 +30,14 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default"
 POOLINGS = ("mean", "state", "hybrid")
 LONG_CHARS = 20_000  # texts longer than this are tokenised as a stream
-DEFAULTS = {"pooling": "mean", "weights": None, "hybrid_weight": 0.8, "diag_weight": 0.7,
-            "chunk_size": 512, "batch_size": 32}
+DEFAULTS = {
+    "pooling": "mean",
+    "weights": None,
+    "hybrid_weight": 0.8,
+    "diag_weight": 0.7,
+    "chunk_size": 512,
+    "batch_size": 32,
+}
 
 
 def _error(message):
@@ -64,8 +70,10 @@ def checkpoint_hash(weights) -> str:
 
 def revision(params: dict) -> str:
     """Changes whenever the checkpoint's bytes or any output-affecting parameter change."""
-    keep = {k: params.get(k, DEFAULTS[k]) for k in ("pooling", "hybrid_weight", "diag_weight",
-                                                      "chunk_size")}
+    keep = {
+        k: params.get(k, DEFAULTS[k])
+        for k in ("pooling", "hybrid_weight", "diag_weight", "chunk_size")
+    }
     blob = json.dumps(keep, sort_keys=True) + checkpoint_hash(params.get("weights"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -79,8 +87,8 @@ def pad_batch(seqs, pad_id: int = 0, device="cpu"):
     m = torch.zeros(len(seqs), T)
     for r, s in enumerate(seqs):
         if s:
-            x[r, :len(s)] = torch.tensor(s)
-            m[r, :len(s)] = 1
+            x[r, : len(s)] = torch.tensor(s)
+            m[r, : len(s)] = 1
     return x.to(device), m.to(device)
 
 
@@ -98,9 +106,17 @@ def state_embedding(S, diag_weight: float = 0.7):
 class LamEncoder:
     """LAM sentence/document encoder (see module docstring)."""
 
-    def __init__(self, pooling: str = "mean", weights=None, hybrid_weight: float = 0.8,
-                 diag_weight: float = 0.7, chunk_size: int = 512, batch_size: int = 32,
-                 device: str | None = None, model=None):
+    def __init__(
+        self,
+        pooling: str = "mean",
+        weights=None,
+        hybrid_weight: float = 0.8,
+        diag_weight: float = 0.7,
+        chunk_size: int = 512,
+        batch_size: int = 32,
+        device: str | None = None,
+        model=None,
+    ):
         import torch
 
         if pooling not in POOLINGS:
@@ -108,13 +124,23 @@ class LamEncoder:
         if not 0.0 <= float(hybrid_weight) <= 1.0 or not 0.0 <= float(diag_weight) <= 1.0:
             raise _error("LAM hybrid_weight and diag_weight must lie in [0, 1]")
         if not 1 <= int(chunk_size) <= 512:
-            raise _error(f"LAM chunk_size must be in 1..512 (MiniLM has 512 positions), got {chunk_size}")
+            raise _error(
+                f"LAM chunk_size must be in 1..512 (MiniLM has 512 positions), got {chunk_size}"
+            )
         if device in (None, "", "auto"):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise _error(f"LAM device {device!r} requested but CUDA is not available")
-        self.pooling, self.hybrid_weight, self.diag_weight = pooling, float(hybrid_weight), float(diag_weight)
-        self.chunk_size, self.batch_size, self.device = int(chunk_size), int(batch_size), str(device)
+        self.pooling, self.hybrid_weight, self.diag_weight = (
+            pooling,
+            float(hybrid_weight),
+            float(diag_weight),
+        )
+        self.chunk_size, self.batch_size, self.device = (
+            int(chunk_size),
+            int(batch_size),
+            str(device),
+        )
         if model is None:
             from lam_mteb_plugins.lam.model import load_checkpoint
 
@@ -127,8 +153,9 @@ class LamEncoder:
         self.rows_run = 0  # chunk rows actually run through the model (long documents)
 
     # ------------------------------------------------------------------ public
-    def encode(self, texts, *, batch_size: int | None = None, show_progress_bar: bool = False,
-               **kwargs) -> np.ndarray:
+    def encode(
+        self, texts, *, batch_size: int | None = None, show_progress_bar: bool = False, **kwargs
+    ) -> np.ndarray:
         """Embeddings (n, 384), float32, L2-normalised, never NaN."""
         pooled = self.encode_all(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
         return pooled[self.pooling]
@@ -154,13 +181,15 @@ class LamEncoder:
         long_docs = []
         with torch.inference_mode():
             for start in range(0, n, bs):
-                idx = [i for i in order[start:start + bs] if len(texts[i]) <= LONG_CHARS]
-                long_docs += [(i, None) for i in order[start:start + bs] if len(texts[i]) > LONG_CHARS]
+                idx = [i for i in order[start : start + bs] if len(texts[i]) <= LONG_CHARS]
+                long_docs += [
+                    (i, None) for i in order[start : start + bs] if len(texts[i]) > LONG_CHARS
+                ]
                 if not idx:
                     continue
                 ids = self.tokenizer.encode_batch([texts[i] for i in idx])
-                short = [(i, t) for i, t in zip(idx, ids) if len(t) <= self.chunk_size]
-                long_docs += [(i, t) for i, t in zip(idx, ids) if len(t) > self.chunk_size]
+                short = [(i, t) for i, t in zip(idx, ids, strict=False) if len(t) <= self.chunk_size]
+                long_docs += [(i, t) for i, t in zip(idx, ids, strict=False) if len(t) > self.chunk_size]
                 if short:
                     m, s = self._run_short([t for _, t in short])
                     rows = torch.tensor([i for i, _ in short])
@@ -168,7 +197,7 @@ class LamEncoder:
                     if bar is not None:
                         bar.update(len(short))
             for start in range(0, len(long_docs), bs):
-                group = long_docs[start:start + bs]
+                group = long_docs[start : start + bs]
                 m, s = self._run_long([texts[i] if t is None else t for i, t in group])
                 rows = torch.tensor([i for i, _ in group])
                 mean[rows], state[rows] = m, s
@@ -215,7 +244,7 @@ class LamEncoder:
             if isinstance(d, str):
                 iters.append(self.tokenizer.iter_chunks(d, C))
             else:
-                iters.append(iter([d[j:j + C] for j in range(0, len(d), C)]))
+                iters.append(iter([d[j : j + C] for j in range(0, len(d), C)]))
         n, L = len(docs), len(self.model.layers)
         sums = torch.zeros(n, self.embed_dim, device=self.device)
         counts = torch.zeros(n, device=self.device)
@@ -246,7 +275,7 @@ class LamEncoder:
             idx = torch.tensor(rep_of, device=self.device)
             sums[active] += rep_sums[idx]
             counts[active] += rep_counts[idx]
-            for r, j in zip(active, rep_of):
+            for r, j in zip(active, rep_of, strict=False):
                 states[r] = [s[j] for s in new]
                 group[r] = reps[j]
         mean = sums / counts.clamp_min(1)[:, None]
@@ -257,4 +286,3 @@ class LamEncoder:
 def build_encoder(**params) -> LamEncoder:
     """Factory registered as the ``lam`` encoder kind."""
     return LamEncoder(**params)
-

@@ -47,10 +47,19 @@ CHUNK_POOLINGS = ("tokens", "windows")
 # rows of a LAM_MTEB_LAM2_CACHE file; "reserved" held the first lexical channel (now lexical.py,
 # computed from the text alone) and stays so that cache files written before remain readable
 _PARTS = ("mean", "window_mean", "reserved", "state")
-DEFAULTS_V2 = {"pooling": "mean", "weights": None, "lexical_weight": 0.0,
-               "retrieval_lexical_weight": None, "lexical_vectors": "hashed", "lexical_dim": 2048,
-               "lexical_tf": "log", "chunk_size": None, "chunk_pooling": "tokens", "diag_weight": 0.7,
-               "batch_size": 32}
+DEFAULTS_V2 = {
+    "pooling": "mean",
+    "weights": None,
+    "lexical_weight": 0.0,
+    "retrieval_lexical_weight": None,
+    "lexical_vectors": "hashed",
+    "lexical_dim": 2048,
+    "lexical_tf": "log",
+    "chunk_size": None,
+    "chunk_pooling": "tokens",
+    "diag_weight": 0.7,
+    "batch_size": 32,
+}
 
 
 def _error(message):
@@ -66,11 +75,25 @@ def resolve_weights_v2(weights) -> Path:
 
 
 def revision_v2(params: dict) -> str:
-    keep = {k: params.get(k, DEFAULTS_V2[k]) for k in ("pooling", "lexical_weight", "retrieval_lexical_weight",
-                                                          "lexical_vectors", "lexical_dim", "lexical_tf",
-                                                          "chunk_size",
-                                                         "chunk_pooling", "diag_weight")}
-    blob = "v2" + json.dumps(keep, sort_keys=True) + checkpoint_hash(resolve_weights_v2(params.get("weights")))
+    keep = {
+        k: params.get(k, DEFAULTS_V2[k])
+        for k in (
+            "pooling",
+            "lexical_weight",
+            "retrieval_lexical_weight",
+            "lexical_vectors",
+            "lexical_dim",
+            "lexical_tf",
+            "chunk_size",
+            "chunk_pooling",
+            "diag_weight",
+        )
+    }
+    blob = (
+        "v2"
+        + json.dumps(keep, sort_keys=True)
+        + checkpoint_hash(resolve_weights_v2(params.get("weights")))
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -83,11 +106,22 @@ def _normalise(x):
 class LamV2Encoder:
     """LAM v2 sentence/document encoder (see the module docstring)."""
 
-    def __init__(self, pooling: str = "mean", weights=None, lexical_weight: float = 0.0,
-                 retrieval_lexical_weight: float | None = None, lexical_vectors: str = "hashed",
-                 lexical_dim: int = 2048, lexical_tf: str = "log",
-                 chunk_size: int | None = None, chunk_pooling: str = "tokens", diag_weight: float = 0.7,
-                 batch_size: int = 32, device: str | None = None, model=None):
+    def __init__(
+        self,
+        pooling: str = "mean",
+        weights=None,
+        lexical_weight: float = 0.0,
+        retrieval_lexical_weight: float | None = None,
+        lexical_vectors: str = "hashed",
+        lexical_dim: int = 2048,
+        lexical_tf: str = "log",
+        chunk_size: int | None = None,
+        chunk_pooling: str = "tokens",
+        diag_weight: float = 0.7,
+        batch_size: int = 32,
+        device: str | None = None,
+        model=None,
+    ):
         import torch
 
         from lam_mteb_plugins.lam.lexical import TF_WEIGHTS, VECTORS
@@ -95,25 +129,38 @@ class LamV2Encoder:
         if pooling not in POOLINGS_V2:
             raise _error(f"LAM v2 pooling {pooling!r} is not one of {', '.join(POOLINGS_V2)}")
         if chunk_pooling not in CHUNK_POOLINGS:
-            raise _error(f"LAM v2 chunk_pooling {chunk_pooling!r} is not one of {', '.join(CHUNK_POOLINGS)}")
+            raise _error(
+                f"LAM v2 chunk_pooling {chunk_pooling!r} is not one of {', '.join(CHUNK_POOLINGS)}"
+            )
         if retrieval_lexical_weight is None:
             retrieval_lexical_weight = lexical_weight
-        if not all(0.0 <= float(x) <= 1.0 for x in (lexical_weight, retrieval_lexical_weight, diag_weight)):
-            raise _error("LAM lexical_weight, retrieval_lexical_weight and diag_weight must lie in [0, 1]")
+        if not all(
+            0.0 <= float(x) <= 1.0 for x in (lexical_weight, retrieval_lexical_weight, diag_weight)
+        ):
+            raise _error(
+                "LAM lexical_weight, retrieval_lexical_weight and diag_weight must lie in [0, 1]"
+            )
         if lexical_vectors not in VECTORS:
-            raise _error(f"LAM v2 lexical_vectors {lexical_vectors!r} is not one of {', '.join(VECTORS)}")
+            raise _error(
+                f"LAM v2 lexical_vectors {lexical_vectors!r} is not one of {', '.join(VECTORS)}"
+            )
         if lexical_tf not in TF_WEIGHTS:
             raise _error(f"LAM v2 lexical_tf {lexical_tf!r} is not one of {', '.join(TF_WEIGHTS)}")
         if not 16 <= int(lexical_dim) <= 65536:
             raise _error(f"LAM v2 lexical_dim must be in 16..65536, got {lexical_dim}")
         if chunk_size is not None and not 3 <= int(chunk_size) <= 512:
-            raise _error(f"LAM chunk_size must be in 3..512 (MiniLM has 512 positions), got {chunk_size}")
+            raise _error(
+                f"LAM chunk_size must be in 3..512 (MiniLM has 512 positions), got {chunk_size}"
+            )
         if device in (None, "", "auto"):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise _error(f"LAM device {device!r} requested but CUDA is not available")
-        self._cache_id = (checkpoint_hash(resolve_weights_v2(weights))[:16] if model is None
-                          else f"model{id(model)}")
+        self._cache_id = (
+            checkpoint_hash(resolve_weights_v2(weights))[:16]
+            if model is None
+            else f"model{id(model)}"
+        )
         if model is None:
             from lam_mteb_plugins.lam.v2 import load_v2
 
@@ -137,22 +184,43 @@ class LamV2Encoder:
         self.rows_run = 0
 
     # ------------------------------------------------------------------ public
-    def encode(self, texts, *, batch_size: int | None = None, show_progress_bar: bool = False,
-               prompt_type: str | None = None, **kwargs) -> np.ndarray:
+    def encode(
+        self,
+        texts,
+        *,
+        batch_size: int | None = None,
+        show_progress_bar: bool = False,
+        prompt_type: str | None = None,
+        **kwargs,
+    ) -> np.ndarray:
         """Embeddings (n, embed_dim), float32, L2-normalised, never NaN.
 
         ``prompt_type`` ("query"/"document", passed by mteb for retrieval) selects
         ``retrieval_lexical_weight``; anything else ``lexical_weight``."""
         if isinstance(texts, str):
             texts = [texts]
-        w = self.retrieval_lexical_weight if prompt_type in ("query", "document") else self.lexical_weight
-        parts = self.encode_parts(texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
-                                  state=self.pooling == "state")
+        w = (
+            self.retrieval_lexical_weight
+            if prompt_type in ("query", "document")
+            else self.lexical_weight
+        )
+        parts = self.encode_parts(
+            texts,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            state=self.pooling == "state",
+        )
         lexical = self.lexical(texts, batch_size=batch_size) if self.uses_lexical else None
         return self.combine(parts, lexical, w)
 
-    def combine(self, parts: dict, lexical: np.ndarray | None = None, lexical_weight: float | None = None,
-                pooling: str | None = None, chunk_pooling: str | None = None) -> np.ndarray:
+    def combine(
+        self,
+        parts: dict,
+        lexical: np.ndarray | None = None,
+        lexical_weight: float | None = None,
+        pooling: str | None = None,
+        chunk_pooling: str | None = None,
+    ) -> np.ndarray:
         """The embedding from ``encode_parts`` (+ ``lexical``) output; other settings for dev sweeps.
 
         Hashed lexical vectors: [sqrt(1 - w) * e, sqrt(w) * e_lex]; ``lexical=None`` (no lexical
@@ -161,8 +229,12 @@ class LamV2Encoder:
 
         w = self.lexical_weight if lexical_weight is None else lexical_weight
         pooling = pooling or self.pooling
-        key = {"state": "state", "mean": {"tokens": "mean", "windows": "window_mean"}[
-            chunk_pooling or self.chunk_pooling]}[pooling]
+        key = {
+            "state": "state",
+            "mean": {"tokens": "mean", "windows": "window_mean"}[
+                chunk_pooling or self.chunk_pooling
+            ],
+        }[pooling]
         e = _normalise(torch.as_tensor(parts[key]))
         if lexical is None:
             return e.numpy().astype(np.float32)
@@ -186,19 +258,24 @@ class LamV2Encoder:
             texts = [texts]
         m = self.model
         idf = m.lexical_idf.detach().float().cpu()
-        table = m.static_vectors().detach().float().cpu() if self.lexical_vectors == "minilm" else None
+        table = (
+            m.static_vectors().detach().float().cpu() if self.lexical_vectors == "minilm" else None
+        )
         dim = self.lexical_dim or self.dense_dim
         out = np.zeros((len(texts), dim), dtype=np.float32)
         bs = max(1, int(batch_size or self.batch_size))
         for start in range(0, len(texts), bs):
-            rows = texts[start:start + bs]
+            rows = texts[start : start + bs]
             counts = torch.zeros(len(rows), idf.shape[0])
             for i, text in enumerate(rows):
                 for ids in self.tokenizer.iter_ids(self.tokenizer.clean(text)):
-                    counts[i].index_add_(0, torch.as_tensor(ids, dtype=torch.long), torch.ones(len(ids)))
-            vec = project_bags(counts, idf, tf=self.lexical_tf, vectors=self.lexical_vectors,
-                               dim=dim, table=table)
-            out[start:start + len(rows)] = vec.numpy()
+                    counts[i].index_add_(
+                        0, torch.as_tensor(ids, dtype=torch.long), torch.ones(len(ids))
+                    )
+            vec = project_bags(
+                counts, idf, tf=self.lexical_tf, vectors=self.lexical_vectors, dim=dim, table=table
+            )
+            out[start : start + len(rows)] = vec.numpy()
         return out
 
     def encode_parts(self, texts, *, batch_size=None, show_progress_bar=False, state=False):
@@ -212,13 +289,17 @@ class LamV2Encoder:
             texts = [texts]
         texts = [self.tokenizer.clean(t) for t in texts]
         cache = os.environ.get("LAM_MTEB_LAM2_CACHE", "")
-        if not cache or self._cache_id.startswith("model"):  # no content hash for an in-memory model
+        if not cache or self._cache_id.startswith(
+            "model"
+        ):  # no content hash for an in-memory model
             return self._encode_parts(texts, batch_size, show_progress_bar, state)
         folder = Path(cache).expanduser()
         folder.mkdir(parents=True, exist_ok=True)
         prefix = f"{self._cache_id}-{self.chunk_size}-{'s' if state else 'n'}-"
-        files = [folder / (prefix + hashlib.sha1(t.encode("utf-8", "replace")).hexdigest() + ".npy")
-                 for t in texts]
+        files = [
+            folder / (prefix + hashlib.sha1(t.encode("utf-8", "replace")).hexdigest() + ".npy")
+            for t in texts
+        ]
         found = {}
         for i, f in enumerate(files):
             if f not in found and f.is_file():
@@ -226,16 +307,24 @@ class LamV2Encoder:
                     found[f] = np.load(f)
                 except (OSError, ValueError):
                     pass
-        todo = sorted({f: i for i, f in reversed(list(enumerate(files))) if f not in found}.values())
+        todo = sorted(
+            {f: i for i, f in reversed(list(enumerate(files))) if f not in found}.values()
+        )
         if todo:
-            fresh = self._encode_parts([texts[i] for i in todo], batch_size, show_progress_bar, state)
+            fresh = self._encode_parts(
+                [texts[i] for i in todo], batch_size, show_progress_bar, state
+            )
             for j, i in enumerate(todo):
                 arr = np.stack([fresh[k][j] for k in _PARTS]).astype(np.float32)
                 tmp = files[i].with_suffix(".tmp.npy")
                 np.save(tmp, arr)
                 tmp.replace(files[i])
                 found[files[i]] = arr
-        stacked = np.stack([found[f] for f in files]) if files else np.zeros((0, len(_PARTS), self.dense_dim))
+        stacked = (
+            np.stack([found[f] for f in files])
+            if files
+            else np.zeros((0, len(_PARTS), self.dense_dim))
+        )
         return {k: stacked[:, j] for j, k in enumerate(_PARTS)}
 
     def _encode_parts(self, texts, batch_size, show_progress_bar, state):
@@ -246,10 +335,16 @@ class LamV2Encoder:
         bs = max(1, int(batch_size or self.batch_size))
         C = self.chunk_size
         short_idx = [i for i in range(n) if len(texts[i]) <= LONG_CHARS]
-        ids = dict(zip(short_idx, self.tokenizer.encode_batch([texts[i] for i in short_idx]))) if short_idx else {}
+        ids = (
+            dict(zip(short_idx, self.tokenizer.encode_batch([texts[i] for i in short_idx]), strict=False))
+            if short_idx
+            else {}
+        )
         short = sorted((i for i in short_idx if len(ids[i]) <= C), key=lambda i: len(ids[i]))
-        long_docs = sorted((i for i in range(n) if i not in ids or len(ids[i]) > C),
-                           key=lambda i: len(ids[i]) if i in ids else len(texts[i]))
+        long_docs = sorted(
+            (i for i in range(n) if i not in ids or len(ids[i]) > C),
+            key=lambda i: len(ids[i]) if i in ids else len(texts[i]),
+        )
         bar = None
         if show_progress_bar:
             from tqdm.auto import tqdm
@@ -257,7 +352,7 @@ class LamV2Encoder:
             bar = tqdm(total=n, desc="LAM v2", unit="text")
         with torch.inference_mode():
             for start in range(0, len(short), bs):
-                rows = short[start:start + bs]
+                rows = short[start : start + bs]
                 res = self._run_short([ids[i] for i in rows], state)
                 r = torch.tensor(rows)
                 for k, v in res.items():
@@ -265,7 +360,7 @@ class LamV2Encoder:
                 if bar is not None:
                     bar.update(len(rows))
             for start in range(0, len(long_docs), bs):
-                rows = long_docs[start:start + bs]
+                rows = long_docs[start : start + bs]
                 res = self._run_long([ids[i][1:-1] if i in ids else texts[i] for i in rows], state)
                 r = torch.tensor(rows)
                 for k, v in res.items():
@@ -289,7 +384,7 @@ class LamV2Encoder:
     def _content_chunks(self, doc, size):
         """Consecutive windows of ``size`` word pieces (no [CLS]/[SEP]) of a token list or a string."""
         if not isinstance(doc, str):
-            yield from (doc[j:j + size] for j in range(0, len(doc), size))
+            yield from (doc[j : j + size] for j in range(0, len(doc), size))
             return
         buf: list[int] = []
         it = self.tokenizer.iter_ids(doc)
@@ -345,12 +440,14 @@ class LamV2Encoder:
             counts[active] += c[idx]
             wsums[active] += (s / c.clamp_min(1)[:, None])[idx]
             windows[active] += 1
-            for r, j in zip(active, rep_of):
+            for r, j in zip(active, rep_of, strict=False):
                 states[r] = [st[j] for st in new] if write else None
                 group[r] = reps[j]
             active = [r for r in active if pending[r]]
-        res = {"mean": (sums / counts.clamp_min(1)[:, None]).float().cpu(),
-               "window_mean": (wsums / windows.clamp_min(1)[:, None]).float().cpu()}
+        res = {
+            "mean": (sums / counts.clamp_min(1)[:, None]).float().cpu(),
+            "window_mean": (wsums / windows.clamp_min(1)[:, None]).float().cpu(),
+        }
         if state:
             last = torch.stack([st[-1] for st in states])
             res["state"] = state_embedding(last.float(), self.diag_weight).cpu()

@@ -57,12 +57,20 @@ def sign_table(vocab: int, dim: int, seed: int = 0) -> torch.Tensor:
     table = torch.empty(vocab, dim, dtype=torch.bool)
     for start in range(0, vocab, 1024):
         ids = torch.arange(start, min(start + 1024, vocab))
-        table[start:start + len(ids)] = hashed_signs(ids, dim, seed) < 0
+        table[start : start + len(ids)] = hashed_signs(ids, dim, seed) < 0
     return table
 
 
-def project_bags(counts: torch.Tensor, idf: torch.Tensor, *, tf: str = "log", vectors: str = "hashed",
-                 dim: int = 1024, table: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+def project_bags(
+    counts: torch.Tensor,
+    idf: torch.Tensor,
+    *,
+    tf: str = "log",
+    vectors: str = "hashed",
+    dim: int = 1024,
+    table: torch.Tensor | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
     """Bags of word pieces [n, vocab] (counts) -> lexical vectors [n, dim] (unnormalised).
 
     ``vectors="hashed"``: random ±1 signs (``hashed_signs``) for the word pieces present;
@@ -79,7 +87,9 @@ def project_bags(counts: torch.Tensor, idf: torch.Tensor, *, tf: str = "log", ve
     return weights[:, present] @ ((1.0 - 2.0 * negative.to(torch.float32)) / dim**0.5)
 
 
-def reference_project(bag: dict[int, int], idf: torch.Tensor, dim: int, seed: int = 0) -> torch.Tensor:
+def reference_project(
+    bag: dict[int, int], idf: torch.Tensor, dim: int, seed: int = 0
+) -> torch.Tensor:
     """Plain-Python reference of the hashed, log-tf projection of one bag {token id: count}."""
     out = torch.zeros(dim, dtype=torch.float64)
     for t, c in bag.items():

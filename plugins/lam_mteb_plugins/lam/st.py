@@ -41,8 +41,15 @@ class LamSTModule(InputModule):
     config_keys = ["pooling", "hybrid_weight", "diag_weight", "chunk_size"]
     save_in_root = True
 
-    def __init__(self, pooling: str = "mean", hybrid_weight: float = 0.8, diag_weight: float = 0.7,
-                 chunk_size: int = 512, weights: str | None = None, model: LamModel | None = None):
+    def __init__(
+        self,
+        pooling: str = "mean",
+        hybrid_weight: float = 0.8,
+        diag_weight: float = 0.7,
+        chunk_size: int = 512,
+        weights: str | None = None,
+        model: LamModel | None = None,
+    ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}")
@@ -65,13 +72,18 @@ class LamSTModule(InputModule):
         x, m = features["input_ids"], features["attention_mask"].to(torch.float32)
         states, sums = None, 0
         for c in range(0, x.shape[1], self.chunk_size):
-            xc, mc = x[:, c:c + self.chunk_size], m[:, c:c + self.chunk_size]
+            xc, mc = x[:, c : c + self.chunk_size], m[:, c : c + self.chunk_size]
             h, states = self.lam.forward_chunk(xc, mc, states, position_offset=c)
             sums = sums + (h * mc[..., None]).sum(1)
         mean = F.normalize(sums / m.sum(1, keepdim=True).clamp_min(1), dim=-1)
         state = state_embedding(states[-1], self.diag_weight)
-        emb = {"mean": mean, "state": state,
-               "hybrid": F.normalize(self.hybrid_weight * mean + (1 - self.hybrid_weight) * state, dim=-1)}
+        emb = {
+            "mean": mean,
+            "state": state,
+            "hybrid": F.normalize(
+                self.hybrid_weight * mean + (1 - self.hybrid_weight) * state, dim=-1
+            ),
+        }
         features["sentence_embedding"] = torch.nan_to_num(emb[self.pooling])
         return features
 
@@ -81,12 +93,22 @@ class LamSTModule(InputModule):
     get_sentence_embedding_dimension = get_embedding_dimension
 
     def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
-        save_checkpoint(self.lam, output_path, dtype=torch.float32, training=self.lam.config.training)
+        save_checkpoint(
+            self.lam, output_path, dtype=torch.float32, training=self.lam.config.training
+        )
         self.save_config(output_path)
 
     @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", token=None, cache_folder=None,
-             revision=None, local_files_only: bool = False, **kwargs) -> "LamSTModule":
+    def load(
+        cls,
+        model_name_or_path: str,
+        subfolder: str = "",
+        token=None,
+        cache_folder=None,
+        revision=None,
+        local_files_only: bool = False,
+        **kwargs,
+    ) -> LamSTModule:
         folder = Path(model_name_or_path) / subfolder if subfolder else Path(model_name_or_path)
         if not folder.is_dir():
             raise ValueError(f"LamSTModule loads from a local folder; {folder} is not one")
@@ -100,8 +122,9 @@ def lam_sentence_transformer(pooling: str = "mean", weights: str | None = None, 
     from sentence_transformers import SentenceTransformer
 
     device = kwargs.pop("device", None) or "cpu"
-    return SentenceTransformer(modules=[LamSTModule(pooling=pooling, weights=weights, **kwargs)],
-                               device=device)
+    return SentenceTransformer(
+        modules=[LamSTModule(pooling=pooling, weights=weights, **kwargs)], device=device
+    )
 
 
 __all__ = ["LamSTModule", "lam_sentence_transformer"]

@@ -32,16 +32,22 @@ def _error(message):
 
 def long_documents(data_dir: Path, tokenizer, content: int, windows: int, heldout: float):
     """(train, held-out) lists of token lists of ``windows * content`` word pieces."""
-    files = [f for f in sorted((data_dir / "longtext").rglob("*.txt"))
-             if "LICENSE" not in f.name and "PROVENANCE" not in f.name]
+    files = [
+        f
+        for f in sorted((data_dir / "longtext").rglob("*.txt"))
+        if "LICENSE" not in f.name and "PROVENANCE" not in f.name
+    ]
     if not files:
         raise _error(f"no long text under {data_dir / 'longtext'}: pass --data-dir with longtext/")
     size = content * windows
     train, dev = [], []
     for f in files:
-        ids = [i for piece in tokenizer.iter_ids(f.read_text(encoding="utf-8", errors="replace"))
-               for i in piece][1:-1]
-        docs = [ids[j:j + size] for j in range(0, len(ids) - size + 1, size)]
+        ids = [
+            i
+            for piece in tokenizer.iter_ids(f.read_text(encoding="utf-8", errors="replace"))
+            for i in piece
+        ][1:-1]
+        docs = [ids[j : j + size] for j in range(0, len(ids) - size + 1, size)]
         cut = int(len(docs) * (1 - heldout))
         train += docs[:cut]
         dev += docs[cut:]
@@ -55,7 +61,7 @@ def make_batch(docs, rng, batch, query_tokens, content):
         d = docs[i]
         s = rng.randrange(0, len(d) - query_tokens)
         ds.append(d)
-        qs.append(d[s:s + query_tokens])
+        qs.append(d[s : s + query_tokens])
     return ds, qs
 
 
@@ -68,7 +74,7 @@ def embed_docs(model, docs, content, cls_id, sep_id, grad=True):
     states, total, count = None, 0, 0
     with torch.set_grad_enabled(grad):
         for w in range(n_win):
-            x = torch.tensor([[cls_id, *d[w * content:(w + 1) * content], sep_id] for d in docs])
+            x = torch.tensor([[cls_id, *d[w * content : (w + 1) * content], sep_id] for d in docs])
             m = torch.ones(x.shape, dtype=torch.float32)
             h, states = model.forward_chunk(x, m, states, write=w < n_win - 1)
             total = total + h.sum(1)
@@ -102,7 +108,16 @@ def heldout_accuracy(model, dev, args, cls_id, sep_id, batches=6):
 
 
 def _settings(args) -> dict:
-    keep = ("chunk_size", "windows", "batch", "query_tokens", "temperature", "lr", "seed", "heldout")
+    keep = (
+        "chunk_size",
+        "windows",
+        "batch",
+        "query_tokens",
+        "temperature",
+        "lr",
+        "seed",
+        "heldout",
+    )
     return {k: getattr(args, k) for k in keep}
 
 
@@ -123,8 +138,10 @@ def run(args) -> int:
 
     data_dir = Path(args.data_dir or os.environ.get("LAM_MTEB_DATA_DIR", ""))
     if not str(data_dir) or not (data_dir / "longtext").is_dir():
-        raise _error("lam-mteb distill-v2 needs the data folder with longtext/ and stsbenchmark/: "
-                     "pass --data-dir or set LAM_MTEB_DATA_DIR")
+        raise _error(
+            "lam-mteb distill-v2 needs the data folder with longtext/ and stsbenchmark/: "
+            "pass --data-dir or set LAM_MTEB_DATA_DIR"
+        )
     out = Path(args.output)
     state_file = out / "trainer_state.pt"
     if out.exists() and any(out.iterdir()) and not args.resume:
@@ -138,7 +155,9 @@ def run(args) -> int:
     content = args.chunk_size - 2
     train, dev = long_documents(data_dir, tok, content, args.windows, args.heldout)
     if len(train) < args.batch or len(dev) < args.batch:
-        raise _error(f"too few long documents ({len(train)} train, {len(dev)} held out) for --batch {args.batch}")
+        raise _error(
+            f"too few long documents ({len(train)} train, {len(dev)} held out) for --batch {args.batch}"
+        )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     step, minutes, history = 0, 0.0, []
@@ -153,16 +172,26 @@ def run(args) -> int:
     model.train()
     if acc0 is None:
         acc0 = heldout_accuracy(model.eval(), dev, args, tok.cls_id, tok.sep_id)
-        print(f"held-out sentence->document accuracy at init: {acc0:.3f}", file=sys.stderr, flush=True)
+        print(
+            f"held-out sentence->document accuracy at init: {acc0:.3f}", file=sys.stderr, flush=True
+        )
     rng = random.Random(args.seed * 1000 + step)
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
 
     def save_state():
-        torch.save({"model": {k: v for k, v in model.state_dict().items() if ".mem_" in k},
-                    "opt": opt.state_dict(), "step": step, "settings": _settings(args),
-                    "minutes": minutes + (time.perf_counter() - t0) / 60, "history": history, "acc0": acc0},
-                   state_file)
+        torch.save(
+            {
+                "model": {k: v for k, v in model.state_dict().items() if ".mem_" in k},
+                "opt": opt.state_dict(),
+                "step": step,
+                "settings": _settings(args),
+                "minutes": minutes + (time.perf_counter() - t0) / 60,
+                "history": history,
+                "acc0": acc0,
+            },
+            state_file,
+        )
 
     from tqdm.auto import tqdm
 
@@ -191,26 +220,40 @@ def run(args) -> int:
     save_state()
     total_minutes = minutes + (time.perf_counter() - t0) / 60
     if stopped:
-        print(f"stopped after {total_minutes:.1f} min at step {step}/{args.steps}; continue with --resume",
-              file=sys.stderr)
+        print(
+            f"stopped after {total_minutes:.1f} min at step {step}/{args.steps}; continue with --resume",
+            file=sys.stderr,
+        )
         return 0
     acc1 = heldout_accuracy(model.eval(), dev, args, tok.cls_id, tok.sep_id)
-    print(f"held-out sentence->document accuracy: init {acc0:.3f} -> trained {acc1:.3f}", file=sys.stderr)
-    training = {"command": "lam-mteb distill-v2 " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
-                "settings": _settings(args), "steps": step, "minutes": round(total_minutes, 2),
-                "heldout_accuracy_init": acc0, "heldout_accuracy_trained": acc1,
-                "train_documents": len(train), "heldout_documents": len(dev),
-                "loss_first_last": [history[0], history[-1]] if history else None,
-                "data": "longtext/ (Gutenberg, Paul Graham essays, WikiText-2) + STS-B train (IDF only)",
-                "trainable_parameters": n_trainable(model)}
+    print(
+        f"held-out sentence->document accuracy: init {acc0:.3f} -> trained {acc1:.3f}",
+        file=sys.stderr,
+    )
+    training = {
+        "command": "lam-mteb distill-v2 " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
+        "settings": _settings(args),
+        "steps": step,
+        "minutes": round(total_minutes, 2),
+        "heldout_accuracy_init": acc0,
+        "heldout_accuracy_trained": acc1,
+        "train_documents": len(train),
+        "heldout_documents": len(dev),
+        "loss_first_last": [history[0], history[-1]] if history else None,
+        "data": "longtext/ (Gutenberg, Paul Graham essays, WikiText-2) + STS-B train (IDF only)",
+        "trainable_parameters": n_trainable(model),
+    }
     save_v2(model, out, training=training)
     print(f"wrote {out}/config.json and model.safetensors", file=sys.stderr)
     return 0
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser("distill-v2", help="train LAM v2's memory on long documents (see docs/lam.md)",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser(
+        "distill-v2",
+        help="train LAM v2's memory on long documents (see docs/lam.md)",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--chunk-size", type=int, default=256, help="window size incl. [CLS]/[SEP]")
     p.add_argument("--windows", type=int, default=4, help="windows per training document")
     p.add_argument("--batch", type=int, default=8)

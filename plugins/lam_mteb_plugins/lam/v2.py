@@ -59,7 +59,9 @@ class LamV2Config:
     def from_dict(cls, data: dict) -> LamV2Config:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise _error(f"LAM v2 config.json has unknown keys {sorted(unknown)}: not a LAM v2 checkpoint")
+            raise _error(
+                f"LAM v2 config.json has unknown keys {sorted(unknown)}: not a LAM v2 checkpoint"
+            )
         cfg = cls(**data)
         if cfg.format != FORMAT_V2:
             raise _error(f"LAM checkpoint format {cfg.format!r} is not {FORMAT_V2!r}")
@@ -87,8 +89,10 @@ class MemorySoftmaxAttention(SoftmaxAttention):
 
         Returns (output [B, T, hidden], the memory after this chunk if ``write`` else None)."""
         B, T, _ = x.shape
-        q, k, v = (p(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-                   for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (
+            p(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+            for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.bool()[:, None, None, :])
         if state is not None:
             o = o + self.mem_gate[None, :, None, None] * (F.normalize(q, dim=-1) @ state)
@@ -97,7 +101,11 @@ class MemorySoftmaxAttention(SoftmaxAttention):
             m = mask.to(x.dtype)[:, None, :]
             kn = F.normalize(k, dim=-1) * m[..., None]
             beta = torch.sigmoid(self.mem_beta(x)).transpose(1, 2) * m
-            s0 = state if state is not None else x.new_zeros(B, self.num_heads, self.head_dim, self.head_dim)
+            s0 = (
+                state
+                if state is not None
+                else x.new_zeros(B, self.num_heads, self.head_dim, self.head_dim)
+            )
             if backend == "reference":
                 _, new_state = delta_rule_reference(kn, kn, v, beta, s0)
             else:
@@ -115,7 +123,9 @@ class LamV2Model(LamModel):
         super().__init__(config, attention="softmax")
         c = self.config
         for layer in self.layers:
-            layer.attention = MemorySoftmaxAttention(c.hidden_size, c.num_heads, c.head_dim, c.kernel_chunk)
+            layer.attention = MemorySoftmaxAttention(
+                c.hidden_size, c.num_heads, c.head_dim, c.kernel_chunk
+            )
         self.attention_kind = "memory"
         # lexical channel: idf per word piece (ones until a checkpoint or fit_idf sets it)
         self.register_buffer("lexical_idf", torch.ones(VOCAB))
@@ -134,13 +144,22 @@ class LamV2Model(LamModel):
         sd = self.state_dict()
         return {k: v.detach() for k, v in sd.items() if ".mem_" in k or k == "lexical_idf"}
 
-    def forward_chunk(self, input_ids, mask, states=None, position_offset=0, backend="auto",
-                      return_layers=False, write=False):
+    def forward_chunk(
+        self,
+        input_ids,
+        mask,
+        states=None,
+        position_offset=0,
+        backend="auto",
+        return_layers=False,
+        write=False,
+    ):
         """One chunk [B, T] through all layers; ``states`` = per-layer memories (None: first chunk).
 
         With ``write`` the memories after the chunk are returned (else a list of None)."""
-        return super().forward_chunk(input_ids, mask, states, position_offset, backend,
-                                     return_layers, write=write)
+        return super().forward_chunk(
+            input_ids, mask, states, position_offset, backend, return_layers, write=write
+        )
 
     # ------------------------------------------------------------- lexical channel
     def static_vectors(self) -> torch.Tensor:
@@ -159,7 +178,7 @@ def fit_idf(tokenizer, texts) -> torch.Tensor:
     df = torch.zeros(VOCAB)
     n = 0
     for start in range(0, len(texts), 256):
-        for ids in tokenizer.encode_batch(texts[start:start + 256]):
+        for ids in tokenizer.encode_batch(texts[start : start + 256]):
             u = torch.tensor(sorted(set(ids)), dtype=torch.long)
             df[u] += 1
             n += 1
@@ -207,7 +226,7 @@ def idf_corpus(data_dir: Path, seed: int = 0) -> list[str]:
         if "LICENSE" in f.name or "PROVENANCE" in f.name:
             continue
         words = f.read_text(encoding="utf-8", errors="replace").split()
-        texts += [" ".join(words[i:i + 200]) for i in range(0, len(words), 200)]
+        texts += [" ".join(words[i : i + 200]) for i in range(0, len(words), 200)]
     if not texts:
         raise _error(f"no IDF reference text under {data_dir} (needs stsbenchmark/ or longtext/)")
     return texts
@@ -215,4 +234,3 @@ def idf_corpus(data_dir: Path, seed: int = 0) -> list[str]:
 
 def n_trainable(model: LamV2Model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-

@@ -17,19 +17,25 @@ import lam_mteb
 BASE_PARAMETERS = 22_713_216  # all-MiniLM-L6-v2
 
 
-def _lvm_t(checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None):
+def _lvm_t(
+    checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
+):
     from .encoders import make_lvm_t
 
     return make_lvm_t(checkpoint, base_encoder, target_words)
 
 
-def _amn(checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None):
+def _amn(
+    checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
+):
     from .encoders import make_amn
 
     return make_amn(checkpoint, base_encoder, target_words)
 
 
-def _lvm_r(checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None):
+def _lvm_r(
+    checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
+):
     from .encoders import make_lvm_r
 
     return make_lvm_r(checkpoint, base_encoder, target_words)
@@ -50,26 +56,37 @@ def _predictor_parameters(arch: str) -> int | None:
     from .encoders import default_checkpoint
 
     try:
-        return int(json.loads((default_checkpoint(arch) / "config.json").read_text())["n_parameters"])
+        return int(
+            json.loads((default_checkpoint(arch) / "config.json").read_text())["n_parameters"]
+        )
     except (OSError, ValueError, KeyError):
         return None
 
 
 @lam_mteb.hookimpl
 def register_encoders(register):
-    for arch, factory, what in (("lvm-t", _lvm_t, "a 2-layer transformer over the context vectors"),
-                                ("amn", _amn, "attention over the context + residual MLP over their average"),
-                                ("lvm-r", _lvm_r, "the last context vector + a learned re-mixing and residual")):
+    for arch, factory, what in (
+        ("lvm-t", _lvm_t, "a 2-layer transformer over the context vectors"),
+        ("amn", _amn, "attention over the context + residual MLP over their average"),
+        ("lvm-r", _lvm_r, "the last context vector + a learned re-mixing and residual"),
+    ):
         extra = _predictor_parameters(arch)
         register(
-            arch, factory,
-            description=(f"LVM-derived retriever ({what}): documents = MiniLM vectors, query = predicted "
-                         "vector of the chunk that follows the query"),
+            arch,
+            factory,
+            description=(
+                f"LVM-derived retriever ({what}): documents = MiniLM vectors, query = predicted "
+                "vector of the chunk that follows the query"
+            ),
             revision=_revision(arch),
-            embed_dim=384, max_tokens=256,
+            embed_dim=384,
+            max_tokens=256,
             n_parameters=BASE_PARAMETERS + extra if extra else None,
-            license="apache-2.0", open_weights=True, similarity_fn_name="cosine",
-            use_instructions=False, languages=["eng-Latn"],
+            license="apache-2.0",
+            open_weights=True,
+            similarity_fn_name="cosine",
+            use_instructions=False,
+            languages=["eng-Latn"],
             adapted_from="sentence-transformers/all-MiniLM-L6-v2",
         )
 

@@ -76,8 +76,12 @@ _WIKI_TITLE = re.compile(r"^ = ([^=].*?) = *$")
 _WIKI_HEADING = re.compile(r"^ *(= )+.*?( =)+ *$")
 _STOP = {"the", "and", "of", "a", "an", "in", "on", "for", "to", "at", "by", "with"}
 _PG_START = re.compile(r"^\*\*\*\s*START OF (THIS|THE) PROJECT GUTENBERG", re.I)
-_PG_END = re.compile(r"^(\*\*\*\s*END OF (THIS|THE) PROJECT GUTENBERG|End of (the )?Project Gutenberg)", re.I)
-_CHAPTER = re.compile(r"^\s*(chapter|book|part)\s+([0-9]+|[ivxlcdm]+)\b.*$|^\s*(epilogue|prologue)\.?\s*$", re.I)
+_PG_END = re.compile(
+    r"^(\*\*\*\s*END OF (THIS|THE) PROJECT GUTENBERG|End of (the )?Project Gutenberg)", re.I
+)
+_CHAPTER = re.compile(
+    r"^\s*(chapter|book|part)\s+([0-9]+|[ivxlcdm]+)\b.*$|^\s*(epilogue|prologue)\.?\s*$", re.I
+)
 
 
 def _words(s: str) -> list[str]:
@@ -112,22 +116,27 @@ def _split_wikitext(lines: list[str], rel: str, source: str) -> list[Document]:
         if not m:
             continue
         title_words = [w for w in _words(m.group(1)) if w not in _STOP]
-        nxt = set(_words(" ".join(lines[i + 1:i + 2])[:300]))
+        nxt = set(_words(" ".join(lines[i + 1 : i + 2])[:300]))
         if not title_words or any(w in nxt for w in title_words):
             starts.append((i, m.group(1).strip()))
     docs = []
     seen: dict[str, int] = {}
     for n, (i, title) in enumerate(starts):
         end = starts[n + 1][0] if n + 1 < len(starts) else len(lines)
-        paras = [_detok_wikitext(ln.strip()) for ln in lines[i + 1:end]
-                 if ln.strip() and not _WIKI_HEADING.match(ln)]
+        paras = [
+            _detok_wikitext(ln.strip())
+            for ln in lines[i + 1 : end]
+            if ln.strip() and not _WIKI_HEADING.match(ln)
+        ]
         key = title
         if key in seen:  # duplicate titles stay distinct documents
             seen[key] += 1
             key = f"{title} ({seen[title]})"
         else:
             seen[key] = 0
-        docs.append(Document(f"{rel}#{key}", "\n".join(p for p in paras if p.strip()), source, title))
+        docs.append(
+            Document(f"{rel}#{key}", "\n".join(p for p in paras if p.strip()), source, title)
+        )
     return docs
 
 
@@ -163,6 +172,7 @@ def _split_gutenberg(lines: list[str], rel: str, source: str, chapters: bool) ->
     if not chapters:
         kept = [ln for ln in body if not _CHAPTER.match(ln)]  # headings are not prose
         return [Document(rel, "\n".join(_paragraphs(kept)), source, Path(rel).stem)]
+
     def heading_block(i: int) -> int:
         """Number of lines of the heading starting at line i (0 = not a heading)."""
         if not _CHAPTER.match(body[i]) or (i > 0 and body[i - 1].strip()):
@@ -177,16 +187,26 @@ def _split_gutenberg(lines: list[str], rel: str, source: str, chapters: bool) ->
     while i < len(body):
         n = heading_block(i)
         if n:
-            sections.append((" ".join(" ".join(body[i:i + n]).split()), []))
+            sections.append((" ".join(" ".join(body[i : i + n]).split()), []))
             i += n
         else:
             sections[-1][1].append(body[i])
             i += 1
-    real = [n == 0 or len(" ".join(_paragraphs(sec)).split()) >= 20 for n, (_, sec) in enumerate(sections)]
+    real = [
+        n == 0 or len(" ".join(_paragraphs(sec)).split()) >= 20
+        for n, (_, sec) in enumerate(sections)
+    ]
     merged = [sec for n, sec in enumerate(sections) if real[n]]  # drop table-of-contents entries
     # a TOC's last entry (e.g. "Epilogue") followed by front matter is not a chapter: the text
     # before the first numbered chapter is front matter
-    first_numbered = next((i for i, (t, _) in enumerate(merged) if i > 0 and re.search(r"\d|\b[ivxlcdm]+\b", t, re.I)), None)
+    first_numbered = next(
+        (
+            i
+            for i, (t, _) in enumerate(merged)
+            if i > 0 and re.search(r"\d|\b[ivxlcdm]+\b", t, re.I)
+        ),
+        None,
+    )
     if first_numbered and first_numbered > 1:
         front = [ln for _, sec in merged[:first_numbered] for ln in sec]
         merged = [("front matter", front)] + merged[first_numbered:]
@@ -229,7 +249,8 @@ def read_documents(folder: str | Path, *, chapters: bool = True) -> list[Documen
     if not folder.is_dir():
         raise lam_mteb.DataNotFound(
             f"LVM data folder {folder} does not exist; point it at a folder of plain-text documents "
-            "(e.g. LAM_MTEB_DATA_DIR=<data dir> with <data dir>/longtext)")
+            "(e.g. LAM_MTEB_DATA_DIR=<data dir> with <data dir>/longtext)"
+        )
     docs: list[Document] = []
     for path in document_files(folder):
         rel = path.relative_to(folder).as_posix()
@@ -245,16 +266,61 @@ def read_documents(folder: str | Path, *, chapters: bool = True) -> list[Documen
     if not docs:
         raise lam_mteb.LamMtebError(
             f"no text documents found in {folder} (looked for non-empty *.txt/*.raw/*.md files, "
-            "recursively); put plain-text documents there or choose another folder")
+            "recursively); put plain-text documents there or choose another folder"
+        )
     return docs
 
 
 # --------------------------------------------------------------------------- sentences, chunks
 
-_ABBREV = {"mr", "mrs", "ms", "dr", "st", "prof", "sr", "jr", "vs", "etc", "e.g", "i.e", "no",
-           "vol", "fig", "gen", "col", "lt", "capt", "sgt", "rev", "hon", "mt", "ft", "inc", "ltd",
-           "co", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
-           "nov", "dec", "approx", "cf", "al", "op", "ch", "pp"}
+_ABBREV = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "st",
+    "prof",
+    "sr",
+    "jr",
+    "vs",
+    "etc",
+    "e.g",
+    "i.e",
+    "no",
+    "vol",
+    "fig",
+    "gen",
+    "col",
+    "lt",
+    "capt",
+    "sgt",
+    "rev",
+    "hon",
+    "mt",
+    "ft",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "approx",
+    "cf",
+    "al",
+    "op",
+    "ch",
+    "pp",
+}
 # a sentence ends at . ! ? (optionally followed by closing quotes/brackets) + space + an opener
 _BOUNDARY = re.compile(r"([.!?][\"'”’)\]]*)\s+(?=[\"'“‘(\[]*[A-Z0-9])")
 # ... or with the space missing ("accelerating.We") after a lower-case word
@@ -270,11 +336,13 @@ def split_sentences(text: str) -> list[str]:
             continue
         start = 0
         for m in _BOUNDARY.finditer(para):
-            before = para[start:m.start()].split()
+            before = para[start : m.start()].split()
             last = before[-1].rstrip(".").lower() if before else ""
-            if m.group(1).startswith(".") and (last in _ABBREV or (len(last) == 1 and last.isalpha())):
+            if m.group(1).startswith(".") and (
+                last in _ABBREV or (len(last) == 1 and last.isalpha())
+            ):
                 continue  # "Mr. Darcy", "J. K. Rowling", "No. 20"
-            out.append(para[start:m.end(1)].strip())
+            out.append(para[start : m.end(1)].strip())
             start = m.end()
         tail = para[start:].strip()
         if tail:
@@ -295,7 +363,7 @@ def chunk_sentences(sentences: list[str], target_words: int = 64) -> list[str]:
     for s in sentences:
         w = s.split()
         if len(w) > max_words:
-            pieces.extend(w[i:i + target_words] for i in range(0, len(w), target_words))
+            pieces.extend(w[i : i + target_words] for i in range(0, len(w), target_words))
         elif w:
             pieces.append(w)
     chunks: list[list[str]] = []
@@ -309,7 +377,11 @@ def chunk_sentences(sentences: list[str], target_words: int = 64) -> list[str]:
             chunks.append(cur)
             cur = []
     if cur:
-        if chunks and len(cur) < max(1, target_words // 4) and len(chunks[-1]) + len(cur) <= max_words:
+        if (
+            chunks
+            and len(cur) < max(1, target_words // 4)
+            and len(chunks[-1]) + len(cur) <= max_words
+        ):
             chunks[-1] = chunks[-1] + cur
         else:
             chunks.append(cur)
@@ -323,12 +395,16 @@ def chunk_document(doc: Document, target_words: int = 64) -> list[Chunk]:
 
 # --------------------------------------------------------------------------- splits, sequences
 
+
 def _rank_key(seed: int, doc_id: str) -> str:
     return hashlib.sha256(f"{seed}\x00{doc_id}".encode()).hexdigest()
 
 
-def split_documents(doc_ids_by_source: dict[str, list[str]], seed: int = 42,
-                    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> dict[str, list[str]]:
+def split_documents(
+    doc_ids_by_source: dict[str, list[str]],
+    seed: int = 42,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+) -> dict[str, list[str]]:
     """Assign whole documents to train/dev/test, per source, deterministic given ``seed``.
 
     Within each source the documents are ordered by sha256(seed, doc_id) and cut at the
@@ -347,8 +423,8 @@ def split_documents(doc_ids_by_source: dict[str, list[str]], seed: int = 42,
         if n <= 2:  # too few to stratify: train first, then test
             n_train, n_dev = 1, 0
         out["train"] += ids[:n_train]
-        out["dev"] += ids[n_train:n_train + n_dev]
-        out["test"] += ids[n_train + n_dev:]
+        out["dev"] += ids[n_train : n_train + n_dev]
+        out["test"] += ids[n_train + n_dev :]
     return out
 
 
@@ -374,9 +450,15 @@ def _files_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
-def build_sequence_data(folder: str | Path, *, context: int = 5, target_words: int = 64,
-                        seed: int = 42, chapters: bool = True,
-                        fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> SequenceData:
+def build_sequence_data(
+    folder: str | Path,
+    *,
+    context: int = 5,
+    target_words: int = 64,
+    seed: int = 42,
+    chapters: bool = True,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+) -> SequenceData:
     """Read, chunk and split a folder of documents (see the module docstring)."""
     folder = Path(folder)
     docs = read_documents(folder, chapters=chapters)
@@ -398,9 +480,17 @@ def build_sequence_data(folder: str | Path, *, context: int = 5, target_words: i
                 continue
             kept[split].append(doc_id)
             chunks[split].extend(cs)
-    params = {"version": DATA_VERSION, "context": context, "target_words": target_words,
-              "seed": seed, "chapters": chapters, "fractions": list(fractions)}
-    data_hash = hashlib.sha256((_files_hash(folder) + json.dumps(params, sort_keys=True)).encode()).hexdigest()[:16]
+    params = {
+        "version": DATA_VERSION,
+        "context": context,
+        "target_words": target_words,
+        "seed": seed,
+        "chapters": chapters,
+        "fractions": list(fractions),
+    }
+    data_hash = hashlib.sha256(
+        (_files_hash(folder) + json.dumps(params, sort_keys=True)).encode()
+    ).hexdigest()[:16]
     stats = {
         "n_documents_read": len(docs),
         "sources": {s: len(v) for s, v in sorted(by_source.items())},

@@ -46,7 +46,9 @@ def _file_hash(path: str, mtime: float) -> str:
 def checkpoint_revision(params: dict) -> str:
     """Revision recorded in results: hash of the checkpoint's weights + config (+ base encoder)."""
     folder = resolve_checkpoint(params.get("arch", "lvm-t"), params.get("checkpoint"))
-    h = hashlib.sha256(f"{params.get('arch')}|{params.get('base_encoder')}|{params.get('target_words')}".encode())
+    h = hashlib.sha256(
+        f"{params.get('arch')}|{params.get('base_encoder')}|{params.get('target_words')}".encode()
+    )
     for name in ("config.json", "model.safetensors"):
         p = folder / name
         if p.exists():
@@ -63,8 +65,14 @@ def _prompt_kind(prompt_type) -> str | None:
 class LVMRetriever:
     """An encoder whose query vector is an LVM's prediction of the next chunk vector."""
 
-    def __init__(self, arch: str = "lvm-t", checkpoint: str | None = None, base_encoder: str | None = None,
-                 target_words: int | None = None, device: str | None = None):
+    def __init__(
+        self,
+        arch: str = "lvm-t",
+        checkpoint: str | None = None,
+        base_encoder: str | None = None,
+        target_words: int | None = None,
+        device: str | None = None,
+    ):
         from .models import TorchPredictor, load_checkpoint
 
         self.arch = arch
@@ -72,7 +80,8 @@ class LVMRetriever:
         model, self.config = load_checkpoint(self.checkpoint)
         if self.config.get("arch") != arch:
             raise lam_mteb.LamMtebError(
-                f"checkpoint {self.checkpoint} is a {self.config.get('arch')!r} model, not {arch!r}")
+                f"checkpoint {self.checkpoint} is a {self.config.get('arch')!r} model, not {arch!r}"
+            )
         self.predictor = TorchPredictor(model)
         self.context = int(self.config["model"]["context"])
         self.base_encoder_name = base_encoder or self.config.get("base_encoder", "minilm")
@@ -87,27 +96,46 @@ class LVMRetriever:
         return self._base
 
     # ----------------------------------------------------------------- encoder protocol
-    def encode(self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, prompt_type=None,
-               **kwargs) -> np.ndarray:
+    def encode(
+        self,
+        texts,
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        prompt_type=None,
+        **kwargs,
+    ) -> np.ndarray:
         if _prompt_kind(prompt_type) == "query":
-            return self.encode_queries(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
-        return self.encode_documents(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
+            return self.encode_queries(
+                texts, batch_size=batch_size, show_progress_bar=show_progress_bar
+            )
+        return self.encode_documents(
+            texts, batch_size=batch_size, show_progress_bar=show_progress_bar
+        )
 
-    def encode_documents(self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, **kwargs) -> np.ndarray:
+    def encode_documents(
+        self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, **kwargs
+    ) -> np.ndarray:
         return self._base_encode(list(texts), batch_size, show_progress_bar)
 
-    def encode_queries(self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, **kwargs) -> np.ndarray:
+    def encode_queries(
+        self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, **kwargs
+    ) -> np.ndarray:
         texts = list(texts)
         per_query: list[list[str]] = []
         for t in texts:
-            chunks = D.chunk_sentences(D.split_sentences(t), self.target_words) or [t if t.strip() else " "]
-            per_query.append(chunks[-self.context:])
+            chunks = D.chunk_sentences(D.split_sentences(t), self.target_words) or [
+                t if t.strip() else " "
+            ]
+            per_query.append(chunks[-self.context :])
         flat = [c for cs in per_query for c in cs]
         vecs = M.normalize(self._base_encode(flat, batch_size, show_progress_bar)) if flat else None
-        ctx = np.zeros((len(texts), self.context, vecs.shape[1] if vecs is not None else 1), np.float32)
+        ctx = np.zeros(
+            (len(texts), self.context, vecs.shape[1] if vecs is not None else 1), np.float32
+        )
         pos = 0
         for i, cs in enumerate(per_query):
-            v = vecs[pos:pos + len(cs)]
+            v = vecs[pos : pos + len(cs)]
             pos += len(cs)
             pad = self.context - len(cs)
             ctx[i] = np.concatenate([np.repeat(v[:1], pad, axis=0), v]) if pad > 0 else v
@@ -116,25 +144,39 @@ class LVMRetriever:
     def predict_next(self, context: np.ndarray) -> np.ndarray:
         context = np.asarray(context, dtype=np.float32)
         if context.ndim != 3:
-            raise lam_mteb.LamMtebError(f"predict_next expects (n, k, d) context vectors, got shape {context.shape}")
+            raise lam_mteb.LamMtebError(
+                f"predict_next expects (n, k, d) context vectors, got shape {context.shape}"
+            )
         return self.predictor(M.normalize(context)).astype(np.float32)
 
-    def _base_encode(self, texts: list[str], batch_size: int, show_progress_bar: bool) -> np.ndarray:
+    def _base_encode(
+        self, texts: list[str], batch_size: int, show_progress_bar: bool
+    ) -> np.ndarray:
         try:
-            v = self.base.encode(texts, batch_size=batch_size, show_progress_bar=show_progress_bar,
-                                 prompt_type="document")
+            v = self.base.encode(
+                texts,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+                prompt_type="document",
+            )
         except TypeError:
             v = self.base.encode(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
         return np.asarray(v, dtype=np.float32)
 
 
-def make_lvm_t(checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None):
+def make_lvm_t(
+    checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
+):
     return LVMRetriever("lvm-t", checkpoint, base_encoder, target_words)
 
 
-def make_amn(checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None):
+def make_amn(
+    checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
+):
     return LVMRetriever("amn", checkpoint, base_encoder, target_words)
 
 
-def make_lvm_r(checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None):
+def make_lvm_r(
+    checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
+):
     return LVMRetriever("lvm-r", checkpoint, base_encoder, target_words)

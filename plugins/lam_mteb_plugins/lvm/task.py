@@ -45,12 +45,14 @@ def data_folder() -> Path:
     if root is None:
         raise lam_mteb.DataNotFound(
             "LVMNextVector needs LAM_MTEB_DATA_DIR: set it to a data directory whose longtext/ "
-            "folder holds plain-text documents (e.g. LAM_MTEB_DATA_DIR=../shared/data)")
+            "folder holds plain-text documents (e.g. LAM_MTEB_DATA_DIR=../shared/data)"
+        )
     folder = root / "longtext"
     if not folder.is_dir():
         raise lam_mteb.DataNotFound(
             f"LVMNextVector looked for {folder}: put a folder of plain-text documents there "
-            "(articles, books, essays; searched recursively)")
+            "(articles, books, essays; searched recursively)"
+        )
     return folder
 
 
@@ -67,7 +69,8 @@ class LVMNextVector(AbsTask):
             "chunks of the split except the query's own context chunks) and P95 latency, for the "
             "model's own predictor and the random / mean-vector / persistence / linear-average "
             "baselines. Main score: R@5 of the model's predictor, else of the linear average. "
-            "Data: $LAM_MTEB_DATA_DIR/longtext."),
+            "Data: $LAM_MTEB_DATA_DIR/longtext."
+        ),
         reference="https://github.com/lam-mteb/lam-mteb/blob/main/docs/lvm.md",
         dataset={"path": "lam-mteb/LVMNextVector", "revision": f"chunks-v{D.DATA_VERSION}"},
         type="Retrieval",
@@ -96,7 +99,9 @@ class LVMNextVector(AbsTask):
     mean_sample = 1000  # train chunks encoded for the mean-vector baseline (fixed seeded sample)
     latency_calls = 200
 
-    def __init__(self, seed: int = 42, data_folder: str | Path | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, seed: int = 42, data_folder: str | Path | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(seed=seed, **kwargs)
         self.data_folder = Path(data_folder) if data_folder else None
         self.sequence_data: D.SequenceData | None = None
@@ -107,15 +112,25 @@ class LVMNextVector(AbsTask):
         if self.data_loaded:
             return
         folder = self.data_folder or data_folder()
-        sd = D.build_sequence_data(folder, context=self.context, target_words=self.target_words,
-                                   seed=self.split_seed)
+        sd = D.build_sequence_data(
+            folder, context=self.context, target_words=self.target_words, seed=self.split_seed
+        )
         self.sequence_data = sd
-        self.dataset = {"default": DatasetDict({
-            s: Dataset.from_dict({"id": [c.chunk_id for c in sd.chunks[s]],
-                                  "doc_id": [c.doc_id for c in sd.chunks[s]],
-                                  "position": [c.position for c in sd.chunks[s]],
-                                  "text": [c.text for c in sd.chunks[s]]})
-            for s in D.SPLITS})}
+        self.dataset = {
+            "default": DatasetDict(
+                {
+                    s: Dataset.from_dict(
+                        {
+                            "id": [c.chunk_id for c in sd.chunks[s]],
+                            "doc_id": [c.doc_id for c in sd.chunks[s]],
+                            "position": [c.position for c in sd.chunks[s]],
+                            "text": [c.text for c in sd.chunks[s]],
+                        }
+                    )
+                    for s in D.SPLITS
+                }
+            )
+        }
         logger.info("LVMNextVector data: %s", {k: v for k, v in sd.stats.items() if k != "params"})
         self.data_loaded = True
 
@@ -125,7 +140,9 @@ class LVMNextVector(AbsTask):
         self._train_means = {}
 
     # ------------------------------------------------------------------ encoding
-    def _encode(self, model, ds: Dataset, *, hf_split: str, hf_subset: str, encode_kwargs) -> np.ndarray:
+    def _encode(
+        self, model, ds: Dataset, *, hf_split: str, hf_subset: str, encode_kwargs
+    ) -> np.ndarray:
         from mteb.types import PromptType
 
         from lam_mteb.mteb_compat import create_dataloader
@@ -133,57 +150,101 @@ class LVMNextVector(AbsTask):
         if len(ds) == 0:
             return np.zeros((0, 1), np.float32)
         emb = model.encode(
-            create_dataloader(ds.select_columns(["id", "text"]), task_metadata=self.metadata,
-                              prompt_type=PromptType.document, **encode_kwargs),
-            task_metadata=self.metadata, hf_split=hf_split, hf_subset=hf_subset,
-            prompt_type=PromptType.document, **encode_kwargs)
+            create_dataloader(
+                ds.select_columns(["id", "text"]),
+                task_metadata=self.metadata,
+                prompt_type=PromptType.document,
+                **encode_kwargs,
+            ),
+            task_metadata=self.metadata,
+            hf_split=hf_split,
+            hf_subset=hf_subset,
+            prompt_type=PromptType.document,
+            **encode_kwargs,
+        )
         if hasattr(emb, "detach"):
             emb = emb.detach().cpu().numpy()
         return np.asarray(emb, dtype=np.float32)
 
     def _fingerprint(self, model, hf_split, hf_subset, encode_kwargs) -> str:
         probe = Dataset.from_list([{"id": f"probe{i}", "text": t} for i, t in enumerate(V.PROBES)])
-        return V.fingerprint(lambda _texts: self._encode(model, probe, hf_split=hf_split, hf_subset=hf_subset,
-                                                           encode_kwargs=encode_kwargs))
+        return V.fingerprint(
+            lambda _texts: self._encode(
+                model, probe, hf_split=hf_split, hf_subset=hf_subset, encode_kwargs=encode_kwargs
+            )
+        )
 
-    def _cached_encode(self, model, ds: Dataset, *, hf_split: str, fp: str, hf_subset: str, encode_kwargs) -> np.ndarray:
+    def _cached_encode(
+        self, model, ds: Dataset, *, hf_split: str, fp: str, hf_subset: str, encode_kwargs
+    ) -> np.ndarray:
         """Vectors of ``ds``'s chunks: cached ones (same encoder fingerprint) + newly encoded ones."""
         texts = list(ds["text"])
         out, missing = V.lookup(fp, texts)
         if missing:
-            new = self._encode(model, ds.select(missing), hf_split=hf_split, hf_subset=hf_subset,
-                               encode_kwargs=encode_kwargs)
+            new = self._encode(
+                model,
+                ds.select(missing),
+                hf_split=hf_split,
+                hf_subset=hf_subset,
+                encode_kwargs=encode_kwargs,
+            )
             if out is None or out.shape[1] != new.shape[1]:
                 out = np.zeros((len(texts), new.shape[1]), np.float32)
             out[missing] = new
             V.add(fp, [texts[i] for i in missing], new)
         return out
 
-    def _split_vectors(self, model, split: str, fp: str, hf_subset: str, encode_kwargs) -> np.ndarray:
-        return self._cached_encode(model, self.dataset[hf_subset][split], hf_split=split, fp=fp,
-                                   hf_subset=hf_subset, encode_kwargs=encode_kwargs)
+    def _split_vectors(
+        self, model, split: str, fp: str, hf_subset: str, encode_kwargs
+    ) -> np.ndarray:
+        return self._cached_encode(
+            model,
+            self.dataset[hf_subset][split],
+            hf_split=split,
+            fp=fp,
+            hf_subset=hf_subset,
+            encode_kwargs=encode_kwargs,
+        )
 
     def _train_mean_vectors(self, model, fp: str, hf_subset: str, encode_kwargs) -> np.ndarray:
         train = self.dataset[hf_subset]["train"]
         idx = V.train_sample_indices(len(train), self.mean_sample, self.split_seed)
-        return self._cached_encode(model, train.select(idx.tolist()), hf_split="train", fp=fp,
-                                   hf_subset=hf_subset, encode_kwargs=encode_kwargs)
+        return self._cached_encode(
+            model,
+            train.select(idx.tolist()),
+            hf_split="train",
+            fp=fp,
+            hf_subset=hf_subset,
+            encode_kwargs=encode_kwargs,
+        )
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate_subset(self, model, data_split: Dataset, *, hf_split: str, hf_subset: str,
-                         encode_kwargs, prediction_folder=None, num_proc=None, timer=None,
-                         **kwargs: Any) -> dict[str, Any]:
+    def _evaluate_subset(
+        self,
+        model,
+        data_split: Dataset,
+        *,
+        hf_split: str,
+        hf_subset: str,
+        encode_kwargs,
+        prediction_folder=None,
+        num_proc=None,
+        timer=None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         sd = self.sequence_data
         encode_kwargs = dict(encode_kwargs or {})
         seqs = sd.sequences(hf_split)
         if not seqs:
             raise lam_mteb.LamMtebError(
                 f"LVMNextVector: the {hf_split} split has no document with >= {self.context + 1} chunks "
-                f"({sd.stats[hf_split + '_skipped_short_documents']} skipped as too short); add longer documents")
+                f"({sd.stats[hf_split + '_skipped_short_documents']} skipped as too short); add longer documents"
+            )
 
         def phase(name):
             if timer is None:
                 import contextlib
+
                 return contextlib.nullcontext()
             return timer(name, split=hf_split, subset=hf_subset)
 
@@ -191,7 +252,9 @@ class LVMNextVector(AbsTask):
             fp = self._fingerprint(model, hf_split, hf_subset, encode_kwargs)
             vecs = M.normalize(self._split_vectors(model, hf_split, fp, hf_subset, encode_kwargs))
             if fp not in self._train_means:
-                self._train_means[fp] = self._train_mean_vectors(model, fp, hf_subset, encode_kwargs)
+                self._train_means[fp] = self._train_mean_vectors(
+                    model, fp, hf_subset, encode_kwargs
+                )
             train_sample = M.normalize(self._train_means[fp])
 
         ctx, tgt, excl = M.sequence_arrays(vecs, seqs)
@@ -207,7 +270,9 @@ class LVMNextVector(AbsTask):
         results: dict[str, dict[str, float]] = {}
         with phase("Predicting and scoring"):
             for name, fn in predictors.items():
-                results[name] = M.evaluate_predictor(fn, ctx, tgt, vecs, excl, latency_calls=self.latency_calls)
+                results[name] = M.evaluate_predictor(
+                    fn, ctx, tgt, vecs, excl, latency_calls=self.latency_calls
+                )
         main = "model_predictor" if own is not None else "linear_average"
         scores: dict[str, Any] = {
             **results[main],
@@ -229,12 +294,23 @@ class LVMNextVector(AbsTask):
             "encoder_fingerprint": fp,
         }
         if prediction_folder:
-            self._save_task_predictions({k: v for k, v in results.items()}, model, prediction_folder,
-                                        hf_split=hf_split, hf_subset=hf_subset)
+            self._save_task_predictions(
+                {k: v for k, v in results.items()},
+                model,
+                prediction_folder,
+                hf_split=hf_split,
+                hf_subset=hf_subset,
+            )
         return scores
 
-    def _calculate_descriptive_statistics_from_split(self, split: str, *, hf_subset: str | None = None,
-                                                     compute_overall: bool = False, num_proc=None):
+    def _calculate_descriptive_statistics_from_split(
+        self,
+        split: str,
+        *,
+        hf_subset: str | None = None,
+        compute_overall: bool = False,
+        num_proc=None,
+    ):
         if not self.data_loaded:
             self.load_data()
         sd = self.sequence_data
@@ -246,6 +322,7 @@ class LVMNextVector(AbsTask):
             "num_documents": sd.stats[f"{split}_documents"],
             "num_chunks": len(texts),
             "skipped_short_documents": sd.stats[f"{split}_skipped_short_documents"],
-            "min_chunk_length": int(min(lens)), "average_chunk_length": float(np.mean(lens)),
+            "min_chunk_length": int(min(lens)),
+            "average_chunk_length": float(np.mean(lens)),
             "max_chunk_length": int(max(lens)),
         }

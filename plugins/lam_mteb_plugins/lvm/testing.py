@@ -22,8 +22,9 @@ def sentence(rng: np.random.Generator, topic: str, n_words: int = 9) -> str:
     return words[0].capitalize() + " " + " ".join(words[1:]) + "."
 
 
-def write_corpus(folder: Path, n_docs: int = 12, sentences_per_doc: int = 40, seed: int = 0,
-                 short_docs: int = 2) -> Path:
+def write_corpus(
+    folder: Path, n_docs: int = 12, sentences_per_doc: int = 40, seed: int = 0, short_docs: int = 2
+) -> Path:
     """Documents whose topic drifts slowly, plus ``short_docs`` one-sentence documents."""
     rng = np.random.default_rng(seed)
     topics = list(TOPICS)
@@ -36,7 +37,9 @@ def write_corpus(folder: Path, n_docs: int = 12, sentences_per_doc: int = 40, se
         for i in range(sentences_per_doc):
             topic = topics[t0] if rng.random() > i / sentences_per_doc else topics[t1]
             paras.append(sentence(rng, topic))
-        (sub / f"doc{d:02d}.txt").write_text("\n\n".join(" ".join(paras[i:i + 3]) for i in range(0, len(paras), 3)))
+        (sub / f"doc{d:02d}.txt").write_text(
+            "\n\n".join(" ".join(paras[i : i + 3]) for i in range(0, len(paras), 3))
+        )
     for s in range(short_docs):
         (folder / "articles" / f"short{s}.txt").write_text(sentence(rng, topics[s]))
     (folder / "articles" / "LICENSE").write_text("Not a document. " * 200)
@@ -55,7 +58,9 @@ class HashEncoder:
         self.dim = dim
         self.calls = 0
 
-    def encode(self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, **kwargs) -> np.ndarray:
+    def encode(
+        self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, **kwargs
+    ) -> np.ndarray:
         self.calls += 1
         out = np.zeros((len(texts), self.dim), np.float32)
         for i, t in enumerate(texts):

@@ -44,7 +44,9 @@ def cache_enabled() -> bool:
 
 
 def text_key(text: str) -> bytes:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest().encode()  # hex: numpy "S" strips trailing NULs
+    return (
+        hashlib.sha1(text.encode("utf-8")).hexdigest().encode()
+    )  # hex: numpy "S" strips trailing NULs
 
 
 def _paths(fp: str) -> tuple[Path, Path]:
@@ -98,7 +100,7 @@ def add(fp: str, texts: list[str], vectors: np.ndarray) -> None:
     if store is not None and store.shape[1] != vectors.shape[1]:
         index, store = {}, None
     new_keys, new_rows = [], []
-    for t, v in zip(texts, vectors):
+    for t, v in zip(texts, vectors, strict=False):
         k = text_key(t)
         if k not in index:
             index[k] = -1
