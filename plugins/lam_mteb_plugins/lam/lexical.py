@@ -24,6 +24,7 @@ import torch
 TF_WEIGHTS = ("log", "raw", "binary")
 VECTORS = ("hashed", "minilm")
 _M32 = 0xFFFFFFFF
+_BLOCK = 2048  # word pieces projected at a time (bounds the temporary float sign rows)
 
 
 def tf_weight(counts: torch.Tensor, tf: str) -> torch.Tensor:
@@ -83,8 +84,14 @@ def project_bags(
     present = torch.nonzero(weights.abs().sum(0) > 0).flatten()
     if present.numel() == 0:
         return weights.new_zeros(weights.shape[0], dim)
-    negative = sign_table(weights.shape[1], dim, seed)[present]
-    return weights[:, present] @ ((1.0 - 2.0 * negative.to(torch.float32)) / dim**0.5)
+    table = sign_table(weights.shape[1], dim, seed)
+    out = weights.new_zeros(weights.shape[0], dim)
+    # in blocks of word pieces: a long document has tens of thousands of distinct ones, and their
+    # float sign rows at once would grow memory with the document (+175 MB at 264 k tokens)
+    for start in range(0, present.numel(), _BLOCK):
+        ids = present[start : start + _BLOCK]
+        out += weights[:, ids] @ ((1.0 - 2.0 * table[ids].to(torch.float32)) / dim**0.5)
+    return out
 
 
 def reference_project(
