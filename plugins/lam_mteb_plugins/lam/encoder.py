@@ -188,8 +188,9 @@ class LamEncoder:
                 if not idx:
                     continue
                 ids = self.tokenizer.encode_batch([texts[i] for i in idx])
-                short = [(i, t) for i, t in zip(idx, ids, strict=False) if len(t) <= self.chunk_size]
-                long_docs += [(i, t) for i, t in zip(idx, ids, strict=False) if len(t) > self.chunk_size]
+                pairs = list(zip(idx, ids, strict=False))
+                short = [(i, t) for i, t in pairs if len(t) <= self.chunk_size]
+                long_docs += [(i, t) for i, t in pairs if len(t) > self.chunk_size]
                 if short:
                     m, s = self._run_short([t for _, t in short])
                     rows = torch.tensor([i for i, _ in short])
