@@ -438,11 +438,14 @@ def run(args) -> int:
     return 0
 
 
+def add_command(subparsers, name: str, help: str, doc: str):
+    """A ``lam-mteb`` subcommand whose description is the first paragraph of ``doc``."""
+    return subparsers.add_parser(name, help=help, description=doc.split("\n\n")[0])
+
+
 def add_parser(subparsers):
-    p = subparsers.add_parser(
-        "distill",
-        help="train LAM's DeltaNet blocks from the MiniLM teacher",
-        description=__doc__.split("\n\n")[0],
+    p = add_command(
+        subparsers, "distill", "train LAM's DeltaNet blocks from the MiniLM teacher", __doc__
     )
     p.add_argument(
         "--sources", default="sts,longtext", help="comma list of sts,longtext,scifact,file:PATH"

@@ -40,6 +40,7 @@ from lam_mteb_plugins.lam.encoder import (
     LONG_CHARS,
     checkpoint_hash,
     pad_batch,
+    resolve_device,
     state_embedding,
 )
 
@@ -125,8 +126,6 @@ class LamV2Encoder:
         device: str | None = None,
         model=None,
     ):
-        import torch
-
         from lam_mteb_plugins.lam.lexical import TF_WEIGHTS, VECTORS
 
         if pooling not in POOLINGS_V2:
@@ -155,10 +154,7 @@ class LamV2Encoder:
             raise _error(
                 f"LAM chunk_size must be in 3..512 (MiniLM has 512 positions), got {chunk_size}"
             )
-        if device in (None, "", "auto"):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise _error(f"LAM device {device!r} requested but CUDA is not available")
+        device = resolve_device(device)
         self._cache_id = (
             checkpoint_hash(resolve_weights_v2(weights))[:16]
             if model is None

@@ -251,10 +251,13 @@ def run(args) -> int:
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser(
+    from lam_mteb_plugins.lam.distill import add_command, add_run_options
+
+    p = add_command(
+        subparsers,
         "distill-v2",
-        help="train LAM v2's memory on long documents (see docs/lam.md)",
-        description=__doc__.split("\n\n")[0],
+        "train LAM v2's memory on long documents (see docs/lam.md)",
+        __doc__,
     )
     p.add_argument("--chunk-size", type=int, default=256, help="window size incl. [CLS]/[SEP]")
     p.add_argument("--windows", type=int, default=4, help="windows per training document")
@@ -264,8 +267,6 @@ def add_parser(subparsers):
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--heldout", type=float, default=0.1)
-    from lam_mteb_plugins.lam.distill import add_run_options
-
     add_run_options(p, save_every=10, threads=1)
     p.set_defaults(func=run)
     return p
