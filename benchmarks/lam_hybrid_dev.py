@@ -121,7 +121,8 @@ def main(argv=None) -> int:
         print(f"| {w:.1f} | " + " | ".join(f"{row[c]:.4f}" for c in cols) + " |")
     best = max(rows, key=lambda w: (rows[w]["objective"], -abs(w - 0.5)))
     print(
-        f"best w by the objective (mean of Passkey acc@1, Needle acc@1, QMSum nDCG@10 on dev): {best:.1f}; "
+        "best w by the objective (mean of Passkey acc@1, Needle acc@1, QMSum nDCG@10 on dev): "
+        f"{best:.1f}; "
         f"encoding took {time.perf_counter() - t0:.0f} s"
     )
     if args.json:

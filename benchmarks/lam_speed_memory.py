@@ -173,7 +173,8 @@ def memory(sizes, threads, kind="v2"):
         row = json.loads(out.stdout.strip().splitlines()[-1])
         print(
             f"  {row['tokens']:>9} tokens: peak RSS {row['peak_rss_mb']:.0f} MB (while encoding: "
-            f"{row['rss_before_encode_mb']:.0f} -> max {row['max_rss_during_encode_mb']:.0f} MB), {row['wall_s']:.1f} s "
+            f"{row['rss_before_encode_mb']:.0f} -> max {row['max_rss_during_encode_mb']:.0f} MB), "
+            f"{row['wall_s']:.1f} s "
             f"({row['tokens_per_s']:.0f} tok/s)",
             flush=True,
         )
@@ -237,14 +238,17 @@ def throughput(threads: int, batch: int, rounds: int):
         out[level] = {
             "lam_tokens_per_s": round(ntok / statistics.median(ta), 1),
             "minilm_tokens_per_s": round(ntok / statistics.median(tb), 1),
-            "ratio_median_of_rounds": round(statistics.median(b / a for a, b in zip(ta, tb, strict=False)), 3),
+            "ratio_median_of_rounds": round(
+                statistics.median(b / a for a, b in zip(ta, tb, strict=False)), 3
+            ),
             "lam_s": [round(t, 3) for t in ta],
             "minilm_s": [round(t, 3) for t in tb],
             "tokens_per_round": ntok,
         }
         print(
             f"  {level:>6}: LAM {out[level]['lam_tokens_per_s']:.0f} tok/s, MiniLM "
-            f"{out[level]['minilm_tokens_per_s']:.0f} tok/s, ratio {out[level]['ratio_median_of_rounds']:.3f}",
+            f"{out[level]['minilm_tokens_per_s']:.0f} tok/s, "
+            f"ratio {out[level]['ratio_median_of_rounds']:.3f}",
             flush=True,
         )
     out["batch"] = batch
@@ -253,8 +257,8 @@ def throughput(threads: int, batch: int, rounds: int):
 
 
 def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds: int):
-    """Texts of exactly L tokens through ``mteb.get_model(name).encode`` (the path `mteb run` takes),
-    default torch threads, interleaved rounds; tokens/s counts the tokens each model reads
+    """Texts of exactly L tokens through ``mteb.get_model(name).encode`` (the path `mteb run`
+    takes), default torch threads, interleaved rounds; tokens/s counts the tokens each model reads
     (MiniLM truncates at its max_seq_length, LAM reads every token)."""
     import mteb
     from mteb._create_dataloaders import _create_dataloader_from_texts
@@ -299,7 +303,9 @@ def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds
             "tokens_per_text": L,
             "lam_tokens_per_s": round(tokens["lam"] / statistics.median(ta), 1),
             "minilm_tokens_per_s": round(tokens["base"] / statistics.median(tb), 1),
-            "texts_per_s_ratio": round(statistics.median(b / a for a, b in zip(ta, tb, strict=False)), 3),
+            "texts_per_s_ratio": round(
+                statistics.median(b / a for a, b in zip(ta, tb, strict=False)), 3
+            ),
             "lam_s": [round(t, 3) for t in ta],
             "minilm_s": [round(t, 3) for t in tb],
         }
@@ -308,8 +314,10 @@ def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds
         )
         out[str(L)] = row
         print(
-            f"  mteb encode, {n_texts} texts of {L} tokens: {lam_name} {row['lam_tokens_per_s']:.0f} tok/s, "
-            f"{base_name} {row['minilm_tokens_per_s']:.0f} tok/s (reads {min(L, base_max)}); ratio (tokens read) "
+            f"  mteb encode, {n_texts} texts of {L} tokens: "
+            f"{lam_name} {row['lam_tokens_per_s']:.0f} tok/s, "
+            f"{base_name} {row['minilm_tokens_per_s']:.0f} tok/s (reads {min(L, base_max)}); "
+            "ratio (tokens read) "
             f"{row['ratio_tokens_read']:.3f}, texts/s ratio {row['texts_per_s_ratio']:.3f}",
             flush=True,
         )

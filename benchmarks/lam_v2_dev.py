@@ -130,7 +130,8 @@ def main(argv=None) -> int:
     data_dir = os.environ.get("LAM_MTEB_DATA_DIR")
     if not data_dir:
         p.error(
-            "set LAM_MTEB_DATA_DIR to the folder holding qmsum/, scifact/, longtext/ and stsbenchmark/"
+            "set LAM_MTEB_DATA_DIR to the folder holding qmsum/, scifact/, longtext/ "
+            "and stsbenchmark/"
         )
     if args.seed == passkey.DEFAULT_SEED:
         p.error("--seed must differ from the task seed: this is development data")

@@ -1,8 +1,10 @@
 """Margins of LVM predictors over the baselines, with document-level bootstrap 95 % intervals.
 
-    LAM_MTEB_DATA_DIR=../shared/data python benchmarks/lvm_margins.py                # shipped lvm-r, lvm-t, amn
+    # the shipped lvm-r, lvm-t and amn:
+    LAM_MTEB_DATA_DIR=../shared/data python benchmarks/lvm_margins.py
     python benchmarks/lvm_margins.py --checkpoint path/to/ckpt --split dev --split test
-    python benchmarks/lvm_margins.py --against linear_average                       # one fixed baseline
+    # one fixed baseline:
+    python benchmarks/lvm_margins.py --against linear_average
 
 Uses the same chunks/splits as LVMNextVector and the cached MiniLM chunk vectors (encodes them
 once if absent), and the task's four baselines computed the task's way (random: seeded normal
@@ -130,7 +132,8 @@ def main(argv=None) -> int:
     print(tabulate(base_rows, headers=["split", "baseline", *[LABELS[k] for k, _ in METRICS]]))
     print()
     print(
-        f"model value vs {'the best baseline on each metric' if args.against == 'best' else args.against}: "
+        "model value vs "
+        f"{'the best baseline on each metric' if args.against == 'best' else args.against}: "
         "margin [95% document-bootstrap interval]"
     )
     print(

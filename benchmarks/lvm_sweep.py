@@ -5,8 +5,10 @@ sweep is resumable).
 
     HF_HUB_OFFLINE=1 LAM_MTEB_DATA_DIR=../shared/data \\
         nice -n 10 python benchmarks/lvm_sweep.py --out lvm_sweep.jsonl [--only NAME ...]
-    python benchmarks/lvm_sweep.py --out lvm_sweep.jsonl --score-test     # then test, for the record
-    python benchmarks/lvm_sweep.py --out lvm_sweep.jsonl --table     # markdown table of the results
+    # then test, for the record:
+    python benchmarks/lvm_sweep.py --out lvm_sweep.jsonl --score-test
+    # markdown table of the results:
+    python benchmarks/lvm_sweep.py --out lvm_sweep.jsonl --table
 
 Variants are defined in ``VARIANTS`` below (name -> train-lvm hyper-parameters on top of the
 architecture's defaults); the closed-form "gate-grid" variant fits 2 numbers on dev by grid search.
@@ -89,8 +91,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         {"w_nce": 0.03, "w_doc": 0.03, "lr": 3e-4, "model": {"hidden": 0}},
     ),
     "r-linear-lr3e-4-cos": ("lvm-r", {"w_nce": 0.0, "lr": 3e-4, "model": {"hidden": 0}}),
-    # wave 3: around the frontier of wave 2 (cosine = the average's, R@5 = persistence's): more weight on
-    # the same-document hard negatives, fewer epochs (the best epochs were the first ones)
+    # wave 3: around the frontier of wave 2 (cosine = the average's, R@5 = persistence's): more
+    # weight on the same-document hard negatives, fewer epochs (the best epochs were the first ones)
     "r-h64-reg-nce0.05-doc0.2-e4": (
         "lvm-r",
         {
@@ -125,7 +127,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
             "model": {"hidden": 64, "dropout": 0.5},
         },
     ),
-    # wave 4: the sharper temperature (0.05) lifted dev R@1 above persistence but cost cosine; less InfoNCE
+    # wave 4: the sharper temperature (0.05) lifted dev R@1 above persistence but cost cosine;
+    # less InfoNCE
     "r-h64-reg-nce0.05-doc0.1-t0.05-e4": (
         "lvm-r",
         {
@@ -174,7 +177,8 @@ def scores_of(predict, sd, vecs, split, *, exact: bool = False):
 
 def gate_grid(sd, vecs):
     """Closed-form predictor normalize(x_k + a (mean(ctx) - x_k) + g m): 2 numbers a, g chosen by
-    grid search on dev with the all-baselines rule (m = normalised train mean), test for the record."""
+    grid search on dev with the all-baselines rule (m = normalised train mean), test for the
+    record."""
     from lam_mteb_plugins.lvm import metrics as M
     from lam_mteb_plugins.lvm.train import dev_baselines, margin_key
 
@@ -214,7 +218,8 @@ def main(argv=None) -> int:
             done[rec["name"]] = rec
     if args.table:
         print(
-            "| variant | selected epoch | dev cos | dev R@1 | dev R@5 | test cos | test R@1 | test R@5 | dev rule |"
+            "| variant | selected epoch | dev cos | dev R@1 | dev R@5 "
+            "| test cos | test R@1 | test R@5 | dev rule |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for name in ("random", "mean_vector", "persistence", "linear_average"):
@@ -230,8 +235,9 @@ def main(argv=None) -> int:
                 continue
             d, t = rec["dev"], rec.get("test", {k: float("nan") for k in rec["dev"]})
             print(
-                f"| {rec['name']} | {rec.get('epoch', '–')} | {d['cosine_mean']:.4f} | {d['recall_at_1']:.4f} | "
-                f"{d['recall_at_5']:.4f} | {t['cosine_mean']:.4f} | {t['recall_at_1']:.4f} | {t['recall_at_5']:.4f} | "
+                f"| {rec['name']} | {rec.get('epoch', '–')} | {d['cosine_mean']:.4f} | "
+                f"{d['recall_at_1']:.4f} | {d['recall_at_5']:.4f} | {t['cosine_mean']:.4f} | "
+                f"{t['recall_at_1']:.4f} | {t['recall_at_5']:.4f} | "
                 f"{'beats all' if rec.get('qualifies') else 'fails'} |"
             )
         return 0

@@ -1,4 +1,5 @@
-"""Delta-rule kernels: the chunkwise WY form (and fla on CUDA) equal the token-by-token reference."""
+"""Delta-rule kernels: the chunkwise WY form (and fla on CUDA) equal the token-by-token
+reference."""
 
 from __future__ import annotations
 

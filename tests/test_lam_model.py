@@ -32,7 +32,7 @@ def perturbed_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     model = LamModel.from_base(LamConfig(mode="final"))
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for _name, p in model.named_parameters():
             if p.requires_grad:
                 p.add_(0.02 * torch.randn_like(p))
     folder = tmp_path_factory.mktemp("ckpt")

@@ -1,4 +1,5 @@
-"""LAM as a sentence-transformers module: built from modules=[...], saved, and loaded from a folder."""
+"""LAM as a sentence-transformers module: built from modules=[...], saved, and loaded from a
+folder."""
 
 from __future__ import annotations
 

@@ -270,7 +270,8 @@ def test_bad_params_and_checkpoints_are_clear_errors(tmp_path, init_ckpt):
 
 def test_checkpoint_roundtrip_and_revision(tmp_path, gated_ckpt, init_ckpt):
     a, b = load_v2(gated_ckpt), load_v2(gated_ckpt)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=False))
+    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=False)
+    assert all(torch.equal(x, y) for x, y in pairs)
     assert (gated_ckpt / "model.safetensors").stat().st_size < 1 << 20  # memory params + idf only
     r = revision_v2({"weights": str(gated_ckpt)})
     assert r == revision_v2({"weights": str(gated_ckpt)})

@@ -61,7 +61,8 @@ def test_gutenberg_header_footer_stripped_and_chapters(tmp_path):
     )
     toc = "Contents\n\nChapter 1\nChapter 2\nChapter 3\n\n"
     text = (
-        "The Project Gutenberg EBook of Test\n\n*** START OF THIS PROJECT GUTENBERG EBOOK TEST ***\n\n"
+        "The Project Gutenberg EBook of Test\n\n"
+        "*** START OF THIS PROJECT GUTENBERG EBOOK TEST ***\n\n"
         + toc
         + body
         + "\n\n*** END OF THIS PROJECT GUTENBERG EBOOK TEST ***\n\nLicence text here.\n"
@@ -81,8 +82,10 @@ def test_gutenberg_wrapped_headings_and_heading_like_paragraphs(tmp_path):
     text = (
         "*** START OF THE PROJECT GUTENBERG EBOOK X ***\n\n"
         f"CHAPTER 1. Short.\n\n{words}\n\n"
-        f"CHAPTER 2. A very long title that the transcriber\nwrapped onto a second line.\n\n{words}\n\n"
-        f"BOOK I. (Folio), CHAPTER I. (Sperm Whale).--This whale, among the\nEnglish of old vaguely known"
+        "CHAPTER 2. A very long title that the transcriber\nwrapped onto a second line.\n\n"
+        f"{words}\n\n"
+        "BOOK I. (Folio), CHAPTER I. (Sperm Whale).--This whale, among the\n"
+        "English of old vaguely known"
         f"\nas the Trumpa whale, and the Physeter whale.\n\n{words}\n"
     )
     (tmp_path / "x.txt").write_text(text)

@@ -12,8 +12,8 @@ are streamed in chunks of 512 tokens with every layer's state carried, so memory
 
 Registers the encoder kind ``lam`` (params: pooling = mean | state | hybrid, weights = a checkpoint
 folder or None for the shipped default, hybrid_weight, diag_weight (weight of the diagonal term in
-the state embedding), chunk_size, batch_size, device) and the command ``lam-mteb distill``.  registry.yaml names ``lam-mean``, ``lam-state`` and
-``lam-hybrid``.  See docs/lam.md.
+the state embedding), chunk_size, batch_size, device) and the command ``lam-mteb distill``.
+registry.yaml names ``lam-mean``, ``lam-state`` and ``lam-hybrid``.  See docs/lam.md.
 
 This module only uses lam-mteb's public contract and imports torch lazily (it is imported at every
 ``import mteb``).

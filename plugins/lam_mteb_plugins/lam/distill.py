@@ -64,7 +64,8 @@ def _passages(text: str, rng: random.Random, n: int, min_words=40, max_words=380
 
 
 def collect_groups(data_dir: Path, sources, n_sts: int, n_long: int, n_scifact: int, seed: int):
-    """Training groups: (texts, score) with an STS-B train pair (2 texts, gold score) or a passage."""
+    """Training groups: (texts, score) with an STS-B train pair (2 texts, gold score) or a
+    passage."""
     rng = random.Random(seed)
     groups = []
     data_dir = Path(data_dir)
@@ -245,9 +246,8 @@ class Distiller:
         else:
             h, states, outs = self.model.forward_chunk(t["x"], m, return_layers=True)
             targets = t["hin"][1:] + [t["hlast"]]
-            parts["hidden"] = sum(masked_mse(o[1], tg, m) for o, tg in zip(outs, targets, strict=False)) / len(
-                outs
-            )
+            mses = [masked_mse(o[1], tg, m) for o, tg in zip(outs, targets, strict=False)]
+            parts["hidden"] = sum(mses) / len(outs)
             state = states[-1]
             mean = masked_mean(h, m)
         if a.cos_weight:
@@ -292,12 +292,14 @@ class Distiller:
 
         import torch
 
-        try:  # weights_only: a crafted trainer_state.pt must not run code (tensors, dicts, numbers only)
+        # weights_only: a crafted trainer_state.pt must not run code (tensors, dicts, numbers only)
+        try:
             st = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
             raise _error(
                 f"distill --resume: {path} is not a trainer state this version can read "
-                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}); "
+                f"({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}); "
                 "remove it to start over"
             ) from None
         if st["settings"] != _settings(self.args):
@@ -436,11 +438,14 @@ def run(args) -> int:
     return 0
 
 
+def add_command(subparsers, name: str, help: str, doc: str):
+    """A ``lam-mteb`` subcommand whose description is the first paragraph of ``doc``."""
+    return subparsers.add_parser(name, help=help, description=doc.split("\n\n")[0])
+
+
 def add_parser(subparsers):
-    p = subparsers.add_parser(
-        "distill",
-        help="train LAM's DeltaNet blocks from the MiniLM teacher",
-        description=__doc__.split("\n\n")[0],
+    p = add_command(
+        subparsers, "distill", "train LAM's DeltaNet blocks from the MiniLM teacher", __doc__
     )
     p.add_argument(
         "--sources", default="sts,longtext", help="comma list of sts,longtext,scifact,file:PATH"

@@ -103,6 +103,18 @@ def state_embedding(S, diag_weight: float = 0.7):
     return F.normalize(e, dim=-1)
 
 
+def resolve_device(device):
+    """The device to use: ``None`` / ``""`` / ``"auto"`` give cuda when available, else cpu;
+    asking for cuda without CUDA is an error."""
+    import torch
+
+    if device in (None, "", "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise _error(f"LAM device {device!r} requested but CUDA is not available")
+    return device
+
+
 class LamEncoder:
     """LAM sentence/document encoder (see module docstring)."""
 
@@ -117,8 +129,6 @@ class LamEncoder:
         device: str | None = None,
         model=None,
     ):
-        import torch
-
         if pooling not in POOLINGS:
             raise _error(f"LAM pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
         if not 0.0 <= float(hybrid_weight) <= 1.0 or not 0.0 <= float(diag_weight) <= 1.0:
@@ -127,10 +137,7 @@ class LamEncoder:
             raise _error(
                 f"LAM chunk_size must be in 1..512 (MiniLM has 512 positions), got {chunk_size}"
             )
-        if device in (None, "", "auto"):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise _error(f"LAM device {device!r} requested but CUDA is not available")
+        device = resolve_device(device)
         self.pooling, self.hybrid_weight, self.diag_weight = (
             pooling,
             float(hybrid_weight),
@@ -188,8 +195,9 @@ class LamEncoder:
                 if not idx:
                     continue
                 ids = self.tokenizer.encode_batch([texts[i] for i in idx])
-                short = [(i, t) for i, t in zip(idx, ids, strict=False) if len(t) <= self.chunk_size]
-                long_docs += [(i, t) for i, t in zip(idx, ids, strict=False) if len(t) > self.chunk_size]
+                pairs = list(zip(idx, ids, strict=False))
+                short = [(i, t) for i, t in pairs if len(t) <= self.chunk_size]
+                long_docs += [(i, t) for i, t in pairs if len(t) > self.chunk_size]
                 if short:
                     m, s = self._run_short([t for _, t in short])
                     rows = torch.tensor([i for i, _ in short])

@@ -1,4 +1,5 @@
-"""The ``lam2`` encoder: LAM v2 (MiniLM softmax inside a chunk + gated delta-rule memory across chunks).
+"""The ``lam2`` encoder: LAM v2 (MiniLM softmax inside a chunk + gated delta-rule memory across
+chunks).
 
 - A text of at most ``chunk_size`` tokens (``[CLS] ... [SEP]``) is one chunk: it is run exactly like
   MiniLM (length-sorted batches padded only to the longest text of the batch, no memory), and its
@@ -12,7 +13,8 @@
 Poolings (returned L2-normalised):
 
 - ``mean``:  mean of the last layer's hidden states over every token of every window (incl. the
-             windows' [CLS]/[SEP]); ``chunk_pooling="windows"`` averages the per-window means instead;
+             windows' [CLS]/[SEP]); ``chunk_pooling="windows"`` averages the per-window means
+             instead;
 - ``state``: the last layer's memory after the document, embedded as LAM v1's state pooling;
 - ``lexical_weight`` w > 0 adds the lexical channel (``lexical.py``): a random projection of the
   text's bag of word pieces weighted log(1 + tf) * idf, ``lexical_dim`` dimensions, concatenated as
@@ -26,6 +28,7 @@ Poolings (returned L2-normalised):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -37,6 +40,7 @@ from lam_mteb_plugins.lam.encoder import (
     LONG_CHARS,
     checkpoint_hash,
     pad_batch,
+    resolve_device,
     state_embedding,
 )
 
@@ -122,8 +126,6 @@ class LamV2Encoder:
         device: str | None = None,
         model=None,
     ):
-        import torch
-
         from lam_mteb_plugins.lam.lexical import TF_WEIGHTS, VECTORS
 
         if pooling not in POOLINGS_V2:
@@ -152,10 +154,7 @@ class LamV2Encoder:
             raise _error(
                 f"LAM chunk_size must be in 3..512 (MiniLM has 512 positions), got {chunk_size}"
             )
-        if device in (None, "", "auto"):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise _error(f"LAM device {device!r} requested but CUDA is not available")
+        device = resolve_device(device)
         self._cache_id = (
             checkpoint_hash(resolve_weights_v2(weights))[:16]
             if model is None
@@ -179,7 +178,8 @@ class LamV2Encoder:
         self.tokenizer = LamTokenizer(self.model.config.base_model)
         self.dense_dim = self.model.config.hidden_size
         self.uses_lexical = max(self.lexical_weight, self.retrieval_lexical_weight) > 0
-        # hashed lexical vectors are concatenated: every output has the same width, whatever the task
+        # hashed lexical vectors are concatenated: every output has the same width, whatever the
+        # task
         self.embed_dim = self.dense_dim + (self.lexical_dim if self.uses_lexical else 0)
         self.rows_run = 0
 
@@ -221,7 +221,8 @@ class LamV2Encoder:
         pooling: str | None = None,
         chunk_pooling: str | None = None,
     ) -> np.ndarray:
-        """The embedding from ``encode_parts`` (+ ``lexical``) output; other settings for dev sweeps.
+        """The embedding from ``encode_parts`` (+ ``lexical``) output; other settings for dev
+        sweeps.
 
         Hashed lexical vectors: [sqrt(1 - w) * e, sqrt(w) * e_lex]; ``lexical=None`` (no lexical
         channel) gives the dense part alone.  ``minilm`` vectors: normalise((1 - w) e + w e_lex)."""
@@ -301,12 +302,10 @@ class LamV2Encoder:
             for t in texts
         ]
         found = {}
-        for i, f in enumerate(files):
+        for f in files:
             if f not in found and f.is_file():
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     found[f] = np.load(f)
-                except (OSError, ValueError):
-                    pass
         todo = sorted(
             {f: i for i, f in reversed(list(enumerate(files))) if f not in found}.values()
         )
@@ -335,11 +334,8 @@ class LamV2Encoder:
         bs = max(1, int(batch_size or self.batch_size))
         C = self.chunk_size
         short_idx = [i for i in range(n) if len(texts[i]) <= LONG_CHARS]
-        ids = (
-            dict(zip(short_idx, self.tokenizer.encode_batch([texts[i] for i in short_idx]), strict=False))
-            if short_idx
-            else {}
-        )
+        short_ids = self.tokenizer.encode_batch([texts[i] for i in short_idx]) if short_idx else []
+        ids = dict(zip(short_idx, short_ids, strict=False))
         short = sorted((i for i in short_idx if len(ids[i]) <= C), key=lambda i: len(ids[i]))
         long_docs = sorted(
             (i for i in range(n) if i not in ids or len(ids[i]) > C),
@@ -382,7 +378,8 @@ class LamV2Encoder:
         return res
 
     def _content_chunks(self, doc, size):
-        """Consecutive windows of ``size`` word pieces (no [CLS]/[SEP]) of a token list or a string."""
+        """Consecutive windows of ``size`` word pieces (no [CLS]/[SEP]) of a token list or a
+        string."""
         if not isinstance(doc, str):
             yield from (doc[j : j + size] for j in range(0, len(doc), size))
             return
@@ -424,7 +421,8 @@ class LamV2Encoder:
             chunks = [[cls_id, *pending[r], sep_id] for r in active]
             for r in active:
                 pending[r] = next(iters[r], None)
-            # write the memory when a document has a next window that reads it (or the state is pooled)
+            # write the memory when a document has a next window that reads it (or the state is
+            # pooled)
             write = state or (self._memory_read and any(pending[r] for r in active))
             reps, uniq, rep_of = share_identical(active, chunks, group)
             x, m = pad_batch(uniq, self.tokenizer.pad_id, self.device)

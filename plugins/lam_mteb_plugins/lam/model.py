@@ -40,6 +40,13 @@ def _error(message: str) -> Exception:
     return LamMtebError(message)
 
 
+def _copy_weight_bias(owner: nn.Module, sd: dict, prefix: str, names) -> None:
+    """Copy ``weight`` and ``bias`` of each ``(attribute of owner, sd key under prefix)`` pair."""
+    for mine, theirs in names:
+        getattr(owner, mine).weight.copy_(sd[f"{prefix}.{theirs}.weight"])
+        getattr(owner, mine).bias.copy_(sd[f"{prefix}.{theirs}.bias"])
+
+
 def base_model_path(name: str = BASE_MODEL) -> Path:
     """Local folder of the base model: the bundled all-MiniLM-L6-v2, or a folder path."""
     if name in (BASE_MODEL, "all-MiniLM-L6-v2"):
@@ -173,14 +180,17 @@ class DeltaNetBlock(nn.Module):
     @torch.no_grad()
     def init_from_attention(self, sd: dict, prefix: str):
         """Copy MiniLM's attention q/k/v and output projection weights."""
-        for mine, theirs in (
-            ("q_proj", "self.query"),
-            ("k_proj", "self.key"),
-            ("v_proj", "self.value"),
-            ("o_proj", "output.dense"),
-        ):
-            getattr(self, mine).weight.copy_(sd[f"{prefix}.{theirs}.weight"])
-            getattr(self, mine).bias.copy_(sd[f"{prefix}.{theirs}.bias"])
+        _copy_weight_bias(
+            self,
+            sd,
+            prefix,
+            (
+                ("q_proj", "self.query"),
+                ("k_proj", "self.key"),
+                ("v_proj", "self.value"),
+                ("o_proj", "output.dense"),
+            ),
+        )
 
 
 class SoftmaxAttention(nn.Module):
@@ -264,14 +274,17 @@ class LamModel(nn.Module):
             for i, layer in enumerate(model.layers):
                 p = f"encoder.layer.{i}"
                 layer.attention.init_from_attention(sd, f"{p}.attention")
-                for mine, theirs in (
-                    ("attn_norm", "attention.output.LayerNorm"),
-                    ("ffn_in", "intermediate.dense"),
-                    ("ffn_out", "output.dense"),
-                    ("ffn_norm", "output.LayerNorm"),
-                ):
-                    getattr(layer, mine).weight.copy_(sd[f"{p}.{theirs}.weight"])
-                    getattr(layer, mine).bias.copy_(sd[f"{p}.{theirs}.bias"])
+                _copy_weight_bias(
+                    layer,
+                    sd,
+                    p,
+                    (
+                        ("attn_norm", "attention.output.LayerNorm"),
+                        ("ffn_in", "intermediate.dense"),
+                        ("ffn_out", "output.dense"),
+                        ("ffn_norm", "output.LayerNorm"),
+                    ),
+                )
         model.freeze_base()
         return model
 

@@ -118,7 +118,8 @@ class LamSTModule(InputModule):
 
 
 def lam_sentence_transformer(pooling: str = "mean", weights: str | None = None, **kwargs):
-    """A ready ``SentenceTransformer`` wrapping LAM (shipped weights unless ``weights`` is given)."""
+    """A ready ``SentenceTransformer`` wrapping LAM (shipped weights unless ``weights`` is
+    given)."""
     from sentence_transformers import SentenceTransformer
 
     device = kwargs.pop("device", None) or "cpu"

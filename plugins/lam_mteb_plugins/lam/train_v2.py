@@ -1,8 +1,8 @@
 """``lam-mteb distill-v2``: train LAM v2's memory (gates + write strengths) on long documents.
 
-Self-supervised: documents of ``--windows`` consecutive windows (``--chunk-size`` tokens each) are cut
-from ``longtext/`` (Gutenberg, Paul Graham essays, WikiText-2; the last ``--heldout`` fraction of
-every file is held out).  For each document of a batch a "sentence" (a span of ``--query-tokens``
+Self-supervised: documents of ``--windows`` consecutive windows (``--chunk-size`` tokens each) are
+cut from ``longtext/`` (Gutenberg, Paul Graham essays, WikiText-2; the last ``--heldout`` fraction
+of every file is held out).  For each document of a batch a "sentence" (a span of ``--query-tokens``
 word pieces) is taken from a random place; its embedding (one chunk: exactly MiniLM's, no
 memory) must find its document's embedding (mean pooling over all windows, read through the memory)
 among the batch's other documents (InfoNCE, temperature ``--temperature``).  Only the memory's
@@ -156,7 +156,8 @@ def run(args) -> int:
     train, dev = long_documents(data_dir, tok, content, args.windows, args.heldout)
     if len(train) < args.batch or len(dev) < args.batch:
         raise _error(
-            f"too few long documents ({len(train)} train, {len(dev)} held out) for --batch {args.batch}"
+            f"too few long documents ({len(train)} train, {len(dev)} held out) "
+            f"for --batch {args.batch}"
         )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
@@ -221,7 +222,8 @@ def run(args) -> int:
     total_minutes = minutes + (time.perf_counter() - t0) / 60
     if stopped:
         print(
-            f"stopped after {total_minutes:.1f} min at step {step}/{args.steps}; continue with --resume",
+            f"stopped after {total_minutes:.1f} min at step {step}/{args.steps}; "
+            "continue with --resume",
             file=sys.stderr,
         )
         return 0
@@ -249,10 +251,13 @@ def run(args) -> int:
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser(
+    from lam_mteb_plugins.lam.distill import add_command, add_run_options
+
+    p = add_command(
+        subparsers,
         "distill-v2",
-        help="train LAM v2's memory on long documents (see docs/lam.md)",
-        description=__doc__.split("\n\n")[0],
+        "train LAM v2's memory on long documents (see docs/lam.md)",
+        __doc__,
     )
     p.add_argument("--chunk-size", type=int, default=256, help="window size incl. [CLS]/[SEP]")
     p.add_argument("--windows", type=int, default=4, help="windows per training document")
@@ -262,8 +267,6 @@ def add_parser(subparsers):
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--heldout", type=float, default=0.1)
-    from lam_mteb_plugins.lam.distill import add_run_options
-
     add_run_options(p, save_every=10, threads=1)
     p.set_defaults(func=run)
     return p

@@ -1,13 +1,15 @@
-"""LAM v2: MiniLM's exact softmax attention inside a chunk + a gated delta-rule memory across chunks.
+"""LAM v2: MiniLM's exact softmax attention inside a chunk + a gated delta-rule memory across
+chunks.
 
 Every layer of all-MiniLM-L6-v2 keeps its softmax self-attention (frozen, MiniLM's weights) for the
-tokens of one chunk.  Besides, each layer owns a delta-rule memory ``S`` (12 heads x 32 x 32) that is
-written, after a chunk, from that chunk's (L2-normalised) keys and values, and read by the next
+tokens of one chunk.  Besides, each layer owns a delta-rule memory ``S`` (12 heads x 32 x 32) that
+is written, after a chunk, from that chunk's (L2-normalised) keys and values, and read by the next
 chunk's (L2-normalised) queries; the read is added to the softmax output of each head through a
 learned per-head gate ``g`` (Infini-attention style)::
 
-    o_t,h = softmax-attention_t,h(chunk)  +  g_h * S_h^T normalise(q_t,h)       (S_h: chunks before)
-    S_h  <- delta rule over the chunk's tokens (k = normalise(W_k x), v = W_v x, beta = sigmoid(W_b x))
+    o_t,h = softmax-attention_t,h(chunk)  +  g_h * S_h^T normalise(q_t,h)   (S_h: chunks before)
+    S_h  <- delta rule over the chunk's tokens
+            (k = normalise(W_k x), v = W_v x, beta = sigmoid(W_b x))
 
 ``g`` is initialised to 0 and ``W_b`` to 0 (beta = 0.5): at initialisation every chunk gives exactly
 MiniLM's output for that window, so a text of one chunk gives exactly MiniLM's sentence vector and
@@ -85,7 +87,8 @@ class MemorySoftmaxAttention(SoftmaxAttention):
         self.mem_gate = nn.Parameter(torch.zeros(num_heads))
 
     def forward(self, x, mask, state=None, backend="auto", write=False):
-        """x [B, T, hidden], mask [B, T]; state [B, H, Dk, Dv] (memory of the previous chunks) or None.
+        """x [B, T, hidden], mask [B, T]; state [B, H, Dk, Dv] (memory of the previous chunks) or
+        None.
 
         Returns (output [B, T, hidden], the memory after this chunk if ``write`` else None)."""
         B, T, _ = x.shape
@@ -214,7 +217,8 @@ def is_v2_checkpoint(folder: str | Path) -> bool:
 
 
 def idf_corpus(data_dir: Path, seed: int = 0) -> list[str]:
-    """Reference texts for the IDF table: STS-B train sentences + longtext passages of ~200 words."""
+    """Reference texts for the IDF table: STS-B train sentences + longtext passages of ~200
+    words."""
     from lam_mteb_plugins.lam.distill import read_sts
 
     texts = []

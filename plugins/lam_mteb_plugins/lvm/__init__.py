@@ -1,8 +1,8 @@
 """LVM plugin: next-vector task ``LVMNextVector``, predictors LVM-T / AMN, LVM-derived retrievers.
 
 Registers (public lam-mteb hooks only):
-- encoders ``lvm-t``, ``amn`` and ``lvm-r``: document side = base encoder (``minilm``), query side = the
-  predictor's next vector after the query's chunks; both expose ``predict_next``;
+- encoders ``lvm-t``, ``amn`` and ``lvm-r``: document side = base encoder (``minilm``), query
+  side = the predictor's next vector after the query's chunks; both expose ``predict_next``;
 - task ``LVMNextVector`` (reads ``$LAM_MTEB_DATA_DIR/longtext``);
 - command ``lam-mteb train-lvm``.
 

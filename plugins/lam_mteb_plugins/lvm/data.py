@@ -248,7 +248,8 @@ def read_documents(folder: str | Path, *, chapters: bool = True) -> list[Documen
     folder = Path(folder)
     if not folder.is_dir():
         raise lam_mteb.DataNotFound(
-            f"LVM data folder {folder} does not exist; point it at a folder of plain-text documents "
+            f"LVM data folder {folder} does not exist; "
+            "point it at a folder of plain-text documents "
             "(e.g. LAM_MTEB_DATA_DIR=<data dir> with <data dir>/longtext)"
         )
     docs: list[Document] = []

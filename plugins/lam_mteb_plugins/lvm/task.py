@@ -177,7 +177,8 @@ class LVMNextVector(AbsTask):
     def _cached_encode(
         self, model, ds: Dataset, *, hf_split: str, fp: str, hf_subset: str, encode_kwargs
     ) -> np.ndarray:
-        """Vectors of ``ds``'s chunks: cached ones (same encoder fingerprint) + newly encoded ones."""
+        """Vectors of ``ds``'s chunks: cached ones (same encoder fingerprint) + newly encoded
+        ones."""
         texts = list(ds["text"])
         out, missing = V.lookup(fp, texts)
         if missing:
@@ -237,8 +238,10 @@ class LVMNextVector(AbsTask):
         seqs = sd.sequences(hf_split)
         if not seqs:
             raise lam_mteb.LamMtebError(
-                f"LVMNextVector: the {hf_split} split has no document with >= {self.context + 1} chunks "
-                f"({sd.stats[hf_split + '_skipped_short_documents']} skipped as too short); add longer documents"
+                f"LVMNextVector: the {hf_split} split has no document with "
+                f">= {self.context + 1} chunks "
+                f"({sd.stats[hf_split + '_skipped_short_documents']} skipped as too short); "
+                "add longer documents"
             )
 
         def phase(name):

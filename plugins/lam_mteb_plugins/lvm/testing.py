@@ -1,4 +1,5 @@
-"""Tiny generated fixtures for the LVM tests and examples (no ../shared data, no model downloads)."""
+"""Tiny generated fixtures for the LVM tests and examples (no ../shared data, no model
+downloads)."""
 
 from __future__ import annotations
 

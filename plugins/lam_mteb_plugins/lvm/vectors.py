@@ -117,7 +117,8 @@ def add(fp: str, texts: list[str], vectors: np.ndarray) -> None:
 
 
 def encode_cached(encode_fn: EncodeFn, texts: list[str], *, fp: str) -> np.ndarray:
-    """Vectors for ``texts``: cached ones from the store, the others from ``encode_fn`` (then stored)."""
+    """Vectors for ``texts``: cached ones from the store, the others from ``encode_fn`` (then
+    stored)."""
     out, missing = lookup(fp, texts)
     if not missing:
         return out
