@@ -384,3 +384,20 @@ def test_distill_v2_without_data_is_a_clear_error(tmp_path):
     args = _cli(["distill-v2", "-o", str(tmp_path / "x"), "--data-dir", str(tmp_path)])
     with pytest.raises(lam_mteb.LamMtebError, match="longtext"):
         args.func(args)
+
+
+def test_lexical_projection_in_blocks_equals_one_block(monkeypatch):
+    """Long documents are projected in blocks of word pieces (flat memory): same vectors."""
+    from lam_mteb_plugins.lam import lexical
+
+    g = torch.Generator().manual_seed(0)
+    idf = torch.rand(30522, generator=g)
+    counts = torch.zeros(2, 30522)
+    counts[0, 1000:9000] = torch.randint(1, 5, (8000,), generator=g).float()
+    counts[1, 20000:20010] = 3.0
+    monkeypatch.setattr(lexical, "_BLOCK", 10**6)
+    whole = lexical.project_bags(counts, idf, dim=64)
+    monkeypatch.setattr(lexical, "_BLOCK", 97)
+    blocks = lexical.project_bags(counts, idf, dim=64)
+    assert torch.allclose(whole, blocks, rtol=1e-4, atol=1e-3)
+    assert whole[0].abs().sum() > 0 and whole[1].abs().sum() > 0

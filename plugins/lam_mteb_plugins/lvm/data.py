@@ -503,3 +503,22 @@ def build_sequence_data(
         "params": params,
     }
     return SequenceData(chunks, kept, skipped, context, target_words, seed, data_hash, stats)
+
+
+def longtext_folder(who: str, alternative: str = "") -> Path:
+    """``$LAM_MTEB_DATA_DIR/longtext``, or one ``DataNotFound`` line saying what ``who`` needs."""
+    import lam_mteb
+
+    root = lam_mteb.data_dir()
+    if root is None:
+        raise lam_mteb.DataNotFound(
+            f"{who} needs LAM_MTEB_DATA_DIR: set it to a data directory whose longtext/ folder "
+            f"holds plain-text documents (e.g. LAM_MTEB_DATA_DIR=../shared/data){alternative}"
+        )
+    folder = root / "longtext"
+    if not folder.is_dir():
+        raise lam_mteb.DataNotFound(
+            f"{who} looked for {folder}: put a folder of plain-text documents there "
+            f"(articles, books, essays; searched recursively){alternative}"
+        )
+    return folder

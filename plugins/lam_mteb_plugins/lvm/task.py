@@ -41,19 +41,9 @@ def find_predictor(model) -> Any:
 
 
 def data_folder() -> Path:
-    root = lam_mteb.data_dir()
-    if root is None:
-        raise lam_mteb.DataNotFound(
-            "LVMNextVector needs LAM_MTEB_DATA_DIR: set it to a data directory whose longtext/ "
-            "folder holds plain-text documents (e.g. LAM_MTEB_DATA_DIR=../shared/data)"
-        )
-    folder = root / "longtext"
-    if not folder.is_dir():
-        raise lam_mteb.DataNotFound(
-            f"LVMNextVector looked for {folder}: put a folder of plain-text documents there "
-            "(articles, books, essays; searched recursively)"
-        )
-    return folder
+    from lam_mteb_plugins.lvm.data import longtext_folder
+
+    return longtext_folder("LVMNextVector")
 
 
 class LVMNextVector(AbsTask):

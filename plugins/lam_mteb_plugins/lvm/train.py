@@ -395,19 +395,8 @@ def train_model(
 
 
 def default_data_folder() -> Path:
-    root = lam_mteb.data_dir()
-    if root is None:
-        raise lam_mteb.DataNotFound(
-            "no LVM data: set LAM_MTEB_DATA_DIR to a folder containing longtext/ "
-            "(or pass --data <folder of plain-text documents>)"
-        )
-    folder = root / "longtext"
-    if not folder.is_dir():
-        raise lam_mteb.DataNotFound(
-            f"looked for {folder}: LVM data needs <LAM_MTEB_DATA_DIR>/longtext "
-            "(a folder of plain-text documents)"
-        )
-    return folder
+    hint = " or pass --data <folder of plain-text documents>"
+    return D.longtext_folder("lam-mteb train-lvm", hint)
 
 
 def split_vectors(
