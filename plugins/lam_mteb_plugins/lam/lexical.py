@@ -56,8 +56,8 @@ def hashed_signs(token_ids: torch.Tensor, dim: int, seed: int = 0) -> torch.Tens
 def sign_table(vocab: int, dim: int, seed: int = 0) -> torch.Tensor:
     """[vocab, dim] bool: True where ``hashed_signs`` is negative (1 byte per entry, built once)."""
     table = torch.empty(vocab, dim, dtype=torch.bool)
-    for start in range(0, vocab, 1024):
-        ids = torch.arange(start, min(start + 1024, vocab))
+    for start in range(0, vocab, 128):  # small blocks: the int64 hash temporaries stay ~2 MB
+        ids = torch.arange(start, min(start + 128, vocab))
         table[start : start + len(ids)] = hashed_signs(ids, dim, seed) < 0
     return table
 
