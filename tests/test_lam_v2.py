@@ -240,6 +240,7 @@ def test_bad_inputs_never_nan(gated_ckpt, pooling):
     enc = LamV2Encoder(weights=str(gated_ckpt), chunk_size=16, pooling=pooling, lexical_weight=0.2)
     e = enc.encode([None, "", "   ", "\x00\x01", "\ud800 lone", "word " * 100])
     assert e.shape == (6, 384 + 2048) and np.isfinite(e).all()
+    assert np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-4)  # empty texts too
     assert np.allclose(np.linalg.norm(e[-1]), 1, atol=1e-4)
 
 

@@ -243,7 +243,8 @@ class LamV2Encoder:
         if self.lexical_vectors == "minilm":
             e = _normalise((1 - w) * e + w * lex) if w > 0 else e
         else:
-            e = torch.cat([(1 - w) ** 0.5 * e, w**0.5 * lex], dim=1)
+            # unit norm already, except a text without known word pieces (zero lexical part)
+            e = _normalise(torch.cat([(1 - w) ** 0.5 * e, w**0.5 * lex], dim=1))
         return e.numpy().astype(np.float32)
 
     def lexical(self, texts, *, batch_size: int | None = None) -> np.ndarray:
