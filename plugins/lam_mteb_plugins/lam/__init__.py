@@ -23,15 +23,6 @@ from __future__ import annotations
 
 import lam_mteb
 
-# default factory parameters of the `lam` kind (kept in sync with encoder.DEFAULTS by a test)
-PARAMS = {
-    "pooling": "mean",
-    "weights": None,
-    "hybrid_weight": 0.8,
-    "diag_weight": 0.7,
-    "chunk_size": 512,
-    "batch_size": 32,
-}
 # MiniLM without its (unused) pooler + 6 blocks x (beta projection 384->12 and 12 read gains)
 N_PARAMETERS = 22_565_376 + 6 * (384 * 12 + 12 + 12)
 
@@ -59,20 +50,6 @@ def create_encoder(
     )
 
 
-# LAM v2 (`lam2` kind, encoder_v2.LamV2Encoder); kept in sync with encoder_v2.DEFAULTS_V2 by a test
-PARAMS_V2 = {
-    "pooling": "mean",
-    "weights": None,
-    "lexical_weight": 0.0,
-    "retrieval_lexical_weight": None,
-    "lexical_vectors": "hashed",
-    "lexical_dim": 2048,
-    "lexical_tf": "log",
-    "chunk_size": None,
-    "chunk_pooling": "tokens",
-    "diag_weight": 0.7,
-    "batch_size": 32,
-}
 # MiniLM without its pooler + 6 memories x (beta projection 384->12 and 12 gates)
 N_PARAMETERS_V2 = 22_565_376 + 6 * (384 * 12 + 12 + 12)
 
@@ -108,6 +85,22 @@ def create_encoder_v2(
         batch_size=batch_size,
         device=device,
     )
+
+
+def _defaults(factory) -> dict:
+    """A factory's registry params: its keyword defaults, except the runtime-only ``device``."""
+    import inspect
+
+    return {
+        name: p.default
+        for name, p in inspect.signature(factory).parameters.items()
+        if name != "device"
+    }
+
+
+# default params of the `lam` / `lam2` kinds (kept in sync with encoder(_v2).DEFAULTS by tests)
+PARAMS = _defaults(create_encoder)
+PARAMS_V2 = _defaults(create_encoder_v2)
 
 
 def revision_v2(params: dict) -> str:
