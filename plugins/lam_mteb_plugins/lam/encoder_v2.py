@@ -267,10 +267,15 @@ class LamV2Encoder:
         out = np.zeros((len(texts), dim), dtype=np.float32)
         bs = max(1, int(batch_size or self.batch_size))
         for start in range(0, len(texts), bs):
-            rows = texts[start : start + bs]
+            rows = [self.tokenizer.clean(t) for t in texts[start : start + bs]]
             counts = torch.zeros(len(rows), idf.shape[0])
+            # short texts in one batched tokenizer call, long ones streamed piece by piece
+            short = [i for i, t in enumerate(rows) if len(t) <= LONG_CHARS]
+            pieces = dict(
+                zip(short, self.tokenizer.encode_batch([rows[i] for i in short]), strict=True)
+            )
             for i, text in enumerate(rows):
-                for ids in self.tokenizer.iter_ids(self.tokenizer.clean(text)):
+                for ids in [pieces[i]] if i in pieces else self.tokenizer.iter_ids(text):
                     counts[i].index_add_(
                         0, torch.as_tensor(ids, dtype=torch.long), torch.ones(len(ids))
                     )

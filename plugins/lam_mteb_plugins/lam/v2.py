@@ -92,11 +92,8 @@ class MemorySoftmaxAttention(SoftmaxAttention):
 
         Returns (output [B, T, hidden], the memory after this chunk if ``write`` else None)."""
         B, T, _ = x.shape
-        q, k, v = (
-            p(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-            for p in (self.q_proj, self.k_proj, self.v_proj)
-        )
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.bool()[:, None, None, :])
+        q, k, v = self.qkv(x)
+        o = self.softmax(q, k, v, mask)
         if state is not None:
             o = o + self.mem_gate[None, :, None, None] * (F.normalize(q, dim=-1) @ state)
         new_state = None
