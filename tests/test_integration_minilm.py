@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MTEB = str(Path(sys.executable).with_name("mteb"))
 
 
-def mteb_run(model, task, out, data):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LAM_MTEB_DATA_DIR": str(data)}
+def mteb_run(model, task, out, data, **extra_env):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LAM_MTEB_DATA_DIR": str(data), **extra_env}
     res = subprocess.run(
         [MTEB, "run", "-m", model, "-t", task, "--output-folder", str(out), "-v", "1"],
         capture_output=True,

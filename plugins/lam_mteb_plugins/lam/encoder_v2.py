@@ -107,6 +107,37 @@ def _normalise(x):
     return F.normalize(x.nan_to_num(), dim=-1)
 
 
+def _check_params(
+    pooling, chunk_pooling, weights, lexical_vectors, lexical_tf, lexical_dim, chunk_size
+) -> None:
+    """One LamMtebError naming the first bad parameter (``weights``: the lexical and diag
+    weights)."""
+    from lam_mteb_plugins.lam.lexical import TF_WEIGHTS, VECTORS
+
+    if pooling not in POOLINGS_V2:
+        raise _error(f"LAM v2 pooling {pooling!r} is not one of {', '.join(POOLINGS_V2)}")
+    if chunk_pooling not in CHUNK_POOLINGS:
+        raise _error(
+            f"LAM v2 chunk_pooling {chunk_pooling!r} is not one of {', '.join(CHUNK_POOLINGS)}"
+        )
+    if not all(0.0 <= float(x) <= 1.0 for x in weights):
+        raise _error(
+            "LAM lexical_weight, retrieval_lexical_weight and diag_weight must lie in [0, 1]"
+        )
+    if lexical_vectors not in VECTORS:
+        raise _error(
+            f"LAM v2 lexical_vectors {lexical_vectors!r} is not one of {', '.join(VECTORS)}"
+        )
+    if lexical_tf not in TF_WEIGHTS:
+        raise _error(f"LAM v2 lexical_tf {lexical_tf!r} is not one of {', '.join(TF_WEIGHTS)}")
+    if not 16 <= int(lexical_dim) <= 65536:
+        raise _error(f"LAM v2 lexical_dim must be in 16..65536, got {lexical_dim}")
+    if chunk_size is not None and not 3 <= int(chunk_size) <= 512:
+        raise _error(
+            f"LAM chunk_size must be in 3..512 (MiniLM has 512 positions), got {chunk_size}"
+        )
+
+
 class LamV2Encoder:
     """LAM v2 sentence/document encoder (see the module docstring)."""
 
@@ -126,34 +157,17 @@ class LamV2Encoder:
         device: str | None = None,
         model=None,
     ):
-        from lam_mteb_plugins.lam.lexical import TF_WEIGHTS, VECTORS
-
-        if pooling not in POOLINGS_V2:
-            raise _error(f"LAM v2 pooling {pooling!r} is not one of {', '.join(POOLINGS_V2)}")
-        if chunk_pooling not in CHUNK_POOLINGS:
-            raise _error(
-                f"LAM v2 chunk_pooling {chunk_pooling!r} is not one of {', '.join(CHUNK_POOLINGS)}"
-            )
         if retrieval_lexical_weight is None:
             retrieval_lexical_weight = lexical_weight
-        if not all(
-            0.0 <= float(x) <= 1.0 for x in (lexical_weight, retrieval_lexical_weight, diag_weight)
-        ):
-            raise _error(
-                "LAM lexical_weight, retrieval_lexical_weight and diag_weight must lie in [0, 1]"
-            )
-        if lexical_vectors not in VECTORS:
-            raise _error(
-                f"LAM v2 lexical_vectors {lexical_vectors!r} is not one of {', '.join(VECTORS)}"
-            )
-        if lexical_tf not in TF_WEIGHTS:
-            raise _error(f"LAM v2 lexical_tf {lexical_tf!r} is not one of {', '.join(TF_WEIGHTS)}")
-        if not 16 <= int(lexical_dim) <= 65536:
-            raise _error(f"LAM v2 lexical_dim must be in 16..65536, got {lexical_dim}")
-        if chunk_size is not None and not 3 <= int(chunk_size) <= 512:
-            raise _error(
-                f"LAM chunk_size must be in 3..512 (MiniLM has 512 positions), got {chunk_size}"
-            )
+        _check_params(
+            pooling,
+            chunk_pooling,
+            (lexical_weight, retrieval_lexical_weight, diag_weight),
+            lexical_vectors,
+            lexical_tf,
+            lexical_dim,
+            chunk_size,
+        )
         device = resolve_device(device)
         self._cache_id = (
             checkpoint_hash(resolve_weights_v2(weights))[:16]
