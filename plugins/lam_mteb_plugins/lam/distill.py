@@ -384,6 +384,18 @@ def _train_steps(d: Distiller, batches, plan, state_file: Path, t0: float) -> bo
     return finished
 
 
+def _session_record(d: Distiller, minutes: float, finished: bool) -> dict:
+    """How long the run took, whether it finished, and on how many threads."""
+    import torch
+
+    return {
+        "minutes_this_session": minutes,
+        "minutes_total": round(d.minutes_before + minutes, 2),
+        "finished": finished,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def run(args) -> int:
     import torch
 
@@ -425,10 +437,7 @@ def run(args) -> int:
         "steps_planned": total,
         "n_groups": len(groups),
         "n_tokens_per_epoch": n_tokens,
-        "minutes_this_session": minutes,
-        "minutes_total": round(d.minutes_before + minutes, 2),
-        "finished": finished,
-        "torch_threads": torch.get_num_threads(),
+        **_session_record(d, minutes, finished),
     }
     if not args.no_eval and (data_dir / "stsbenchmark" / "sts-dev.csv").is_file():
         training["sts_dev_spearman"] = evaluate_sts_dev(d.model, data_dir)
