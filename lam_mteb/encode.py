@@ -138,43 +138,6 @@ def _check_parquet_columns(file, names, text_field, id_field, title_field) -> No
             )
 
 
-def _iter_parquet(
-    path: Path,
-    rows: int,
-    text_field: str,
-    id_field: str | None,
-    title_field: str | None,
-    progress=None,
-) -> Iterator[tuple[list[str], list[str]]]:
-    """:func:`iter_documents` of a parquet file or folder of files: one batch per record batch;
-    ids default to row numbers counted across the files."""
-    import pyarrow.parquet as pq
-
-    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-    row_no = 0
-    for file in files:
-        pf = pq.ParquetFile(file)
-        _check_parquet_columns(file, pf.schema_arrow.names, text_field, id_field, title_field)
-        cols = [c for c in (id_field, title_field, text_field) if c]
-        for batch in pf.iter_batches(batch_size=rows, columns=cols):
-            data = batch.to_pydict()
-            texts = [_text(t) for t in data[text_field]]
-            if title_field:
-                texts = [
-                    f"{_text(ti)} {t}".strip() if ti else t
-                    for ti, t in zip(data[title_field], texts, strict=True)
-                ]
-            ids = (
-                [str(i) for i in data[id_field]]
-                if id_field
-                else [str(row_no + k + 1) for k in range(len(texts))]
-            )
-            row_no += len(texts)
-            if progress is not None:
-                progress.update(len(texts))
-            yield ids, texts
-
-
 def _iter_lines(
     path: Path, parser: LineParser, rows: int, progress=None
 ) -> Iterator[tuple[list[str], list[str]]]:
@@ -206,12 +169,36 @@ def iter_documents(
     title_field: str | None,
     progress=None,
 ) -> Iterator[tuple[list[str], list[str]]]:
-    """Batches of at most ``rows`` ``(ids, texts)``; reads the input incrementally."""
-    if fmt == "parquet":
-        yield from _iter_parquet(path, rows, text_field, id_field, title_field, progress)
+    """Batches of at most ``rows`` ``(ids, texts)``; reads the input incrementally.  Parquet ids
+    default to row numbers counted across the files, line ids to line numbers."""
+    if fmt != "parquet":
+        parser = LineParser(fmt, text_field, id_field, title_field, str(path))
+        yield from _iter_lines(path, parser, rows, progress)
         return
-    parser = LineParser(fmt, text_field, id_field, title_field, str(path))
-    yield from _iter_lines(path, parser, rows, progress)
+    import pyarrow.parquet as pq
+
+    row_no = 0
+    for file in sorted(path.rglob("*.parquet")) if path.is_dir() else [path]:
+        pf = pq.ParquetFile(file)
+        _check_parquet_columns(file, pf.schema_arrow.names, text_field, id_field, title_field)
+        cols = [c for c in (id_field, title_field, text_field) if c]
+        for batch in pf.iter_batches(batch_size=rows, columns=cols):
+            data = batch.to_pydict()
+            texts = [_text(t) for t in data[text_field]]
+            if title_field:
+                texts = [
+                    f"{_text(ti)} {t}".strip() if ti else t
+                    for ti, t in zip(data[title_field], texts, strict=True)
+                ]
+            ids = (
+                [str(i) for i in data[id_field]]
+                if id_field
+                else [str(row_no + k + 1) for k in range(len(texts))]
+            )
+            row_no += len(texts)
+            if progress is not None:
+                progress.update(len(texts))
+            yield ids, texts
 
 
 def parse_encode_kwargs(text: str | None) -> dict:
