@@ -70,6 +70,57 @@ def as_embeddings(emb: Any, n_texts: int, model: str) -> np.ndarray:
     return emb
 
 
+def _call_kwargs(fn, kwargs: dict, kind, task_name: str) -> dict:
+    """Everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool, ...)
+    that reaches an encoder whose signature names it or takes **kwargs (see
+    hookspecs.register_encoders)."""
+    call_kwargs = {
+        **kwargs,
+        "batch_size": kwargs.get("batch_size", 32),
+        "show_progress_bar": kwargs.get("show_progress_bar", True),
+        "prompt_type": kind,
+        "task_name": task_name,
+    }
+    return {k: v for k, v in call_kwargs.items() if accepts_param(fn, k)}
+
+
+def _as_multi_vector(encoder: Any, emb, n_texts: int, model: str) -> list:
+    """A multi-vector encoder returns one ``(n_vectors_i, dim)`` array per text."""
+    if not callable(getattr(encoder, "similarity", None)):
+        raise LamMtebError(
+            f"model {model!r} returned a list of embeddings (multi-vector) "
+            "but defines no similarity(a, b) to score them"
+        )
+    out = []
+    for e in emb:
+        if hasattr(e, "detach"):
+            e = e.detach().cpu().numpy()
+        out.append(np.asarray(e, dtype=np.float32))
+    dims = {e.shape[1] for e in out if e.ndim == 2}
+    if len(out) != n_texts or any(e.ndim != 2 or e.shape[0] == 0 for e in out) or len(dims) > 1:
+        shapes = sorted({e.shape for e in out}, key=str)[:3]
+        raise LamMtebError(
+            f"model {model!r} returned {len(out)} multi-vector embeddings "
+            f"(shapes {shapes}) for {n_texts} texts; expected one (n_i >= 1, dim) "
+            "array per text"
+        )
+    if not all(np.isfinite(e).all() for e in out):
+        raise LamMtebError(f"model {model!r} returned NaN/inf embeddings")
+    return out
+
+
+def _constant_warning(emb: np.ndarray, model: str, task_name: str) -> str | None:
+    """The warning for a batch whose vectors are all the same (a constant encoder), or None."""
+    if len(emb) <= 1 or np.ptp(emb, axis=0).any():
+        return None
+    what = "all-zero" if not emb.any() else "identical"
+    return (
+        f"lam-mteb: model {model!r} returned {what} vectors for all "
+        f"{len(emb)} texts of {task_name} (a constant encoder): its "
+        "scores are meaningless; check the model's weights and code\n"
+    )
+
+
 def _make_plugin_model_class():
     from mteb.models.abs_encoder import AbsEncoder
 
@@ -86,60 +137,16 @@ def _make_plugin_model_class():
             texts = [text for batch in inputs for text in batch["text"]]
             kind = getattr(prompt_type, "value", prompt_type)
             fn = encode_method(self.encoder, kind)
-            # everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool,
-            # ...) reaches an encoder whose signature names it or takes **kwargs (see
-            # hookspecs.register_encoders)
-            call_kwargs = {
-                **kwargs,
-                "batch_size": kwargs.get("batch_size", 32),
-                "show_progress_bar": kwargs.get("show_progress_bar", True),
-                "prompt_type": kind,
-                "task_name": task_metadata.name,
-            }
-            call_kwargs = {k: v for k, v in call_kwargs.items() if accepts_param(fn, k)}
-            emb = fn(texts, **call_kwargs)
+            emb = fn(texts, **_call_kwargs(fn, kwargs, kind, task_metadata.name))
             if isinstance(emb, (list, tuple)):
-                return self._check_multi_vector(emb, len(texts))
+                return _as_multi_vector(self.encoder, emb, len(texts), self.config_name)
             emb = as_embeddings(emb, len(texts), self.config_name)
-            if len(emb) > 1 and not np.ptp(emb, axis=0).any():
-                key = (task_metadata.name, kind)
-                if key not in self._constant_reported:
-                    self._constant_reported.add(key)
-                    what = "all-zero" if not emb.any() else "identical"
-                    sys.stderr.write(
-                        f"lam-mteb: model {self.config_name!r} returned {what} vectors for all "
-                        f"{len(texts)} texts of {task_metadata.name} (a constant encoder): its "
-                        "scores are meaningless; check the model's weights and code\n"
-                    )
+            key = (task_metadata.name, kind)
+            warning = _constant_warning(emb, self.config_name, task_metadata.name)
+            if warning and key not in self._constant_reported:  # once per task and prompt type
+                self._constant_reported.add(key)
+                sys.stderr.write(warning)
             return emb
-
-        def _check_multi_vector(self, emb, n_texts: int) -> list:
-            """A multi-vector encoder returns one ``(n_vectors_i, dim)`` array per text."""
-            if not callable(getattr(self.encoder, "similarity", None)):
-                raise LamMtebError(
-                    f"model {self.config_name!r} returned a list of embeddings (multi-vector) "
-                    "but defines no similarity(a, b) to score them"
-                )
-            out = []
-            for e in emb:
-                if hasattr(e, "detach"):
-                    e = e.detach().cpu().numpy()
-                out.append(np.asarray(e, dtype=np.float32))
-            dims = {e.shape[1] for e in out if e.ndim == 2}
-            if (
-                len(out) != n_texts
-                or any(e.ndim != 2 or e.shape[0] == 0 for e in out)
-                or len(dims) > 1
-            ):
-                shapes = sorted({e.shape for e in out}, key=str)[:3]
-                raise LamMtebError(
-                    f"model {self.config_name!r} returned {len(out)} multi-vector embeddings "
-                    f"(shapes {shapes}) for {n_texts} texts; expected one (n_i >= 1, dim) "
-                    "array per text"
-                )
-            if not all(np.isfinite(e).all() for e in out):
-                raise LamMtebError(f"model {self.config_name!r} returned NaN/inf embeddings")
-            return out
 
         def similarity(self, embeddings1, embeddings2):
             """The encoder's own ``similarity(a, b)`` when it has one, else mteb's (from the
@@ -411,6 +418,40 @@ def check_finite_scores(task_result, model_name: str) -> None:
         )
 
 
+def _stale_cached_result(result, task_name: str) -> str | None:
+    """Why a cached result must not be reused (a line for stderr), or None when it may be."""
+    expected = expected_dataset_revision(task_name)
+    if expected is not None and result.dataset_revision != expected:
+        return (
+            f"lam-mteb: cached result for {task_name} was computed on dataset revision "
+            f"{result.dataset_revision!r}, the data now loaded is {expected!r}; "
+            "evaluating again\n"
+        )
+    bad = non_finite_scores(result)
+    if bad:
+        return (
+            f"lam-mteb: cached result for {task_name} has non-finite main scores "
+            f"({', '.join(bad)}); evaluating again\n"
+        )
+    return None
+
+
+def _write_through_temp_file(write, path: Path) -> None:
+    """``write(tmp)`` beside ``path``, then rename it over ``path`` (keeping its permissions)."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # not mkstemp's 0600
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def patch_result_cache() -> None:
     """Wrap mteb's ResultCache so that (1) a cached result is reused only when its dataset revision
     is the data now loaded, (2) a corrupt result file is named in one line and treated as missing,
@@ -441,20 +482,9 @@ def patch_result_cache() -> None:
             return None
         if result is None:
             return None
-        expected = expected_dataset_revision(task_name)
-        if expected is not None and result.dataset_revision != expected:
-            sys.stderr.write(
-                f"lam-mteb: cached result for {task_name} was computed on dataset revision "
-                f"{result.dataset_revision!r}, the data now loaded is {expected!r}; "
-                "evaluating again\n"
-            )
-            return None
-        bad = non_finite_scores(result)
-        if bad:
-            sys.stderr.write(
-                f"lam-mteb: cached result for {task_name} has non-finite main scores "
-                f"({', '.join(bad)}); evaluating again\n"
-            )
+        stale = _stale_cached_result(result, task_name)
+        if stale:
+            sys.stderr.write(stale)
             return None
         return result
 
@@ -465,21 +495,7 @@ def patch_result_cache() -> None:
 
     @functools.wraps(original_to_disk)
     def to_disk(self, path):
-        import os
-        import tempfile
-
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            original_to_disk(self, Path(tmp))
-            os.chmod(
-                tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644
-            )  # not mkstemp's 0600
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        _write_through_temp_file(lambda tmp: original_to_disk(self, tmp), Path(path))
 
     setattr(load_task_result, "__lam_mteb__", True)  # noqa: B010 - marks our wrapper
     for owner, name, method in (

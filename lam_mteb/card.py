@@ -50,16 +50,8 @@ def _layout_root(folder: Path) -> Path:
     return folder / "results" if (folder / "results").is_dir() else folder
 
 
-def find_results(
-    results_dir: Path, model_path: str, revision: str, *, explicit: bool
-) -> FoundResults:
-    """Read ``<root>/<model_path>/<revision>/*.json``; one clear error when nothing is there."""
-    import json
-
-    from mteb import TaskResult
-
-    from lam_mteb.leaderboard.results import recreation_marker, registry_recreated_tasks
-
+def _result_files(results_dir: Path, model_path: str, revision: str, explicit: bool) -> list[Path]:
+    """The task result files of one model revision; one clear error when there are none."""
     if not results_dir.is_dir():
         raise LamMtebError(
             f"--results {results_dir} is not a directory (give the --output-folder of `mteb run`)"
@@ -67,23 +59,27 @@ def find_results(
     model_dir = _layout_root(results_dir) / model_path
     rev_dir = model_dir / revision
     files = sorted(p for p in rev_dir.glob("*.json") if p.name != "model_meta.json")
-    if not files:
-        others = (
-            sorted(p.name for p in model_dir.iterdir() if p.is_dir()) if model_dir.is_dir() else []
-        )
-        if others:
-            which = (
-                "the revision given with --revision" if explicit else "the model's current revision"
-            )
-            raise LamMtebError(
-                f"no result files in {rev_dir} ({which}); {model_dir} holds revision(s) "
-                f"{', '.join(others)}: pass --revision REV to describe one of them, or rerun mteb"
-            )
+    if files:
+        return files
+    others = sorted(p.name for p in model_dir.iterdir() if p.is_dir()) if model_dir.is_dir() else []
+    if others:
+        which = "the revision given with --revision" if explicit else "the model's current revision"
         raise LamMtebError(
-            f"no results for this model in {results_dir} (looked for {rev_dir}/<Task>.json); run "
-            f"`mteb run -m <model> -t <tasks> --output-folder {results_dir}` first"
+            f"no result files in {rev_dir} ({which}); {model_dir} holds revision(s) "
+            f"{', '.join(others)}: pass --revision REV to describe one of them, or rerun mteb"
         )
-    found = FoundResults(folder=rev_dir, revision=revision)
+    raise LamMtebError(
+        f"no results for this model in {results_dir} (looked for {rev_dir}/<Task>.json); run "
+        f"`mteb run -m <model> -t <tasks> --output-folder {results_dir}` first"
+    )
+
+
+def _read_results(files: list[Path], skipped: list[str]) -> list[tuple[Any, dict]]:
+    """(TaskResult, raw JSON) of every readable file; the others are named in ``skipped``."""
+    import json
+
+    from mteb import TaskResult
+
     loaded = []
     for path in files:
         try:
@@ -92,12 +88,24 @@ def find_results(
                 result = TaskResult.from_disk(path)
             raw = json.loads(path.read_text(encoding="utf-8"))
         except Exception as exc:
-            found.skipped.append(
+            skipped.append(
                 f"{path}: unreadable result file ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''})"
             )
             continue
         loaded.append((result, raw))
+    return loaded
+
+
+def find_results(
+    results_dir: Path, model_path: str, revision: str, *, explicit: bool
+) -> FoundResults:
+    """Read ``<root>/<model_path>/<revision>/*.json``; one clear error when nothing is there."""
+    from lam_mteb.leaderboard.results import recreation_marker, registry_recreated_tasks
+
+    files = _result_files(results_dir, model_path, revision, explicit)
+    found = FoundResults(folder=files[0].parent, revision=revision)
+    loaded = _read_results(files, found.skipped)
     from_registry = registry_recreated_tasks([r.task_name for r, _ in loaded])
     for result, raw in loaded:
         marker, where = recreation_marker(raw)
@@ -182,11 +190,8 @@ def _plugin_distribution(plugin: str) -> str | None:
     return None
 
 
-def render_body(config: Any, meta: Any, found: FoundResults, results_dir: Path) -> str:
-    from tabulate import tabulate
-
-    dist = _plugin_distribution(config.kind.plugin)
-    install = "pip install lam-mteb" + (f" {dist}" if dist else "")
+def _facts(config: Any, meta: Any, dist: str | None) -> list[list[str]]:
+    """The card's property table: what the model is and where it comes from."""
     facts = [
         ["model", f"`{config.name}` (mteb name `{meta.name}`)"],
         [
@@ -215,31 +220,34 @@ def render_body(config: Any, meta: Any, found: FoundResults, results_dir: Path) 
                 or "paths only",
             ]
         )
-    headers = ["task", "split", "subset", "metric", "score", "mteb"]
-    parts = [
-        f"# {config.name}",
-        config.description or "An embedding model registered with lam-mteb.",
-        tabulate(facts, headers=["property", "value"], tablefmt="github", disable_numparse=True),
+    return facts
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _usage(name: str, install: str) -> list[str]:
+    return [
         "## Usage",
-        f"```bash\n{install}\n"
-        f"mteb run -m {config.name} -t STSBenchmark --output-folder results\n```",
+        f"```bash\n{install}\nmteb run -m {name} -t STSBenchmark --output-folder results\n```",
         "```python\nimport lam_mteb\n\n"
-        f'encoder = lam_mteb.get_encoder("{config.name}")\n'
+        f'encoder = lam_mteb.get_encoder("{name}")\n'
         'embeddings = encoder.encode(["first text", "second text"])  # shape (2, dim)\n```',
         "```python\nimport mteb\n\n"
-        f'model = mteb.get_model("{config.name}")\n'
+        f'model = mteb.get_model("{name}")\n'
         'results = mteb.evaluate(model, mteb.get_tasks(tasks=["STSBenchmark"]))\n```',
-        "## MTEB results",
     ]
+
+
+def _results_section(found: FoundResults) -> list[str]:
+    """Scores on the published datasets, then (apart) those on locally re-created data."""
+    headers = ["task", "split", "subset", "metric", "score", "mteb"]
+    parts = ["## MTEB results"]
     if found.published:
-        parts.append(
-            tabulate(
-                _score_rows(found.published),
-                headers=headers,
-                tablefmt="github",
-                disable_numparse=True,
-            )
-        )
+        parts.append(_table(_score_rows(found.published), headers))
     else:
         parts.append("No results on the published datasets yet (so the model-index is empty).")
     if found.recreated:
@@ -249,17 +257,23 @@ def render_body(config: Any, meta: Any, found: FoundResults, results_dir: Path) 
             "the scores are not comparable with published ones: "
             + "; ".join(f"{r.task_name}: {why}" for r, why in found.recreated)
             + ".",
-            tabulate(
-                _score_rows([r for r, _ in found.recreated]),
-                headers=headers,
-                tablefmt="github",
-                disable_numparse=True,
-            ),
+            _table(_score_rows([r for r, _ in found.recreated]), headers),
         ]
-    parts.append(
+    return parts
+
+
+def render_body(config: Any, meta: Any, found: FoundResults, results_dir: Path) -> str:
+    dist = _plugin_distribution(config.kind.plugin)
+    install = "pip install lam-mteb" + (f" {dist}" if dist else "")
+    parts = [
+        f"# {config.name}",
+        config.description or "An embedding model registered with lam-mteb.",
+        _table(_facts(config, meta, dist), ["property", "value"]),
+        *_usage(config.name, install),
+        *_results_section(found),
         f"Generated by `lam-mteb card {config.name} --results {results_dir}` from the result files "
-        f"in `{found.folder.name}/` (model revision `{found.revision}`)."
-    )
+        f"in `{found.folder.name}/` (model revision `{found.revision}`).",
+    ]
     return "\n\n".join(parts)
 
 

@@ -127,54 +127,21 @@ def _first_json_fields(path: Path) -> list[str]:
 # -- local streaming -----------------------------------------------------------------------------
 
 
-def iter_documents(
-    path: Path,
-    fmt: str,
-    rows: int,
-    text_field: str,
-    id_field: str | None,
-    title_field: str | None,
-    progress=None,
-) -> Iterator[tuple[list[str], list[str]]]:
-    """Batches of at most ``rows`` ``(ids, texts)``; reads the input incrementally."""
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+def _check_parquet_columns(file, names, text_field, id_field, title_field) -> None:
+    for col in (
+        [text_field] + ([title_field] if title_field else []) + ([id_field] if id_field else [])
+    ):
+        if col not in names:
+            raise LamMtebError(
+                f"{file}: no column {col!r} (columns: {', '.join(names)}); "
+                "name them with --text-field / --id-field / --title-field"
+            )
 
-        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-        row_no = 0
-        for file in files:
-            pf = pq.ParquetFile(file)
-            names = pf.schema_arrow.names
-            for col in (
-                [text_field]
-                + ([title_field] if title_field else [])
-                + ([id_field] if id_field else [])
-            ):
-                if col not in names:
-                    raise LamMtebError(
-                        f"{file}: no column {col!r} (columns: {', '.join(names)}); "
-                        "name them with --text-field / --id-field / --title-field"
-                    )
-            cols = [c for c in (id_field, title_field, text_field) if c]
-            for batch in pf.iter_batches(batch_size=rows, columns=cols):
-                data = batch.to_pydict()
-                texts = [_text(t) for t in data[text_field]]
-                if title_field:
-                    texts = [
-                        f"{_text(ti)} {t}".strip() if ti else t
-                        for ti, t in zip(data[title_field], texts, strict=True)
-                    ]
-                ids = (
-                    [str(i) for i in data[id_field]]
-                    if id_field
-                    else [str(row_no + k + 1) for k in range(len(texts))]
-                )
-                row_no += len(texts)
-                if progress is not None:
-                    progress.update(len(texts))
-                yield ids, texts
-        return
-    parser = LineParser(fmt, text_field, id_field, title_field, str(path))
+
+def _iter_lines(
+    path: Path, parser: LineParser, rows: int, progress=None
+) -> Iterator[tuple[list[str], list[str]]]:
+    """:func:`iter_documents` of a jsonl or text file, read line by line."""
     ids = []
     texts = []
     with open(path, "rb") as fh:
@@ -191,6 +158,47 @@ def iter_documents(
                 ids, texts = [], []
     if texts:
         yield ids, texts
+
+
+def iter_documents(
+    path: Path,
+    fmt: str,
+    rows: int,
+    text_field: str,
+    id_field: str | None,
+    title_field: str | None,
+    progress=None,
+) -> Iterator[tuple[list[str], list[str]]]:
+    """Batches of at most ``rows`` ``(ids, texts)``; reads the input incrementally.  Parquet ids
+    default to row numbers counted across the files, line ids to line numbers."""
+    if fmt != "parquet":
+        parser = LineParser(fmt, text_field, id_field, title_field, str(path))
+        yield from _iter_lines(path, parser, rows, progress)
+        return
+    import pyarrow.parquet as pq
+
+    row_no = 0
+    for file in sorted(path.rglob("*.parquet")) if path.is_dir() else [path]:
+        pf = pq.ParquetFile(file)
+        _check_parquet_columns(file, pf.schema_arrow.names, text_field, id_field, title_field)
+        cols = [c for c in (id_field, title_field, text_field) if c]
+        for batch in pf.iter_batches(batch_size=rows, columns=cols):
+            data = batch.to_pydict()
+            texts = [_text(t) for t in data[text_field]]
+            if title_field:
+                texts = [
+                    f"{_text(ti)} {t}".strip() if ti else t
+                    for ti, t in zip(data[title_field], texts, strict=True)
+                ]
+            ids = (
+                [str(i) for i in data[id_field]]
+                if id_field
+                else [str(row_no + k + 1) for k in range(len(texts))]
+            )
+            row_no += len(texts)
+            if progress is not None:
+                progress.update(len(texts))
+            yield ids, texts
 
 
 def parse_encode_kwargs(text: str | None) -> dict:
@@ -552,9 +560,8 @@ def _rename(batch, text_field, id_field):
 # -- command -------------------------------------------------------------------------------------
 
 
-def cmd_encode(args) -> int:
-    from lam_mteb import runner
-
+def _checked_paths(args) -> tuple[Path, Path, str]:
+    """--input, --output and the input format, or one clear error before any work."""
     path = Path(args.input).expanduser()
     out = Path(args.output).expanduser()
     if not path.exists():
@@ -570,57 +577,69 @@ def cmd_encode(args) -> int:
         raise LamMtebError(
             f"--input {path} is a folder; only parquet input may be a folder of files"
         )
-    if args.executor == "ray":
-        runner.import_ray()
-    from lam_mteb.plugins import get_registry
+    return path, out, fmt
 
-    get_registry().model(args.model)  # unknown model: one line, before any work
-    id_field = args.id_field
+
+def _input_id_field(path: Path, fmt: str, given: str | None) -> str | None:
+    """--id-field, or the first of ID_FIELDS the input has (jsonl / parquet)."""
     if fmt == "jsonl":
-        id_field = guess_id_field(_first_json_fields(path), args.id_field)
-    elif fmt == "parquet":
+        return guess_id_field(_first_json_fields(path), given)
+    if fmt == "parquet":
         import pyarrow.parquet as pq
 
         first = next(iter(sorted(path.rglob("*.parquet")) if path.is_dir() else [path]), None)
         if first is None:
             raise LamMtebError(f"--input {path}: no parquet files")
-        id_field = guess_id_field(pq.ParquetFile(first).schema_arrow.names, args.id_field)
+        return guess_id_field(pq.ParquetFile(first).schema_arrow.names, given)
+    return given
+
+
+def _device_and_kwargs(args) -> tuple[str | None, dict]:
+    """The first --device and the encode keywords (all devices there when several)."""
     encode_kwargs = parse_encode_kwargs(args.encode_kwargs)
     devices = args.device or []
     if len(devices) > 1:
         encode_kwargs.setdefault("device", devices)
-    device = devices[0] if devices else None
-    t0 = time.perf_counter()
+    return (devices[0] if devices else None), encode_kwargs
+
+
+def _write_embeddings(
+    args, path: Path, target: Path, fmt: str, id_field: str | None, device, encode_kwargs: dict
+) -> int:
+    """Encode the input into ``target`` with the chosen executor; returns the document count."""
+    if args.executor == "ray":
+        return encode_ray(
+            path,
+            target,
+            fmt,
+            model=args.model,
+            device=device,
+            prompt_type=args.prompt_type,
+            batch_size=args.batch_size,
+            encode_kwargs=encode_kwargs,
+            rows=args.rows,
+            text_field=args.text_field,
+            id_field=id_field,
+            title_field=args.title_field,
+            address=args.address,
+            workers=args.workers,
+            cpus_per_worker=args.cpus_per_worker,
+            gpus_per_worker=args.gpus_per_worker,
+        )
+    embedder = Embedder(args.model, device, args.prompt_type, args.batch_size, encode_kwargs)
+    return encode_local(
+        path, target, fmt, embedder, args.rows, args.text_field, id_field, args.title_field
+    )
+
+
+def _replace_when_complete(out: Path, write) -> int:
+    """``write(target)``; an existing ``out`` (--overwrite) is kept until the new one is
+    complete, then replaced."""
     staged = out
-    if out.exists():  # --overwrite: keep the old output until the new one is complete
+    if out.exists():
         staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) / out.name
     try:
-        if args.executor == "ray":
-            n = encode_ray(
-                path,
-                staged,
-                fmt,
-                model=args.model,
-                device=device,
-                prompt_type=args.prompt_type,
-                batch_size=args.batch_size,
-                encode_kwargs=encode_kwargs,
-                rows=args.rows,
-                text_field=args.text_field,
-                id_field=id_field,
-                title_field=args.title_field,
-                address=args.address,
-                workers=args.workers,
-                cpus_per_worker=args.cpus_per_worker,
-                gpus_per_worker=args.gpus_per_worker,
-            )
-        else:
-            embedder = Embedder(
-                args.model, device, args.prompt_type, args.batch_size, encode_kwargs
-            )
-            n = encode_local(
-                path, staged, fmt, embedder, args.rows, args.text_field, id_field, args.title_field
-            )
+        n = write(staged)
         if staged != out:
             if out.is_dir():
                 shutil.rmtree(out)
@@ -630,6 +649,25 @@ def cmd_encode(args) -> int:
     finally:
         if staged != out and staged.parent.exists():
             shutil.rmtree(staged.parent, ignore_errors=True)
+    return n
+
+
+def cmd_encode(args) -> int:
+    from lam_mteb import runner
+
+    path, out, fmt = _checked_paths(args)
+    if args.executor == "ray":
+        runner.import_ray()
+    from lam_mteb.plugins import get_registry
+
+    get_registry().model(args.model)  # unknown model: one line, before any work
+    id_field = _input_id_field(path, fmt, args.id_field)
+    device, encode_kwargs = _device_and_kwargs(args)
+    t0 = time.perf_counter()
+    n = _replace_when_complete(
+        out,
+        lambda target: _write_embeddings(args, path, target, fmt, id_field, device, encode_kwargs),
+    )
     wall = time.perf_counter() - t0
     print(
         f"{n} documents from {path} ({fmt}) -> "

@@ -259,69 +259,61 @@ def _load_model(name: str, device: str | None, reuse: bool):
     return model
 
 
+def _evaluate_job(job: dict) -> dict:
+    """mteb's evaluation of one pair (after the job's threads, logging and plugins are set up);
+    the first task result as a dict.  Raises on any failure."""
+    if job.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(job["threads"]))
+    import logging
+
+    import mteb
+
+    from lam_mteb import bridge
+
+    bridge.install()
+    logging.getLogger("mteb").setLevel(
+        logging.WARNING if job.get("verbosity", 1) < 2 else logging.INFO
+    )
+    pair = Pair(job["model"], job["task"], job.get("eval_splits"), job.get("hf_subsets"))
+    task = task_object(pair)
+    model = _load_model(pair.model, job.get("device"), bool(job.get("reuse_model")))
+    encode_kwargs: Any = dict(job.get("encode_kwargs") or {})  # mteb's EncodeKwargs TypedDict
+    results = mteb.evaluate(
+        model,
+        task,
+        cache=None,
+        encode_kwargs=encode_kwargs,
+        show_progress_bar=bool(job.get("show_progress_bar")),
+        raise_error=True,
+    )
+    if not results.task_results:
+        raise LamMtebError(f"mteb returned no result for {pair.label}")
+    bridge.check_finite_scores(results.task_results[0], pair.model)  # a NaN is never stored
+    return results.task_results[0].to_dict()
+
+
 def run_pair(job: dict) -> dict:
     """Evaluate one pair; never raises.  ``job``: pair fields, device, encode_kwargs, env,
     reuse_model."""
     os.environ.update(
         job.get("env") or {}
     )  # a Ray worker on another node gets the driver's settings
-    threads = job.get("threads")
     t0 = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
-        if threads:
-            import torch
-
-            torch.set_num_threads(int(threads))
-        import logging
-
-        import mteb
-
-        from lam_mteb import bridge
-
-        bridge.install()
-        logging.getLogger("mteb").setLevel(
-            logging.WARNING if job.get("verbosity", 1) < 2 else logging.INFO
-        )
-        pair = Pair(job["model"], job["task"], job.get("eval_splits"), job.get("hf_subsets"))
-        task = task_object(pair)
-        model = _load_model(pair.model, job.get("device"), bool(job.get("reuse_model")))
-        encode_kwargs: Any = dict(job.get("encode_kwargs") or {})  # mteb's EncodeKwargs TypedDict
-        results = mteb.evaluate(
-            model,
-            task,
-            cache=None,
-            encode_kwargs=encode_kwargs,
-            show_progress_bar=bool(job.get("show_progress_bar")),
-            raise_error=True,
-        )
-        if not results.task_results:
-            raise LamMtebError(f"mteb returned no result for {pair.label}")
-        bridge.check_finite_scores(results.task_results[0], pair.model)  # a NaN is never stored
-        return {
-            "ok": True,
-            "result": results.task_results[0].to_dict(),
-            "worker": worker,
-            "seconds": time.perf_counter() - t0,
-        }
+        result = _evaluate_job(job)
+        return {"ok": True, "result": result, "worker": worker, "seconds": time.perf_counter() - t0}
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
+        reply: dict[str, Any] = {"ok": False, "error": _one_line(exc)}
         if isinstance(exc, LamMtebError):  # bad input: its one line says it all, no traceback
-            return {
-                "ok": False,
-                "error": _one_line(exc),
-                "user_error": True,
-                "worker": worker,
-                "seconds": time.perf_counter() - t0,
-            }
-        return {
-            "ok": False,
-            "error": _one_line(exc),
-            "traceback": traceback.format_exc(),
-            "worker": worker,
-            "seconds": time.perf_counter() - t0,
-        }
+            reply["user_error"] = True
+        else:
+            reply["traceback"] = traceback.format_exc()
+        return {**reply, "worker": worker, "seconds": time.perf_counter() - t0}
 
 
 def _worker_loop(conn) -> None:  # runs in a spawned process: pairs in, replies out, until None
@@ -346,6 +338,40 @@ def run_in_process(jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
     _loaded.clear()
 
 
+def _start_worker(ctx, number: int) -> list:
+    """A spawned worker process as ``[process, connection, last model]``."""
+    here, there = ctx.Pipe(duplex=True)
+    proc = ctx.Process(target=_worker_loop, args=(there,), name=f"lam-mteb-worker-{number}")
+    proc.start()
+    there.close()
+    return [proc, here, None]
+
+
+def _died(worker: list) -> dict:
+    """The failed reply for the pair of a worker process that died."""
+    proc = worker[0]
+    proc.join(5)
+    code = proc.exitcode
+    why = " (killed: out of memory?)" if code in (-9, 137) else ""
+    return {
+        "ok": False,
+        "error": f"worker process died with exit code {code}{why}",
+        "worker": f"{socket.gethostname()}:{proc.pid}",
+        "seconds": None,
+    }
+
+
+def _stop_worker(worker: list) -> None:
+    proc, conn = worker[0], worker[1]
+    with contextlib.suppress(OSError):  # BrokenPipeError included: the worker is gone
+        conn.send(None)
+    proc.join(10)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(5)
+    conn.close()
+
+
 def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dict]]:
     """Pairs on ``workers`` spawned processes; a process that dies fails its own pair only.
 
@@ -362,38 +388,19 @@ def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dic
     idle: list[list] = []  # [process, conn, last model]
     busy: dict[Any, tuple[list, dict]] = {}  # conn -> (worker, job)
     n_started = 0
-
-    def start():
-        nonlocal n_started
-        here, there = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_worker_loop, args=(there,), name=f"lam-mteb-worker-{n_started}")
-        proc.start()
-        there.close()
-        n_started += 1
-        return [proc, here, None]
-
-    def died(worker, job):
-        proc = worker[0]
-        proc.join(5)
-        code = proc.exitcode
-        why = " (killed: out of memory?)" if code in (-9, 137) else ""
-        return {
-            "ok": False,
-            "error": f"worker process died with exit code {code}{why}",
-            "worker": f"{socket.gethostname()}:{proc.pid}",
-            "seconds": None,
-        }
-
     try:
         while pending or busy:
             while pending and (idle or len(busy) < workers):
-                worker = idle.pop() if idle else start()
+                if idle:
+                    worker = idle.pop()
+                else:
+                    worker, n_started = _start_worker(ctx, n_started), n_started + 1
                 job = next((j for j in pending if j["model"] == worker[2]), pending[0])
                 pending.remove(job)
                 try:
                     worker[1].send(job)
                 except (BrokenPipeError, OSError):
-                    yield job, died(worker, job)
+                    yield job, _died(worker)
                     continue
                 worker[2] = job["model"]
                 busy[worker[1]] = (worker, job)
@@ -404,20 +411,13 @@ def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dic
                     reply = conn.recv()
                 except (EOFError, OSError):  # the process died mid-pair
                     conn.close()
-                    yield job, died(worker, job)
+                    yield job, _died(worker)
                     continue
                 idle.append(worker)
                 yield job, reply
     finally:
         for worker in idle + [w for w, _ in busy.values()]:
-            proc, conn = worker[0], worker[1]
-            with contextlib.suppress(OSError):  # BrokenPipeError included: the worker is gone
-                conn.send(None)
-            proc.join(10)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(5)
-            conn.close()
+            _stop_worker(worker)
 
 
 def import_ray():

@@ -87,29 +87,22 @@ def command_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def generate(args: argparse.Namespace, *, stderr=None) -> list[Path]:
-    """Build and write the outputs; raises LamMtebError on bad input. Returns the written paths."""
-    from lam_mteb import __version__ as lam_mteb_version
-    from lam_mteb import mteb_compat
-    from lam_mteb.leaderboard import output, references, render
-    from lam_mteb.leaderboard.results import _display_path, load_results
-    from lam_mteb.leaderboard.table import build_tables
+def _references_file(args: argparse.Namespace, stderr) -> str | Path | None:
+    """--references, else the default references.yaml (None with --no-references or none)."""
+    from lam_mteb.leaderboard import references
 
-    stderr = stderr or sys.stderr
-    ref_file = None
-    if not args.no_references:
-        ref_file = args.references or references.default_references_file()
-        if ref_file is None:
-            stderr.write(
-                "lam-mteb leaderboard: no references.yaml found; showing the --results only\n"
-            )
-    inputs = [Path(p) for p in args.results] + ([Path(ref_file)] if ref_file else [])
-    for folder in args.results:
-        if not Path(folder).is_dir():
-            raise LamMtebError(
-                f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)"
-            )
-    output.check_out_dir(Path(args.out), inputs)
+    if args.no_references:
+        return None
+    ref_file = args.references or references.default_references_file()
+    if ref_file is None:
+        stderr.write("lam-mteb leaderboard: no references.yaml found; showing the --results only\n")
+    return ref_file
+
+
+def _read_inputs(args: argparse.Namespace, ref_file, stderr) -> tuple[list, list[str], list[str]]:
+    """(rows of our runs and the references, one line per input, problems while reading)."""
+    from lam_mteb.leaderboard import references
+    from lam_mteb.leaderboard.results import _display_path, load_results
 
     ref_rows = []
     input_text = []
@@ -129,28 +122,52 @@ def generate(args: argparse.Namespace, *, stderr=None) -> list[Path]:
         )
     for problem in loaded.report.problems:
         stderr.write(f"lam-mteb leaderboard: {problem}\n")
+    return loaded.rows + ref_rows, input_text, loaded.report.problems
 
-    tables = build_tables(loaded.rows + ref_rows)
-    command = command_line(args)
-    if args.produced_by:
-        command = "\n".join([*args.produced_by, command])
-    versions = f"lam-mteb {lam_mteb_version}, mteb {mteb_compat.mteb_version()}."
+
+def _render_files(tables: list, about: dict[str, Any]) -> dict[str, bytes | None]:
+    """The README, HTML page, CSV and chart of the tables, by output file name."""
+    from lam_mteb.leaderboard import output, render
+
     png = render.render_png(tables)
-    about: dict[str, Any] = {
-        "command": command,
-        "inputs": input_text,
-        "problems": loaded.report.problems,
-        "versions": versions,
-    }
     md = render.render_markdown(tables, chart=output.PNG if png else None, **about)
     page = render.render_html(tables, png=png, **about)
-    files = {
+    return {
         output.README: md.encode("utf-8"),
         output.HTML: page.encode("utf-8"),
         output.CSV: render.render_csv(tables).encode("utf-8"),
         output.PNG: png,
     }
-    return output.write_outputs(Path(args.out), files)
+
+
+def generate(args: argparse.Namespace, *, stderr=None) -> list[Path]:
+    """Build and write the outputs; raises LamMtebError on bad input. Returns the written paths."""
+    from lam_mteb import __version__ as lam_mteb_version
+    from lam_mteb import mteb_compat
+    from lam_mteb.leaderboard import output
+    from lam_mteb.leaderboard.table import build_tables
+
+    stderr = stderr or sys.stderr
+    ref_file = _references_file(args, stderr)
+    inputs = [Path(p) for p in args.results] + ([Path(ref_file)] if ref_file else [])
+    for folder in args.results:
+        if not Path(folder).is_dir():
+            raise LamMtebError(
+                f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)"
+            )
+    output.check_out_dir(Path(args.out), inputs)
+    rows, input_text, problems = _read_inputs(args, ref_file, stderr)
+    tables = build_tables(rows)
+    command = command_line(args)
+    if args.produced_by:
+        command = "\n".join([*args.produced_by, command])
+    about: dict[str, Any] = {
+        "command": command,
+        "inputs": input_text,
+        "problems": problems,
+        "versions": f"lam-mteb {lam_mteb_version}, mteb {mteb_compat.mteb_version()}.",
+    }
+    return output.write_outputs(Path(args.out), _render_files(tables, about))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -249,20 +249,27 @@ def legend(table: Table) -> str:
 # -- markdown ----------------------------------------------------------------------------------
 
 
-def render_markdown(
-    tables: list[Table],
-    *,
-    command: str,
-    inputs: list[str],
-    problems: list[str],
-    versions: str,
-    chart: str | None,
-) -> str:
-    from tabulate import tabulate
+_MD_INTRO = (
+    "Scores are mteb main scores as fractions (0–1), higher is better: each task's main "
+    "metric averaged over its evaluation splits (only the test split where a task also "
+    "evaluates a dev/validation split for tuning). **Kind** says where a row comes from: "
+    "**ours** = a run of this project (source names the results folder), *published* = a "
+    "published number with its source, *claimed, not reproduced* = stated by a public source "
+    "without a result file, never re-run here (not ranked), *no published scores* = listed for "
+    "completeness, *baseline* = a reference predictor the task scored in our runs (ranked with "
+    "the models). "
+    f"{MISSING} = no score. Rank = Borda rank over the benchmark's tasks, computed as mteb's "
+    "leaderboard does (per task, rows earn n − rank points, ties share the average rank; "
+    "summed points ranked with ties sharing the lowest rank); ours and published rows are "
+    "ranked together, each row counting as one model."
+)
 
+
+def _markdown_head(command: str, inputs: list[str], versions: str) -> list[str]:
+    """Title, the command that regenerates the page, its inputs and how to read the tables."""
     longest = max((len(m) for m in re.findall(r"`+", command)), default=0)
     fence = "`" * max(3, longest + 1)  # a path with ``` in it cannot close the code block
-    out = [
+    return [
         MD_MARKER,
         "",
         "# lam-mteb leaderboard",
@@ -273,38 +280,46 @@ def render_markdown(
         command,
         fence,
         "",
-    ]
-    out += ["Inputs: " + md_escape("; ".join(inputs)) + ".", "", versions, ""]
-    out += [
-        "Scores are mteb main scores as fractions (0–1), higher is better: each task's main "
-        "metric averaged over its evaluation splits (only the test split where a task also "
-        "evaluates a dev/validation split for tuning). **Kind** says where a row comes from: "
-        "**ours** = a run of this project (source names the results folder), *published* = a "
-        "published number with its source, *claimed, not reproduced* = stated by a public source "
-        "without a result file, never re-run here (not ranked), *no published scores* = listed for "
-        "completeness, *baseline* = a reference predictor the task scored in our runs (ranked with "
-        "the models). "
-        f"{MISSING} = no score. Rank = Borda rank over the benchmark's tasks, computed as mteb's "
-        "leaderboard does (per task, rows earn n − rank points, ties share the average rank; "
-        "summed points ranked with ties sharing the lowest rank); ours and published rows are "
-        "ranked together, each row counting as one model.",
+        "Inputs: " + md_escape("; ".join(inputs)) + ".",
+        "",
+        versions,
+        "",
+        _MD_INTRO,
         "",
     ]
+
+
+def _markdown_table(table: Table) -> list[str]:
+    """One benchmark's section: title, description, the table, its legend and footnotes."""
+    from tabulate import tabulate
+
+    out = [f"## {table.bench.title}", ""]
+    if table.bench.description:
+        out += [table.bench.description, ""]
+    rows = [row_values(table, tr, markdown=True) for tr in table.rows]
+    out += [
+        tabulate(rows, headers=table_columns(table), tablefmt="github", disable_numparse=True),
+        "",
+    ]
+    out += [legend(table), ""]
+    out += [f"- {md_escape(note)}" for note in footnotes(table)]
+    return [*out, ""]
+
+
+def render_markdown(
+    tables: list[Table],
+    *,
+    command: str,
+    inputs: list[str],
+    problems: list[str],
+    versions: str,
+    chart: str | None,
+) -> str:
+    out = _markdown_head(command, inputs, versions)
     if chart:
         out += [f"![mean score per benchmark]({chart})", ""]
     for table in tables:
-        out += [f"## {table.bench.title}", ""]
-        if table.bench.description:
-            out += [table.bench.description, ""]
-        rows = [row_values(table, tr, markdown=True) for tr in table.rows]
-        out += [
-            tabulate(rows, headers=table_columns(table), tablefmt="github", disable_numparse=True),
-            "",
-        ]
-        out += [legend(table), ""]
-        for note in footnotes(table):
-            out += [f"- {md_escape(note)}"]
-        out += [""]
+        out += _markdown_table(table)
     if not tables:
         out += ["No results and no references to show.", ""]
     if problems:
@@ -423,58 +438,41 @@ def _bar_value(tr: TableRow) -> float:
     return tr.summary.value
 
 
-def render_png(tables: list[Table]) -> bytes | None:
-    """Horizontal bars of each row's mean per benchmark; None when there is nothing to plot."""
-    import matplotlib
+def _draw_panel(ax, table: Table, bars: list) -> None:
+    """One benchmark's bars (best at the top), labelled with the row names and mean texts."""
+    bars = list(reversed(bars))  # best at the top
+    values = [_bar_value(tr) for tr in bars]
+    colours = [KIND_COLOUR[tr.row.kind] for tr in bars]
+    hatches = ["//" if (tr.partial or tr.mean is None) else "" for tr in bars]
+    ys = range(len(bars))
+    for y, v, c, h in zip(ys, values, colours, hatches, strict=True):
+        ax.barh(y, v, color=c, hatch=h, edgecolor="white" if not h else "black", linewidth=0.6)
+    ax.set_yticks(list(ys))
+    labels = ax.set_yticklabels([_bar_label(tr) for tr in bars], fontsize=9)
+    for label, tr in zip(labels, bars, strict=True):
+        if tr.row.kind == spec.KIND_OURS:
+            label.set_fontweight("bold")
+    for y, v, tr in zip(ys, values, bars, strict=True):
+        text = mean_text(tr)
+        ax.text(v + 0.01, y, text, va="center", fontsize=8.5)
+    ax.set_xlim(0, min(1.0, max(values) * 1.18 + 0.02) if values else 1.0)
+    n = len(table.tasks)
+    ax.set_title(
+        f"{table.bench.title} — mean of {n} task{'s' if n != 1 else ''}, rows in rank order",
+        fontsize=11,
+        loc="left",
+    )
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+
+def _legend_handles(panels: list) -> list[Artist]:
+    """Row kinds (baseline only when a panel shows one), then the hatch and marker meanings."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    panels = []
-    for table in tables:
-        bars = [tr for tr in table.rows if tr.mean is not None or tr.summary is not None]
-        if bars:
-            panels.append((table, bars))
-    if not panels:
-        return None
-    heights = [max(1.6, 0.42 * len(bars) + 1.0) for _, bars in panels]
-    fig, axes = plt.subplots(
-        len(panels),
-        1,
-        figsize=(11, sum(heights) + 0.8),
-        gridspec_kw={"height_ratios": heights},
-        squeeze=False,
-    )
-    for ax, (table, bars) in zip(axes[:, 0], panels, strict=True):
-        bars = list(reversed(bars))  # best at the top
-        values = [_bar_value(tr) for tr in bars]
-        colours = [KIND_COLOUR[tr.row.kind] for tr in bars]
-        hatches = ["//" if (tr.partial or tr.mean is None) else "" for tr in bars]
-        ys = range(len(bars))
-        for y, v, c, h in zip(ys, values, colours, hatches, strict=True):
-            ax.barh(y, v, color=c, hatch=h, edgecolor="white" if not h else "black", linewidth=0.6)
-        ax.set_yticks(list(ys))
-        labels = ax.set_yticklabels([_bar_label(tr) for tr in bars], fontsize=9)
-        for label, tr in zip(labels, bars, strict=True):
-            if tr.row.kind == spec.KIND_OURS:
-                label.set_fontweight("bold")
-        for y, v, tr in zip(ys, values, bars, strict=True):
-            text = mean_text(tr)
-            ax.text(v + 0.01, y, text, va="center", fontsize=8.5)
-        ax.set_xlim(0, min(1.0, max(values) * 1.18 + 0.02) if values else 1.0)
-        n = len(table.tasks)
-        ax.set_title(
-            f"{table.bench.title} — mean of {n} task{'s' if n != 1 else ''}, rows in rank order",
-            fontsize=11,
-            loc="left",
-        )
-        ax.grid(axis="x", alpha=0.3)
-        ax.set_axisbelow(True)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-    axes[-1, 0].set_xlabel("mean main score (0–1)")
     handles: list[Artist] = [
         Patch(facecolor=KIND_COLOUR[k], label=KIND_LABEL[k])
         for k in (spec.KIND_OURS, spec.KIND_BASELINE, spec.KIND_PUBLISHED, spec.KIND_CLAIMED)
@@ -493,6 +491,35 @@ def render_png(tables: list[Table]) -> bytes | None:
             [], [], linestyle="none", label=f"{RECREATED} includes scores on re-created task data"
         )
     )
+    return handles
+
+
+def render_png(tables: list[Table]) -> bytes | None:
+    """Horizontal bars of each row's mean per benchmark; None when there is nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for table in tables:
+        bars = [tr for tr in table.rows if tr.mean is not None or tr.summary is not None]
+        if bars:
+            panels.append((table, bars))
+    if not panels:
+        return None
+    heights = [max(1.6, 0.42 * len(bars) + 1.0) for _, bars in panels]
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(11, sum(heights) + 0.8),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
+    for ax, (table, bars) in zip(axes[:, 0], panels, strict=True):
+        _draw_panel(ax, table, bars)
+    axes[-1, 0].set_xlabel("mean main score (0–1)")
+    handles = _legend_handles(panels)
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8.5, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     buf = io.BytesIO()

@@ -69,6 +69,61 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _window(params: dict, name: str, limit) -> int:
+    """``window`` (default: the inner model's finite max_tokens), checked against that limit."""
+    finite = isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0
+    window = params.get("window")
+    if window is None:
+        if not finite:
+            raise ValueError(
+                f"encoder {name!r} declares no finite max_tokens ({limit!r}); give `window` "
+                "(tokens per window, special tokens included)"
+            )
+        return int(limit)
+    if not _is_int(window) or window < 1:
+        raise ValueError(f"window must be a whole number of tokens >= 1, got {window!r}")
+    if finite and window > limit:
+        raise ValueError(
+            f"window {window} is larger than {name!r}'s limit of {int(limit)} tokens (its "
+            f"max_tokens, special tokens included); use window <= {int(limit)}"
+        )
+    return window
+
+
+def _check_sizes(params: dict) -> None:
+    for key in ("batch_size", "cache_size"):
+        value = params.get(key, DEFAULTS[key])
+        if not _is_int(value) or value < (1 if key == "batch_size" else 0):
+            raise ValueError(
+                f"{key} must be a whole number >= {1 if key == 'batch_size' else 0}, got {value!r}"
+            )
+
+
+def _derived_metadata(inner, pool: str, window: int, overlap: int) -> dict:
+    """The chunked model's metadata: the inner model's, any length, pool-dependent similarity."""
+    md = inner.metadata
+    derived: dict[str, Any] = {
+        "embed_dim": md.get("embed_dim"),
+        "max_tokens": float("inf"),  # any length: every token lands in a window
+        "n_parameters": md.get("n_parameters"),
+        "languages": md.get("languages"),
+        "license": md.get("license"),
+        "open_weights": md.get("open_weights", True),
+        "adapted_from": inner.full_name,
+        "similarity_fn_name": "MaxSim"
+        if pool == "max"
+        else (md.get("similarity_fn_name") or "cosine"),
+        "model_type": ["late-interaction"] if pool == "max" else ["dense"],
+        "training_datasets": md.get("training_datasets"),
+        "reference": md.get("reference"),
+    }
+    # the revision changes when the inner model's revision or any output-affecting param changes
+    # (batch_size and cache_size do not affect the vectors)
+    blob = repr(("chunked/1", inner.full_name, inner.revision, window, overlap, pool))
+    derived["revision"] = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return {k: v for k, v in derived.items() if v is not None}
+
+
 def configure(params: dict, lookup) -> dict:
     """Validate a ``chunked`` configuration against its inner model; derive its metadata.
 
@@ -91,53 +146,11 @@ def configure(params: dict, lookup) -> dict:
     overlap = params.get("overlap", 0)
     if not _is_int(overlap) or overlap < 0:
         raise ValueError(f"overlap must be a whole number of tokens >= 0, got {overlap!r}")
-    limit = inner.metadata.get("max_tokens")
-    finite = isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0
-    window = params.get("window")
-    if window is None:
-        if not finite:
-            raise ValueError(
-                f"encoder {name!r} declares no finite max_tokens ({limit!r}); give `window` "
-                "(tokens per window, special tokens included)"
-            )
-        window = int(limit)
-    elif not _is_int(window) or window < 1:
-        raise ValueError(f"window must be a whole number of tokens >= 1, got {window!r}")
-    elif finite and window > limit:
-        raise ValueError(
-            f"window {window} is larger than {name!r}'s limit of {int(limit)} tokens (its "
-            f"max_tokens, special tokens included); use window <= {int(limit)}"
-        )
+    window = _window(params, name, inner.metadata.get("max_tokens"))
     if overlap >= window:
         raise ValueError(f"overlap {overlap} must be smaller than the window ({window} tokens)")
-    for key in ("batch_size", "cache_size"):
-        value = params.get(key, DEFAULTS[key])
-        if not _is_int(value) or value < (1 if key == "batch_size" else 0):
-            raise ValueError(
-                f"{key} must be a whole number >= {1 if key == 'batch_size' else 0}, got {value!r}"
-            )
-
-    md = inner.metadata
-    derived: dict[str, Any] = {
-        "embed_dim": md.get("embed_dim"),
-        "max_tokens": float("inf"),  # any length: every token lands in a window
-        "n_parameters": md.get("n_parameters"),
-        "languages": md.get("languages"),
-        "license": md.get("license"),
-        "open_weights": md.get("open_weights", True),
-        "adapted_from": inner.full_name,
-        "similarity_fn_name": "MaxSim"
-        if pool == "max"
-        else (md.get("similarity_fn_name") or "cosine"),
-        "model_type": ["late-interaction"] if pool == "max" else ["dense"],
-        "training_datasets": md.get("training_datasets"),
-        "reference": md.get("reference"),
-    }
-    # the revision changes when the inner model's revision or any output-affecting param changes
-    # (batch_size and cache_size do not affect the vectors)
-    blob = repr(("chunked/1", inner.full_name, inner.revision, window, overlap, pool))
-    derived["revision"] = hashlib.sha256(blob.encode()).hexdigest()[:12]
-    return {k: v for k, v in derived.items() if v is not None}
+    _check_sizes(params)
+    return _derived_metadata(inner, pool, window, overlap)
 
 
 # -- the tokenizer protocol ---------------------------------------------------------------------
@@ -314,6 +327,48 @@ def shared_cache(inner_name: str, maxsize: int) -> WindowCache:
 # -- the encoder ---------------------------------------------------------------------------------
 
 
+QUERY_DOC = ("query", "document")
+
+
+class _PooledWindows:
+    """Window vectors gathered per text as they are encoded: every window kept (multi-vector),
+    else a token-weighted running mean; a text of one window keeps that window's vector
+    unchanged."""
+
+    def __init__(self, n_texts: int, multi: bool):
+        self.multi = multi
+        self.sums: list[np.ndarray | None] = [None] * n_texts  # mean: running weighted sums
+        self.weights = [0.0] * n_texts
+        self.first: list[np.ndarray | None] = [None] * n_texts  # the only window's vector
+        self.n_windows = [0] * n_texts  # set before a text's windows are added: 1, or 2 = more
+        self.vectors: list[list[np.ndarray]] = [[] for _ in range(n_texts)] if multi else []
+
+    def add(self, i: int, v: np.ndarray, n_tokens: int) -> None:
+        if self.multi:
+            self.vectors[i].append(v)
+        elif self.n_windows[i] == 1:
+            self.first[i] = v
+        else:
+            s = v.astype(np.float64) * n_tokens
+            prev = self.sums[i]
+            self.sums[i] = s if prev is None else prev + s
+            self.weights[i] += n_tokens
+
+    def result(self):
+        if self.multi:
+            return [np.stack(v) for v in self.vectors]
+        out = []
+        for first, total, w in zip(self.first, self.sums, self.weights, strict=True):
+            if first is not None:
+                out.append(first)
+            else:
+                assert total is not None
+                out.append((total / w if w > 0 else total).astype(np.float32))
+        if not out:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack(out)
+
+
 class ChunkedEncoder:
     """A registered encoder over token windows of each text; see the module docstring."""
 
@@ -411,27 +466,14 @@ class ChunkedEncoder:
 
         texts = list(texts)
         batch_size = batch_size or self.batch_size
-        multi = self.pool == "max" and prompt_type in ("query", "document")
         flush_at = max(batch_size * 4, 64)
-        sums: list[np.ndarray | None] = [None] * len(texts)  # mean: running weighted sums
-        weights = [0.0] * len(texts)
-        first: list[np.ndarray | None] = [None] * len(texts)  # the only window's vector, unchanged
-        n_windows = [0] * len(texts)
-        vectors: list[list[np.ndarray]] = [[] for _ in texts] if multi else []
+        pooled = _PooledWindows(len(texts), self.pool == "max" and prompt_type in QUERY_DOC)
         pending: list[tuple[int, str, int]] = []
 
         def flush():
             vecs = self._encode_windows([w for _, w, _ in pending], batch_size)
             for (i, _, n), v in zip(pending, vecs, strict=True):
-                if multi:
-                    vectors[i].append(v)
-                    continue
-                if n_windows[i] == 1:
-                    first[i] = v
-                else:
-                    s = v.astype(np.float64) * n
-                    sums[i] = s if sums[i] is None else sums[i] + s
-                    weights[i] += n
+                pooled.add(i, v, n)
             pending.clear()
 
         bar = tqdm(
@@ -445,7 +487,7 @@ class ChunkedEncoder:
             wins = self.windows(text)
             head = next(wins)
             second = next(wins, None)
-            n_windows[i] = 1 if second is None else 2  # 2 = "more than one"
+            pooled.n_windows[i] = 1 if second is None else 2  # 2 = "more than one"
             pending.append((i, head[0], head[1]))
             if second is not None:
                 pending.append((i, second[0], second[1]))
@@ -459,18 +501,7 @@ class ChunkedEncoder:
         if pending:
             flush()
         bar.close()
-        if multi:
-            return [np.stack(v) for v in vectors]
-        out = []
-        for i in range(len(texts)):
-            if first[i] is not None:
-                out.append(first[i])
-            else:
-                w = weights[i]
-                out.append((sums[i] / w if w > 0 else sums[i]).astype(np.float32))
-        if not out:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.stack(out)
+        return pooled.result()
 
     # similarity (handed to mteb by the bridge)
     def similarity(self, a, b):

@@ -350,9 +350,54 @@ def evaluate_sts_dev(model, data_dir: Path, hybrid_weight: float = 0.5) -> dict:
     return {k: round(float(spearmanr(np.sum(a[k] * b[k], 1), gold).correlation), 4) for k in a}
 
 
-def run(args) -> int:
+def _train_steps(d: Distiller, batches, plan, state_file: Path, t0: float) -> bool:
+    """The planned steps from ``d.step`` on; False when ``--max-minutes`` stopped them early."""
     import torch
     from tqdm.auto import tqdm
+
+    args = d.args
+    total = len(plan) * len(batches)
+    bar = tqdm(total=total, initial=d.step, desc="distill", unit="step", disable=args.quiet)
+    deadline = t0 + args.max_minutes * 60 if args.max_minutes else None
+    d.model.train()
+    finished = True
+    while d.step < total:
+        phase = plan[d.step // len(batches)]
+        bi = d.step % len(batches)
+        t = d.targets(bi, batches[bi])
+        for g in d.opt.param_groups:
+            g["lr"] = d.lr_at(d.step, total)
+        loss, parts = d.loss(t, phase, batches[bi]["pairs"])
+        d.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(d.params, 1.0)
+        d.opt.step()
+        d.step += 1
+        bar.update(1)
+        bar.set_postfix(phase=phase, **{k: f"{v:.4f}" for k, v in parts.items()})
+        if args.save_every and d.step % args.save_every == 0:
+            d.save_state(state_file, (time.time() - t0) / 60)
+        if deadline and time.time() > deadline and d.step < total:
+            finished = False
+            break
+    bar.close()
+    return finished
+
+
+def _session_record(d: Distiller, minutes: float, finished: bool) -> dict:
+    """How long the run took, whether it finished, and on how many threads."""
+    import torch
+
+    return {
+        "minutes_this_session": minutes,
+        "minutes_total": round(d.minutes_before + minutes, 2),
+        "finished": finished,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def run(args) -> int:
+    import torch
 
     import lam_mteb
     from lam_mteb_plugins.lam.model import save_checkpoint
@@ -381,30 +426,7 @@ def run(args) -> int:
             f"{total} steps ({' + '.join(plan)}), resuming at step {d.step}",
             file=sys.stderr,
         )
-    bar = tqdm(total=total, initial=d.step, desc="distill", unit="step", disable=args.quiet)
-    deadline = t0 + args.max_minutes * 60 if args.max_minutes else None
-    d.model.train()
-    stopped = False
-    while d.step < total:
-        phase = plan[d.step // len(batches)]
-        bi = d.step % len(batches)
-        t = d.targets(bi, batches[bi])
-        for g in d.opt.param_groups:
-            g["lr"] = d.lr_at(d.step, total)
-        loss, parts = d.loss(t, phase, batches[bi]["pairs"])
-        d.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(d.params, 1.0)
-        d.opt.step()
-        d.step += 1
-        bar.update(1)
-        bar.set_postfix(phase=phase, **{k: f"{v:.4f}" for k, v in parts.items()})
-        if args.save_every and d.step % args.save_every == 0:
-            d.save_state(state_file, (time.time() - t0) / 60)
-        if deadline and time.time() > deadline and d.step < total:
-            stopped = True
-            break
-    bar.close()
+    finished = _train_steps(d, batches, plan, state_file, t0)
     minutes = round((time.time() - t0) / 60, 2)
     d.save_state(state_file, minutes)
     d.model.eval()
@@ -415,10 +437,7 @@ def run(args) -> int:
         "steps_planned": total,
         "n_groups": len(groups),
         "n_tokens_per_epoch": n_tokens,
-        "minutes_this_session": minutes,
-        "minutes_total": round(d.minutes_before + minutes, 2),
-        "finished": not stopped,
-        "torch_threads": torch.get_num_threads(),
+        **_session_record(d, minutes, finished),
     }
     if not args.no_eval and (data_dir / "stsbenchmark" / "sts-dev.csv").is_file():
         training["sts_dev_spearman"] = evaluate_sts_dev(d.model, data_dir)
@@ -430,7 +449,7 @@ def run(args) -> int:
     )
     if not args.quiet:
         print(json.dumps(training, indent=1), file=sys.stderr)
-    if stopped:
+    if not finished:
         print(
             f"distill: stopped by --max-minutes at step {d.step}/{total}; rerun with --resume",
             file=sys.stderr,

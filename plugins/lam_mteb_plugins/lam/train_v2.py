@@ -121,20 +121,9 @@ def _settings(args) -> dict:
     return {k: getattr(args, k) for k in keep}
 
 
-def run(args) -> int:
+def _paths(args) -> tuple[Path, Path]:
+    """The data folder (with longtext/) and the output folder, checked before any work."""
     import os
-
-    import torch
-
-    from lam_mteb_plugins.lam.text import LamTokenizer
-    from lam_mteb_plugins.lam.v2 import (
-        LamV2Config,
-        LamV2Model,
-        fit_idf,
-        idf_corpus,
-        n_trainable,
-        save_v2,
-    )
 
     data_dir = Path(args.data_dir or os.environ.get("LAM_MTEB_DATA_DIR", ""))
     if not str(data_dir) or not (data_dir / "longtext").is_dir():
@@ -143,64 +132,90 @@ def run(args) -> int:
             "pass --data-dir or set LAM_MTEB_DATA_DIR"
         )
     out = Path(args.output)
-    state_file = out / "trainer_state.pt"
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise _error(f"{out} is not empty: pass --resume to continue it or choose another --output")
+    return data_dir, out
+
+
+def _model_and_documents(args, data_dir: Path):
+    """MiniLM with a fresh memory and the IDF table fitted, and the (train, held-out) documents."""
+    import torch
+
+    from lam_mteb_plugins.lam.text import LamTokenizer
+    from lam_mteb_plugins.lam.v2 import LamV2Config, LamV2Model, fit_idf, idf_corpus
+
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     tok = LamTokenizer()
     model = LamV2Model.from_base(LamV2Config(chunk_size=args.chunk_size))
     model.lexical_idf.copy_(fit_idf(tok, idf_corpus(data_dir)))
-    content = args.chunk_size - 2
-    train, dev = long_documents(data_dir, tok, content, args.windows, args.heldout)
+    train, dev = long_documents(data_dir, tok, args.chunk_size - 2, args.windows, args.heldout)
     if len(train) < args.batch or len(dev) < args.batch:
         raise _error(
             f"too few long documents ({len(train)} train, {len(dev)} held out) "
             f"for --batch {args.batch}"
         )
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    step, minutes, history = 0, 0.0, []
-    acc0 = None
-    if args.resume and state_file.is_file():
-        st = torch.load(state_file, weights_only=False)
-        if st["settings"] != _settings(args):
-            raise _error(f"--resume: {state_file} was made with other settings {st['settings']}")
+    return tok, model, train, dev
+
+
+class _Progress:
+    """Where a distill-v2 run stands (steps, minutes, loss history, accuracy at init), saved to
+    and resumed from ``OUTPUT/trainer_state.pt``."""
+
+    def __init__(self, args, state_file: Path):
+        self.args, self.state_file = args, state_file
+        self.step, self.minutes, self.history = 0, 0.0, []
+        self.acc0 = None
+        self.t0 = time.perf_counter()
+
+    def resume(self, model, opt) -> None:
+        import torch
+
+        if not (self.args.resume and self.state_file.is_file()):
+            return
+        st = torch.load(self.state_file, weights_only=False)
+        if st["settings"] != _settings(self.args):
+            raise _error(
+                f"--resume: {self.state_file} was made with other settings {st['settings']}"
+            )
         model.load_state_dict(st["model"], strict=False)
         opt.load_state_dict(st["opt"])
-        step, minutes, history, acc0 = st["step"], st["minutes"], st["history"], st["acc0"]
-    model.train()
-    if acc0 is None:
-        acc0 = heldout_accuracy(model.eval(), dev, args, tok.cls_id, tok.sep_id)
-        print(
-            f"held-out sentence->document accuracy at init: {acc0:.3f}", file=sys.stderr, flush=True
-        )
-    rng = random.Random(args.seed * 1000 + step)
-    t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+        self.step, self.minutes, self.history = st["step"], st["minutes"], st["history"]
+        self.acc0 = st["acc0"]
 
-    def save_state():
+    def total_minutes(self) -> float:
+        return self.minutes + (time.perf_counter() - self.t0) / 60
+
+    def save(self, model, opt) -> None:
+        import torch
+
         torch.save(
             {
                 "model": {k: v for k, v in model.state_dict().items() if ".mem_" in k},
                 "opt": opt.state_dict(),
-                "step": step,
-                "settings": _settings(args),
-                "minutes": minutes + (time.perf_counter() - t0) / 60,
-                "history": history,
-                "acc0": acc0,
+                "step": self.step,
+                "settings": _settings(self.args),
+                "minutes": self.total_minutes(),
+                "history": self.history,
+                "acc0": self.acc0,
             },
-            state_file,
+            self.state_file,
         )
 
+
+def _train_steps(args, model, opt, params, train, tok, progress: _Progress) -> bool:
+    """InfoNCE steps until ``--steps`` (True) or ``--max-minutes`` (False, to be resumed)."""
+    import torch
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=args.steps, initial=step, desc="distill-v2", disable=args.quiet)
-    stopped = False
-    while step < args.steps:
-        if args.max_minutes and minutes + (time.perf_counter() - t0) / 60 > args.max_minutes:
-            stopped = True
+    content = args.chunk_size - 2
+    rng = random.Random(args.seed * 1000 + progress.step)
+    bar = tqdm(total=args.steps, initial=progress.step, desc="distill-v2", disable=args.quiet)
+    finished = True
+    while progress.step < args.steps:
+        if args.max_minutes and progress.total_minutes() > args.max_minutes:
+            finished = False
             break
         ds, qs = make_batch(train, rng, args.batch, args.query_tokens, content)
         q = embed_queries(model, qs, tok.cls_id, tok.sep_id)
@@ -210,34 +225,28 @@ def run(args) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        step += 1
+        progress.step += 1
         gates = torch.stack([la.attention.mem_gate.detach().abs().mean() for la in model.layers])
-        history.append(round(float(loss.detach()), 4))
+        progress.history.append(round(float(loss.detach()), 4))
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", gate=f"{float(gates.mean()):.3f}")
-        if step % args.save_every == 0:
-            save_state()
+        if progress.step % args.save_every == 0:
+            progress.save(model, opt)
     bar.close()
-    save_state()
-    total_minutes = minutes + (time.perf_counter() - t0) / 60
-    if stopped:
-        print(
-            f"stopped after {total_minutes:.1f} min at step {step}/{args.steps}; "
-            "continue with --resume",
-            file=sys.stderr,
-        )
-        return 0
-    acc1 = heldout_accuracy(model.eval(), dev, args, tok.cls_id, tok.sep_id)
-    print(
-        f"held-out sentence->document accuracy: init {acc0:.3f} -> trained {acc1:.3f}",
-        file=sys.stderr,
-    )
-    training = {
+    return finished
+
+
+def _training_record(args, model, progress: _Progress, minutes: float, acc1, train, dev) -> dict:
+    """Provenance written into the checkpoint's config.json."""
+    from lam_mteb_plugins.lam.v2 import n_trainable
+
+    history = progress.history
+    return {
         "command": "lam-mteb distill-v2 " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
         "settings": _settings(args),
-        "steps": step,
-        "minutes": round(total_minutes, 2),
-        "heldout_accuracy_init": acc0,
+        "steps": progress.step,
+        "minutes": round(minutes, 2),
+        "heldout_accuracy_init": progress.acc0,
         "heldout_accuracy_trained": acc1,
         "train_documents": len(train),
         "heldout_documents": len(dev),
@@ -245,6 +254,45 @@ def run(args) -> int:
         "data": "longtext/ (Gutenberg, Paul Graham essays, WikiText-2) + STS-B train (IDF only)",
         "trainable_parameters": n_trainable(model),
     }
+
+
+def run(args) -> int:
+    import torch
+
+    from lam_mteb_plugins.lam.v2 import save_v2
+
+    data_dir, out = _paths(args)
+    tok, model, train, dev = _model_and_documents(args, data_dir)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    progress = _Progress(args, out / "trainer_state.pt")
+    progress.resume(model, opt)
+    model.train()
+    if progress.acc0 is None:
+        progress.acc0 = heldout_accuracy(model.eval(), dev, args, tok.cls_id, tok.sep_id)
+        print(
+            f"held-out sentence->document accuracy at init: {progress.acc0:.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
+    progress.t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    finished = _train_steps(args, model, opt, params, train, tok, progress)
+    progress.save(model, opt)
+    total_minutes = progress.total_minutes()
+    if not finished:
+        print(
+            f"stopped after {total_minutes:.1f} min at step {progress.step}/{args.steps}; "
+            "continue with --resume",
+            file=sys.stderr,
+        )
+        return 0
+    acc1 = heldout_accuracy(model.eval(), dev, args, tok.cls_id, tok.sep_id)
+    print(
+        f"held-out sentence->document accuracy: init {progress.acc0:.3f} -> trained {acc1:.3f}",
+        file=sys.stderr,
+    )
+    training = _training_record(args, model, progress, total_minutes, acc1, train, dev)
     save_v2(model, out, training=training)
     print(f"wrote {out}/config.json and model.safetensors", file=sys.stderr)
     return 0

@@ -154,44 +154,34 @@ def _paragraphs(lines: list[str]) -> list[str]:
     return paras
 
 
-def _split_gutenberg(lines: list[str], rel: str, source: str, chapters: bool) -> list[Document]:
-    """Strip the Project Gutenberg header/footer; one document per chapter (or per book).
+def _heading_block(body: list[str], i: int) -> int:
+    """Number of lines of the chapter heading starting at line i (0 = not a heading)."""
+    if not _CHAPTER.match(body[i]) or (i > 0 and body[i - 1].strip()):
+        return 0
+    j = i
+    while j < len(body) and body[j].strip():
+        j += 1
+    return j - i if j - i <= 2 else 0  # a wrapped title has <= 2 lines; a paragraph more
 
-    Chapter headings are lines like ``CHAPTER 12. Biographical.``, ``Chapter 3``, ``Epilogue``
-    after a blank line, forming a block of at most 2 lines (a wrapped title); Moby Dick's
-    "BOOK I. (Folio), CHAPTER I. ..." lines inside chapter 32 start long paragraphs and are not
-    headings.  A heading whose section has
-    fewer than 20 words of text is a table-of-contents line and is dropped; the text before the
-    first real chapter (title page, front matter) is a document of its own.  Document ids use the
-    heading text (``<file>#CHAPTER 12. Biographical.``), so they do not shift when the rules
-    change.
-    """
-    start = next((i + 1 for i, ln in enumerate(lines) if _PG_START.match(ln)), 0)
-    end = next((i for i, ln in enumerate(lines) if i >= start and _PG_END.match(ln)), len(lines))
-    body = lines[start:end]
-    if not chapters:
-        kept = [ln for ln in body if not _CHAPTER.match(ln)]  # headings are not prose
-        return [Document(rel, "\n".join(_paragraphs(kept)), source, Path(rel).stem)]
 
-    def heading_block(i: int) -> int:
-        """Number of lines of the heading starting at line i (0 = not a heading)."""
-        if not _CHAPTER.match(body[i]) or (i > 0 and body[i - 1].strip()):
-            return 0
-        j = i
-        while j < len(body) and body[j].strip():
-            j += 1
-        return j - i if j - i <= 2 else 0  # a wrapped title has <= 2 lines; a paragraph more
-
+def _sections(body: list[str]) -> list[tuple[str, list[str]]]:
+    """(heading, lines) of every section, the text before the first heading as front matter."""
     sections: list[tuple[str, list[str]]] = [("front matter", [])]
     i = 0
     while i < len(body):
-        n = heading_block(i)
+        n = _heading_block(body, i)
         if n:
             sections.append((" ".join(" ".join(body[i : i + n]).split()), []))
             i += n
         else:
             sections[-1][1].append(body[i])
             i += 1
+    return sections
+
+
+def _chapters(sections: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """The real chapters: table-of-contents entries (< 20 words) dropped, and everything before
+    the first numbered chapter joined into the front matter."""
     real = [
         n == 0 or len(" ".join(_paragraphs(sec)).split()) >= 20
         for n, (_, sec) in enumerate(sections)
@@ -210,8 +200,29 @@ def _split_gutenberg(lines: list[str], rel: str, source: str, chapters: bool) ->
     if first_numbered and first_numbered > 1:
         front = [ln for _, sec in merged[:first_numbered] for ln in sec]
         merged = [("front matter", front)] + merged[first_numbered:]
+    return merged
+
+
+def _split_gutenberg(lines: list[str], rel: str, source: str, chapters: bool) -> list[Document]:
+    """Strip the Project Gutenberg header/footer; one document per chapter (or per book).
+
+    Chapter headings are lines like ``CHAPTER 12. Biographical.``, ``Chapter 3``, ``Epilogue``
+    after a blank line, forming a block of at most 2 lines (a wrapped title); Moby Dick's
+    "BOOK I. (Folio), CHAPTER I. ..." lines inside chapter 32 start long paragraphs and are not
+    headings.  A heading whose section has
+    fewer than 20 words of text is a table-of-contents line and is dropped; the text before the
+    first real chapter (title page, front matter) is a document of its own.  Document ids use the
+    heading text (``<file>#CHAPTER 12. Biographical.``), so they do not shift when the rules
+    change.
+    """
+    start = next((i + 1 for i, ln in enumerate(lines) if _PG_START.match(ln)), 0)
+    end = next((i for i, ln in enumerate(lines) if i >= start and _PG_END.match(ln)), len(lines))
+    body = lines[start:end]
+    if not chapters:
+        kept = [ln for ln in body if not _CHAPTER.match(ln)]  # headings are not prose
+        return [Document(rel, "\n".join(_paragraphs(kept)), source, Path(rel).stem)]
     docs, seen = [], {}
-    for title, sec in merged:
+    for title, sec in _chapters(_sections(body)):
         text = "\n".join(_paragraphs(sec))
         key = title
         seen[title] = seen.get(title, 0) + 1

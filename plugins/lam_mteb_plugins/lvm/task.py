@@ -210,6 +210,64 @@ class LVMNextVector(AbsTask):
         )
 
     # ------------------------------------------------------------------ evaluation
+    def _split_sequences(self, hf_split: str) -> list:
+        """The split's (context, target) windows; one clear error when it has none."""
+        sd = self.sequence_data
+        seqs = sd.sequences(hf_split)
+        if not seqs:
+            raise lam_mteb.LamMtebError(
+                f"LVMNextVector: the {hf_split} split has no document with "
+                f">= {self.context + 1} chunks "
+                f"({sd.stats[hf_split + '_skipped_short_documents']} skipped as too short); "
+                "add longer documents"
+            )
+        return seqs
+
+    def _encode_chunks(self, model, hf_split: str, hf_subset: str, encode_kwargs) -> tuple:
+        """(encoder fingerprint, the split's unit chunk vectors, the unit train sample of the
+        mean-vector baseline); vectors are cached per fingerprint."""
+        fp = self._fingerprint(model, hf_split, hf_subset, encode_kwargs)
+        vecs = M.normalize(self._split_vectors(model, hf_split, fp, hf_subset, encode_kwargs))
+        if fp not in self._train_means:
+            self._train_means[fp] = self._train_mean_vectors(model, fp, hf_subset, encode_kwargs)
+        return fp, vecs, M.normalize(self._train_means[fp])
+
+    def _predictors(self, model, dim: int, train_sample: np.ndarray) -> dict[str, Any]:
+        """The model's own predictor (when it has one) and the four baselines."""
+        predictors: dict[str, Any] = {}
+        own = find_predictor(model)
+        if own is not None:
+            predictors["model_predictor"] = lambda c, _f=own: np.asarray(_f(c), dtype=np.float32)
+        predictors["random"] = M.random_predictor(dim, seed=self.seed)
+        predictors["mean_vector"] = M.mean_predictor(train_sample)
+        predictors["persistence"] = M.persistence
+        predictors["linear_average"] = M.linear_average
+        return predictors
+
+    def _scores(self, results: dict, hf_split: str, n_seqs: int, n_vecs: int, n_train: int, fp):
+        """mteb's scores dict: the main predictor's metrics, every predictor's, provenance."""
+        sd = self.sequence_data
+        main = "model_predictor" if "model_predictor" in results else "linear_average"
+        return {
+            **results[main],
+            "main_predictor": main,
+            "predictors": results,
+            # the reference predictors among ``predictors`` (the leaderboard shows one row each)
+            "baselines": [b for b in BASELINES if b in results],
+            "n_documents": sd.stats[f"{hf_split}_documents"],
+            "n_chunks": sd.stats[f"{hf_split}_chunks"],
+            "n_sequences": n_seqs,
+            "n_skipped_short_documents": sd.stats[f"{hf_split}_skipped_short_documents"],
+            "candidate_pool": "all chunks of the split except the query's own context chunks",
+            "n_candidates": int(n_vecs - self.context),
+            "context": self.context,
+            "target_words": self.target_words,
+            "split_seed": self.split_seed,
+            "mean_vector_train_chunks": int(n_train),
+            "data_hash": sd.data_hash,
+            "encoder_fingerprint": fp,
+        }
+
     def _evaluate_subset(
         self,
         model,
@@ -223,16 +281,8 @@ class LVMNextVector(AbsTask):
         timer=None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        sd = self.sequence_data
         encode_kwargs = dict(encode_kwargs or {})
-        seqs = sd.sequences(hf_split)
-        if not seqs:
-            raise lam_mteb.LamMtebError(
-                f"LVMNextVector: the {hf_split} split has no document with "
-                f">= {self.context + 1} chunks "
-                f"({sd.stats[hf_split + '_skipped_short_documents']} skipped as too short); "
-                "add longer documents"
-            )
+        seqs = self._split_sequences(hf_split)
 
         def phase(name):
             if timer is None:
@@ -242,59 +292,21 @@ class LVMNextVector(AbsTask):
             return timer(name, split=hf_split, subset=hf_subset)
 
         with phase("Encoding chunks"):
-            fp = self._fingerprint(model, hf_split, hf_subset, encode_kwargs)
-            vecs = M.normalize(self._split_vectors(model, hf_split, fp, hf_subset, encode_kwargs))
-            if fp not in self._train_means:
-                self._train_means[fp] = self._train_mean_vectors(
-                    model, fp, hf_subset, encode_kwargs
-                )
-            train_sample = M.normalize(self._train_means[fp])
-
+            fp, vecs, train_sample = self._encode_chunks(model, hf_split, hf_subset, encode_kwargs)
         ctx, tgt, excl = M.sequence_arrays(vecs, seqs)
-        predictors: dict[str, Any] = {}
-        own = find_predictor(model)
-        if own is not None:
-            predictors["model_predictor"] = lambda c, _f=own: np.asarray(_f(c), dtype=np.float32)
-        predictors["random"] = M.random_predictor(vecs.shape[1], seed=self.seed)
-        predictors["mean_vector"] = M.mean_predictor(train_sample)
-        predictors["persistence"] = M.persistence
-        predictors["linear_average"] = M.linear_average
-
-        results: dict[str, dict[str, float]] = {}
+        predictors = self._predictors(model, vecs.shape[1], train_sample)
         with phase("Predicting and scoring"):
-            for name, fn in predictors.items():
-                results[name] = M.evaluate_predictor(
+            results = {
+                name: M.evaluate_predictor(
                     fn, ctx, tgt, vecs, excl, latency_calls=self.latency_calls
                 )
-        main = "model_predictor" if own is not None else "linear_average"
-        scores: dict[str, Any] = {
-            **results[main],
-            "main_predictor": main,
-            "predictors": results,
-            # the reference predictors among ``predictors`` (the leaderboard shows one row each)
-            "baselines": [b for b in BASELINES if b in results],
-            "n_documents": sd.stats[f"{hf_split}_documents"],
-            "n_chunks": sd.stats[f"{hf_split}_chunks"],
-            "n_sequences": len(seqs),
-            "n_skipped_short_documents": sd.stats[f"{hf_split}_skipped_short_documents"],
-            "candidate_pool": "all chunks of the split except the query's own context chunks",
-            "n_candidates": int(len(vecs) - self.context),
-            "context": self.context,
-            "target_words": self.target_words,
-            "split_seed": self.split_seed,
-            "mean_vector_train_chunks": int(len(train_sample)),
-            "data_hash": sd.data_hash,
-            "encoder_fingerprint": fp,
-        }
+                for name, fn in predictors.items()
+            }
         if prediction_folder:
             self._save_task_predictions(
-                {k: v for k, v in results.items()},
-                model,
-                prediction_folder,
-                hf_split=hf_split,
-                hf_subset=hf_subset,
+                dict(results), model, prediction_folder, hf_split=hf_split, hf_subset=hf_subset
             )
-        return scores
+        return self._scores(results, hf_split, len(seqs), len(vecs), len(train_sample), fp)
 
     def _calculate_descriptive_statistics_from_split(
         self,

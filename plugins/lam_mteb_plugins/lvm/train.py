@@ -154,6 +154,272 @@ def margin_key(scores: dict, baselines: dict) -> tuple:
     return (int(worst > 0), worst)
 
 
+def _optimizer(model, hp: dict):
+    """AdamW whose position preferences (AMN's per-head position biases: a handful of numbers)
+    learn with a larger step and no weight decay; everything content-dependent uses lr /
+    weight_decay."""
+    import torch
+
+    fast_names = getattr(model, "fast_params", ())
+    fast = [p for n, p in model.named_parameters() if n in fast_names]
+    slow = [p for n, p in model.named_parameters() if n not in fast_names]
+    mult = hp.get("fast_lr_mult", 10.0)
+    return torch.optim.AdamW(
+        [
+            {"params": slow, "lr_mult": 1.0, "weight_decay": hp["weight_decay"]},
+            {"params": fast, "lr_mult": mult, "weight_decay": 0.0},
+        ],
+        lr=hp["lr"],
+    )
+
+
+def _lr_schedule(hp: dict, steps_per_epoch: int):
+    """Learning rate at a step: linear warm-up over half an epoch, then cosine decay."""
+    total = steps_per_epoch * hp["epochs"]
+    warm = max(1, steps_per_epoch // 2)
+
+    def lr_at(step):
+        if step < warm:
+            return hp["lr"] * (step + 1) / warm
+        return (
+            hp["lr"]
+            * 0.5
+            * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+        )
+
+    return lr_at
+
+
+class _DocNegatives:
+    """The document-level negatives of the ``w_doc`` / ``w_near`` losses: which train chunks
+    belong to the target's document, and which lie within reach of it."""
+
+    def __init__(self, train_docs, reach: int):
+        import torch
+
+        _, doc_codes = np.unique(np.asarray(train_docs), return_inverse=True)
+        self.chunk_doc = torch.as_tensor(doc_codes.astype(np.int64))
+        self.chunk_pos = torch.arange(len(doc_codes))  # a document's chunks are contiguous
+        self.reach = reach  # context window + `near` chunks on either side of the target
+
+    def other_doc(self, ti):
+        return self.chunk_doc[None, :] != self.chunk_doc[ti][:, None]
+
+    def far(self, ti):
+        return self.other_doc(ti) | ((self.chunk_pos[None, :] - ti[:, None]).abs() > self.reach)
+
+
+def _batch_loss(hp: dict, pred, tv, ci, ti, docs: _DocNegatives | None):
+    """The training objective on one batch (see the module docstring)."""
+    from torch.nn import functional as F
+
+    w_doc, w_near = hp.get("w_doc", 0.0), hp.get("w_near", 0.0)
+    y = tv[ti]
+    loss = hp["w_cos"] * (1 - (pred * y).sum(-1)).mean()
+    if hp["w_mse"]:
+        loss = loss + hp["w_mse"] * ((pred - y) ** 2).sum(-1).mean()
+    if not (hp["w_nce"] or w_doc or w_near):
+        return loss
+    logits = pred @ tv.T / hp["tau"]  # raw vectors, whole train pool
+    logits = logits.scatter(1, ci, float("-inf"))  # the query's own context chunks
+    if hp["w_nce"]:
+        loss = loss + hp["w_nce"] * F.cross_entropy(logits, ti)
+    if w_doc:  # hard negatives: only the other chunks of the target's own document
+        assert docs is not None
+        loss = loss + w_doc * F.cross_entropy(logits.masked_fill(docs.other_doc(ti), -math.inf), ti)
+    if w_near:  # the hardest negatives: the target's neighbours in its own document
+        assert docs is not None
+        loss = loss + w_near * F.cross_entropy(logits.masked_fill(docs.far(ti), -math.inf), ti)
+    return loss
+
+
+class _Trainer:
+    """One training run of :func:`train_model`: the model, its optimiser, the data as tensors,
+    the dev scoring and the resumable state folder."""
+
+    def __init__(self, hp: dict, train_vecs, train_seqs, dev_vecs, dev_seqs, out_dir, log):
+        import torch
+
+        from .models import build
+
+        torch.manual_seed(hp["seed"])
+        self.rng = np.random.default_rng(hp["seed"])
+        self.hp, self.log = hp, log
+        self.dim, self.context = train_vecs.shape[1], len(train_seqs[0][0])
+        self.model = build(hp["arch"], dim=self.dim, context=self.context, **hp["model"])
+        self.opt = _optimizer(self.model, hp)
+        self.tv = torch.as_tensor(M.normalize(train_vecs))
+        self.ctx_idx = torch.as_tensor(np.array([c for c, _ in train_seqs], dtype=np.int64))
+        self.tgt_idx = torch.as_tensor(np.array([t for _, t in train_seqs], dtype=np.int64))
+        self.dev_pool = M.normalize(dev_vecs)
+        self.dev_ctx, self.dev_tgt, self.dev_ex = M.sequence_arrays(self.dev_pool, dev_seqs)
+        self.n = len(train_seqs)
+        self.steps_per_epoch = math.ceil(self.n / hp["batch_size"])
+        self.lr_at = _lr_schedule(hp, self.steps_per_epoch)
+        self.state_dir = Path(out_dir) / ".train_state" if out_dir else None
+        self.history: list[dict] = []
+        self.start_epoch, self.best = 0, None
+        self.baselines = None
+        self.docs: _DocNegatives | None = None
+
+    def checkpoint_config(self) -> dict:
+        model_cfg = {"dim": self.dim, "context": self.context, **self.hp["model"]}
+        return {"arch": self.hp["arch"], "model": model_cfg}
+
+    def key(self, scores: dict) -> tuple:
+        if self.baselines is not None:
+            return margin_key(scores, self.baselines)
+        return select_key(scores, self.history[0])
+
+    def resume(self) -> None:
+        """Continue from the state folder when it was made with the same hyper-parameters."""
+        import torch
+
+        state_file = self.state_dir / "trainer_state.json" if self.state_dir else None
+        if state_file is None or not state_file.exists():
+            return
+        st = json.loads(state_file.read_text())
+        if st.get("hparams") != self.hp:
+            self.log(
+                f"ignoring training state in {self.state_dir}: "
+                "it was made with other hyper-parameters"
+            )
+            return
+        from safetensors.torch import load_file
+
+        self.model.load_state_dict(load_file(str(self.state_dir / "last.safetensors")))
+        self.opt.load_state_dict(torch.load(self.state_dir / "optimizer.pt", weights_only=True))
+        self.history, self.start_epoch, self.best = st["history"], st["epoch"] + 1, st.get("best")
+        self.rng = np.random.default_rng([self.hp["seed"], self.start_epoch])
+        torch.manual_seed(self.hp["seed"] + self.start_epoch)
+        self.log(
+            f"resuming {self.hp['arch']} from epoch {self.start_epoch} (state in {self.state_dir})"
+        )
+
+    def dev_scores(self) -> dict:
+        import torch
+
+        self.model.eval()
+        with torch.inference_mode():
+            preds = self.model(torch.as_tensor(self.dev_ctx)).numpy()
+        self.model.train()
+        ranks = M.target_ranks(preds, self.dev_pool, self.dev_tgt, self.dev_ex)
+        cos = M.cosine_rows(preds, self.dev_pool[self.dev_tgt])
+        return {
+            "dev_cosine_mean": float(cos.mean()),
+            **{f"dev_{k}": v for k, v in M.retrieval_scores(ranks).items()},
+        }
+
+    def notify(self, on_epoch, epoch: int) -> None:
+        if on_epoch is not None:
+            self.model.eval()
+            on_epoch(epoch, self.model)
+            self.model.train()
+
+    def score_untrained(self) -> None:
+        """Epoch 0 = the untrained model = the linear-average baseline."""
+        from .models import save_checkpoint
+
+        base = self.dev_scores()
+        self.history.append({"epoch": 0, **base, "train_loss": None})
+        self.best = {"epoch": 0, "score": self.key(base), **base}
+        if self.state_dir:
+            save_checkpoint(self.model, self.state_dir / "best", self.checkpoint_config())
+
+    def train_epoch(self, epoch: int, progress: bool) -> float:
+        """One pass over the train sequences in a random order; returns the mean loss."""
+        import torch
+        from tqdm.auto import tqdm
+
+        hp, bs = self.hp, self.hp["batch_size"]
+        perm = torch.as_tensor(self.rng.permutation(self.n))
+        losses = []
+        bar = tqdm(
+            range(self.steps_per_epoch),
+            desc=f"{hp['arch']} epoch {epoch}/{hp['epochs']}",
+            disable=not progress,
+            leave=False,
+            file=sys.stderr,
+        )
+        for b in bar:
+            step = (epoch - 1) * self.steps_per_epoch + b
+            for g in self.opt.param_groups:
+                g["lr"] = self.lr_at(step) * g["lr_mult"]
+            idx = perm[b * bs : (b + 1) * bs]
+            ci, ti = self.ctx_idx[idx], self.tgt_idx[idx]
+            loss = _batch_loss(hp, self.model(self.tv[ci]), self.tv, ci, ti, self.docs)
+            self.opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        return float(np.mean(losses))
+
+    def save_state(self, epoch: int, improved: bool) -> None:
+        """The resumable state after an epoch (or, without a state folder, the best weights in
+        memory)."""
+        import torch
+
+        from .models import save_checkpoint
+
+        if not self.state_dir:
+            if improved:
+                state = self.model.state_dict().items()
+                self.best["state"] = {k: v.detach().clone() for k, v in state}
+            return
+        from safetensors.torch import save_file
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if improved:
+            save_checkpoint(self.model, self.state_dir / "best", self.checkpoint_config())
+        save_file(
+            {k: v.detach().contiguous() for k, v in self.model.state_dict().items()},
+            str(self.state_dir / "last.safetensors"),
+        )
+        torch.save(self.opt.state_dict(), self.state_dir / "optimizer.pt")
+        state = {"hparams": self.hp, "epoch": epoch, "best": self.best, "history": self.history}
+        (self.state_dir / "trainer_state.json").write_text(json.dumps(state, indent=1))
+
+    def record_epoch(self, epoch: int, train_loss: float, t0: float) -> None:
+        """Score an epoch on dev, keep it when it is the best so far, save the state, log it."""
+        sc = self.dev_scores()
+        rec = {
+            "epoch": epoch,
+            **sc,
+            "train_loss": train_loss,
+            "elapsed_s": round(time.time() - t0, 1),
+        }
+        self.history.append(rec)
+        score = self.key(sc)
+        improved = score > tuple(self.best["score"])
+        if improved:
+            self.best = {"epoch": epoch, "score": score, **sc}
+        self.save_state(epoch, improved)
+        self.log(
+            f"{self.hp['arch']} epoch {epoch}: loss {rec['train_loss']:.4f}  "
+            f"dev cos {sc['dev_cosine_mean']:.4f}  "
+            f"dev R@1 {sc['dev_recall_at_1']:.4f}  dev R@5 {sc['dev_recall_at_5']:.4f}"
+            + ("  *best*" if improved else "")
+        )
+
+    def best_model(self):
+        """The best epoch's module, in eval mode."""
+        from .models import build, load_checkpoint
+
+        if self.state_dir:
+            best_model, _ = load_checkpoint(self.state_dir / "best")
+        else:
+            best_model = build(
+                self.hp["arch"], dim=self.dim, context=self.context, **self.hp["model"]
+            )
+            if "state" in self.best:
+                best_model.load_state_dict(self.best.pop("state"))
+            best_model.eval()
+        self.best.pop("state", None)
+        return best_model
+
+
 def train_model(
     hp: dict,
     train_vecs: np.ndarray,
@@ -173,222 +439,31 @@ def train_model(
     own document: all of them, or those within ``hp["near"]`` positions of the context window).
     ``on_epoch(epoch, model)`` is called after every epoch, epoch 0 (the untrained model)
     included, with the model in eval mode (benchmarks/lvm_cv_sweep.py records predictions)."""
-    import torch
-    from torch.nn import functional as F
-    from tqdm.auto import tqdm
-
-    from .models import build, save_checkpoint
-
-    torch.manual_seed(hp["seed"])
-    rng = np.random.default_rng(hp["seed"])
-    dim = train_vecs.shape[1]
-    context = len(train_seqs[0][0])
-    model = build(hp["arch"], dim=dim, context=context, **hp["model"])
-    # position preferences (AMN's per-head position biases: a handful of numbers) learn with a
-    # larger step and no weight decay; everything content-dependent uses lr / weight_decay
-    fast = [p for n, p in model.named_parameters() if n in getattr(model, "fast_params", ())]
-    slow = [p for n, p in model.named_parameters() if n not in getattr(model, "fast_params", ())]
-    mult = hp.get("fast_lr_mult", 10.0)
-    opt = torch.optim.AdamW(
-        [
-            {"params": slow, "lr_mult": 1.0, "weight_decay": hp["weight_decay"]},
-            {"params": fast, "lr_mult": mult, "weight_decay": 0.0},
-        ],
-        lr=hp["lr"],
-    )
-
-    tv = torch.as_tensor(M.normalize(train_vecs))
-    ctx_idx = torch.as_tensor(np.array([c for c, _ in train_seqs], dtype=np.int64))
-    tgt_idx = torch.as_tensor(np.array([t for _, t in train_seqs], dtype=np.int64))
-    dev_ctx, dev_tgt, dev_ex = M.sequence_arrays(M.normalize(dev_vecs), dev_seqs)
+    tr = _Trainer(hp, train_vecs, train_seqs, dev_vecs, dev_seqs, out_dir, log)
     select = hp.get("select", "legacy")
     if select not in SELECT_RULES:
         raise lam_mteb.LamMtebError(
             f"unknown selection rule {select!r}; choose one of {', '.join(SELECT_RULES)}"
         )
-    baselines = dev_baselines(train_vecs, dev_vecs, dev_seqs) if select == "all_baselines" else None
-
-    def key(scores: dict) -> tuple:
-        return (
-            margin_key(scores, baselines)
-            if baselines is not None
-            else select_key(scores, history[0])
-        )
-
-    w_doc, w_near = hp.get("w_doc", 0.0), hp.get("w_near", 0.0)
-    if (w_doc or w_near) and train_docs is None:
-        raise lam_mteb.LamMtebError(
-            "w_doc / w_near > 0 need the document id of every train chunk (train_docs)"
-        )
-    if w_doc or w_near:
-        _, doc_codes = np.unique(np.asarray(train_docs), return_inverse=True)
-        chunk_doc = torch.as_tensor(doc_codes.astype(np.int64))
-        chunk_pos = torch.arange(len(doc_codes))  # a document's chunks are contiguous, in order
-        reach = context + hp.get(
-            "near", 3
-        )  # context window + `near` chunks on either side of the target
-    n = len(train_seqs)
-    steps_per_epoch = math.ceil(n / hp["batch_size"])
-    total = steps_per_epoch * hp["epochs"]
-    warm = max(1, steps_per_epoch // 2)
-
-    def lr_at(step):  # linear warm-up, cosine decay
-        if step < warm:
-            return hp["lr"] * (step + 1) / warm
-        return (
-            hp["lr"]
-            * 0.5
-            * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-        )
-
-    state_dir = Path(out_dir) / ".train_state" if out_dir else None
-    history: list[dict] = []
-    start_epoch, best = 0, None
-    if state_dir and (state_dir / "trainer_state.json").exists():
-        st = json.loads((state_dir / "trainer_state.json").read_text())
-        if st.get("hparams") == hp:
-            from safetensors.torch import load_file
-
-            model.load_state_dict(load_file(str(state_dir / "last.safetensors")))
-            opt.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
-            history, start_epoch, best = st["history"], st["epoch"] + 1, st.get("best")
-            rng = np.random.default_rng([hp["seed"], start_epoch])
-            torch.manual_seed(hp["seed"] + start_epoch)
-            log(f"resuming {hp['arch']} from epoch {start_epoch} (state in {state_dir})")
-        else:
-            log(f"ignoring training state in {state_dir}: it was made with other hyper-parameters")
-
-    def dev_scores() -> dict:
-        model.eval()
-        with torch.inference_mode():
-            preds = model(torch.as_tensor(dev_ctx)).numpy()
-        model.train()
-        ranks = M.target_ranks(preds, M.normalize(dev_vecs), dev_tgt, dev_ex)
-        cos = M.cosine_rows(preds, M.normalize(dev_vecs)[dev_tgt])
-        return {
-            "dev_cosine_mean": float(cos.mean()),
-            **{f"dev_{k}": v for k, v in M.retrieval_scores(ranks).items()},
-        }
-
-    def notify(epoch: int) -> None:
-        if on_epoch is not None:
-            model.eval()
-            on_epoch(epoch, model)
-            model.train()
-
-    if start_epoch == 0:
-        notify(0)
-        base = dev_scores()  # epoch 0 = the untrained model = the linear-average baseline
-        history.append({"epoch": 0, **base, "train_loss": None})
-        best = {"epoch": 0, "score": key(base), **base}
-        if state_dir:
-            from .models import save_checkpoint as _save
-
-            _save(
-                model,
-                state_dir / "best",
-                {"arch": hp["arch"], "model": {"dim": dim, "context": context, **hp["model"]}},
+    if select == "all_baselines":
+        tr.baselines = dev_baselines(train_vecs, dev_vecs, dev_seqs)
+    if hp.get("w_doc", 0.0) or hp.get("w_near", 0.0):
+        if train_docs is None:
+            raise lam_mteb.LamMtebError(
+                "w_doc / w_near > 0 need the document id of every train chunk (train_docs)"
             )
-
-    model.train()
+        tr.docs = _DocNegatives(train_docs, tr.context + hp.get("near", 3))
+    tr.resume()
+    if tr.start_epoch == 0:
+        tr.notify(on_epoch, 0)
+        tr.score_untrained()
+    tr.model.train()
     t0 = time.time()
-    for epoch in range(max(1, start_epoch), hp["epochs"] + 1):
-        perm = torch.as_tensor(rng.permutation(n))
-        losses = []
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"{hp['arch']} epoch {epoch}/{hp['epochs']}",
-            disable=not progress,
-            leave=False,
-            file=sys.stderr,
-        )
-        for b in bar:
-            step = (epoch - 1) * steps_per_epoch + b
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step) * g["lr_mult"]
-            idx = perm[b * hp["batch_size"] : (b + 1) * hp["batch_size"]]
-            ci, ti = ctx_idx[idx], tgt_idx[idx]
-            pred = model(tv[ci])
-            y = tv[ti]
-            loss = hp["w_cos"] * (1 - (pred * y).sum(-1)).mean()
-            if hp["w_mse"]:
-                loss = loss + hp["w_mse"] * ((pred - y) ** 2).sum(-1).mean()
-            if hp["w_nce"] or w_doc or w_near:
-                logits = pred @ tv.T / hp["tau"]  # raw vectors, whole train pool
-                logits = logits.scatter(1, ci, float("-inf"))  # the query's own context chunks
-                if hp["w_nce"]:
-                    loss = loss + hp["w_nce"] * F.cross_entropy(logits, ti)
-                if w_doc:  # hard negatives: only the other chunks of the target's own document
-                    other_doc = chunk_doc[None, :] != chunk_doc[ti][:, None]
-                    loss = loss + w_doc * F.cross_entropy(
-                        logits.masked_fill(other_doc, float("-inf")), ti
-                    )
-                if w_near:  # the hardest negatives: the target's neighbours in its own document
-                    far = (chunk_doc[None, :] != chunk_doc[ti][:, None]) | (
-                        (chunk_pos[None, :] - ti[:, None]).abs() > reach
-                    )
-                    loss = loss + w_near * F.cross_entropy(
-                        logits.masked_fill(far, float("-inf")), ti
-                    )
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
-        notify(epoch)
-        sc = dev_scores()
-        rec = {
-            "epoch": epoch,
-            **sc,
-            "train_loss": float(np.mean(losses)),
-            "elapsed_s": round(time.time() - t0, 1),
-        }
-        history.append(rec)
-        score = key(sc)
-        improved = score > tuple(best["score"])
-        if improved:
-            best = {"epoch": epoch, "score": score, **sc}
-        if state_dir:
-            from safetensors.torch import save_file
-
-            state_dir.mkdir(parents=True, exist_ok=True)
-            if improved:
-                save_checkpoint(
-                    model,
-                    state_dir / "best",
-                    {"arch": hp["arch"], "model": {"dim": dim, "context": context, **hp["model"]}},
-                )
-            save_file(
-                {k: v.detach().contiguous() for k, v in model.state_dict().items()},
-                str(state_dir / "last.safetensors"),
-            )
-            torch.save(opt.state_dict(), state_dir / "optimizer.pt")
-            (state_dir / "trainer_state.json").write_text(
-                json.dumps(
-                    {"hparams": hp, "epoch": epoch, "best": best, "history": history}, indent=1
-                )
-            )
-        elif improved:
-            best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        log(
-            f"{hp['arch']} epoch {epoch}: loss {rec['train_loss']:.4f}  "
-            f"dev cos {sc['dev_cosine_mean']:.4f}  "
-            f"dev R@1 {sc['dev_recall_at_1']:.4f}  dev R@5 {sc['dev_recall_at_5']:.4f}"
-            + ("  *best*" if improved else "")
-        )
-
-    if state_dir:
-        from .models import load_checkpoint
-
-        best_model, _ = load_checkpoint(state_dir / "best")
-    else:
-        best_model = build(hp["arch"], dim=dim, context=context, **hp["model"])
-        if "state" in best:
-            best_model.load_state_dict(best.pop("state"))
-        best_model.eval()
-    best.pop("state", None)
-    return best_model, history, best
+    for epoch in range(max(1, tr.start_epoch), hp["epochs"] + 1):
+        train_loss = tr.train_epoch(epoch, progress)
+        tr.notify(on_epoch, epoch)
+        tr.record_epoch(epoch, train_loss, t0)
+    return tr.best_model(), tr.history, tr.best
 
 
 # --------------------------------------------------------------------------- data + vectors
@@ -516,22 +591,8 @@ def add_command(subparsers) -> None:
     p.set_defaults(func=run_command)
 
 
-def run_command(args) -> int:
-    import torch
-
-    from .models import n_parameters, save_checkpoint
-
-    torch.set_num_threads(max(1, args.threads))
-    out = Path(args.out)
-    if (
-        (out / "model.safetensors").exists()
-        and not (out / ".train_state").exists()
-        and not args.overwrite
-    ):
-        raise lam_mteb.LamMtebError(
-            f"{out} already holds a finished checkpoint; pass --overwrite to retrain"
-        )
-    t_start = time.time()
+def _sequence_data(args) -> tuple[Path, D.SequenceData]:
+    """The chunked documents of --data (or the shared longtext folder), split and summarised."""
     folder = Path(args.data) if args.data else default_data_folder()
     sd = D.build_sequence_data(
         folder, context=args.context, target_words=args.target_words, seed=args.split_seed
@@ -550,6 +611,78 @@ def run_command(args) -> int:
         raise lam_mteb.LamMtebError(
             "train-lvm needs train and dev sequences; use a larger folder of documents"
         )
+    return folder, sd
+
+
+def _evaluate_splits(model, vecs: dict, sd: D.SequenceData) -> dict:
+    """The trained model beside the four baselines on dev and test."""
+    from .models import TorchPredictor
+
+    report = {}
+    pred = TorchPredictor(model)
+    for s in ("dev", "test"):
+        ctx, tgt, ex = M.sequence_arrays(M.normalize(vecs[s]), sd.sequences(s))
+        pool = M.normalize(vecs[s])
+        report[s] = {
+            "model": M.evaluate_predictor(pred, ctx, tgt, pool, ex),
+            **dev_baselines(vecs["train"], vecs[s], sd.sequences(s)),
+        }
+    return report
+
+
+def _print_report(report: dict) -> None:
+    print(f"{'split':6} {'predictor':15} {'cos':>7} {'R@1':>7} {'R@5':>7} {'R@10':>7} {'C@50':>7}")
+    for s, r in report.items():
+        for name, m in r.items():
+            print(
+                f"{s:6} {name:15} {m['cosine_mean']:7.4f} {m['recall_at_1']:7.4f} "
+                f"{m['recall_at_5']:7.4f} "
+                f"{m['recall_at_10']:7.4f} {m['contain_at_50']:7.4f}"
+            )
+
+
+def _training_record(
+    hp, folder: Path, sd: D.SequenceData, best, history, train_s: float, t_start: float
+) -> dict:
+    """The ``training`` section of the checkpoint's config.json."""
+    import torch
+
+    return {
+        "command": "lam-mteb " + " ".join(sys.argv[1:])
+        if sys.argv and "train-lvm" in sys.argv
+        else None,
+        "hparams": hp,
+        "data": {
+            "folder": folder.name,
+            "data_hash": sd.data_hash,
+            **{k: v for k, v in sd.stats.items() if k != "sources"},
+            "sources": sd.stats["sources"],
+        },
+        "best_epoch": best["epoch"],
+        "history": history,
+        "train_seconds": round(train_s, 1),
+        "total_seconds": round(time.time() - t_start, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def run_command(args) -> int:
+    import torch
+
+    from .models import n_parameters, save_checkpoint
+
+    torch.set_num_threads(max(1, args.threads))
+    out = Path(args.out)
+    if (
+        (out / "model.safetensors").exists()
+        and not (out / ".train_state").exists()
+        and not args.overwrite
+    ):
+        raise lam_mteb.LamMtebError(
+            f"{out} already holds a finished checkpoint; pass --overwrite to retrain"
+        )
+    t_start = time.time()
+    folder, sd = _sequence_data(args)
     encoder = lam_mteb.get_encoder(args.encoder)
     fp, vecs = split_vectors(_encode_fn(encoder), sd)
     hp = _hparams(args)
@@ -566,17 +699,7 @@ def run_command(args) -> int:
         train_docs=np.array([c.doc_id for c in sd.chunks["train"]]),
     )
     train_s = time.time() - t_train
-    from .models import TorchPredictor
-
-    report = {}
-    pred = TorchPredictor(model)
-    for s in ("dev", "test"):
-        ctx, tgt, ex = M.sequence_arrays(M.normalize(vecs[s]), sd.sequences(s))
-        pool = M.normalize(vecs[s])
-        report[s] = {
-            "model": M.evaluate_predictor(pred, ctx, tgt, pool, ex),
-            **dev_baselines(vecs["train"], vecs[s], sd.sequences(s)),
-        }
+    report = _evaluate_splits(model, vecs, sd)
     config = {
         "arch": args.arch,
         "model": {"dim": int(vecs["train"].shape[1]), "context": args.context, **hp["model"]},
@@ -584,34 +707,11 @@ def run_command(args) -> int:
         "base_encoder": args.encoder,
         "target_words": args.target_words,
         "encoder_fingerprint": fp,
-        "training": {
-            "command": "lam-mteb " + " ".join(sys.argv[1:])
-            if sys.argv and "train-lvm" in sys.argv
-            else None,
-            "hparams": hp,
-            "data": {
-                "folder": folder.name,
-                "data_hash": sd.data_hash,
-                **{k: v for k, v in sd.stats.items() if k != "sources"},
-                "sources": sd.stats["sources"],
-            },
-            "best_epoch": best["epoch"],
-            "history": history,
-            "train_seconds": round(train_s, 1),
-            "total_seconds": round(time.time() - t_start, 1),
-            "torch_threads": torch.get_num_threads(),
-        },
+        "training": _training_record(hp, folder, sd, best, history, train_s, t_start),
         "results": report,
     }
     save_checkpoint(model, out, config)
     shutil.rmtree(out / ".train_state", ignore_errors=True)
     print(f"best dev epoch {best['epoch']}; checkpoint written to {out}")
-    print(f"{'split':6} {'predictor':15} {'cos':>7} {'R@1':>7} {'R@5':>7} {'R@10':>7} {'C@50':>7}")
-    for s, r in report.items():
-        for name, m in r.items():
-            print(
-                f"{s:6} {name:15} {m['cosine_mean']:7.4f} {m['recall_at_1']:7.4f} "
-                f"{m['recall_at_5']:7.4f} "
-                f"{m['recall_at_10']:7.4f} {m['contain_at_50']:7.4f}"
-            )
+    _print_report(report)
     return 0
