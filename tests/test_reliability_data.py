@@ -313,7 +313,7 @@ def test_concurrent_first_builds_never_crash(tmp_path, n_procs=3):
             )
             for _ in range(n_procs)
         ]
-        outs = [p.communicate(timeout=120) for p in procs]
+        outs = [p.communicate(timeout=600) for p in procs]  # generous: CI runs it beside others
         for p, (_stdout, stderr) in zip(procs, outs, strict=True):
             assert p.returncode == 0, stderr
         assert len({o[0] for o in outs}) == 1 and outs[0][0].split()[1] == "2000"
