@@ -94,6 +94,11 @@ def toys(grid_files, monkeypatch):
     bridge.install(force=True)
 
 
+# one xdist worker runs this whole module (README: --dist loadgroup): its Ray tests share one
+# module-scoped local cluster instead of starting one per worker
+pytestmark = pytest.mark.xdist_group("ray-runner")
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip(
