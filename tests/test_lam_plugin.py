@@ -26,7 +26,7 @@ def test_register_encoders_hook():
     lam_plugin.register_encoders(lambda *a, **kw: calls.append((a, kw)))
     assert [c[0][0] for c in calls] == ["lam", "lam2"]
     (name, factory), meta = calls[0]
-    assert name == "lam" and factory is lam_plugin.create_encoder
+    assert name == "lam" and factory is enc_mod.LamEncoder
     assert meta["params"] == enc_mod.DEFAULTS == lam_plugin.PARAMS
     defaults = {k: p.default for k, p in inspect.signature(factory).parameters.items()}
     assert {k: defaults[k] for k in lam_plugin.PARAMS} == lam_plugin.PARAMS and "device" in defaults
@@ -54,7 +54,7 @@ def test_shipped_default_checkpoint_is_small_and_loads():
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert "command" in cfg["training"]  # provenance: how it was made
-    enc = lam_plugin.create_encoder(pooling="mean", device="cpu")
+    enc = enc_mod.LamEncoder(pooling="mean", device="cpu")
     e = enc.encode(
         [
             "A man is playing a guitar.",

@@ -285,7 +285,7 @@ def test_lam2_kind_and_registry_entries():
     lam_plugin.register_encoders(lambda *a, **kw: calls.append((a, kw)))
     kinds = {a[0]: (a[1], kw) for a, kw in calls}
     factory, meta = kinds["lam2"]
-    assert factory is lam_plugin.create_encoder_v2
+    assert factory is enc2.LamV2Encoder
     assert meta["params"] == enc2.DEFAULTS_V2 == lam_plugin.PARAMS_V2
     assert sum(p.numel() for p in LamV2Model().parameters()) == lam_plugin.N_PARAMETERS_V2
     models = {m["name"]: m for m in yaml.safe_load((REPO / "registry.yaml").read_text())["models"]}
@@ -315,7 +315,7 @@ def test_shipped_v2_checkpoint_is_small_and_loads():
     assert (folder / "model.safetensors").stat().st_size < 1 << 20
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and cfg["training"]
-    e = lam_plugin.create_encoder_v2(device="cpu").encode(
+    e = enc2.LamV2Encoder(device="cpu").encode(
         [
             "A man is playing a guitar.",
             "Someone plays the guitar.",

@@ -22,105 +22,26 @@ This module only uses lam-mteb's public contract and imports torch lazily (it is
 from __future__ import annotations
 
 import lam_mteb
+from lam_mteb_plugins.lam.encoder import DEFAULTS, LamEncoder, revision
+from lam_mteb_plugins.lam.encoder_v2 import DEFAULTS_V2, LamV2Encoder, revision_v2
 
 # MiniLM without its (unused) pooler + 6 blocks x (beta projection 384->12 and 12 read gains)
 N_PARAMETERS = 22_565_376 + 6 * (384 * 12 + 12 + 12)
-
-
-def create_encoder(
-    pooling: str = "mean",
-    weights=None,
-    hybrid_weight: float = 0.8,
-    diag_weight: float = 0.7,
-    chunk_size: int = 512,
-    batch_size: int = 32,
-    device: str | None = None,
-):
-    """Factory of the ``lam`` encoder kind (see ``encoder.LamEncoder``)."""
-    from lam_mteb_plugins.lam.encoder import LamEncoder
-
-    return LamEncoder(
-        pooling=pooling,
-        weights=weights,
-        hybrid_weight=hybrid_weight,
-        diag_weight=diag_weight,
-        chunk_size=chunk_size,
-        batch_size=batch_size,
-        device=device,
-    )
-
-
 # MiniLM without its pooler + 6 memories x (beta projection 384->12 and 12 gates)
 N_PARAMETERS_V2 = 22_565_376 + 6 * (384 * 12 + 12 + 12)
 
 
-def create_encoder_v2(
-    pooling: str = "mean",
-    weights=None,
-    lexical_weight: float = 0.0,
-    retrieval_lexical_weight: float | None = None,
-    lexical_vectors: str = "hashed",
-    lexical_dim: int = 2048,
-    lexical_tf: str = "log",
-    chunk_size: int | None = None,
-    chunk_pooling: str = "tokens",
-    diag_weight: float = 0.7,
-    batch_size: int = 32,
-    device: str | None = None,
-):
-    """Factory of the ``lam2`` encoder kind (see ``encoder_v2.LamV2Encoder``)."""
-    from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder
-
-    return LamV2Encoder(
-        pooling=pooling,
-        weights=weights,
-        lexical_weight=lexical_weight,
-        retrieval_lexical_weight=retrieval_lexical_weight,
-        lexical_vectors=lexical_vectors,
-        lexical_dim=lexical_dim,
-        lexical_tf=lexical_tf,
-        chunk_size=chunk_size,
-        chunk_pooling=chunk_pooling,
-        diag_weight=diag_weight,
-        batch_size=batch_size,
-        device=device,
-    )
-
-
-def _defaults(factory) -> dict:
-    """A factory's registry params: its keyword defaults, except the runtime-only ``device``."""
-    import inspect
-
-    return {
-        name: p.default
-        for name, p in inspect.signature(factory).parameters.items()
-        if name != "device"
-    }
-
-
-# default params of the `lam` / `lam2` kinds (kept in sync with encoder(_v2).DEFAULTS by tests)
-PARAMS = _defaults(create_encoder)
-PARAMS_V2 = _defaults(create_encoder_v2)
-
-
-def revision_v2(params: dict) -> str:
-    from lam_mteb_plugins.lam.encoder_v2 import revision_v2 as _revision
-
-    return _revision(params)
-
-
-def revision(params: dict) -> str:
-    """Content hash of the checkpoint + output-affecting params (changes when either changes)."""
-    from lam_mteb_plugins.lam.encoder import revision as _revision
-
-    return _revision(params)
+# the encoder classes are the kinds' factories; their modules import torch only when a model is
+# built, so registering them costs no torch import at `import mteb`
+PARAMS = dict(DEFAULTS)
+PARAMS_V2 = dict(DEFAULTS_V2)
 
 
 @lam_mteb.hookimpl
 def register_encoders(register):
     register(
         "lam",
-        create_encoder,
+        LamEncoder,
         params=dict(PARAMS),
         revision=revision,
         description="LAM: MiniLM-L6 with DeltaNet blocks, streaming any length (mean/state/hybrid)",
@@ -139,7 +60,7 @@ def register_encoders(register):
     )
     register(
         "lam2",
-        create_encoder_v2,
+        LamV2Encoder,
         params=dict(PARAMS_V2),
         revision=revision_v2,
         description="LAM v2: MiniLM-L6 softmax per chunk + gated delta-rule memory across chunks "

@@ -30,14 +30,6 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default"
 POOLINGS = ("mean", "state", "hybrid")
 LONG_CHARS = 20_000  # texts longer than this are tokenised as a stream
-DEFAULTS = {
-    "pooling": "mean",
-    "weights": None,
-    "hybrid_weight": 0.8,
-    "diag_weight": 0.7,
-    "chunk_size": 512,
-    "batch_size": 32,
-}
 
 
 def _error(message):
@@ -294,3 +286,18 @@ class LamEncoder:
 def build_encoder(**params) -> LamEncoder:
     """Factory registered as the ``lam`` encoder kind."""
     return LamEncoder(**params)
+
+
+def registry_defaults(encoder_cls) -> dict:
+    """An encoder class's registry params: its constructor's keyword defaults, except the
+    runtime-only ``device`` and ``model`` (the constructor is the one place they are written)."""
+    import inspect
+
+    return {
+        name: p.default
+        for name, p in inspect.signature(encoder_cls).parameters.items()
+        if name not in ("device", "model")
+    }
+
+
+DEFAULTS = registry_defaults(LamEncoder)

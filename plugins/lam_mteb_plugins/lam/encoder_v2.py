@@ -40,6 +40,7 @@ from lam_mteb_plugins.lam.encoder import (
     LONG_CHARS,
     checkpoint_hash,
     pad_batch,
+    registry_defaults,
     resolve_device,
     state_embedding,
 )
@@ -51,19 +52,6 @@ CHUNK_POOLINGS = ("tokens", "windows")
 # rows of a LAM_MTEB_LAM2_CACHE file; "reserved" held the first lexical channel (now lexical.py,
 # computed from the text alone) and stays so that cache files written before remain readable
 _PARTS = ("mean", "window_mean", "reserved", "state")
-DEFAULTS_V2 = {
-    "pooling": "mean",
-    "weights": None,
-    "lexical_weight": 0.0,
-    "retrieval_lexical_weight": None,
-    "lexical_vectors": "hashed",
-    "lexical_dim": 2048,
-    "lexical_tf": "log",
-    "chunk_size": None,
-    "chunk_pooling": "tokens",
-    "diag_weight": 0.7,
-    "batch_size": 32,
-}
 
 
 def _error(message):
@@ -470,3 +458,6 @@ class LamV2Encoder:
             last = torch.stack([st[-1] for st in states])
             res["state"] = state_embedding(last.float(), self.diag_weight).cpu()
         return res
+
+
+DEFAULTS_V2 = registry_defaults(LamV2Encoder)
