@@ -144,23 +144,6 @@ class LamV2Model(LamModel):
         sd = self.state_dict()
         return {k: v.detach() for k, v in sd.items() if ".mem_" in k or k == "lexical_idf"}
 
-    def forward_chunk(
-        self,
-        input_ids,
-        mask,
-        states=None,
-        position_offset=0,
-        backend="auto",
-        return_layers=False,
-        write=False,
-    ):
-        """One chunk [B, T] through all layers; ``states`` = per-layer memories (None: first chunk).
-
-        With ``write`` the memories after the chunk are returned (else a list of None)."""
-        return super().forward_chunk(
-            input_ids, mask, states, position_offset, backend, return_layers, write=write
-        )
-
     # ------------------------------------------------------------- lexical channel
     def static_vectors(self) -> torch.Tensor:
         """MiniLM's input word-piece embeddings, centred (the lexical channel's vectors)."""
