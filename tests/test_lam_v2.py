@@ -308,6 +308,26 @@ def test_lam2_kind_and_registry_entries():
         assert models[f"lam-v1-{pooling}"]["kind"] == "lam"
 
 
+def test_lam2_configure_derives_embed_dim_and_rejects_bad_params(tmp_path):
+    from lam_mteb import plugins, registry
+
+    reg = plugins.get_registry()
+    assert reg.model("lam-hybrid").embed_dim == 384 + 2048  # no embed_dim written in registry.yaml
+    assert reg.model("lam-mean").embed_dim == reg.model("lam2-state").embed_dim == 384
+    derive = enc2.configure_v2
+    assert derive({"lexical_weight": 0.3, "lexical_dim": 512}, None) == {"embed_dim": 384 + 512}
+    assert derive({"retrieval_lexical_weight": 0.5}, None) == {"embed_dim": 384 + 2048}
+    # MiniLM's input embeddings are mixed in, not concatenated: the width stays the dense one
+    assert derive({"lexical_weight": 0.3, "lexical_vectors": "minilm"}, None) == {"embed_dim": 384}
+    path = tmp_path / "registry.yaml"
+    path.write_text(
+        "models:\n  - name: my-lam\n    kind: lam2\n"
+        "    params: {lexical_weight: 0.3, lexical_tf: sqrt}\n"
+    )
+    with pytest.raises(lam_mteb.LamMtebError, match=r"registry.yaml:2: .*'my-lam'.*lexical_tf"):
+        registry.load_registry_file(path, reg)
+
+
 def test_shipped_v2_checkpoint_is_small_and_loads():
     folder = enc2.DEFAULT_WEIGHTS_V2
     if not (folder / "model.safetensors").is_file():

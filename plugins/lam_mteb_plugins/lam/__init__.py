@@ -23,7 +23,12 @@ from __future__ import annotations
 
 import lam_mteb
 from lam_mteb_plugins.lam.encoder import DEFAULTS, LamEncoder, revision
-from lam_mteb_plugins.lam.encoder_v2 import DEFAULTS_V2, LamV2Encoder, revision_v2
+from lam_mteb_plugins.lam.encoder_v2 import (
+    DEFAULTS_V2,
+    LamV2Encoder,
+    configure_v2,
+    revision_v2,
+)
 
 # MiniLM without its (unused) pooler + 6 blocks x (beta projection 384->12 and 12 read gains)
 N_PARAMETERS = 22_565_376 + 6 * (384 * 12 + 12 + 12)
@@ -37,6 +42,21 @@ PARAMS = dict(DEFAULTS)
 PARAMS_V2 = dict(DEFAULTS_V2)
 
 
+# ModelMeta fields both LAM kinds share: 384-d vectors of MiniLM's width, any input length
+_META = dict(
+    embed_dim=384,
+    max_tokens=float("inf"),
+    license="apache-2.0",
+    reference=None,
+    open_weights=True,
+    languages=["eng-Latn"],
+    similarity_fn_name="cosine",
+    use_instructions=False,
+    adapted_from="sentence-transformers/all-MiniLM-L6-v2",
+    public_training_code=None,
+)
+
+
 @lam_mteb.hookimpl
 def register_encoders(register):
     register(
@@ -45,38 +65,21 @@ def register_encoders(register):
         params=dict(PARAMS),
         revision=revision,
         description="LAM: MiniLM-L6 with DeltaNet blocks, streaming any length (mean/state/hybrid)",
-        embed_dim=384,
-        max_tokens=float("inf"),
         n_parameters=N_PARAMETERS,
-        license="apache-2.0",
-        reference=None,
-        open_weights=True,
-        languages=["eng-Latn"],
-        similarity_fn_name="cosine",
-        use_instructions=False,
-        adapted_from="sentence-transformers/all-MiniLM-L6-v2",
-        public_training_code=None,
         training_datasets=["STSBenchmark"],
+        **_META,
     )
     register(
         "lam2",
         LamV2Encoder,
         params=dict(PARAMS_V2),
         revision=revision_v2,
+        configure=configure_v2,
         description="LAM v2: MiniLM-L6 softmax per chunk + gated delta-rule memory across chunks "
         "(+ lexical channel), streaming any length",
-        embed_dim=384,
-        max_tokens=float("inf"),
         n_parameters=N_PARAMETERS_V2,
-        license="apache-2.0",
-        reference=None,
-        open_weights=True,
-        languages=["eng-Latn"],
-        similarity_fn_name="cosine",
-        use_instructions=False,
-        adapted_from="sentence-transformers/all-MiniLM-L6-v2",
-        public_training_code=None,
         training_datasets=["STSBenchmark"],  # IDF: STS-B train text
+        **_META,
     )
 
 

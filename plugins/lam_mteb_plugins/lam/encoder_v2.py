@@ -49,6 +49,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS_V2 = WEIGHTS_DIR / "v2"
 POOLINGS_V2 = ("mean", "state")
 CHUNK_POOLINGS = ("tokens", "windows")
+TF_WEIGHTS = ("log", "raw", "binary")  # lexical.tf_weight
+VECTORS = ("hashed", "minilm")  # the lexical channel's vectors (module docstring)
 # rows of a LAM_MTEB_LAM2_CACHE file; "reserved" held the first lexical channel (now lexical.py,
 # computed from the text alone) and stays so that cache files written before remain readable
 _PARTS = ("mean", "window_mean", "reserved", "state")
@@ -89,6 +91,30 @@ def revision_v2(params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def configure_v2(params: dict, lookup) -> dict:
+    """The ``lam2`` kind's ``configure``: check a configuration's parameters when the registry
+    loads (a bad one is one error naming its registry.yaml line, before any model is built) and
+    derive its ``embed_dim``: the checkpoint's hidden size, plus ``lexical_dim`` when a lexical
+    weight is > 0 with hashed lexical vectors (those are concatenated, not mixed in)."""
+    p = {**DEFAULTS_V2, **params}
+    lexical = float(p["lexical_weight"])
+    retrieval = lexical if p["retrieval_lexical_weight"] is None else p["retrieval_lexical_weight"]
+    _check_params(
+        p["pooling"],
+        p["chunk_pooling"],
+        (lexical, float(retrieval), float(p["diag_weight"])),
+        p["lexical_vectors"],
+        p["lexical_tf"],
+        p["lexical_dim"],
+        p["chunk_size"],
+    )
+    config = resolve_weights_v2(p["weights"]) / "config.json"
+    # a checkpoint that is not there yet keeps the kind's 384 (MiniLM-L6); building it will say so
+    dense = json.loads(config.read_text())["hidden_size"] if config.is_file() else 384
+    concatenated = p["lexical_vectors"] == "hashed" and max(lexical, float(retrieval)) > 0
+    return {"embed_dim": int(dense) + (int(p["lexical_dim"]) if concatenated else 0)}
+
+
 def _normalise(x):
     import torch.nn.functional as F
 
@@ -100,8 +126,6 @@ def _check_params(
 ) -> None:
     """One LamMtebError naming the first bad parameter (``weights``: the lexical and diag
     weights)."""
-    from lam_mteb_plugins.lam.lexical import TF_WEIGHTS, VECTORS
-
     if pooling not in POOLINGS_V2:
         raise _error(f"LAM v2 pooling {pooling!r} is not one of {', '.join(POOLINGS_V2)}")
     if chunk_pooling not in CHUNK_POOLINGS:

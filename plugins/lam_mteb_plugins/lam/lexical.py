@@ -21,8 +21,6 @@ from functools import lru_cache
 
 import torch
 
-TF_WEIGHTS = ("log", "raw", "binary")
-VECTORS = ("hashed", "minilm")
 _M32 = 0xFFFFFFFF
 _BLOCK = 2048  # word pieces projected at a time (bounds the temporary float sign rows)
 

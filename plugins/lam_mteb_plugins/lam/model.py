@@ -12,8 +12,9 @@ is carried from one chunk to the next, so memory does not depend on the document
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -63,9 +64,45 @@ def base_model_path(name: str = BASE_MODEL) -> Path:
     raise _error(f"unknown LAM base model {name!r}: use {BASE_MODEL!r} or a local BERT folder")
 
 
+class CheckpointConfig:
+    """A checkpoint's config.json as a dataclass: ``from_dict`` rejects unknown keys and another
+    checkpoint format (``FORMAT``), then runs the subclass's ``check``."""
+
+    FORMAT: ClassVar[str]
+    WHAT: ClassVar[str]  # the model's name in error messages
+    format: str
+
+    @classmethod
+    def from_dict(cls: type[_C], data: dict) -> _C:
+        unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        if unknown:
+            raise _error(
+                f"{cls.WHAT} config.json has unknown keys {sorted(unknown)}: "
+                f"not a {cls.WHAT} checkpoint"
+            )
+        factory: Any = cls
+        cfg = factory(**data)
+        if cfg.format != cls.FORMAT:
+            raise _error(f"LAM checkpoint format {cfg.format!r} is not {cls.FORMAT!r}")
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Further checks of the values (raise LamMtebError)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+
+_C = TypeVar("_C", bound=CheckpointConfig)
+
+
 @dataclass
-class LamConfig:
+class LamConfig(CheckpointConfig):
     """Everything needed to rebuild a LAM around its trained blocks (saved as config.json)."""
+
+    FORMAT = CHECKPOINT_FORMAT
+    WHAT = "LAM"
 
     base_model: str = BASE_MODEL
     mode: str = "final"  # how a chunk's tokens read the delta-rule memory, see DeltaNetBlock
@@ -77,25 +114,11 @@ class LamConfig:
     format: str = CHECKPOINT_FORMAT
     training: dict = field(default_factory=dict)  # provenance written by `lam-mteb distill`
 
-    @classmethod
-    def from_dict(cls, data: dict) -> LamConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise _error(
-                f"LAM config.json has unknown keys {sorted(unknown)}: not a LAM checkpoint"
-            )
-        cfg = cls(**data)
-        if cfg.format != CHECKPOINT_FORMAT:
-            raise _error(f"LAM checkpoint format {cfg.format!r} is not {CHECKPOINT_FORMAT!r}")
-        if cfg.mode not in MODES:
-            raise _error(f"LAM mode {cfg.mode!r} is not one of {MODES}")
-        if cfg.num_heads * cfg.head_dim != cfg.hidden_size:
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise _error(f"LAM mode {self.mode!r} is not one of {MODES}")
+        if self.num_heads * self.head_dim != self.hidden_size:
             raise _error("LAM config: num_heads * head_dim must equal hidden_size")
-        return cfg
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class DeltaNetBlock(nn.Module):

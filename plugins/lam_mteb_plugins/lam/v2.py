@@ -28,7 +28,7 @@ normalise((1 - w) * e_context + w * e_lex).  See docs/lam.md for how w was chose
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,15 +36,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from lam_mteb_plugins.lam.kernels import delta_rule_reference, delta_rule_state
-from lam_mteb_plugins.lam.model import BASE_MODEL, LamModel, SoftmaxAttention, _error, load_blocks
+from lam_mteb_plugins.lam.model import (
+    BASE_MODEL,
+    CheckpointConfig,
+    LamModel,
+    SoftmaxAttention,
+    _error,
+    load_blocks,
+)
 
 FORMAT_V2 = "lam-softmax-memory/2"
 VOCAB = 30522
 
 
 @dataclass
-class LamV2Config:
+class LamV2Config(CheckpointConfig):
     """Rebuilds a LAM v2 around its trained memory parameters (saved as config.json)."""
+
+    FORMAT = FORMAT_V2
+    WHAT = "LAM v2"
 
     base_model: str = BASE_MODEL
     hidden_size: int = 384
@@ -57,22 +67,9 @@ class LamV2Config:
     mode: str = "softmax+memory"  # for LamModel's constructor / display only
     training: dict = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> LamV2Config:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise _error(
-                f"LAM v2 config.json has unknown keys {sorted(unknown)}: not a LAM v2 checkpoint"
-            )
-        cfg = cls(**data)
-        if cfg.format != FORMAT_V2:
-            raise _error(f"LAM checkpoint format {cfg.format!r} is not {FORMAT_V2!r}")
-        if not 3 <= cfg.chunk_size <= 512:
-            raise _error(f"LAM v2 chunk_size must be in 3..512, got {cfg.chunk_size}")
-        return cfg
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def check(self) -> None:
+        if not 3 <= self.chunk_size <= 512:
+            raise _error(f"LAM v2 chunk_size must be in 3..512, got {self.chunk_size}")
 
 
 class MemorySoftmaxAttention(SoftmaxAttention):
