@@ -30,51 +30,7 @@ _ANY_LENGTH = {**_OPEN, "max_tokens": float("inf"), "public_training_code": None
 
 @lam_mteb.hookimpl
 def register_encoders(register):
-    register(
-        "chunked",
-        _chunked.create_encoder,
-        params=dict(_chunked.DEFAULTS),
-        configure=_chunked.configure,
-        description="any registered encoder over token windows of a long text (pool: mean | max)",
-        license="apache-2.0",
-        **_OPEN,
-    )
-    register(
-        "bm25",
-        _bm25.create_bm25,
-        params=dict(_bm25.DEFAULTS),
-        revision=_bm25.revision,
-        description=(
-            "mteb's BM25 baseline (bm25s, Lucene BM25 k1=1.5 b=0.75; English stopwords + "
-            "Snowball stemmer for English tasks); retrieval tasks only"
-        ),
-        adapted_from="mteb/baseline-bm25s",
-        reference="https://github.com/xhluca/bm25s",
-        license="mit",
-        release_date="2024-07-04",
-        model_type=["sparse"],
-        # a search model: no vectors, no parameters, mteb's own retrieval scoring
-        embed_dim=None,
-        n_parameters=0,
-        similarity_fn_name=None,
-        **_ANY_LENGTH,
-    )
-    register(
-        "minilm-static",
-        _static.create_static,
-        params=dict(_static.DEFAULTS),
-        revision=_static.revision,
-        description=(
-            "static token embeddings distilled from all-MiniLM-L6-v2 with model2vec (PCA 256, "
-            "SIF weights), no attention, any length"
-        ),
-        adapted_from="sentence-transformers/all-MiniLM-L6-v2",
-        reference="https://github.com/MinishLab/model2vec",
-        license="apache-2.0",
-        languages=["eng-Latn"],
-        # one 256-d vector per token of a 29 525-token vocabulary
-        embed_dim=256,
-        n_parameters=29_525 * 256,
-        similarity_fn_name="cosine",
-        **_ANY_LENGTH,
-    )
+    # each module declares its kind next to its code: factory, default params, revision, ModelMeta
+    register("chunked", _chunked.create_encoder, **_chunked.REGISTRATION, **_OPEN)
+    register("bm25", _bm25.create_bm25, **_bm25.REGISTRATION, **_ANY_LENGTH)
+    register("minilm-static", _static.create_static, **_static.REGISTRATION, **_ANY_LENGTH)

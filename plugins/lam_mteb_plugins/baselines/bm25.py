@@ -74,3 +74,23 @@ def revision(params: dict) -> str:
         bm25s_version = "absent"
     blob = repr((sorted(params.items()), bm25s_version))
     return f"bm25s-{bm25s_version}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+#: the ``bm25`` kind's registration (baselines/__init__.py): a search model, so no vectors, no
+#: parameters and mteb's own retrieval scoring
+REGISTRATION = {
+    "params": dict(DEFAULTS),
+    "revision": revision,
+    "description": (
+        "mteb's BM25 baseline (bm25s, Lucene BM25 k1=1.5 b=0.75; English stopwords + "
+        "Snowball stemmer for English tasks); retrieval tasks only"
+    ),
+    "adapted_from": "mteb/baseline-bm25s",
+    "reference": "https://github.com/xhluca/bm25s",
+    "license": "mit",
+    "release_date": "2024-07-04",
+    "model_type": ["sparse"],
+    "embed_dim": None,
+    "n_parameters": 0,
+    "similarity_fn_name": None,
+}

@@ -42,7 +42,7 @@ import math
 import re
 import sys
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -151,6 +151,15 @@ def configure(params: dict, lookup) -> dict:
         raise ValueError(f"overlap {overlap} must be smaller than the window ({window} tokens)")
     _check_sizes(params)
     return _derived_metadata(inner, pool, window, overlap)
+
+
+#: the ``chunked`` kind's registration (baselines/__init__.py); ``configure`` derives the rest
+REGISTRATION = {
+    "params": dict(DEFAULTS),
+    "configure": configure,
+    "description": "any registered encoder over token windows of a long text (pool: mean | max)",
+    "license": "apache-2.0",
+}
 
 
 # -- the tokenizer protocol ---------------------------------------------------------------------
@@ -453,15 +462,17 @@ class ChunkedEncoder:
 
     def encode(
         self,
-        texts,
+        texts: Iterable[str],
         *,
         batch_size: int | None = None,
         show_progress_bar: bool = False,
         prompt_type: str | None = None,
-        **kwargs,
-    ):
+    ) -> np.ndarray | list[np.ndarray]:
         """``(n, dim)`` array (mean pooling, or max outside retrieval); for ``pool: max`` with
-        ``prompt_type`` query/document a list of ``(n_windows_i, dim)`` arrays."""
+        ``prompt_type`` query/document a list of ``(n_windows_i, dim)`` arrays.
+
+        No ``**kwargs``: the bridge passes an encoder only the keywords its signature names, and
+        the inner model gets ``batch_size`` alone (mteb's other encode keywords are not its)."""
         from tqdm.auto import tqdm
 
         texts = list(texts)

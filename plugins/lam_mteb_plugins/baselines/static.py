@@ -68,6 +68,25 @@ def revision(params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+#: the ``minilm-static`` kind's registration (baselines/__init__.py): one 256-d vector per token
+#: of a 29 525-token vocabulary
+REGISTRATION = {
+    "params": dict(DEFAULTS),
+    "revision": revision,
+    "description": (
+        "static token embeddings distilled from all-MiniLM-L6-v2 with model2vec (PCA 256, "
+        "SIF weights), no attention, any length"
+    ),
+    "adapted_from": "sentence-transformers/all-MiniLM-L6-v2",
+    "reference": "https://github.com/MinishLab/model2vec",
+    "license": "apache-2.0",
+    "languages": ["eng-Latn"],
+    "embed_dim": 256,
+    "n_parameters": 29_525 * 256,
+    "similarity_fn_name": "cosine",
+}
+
+
 def distilled_path(pca_dims: int = 256) -> Path:
     """Where the distilled model lives (created by :func:`distil` when absent)."""
     folder = minilm_folder()

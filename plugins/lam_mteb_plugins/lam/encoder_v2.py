@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +213,7 @@ class LamV2Encoder:
     # ------------------------------------------------------------------ public
     def encode(
         self,
-        texts,
+        texts: str | Sequence[str],
         *,
         batch_size: int | None = None,
         show_progress_bar: bool = False,
