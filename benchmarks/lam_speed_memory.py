@@ -263,8 +263,9 @@ def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds
     takes), default torch threads, interleaved rounds; tokens/s counts the tokens each model reads
     (MiniLM truncates at its max_seq_length, LAM reads every token)."""
     import mteb
-    from mteb._create_dataloaders import _create_dataloader_from_texts
+    from datasets import Dataset
 
+    from lam_mteb.mteb_compat import create_dataloader
     from lam_mteb_plugins.lam.text import LamTokenizer
 
     tok = LamTokenizer()
@@ -285,7 +286,8 @@ def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds
 
         def run(model, texts=texts):
             model.encode(
-                _create_dataloader_from_texts(texts, batch_size=32),
+                # mteb's own batching (through lam-mteb's adapter of mteb internals)
+                create_dataloader(Dataset.from_dict({"text": texts}), task_metadata=meta),
                 task_metadata=meta,
                 hf_split="test",
                 hf_subset="default",

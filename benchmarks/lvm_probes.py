@@ -31,10 +31,10 @@ CKPT = Path(__file__).resolve().parent.parent / "plugins/lam_mteb_plugins/lvm/ch
 
 
 def scores(pred, pool, tgt, ex):
-    from lam_mteb_plugins.lvm import metrics as M
+    from lam_mteb_plugins.lvm import metrics
 
-    ranks = M.target_ranks(pred, pool, tgt, ex)
-    cos = M.cosine_rows(pred, pool[tgt])
+    ranks = metrics.target_ranks(pred, pool, tgt, ex)
+    cos = metrics.cosine_rows(pred, pool[tgt])
     return ranks, cos
 
 
@@ -44,11 +44,11 @@ def fmt(ranks, cos) -> str:
 
 def context_features(ctx: np.ndarray) -> np.ndarray:
     """Cosines of the last context vector to the others and to the context mean, |mean|."""
-    from lam_mteb_plugins.lvm import metrics as M
+    from lam_mteb_plugins.lvm import metrics
 
     last = ctx[:, -1]
     cols = [(last * ctx[:, i]).sum(1) for i in range(ctx.shape[1] - 1)]
-    cols.append((last * M.normalize(ctx.mean(1))).sum(1))
+    cols.append((last * metrics.normalize(ctx.mean(1))).sum(1))
     cols.append(np.linalg.norm(ctx.mean(1), axis=1))
     return np.stack(cols, 1)
 
@@ -63,19 +63,18 @@ def main(argv=None) -> int:
     from sklearn.metrics import roc_auc_score
 
     import lam_mteb
-    from lam_mteb_plugins.lvm import data as D
-    from lam_mteb_plugins.lvm import metrics as M
+    from lam_mteb_plugins.lvm import data, metrics
     from lam_mteb_plugins.lvm.models import TorchPredictor, load_checkpoint
     from lam_mteb_plugins.lvm.train import _encode_fn, default_data_folder, split_vectors
 
     torch.set_num_threads(1)
-    sd = D.build_sequence_data(default_data_folder())
+    sd = data.build_sequence_data(default_data_folder())
     _, vecs = split_vectors(
         _encode_fn(lam_mteb.get_encoder("minilm")), sd, splits=("train", args.split)
     )
     model = TorchPredictor(load_checkpoint(args.checkpoint)[0])
-    pool = M.normalize(vecs[args.split])
-    ctx, tgt, ex = M.sequence_arrays(pool, sd.sequences(args.split))
+    pool = metrics.normalize(vecs[args.split])
+    ctx, tgt, ex = metrics.sequence_arrays(pool, sd.sequences(args.split))
     last, pred = ctx[:, -1], model(ctx)
     r_p, c_p = scores(last, pool, tgt, ex)
     print(f"[{args.split}] persistence     {fmt(r_p, c_p)}")
@@ -86,7 +85,7 @@ def main(argv=None) -> int:
     print("\n0. the rank-1 candidate when it is not the target: its offset from the target")
     doc = np.array([c.doc_id for c in sd.chunks[args.split]])
     for name, p in (("persistence", last), ("linear average", ctx.mean(1))):
-        sims = M.normalize(p) @ pool.T
+        sims = metrics.normalize(p) @ pool.T
         sims[np.arange(len(tgt))[:, None], ex] = -np.inf  # the context is not a candidate
         top = sims.argmax(1)
         miss = top != tgt
@@ -101,24 +100,24 @@ def main(argv=None) -> int:
         print(f"  lam {lam:<5} {fmt(*scores(last + lam * (pred - last), pool, tgt, ex))}")
 
     print("\n2. adding a fixed direction w (a * w) to persistence and to the lam = 0.5 prediction")
-    train = M.normalize(vecs["train"])
+    train = metrics.normalize(vecs["train"])
     mu, sigma = train.mean(0), np.cov(train.T)
-    dirs = {"train mean": M.normalize(mu)}
+    dirs = {"train mean": metrics.normalize(mu)}
     for s in (1e-3, 1e-1):
         ridge = sigma + s * np.trace(sigma) / len(mu) * np.eye(len(mu))
-        dirs[f"LDA s={s:g}"] = M.normalize(np.linalg.solve(ridge, mu))
+        dirs[f"LDA s={s:g}"] = metrics.normalize(np.linalg.solve(ridge, mu))
     for name, w in dirs.items():
         print(f"  {name}: w.mu {w @ mu:.3f}, variance of w.x over train chunks {w @ sigma @ w:.5f}")
         for base_name, base in (
             ("persistence", last),
-            ("lam 0.5", M.normalize(last + 0.5 * (pred - last))),
+            ("lam 0.5", metrics.normalize(last + 0.5 * (pred - last))),
         ):
             for a in (0.1, 0.2, 0.4):
                 print(f"    {base_name:11} + {a} w  {fmt(*scores(base + a * w, pool, tgt, ex))}")
 
     print("\n3. gate: persistence where it ranks the target first, else the model (lam_hi)")
     t_pool = train
-    t_ctx, t_tgt, t_ex = M.sequence_arrays(t_pool, sd.sequences("train"))
+    t_ctx, t_tgt, t_ex = metrics.sequence_arrays(t_pool, sd.sequences("train"))
     t_hit = scores(t_ctx[:, -1], t_pool, t_tgt, t_ex)[0] <= 1
     clf = LogisticRegression(max_iter=1000).fit(context_features(t_ctx), t_hit)
     prob = clf.predict_proba(context_features(ctx))[:, 1]

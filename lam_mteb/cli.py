@@ -298,78 +298,107 @@ def _add_run(sub) -> None:
         "run",
         help="run a grid of models x tasks (in-process, a local process pool, Ray, or a shard)",
     )
-    p.add_argument(
+    _run_selection(p.add_argument_group("what to run"))
+    _run_data(p.add_argument_group("data and results"))
+    _run_encoding(p.add_argument_group("encoding"))
+    _run_execution(p.add_argument_group("where to run"))
+    p.add_argument("-v", "--verbosity", type=int, default=1)
+    p.set_defaults(func=cmd_run)
+
+
+def _run_selection(g) -> None:
+    g.add_argument(
         "-m", "--model", nargs="+", required=True, help="model name(s): lam-mteb or mteb models"
     )
-    p.add_argument("-t", "--tasks", nargs="+", default=None, help="task name(s)")
-    p.add_argument(
+    g.add_argument("-t", "--tasks", nargs="+", default=None, help="task name(s)")
+    g.add_argument(
         "--benchmark", nargs="+", default=None, help="mteb benchmark name(s), e.g. 'MTEB(eng, v2)'"
     )
-    p.add_argument(
+    g.add_argument(
+        "--eval-splits",
+        "--eval_splits",
+        nargs="+",
+        default=None,
+        help="splits to evaluate (default: each task's own)",
+    )
+
+
+def _run_data(g) -> None:
+    g.add_argument(
         "--output-folder",
         "--output_folder",
         default="results",
         help="results folder (default: results)",
     )
-    p.add_argument("--data-dir", help="offline data directory (default: $LAM_MTEB_DATA_DIR)")
-    p.add_argument("--eval-splits", "--eval_splits", nargs="+", default=None)
-    p.add_argument("--batch-size", "--batch_size", type=int, default=None)
-    p.add_argument(
+    g.add_argument("--data-dir", help="offline data directory (default: $LAM_MTEB_DATA_DIR)")
+    g.add_argument(
+        "--overwrite-strategy",
+        default="only-missing",
+        choices=["always", "never", "only-missing", "only-cache"],
+        help="mteb's: which model x task results to (re)compute (default: only-missing)",
+    )
+    g.add_argument(
+        "--verify-data",
+        action="store_true",
+        help="re-hash every local data file instead of trusting the (size, mtime) shortcut",
+    )
+
+
+def _run_encoding(g) -> None:
+    g.add_argument(
+        "--batch-size",
+        "--batch_size",
+        type=int,
+        default=None,
+        help="texts per encode batch (default: mteb's, 32)",
+    )
+    g.add_argument(
         "--encode-kwargs",
         default=None,
         help='JSON object passed to every encode call, e.g. \'{"device": ["cuda:0", "cuda:1"]}\'',
     )
-    p.add_argument(
+    g.add_argument(
         "--device",
         nargs="+",
         default=None,
         help="cpu (default) or cuda; several devices: encoders that accept a device list "
         "use them all",
     )
-    p.add_argument(
-        "--overwrite-strategy",
-        default="only-missing",
-        choices=["always", "never", "only-missing", "only-cache"],
-    )
-    p.add_argument(
-        "--verify-data",
-        action="store_true",
-        help="re-hash every local data file instead of trusting the (size, mtime) shortcut",
-    )
-    p.add_argument(
+
+
+def _run_execution(g) -> None:
+    g.add_argument(
         "--executor",
         choices=["local", "ray"],
         default="local",
         help="local: this machine, --jobs processes (default); ray: one Ray task per pair",
     )
-    p.add_argument(
+    g.add_argument(
         "--jobs",
         type=int,
         default=1,
         help="local: pairs at a time, each in its own process; 1 (default) runs them here, "
         "one after another",
     )
-    p.add_argument(
+    g.add_argument(
         "--cpus-per-job",
         type=float,
         default=1.0,
         help="CPUs per pair (Ray resources; local: torch threads)",
     )
-    p.add_argument("--gpus-per-job", type=float, default=0.0, help="GPUs per pair (Ray resources)")
-    p.add_argument(
+    g.add_argument("--gpus-per-job", type=float, default=0.0, help="GPUs per pair (Ray resources)")
+    g.add_argument(
         "--address",
         default=None,
         help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)",
     )
-    p.add_argument(
+    g.add_argument(
         "--shard",
         default=None,
         metavar="I/N",
         help="run every N-th pair starting at I "
         "(SLURM arrays: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)",
     )
-    p.add_argument("-v", "--verbosity", type=int, default=1)
-    p.set_defaults(func=cmd_run)
 
 
 def _add_encode(sub) -> None:

@@ -683,62 +683,74 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "encode", help="embed a corpus (jsonl / parquet / text lines) into parquet: id, embedding"
     )
-    p.add_argument("-m", "--model", required=True, help="a registered model (`lam-mteb models`)")
-    p.add_argument(
+    _input_output(p.add_argument_group("input and output"))
+    _encoding(p.add_argument_group("encoding"))
+    _execution(p.add_argument_group("where to run"))
+    p.set_defaults(func=cmd_encode)
+
+
+def _input_output(g) -> None:
+    g.add_argument("-m", "--model", required=True, help="a registered model (`lam-mteb models`)")
+    g.add_argument(
         "--input",
         required=True,
         help="jsonl, parquet (file or folder) or plain text, one document a line",
     )
-    p.add_argument(
+    g.add_argument(
         "--output", required=True, help="parquet file (local) or folder of parquet shards (ray)"
     )
-    p.add_argument(
+    g.add_argument(
         "--format", choices=FORMATS, default=None, help="input format (default: from the file name)"
     )
-    p.add_argument(
+    g.add_argument(
         "--text-field", default="text", help="jsonl/parquet: the text field (default: text)"
     )
-    p.add_argument(
+    g.add_argument(
         "--title-field", default=None, help="jsonl/parquet: a title field prepended to the text"
     )
-    p.add_argument(
+    g.add_argument(
         "--id-field",
         default=None,
         help=f"jsonl/parquet: the id field (default: {'/'.join(ID_FIELDS)} if present, "
         "else line numbers)",
     )
-    p.add_argument("--prompt-type", choices=["document", "query"], default="document")
-    p.add_argument("--batch-size", "--batch_size", type=int, default=32, help="encoder batch size")
-    p.add_argument(
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --output (only once the new one is complete)",
+    )
+
+
+def _encoding(g) -> None:
+    g.add_argument("--prompt-type", choices=["document", "query"], default="document")
+    g.add_argument("--batch-size", "--batch_size", type=int, default=32, help="encoder batch size")
+    g.add_argument(
         "--rows",
         type=int,
         default=1024,
         help="documents read, encoded and written at a time (row group / Ray batch)",
     )
-    p.add_argument(
+    g.add_argument(
         "--device",
         nargs="+",
         default=None,
         help="device; several: encoders that accept a device list use them all",
     )
-    p.add_argument("--encode-kwargs", default=None, help="JSON object of extra encode keywords")
-    p.add_argument("--executor", choices=["local", "ray"], default="local")
-    p.add_argument(
+    g.add_argument("--encode-kwargs", default=None, help="JSON object of extra encode keywords")
+
+
+def _execution(g) -> None:
+    g.add_argument("--executor", choices=["local", "ray"], default="local")
+    g.add_argument(
         "--address",
         default=None,
         help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)",
     )
-    p.add_argument(
+    g.add_argument(
         "--workers",
         type=int,
         default=None,
         help="ray: most encode actors (default: as many as resources allow)",
     )
-    p.add_argument("--cpus-per-worker", type=float, default=1.0)
-    p.add_argument("--gpus-per-worker", type=float, default=0.0)
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing --output (only once the new one is complete)",
-    )
-    p.set_defaults(func=cmd_encode)
+    g.add_argument("--cpus-per-worker", type=float, default=1.0)
+    g.add_argument("--gpus-per-worker", type=float, default=0.0)

@@ -184,8 +184,8 @@ def results_commit(summary_text: str) -> str:
 
 
 def build(data_dir: Path) -> dict:
-    import mteb
-
+    """The references document: mteb-results entries, the LongEmbed paper's Table 2 rows, and the
+    hand-written entries, each with its provenance."""
     data_dir = Path(data_dir)
     commit = results_commit((data_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     paper = parse_paper_table((data_dir / PAPER_FILE).read_text(encoding="utf-8"))
@@ -195,71 +195,12 @@ def build(data_dir: Path) -> dict:
     paper_param = {
         PAPER_ROWS[name][0]: paper[name][0] for name in PAPER_ROWS if PAPER_ROWS[name][1] is None
     }
-
-    models: dict = {}
-    entries: list = []
-    for model_id in MTEB_MODELS:
-        models[model_id] = _model_facts(model_id, paper_param.get(model_id))
-        revisions = sorted((data_dir / MTEB_DIR / model_id.replace("/", "__")).iterdir())
-        if len(revisions) != 1:
-            raise ValueError(
-                f"{MTEB_DIR}/{model_id}: expected one revision folder, found {len(revisions)}"
-            )
-        rev_dir = revisions[0]
-        scores = {}
-        for task in TASKS:
-            path = rev_dir / f"{task}.json"
-            name, value, splits, version = mteb_score(path)
-            assert name == task, (path, name)
-            scores[task] = {
-                "value": value,
-                "metric": mteb.get_task(task).metadata.main_score,
-                "split": splits[0] if len(splits) == 1 else splits,
-                "file": str(path.relative_to(data_dir)),
-                "mteb_version": version,
-            }
-        entries.append(
-            {
-                "model": model_id,
-                "source": "mteb-results",
-                "status": "published",
-                "revision": rev_dir.name,
-                "scores": scores,
-            }
-        )
-
+    models = {m: _model_facts(m, paper_param.get(m)) for m in MTEB_MODELS}
+    entries = [_mteb_entry(data_dir, m) for m in MTEB_MODELS]
     for name, (model_id, label) in PAPER_ROWS.items():
         if model_id not in models:
             models[model_id] = _model_facts(model_id, paper[name][0])
-        nums = paper[name][1]
-        scores = {}
-        for task, text in zip(PAPER_COLUMNS, nums[:6], strict=True):
-            splits = list(mteb.get_task(task).metadata.eval_splits)
-            scores[task] = {
-                "value": round(float(text) / 100, 6),
-                "reported": text,
-                "metric": PAPER_METRIC.get(task, "ndcg_at_10"),
-                "split": splits[0] if len(splits) == 1 else splits,
-            }
-        entry = {"model": model_id}
-        if label:
-            entry["label"] = label
-        entry.update(
-            {
-                "source": "longembed-paper",
-                "status": "published",
-                "table": "Table 2",
-                "revision": None,
-                "scores": scores,
-                "reported_mean": {
-                    "value": round(float(nums[6]) / 100, 6),
-                    "reported": nums[6],
-                    "note": "the paper's Avg. column (mean of the six tasks)",
-                },
-            }
-        )
-        entries.append(entry)
-
+        entries.append(_paper_entry(model_id, label, paper[name][1]))
     models.update(copy.deepcopy(HAND_WRITTEN_MODELS))
     entries.extend(copy.deepcopy(HAND_WRITTEN_ENTRIES))
     return {
@@ -273,6 +214,70 @@ def build(data_dir: Path) -> dict:
         "models": models,
         "entries": entries,
     }
+
+
+def _mteb_entry(data_dir: Path, model_id: str) -> dict:
+    """One model's scores from its (single) revision folder of the mteb results repository."""
+    import mteb
+
+    revisions = sorted((data_dir / MTEB_DIR / model_id.replace("/", "__")).iterdir())
+    if len(revisions) != 1:
+        raise ValueError(
+            f"{MTEB_DIR}/{model_id}: expected one revision folder, found {len(revisions)}"
+        )
+    rev_dir = revisions[0]
+    scores = {}
+    for task in TASKS:
+        path = rev_dir / f"{task}.json"
+        name, value, splits, version = mteb_score(path)
+        assert name == task, (path, name)
+        scores[task] = {
+            "value": value,
+            "metric": mteb.get_task(task).metadata.main_score,
+            "split": splits[0] if len(splits) == 1 else splits,
+            "file": str(path.relative_to(data_dir)),
+            "mteb_version": version,
+        }
+    return {
+        "model": model_id,
+        "source": "mteb-results",
+        "status": "published",
+        "revision": rev_dir.name,
+        "scores": scores,
+    }
+
+
+def _paper_entry(model_id: str, label: str | None, nums: list[str]) -> dict:
+    """One row of the LongEmbed paper's Table 2: six task columns (percent) and the Avg."""
+    import mteb
+
+    scores = {}
+    for task, text in zip(PAPER_COLUMNS, nums[:6], strict=True):
+        splits = list(mteb.get_task(task).metadata.eval_splits)
+        scores[task] = {
+            "value": round(float(text) / 100, 6),
+            "reported": text,
+            "metric": PAPER_METRIC.get(task, "ndcg_at_10"),
+            "split": splits[0] if len(splits) == 1 else splits,
+        }
+    entry: dict = {"model": model_id}
+    if label:
+        entry["label"] = label
+    entry.update(
+        {
+            "source": "longembed-paper",
+            "status": "published",
+            "table": "Table 2",
+            "revision": None,
+            "scores": scores,
+            "reported_mean": {
+                "value": round(float(nums[6]) / 100, 6),
+                "reported": nums[6],
+                "note": "the paper's Avg. column (mean of the six tasks)",
+            },
+        }
+    )
+    return entry
 
 
 HEADER = """\

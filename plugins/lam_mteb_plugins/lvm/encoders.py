@@ -20,8 +20,7 @@ import numpy as np
 
 import lam_mteb
 
-from . import data as D
-from . import metrics as M
+from . import data, metrics
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 
@@ -124,12 +123,16 @@ class LVMRetriever:
         texts = list(texts)
         per_query: list[list[str]] = []
         for t in texts:
-            chunks = D.chunk_sentences(D.split_sentences(t), self.target_words) or [
+            chunks = data.chunk_sentences(data.split_sentences(t), self.target_words) or [
                 t if t.strip() else " "
             ]
             per_query.append(chunks[-self.context :])
         flat = [c for cs in per_query for c in cs]
-        vecs = M.normalize(self._base_encode(flat, batch_size, show_progress_bar)) if flat else None
+        vecs = (
+            metrics.normalize(self._base_encode(flat, batch_size, show_progress_bar))
+            if flat
+            else None
+        )
         ctx = np.zeros(
             (len(texts), self.context, vecs.shape[1] if vecs is not None else 1), np.float32
         )
@@ -147,7 +150,7 @@ class LVMRetriever:
             raise lam_mteb.LamMtebError(
                 f"predict_next expects (n, k, d) context vectors, got shape {context.shape}"
             )
-        return self.predictor(M.normalize(context)).astype(np.float32)
+        return self.predictor(metrics.normalize(context)).astype(np.float32)
 
     def _base_encode(
         self, texts: list[str], batch_size: int, show_progress_bar: bool

@@ -21,9 +21,7 @@ from mteb.abstasks.task_metadata import TaskMetadata
 
 import lam_mteb
 
-from . import data as D
-from . import metrics as M
-from . import vectors as V
+from . import data, metrics, vectors
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +60,7 @@ class LVMNextVector(AbsTask):
             "Data: $LAM_MTEB_DATA_DIR/longtext."
         ),
         reference="https://github.com/lam-mteb/lam-mteb/blob/main/docs/lvm.md",
-        dataset={"path": "lam-mteb/LVMNextVector", "revision": f"chunks-v{D.DATA_VERSION}"},
+        dataset={"path": "lam-mteb/LVMNextVector", "revision": f"chunks-v{data.DATA_VERSION}"},
         type="Retrieval",
         category="t2t",
         modalities=["text"],
@@ -94,7 +92,7 @@ class LVMNextVector(AbsTask):
     ) -> None:
         super().__init__(seed=seed, **kwargs)
         self.data_folder = Path(data_folder) if data_folder else None
-        self.sequence_data: D.SequenceData | None = None
+        self.sequence_data: data.SequenceData | None = None
         self._train_means: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ data
@@ -102,7 +100,7 @@ class LVMNextVector(AbsTask):
         if self.data_loaded:
             return
         folder = self.data_folder or data_folder()
-        sd = D.build_sequence_data(
+        sd = data.build_sequence_data(
             folder, context=self.context, target_words=self.target_words, seed=self.split_seed
         )
         self.sequence_data = sd
@@ -117,7 +115,7 @@ class LVMNextVector(AbsTask):
                             "text": [c.text for c in sd.chunks[s]],
                         }
                     )
-                    for s in D.SPLITS
+                    for s in data.SPLITS
                 }
             )
         }
@@ -157,8 +155,10 @@ class LVMNextVector(AbsTask):
         return np.asarray(emb, dtype=np.float32)
 
     def _fingerprint(self, model, hf_split, hf_subset, encode_kwargs) -> str:
-        probe = Dataset.from_list([{"id": f"probe{i}", "text": t} for i, t in enumerate(V.PROBES)])
-        return V.fingerprint(
+        probe = Dataset.from_list(
+            [{"id": f"probe{i}", "text": t} for i, t in enumerate(vectors.PROBES)]
+        )
+        return vectors.fingerprint(
             lambda _texts: self._encode(
                 model, probe, hf_split=hf_split, hf_subset=hf_subset, encode_kwargs=encode_kwargs
             )
@@ -170,7 +170,7 @@ class LVMNextVector(AbsTask):
         """Vectors of ``ds``'s chunks: cached ones (same encoder fingerprint) + newly encoded
         ones."""
         texts = list(ds["text"])
-        out, missing = V.lookup(fp, texts)
+        out, missing = vectors.lookup(fp, texts)
         if missing:
             new = self._encode(
                 model,
@@ -182,7 +182,7 @@ class LVMNextVector(AbsTask):
             if out is None or out.shape[1] != new.shape[1]:
                 out = np.zeros((len(texts), new.shape[1]), np.float32)
             out[missing] = new
-            V.add(fp, [texts[i] for i in missing], new)
+            vectors.add(fp, [texts[i] for i in missing], new)
         return out
 
     def _split_vectors(
@@ -199,7 +199,7 @@ class LVMNextVector(AbsTask):
 
     def _train_mean_vectors(self, model, fp: str, hf_subset: str, encode_kwargs) -> np.ndarray:
         train = self.dataset[hf_subset]["train"]
-        idx = V.train_sample_indices(len(train), self.mean_sample, self.split_seed)
+        idx = vectors.train_sample_indices(len(train), self.mean_sample, self.split_seed)
         return self._cached_encode(
             model,
             train.select(idx.tolist()),
@@ -227,10 +227,10 @@ class LVMNextVector(AbsTask):
         """(encoder fingerprint, the split's unit chunk vectors, the unit train sample of the
         mean-vector baseline); vectors are cached per fingerprint."""
         fp = self._fingerprint(model, hf_split, hf_subset, encode_kwargs)
-        vecs = M.normalize(self._split_vectors(model, hf_split, fp, hf_subset, encode_kwargs))
+        vecs = metrics.normalize(self._split_vectors(model, hf_split, fp, hf_subset, encode_kwargs))
         if fp not in self._train_means:
             self._train_means[fp] = self._train_mean_vectors(model, fp, hf_subset, encode_kwargs)
-        return fp, vecs, M.normalize(self._train_means[fp])
+        return fp, vecs, metrics.normalize(self._train_means[fp])
 
     def _predictors(self, model, dim: int, train_sample: np.ndarray) -> dict[str, Any]:
         """The model's own predictor (when it has one) and the four baselines."""
@@ -238,10 +238,10 @@ class LVMNextVector(AbsTask):
         own = find_predictor(model)
         if own is not None:
             predictors["model_predictor"] = lambda c, _f=own: np.asarray(_f(c), dtype=np.float32)
-        predictors["random"] = M.random_predictor(dim, seed=self.seed)
-        predictors["mean_vector"] = M.mean_predictor(train_sample)
-        predictors["persistence"] = M.persistence
-        predictors["linear_average"] = M.linear_average
+        predictors["random"] = metrics.random_predictor(dim, seed=self.seed)
+        predictors["mean_vector"] = metrics.mean_predictor(train_sample)
+        predictors["persistence"] = metrics.persistence
+        predictors["linear_average"] = metrics.linear_average
         return predictors
 
     def _scores(self, results: dict, hf_split: str, n_seqs: int, n_vecs: int, n_train: int, fp):
@@ -293,11 +293,11 @@ class LVMNextVector(AbsTask):
 
         with phase("Encoding chunks"):
             fp, vecs, train_sample = self._encode_chunks(model, hf_split, hf_subset, encode_kwargs)
-        ctx, tgt, excl = M.sequence_arrays(vecs, seqs)
+        ctx, tgt, excl = metrics.sequence_arrays(vecs, seqs)
         predictors = self._predictors(model, vecs.shape[1], train_sample)
         with phase("Predicting and scoring"):
             results = {
-                name: M.evaluate_predictor(
+                name: metrics.evaluate_predictor(
                     fn, ctx, tgt, vecs, excl, latency_calls=self.latency_calls
                 )
                 for name, fn in predictors.items()

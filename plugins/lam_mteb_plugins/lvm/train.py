@@ -28,9 +28,7 @@ import numpy as np
 
 import lam_mteb
 
-from . import data as D
-from . import metrics as M
-from . import vectors as V
+from . import data, metrics, vectors
 
 # Defaults chosen on the dev split of ../shared/data/longtext (docs/lvm.md, "what we tried").
 DEFAULTS = {
@@ -129,16 +127,16 @@ SELECT_RULES = {
 def dev_baselines(train_vecs: np.ndarray, dev_vecs: np.ndarray, dev_seqs, seed: int = 42) -> dict:
     """Metrics of the four baselines (random, mean vector of train, persistence, linear average)
     on one split (dev during training; the report also scores test with it)."""
-    pool = M.normalize(dev_vecs)
-    ctx, tgt, ex = M.sequence_arrays(pool, dev_seqs)
+    pool = metrics.normalize(dev_vecs)
+    ctx, tgt, ex = metrics.sequence_arrays(pool, dev_seqs)
     fns = {
-        "random": M.random_predictor(pool.shape[1], seed=seed),
-        "mean_vector": M.mean_predictor(M.normalize(train_vecs)),
-        "persistence": M.persistence,
-        "linear_average": M.linear_average,
+        "random": metrics.random_predictor(pool.shape[1], seed=seed),
+        "mean_vector": metrics.mean_predictor(metrics.normalize(train_vecs)),
+        "persistence": metrics.persistence,
+        "linear_average": metrics.linear_average,
     }
     return {
-        name: M.evaluate_predictor(fn, ctx, tgt, pool, ex, latency_calls=0)
+        name: metrics.evaluate_predictor(fn, ctx, tgt, pool, ex, latency_calls=0)
         for name, fn in fns.items()
     }
 
@@ -248,11 +246,11 @@ class _Trainer:
         self.dim, self.context = train_vecs.shape[1], len(train_seqs[0][0])
         self.model = build(hp["arch"], dim=self.dim, context=self.context, **hp["model"])
         self.opt = _optimizer(self.model, hp)
-        self.tv = torch.as_tensor(M.normalize(train_vecs))
+        self.tv = torch.as_tensor(metrics.normalize(train_vecs))
         self.ctx_idx = torch.as_tensor(np.array([c for c, _ in train_seqs], dtype=np.int64))
         self.tgt_idx = torch.as_tensor(np.array([t for _, t in train_seqs], dtype=np.int64))
-        self.dev_pool = M.normalize(dev_vecs)
-        self.dev_ctx, self.dev_tgt, self.dev_ex = M.sequence_arrays(self.dev_pool, dev_seqs)
+        self.dev_pool = metrics.normalize(dev_vecs)
+        self.dev_ctx, self.dev_tgt, self.dev_ex = metrics.sequence_arrays(self.dev_pool, dev_seqs)
         self.n = len(train_seqs)
         self.steps_per_epoch = math.ceil(self.n / hp["batch_size"])
         self.lr_at = _lr_schedule(hp, self.steps_per_epoch)
@@ -303,11 +301,11 @@ class _Trainer:
         with torch.inference_mode():
             preds = self.model(torch.as_tensor(self.dev_ctx)).numpy()
         self.model.train()
-        ranks = M.target_ranks(preds, self.dev_pool, self.dev_tgt, self.dev_ex)
-        cos = M.cosine_rows(preds, self.dev_pool[self.dev_tgt])
+        ranks = metrics.target_ranks(preds, self.dev_pool, self.dev_tgt, self.dev_ex)
+        cos = metrics.cosine_rows(preds, self.dev_pool[self.dev_tgt])
         return {
             "dev_cosine_mean": float(cos.mean()),
-            **{f"dev_{k}": v for k, v in M.retrieval_scores(ranks).items()},
+            **{f"dev_{k}": v for k, v in metrics.retrieval_scores(ranks).items()},
         }
 
     def notify(self, on_epoch, epoch: int) -> None:
@@ -471,25 +469,25 @@ def train_model(
 
 def default_data_folder() -> Path:
     hint = " or pass --data <folder of plain-text documents>"
-    return D.longtext_folder("lam-mteb train-lvm", hint)
+    return data.longtext_folder("lam-mteb train-lvm", hint)
 
 
 def split_vectors(
-    encode_fn, sd: D.SequenceData, splits=("train", "dev", "test"), log=print
+    encode_fn, sd: data.SequenceData, splits=("train", "dev", "test"), log=print
 ) -> tuple[str, dict]:
     """Encoder fingerprint and (cached) vectors of every chunk of the given splits."""
-    fp = V.fingerprint(encode_fn)
+    fp = vectors.fingerprint(encode_fn)
     out = {}
     for s in splits:
         texts = [c.text for c in sd.chunks[s]]
-        _, missing = V.lookup(fp, texts)
+        _, missing = vectors.lookup(fp, texts)
         if missing:
             log(
                 f"encoding {len(missing)} of {len(texts)} {s} chunks (cached afterwards in "
                 f"{lam_mteb.cache_dir() / 'lvm'})"
             )
         t = time.time()
-        out[s] = V.encode_cached(encode_fn, texts, fp=fp)
+        out[s] = vectors.encode_cached(encode_fn, texts, fp=fp)
         if missing:
             log(f"  {s}: {time.time() - t:.0f} s")
     return fp, out
@@ -521,66 +519,8 @@ def add_command(subparsers) -> None:
         "vectors, select the epoch on dev, report dev and test. Resumable: re-run the "
         "same command to continue an interrupted run.",
     )
-    p.add_argument(
-        "--arch",
-        choices=list(DEFAULTS),
-        required=True,
-        help="lvm-t (transformer), amn (attention + MLP) or lvm-r "
-        "(persistence + learned correction)",
-    )
-    p.add_argument(
-        "--out", required=True, help="checkpoint folder (config.json + model.safetensors)"
-    )
-    p.add_argument(
-        "--data", help="folder of plain-text documents (default: $LAM_MTEB_DATA_DIR/longtext)"
-    )
-    p.add_argument("--encoder", default="minilm", help="registered base encoder (default: minilm)")
-    p.add_argument("--context", type=int, default=5)
-    p.add_argument("--target-words", type=int, default=64)
-    p.add_argument("--split-seed", type=int, default=42)
-    p.add_argument(
-        "--epochs", type=int, default=None, help="default: 8 (lvm-t, amn), lvm-r: see docs/lvm.md"
-    )
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument(
-        "--lr", type=float, default=None, help="default: 5e-4 (lvm-t), 1e-3 (amn, lvm-r)"
-    )
-    p.add_argument(
-        "--weight-decay", type=float, default=None, help="default: 0.05 (lvm-t, lvm-r), 0.5 (amn)"
-    )
-    p.add_argument("--w-cos", type=float, default=1.0)
-    p.add_argument("--w-mse", type=float, default=0.0)
-    p.add_argument(
-        "--w-nce",
-        type=float,
-        default=None,
-        help="InfoNCE weight (negatives: all train chunks), 0 = off "
-        "(default: 0.1 for lvm-t, 0.05 for amn)",
-    )
-    p.add_argument("--tau", type=float, default=None, help="InfoNCE temperature (default: 0.1)")
-    p.add_argument(
-        "--w-doc",
-        type=float,
-        default=None,
-        help="weight of an InfoNCE whose negatives are the other chunks of the target's document "
-        "(hard negatives; default 0)",
-    )
-    p.add_argument(
-        "--select",
-        choices=list(SELECT_RULES),
-        default=None,
-        help="dev epoch selection: all_baselines = must beat every baseline on dev cosine, R@1 "
-        "and R@5 (default for lvm-r); legacy = best R@5 among epochs above the linear "
-        "average's cosine (default for lvm-t, amn)",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--model-param",
-        nargs=2,
-        action="append",
-        metavar=("KEY", "VALUE"),
-        help="override an architecture parameter, e.g. --model-param hidden 256",
-    )
+    _model_and_data(p.add_argument_group("model and data"))
+    _optimisation(p.add_argument_group("training"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--overwrite",
@@ -591,10 +531,76 @@ def add_command(subparsers) -> None:
     p.set_defaults(func=run_command)
 
 
-def _sequence_data(args) -> tuple[Path, D.SequenceData]:
+def _model_and_data(g) -> None:
+    g.add_argument(
+        "--arch",
+        choices=list(DEFAULTS),
+        required=True,
+        help="lvm-t (transformer), amn (attention + MLP) or lvm-r "
+        "(persistence + learned correction)",
+    )
+    g.add_argument(
+        "--out", required=True, help="checkpoint folder (config.json + model.safetensors)"
+    )
+    g.add_argument(
+        "--data", help="folder of plain-text documents (default: $LAM_MTEB_DATA_DIR/longtext)"
+    )
+    g.add_argument("--encoder", default="minilm", help="registered base encoder (default: minilm)")
+    g.add_argument("--context", type=int, default=5)
+    g.add_argument("--target-words", type=int, default=64)
+    g.add_argument("--split-seed", type=int, default=42)
+    g.add_argument(
+        "--model-param",
+        nargs=2,
+        action="append",
+        metavar=("KEY", "VALUE"),
+        help="override an architecture parameter, e.g. --model-param hidden 256",
+    )
+
+
+def _optimisation(g) -> None:
+    g.add_argument(
+        "--epochs", type=int, default=None, help="default: 8 (lvm-t, amn), lvm-r: see docs/lvm.md"
+    )
+    g.add_argument("--batch-size", type=int, default=128)
+    g.add_argument(
+        "--lr", type=float, default=None, help="default: 5e-4 (lvm-t), 1e-3 (amn, lvm-r)"
+    )
+    g.add_argument(
+        "--weight-decay", type=float, default=None, help="default: 0.05 (lvm-t, lvm-r), 0.5 (amn)"
+    )
+    g.add_argument("--w-cos", type=float, default=1.0)
+    g.add_argument("--w-mse", type=float, default=0.0)
+    g.add_argument(
+        "--w-nce",
+        type=float,
+        default=None,
+        help="InfoNCE weight (negatives: all train chunks), 0 = off "
+        "(default: 0.1 for lvm-t, 0.05 for amn)",
+    )
+    g.add_argument("--tau", type=float, default=None, help="InfoNCE temperature (default: 0.1)")
+    g.add_argument(
+        "--w-doc",
+        type=float,
+        default=None,
+        help="weight of an InfoNCE whose negatives are the other chunks of the target's document "
+        "(hard negatives; default 0)",
+    )
+    g.add_argument(
+        "--select",
+        choices=list(SELECT_RULES),
+        default=None,
+        help="dev epoch selection: all_baselines = must beat every baseline on dev cosine, R@1 "
+        "and R@5 (default for lvm-r); legacy = best R@5 among epochs above the linear "
+        "average's cosine (default for lvm-t, amn)",
+    )
+    g.add_argument("--seed", type=int, default=0)
+
+
+def _sequence_data(args) -> tuple[Path, data.SequenceData]:
     """The chunked documents of --data (or the shared longtext folder), split and summarised."""
     folder = Path(args.data) if args.data else default_data_folder()
-    sd = D.build_sequence_data(
+    sd = data.build_sequence_data(
         folder, context=args.context, target_words=args.target_words, seed=args.split_seed
     )
     print(
@@ -602,7 +608,7 @@ def _sequence_data(args) -> tuple[Path, D.SequenceData]:
         + ", ".join(
             f"{s}: {sd.stats[s + '_documents']} docs / {sd.stats[s + '_chunks']} chunks / "
             f"{sd.stats[s + '_sequences']} sequences"
-            for s in D.SPLITS
+            for s in data.SPLITS
         )
         + f"; skipped {sd.stats['skipped_short_documents']} documents with "
         f"< {args.context + 1} chunks"
@@ -614,17 +620,17 @@ def _sequence_data(args) -> tuple[Path, D.SequenceData]:
     return folder, sd
 
 
-def _evaluate_splits(model, vecs: dict, sd: D.SequenceData) -> dict:
+def _evaluate_splits(model, vecs: dict, sd: data.SequenceData) -> dict:
     """The trained model beside the four baselines on dev and test."""
     from .models import TorchPredictor
 
     report = {}
     pred = TorchPredictor(model)
     for s in ("dev", "test"):
-        ctx, tgt, ex = M.sequence_arrays(M.normalize(vecs[s]), sd.sequences(s))
-        pool = M.normalize(vecs[s])
+        ctx, tgt, ex = metrics.sequence_arrays(metrics.normalize(vecs[s]), sd.sequences(s))
+        pool = metrics.normalize(vecs[s])
         report[s] = {
-            "model": M.evaluate_predictor(pred, ctx, tgt, pool, ex),
+            "model": metrics.evaluate_predictor(pred, ctx, tgt, pool, ex),
             **dev_baselines(vecs["train"], vecs[s], sd.sequences(s)),
         }
     return report
@@ -642,7 +648,7 @@ def _print_report(report: dict) -> None:
 
 
 def _training_record(
-    hp, folder: Path, sd: D.SequenceData, best, history, train_s: float, t_start: float
+    hp, folder: Path, sd: data.SequenceData, best, history, train_s: float, t_start: float
 ) -> dict:
     """The ``training`` section of the checkpoint's config.json."""
     import torch
