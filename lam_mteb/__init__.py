@@ -8,6 +8,8 @@ must cost next to nothing.
 
 TYPE_CHECKING = False  # not `from typing import ...`: keeps start-up free of the typing module
 if TYPE_CHECKING:  # what type checkers see of the lazy names below
+    from typing import Any
+
     from lam_mteb.contract import Encoder
     from lam_mteb.errors import DataNotFound, LamMtebError
     from lam_mteb.hookspecs import hookimpl
@@ -37,7 +39,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> "Any":
     if name in _LAZY:
         import importlib
 
@@ -48,5 +50,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'lam_mteb' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> "list[str]":
     return sorted(list(globals()) + list(_LAZY))

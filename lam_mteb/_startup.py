@@ -11,30 +11,44 @@ from __future__ import annotations
 import importlib.machinery  # cheap (frozen); importlib.abc would pull in importlib.resources
 import sys
 
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs start-up time at every start
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import ModuleType
+    from typing import Any
+
+    Callback = Callable[[ModuleType], None]
+
 
 class _AfterImportLoader:
-    def __init__(self, wrapped, callback):
+    def __init__(self, wrapped: Any, callback: Callback) -> None:
         self._wrapped = wrapped
         self._callback = callback
 
-    def create_module(self, spec):
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self._wrapped.create_module(spec)
 
-    def exec_module(self, module):
+    def exec_module(self, module: ModuleType) -> None:
         self._wrapped.exec_module(module)
         self._callback(module)
 
-    def __getattr__(self, name):  # get_resource_reader, get_source, ... of the wrapped loader
+    # get_resource_reader, get_source, ... of the wrapped loader
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._wrapped, name)
 
 
 class _MtebFinder:
     """Runs a callback right after ``mteb`` / ``mteb.cli`` finish importing."""
 
-    def __init__(self):
-        self._pending = {"mteb": _after_mteb, "mteb.cli": _after_mteb_cli}
+    def __init__(self) -> None:
+        self._pending: dict[str, Callback] = {"mteb": _after_mteb, "mteb.cli": _after_mteb_cli}
 
-    def find_spec(self, fullname, path=None, target=None):
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
         callback = self._pending.get(fullname)
         if callback is None:
             return None
@@ -47,8 +61,8 @@ class _MtebFinder:
         spec.loader = _AfterImportLoader(spec.loader, self._ran(fullname, callback))  # type: ignore[assignment]
         return spec
 
-    def _ran(self, fullname, callback):
-        def run(module):
+    def _ran(self, fullname: str, callback: Callback) -> Callback:
+        def run(module: ModuleType) -> None:
             if self._pending.pop(fullname, None) is None:
                 return
             if not self._pending:
@@ -58,11 +72,11 @@ class _MtebFinder:
         return run
 
 
-def _remove_finder():
+def _remove_finder() -> None:
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _MtebFinder)]
 
 
-def _after_mteb(module):
+def _after_mteb(module: ModuleType) -> None:
     try:
         from lam_mteb import bridge
 
@@ -73,7 +87,7 @@ def _after_mteb(module):
         )
 
 
-def _after_mteb_cli(module):
+def _after_mteb_cli(module: ModuleType) -> None:
     try:
         from lam_mteb import bridge
 
@@ -82,7 +96,7 @@ def _after_mteb_cli(module):
         sys.stderr.write(f"lam-mteb: could not wrap the mteb CLI: {type(exc).__name__}: {exc}\n")
 
 
-def install_finder():
+def install_finder() -> None:
     if "mteb" in sys.modules:  # imported before us (unusual): register right away
         _after_mteb(sys.modules["mteb"])
         return

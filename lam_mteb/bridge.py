@@ -23,7 +23,8 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,7 +34,18 @@ from lam_mteb.data import RECREATION_PREFIX
 from lam_mteb.errors import LamMtebError
 from lam_mteb.mteb_compat import SUPPORTED_MTEB, check_mteb_version, mteb_version_supported
 from lam_mteb.plugins import host
-from lam_mteb.registry import accepts_param
+from lam_mteb.registry import ModelConfig, Registry, accepts_param
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from mteb.abstasks.task_metadata import TaskMetadata
+    from mteb.cache import ResultCache
+    from mteb.models.abs_encoder import AbsEncoder
+    from mteb.models.model_meta import ModelMeta
+    from mteb.results import TaskResult
+    from mteb.types import Array, BatchedInput, PromptType
+    from torch.utils.data import DataLoader
 
 logger = logging.getLogger("lam_mteb.bridge")
 
@@ -70,7 +82,7 @@ def as_embeddings(emb: Any, n_texts: int, model: str) -> np.ndarray:
     return emb
 
 
-def _call_kwargs(fn, kwargs: dict, kind, task_name: str) -> dict:
+def _call_kwargs(fn: Callable[..., Any], kwargs: dict, kind: str | None, task_name: str) -> dict:
     """Everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool, ...)
     that reaches an encoder whose signature names it or takes **kwargs (see
     hookspecs.register_encoders)."""
@@ -84,7 +96,7 @@ def _call_kwargs(fn, kwargs: dict, kind, task_name: str) -> dict:
     return {k: v for k, v in call_kwargs.items() if accepts_param(fn, k)}
 
 
-def _as_multi_vector(encoder: Any, emb, n_texts: int, model: str) -> list:
+def _as_multi_vector(encoder: Any, emb: Sequence[Any], n_texts: int, model: str) -> list:
     """A multi-vector encoder returns one ``(n_vectors_i, dim)`` array per text."""
     if not callable(getattr(encoder, "similarity", None)):
         raise LamMtebError(
@@ -121,21 +133,32 @@ def _constant_warning(emb: np.ndarray, model: str, task_name: str) -> str | None
     )
 
 
-def _make_plugin_model_class():
+@functools.cache
+def plugin_model_class() -> Callable[[Any, str], AbsEncoder]:
+    """The mteb encoder class around plugin encoders (made once: mteb is imported lazily)."""
     from mteb.models.abs_encoder import AbsEncoder
 
     class PluginModel(AbsEncoder):
         """An mteb encoder around a plugin encoder (``encode(texts, **kw) -> (n, dim)``)."""
 
-        def __init__(self, encoder: Any, config_name: str):
+        def __init__(self, encoder: Any, config_name: str) -> None:
             self.encoder = encoder
             self.model = encoder
             self.config_name = config_name
             self._constant_reported: set = set()
 
-        def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
+        def encode(  # an Array, or a list of (n_i, dim) arrays for a multi-vector encoder
+            self,
+            inputs: DataLoader[BatchedInput],
+            *,
+            task_metadata: TaskMetadata,
+            hf_split: str,
+            hf_subset: str,
+            prompt_type: PromptType | None = None,
+            **kwargs: Any,
+        ) -> Any:
             texts = [text for batch in inputs for text in batch["text"]]
-            kind = getattr(prompt_type, "value", prompt_type)
+            kind = None if prompt_type is None else str(getattr(prompt_type, "value", prompt_type))
             fn = encode_method(self.encoder, kind)
             emb = fn(texts, **_call_kwargs(fn, kwargs, kind, task_metadata.name))
             if isinstance(emb, (list, tuple)):
@@ -148,7 +171,7 @@ def _make_plugin_model_class():
                 sys.stderr.write(warning)
             return emb
 
-        def similarity(self, embeddings1, embeddings2):
+        def similarity(self, embeddings1: Array, embeddings2: Array) -> Array:
             """The encoder's own ``similarity(a, b)`` when it has one, else mteb's (from the
             metadata)."""
             fn = getattr(self.encoder, "similarity", None)
@@ -156,7 +179,7 @@ def _make_plugin_model_class():
                 return fn(embeddings1, embeddings2)
             return super().similarity(embeddings1, embeddings2)
 
-        def similarity_pairwise(self, embeddings1, embeddings2):
+        def similarity_pairwise(self, embeddings1: Array, embeddings2: Array) -> Array:
             fn = getattr(self.encoder, "similarity_pairwise", None)
             if callable(fn):
                 return fn(embeddings1, embeddings2)
@@ -175,14 +198,9 @@ def is_search_model(obj: Any) -> bool:
     )
 
 
-@functools.cache
-def plugin_model_class():
-    return _make_plugin_model_class()
-
-
 def load_plugin_model(
-    model_name: str, revision: str | None = None, device: str | None = None, **kwargs
-):
+    model_name: str, revision: str | None = None, device: str | None = None, **kwargs: Any
+) -> Any:
     """mteb loader for every lam-mteb model (``ModelMeta.loader``)."""
     config = host.registry().model(model_name)
     if device is not None and accepts_param(config.kind.factory, "device"):
@@ -231,7 +249,7 @@ def check_device(device: str) -> None:
         )
 
 
-def make_model_meta(config):
+def make_model_meta(config: ModelConfig) -> ModelMeta:
     from mteb.models.model_meta import ModelMeta
 
     md = dict(config.metadata)
@@ -260,7 +278,7 @@ def make_model_meta(config):
     return ModelMeta(**fields)
 
 
-def register_models(registry) -> None:
+def register_models(registry: Registry) -> None:
     for name in list(_our_models):  # re-install: drop our previous entries
         mteb_compat.remove_model(name)
     _our_models.clear()
@@ -286,7 +304,7 @@ def register_models(registry) -> None:
     mteb_compat.set_bare_names(bare)
 
 
-def register_tasks(registry) -> None:
+def register_tasks(registry: Registry) -> None:
     for entry in registry.tasks.values():
         existing = mteb_compat.task_class(entry.name)
         if existing is not None and existing is not entry.cls:
@@ -329,9 +347,10 @@ def patch_load_data(cls: type) -> None:
     mteb_compat.wrap_load_data(cls, _offline_load_data)
 
 
-def _offline_load_data(original):
+def _offline_load_data(original: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(original)
-    def load_data(self, *args, **kwargs):
+    # self: an mteb AbsTask, to which this wrapper adds _lam_mteb_loading and lam_mteb_data
+    def load_data(self: Any, *args: Any, **kwargs: Any) -> None:
         if (
             getattr(self, "data_loaded", False)
             or getattr(self, "_lam_mteb_loading", False)
@@ -342,7 +361,7 @@ def _offline_load_data(original):
         from lam_mteb import data
 
         dataset = dict(self.metadata.dataset)
-        path = dataset.get("path")
+        path = str(dataset["path"]) if dataset.get("path") else None
         resolution = data.resolve(path) if path else data.Resolution(None, [])
         if resolution.path is None:
             if resolution.looked_for:
@@ -396,7 +415,7 @@ def expected_dataset_revision(task_name: str) -> str | None:
     return resolution.revision or dataset.get("revision")
 
 
-def non_finite_scores(task_result) -> list[str]:
+def non_finite_scores(task_result: TaskResult) -> list[str]:
     """``split/subset`` of every main score of a TaskResult that is NaN, infinite or missing."""
     bad = []
     for split, subsets in task_result.scores.items():
@@ -407,7 +426,7 @@ def non_finite_scores(task_result) -> list[str]:
     return bad
 
 
-def check_finite_scores(task_result, model_name: str) -> None:
+def check_finite_scores(task_result: TaskResult, model_name: str | None) -> None:
     """Raise a one-line error when a main score of ``task_result`` is NaN, infinite or missing."""
     bad = non_finite_scores(task_result)
     if bad:
@@ -418,7 +437,7 @@ def check_finite_scores(task_result, model_name: str) -> None:
         )
 
 
-def _stale_cached_result(result, task_name: str) -> str | None:
+def _stale_cached_result(result: TaskResult, task_name: str) -> str | None:
     """Why a cached result must not be reused (a line for stderr), or None when it may be."""
     expected = expected_dataset_revision(task_name)
     if expected is not None and result.dataset_revision != expected:
@@ -436,7 +455,7 @@ def _stale_cached_result(result, task_name: str) -> str | None:
     return None
 
 
-def _write_through_temp_file(write, path: Path) -> None:
+def _write_through_temp_file(write: Callable[[Path], object], path: Path) -> None:
     """``write(tmp)`` beside ``path``, then rename it over ``path`` (keeping its permissions)."""
     import os
     import tempfile
@@ -467,7 +486,14 @@ def patch_result_cache() -> None:
     original_to_disk = TaskResult.to_disk
 
     @functools.wraps(original_load)
-    def load_task_result(self, task_name, model_name, model_revision=None, *args, **kwargs):
+    def load_task_result(
+        self: ResultCache,
+        task_name: str,
+        model_name: str | ModelMeta,
+        model_revision: str | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> TaskResult | None:
         try:
             result = original_load(self, task_name, model_name, model_revision, *args, **kwargs)
         except FileNotFoundError:
@@ -489,12 +515,20 @@ def patch_result_cache() -> None:
         return result
 
     @functools.wraps(original_save)
-    def save_to_cache(self, task_result, model_name, *args, **kwargs):
-        check_finite_scores(task_result, getattr(model_name, "name", model_name))
+    def save_to_cache(
+        self: ResultCache,
+        task_result: TaskResult,
+        model_name: str | ModelMeta,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        check_finite_scores(
+            task_result, model_name if isinstance(model_name, str) else model_name.name
+        )
         return original_save(self, task_result, model_name, *args, **kwargs)
 
     @functools.wraps(original_to_disk)
-    def to_disk(self, path):
+    def to_disk(self: TaskResult, path: Path) -> None:
         _write_through_temp_file(lambda tmp: original_to_disk(self, tmp), Path(path))
 
     setattr(load_task_result, "__lam_mteb__", True)  # noqa: B010 - marks our wrapper
@@ -526,14 +560,14 @@ def install(force: bool = False) -> None:
     _installed = True
 
 
-def wrap_mteb_cli(cli_module) -> None:
+def wrap_mteb_cli(cli_module: ModuleType) -> None:
     """Make the stock ``mteb`` CLI print lam-mteb errors and unknown names as one line (exit 2)."""
     mteb_compat.wrap_cli_main(cli_module, _one_line_errors)
 
 
-def _one_line_errors(original):
+def _one_line_errors(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
-    def main(*args, **kwargs):
+    def main(*args: Any, **kwargs: Any) -> Any:
         try:
             _check_run_output_folder()
             return original(*args, **kwargs)

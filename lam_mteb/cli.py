@@ -9,7 +9,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from tabulate import tabulate
 
@@ -19,8 +21,15 @@ from lam_mteb.inputs import did_you_mean
 from lam_mteb.paths import check_writable_folder
 from lam_mteb.plugins import host
 
+if TYPE_CHECKING:
+    from mteb import Benchmark
+    from mteb.abstasks import AbsTask
 
-def _print_table(rows, headers, fmt: str) -> None:
+    from lam_mteb import runner
+    from lam_mteb.contract import ArgumentGroup, SubParsers
+
+
+def _print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str) -> None:
     if fmt == "json":
         print(json.dumps([dict(zip(headers, r, strict=True)) for r in rows], indent=2, default=str))
     else:
@@ -30,7 +39,7 @@ def _print_table(rows, headers, fmt: str) -> None:
 # -- models / tasks / plugins ------------------------------------------------------------------
 
 
-def cmd_models(args) -> int:
+def cmd_models(args: argparse.Namespace) -> int:
     reg = host.registry(strict=True)
     rows = []
     for cfg in reg.models.values():
@@ -54,7 +63,7 @@ def cmd_models(args) -> int:
     return 0
 
 
-def cmd_tasks(args) -> int:
+def cmd_tasks(args: argparse.Namespace) -> int:
     from lam_mteb import data
 
     reg = host.registry(strict=True)
@@ -97,7 +106,7 @@ def cmd_tasks(args) -> int:
     return 0
 
 
-def cmd_plugins(args) -> int:
+def cmd_plugins(args: argparse.Namespace) -> int:
     rows = [
         [p.name, p.source, p.version or "-", ", ".join(p.hooks) or "-", p.error or "ok"]
         for p in host.infos()
@@ -122,7 +131,7 @@ def _resolve_model(name: str) -> str:
     raise LamMtebError(f"unknown model {name!r}{hint} (`lam-mteb models` lists lam-mteb's models)")
 
 
-def _resolve_tasks(names: list[str]):
+def _resolve_tasks(names: list[str]) -> Sequence[AbsTask]:
     import mteb
 
     known = mteb_compat.task_classes()
@@ -135,7 +144,7 @@ def _resolve_tasks(names: list[str]):
     return mteb.get_tasks(tasks=names)
 
 
-def _check_eval_splits(tasks, splits: list[str]) -> None:
+def _check_eval_splits(tasks: Iterable[AbsTask], splits: list[str]) -> None:
     for task in tasks:
         unknown = sorted(set(splits) - set(task.metadata.eval_splits))
         if unknown:
@@ -145,7 +154,7 @@ def _check_eval_splits(tasks, splits: list[str]) -> None:
             )
 
 
-def _resolve_benchmark(name: str):
+def _resolve_benchmark(name: str) -> Benchmark:
     import mteb
 
     try:
@@ -157,7 +166,7 @@ def _resolve_benchmark(name: str):
         ) from None
 
 
-def _encode_kwargs(args) -> dict:
+def _encode_kwargs(args: argparse.Namespace) -> dict:
     from lam_mteb.encode import parse_encode_kwargs
 
     kwargs = parse_encode_kwargs(args.encode_kwargs)
@@ -166,7 +175,7 @@ def _encode_kwargs(args) -> dict:
     return kwargs
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     from lam_mteb import bridge, runner
 
     _check_run_args(args)
@@ -187,7 +196,7 @@ def cmd_run(args) -> int:
     return _run_exit_code(outcomes)
 
 
-def _check_run_args(args) -> None:
+def _check_run_args(args: argparse.Namespace) -> None:
     """Bad flags of ``lam-mteb run`` fail here, before any work; --data-dir and --verify-data
     reach the workers through the environment."""
     if args.data_dir:
@@ -211,11 +220,11 @@ def _run_models(names: list[str]) -> list[str]:
     return list(dict.fromkeys(mteb.get_model_meta(m).name or m for m in resolved))
 
 
-def _run_tasks(args) -> list:
+def _run_tasks(args: argparse.Namespace) -> list[AbsTask]:
     """The mteb task objects of -t/--tasks (with --eval-splits) and --benchmark."""
     import mteb
 
-    tasks = []
+    tasks: list[AbsTask] = []
     if args.tasks:
         tasks.extend(_resolve_tasks(args.tasks))
         if args.eval_splits:
@@ -226,7 +235,7 @@ def _run_tasks(args) -> list:
     return tasks
 
 
-def _grid_config(args):
+def _grid_config(args: argparse.Namespace) -> runner.GridConfig:
     from lam_mteb import runner
 
     devices = args.device or []
@@ -248,7 +257,7 @@ def _grid_config(args):
     )
 
 
-def _print_run_summary(args, outcomes: list, wall: float) -> None:
+def _print_run_summary(args: argparse.Namespace, outcomes: list, wall: float) -> None:
     from lam_mteb import runner
 
     print()
@@ -293,7 +302,7 @@ def _run_exit_code(outcomes: list) -> int:
     return 0
 
 
-def _add_run(sub) -> None:
+def _add_run(sub: SubParsers) -> None:
     p = sub.add_parser(
         "run",
         help="run a grid of models x tasks (in-process, a local process pool, Ray, or a shard)",
@@ -306,7 +315,7 @@ def _add_run(sub) -> None:
     p.set_defaults(func=cmd_run)
 
 
-def _run_selection(g) -> None:
+def _run_selection(g: ArgumentGroup) -> None:
     g.add_argument(
         "-m", "--model", nargs="+", required=True, help="model name(s): lam-mteb or mteb models"
     )
@@ -323,7 +332,7 @@ def _run_selection(g) -> None:
     )
 
 
-def _run_data(g) -> None:
+def _run_data(g: ArgumentGroup) -> None:
     g.add_argument(
         "--output-folder",
         "--output_folder",
@@ -344,7 +353,7 @@ def _run_data(g) -> None:
     )
 
 
-def _run_encoding(g) -> None:
+def _run_encoding(g: ArgumentGroup) -> None:
     g.add_argument(
         "--batch-size",
         "--batch_size",
@@ -366,7 +375,7 @@ def _run_encoding(g) -> None:
     )
 
 
-def _run_execution(g) -> None:
+def _run_execution(g: ArgumentGroup) -> None:
     g.add_argument(
         "--executor",
         choices=["local", "ray"],
@@ -401,7 +410,7 @@ def _run_execution(g) -> None:
     )
 
 
-def _add_encode(sub) -> None:
+def _add_encode(sub: SubParsers) -> None:
     from lam_mteb import encode
 
     encode.add_parser(sub)
@@ -410,7 +419,7 @@ def _add_encode(sub) -> None:
 # -- data ----------------------------------------------------------------------------------------
 
 
-def cmd_data_import(args) -> int:
+def cmd_data_import(args: argparse.Namespace) -> int:
     from lam_mteb import data
 
     source = Path(args.source or os.environ.get("LAM_MTEB_DATA_DIR", "")).expanduser()
@@ -430,7 +439,7 @@ def cmd_data_import(args) -> int:
     return 1 if failed and args.datasets else 0
 
 
-def _add_data(sub) -> None:
+def _add_data(sub: SubParsers) -> None:
     p = sub.add_parser("data", help="offline data: import raw files into the data-dir layout")
     dsub = p.add_subparsers(dest="data_command", required=True)
     imp = dsub.add_parser("import", help="build local copies of mteb datasets from raw files")
@@ -450,7 +459,7 @@ def _add_data(sub) -> None:
 # -- leaderboard ---------------------------------------------------------------------------------
 
 
-def _add_leaderboard(sub) -> None:
+def _add_leaderboard(sub: SubParsers) -> None:
     p = sub.add_parser(
         "leaderboard", help="tables + plot of our results beside published references"
     )
@@ -461,7 +470,7 @@ def _add_leaderboard(sub) -> None:
     except (ImportError, AttributeError) as exc:  # pragma: no cover - a broken install
         message = f"the leaderboard module is unavailable ({exc}); reinstall lam-mteb"
 
-        def unavailable(args):
+        def unavailable(args: argparse.Namespace) -> NoReturn:
             raise LamMtebError(message)
 
         p.set_defaults(func=unavailable)

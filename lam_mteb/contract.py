@@ -133,8 +133,11 @@ class RegisterBenchmark(Protocol):
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+    #: what ``ArgumentParser.add_argument_group`` returns
+    ArgumentGroup = argparse._ArgumentGroup
 else:
     SubParsers = Any
+    ArgumentGroup = Any
 
 
 # -- run-time check ------------------------------------------------------------------------------

@@ -307,7 +307,7 @@ class Resolution:
         looked_for: list[str],
         recreation: bool = False,
         revision: str | None = None,
-    ):
+    ) -> None:
         self.path, self.looked_for, self.recreation = path, looked_for, recreation
         #: content address of the data (recorded as the results' dataset_revision); None = hub data
         self.revision = revision

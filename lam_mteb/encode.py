@@ -28,7 +28,17 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+
+    import numpy as np
+    import pyarrow as pa
+    from tqdm import tqdm
+
+    from lam_mteb.contract import ArgumentGroup, SubParsers
 
 from lam_mteb.contract import encode_method
 from lam_mteb.errors import LamMtebError
@@ -62,7 +72,7 @@ def _json_or_error(text: str, what: str, hint: str) -> Any:
 class LineParser:
     def __init__(
         self, fmt: str, text_field: str, id_field: str | None, title_field: str | None, source: str
-    ):
+    ) -> None:
         self.fmt, self.text_field, self.id_field, self.title_field, self.source = (
             fmt,
             text_field,
@@ -127,7 +137,9 @@ def _first_json_fields(path: Path) -> list[str]:
 # -- local streaming -----------------------------------------------------------------------------
 
 
-def _check_parquet_columns(file, names, text_field, id_field, title_field) -> None:
+def _check_parquet_columns(
+    file: Path, names: list[str], text_field: str, id_field: str | None, title_field: str | None
+) -> None:
     for col in (
         [text_field] + ([title_field] if title_field else []) + ([id_field] if id_field else [])
     ):
@@ -139,7 +151,7 @@ def _check_parquet_columns(file, names, text_field, id_field, title_field) -> No
 
 
 def _iter_lines(
-    path: Path, parser: LineParser, rows: int, progress=None
+    path: Path, parser: LineParser, rows: int, progress: tqdm | None = None
 ) -> Iterator[tuple[list[str], list[str]]]:
     """:func:`iter_documents` of a jsonl or text file, read line by line."""
     ids = []
@@ -167,7 +179,7 @@ def iter_documents(
     text_field: str,
     id_field: str | None,
     title_field: str | None,
-    progress=None,
+    progress: tqdm | None = None,
 ) -> Iterator[tuple[list[str], list[str]]]:
     """Batches of at most ``rows`` ``(ids, texts)``; reads the input incrementally.  Parquet ids
     default to row numbers counted across the files, line ids to line numbers."""
@@ -225,7 +237,7 @@ class Embedder:
         prompt_type: str = "document",
         batch_size: int = 32,
         encode_kwargs: dict | None = None,
-    ):
+    ) -> None:
         from lam_mteb.plugins import get_registry
         from lam_mteb.registry import accepts_param
 
@@ -245,13 +257,13 @@ class Embedder:
         self.kwargs = {k: v for k, v in kwargs.items() if accepts_param(fn, k)}
         self.fn = fn
 
-    def __call__(self, texts: list[str]):
+    def __call__(self, texts: list[str]) -> np.ndarray:
         from lam_mteb import bridge
 
         return bridge.as_embeddings(self.fn(list(texts), **self.kwargs), len(texts), self.name)
 
 
-def to_table(ids: list[str], emb):
+def to_table(ids: list[str], emb: np.ndarray) -> pa.Table:
     import pyarrow as pa
 
     flat = pa.array(emb.reshape(-1), type=pa.float32())
@@ -317,11 +329,18 @@ class _Numberer:
     """Ray Data stage (one actor, ordered stream): raw lines -> (id, text), numbering lines like
     local mode."""
 
-    def __init__(self, fmt, text_field, id_field, title_field, source):
+    def __init__(
+        self,
+        fmt: str,
+        text_field: str,
+        id_field: str | None,
+        title_field: str | None,
+        source: str,
+    ) -> None:
         self.parse = LineParser(fmt, text_field, id_field, title_field, source)
         self.lineno = 0
 
-    def __call__(self, batch):
+    def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
         ids, texts = [], []
@@ -339,7 +358,16 @@ class _Numberer:
 class _EncodeActor:
     """One model replica per Ray actor."""
 
-    def __init__(self, model, device, prompt_type, batch_size, encode_kwargs, env, threads):
+    def __init__(
+        self,
+        model: str,
+        device: str | None,
+        prompt_type: str,
+        batch_size: int,
+        encode_kwargs: dict,
+        env: dict[str, str],
+        threads: int | None,
+    ) -> None:
         os.environ.update(env)
         if threads:
             import torch
@@ -348,7 +376,7 @@ class _EncodeActor:
         self.embedder = Embedder(model, device, prompt_type, batch_size, encode_kwargs)
         self.dim: int | None = None
 
-    def __call__(self, batch):
+    def __call__(self, batch: pa.Table) -> pa.Table:
         import numpy as np
 
         texts = [_text(t) for t in batch.column("text").to_pylist()]
@@ -511,10 +539,10 @@ def _one_line_ray_error(exc: BaseException) -> LamMtebError:
 
 
 class _ParquetNumberer:
-    def __init__(self, text_field, title_field):
+    def __init__(self, text_field: str, title_field: str | None) -> None:
         self.text_field, self.title_field, self.row = text_field, title_field, 0
 
-    def __call__(self, batch):
+    def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
         texts = [_text(t) for t in batch.column(self.text_field).to_pylist()]
@@ -530,7 +558,7 @@ class _ParquetNumberer:
         )
 
 
-def _join_title(batch, text_field, title_field, id_field):
+def _join_title(batch: pa.Table, text_field: str, title_field: str, id_field: str) -> pa.Table:
     import pyarrow as pa
 
     texts = [_text(t) for t in batch.column(text_field).to_pylist()]
@@ -544,7 +572,7 @@ def _join_title(batch, text_field, title_field, id_field):
     )
 
 
-def _rename(batch, text_field, id_field):
+def _rename(batch: pa.Table, text_field: str, id_field: str) -> pa.Table:
     import pyarrow as pa
 
     return pa.table(
@@ -560,7 +588,7 @@ def _rename(batch, text_field, id_field):
 # -- command -------------------------------------------------------------------------------------
 
 
-def _checked_paths(args) -> tuple[Path, Path, str]:
+def _checked_paths(args: argparse.Namespace) -> tuple[Path, Path, str]:
     """--input, --output and the input format, or one clear error before any work."""
     path = Path(args.input).expanduser()
     out = Path(args.output).expanduser()
@@ -594,7 +622,7 @@ def _input_id_field(path: Path, fmt: str, given: str | None) -> str | None:
     return given
 
 
-def _device_and_kwargs(args) -> tuple[str | None, dict]:
+def _device_and_kwargs(args: argparse.Namespace) -> tuple[str | None, dict]:
     """The first --device and the encode keywords (all devices there when several)."""
     encode_kwargs = parse_encode_kwargs(args.encode_kwargs)
     devices = args.device or []
@@ -604,7 +632,13 @@ def _device_and_kwargs(args) -> tuple[str | None, dict]:
 
 
 def _write_embeddings(
-    args, path: Path, target: Path, fmt: str, id_field: str | None, device, encode_kwargs: dict
+    args: argparse.Namespace,
+    path: Path,
+    target: Path,
+    fmt: str,
+    id_field: str | None,
+    device: str | None,
+    encode_kwargs: dict,
 ) -> int:
     """Encode the input into ``target`` with the chosen executor; returns the document count."""
     if args.executor == "ray":
@@ -632,7 +666,7 @@ def _write_embeddings(
     )
 
 
-def _replace_when_complete(out: Path, write) -> int:
+def _replace_when_complete(out: Path, write: Callable[[Path], int]) -> int:
     """``write(target)``; an existing ``out`` (--overwrite) is kept until the new one is
     complete, then replaced."""
     staged = out
@@ -652,7 +686,7 @@ def _replace_when_complete(out: Path, write) -> int:
     return n
 
 
-def cmd_encode(args) -> int:
+def cmd_encode(args: argparse.Namespace) -> int:
     from lam_mteb import runner
 
     path, out, fmt = _checked_paths(args)
@@ -679,7 +713,7 @@ def cmd_encode(args) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: SubParsers) -> None:
     p = sub.add_parser(
         "encode", help="embed a corpus (jsonl / parquet / text lines) into parquet: id, embedding"
     )
@@ -689,7 +723,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_encode)
 
 
-def _input_output(g) -> None:
+def _input_output(g: ArgumentGroup) -> None:
     g.add_argument("-m", "--model", required=True, help="a registered model (`lam-mteb models`)")
     g.add_argument(
         "--input",
@@ -721,7 +755,7 @@ def _input_output(g) -> None:
     )
 
 
-def _encoding(g) -> None:
+def _encoding(g: ArgumentGroup) -> None:
     g.add_argument("--prompt-type", choices=["document", "query"], default="document")
     g.add_argument("--batch-size", "--batch_size", type=int, default=32, help="encoder batch size")
     g.add_argument(
@@ -739,7 +773,7 @@ def _encoding(g) -> None:
     g.add_argument("--encode-kwargs", default=None, help="JSON object of extra encode keywords")
 
 
-def _execution(g) -> None:
+def _execution(g: ArgumentGroup) -> None:
     g.add_argument("--executor", choices=["local", "ray"], default="local")
     g.add_argument(
         "--address",

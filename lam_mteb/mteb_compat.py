@@ -120,7 +120,7 @@ def install_bare_name_lookup() -> None:
         return
 
     @functools.wraps(original)
-    def get_model_meta(model_name, *args, **kwargs):
+    def get_model_meta(model_name: str, *args: Any, **kwargs: Any) -> Any:
         return original(_bare_to_full(model_name) or model_name, *args, **kwargs)
 
     get_model_meta.__lam_mteb__ = True  # type: ignore[attr-defined]
@@ -132,7 +132,7 @@ def install_bare_name_lookup() -> None:
 # -- tasks: _TASKS_REGISTRY / TASK_LIST ----------------------------------------------------------
 
 
-def _get_tasks_module():
+def _get_tasks_module() -> Any:  # the module mteb.get_tasks, its attributes read dynamically
     return importlib.import_module("mteb.get_tasks")  # `mteb.get_tasks` the attribute is a function
 
 

@@ -136,7 +136,7 @@ class ModelConfig:
         return f"{self.org}/{self.name}"
 
     @property
-    def embed_dim(self):
+    def embed_dim(self) -> int | None:
         return self.metadata.get("embed_dim")
 
     @property
@@ -162,7 +162,7 @@ class ModelConfig:
     def _has_path_params(self) -> bool:
         return any(isinstance(v, str) and Path(v).exists() for v in self.params.values())
 
-    def create(self, **overrides) -> Any:
+    def create(self, **overrides: Any) -> Any:
         """Instantiate the encoder with this configuration's params (plus overrides)."""
         params = {**self.params, **overrides}
         problem = unknown_params(self.kind, params)
@@ -171,7 +171,7 @@ class ModelConfig:
         return self.kind.factory(**params)
 
 
-def _accepted_params(factory) -> set[str] | None:
+def _accepted_params(factory: Callable[..., Any]) -> set[str] | None:
     """Names a factory accepts, or None when it takes **kwargs."""
     try:
         sig = inspect.signature(factory)
@@ -270,7 +270,7 @@ class DatasetEntry:
 
 
 class Registry:
-    def __init__(self):
+    def __init__(self) -> None:
         self.kinds: dict[str, EncoderKind] = {}
         self.models: dict[str, ModelConfig] = {}
         self.tasks: dict[str, TaskEntry] = {}
@@ -586,7 +586,9 @@ class _LineLoader(yaml.SafeLoader):
     """A YAML loader that remembers the line of every mapping and sequence item."""
 
 
-def _construct_mapping(loader, node, deep=False):
+def _construct_mapping(
+    loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False
+) -> _LineDict:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
@@ -614,7 +616,7 @@ class _LineDict(dict):
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _line_of(doc, path) -> int:
+def _line_of(doc: Any, path: Sequence[str | int]) -> int:
     node, line = doc, getattr(doc, "line", 1)
     for part in path:
         try:

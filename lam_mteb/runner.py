@@ -34,9 +34,18 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from lam_mteb.errors import LamMtebError
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import SpawnContext
+
+    from mteb.abstasks import AbsTask
+    from mteb.cache import ResultCache
+    from mteb.models.model_meta import ModelMeta
+    from mteb.results import TaskResult
 
 RAY_INSTALL_HINT = (
     "--executor ray needs Ray: pip install 'lam-mteb[ray]' (or pip install 'ray[data]>=2.9')"
@@ -132,7 +141,7 @@ def shard(pairs: list[Pair], index: int, count: int) -> list[Pair]:
 # -- what is already done ------------------------------------------------------------------------
 
 
-def task_object(pair: Pair):
+def task_object(pair: Pair) -> AbsTask:
     import mteb
 
     kwargs: dict[str, Any] = {}
@@ -143,7 +152,7 @@ def task_object(pair: Pair):
     return mteb.get_task(pair.task, **kwargs)
 
 
-def expected_dataset_revision(task) -> str | None:
+def expected_dataset_revision(task: AbsTask) -> str | None:
     """The ``dataset_revision`` a run of ``task`` records now: the bridge's content address of the
     local data the task would load (re-creations carry their marker), else the task's revision."""
     revision = task.metadata.revision
@@ -161,7 +170,9 @@ def expected_dataset_revision(task) -> str | None:
         return revision
 
 
-def stored_state(cache, meta, task, expected_revision: str | None):
+def stored_state(
+    cache: ResultCache, meta: ModelMeta, task: AbsTask, expected_revision: str | None
+) -> tuple[str, TaskResult | None, Path]:
     """``(state, TaskResult | None, path)`` with state one of missing, corrupt, stale, partial,
     complete."""
     from mteb.results import TaskResult
@@ -182,7 +193,10 @@ def stored_state(cache, meta, task, expected_revision: str | None):
     return ("partial" if missing else "complete"), result, path
 
 
-def main_score(result, splits: Iterable[str] | None = None) -> float | None:
+def main_score(result: TaskResult | None, splits: Iterable[str] | None = None) -> float | None:
+    """The result's main score over ``splits`` (those it has), or None without one."""
+    if result is None:
+        return None
     try:
         keys = [s for s in (splits or result.scores) if s in result.scores] or None
         return float(result.get_score(splits=keys))
@@ -190,7 +204,9 @@ def main_score(result, splits: Iterable[str] | None = None) -> float | None:
         return None
 
 
-def save_result(cache, meta, new_result, encode_kwargs: dict) -> Path:
+def save_result(
+    cache: ResultCache, meta: ModelMeta, new_result: TaskResult, encode_kwargs: dict
+) -> Path:
     """Write ``new_result`` in mteb's layout, merged with a stored result of the same dataset
     revision.
 
@@ -246,7 +262,7 @@ def _one_line(exc: BaseException) -> str:
 _loaded: dict[tuple, Any] = {}
 
 
-def _load_model(name: str, device: str | None, reuse: bool):
+def _load_model(name: str, device: str | None, reuse: bool) -> Any:
     import mteb
 
     key = (name, device)
@@ -316,7 +332,9 @@ def run_pair(job: dict) -> dict:
         return {**reply, "worker": worker, "seconds": time.perf_counter() - t0}
 
 
-def _worker_loop(conn) -> None:  # runs in a spawned process: pairs in, replies out, until None
+def _worker_loop(
+    conn: Connection,
+) -> None:  # runs in a spawned process: pairs in, replies out, until None
     try:
         while True:
             job = conn.recv()
@@ -338,7 +356,7 @@ def run_in_process(jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
     _loaded.clear()
 
 
-def _start_worker(ctx, number: int) -> list:
+def _start_worker(ctx: SpawnContext, number: int) -> list:
     """A spawned worker process as ``[process, connection, last model]``."""
     here, there = ctx.Pipe(duplex=True)
     proc = ctx.Process(target=_worker_loop, args=(there,), name=f"lam-mteb-worker-{number}")
@@ -381,7 +399,7 @@ def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dic
     prefers pending pairs of that model, so (as in-process) a model is loaded about once per worker.
     """
     import multiprocessing as mp
-    from multiprocessing.connection import Connection, wait
+    from multiprocessing.connection import wait
 
     ctx = mp.get_context("spawn")
     pending = list(jobs)
@@ -420,7 +438,8 @@ def run_process_pool(jobs: list[dict], workers: int) -> Iterator[tuple[dict, dic
             _stop_worker(worker)
 
 
-def import_ray():
+def import_ray() -> Any:
+    """The ``ray`` module, or one LamMtebError saying how to install it."""
     try:
         import ray
     except ImportError:
@@ -428,7 +447,7 @@ def import_ray():
     return ray
 
 
-def init_ray(address: str | None, num_cpus: int | None = None):
+def init_ray(address: str | None, num_cpus: int | None = None) -> tuple[Any, bool]:
     """Connect to ``address`` / ``RAY_ADDRESS``, or start a local Ray for this run. Returns (ray,
     started)."""
     ray = import_ray()
@@ -514,7 +533,7 @@ class GridConfig:
 
 
 def plan(
-    pairs: list[Pair], cache, strategy: str
+    pairs: list[Pair], cache: ResultCache, strategy: str
 ) -> tuple[list[tuple[Pair, Any, Any, str | None]], list[PairOutcome]]:
     """Split ``pairs`` into those to run ``(pair, meta, task, expected revision)`` and settled
     outcomes."""

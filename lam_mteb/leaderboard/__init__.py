@@ -19,7 +19,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from lam_mteb.errors import LamMtebError
 
@@ -87,7 +87,7 @@ def command_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def _references_file(args: argparse.Namespace, stderr) -> str | Path | None:
+def _references_file(args: argparse.Namespace, stderr: TextIO) -> str | Path | None:
     """--references, else the default references.yaml (None with --no-references or none)."""
     from lam_mteb.leaderboard import references
 
@@ -99,7 +99,9 @@ def _references_file(args: argparse.Namespace, stderr) -> str | Path | None:
     return ref_file
 
 
-def _read_inputs(args: argparse.Namespace, ref_file, stderr) -> tuple[list, list[str], list[str]]:
+def _read_inputs(
+    args: argparse.Namespace, ref_file: str | Path | None, stderr: TextIO
+) -> tuple[list, list[str], list[str]]:
     """(rows of our runs and the references, one line per input, problems while reading)."""
     from lam_mteb.leaderboard import references
     from lam_mteb.leaderboard.results import _display_path, load_results
@@ -140,7 +142,7 @@ def _render_files(tables: list, about: dict[str, Any]) -> dict[str, bytes | None
     }
 
 
-def generate(args: argparse.Namespace, *, stderr=None) -> list[Path]:
+def generate(args: argparse.Namespace, *, stderr: TextIO | None = None) -> list[Path]:
     """Build and write the outputs; raises LamMtebError on bad input. Returns the written paths."""
     from lam_mteb import __version__ as lam_mteb_version
     from lam_mteb import mteb_compat

@@ -16,6 +16,7 @@ from lam_mteb.leaderboard.table import Table, TableRow
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
 
 MISSING = "–"
 PARTIAL = "*"
@@ -60,7 +61,7 @@ def md_escape(text: str) -> str:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def csv_safe(value):
+def csv_safe(value: object) -> object:
     """Neutralise formula injection in a text cell (OWASP: prefix a quote); numbers pass through."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
@@ -438,7 +439,7 @@ def _bar_value(tr: TableRow) -> float:
     return tr.summary.value
 
 
-def _draw_panel(ax, table: Table, bars: list) -> None:
+def _draw_panel(ax: Axes, table: Table, bars: list) -> None:
     """One benchmark's bars (best at the top), labelled with the row names and mean texts."""
     bars = list(reversed(bars))  # best at the top
     values = [_bar_value(tr) for tr in bars]
