@@ -110,6 +110,6 @@ def test_ci_runs_the_readme_test_command():
     block = re.search(r"<!-- ci: test command.*?```bash\n(.*?)```", README, re.S).group(1)
     assert "pytest" in block and "torch==2.13.0" in block
     # lint and types run between the install and the tests, in the same venv
-    assert "ruff check . && ruff format --check . && mypy lam_mteb" in ci
+    assert 'lint="ruff check . && ruff format --check . && mypy"' in ci
     install, tests = block.strip().rsplit(" && ", 1)
     assert "pip install '.[test]'" in install and "python -m pytest -q" in tests

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import atexit
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 import lam_mteb
+
+if TYPE_CHECKING:
+    from lam_mteb.contract import RegisterEncoder
+
+#: a sentence-transformers multi-process pool (``SentenceTransformer.start_multi_process_pool``)
+_Pool = dict[Literal["input", "output", "processes"], Any]
 
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 HUB_REVISION = "8b3219a92973c328a8e22fadcfa821b5dc75636a"
@@ -31,13 +39,16 @@ def minilm_path() -> str:
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 through sentence-transformers (mean pooling, 256 tokens, normalised)."""
 
+    #: (devices, pool) of the multi-process pool started by ``encode(device=[...])``, if any
+    _pool_state: tuple[list[str], _Pool] | None
+
     def __init__(
         self,
         model_name_or_path: str | None = None,
         max_seq_length: int = 256,
         device: str | None = None,
         normalize: bool = True,
-    ):
+    ) -> None:
         from sentence_transformers import SentenceTransformer
 
         path = model_name_or_path or minilm_path()
@@ -52,19 +63,19 @@ class MiniLMEncoder:
 
     def encode(
         self,
-        texts,
+        texts: Sequence[str],
         *,
         batch_size: int = 32,
         show_progress_bar: bool = False,
-        device=None,
-        pool=None,
+        device: str | Sequence[str] | None = None,
+        pool: _Pool | None = None,
         chunk_size: int | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> np.ndarray:
         """``device``: one device, or a list (e.g. ``["cuda:0", "cuda:1"]``) for a multi-process
         pool, started once and reused for every later call with the same list; ``pool``: your own
         ``SentenceTransformer.start_multi_process_pool()``; ``chunk_size``: texts per pool job."""
-        extra = {}
+        extra: dict[str, Any] = {}
         if pool is None and isinstance(device, (list, tuple)) and len(device) > 1:
             pool = self._pool(list(device))
         elif isinstance(device, (list, tuple)):
@@ -82,7 +93,7 @@ class MiniLMEncoder:
             **extra,
         ).astype(np.float32)
 
-    def _pool(self, devices: list):
+    def _pool(self, devices: list[str]) -> _Pool:
         current = getattr(self, "_pool_state", None)
         if current is not None and current[0] == devices:
             return current[1]
@@ -101,7 +112,7 @@ class MiniLMEncoder:
 
 
 @lam_mteb.hookimpl
-def register_encoders(register):
+def register_encoders(register: RegisterEncoder) -> None:
     register(
         "minilm",
         MiniLMEncoder,

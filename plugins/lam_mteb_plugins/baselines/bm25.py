@@ -11,8 +11,12 @@ task's language by mteb's code).  Needs ``bm25s`` and ``PyStemmer``: ``pip insta
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING, Literal
 
 import lam_mteb
+
+if TYPE_CHECKING:
+    from mteb.models.model_implementations.bm25 import BM25Search
 
 DEFAULTS = {
     "k1": 1.5,
@@ -43,11 +47,11 @@ def create_bm25(
     k1: float = 1.5,
     b: float = 0.75,
     delta: float = 0.5,
-    method: str = "lucene",
+    method: Literal["robertson", "lucene", "atire"] = "lucene",
     stopwords: str | None = None,
     stemmer_language: str | None = None,
     freq_threshold: float = 0.9,
-):
+) -> BM25Search:
     """mteb's ``BM25Search`` (bm25s); ``stopwords`` / ``stemmer_language`` None = from the task's
     language."""
     _require()

@@ -42,12 +42,21 @@ import math
 import re
 import sys
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
 import numpy as np
+import numpy.typing as npt
 
 import lam_mteb
+
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
+
+#: what mteb hands ``similarity``: one vector per text (array or tensor), or for ``pool: max``
+#: one ``(n_windows, dim)`` array per text
+Vectors: TypeAlias = "npt.ArrayLike | torch.Tensor | Sequence[npt.ArrayLike | torch.Tensor]"
 
 DEFAULTS = {
     "encoder": "minilm",
@@ -65,27 +74,29 @@ _WS = re.compile(r"\s")
 # -- registry-time validation and metadata -------------------------------------------------------
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _window(params: dict, name: str, limit) -> int:
+def _window(params: dict, name: str, limit: object) -> int:
     """``window`` (default: the inner model's finite max_tokens), checked against that limit."""
-    finite = isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0
+    finite = (
+        limit if isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0 else None
+    )
     window = params.get("window")
     if window is None:
-        if not finite:
+        if finite is None:
             raise ValueError(
                 f"encoder {name!r} declares no finite max_tokens ({limit!r}); give `window` "
                 "(tokens per window, special tokens included)"
             )
-        return int(limit)
+        return int(finite)
     if not _is_int(window) or window < 1:
         raise ValueError(f"window must be a whole number of tokens >= 1, got {window!r}")
-    if finite and window > limit:
+    if finite is not None and window > finite:
         raise ValueError(
-            f"window {window} is larger than {name!r}'s limit of {int(limit)} tokens (its "
-            f"max_tokens, special tokens included); use window <= {int(limit)}"
+            f"window {window} is larger than {name!r}'s limit of {int(finite)} tokens (its "
+            f"max_tokens, special tokens included); use window <= {int(finite)}"
         )
     return window
 
@@ -99,7 +110,7 @@ def _check_sizes(params: dict) -> None:
             )
 
 
-def _derived_metadata(inner, pool: str, window: int, overlap: int) -> dict:
+def _derived_metadata(inner: Any, pool: str, window: int, overlap: int) -> dict:
     """The chunked model's metadata: the inner model's, any length, pool-dependent similarity."""
     md = inner.metadata
     derived: dict[str, Any] = {
@@ -124,7 +135,7 @@ def _derived_metadata(inner, pool: str, window: int, overlap: int) -> dict:
     return {k: v for k, v in derived.items() if v is not None}
 
 
-def configure(params: dict, lookup) -> dict:
+def configure(params: dict, lookup: Callable[[str], Any]) -> dict:
     """Validate a ``chunked`` configuration against its inner model; derive its metadata.
 
     Raises ValueError (reported by the registry as one line naming the registry file and line) for
@@ -165,7 +176,7 @@ REGISTRATION = {
 # -- the tokenizer protocol ---------------------------------------------------------------------
 
 
-def find_tokenizer(encoder: Any, name: str = "encoder"):
+def find_tokenizer(encoder: Any, name: str = "encoder") -> Tokenizer:
     """The inner encoder's tokenizer as a ``tokenizers.Tokenizer`` without truncation or padding.
 
     Optional protocol for encoders that want ``chunked`` to cut windows on their own tokenizer:
@@ -206,7 +217,7 @@ def find_max_seq_length(encoder: Any) -> int | None:
     return None
 
 
-def special_tokens_count(tok) -> int:
+def special_tokens_count(tok: Tokenizer) -> int:
     processor = getattr(tok, "post_processor", None)
     if processor is None:
         return 0
@@ -216,7 +227,9 @@ def special_tokens_count(tok) -> int:
 # -- windows -------------------------------------------------------------------------------------
 
 
-def iter_words(text: str, tok, piece_chars: int = PIECE_CHARS) -> Iterator[tuple[int, int, list]]:
+def iter_words(
+    text: str, tok: Tokenizer, piece_chars: int = PIECE_CHARS
+) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
     """``(start_char, end_char, token_offsets)`` of every word of ``text``, in order, streaming.
 
     A word is a run of tokens with one word id (all pieces of one word).  Long texts are tokenised
@@ -233,7 +246,8 @@ def iter_words(text: str, tok, piece_chars: int = PIECE_CHARS) -> Iterator[tuple
             if last is not None and last > start:
                 end = last
         enc = tok.encode(text[start:end], add_special_tokens=False)
-        current, offsets = None, []
+        current: int | None = None
+        offsets: list[tuple[int, int]] = []
         for wid, (s, e) in zip(enc.word_ids, enc.offsets, strict=True):
             if wid != current or wid is None:
                 if offsets:
@@ -245,7 +259,9 @@ def iter_words(text: str, tok, piece_chars: int = PIECE_CHARS) -> Iterator[tuple
         start = end
 
 
-def iter_windows(text: str, tok, content: int, overlap: int = 0) -> Iterator[tuple[str, int]]:
+def iter_windows(
+    text: str, tok: Tokenizer, content: int, overlap: int = 0
+) -> Iterator[tuple[str, int]]:
     """``(window_text, n_tokens)`` covering every token of ``text`` (see the module docstring).
 
     ``content`` is the number of content tokens per window.  A text whose tokens fit in one window
@@ -255,7 +271,7 @@ def iter_windows(text: str, tok, content: int, overlap: int = 0) -> Iterator[tup
     count = 0
     emitted = 0
 
-    def emit():
+    def emit() -> tuple[str, int]:
         return text[words[0][0] : words[-1][1]], count
 
     for s, e, offsets in iter_words(text, tok):
@@ -273,7 +289,8 @@ def iter_windows(text: str, tok, content: int, overlap: int = 0) -> Iterator[tup
             if count + piece[2] > content and words:
                 yield emit()
                 emitted += 1
-                keep, kept = [], 0
+                keep: list[tuple[int, int, int]] = []
+                kept = 0
                 for w in reversed(words):
                     if kept + w[2] > overlap:
                         break
@@ -296,7 +313,7 @@ def iter_windows(text: str, tok, content: int, overlap: int = 0) -> Iterator[tup
 class WindowCache:
     """LRU of window vectors keyed by the window text's hash (per inner model, per process)."""
 
-    def __init__(self, maxsize: int):
+    def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self.store: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self.hits = 0
@@ -306,7 +323,7 @@ class WindowCache:
     def key(text: str) -> bytes:
         return hashlib.sha1(text.encode("utf-8", "surrogatepass")).digest()
 
-    def get(self, key: bytes):
+    def get(self, key: bytes) -> np.ndarray | None:
         vec = self.store.get(key)
         if vec is not None:
             self.store.move_to_end(key)
@@ -344,7 +361,7 @@ class _PooledWindows:
     else a token-weighted running mean; a text of one window keeps that window's vector
     unchanged."""
 
-    def __init__(self, n_texts: int, multi: bool):
+    def __init__(self, n_texts: int, multi: bool) -> None:
         self.multi = multi
         self.sums: list[np.ndarray | None] = [None] * n_texts  # mean: running weighted sums
         self.weights = [0.0] * n_texts
@@ -363,10 +380,10 @@ class _PooledWindows:
             self.sums[i] = s if prev is None else prev + s
             self.weights[i] += n_tokens
 
-    def result(self):
+    def result(self) -> np.ndarray | list[np.ndarray]:
         if self.multi:
             return [np.stack(v) for v in self.vectors]
-        out = []
+        out: list[np.ndarray] = []
         for first, total, w in zip(self.first, self.sums, self.weights, strict=True):
             if first is not None:
                 out.append(first)
@@ -392,7 +409,7 @@ class ChunkedEncoder:
         batch_size: int = 32,
         cache_size: int = 50_000,
         cache: WindowCache | None = None,
-    ):
+    ) -> None:
         if pool not in POOLS:
             raise lam_mteb.LamMtebError(
                 f"chunked: pool must be one of {', '.join(POOLS)}, got {pool!r}"
@@ -446,6 +463,7 @@ class ChunkedEncoder:
         for k, t, v in zip(keys, texts, out, strict=True):
             if v is None and k not in todo:
                 todo[k] = t
+        fresh: dict[bytes, np.ndarray] = {}
         if todo:
             self.cache.misses += len(todo)
             vecs = self.inner.encode(
@@ -457,8 +475,8 @@ class ChunkedEncoder:
             fresh = dict(zip(todo, vecs, strict=True))
             for k, v in fresh.items():
                 self.cache.put(k, v)
-            out = [v if v is not None else fresh[k] for k, v in zip(keys, out, strict=True)]
-        return out  # type: ignore[return-value]
+        # every window is cached now or freshly encoded
+        return [v if v is not None else fresh[k] for k, v in zip(keys, out, strict=True)]
 
     def encode(
         self,
@@ -481,7 +499,7 @@ class ChunkedEncoder:
         pooled = _PooledWindows(len(texts), self.pool == "max" and prompt_type in QUERY_DOC)
         pending: list[tuple[int, str, int]] = []
 
-        def flush():
+        def flush() -> None:
             vecs = self._encode_windows([w for _, w, _ in pending], batch_size)
             for (i, _, n), v in zip(pending, vecs, strict=True):
                 pooled.add(i, v, n)
@@ -515,7 +533,7 @@ class ChunkedEncoder:
         return pooled.result()
 
     # similarity (handed to mteb by the bridge)
-    def similarity(self, a, b):
+    def similarity(self, a: Vectors, b: Vectors) -> torch.Tensor:
         import torch
 
         if _is_multi(a) or _is_multi(b):
@@ -524,7 +542,7 @@ class ChunkedEncoder:
             _cos(np.asarray(_np(a), np.float32), np.asarray(_np(b), np.float32))
         )
 
-    def similarity_pairwise(self, a, b):
+    def similarity_pairwise(self, a: Vectors, b: Vectors) -> torch.Tensor:
         import torch
 
         if _is_multi(a) or _is_multi(b):
@@ -539,15 +557,16 @@ class ChunkedEncoder:
         return torch.from_numpy((x * y).sum(1))
 
 
-def _np(x):
+def _np(x: Any) -> Any:
+    """A torch tensor as a numpy array; anything else unchanged."""
     return x.detach().cpu().numpy() if hasattr(x, "detach") else x
 
 
-def _is_multi(x) -> bool:
+def _is_multi(x: object) -> TypeGuard[Sequence[npt.ArrayLike | torch.Tensor]]:
     return isinstance(x, (list, tuple)) and len(x) > 0 and getattr(x[0], "ndim", None) == 2
 
 
-def _as_multi(x) -> list[np.ndarray]:
+def _as_multi(x: Vectors) -> list[np.ndarray]:
     if _is_multi(x):
         return [np.asarray(_np(e), dtype=np.float32) for e in x]
     arr = np.asarray(_np(x), dtype=np.float32)
@@ -593,7 +612,7 @@ def create_encoder(
     pool: str = "mean",
     batch_size: int = 32,
     cache_size: int = 50_000,
-):
+) -> ChunkedEncoder:
     """Factory of the ``chunked`` kind: builds the inner model through ``lam_mteb.get_encoder``."""
     inner = lam_mteb.get_encoder(encoder)
     return ChunkedEncoder(

@@ -19,9 +19,14 @@ import hashlib
 import os
 import shutil
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import lam_mteb
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULTS = {"pca_dims": 256, "normalize": True}
 INSTALL_HINT = "pip install 'lam-mteb[baselines]'"
@@ -124,7 +129,7 @@ def distil(pca_dims: int = 256) -> Path:
 class StaticEncoder:
     """A model2vec ``StaticModel``: mean of the text's token vectors, no truncation."""
 
-    def __init__(self, path: str | Path, normalize: bool = True):
+    def __init__(self, path: str | Path, normalize: bool = True) -> None:
         try:
             from model2vec import StaticModel
         except ImportError:
@@ -137,12 +142,19 @@ class StaticEncoder:
         self.normalize = normalize
         self.embed_dim = int(self.model.dim)
 
-    def encode(self, texts, *, batch_size: int = 1024, show_progress_bar: bool = False, **kwargs):
+    def encode(
+        self,
+        texts: Iterable[str | None],
+        *,
+        batch_size: int = 1024,
+        show_progress_bar: bool = False,
+        **kwargs: Any,
+    ) -> np.ndarray:
         import numpy as np
 
-        texts = ["" if t is None else str(t) for t in texts]
+        strings = ["" if t is None else str(t) for t in texts]
         out = self.model.encode(
-            texts,
+            strings,
             max_length=None,
             batch_size=max(batch_size, 256),
             show_progress_bar=show_progress_bar,
@@ -151,7 +163,9 @@ class StaticEncoder:
         return np.asarray(out, dtype=np.float32)
 
 
-def create_static(pca_dims: int = 256, normalize: bool = True, path: str | None = None):
+def create_static(
+    pca_dims: int = 256, normalize: bool = True, path: str | None = None
+) -> StaticEncoder:
     """Factory of ``minilm-static``: ``path`` = an existing model2vec folder, else distil
     (cached)."""
     return StaticEncoder(path or distil(pca_dims), normalize=normalize)

@@ -13,14 +13,19 @@ dataset): from the raw layout of a data directory (``LAM_MTEB_DATA_DIR``)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import lam_mteb
 from lam_mteb_plugins.datasets.builders import build_scifact, build_stsbenchmark
+
+if TYPE_CHECKING:
+    from lam_mteb.contract import RegisterBenchmark, RegisterDataset
 
 __all__ = ["build_scifact", "build_stsbenchmark"]
 
 
 @lam_mteb.hookimpl
-def register_datasets(register):
+def register_datasets(register: RegisterDataset) -> None:
     register(
         "mteb/stsbenchmark-sts",
         build_stsbenchmark,
@@ -36,7 +41,7 @@ def register_datasets(register):
 
 
 @lam_mteb.hookimpl
-def register_benchmarks(register):
+def register_benchmarks(register: RegisterBenchmark) -> None:
     register(
         "short-text",
         "Short text: STS and retrieval",

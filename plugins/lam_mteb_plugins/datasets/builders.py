@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from lam_mteb import DataNotFound, LamMtebError
@@ -15,21 +15,21 @@ from lam_mteb.data import text_lines, write_hf_dataset
 STSB_FILES = {"train": "sts-train.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"}
 
 
-def build_stsbenchmark(source: Path, target: Path) -> None:
+def build_stsbenchmark(source_dir: Path, target_dir: Path) -> None:
     """STS Benchmark release files ``stsbenchmark/sts-{train,dev,test}.csv`` ->
     mteb/stsbenchmark-sts."""
-    folder = Path(source) / "stsbenchmark"
+    folder = Path(source_dir) / "stsbenchmark"
     if not (folder / STSB_FILES["test"]).is_file():
         raise DataNotFound(
             f"looked for {folder / STSB_FILES['test']} (STS Benchmark release, tab-separated)"
         )
-    splits = {}
+    splits: dict[str, Iterable[dict]] = {}
     for split, name in STSB_FILES.items():
         path = folder / name
         if path.is_file():
             splits[split] = _stsb_rows(path)
     write_hf_dataset(
-        target,
+        target_dir,
         {"default": splits},
         card="STS Benchmark imported from the original release by lam-mteb.",
     )
@@ -61,20 +61,22 @@ def _stsb_rows(path: Path) -> list[dict]:
     return rows
 
 
-def build_scifact(source: Path, target: Path) -> None:
+def build_scifact(source_dir: Path, target_dir: Path) -> None:
     """SciFact in BEIR layout (``scifact/corpus.jsonl``, ``queries.jsonl``, ``qrels/*.tsv``) ->
     mteb/scifact."""
-    folder = Path(source) / "scifact"
+    folder = Path(source_dir) / "scifact"
     needed = [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv"]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         raise DataNotFound(f"looked for {', '.join(missing)} (SciFact in BEIR layout)")
-    write_beir(folder, target)
+    write_beir(folder, target_dir)
 
 
 def write_beir(folder: Path, target: Path) -> None:
     """Convert any BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) for mteb."""
-    qrels = {tsv.stem: _qrels_rows(tsv) for tsv in sorted((folder / "qrels").glob("*.tsv"))}
+    qrels: dict[str, Iterable[dict]] = {
+        tsv.stem: _qrels_rows(tsv) for tsv in sorted((folder / "qrels").glob("*.tsv"))
+    }
     corpus = list(_beir_jsonl(folder / "corpus.jsonl", ["_id", "title", "text"]))
     queries = list(_beir_jsonl(folder / "queries.jsonl", ["_id", "text"]))
     write_hf_dataset(

@@ -21,6 +21,8 @@ This module only uses lam-mteb's public contract and imports torch lazily (it is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import lam_mteb
 from lam_mteb_plugins.lam.encoder import DEFAULTS, LamEncoder, revision
 from lam_mteb_plugins.lam.encoder_v2 import (
@@ -29,6 +31,9 @@ from lam_mteb_plugins.lam.encoder_v2 import (
     configure_v2,
     revision_v2,
 )
+
+if TYPE_CHECKING:
+    from lam_mteb.contract import RegisterEncoder, SubParsers
 
 # MiniLM without its (unused) pooler + 6 blocks x (beta projection 384->12 and 12 read gains)
 N_PARAMETERS = 22_565_376 + 6 * (384 * 12 + 12 + 12)
@@ -58,7 +63,7 @@ _META = dict(
 
 
 @lam_mteb.hookimpl
-def register_encoders(register):
+def register_encoders(register: RegisterEncoder) -> None:
     register(
         "lam",
         LamEncoder,
@@ -84,7 +89,7 @@ def register_encoders(register):
 
 
 @lam_mteb.hookimpl
-def register_commands(subparsers):
+def register_commands(subparsers: SubParsers) -> None:
     from lam_mteb_plugins.lam.distill import add_parser
     from lam_mteb_plugins.lam.train_v2 import add_parser as add_parser_v2
 

@@ -25,12 +25,35 @@ import math
 import random
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    import argparse
+
+    import torch
+
+    from lam_mteb import LamMtebError
+    from lam_mteb.contract import SubParsers
+    from lam_mteb_plugins.lam.model import LamModel
+    from lam_mteb_plugins.lam.text import LamTokenizer
 
 SOURCES = ("sts", "longtext", "scifact")
 
 
-def _error(message):
+#: a training group: an STS-B train pair (2 texts, gold score) or one passage (score None)
+Group = tuple[list[str], float | None]
+
+
+class Batch(TypedDict):
+    """A token-budgeted batch: the token ids, and its STS pairs (row a, row b, gold score)."""
+
+    seqs: list[list[int]]
+    pairs: list[tuple[int, int, float]]
+
+
+def _error(message: str) -> LamMtebError:
     from lam_mteb import LamMtebError
 
     return LamMtebError(message)
@@ -51,7 +74,9 @@ def read_sts(path: Path) -> list[tuple[str, str, float]]:
     return rows
 
 
-def _passages(text: str, rng: random.Random, n: int, min_words=40, max_words=380) -> list[str]:
+def _passages(
+    text: str, rng: random.Random, n: int, min_words: int = 40, max_words: int = 380
+) -> list[str]:
     words = text.split()
     out = []
     if len(words) < min_words:
@@ -63,11 +88,13 @@ def _passages(text: str, rng: random.Random, n: int, min_words=40, max_words=380
     return out
 
 
-def collect_groups(data_dir: Path, sources, n_sts: int, n_long: int, n_scifact: int, seed: int):
+def collect_groups(
+    data_dir: Path, sources: Sequence[str], n_sts: int, n_long: int, n_scifact: int, seed: int
+) -> list[Group]:
     """Training groups: (texts, score) with an STS-B train pair (2 texts, gold score) or a
     passage."""
     rng = random.Random(seed)
-    groups = []
+    groups: list[Group] = []
     data_dir = Path(data_dir)
     for source in sources:
         if source == "sts":
@@ -93,8 +120,8 @@ def collect_groups(data_dir: Path, sources, n_sts: int, n_long: int, n_scifact: 
             if not path.is_file():
                 raise _error(f"distill: looked for {path}")
             docs = []
-            with open(path, encoding="utf-8") as f:
-                for line in f:
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
                     d = json.loads(line)
                     docs.append((d.get("title", "") + ". " + d.get("text", "")).strip())
             rng.shuffle(docs)
@@ -111,9 +138,15 @@ def collect_groups(data_dir: Path, sources, n_sts: int, n_long: int, n_scifact: 
     return groups
 
 
-def make_batches(groups, tokenizer, batch_tokens: int, seed: int, max_len: int = 512):
+def make_batches(
+    groups: Sequence[Group],
+    tokenizer: LamTokenizer,
+    batch_tokens: int,
+    seed: int,
+    max_len: int = 512,
+) -> list[Batch]:
     """Token-budgeted batches of similar length; an STS pair always stays in one batch."""
-    encoded = []
+    encoded: list[tuple[list[list[int]], float | None]] = []
     for texts, score in groups:
         ids = [
             t if len(t) <= max_len else t[: max_len - 1] + [tokenizer.sep_id]
@@ -121,7 +154,9 @@ def make_batches(groups, tokenizer, batch_tokens: int, seed: int, max_len: int =
         ]
         encoded.append((ids, score))
     encoded.sort(key=lambda g: max(len(t) for t in g[0]))
-    batches, cur, cur_len = [], [], 0
+    batches: list[list[tuple[list[list[int]], float | None]]] = []
+    cur: list[tuple[list[list[int]], float | None]] = []
+    cur_len = 0
     for g in encoded:
         glen = max(len(t) for t in g[0])
         n_after = sum(len(x[0]) for x in cur) + len(g[0])
@@ -132,9 +167,10 @@ def make_batches(groups, tokenizer, batch_tokens: int, seed: int, max_len: int =
         cur_len = max(cur_len, glen)
     if cur:
         batches.append(cur)
-    out = []
+    out: list[Batch] = []
     for b in batches:
-        seqs, pairs = [], []
+        seqs: list[list[int]] = []
+        pairs: list[tuple[int, int, float]] = []
         for ids, score in b:
             if score is not None and len(ids) == 2:
                 pairs.append((len(seqs), len(seqs) + 1, score))
@@ -145,16 +181,16 @@ def make_batches(groups, tokenizer, batch_tokens: int, seed: int, max_len: int =
 
 
 # ----------------------------------------------------------------------------- losses
-def masked_mse(a, b, m):
+def masked_mse(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     d = ((a - b.to(a.dtype)) ** 2).sum(-1) * m
     return d.sum() / (m.sum() * a.shape[-1])
 
 
-def masked_mean(h, m):
+def masked_mean(h: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
 
 
-def relational(e, t):
+def relational(e: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """MSE between the cosine matrices of two sets of embeddings (off-diagonal)."""
     import torch.nn.functional as F
 
@@ -166,7 +202,9 @@ def relational(e, t):
     return (diff.sum() - diff.diagonal().sum()) / (n * (n - 1))
 
 
-def cosent(e, pairs, scale: float = 20.0):
+def cosent(
+    e: torch.Tensor, pairs: Sequence[tuple[int, int, float]], scale: float = 20.0
+) -> torch.Tensor:
     """CoSENT loss over the STS pairs of a batch: pairs ranked by gold score."""
     import torch
     import torch.nn.functional as F
@@ -184,7 +222,7 @@ def cosent(e, pairs, scale: float = 20.0):
 
 # ----------------------------------------------------------------------------- training
 class Distiller:
-    def __init__(self, args):
+    def __init__(self, args: argparse.Namespace) -> None:
         import torch
 
         from lam_mteb_plugins.lam.model import LamConfig, LamModel
@@ -197,12 +235,12 @@ class Distiller:
         self.model = LamModel.from_base(LamConfig(mode=args.mode, kernel_chunk=args.kernel_chunk))
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=args.lr, weight_decay=0.0)
-        self.cache: dict[int, dict] = {}
+        self.cache: dict[int, dict[str, Any]] = {}
         self.step = 0
         self.minutes_before = 0.0  # training minutes of earlier (resumed) sessions
 
     # teacher outputs for one batch, computed once
-    def targets(self, bi, batch):
+    def targets(self, bi: int, batch: Batch) -> dict[str, Any]:
         import torch
 
         if bi in self.cache:
@@ -222,20 +260,25 @@ class Distiller:
         self.cache[bi] = t
         return t
 
-    def loss(self, t, phase, pairs):
+    def loss(
+        self, t: dict[str, Any], phase: str, pairs: Sequence[tuple[int, int, float]]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        import torch
+
         from lam_mteb_plugins.lam.encoder import state_embedding
 
         a = self.args
         m, temb = t["m"], t["temb"]
-        parts = {}
-        layers = self.model.layers
+        parts: dict[str, torch.Tensor] = {}
+        layers = self.model.lam_layers()
         if phase == "layerwise":
-            total = 0
+            total: torch.Tensor | int = 0
             for li, layer in enumerate(layers):
                 hin = t["hin"][li].float()
                 out, state = layer.attention(hin, m)
                 h1 = layer.attn_norm(hin + out)
                 total = total + masked_mse(h1, t["hattn"][li], m) / len(layers)
+            assert isinstance(total, torch.Tensor)  # the model has at least one layer
             parts["attn"] = total
             if a.cos_weight or a.sts_weight:
                 import torch.nn.functional as F
@@ -247,13 +290,16 @@ class Distiller:
             h, states, outs = self.model.forward_chunk(t["x"], m, return_layers=True)
             targets = t["hin"][1:] + [t["hlast"]]
             mses = [masked_mse(o[1], tg, m) for o, tg in zip(outs, targets, strict=False)]
-            parts["hidden"] = sum(mses) / len(outs)
+            hidden = sum(mses) / len(outs)
+            assert isinstance(hidden, torch.Tensor)  # the model has at least one layer
+            parts["hidden"] = hidden
             state = states[-1]
             mean = masked_mean(h, m)
         if a.cos_weight:
             import torch.nn.functional as F
 
             parts["cos"] = a.cos_weight * (1 - F.cosine_similarity(mean, temb, dim=-1)).mean()
+        assert state is not None  # the student's DeltaNet blocks always return their state
         se = None
         if a.state_weight:
             se = state_embedding(state, 0.7)
@@ -261,16 +307,18 @@ class Distiller:
         if a.sts_weight and pairs:
             se = state_embedding(state, 0.7) if se is None else se
             parts["sts"] = a.sts_weight * (cosent(mean, pairs) + cosent(se, pairs)) / 2
-        return sum(parts.values()), {k: float(v.detach()) for k, v in parts.items()}
+        loss = sum(parts.values())
+        assert isinstance(loss, torch.Tensor)  # parts holds "attn" or "hidden"
+        return loss, {k: float(v.detach()) for k, v in parts.items()}
 
-    def lr_at(self, step, total):
+    def lr_at(self, step: int, total: int) -> float:
         warm = max(1, int(0.05 * total))
         if step < warm:
             return self.args.lr * (step + 1) / warm
         progress = (step - warm) / max(1, total - warm)
         return self.args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
-    def save_state(self, path: Path, minutes: float = 0.0):
+    def save_state(self, path: Path, minutes: float = 0.0) -> None:
         import torch
 
         tmp = path.with_suffix(".tmp")
@@ -287,7 +335,7 @@ class Distiller:
         )
         tmp.replace(path)
 
-    def load_state(self, path: Path):
+    def load_state(self, path: Path) -> None:
         import pickle
 
         import torch
@@ -316,7 +364,7 @@ class Distiller:
         self.minutes_before = float(st.get("minutes", 0.0))
 
 
-def _command_line(args) -> str:
+def _command_line(args: argparse.Namespace) -> str:
     """The command as typed (for provenance in config.json)."""
     import shlex
 
@@ -329,13 +377,13 @@ def _command_line(args) -> str:
     )
 
 
-def _settings(args) -> dict:
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """Arguments that define a run (a resumed run must use the same ones)."""
     skip = {"func", "resume", "max_minutes", "save_every", "no_eval", "threads", "command", "quiet"}
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
 
 
-def evaluate_sts_dev(model, data_dir: Path, hybrid_weight: float = 0.5) -> dict:
+def evaluate_sts_dev(model: LamModel, data_dir: Path, hybrid_weight: float = 0.5) -> dict:
     """Spearman of cosine similarities on STS-B dev for the three poolings."""
     import numpy as np
     from scipy.stats import spearmanr
@@ -350,7 +398,9 @@ def evaluate_sts_dev(model, data_dir: Path, hybrid_weight: float = 0.5) -> dict:
     return {k: round(float(spearmanr(np.sum(a[k] * b[k], 1), gold).correlation), 4) for k in a}
 
 
-def _train_steps(d: Distiller, batches, plan, state_file: Path, t0: float) -> bool:
+def _train_steps(
+    d: Distiller, batches: list[Batch], plan: list[str], state_file: Path, t0: float
+) -> bool:
     """The planned steps from ``d.step`` on; False when ``--max-minutes`` stopped them early."""
     import torch
     from tqdm.auto import tqdm
@@ -396,7 +446,7 @@ def _session_record(d: Distiller, minutes: float, finished: bool) -> dict:
     }
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     import torch
 
     import lam_mteb
@@ -457,12 +507,12 @@ def run(args) -> int:
     return 0
 
 
-def add_command(subparsers, name: str, help: str, doc: str):
+def add_command(subparsers: SubParsers, name: str, help: str, doc: str) -> argparse.ArgumentParser:
     """A ``lam-mteb`` subcommand whose description is the first paragraph of ``doc``."""
     return subparsers.add_parser(name, help=help, description=doc.split("\n\n")[0])
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     p = add_command(
         subparsers, "distill", "train LAM's DeltaNet blocks from the MiniLM teacher", __doc__
     )
@@ -493,7 +543,7 @@ def add_parser(subparsers):
     return p
 
 
-def add_run_options(p, *, save_every: int, threads: int) -> None:
+def add_run_options(p: argparse.ArgumentParser, *, save_every: int, threads: int) -> None:
     """Options every LAM training command shares: output, data, seed, resumable stops, threads."""
     p.add_argument("--output", "-o", required=True, help="checkpoint folder to write")
     p.add_argument("--data-dir", help="data folder (default: $LAM_MTEB_DATA_DIR)")

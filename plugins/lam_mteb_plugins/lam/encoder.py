@@ -22,9 +22,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from lam_mteb import LamMtebError
+    from lam_mteb_plugins.lam.model import LamModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default"
@@ -32,20 +40,20 @@ POOLINGS = ("mean", "state", "hybrid")
 LONG_CHARS = 20_000  # texts longer than this are tokenised as a stream
 
 
-def _error(message):
+def _error(message: str) -> LamMtebError:
     from lam_mteb import LamMtebError
 
     return LamMtebError(message)
 
 
-def resolve_weights(weights) -> Path:
+def resolve_weights(weights: str | Path | None) -> Path:
     """None/"default" -> the shipped checkpoint; otherwise a folder path."""
     if weights in (None, "", "default"):
         return DEFAULT_WEIGHTS
     return Path(str(weights)).expanduser()
 
 
-def checkpoint_hash(weights) -> str:
+def checkpoint_hash(weights: str | Path | None) -> str:
     """sha256 over the checkpoint's config.json and model.safetensors (content, not path)."""
     folder = resolve_weights(weights)
     h = hashlib.sha256()
@@ -70,7 +78,9 @@ def revision(params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def pad_batch(seqs, pad_id: int = 0, device="cpu"):
+def pad_batch(
+    seqs: Sequence[Sequence[int]], pad_id: int = 0, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token lists -> (ids [B, T] long, mask [B, T] float)."""
     import torch
 
@@ -84,7 +94,7 @@ def pad_batch(seqs, pad_id: int = 0, device="cpu"):
     return x.to(device), m.to(device)
 
 
-def state_embedding(S, diag_weight: float = 0.7):
+def state_embedding(S: torch.Tensor, diag_weight: float = 0.7) -> torch.Tensor:
     """[B, H, Dk, Dv] final states -> [B, H*Dv] state embeddings (the formula above)."""
     import torch
     import torch.nn.functional as F
@@ -95,7 +105,7 @@ def state_embedding(S, diag_weight: float = 0.7):
     return F.normalize(e, dim=-1)
 
 
-def resolve_device(device):
+def resolve_device(device: str | None) -> str:
     """The device to use: ``None`` / ``""`` / ``"auto"`` give cuda when available, else cpu;
     asking for cuda without CUDA is an error."""
     import torch
@@ -113,14 +123,14 @@ class LamEncoder:
     def __init__(
         self,
         pooling: str = "mean",
-        weights=None,
+        weights: str | Path | None = None,
         hybrid_weight: float = 0.8,
         diag_weight: float = 0.7,
         chunk_size: int = 512,
         batch_size: int = 32,
         device: str | None = None,
-        model=None,
-    ):
+        model: LamModel | None = None,
+    ) -> None:
         if pooling not in POOLINGS:
             raise _error(f"LAM pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
         if not 0.0 <= float(hybrid_weight) <= 1.0 or not 0.0 <= float(diag_weight) <= 1.0:
@@ -153,13 +163,24 @@ class LamEncoder:
 
     # ------------------------------------------------------------------ public
     def encode(
-        self, texts, *, batch_size: int | None = None, show_progress_bar: bool = False, **kwargs
+        self,
+        texts: Sequence[str] | str,
+        *,
+        batch_size: int | None = None,
+        show_progress_bar: bool = False,
+        **kwargs: Any,
     ) -> np.ndarray:
         """Embeddings (n, 384), float32, L2-normalised, never NaN."""
         pooled = self.encode_all(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
         return pooled[self.pooling]
 
-    def encode_all(self, texts, *, batch_size: int | None = None, show_progress_bar: bool = False):
+    def encode_all(
+        self,
+        texts: Sequence[str] | str,
+        *,
+        batch_size: int | None = None,
+        show_progress_bar: bool = False,
+    ) -> dict[str, np.ndarray]:
         """All three poolings from one pass: {"mean", "state", "hybrid"} -> (n, 384) arrays."""
         import torch
         import torch.nn.functional as F
@@ -177,7 +198,8 @@ class LamEncoder:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n, desc="LAM", unit="text")
-        long_docs = []
+        # (index, its token ids, or None for a text too long to tokenise at once: streamed)
+        long_docs: list[tuple[int, list[int] | None]] = []
         with torch.inference_mode():
             for start in range(0, n, bs):
                 idx = [i for i in order[start : start + bs] if len(texts[i]) <= LONG_CHARS]
@@ -205,9 +227,9 @@ class LamEncoder:
                     bar.update(len(group))
         if bar is not None:
             bar.close()
-        mean = F.normalize(torch.nan_to_num(mean), dim=-1).numpy().astype(np.float32)
-        state = torch.nan_to_num(state).numpy().astype(np.float32)
-        return {"mean": mean, "state": state, "hybrid": self.hybrid(mean, state)}
+        mean_np = F.normalize(torch.nan_to_num(mean), dim=-1).numpy().astype(np.float32)
+        state_np = torch.nan_to_num(state).numpy().astype(np.float32)
+        return {"mean": mean_np, "state": state_np, "hybrid": self.hybrid(mean_np, state_np)}
 
     def hybrid(self, mean: np.ndarray, state: np.ndarray) -> np.ndarray:
         """normalise(w * mean + (1 - w) * state) of pooled (n, 384) arrays, w = hybrid_weight."""
@@ -216,16 +238,18 @@ class LamEncoder:
         return (mix / np.linalg.norm(mix, axis=-1, keepdims=True).clip(1e-12)).astype(np.float32)
 
     # ------------------------------------------------------------------ internals
-    def _pad(self, seqs):
+    def _pad(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_batch(seqs, self.tokenizer.pad_id, self.device)
 
-    def _run_short(self, seqs):
+    def _run_short(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         x, m = self._pad(seqs)
         h, states = self.model.forward_chunk(x, m)
         mean = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
-        return mean.float().cpu(), state_embedding(states[-1].float(), self.diag_weight).cpu()
+        last = states[-1]
+        assert last is not None  # a DeltaNet block always returns its state
+        return mean.float().cpu(), state_embedding(last.float(), self.diag_weight).cpu()
 
-    def _run_long(self, docs):
+    def _run_long(self, docs: Sequence[str | list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Lock-step streaming over documents given as token lists or raw (very long) strings.
 
         Shared prefixes are computed once: at every step, documents whose chunks so far are
@@ -239,7 +263,7 @@ class LamEncoder:
         from lam_mteb_plugins.lam.text import share_identical
 
         C = self.chunk_size
-        iters = []
+        iters: list[Iterator[list[int]]] = []
         for d in docs:
             if isinstance(d, str):
                 iters.append(self.tokenizer.iter_chunks(d, C))
@@ -248,12 +272,14 @@ class LamEncoder:
         n, L = len(docs), len(self.model.layers)
         sums = torch.zeros(n, self.embed_dim, device=self.device)
         counts = torch.zeros(n, device=self.device)
-        states = [None] * n  # per document: list of per-layer states [H, Dk, Dv]
+        # per document: list of per-layer states [H, Dk, Dv] (empty before its first chunk)
+        states: list[list[torch.Tensor]] = [[] for _ in range(n)]
         group = [0] * n  # documents with the same group id have read identical tokens so far
         active = list(range(n))
         offset = 0  # position of the chunk's first token in the document (wraps modulo 512)
         while active:
-            chunks, still = [], []
+            chunks: list[list[int]] = []
+            still: list[int] = []
             for r in active:
                 c = next(iters[r], None)
                 if c:
@@ -265,9 +291,11 @@ class LamEncoder:
             reps, uniq, rep_of = share_identical(active, chunks, group)
             x, m = self._pad(uniq)
             prev = None
-            if states[reps[0]] is not None:
+            if states[reps[0]]:
                 prev = [torch.stack([states[r][layer] for r in reps]) for layer in range(L)]
-            h, new = self.model.forward_chunk(x, m, prev, position_offset=offset)
+            h, new_or_none = self.model.forward_chunk(x, m, prev, position_offset=offset)
+            new = [s for s in new_or_none if s is not None]
+            assert len(new) == L  # a DeltaNet block always returns its state
             self.rows_run += len(reps)
             offset += C
             rep_sums = (h * m[..., None]).sum(1)
@@ -283,12 +311,12 @@ class LamEncoder:
         return mean.float().cpu(), state_embedding(last.float(), self.diag_weight).cpu()
 
 
-def build_encoder(**params) -> LamEncoder:
+def build_encoder(**params: Any) -> LamEncoder:
     """Factory registered as the ``lam`` encoder kind."""
     return LamEncoder(**params)
 
 
-def registry_defaults(encoder_cls) -> dict:
+def registry_defaults(encoder_cls: type) -> dict[str, Any]:
     """An encoder class's registry params: its constructor's keyword defaults, except the
     runtime-only ``device`` and ``model`` (the constructor is the one place they are written)."""
     import inspect

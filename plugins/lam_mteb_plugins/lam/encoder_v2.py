@@ -32,8 +32,9 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +47,12 @@ from lam_mteb_plugins.lam.encoder import (
     state_embedding,
 )
 
+if TYPE_CHECKING:
+    import torch
+
+    from lam_mteb import LamMtebError
+    from lam_mteb_plugins.lam.v2 import LamV2Model
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS_V2 = WEIGHTS_DIR / "v2"
 POOLINGS_V2 = ("mean", "state")
@@ -57,13 +64,13 @@ VECTORS = ("hashed", "minilm")  # the lexical channel's vectors (module docstrin
 _PARTS = ("mean", "window_mean", "reserved", "state")
 
 
-def _error(message):
+def _error(message: str) -> LamMtebError:
     from lam_mteb import LamMtebError
 
     return LamMtebError(message)
 
 
-def resolve_weights_v2(weights) -> Path:
+def resolve_weights_v2(weights: str | Path | None) -> Path:
     if weights in (None, "", "default", "v2"):
         return DEFAULT_WEIGHTS_V2
     return Path(str(weights)).expanduser()
@@ -92,7 +99,7 @@ def revision_v2(params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def configure_v2(params: dict, lookup) -> dict:
+def configure_v2(params: dict, lookup: Callable[[str], object]) -> dict:
     """The ``lam2`` kind's ``configure``: check a configuration's parameters when the registry
     loads (a bad one is one error naming its registry.yaml line, before any model is built) and
     derive its ``embed_dim``: the checkpoint's hidden size, plus ``lexical_dim`` when a lexical
@@ -116,14 +123,20 @@ def configure_v2(params: dict, lookup) -> dict:
     return {"embed_dim": int(dense) + (int(p["lexical_dim"]) if concatenated else 0)}
 
 
-def _normalise(x):
+def _normalise(x: torch.Tensor) -> torch.Tensor:
     import torch.nn.functional as F
 
     return F.normalize(x.nan_to_num(), dim=-1)
 
 
 def _check_params(
-    pooling, chunk_pooling, weights, lexical_vectors, lexical_tf, lexical_dim, chunk_size
+    pooling: str,
+    chunk_pooling: str,
+    weights: Sequence[float],
+    lexical_vectors: str,
+    lexical_tf: str,
+    lexical_dim: int,
+    chunk_size: int | None,
 ) -> None:
     """One LamMtebError naming the first bad parameter (``weights``: the lexical and diag
     weights)."""
@@ -157,7 +170,7 @@ class LamV2Encoder:
     def __init__(
         self,
         pooling: str = "mean",
-        weights=None,
+        weights: str | Path | None = None,
         lexical_weight: float = 0.0,
         retrieval_lexical_weight: float | None = None,
         lexical_vectors: str = "hashed",
@@ -168,8 +181,8 @@ class LamV2Encoder:
         diag_weight: float = 0.7,
         batch_size: int = 32,
         device: str | None = None,
-        model=None,
-    ):
+        model: LamV2Model | None = None,
+    ) -> None:
         if retrieval_lexical_weight is None:
             retrieval_lexical_weight = lexical_weight
         _check_params(
@@ -218,7 +231,7 @@ class LamV2Encoder:
         batch_size: int | None = None,
         show_progress_bar: bool = False,
         prompt_type: str | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> np.ndarray:
         """Embeddings (n, embed_dim), float32, L2-normalised, never NaN.
 
@@ -242,7 +255,7 @@ class LamV2Encoder:
 
     def combine(
         self,
-        parts: dict,
+        parts: dict[str, np.ndarray],
         lexical: np.ndarray | None = None,
         lexical_weight: float | None = None,
         pooling: str | None = None,
@@ -274,7 +287,7 @@ class LamV2Encoder:
             e = _normalise(torch.cat([(1 - w) ** 0.5 * e, w**0.5 * lex], dim=1))
         return e.numpy().astype(np.float32)
 
-    def lexical(self, texts, *, batch_size: int | None = None) -> np.ndarray:
+    def lexical(self, texts: str | Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         """Lexical vectors (n, lexical_dim or 384), unnormalised (see ``lexical.py``).
 
         Word-piece counts are accumulated from the streaming tokenizer, so a text of any length
@@ -312,7 +325,14 @@ class LamV2Encoder:
             out[start : start + len(rows)] = vec.numpy()
         return out
 
-    def encode_parts(self, texts, *, batch_size=None, show_progress_bar=False, state=False):
+    def encode_parts(
+        self,
+        texts: str | Sequence[str],
+        *,
+        batch_size: int | None = None,
+        show_progress_bar: bool = False,
+        state: bool = False,
+    ) -> dict[str, np.ndarray]:
         """Unnormalised dense pieces {"mean", "window_mean", "state"} -> (n, 384) arrays.
 
         With ``LAM_MTEB_LAM2_CACHE=DIR`` in the environment, the parts of every text are kept in DIR
@@ -334,7 +354,7 @@ class LamV2Encoder:
             folder / (prefix + hashlib.sha1(t.encode("utf-8", "replace")).hexdigest() + ".npy")
             for t in texts
         ]
-        found = {}
+        found: dict[Path, np.ndarray] = {}
         for f in files:
             if f not in found and f.is_file():
                 with contextlib.suppress(OSError, ValueError):
@@ -359,7 +379,9 @@ class LamV2Encoder:
         )
         return {k: stacked[:, j] for j, k in enumerate(_PARTS)}
 
-    def _encode_parts(self, texts, batch_size, show_progress_bar, state):
+    def _encode_parts(
+        self, texts: list[str], batch_size: int | None, show_progress_bar: bool, state: bool
+    ) -> dict[str, np.ndarray]:
         import torch
 
         n = len(texts)
@@ -401,16 +423,18 @@ class LamV2Encoder:
         return {k: v.nan_to_num().numpy() for k, v in out.items()}
 
     # ------------------------------------------------------------------ internals
-    def _run_short(self, seqs, state):
+    def _run_short(self, seqs: Sequence[list[int]], state: bool) -> dict[str, torch.Tensor]:
         x, m = pad_batch(seqs, self.tokenizer.pad_id, self.device)
         h, states = self.model.forward_chunk(x, m, write=state)
         mean = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
         res = {"mean": mean.float().cpu(), "window_mean": mean.float().cpu()}
         if state:
-            res["state"] = state_embedding(states[-1].float(), self.diag_weight).cpu()
+            last = states[-1]
+            assert last is not None  # written: the memory attention returns it when write=True
+            res["state"] = state_embedding(last.float(), self.diag_weight).cpu()
         return res
 
-    def _content_chunks(self, doc, size):
+    def _content_chunks(self, doc: str | list[int], size: int) -> Iterator[list[int]]:
         """Consecutive windows of ``size`` word pieces (no [CLS]/[SEP]) of a token list or a
         string."""
         if not isinstance(doc, str):
@@ -429,7 +453,7 @@ class LamV2Encoder:
             yield buf[:size]
             buf = buf[size:]
 
-    def _run_long(self, docs, state):
+    def _run_long(self, docs: Sequence[str | list[int]], state: bool) -> dict[str, torch.Tensor]:
         """Lock-step streaming of windows with each layer's memory carried (see the module doc).
 
         Documents whose windows so far are identical share one row (exact; the LongEmbed
@@ -446,12 +470,14 @@ class LamV2Encoder:
         wsums = torch.zeros(n, self.dense_dim, device=self.device)
         counts = torch.zeros(n, device=self.device)
         windows = torch.zeros(n, device=self.device)
-        states = [None] * n
+        # per document: its per-layer memories (None while nothing was written)
+        states: list[list[torch.Tensor] | None] = [None] * n
         group = [0] * n
         pending = [next(it, None) for it in iters]
         active = [r for r in range(n) if pending[r]]
         while active:
-            chunks = [[cls_id, *pending[r], sep_id] for r in active]
+            # `or ()`: an active document always has a pending window
+            chunks = [[cls_id, *(pending[r] or ()), sep_id] for r in active]
             for r in active:
                 pending[r] = next(iters[r], None)
             # write the memory when a document has a next window that reads it (or the state is
@@ -460,9 +486,15 @@ class LamV2Encoder:
             reps, uniq, rep_of = share_identical(active, chunks, group)
             x, m = pad_batch(uniq, self.tokenizer.pad_id, self.device)
             prev = None
-            if states[reps[0]] is not None:
-                prev = [torch.stack([states[r][layer] for r in reps]) for layer in range(L)]
-            h, new = self.model.forward_chunk(x, m, prev, write=write)
+            rep_states = [states[r] for r in reps]
+            if rep_states[0] is not None:
+                # the active documents were all written at the same steps: all have a memory
+                carried = [s for s in rep_states if s is not None]
+                assert len(carried) == len(rep_states)
+                prev = [torch.stack([s[layer] for s in carried]) for layer in range(L)]
+            h, new_or_none = self.model.forward_chunk(x, m, prev, write=write)
+            new = [st for st in new_or_none if st is not None]
+            assert not write or len(new) == L  # with write, every layer returns its memory
             self.rows_run += len(reps)
             s = (h * m[..., None]).sum(1)
             c = m.sum(1)
@@ -480,7 +512,10 @@ class LamV2Encoder:
             "window_mean": (wsums / windows.clamp_min(1)[:, None]).float().cpu(),
         }
         if state:
-            last = torch.stack([st[-1] for st in states])
+            # state pooling writes at every window, so every document has its memories
+            final = [st for st in states if st is not None]
+            assert len(final) == n
+            last = torch.stack([st[-1] for st in final])
             res["state"] = state_embedding(last.float(), self.diag_weight).cpu()
         return res
 

@@ -39,7 +39,13 @@ def _zeros_state(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return k.new_zeros(B, H, Dk, v.shape[-1])
 
 
-def delta_rule_reference(q, k, v, beta, initial_state=None):
+def delta_rule_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The recurrence exactly as written, one token at a time (slow; the ground truth for tests)."""
     S = _zeros_state(k, v) if initial_state is None else initial_state.clone()
     outputs = []
@@ -53,7 +59,9 @@ def delta_rule_reference(q, k, v, beta, initial_state=None):
     return o, S
 
 
-def _wy(k, v, beta, chunk_size):
+def _wy(
+    k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
     """Split into chunks of `chunk_size` and build the WY representation of each chunk.
 
     For a chunk with keys K (C x Dk), values V and betas b, the delta rule started from a state
@@ -114,7 +122,14 @@ def unit_lower_inverse(A: torch.Tensor) -> torch.Tensor:
     return T[..., :C, :C] if P != C else T
 
 
-def delta_rule_chunkwise(q, k, v, beta, initial_state=None, chunk_size: int = 64):
+def delta_rule_chunkwise(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Chunkwise-parallel delta rule (WY form) in plain PyTorch; equal to the reference.
 
     Work inside a chunk is dense matrix algebra; the only Python loop runs over the
@@ -142,7 +157,13 @@ def delta_rule_chunkwise(q, k, v, beta, initial_state=None, chunk_size: int = 64
     return o, S
 
 
-def delta_rule_state(k, v, beta, initial_state=None, chunk_size: int = 64):
+def delta_rule_state(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+    chunk_size: int = 64,
+) -> torch.Tensor:
     """Only the final state of the delta rule (no per-token outputs): cheaper than a full pass."""
     B, H, T, Dk = k.shape
     S = _zeros_state(k, v) if initial_state is None else initial_state
@@ -166,7 +187,13 @@ def fla_available() -> bool:
     return True
 
 
-def delta_rule_fla(q, k, v, beta, initial_state=None):
+def delta_rule_fla(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """flash-linear-attention's Triton chunk kernel (CUDA only; computes in bfloat16).
 
     fla wants [B, T, H, D] tensors in half precision; the state is returned in float32.
@@ -187,7 +214,15 @@ def delta_rule_fla(q, k, v, beta, initial_state=None):
     return o.transpose(1, 2).to(dtype), S.to(dtype)
 
 
-def delta_rule(q, k, v, beta, initial_state=None, chunk_size: int = 64, backend: str = "auto"):
+def delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+    chunk_size: int = 64,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Dispatch: fla on CUDA when installed (backend "auto" or "fla"), else the chunkwise form."""
     if backend == "reference":
         return delta_rule_reference(q, k, v, beta, initial_state)

@@ -12,9 +12,10 @@ is carried from one chunk to the next, so memory does not depend on the document
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,9 @@ def _error(message: str) -> Exception:
     return LamMtebError(message)
 
 
-def _copy_weight_bias(owner: nn.Module, sd: dict, prefix: str, names) -> None:
+def _copy_weight_bias(
+    owner: nn.Module, sd: dict[str, torch.Tensor], prefix: str, names: Iterable[tuple[str, str]]
+) -> None:
     """Copy ``weight`` and ``bias`` of each ``(attribute of owner, sd key under prefix)`` pair."""
     for mine, theirs in names:
         getattr(owner, mine).weight.copy_(sd[f"{prefix}.{theirs}.weight"])
@@ -97,8 +100,21 @@ class CheckpointConfig:
 _C = TypeVar("_C", bound=CheckpointConfig)
 
 
+class BlocksConfig(CheckpointConfig):
+    """The fields :class:`LamModel` reads, which every LAM checkpoint config has (v1, v2)."""
+
+    base_model: str
+    mode: str
+    hidden_size: int
+    num_heads: int
+    head_dim: int
+    num_layers: int
+    kernel_chunk: int
+    training: dict
+
+
 @dataclass
-class LamConfig(CheckpointConfig):
+class LamConfig(BlocksConfig):
     """Everything needed to rebuild a LAM around its trained blocks (saved as config.json)."""
 
     FORMAT = CHECKPOINT_FORMAT
@@ -121,6 +137,15 @@ class LamConfig(CheckpointConfig):
             raise _error("LAM config: num_heads * head_dim must equal hidden_size")
 
 
+#: (attribute of an attention block, BERT state-dict name under the layer's ``attention.`` prefix)
+_ATTENTION_WEIGHTS = (
+    ("q_proj", "self.query"),
+    ("k_proj", "self.key"),
+    ("v_proj", "self.value"),
+    ("o_proj", "output.dense"),
+)
+
+
 class DeltaNetBlock(nn.Module):
     """Multi-head delta-rule attention replacing BERT self-attention (up to the output projection).
 
@@ -137,7 +162,14 @@ class DeltaNetBlock(nn.Module):
     ``o_proj``.  Padded tokens (mask 0) get beta = 0 and k = 0, so they never write the state.
     """
 
-    def __init__(self, hidden_size=384, num_heads=12, head_dim=32, mode="final", kernel_chunk=16):
+    def __init__(
+        self,
+        hidden_size: int = 384,
+        num_heads: int = 12,
+        head_dim: int = 32,
+        mode: str = "final",
+        kernel_chunk: int = 16,
+    ) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
@@ -158,11 +190,17 @@ class DeltaNetBlock(nn.Module):
         paths = _PATHS[mode]
         self.gain = nn.Parameter(torch.full((len(paths), num_heads), 1.0 / len(paths)))
 
-    def _heads(self, x):
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x, mask, state=None, backend="auto"):
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        state: torch.Tensor | None = None,
+        backend: str = "auto",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, T, hidden], mask [B, T] (1 = token), state [B, H, Dk, Dv] or None.
 
         Returns (output [B, T, hidden], state after the chunk)."""
@@ -201,25 +239,15 @@ class DeltaNetBlock(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(B, T, H * D)), state
 
     @torch.no_grad()
-    def init_from_attention(self, sd: dict, prefix: str):
+    def init_from_attention(self, sd: dict[str, torch.Tensor], prefix: str) -> None:
         """Copy MiniLM's attention q/k/v and output projection weights."""
-        _copy_weight_bias(
-            self,
-            sd,
-            prefix,
-            (
-                ("q_proj", "self.query"),
-                ("k_proj", "self.key"),
-                ("v_proj", "self.value"),
-                ("o_proj", "output.dense"),
-            ),
-        )
+        _copy_weight_bias(self, sd, prefix, _ATTENTION_WEIGHTS)
 
 
 class SoftmaxAttention(nn.Module):
     """BERT's softmax self-attention (MiniLM itself: the teacher)."""
 
-    def __init__(self, hidden_size=384, num_heads=12, head_dim=32):
+    def __init__(self, hidden_size: int = 384, num_heads: int = 12, head_dim: int = 32) -> None:
         super().__init__()
         self.num_heads, self.head_dim = num_heads, head_dim
         self.q_proj = nn.Linear(hidden_size, hidden_size)
@@ -227,7 +255,7 @@ class SoftmaxAttention(nn.Module):
         self.v_proj = nn.Linear(hidden_size, hidden_size)
         self.o_proj = nn.Linear(hidden_size, hidden_size)
 
-    def qkv(self, x):
+    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Queries, keys, values [B, H, T, D] from one fused projection (one GEMM of width
         3 * hidden instead of three: the same weights, equal up to float rounding, ~10 % less
         time in these layers on CPU)."""
@@ -238,25 +266,42 @@ class SoftmaxAttention(nn.Module):
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
     @staticmethod
-    def softmax(q, k, v, mask):
+    def softmax(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """Softmax attention over the unmasked keys; no mask at all when nothing is padded (the
         mask-free SDPA kernel is the faster one, and what transformers runs for unpadded input)."""
         attn_mask = None if bool(mask.all()) else mask.bool()[:, None, None, :]
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
 
-    def forward(self, x, mask, state=None, backend="auto"):
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        state: torch.Tensor | None = None,
+        backend: str = "auto",
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = x.shape
         q, k, v = self.qkv(x)
         o = self.softmax(q, k, v, mask)
         return self.o_proj(o.transpose(1, 2).reshape(B, T, -1)), None
 
-    init_from_attention = DeltaNetBlock.init_from_attention
+    @torch.no_grad()
+    def init_from_attention(self, sd: dict[str, torch.Tensor], prefix: str) -> None:
+        """Copy MiniLM's attention q/k/v and output projection weights."""
+        _copy_weight_bias(self, sd, prefix, _ATTENTION_WEIGHTS)
 
 
 class LamLayer(nn.Module):
     """One transformer layer: attention block (trainable) + MiniLM's frozen LayerNorms and FFN."""
 
-    def __init__(self, attention: nn.Module, hidden_size=384, intermediate_size=1536, eps=1e-12):
+    def __init__(
+        self,
+        attention: DeltaNetBlock | SoftmaxAttention,
+        hidden_size: int = 384,
+        intermediate_size: int = 1536,
+        eps: float = 1e-12,
+    ) -> None:
         super().__init__()
         self.attention = attention
         self.attn_norm = nn.LayerNorm(hidden_size, eps=eps)
@@ -264,7 +309,14 @@ class LamLayer(nn.Module):
         self.ffn_out = nn.Linear(intermediate_size, hidden_size)
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=eps)
 
-    def forward(self, h, mask, state=None, backend="auto", **attention_kwargs):
+    def forward(
+        self,
+        h: torch.Tensor,
+        mask: torch.Tensor,
+        state: torch.Tensor | None = None,
+        backend: str = "auto",
+        **attention_kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         a, state = self.attention(h, mask, state, backend, **attention_kwargs)
         h1 = self.attn_norm(h + a)
         f = self.ffn_in(h1)
@@ -278,9 +330,9 @@ class LamLayer(nn.Module):
 class LamModel(nn.Module):
     """MiniLM's frozen parts around a stack of DeltaNet (or, for the teacher, softmax) blocks."""
 
-    def __init__(self, config: LamConfig | None = None, attention: str = "delta"):
+    def __init__(self, config: BlocksConfig | None = None, attention: str = "delta") -> None:
         super().__init__()
-        self.config = config or LamConfig()
+        self.config: BlocksConfig = config or LamConfig()
         c = self.config
         self.attention_kind = attention
         self.word_embeddings = nn.Embedding(30522, c.hidden_size, padding_idx=0)
@@ -288,7 +340,7 @@ class LamModel(nn.Module):
         self.token_type_embeddings = nn.Embedding(2, c.hidden_size)
         self.embed_norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
 
-        def block():
+        def block() -> DeltaNetBlock | SoftmaxAttention:
             if attention == "softmax":
                 return SoftmaxAttention(c.hidden_size, c.num_heads, c.head_dim)
             return DeltaNetBlock(c.hidden_size, c.num_heads, c.head_dim, c.mode, c.kernel_chunk)
@@ -298,7 +350,9 @@ class LamModel(nn.Module):
 
     # ----------------------------------------------------------------- weights
     @classmethod
-    def from_base(cls, config: LamConfig | None = None, attention: str = "delta") -> LamModel:
+    def from_base(
+        cls: type[_M], config: BlocksConfig | None = None, attention: str = "delta"
+    ) -> _M:
         """Build from the base model's weights (blocks initialised from its attention)."""
         from safetensors.torch import load_file
 
@@ -311,7 +365,7 @@ class LamModel(nn.Module):
             model.token_type_embeddings.weight.copy_(sd["embeddings.token_type_embeddings.weight"])
             model.embed_norm.weight.copy_(sd["embeddings.LayerNorm.weight"])
             model.embed_norm.bias.copy_(sd["embeddings.LayerNorm.bias"])
-            for i, layer in enumerate(model.layers):
+            for i, layer in enumerate(model.lam_layers()):
                 p = f"encoder.layer.{i}"
                 layer.attention.init_from_attention(sd, f"{p}.attention")
                 _copy_weight_bias(
@@ -328,7 +382,11 @@ class LamModel(nn.Module):
         model.freeze_base()
         return model
 
-    def freeze_base(self):
+    def lam_layers(self) -> list[LamLayer]:
+        """``self.layers``, typed: an ``nn.ModuleList`` yields plain modules."""
+        return cast("list[LamLayer]", list(self.layers))
+
+    def freeze_base(self) -> LamModel:
         """Only the attention blocks train."""
         for name, p in self.named_parameters():
             p.requires_grad = self.attention_kind == "delta" and ".attention." in name
@@ -339,7 +397,7 @@ class LamModel(nn.Module):
         return {k: v.detach() for k, v in self.state_dict().items() if ".attention." in k}
 
     # ----------------------------------------------------------------- forward
-    def embed(self, input_ids, position_offset=0):
+    def embed(self, input_ids: torch.Tensor, position_offset: int = 0) -> torch.Tensor:
         """Word + position + token-type embeddings; positions are offset + i, modulo 512."""
         T = input_ids.shape[1]
         pos = (torch.arange(T, device=input_ids.device) + position_offset) % self.max_positions
@@ -350,15 +408,45 @@ class LamModel(nn.Module):
         )
         return self.embed_norm(e)
 
+    @overload
     def forward_chunk(
         self,
-        input_ids,
-        mask,
-        states=None,
-        position_offset=0,
-        backend="auto",
-        return_layers=False,
-        **attention_kwargs,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        states: Sequence[torch.Tensor | None] | None = None,
+        position_offset: int = 0,
+        backend: str = "auto",
+        return_layers: Literal[False] = False,
+        **attention_kwargs: Any,
+    ) -> tuple[torch.Tensor, list[torch.Tensor | None]]: ...
+
+    @overload
+    def forward_chunk(
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        states: Sequence[torch.Tensor | None] | None = None,
+        position_offset: int = 0,
+        backend: str = "auto",
+        *,
+        return_layers: Literal[True],
+        **attention_kwargs: Any,
+    ) -> tuple[
+        torch.Tensor, list[torch.Tensor | None], list[tuple[torch.Tensor, torch.Tensor]]
+    ]: ...
+
+    def forward_chunk(
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        states: Sequence[torch.Tensor | None] | None = None,
+        position_offset: int = 0,
+        backend: str = "auto",
+        return_layers: bool = False,
+        **attention_kwargs: Any,
+    ) -> (
+        tuple[torch.Tensor, list[torch.Tensor | None]]
+        | tuple[torch.Tensor, list[torch.Tensor | None], list[tuple[torch.Tensor, torch.Tensor]]]
     ):
         """Run one chunk [B, T] (T <= 512) through all layers, carrying each layer's state.
 
@@ -366,7 +454,8 @@ class LamModel(nn.Module):
         [B, T, hidden], new states (list per layer)[, per-layer outputs])."""
         h = self.embed(input_ids, position_offset)
         states = states or [None] * len(self.layers)
-        new_states, layers = [], []
+        new_states: list[torch.Tensor | None] = []
+        layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         for layer, s in zip(self.layers, states, strict=False):
             h, h_attn, s = layer(h, mask, s, backend, **attention_kwargs)
             new_states.append(s)
@@ -375,6 +464,9 @@ class LamModel(nn.Module):
         if return_layers:
             return h, new_states, layers
         return h, new_states
+
+
+_M = TypeVar("_M", bound=LamModel)
 
 
 # --------------------------------------------------------------------- checkpoints
@@ -410,7 +502,15 @@ def load_checkpoint(folder: str | Path, device: str = "cpu") -> LamModel:
     )
 
 
-def load_blocks(folder, config_cls, model_cls, device: str = "cpu", *, what: str, hint: str = ""):
+def load_blocks(
+    folder: str | Path,
+    config_cls: type[BlocksConfig],
+    model_cls: type[_M],
+    device: str = "cpu",
+    *,
+    what: str,
+    hint: str = "",
+) -> _M:
     """Shared by LAM v1 and v2: MiniLM from the base model + the checkpoint's trained tensors.
 
     ``model_cls.from_base(config)`` builds the model, ``block_state_dict()`` names the tensors a

@@ -19,15 +19,21 @@ L2-normalised ``sentence_embedding``.  On disk it is a LAM checkpoint (``config.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-try:  # sentence-transformers >= 5.x layout
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules.input_module import InputModule
-except ImportError:  # pragma: no cover - older sentence-transformers
-    from sentence_transformers.models import InputModule
+else:
+    try:  # sentence-transformers >= 5.x layout
+        from sentence_transformers.base.modules.input_module import InputModule
+    except ImportError:  # pragma: no cover - older sentence-transformers
+        from sentence_transformers.models import InputModule
 
 from lam_mteb_plugins.lam.encoder import POOLINGS, pad_batch, resolve_weights, state_embedding
 from lam_mteb_plugins.lam.model import LamModel, load_checkpoint, save_checkpoint
@@ -40,6 +46,8 @@ class LamSTModule(InputModule):
     config_file_name = "lam_st_config.json"
     config_keys = ["pooling", "hybrid_weight", "diag_weight", "chunk_size"]
     save_in_root = True
+    # InputModule declares a Hugging Face tokenizer; LAM brings its own (no truncation, streaming)
+    tokenizer: LamTokenizer  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -49,7 +57,7 @@ class LamSTModule(InputModule):
         chunk_size: int = 512,
         weights: str | None = None,
         model: LamModel | None = None,
-    ):
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}")
@@ -60,22 +68,30 @@ class LamSTModule(InputModule):
         self.max_seq_length = None  # no truncation: LAM streams any length
 
     # -- sentence-transformers API ---------------------------------------------------------
-    def preprocess(self, inputs, prompt: str | None = None, **kwargs) -> dict:
+    def preprocess(
+        self, inputs: Sequence[object], prompt: str | None = None, **kwargs: Any
+    ) -> dict[str, torch.Tensor | Any]:
         texts = [(prompt or "") + self.tokenizer.clean(t) for t in inputs]
         x, m = pad_batch(self.tokenizer.encode_batch(texts), self.tokenizer.pad_id)
         return {"input_ids": x, "attention_mask": m}
 
-    def tokenize(self, texts, **kwargs) -> dict:  # older sentence-transformers call this
+    # older sentence-transformers call this
+    def tokenize(self, texts: list[str], **kwargs: Any) -> dict[str, torch.Tensor | Any]:
         return self.preprocess(texts, **kwargs)
 
-    def forward(self, features: dict, **kwargs) -> dict:
+    def forward(
+        self, features: dict[str, torch.Tensor | Any], **kwargs: Any
+    ) -> dict[str, torch.Tensor | Any]:
         x, m = features["input_ids"], features["attention_mask"].to(torch.float32)
-        states, sums = None, 0
+        states: list[torch.Tensor | None] | None = None
+        sums: torch.Tensor | int = 0
         for c in range(0, x.shape[1], self.chunk_size):
             xc, mc = x[:, c : c + self.chunk_size], m[:, c : c + self.chunk_size]
             h, states = self.lam.forward_chunk(xc, mc, states, position_offset=c)
             sums = sums + (h * mc[..., None]).sum(1)
         mean = F.normalize(sums / m.sum(1, keepdim=True).clamp_min(1), dim=-1)
+        # pad_batch gives at least one column, so at least one chunk ran; DeltaNet returns a state
+        assert states is not None and states[-1] is not None
         state = state_embedding(states[-1], self.diag_weight)
         emb = {
             "mean": mean,
@@ -92,7 +108,9 @@ class LamSTModule(InputModule):
 
     get_sentence_embedding_dimension = get_embedding_dimension
 
-    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
+    def save(
+        self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any
+    ) -> None:
         save_checkpoint(
             self.lam, output_path, dtype=torch.float32, training=self.lam.config.training
         )
@@ -103,11 +121,12 @@ class LamSTModule(InputModule):
         cls,
         model_name_or_path: str,
         subfolder: str = "",
-        token=None,
-        cache_folder=None,
-        revision=None,
+        token: bool | str | None = None,
+        cache_folder: str | None = None,
+        revision: str | None = None,
         local_files_only: bool = False,
-        **kwargs,
+        init_defaults: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> LamSTModule:
         folder = Path(model_name_or_path) / subfolder if subfolder else Path(model_name_or_path)
         if not folder.is_dir():
@@ -117,7 +136,9 @@ class LamSTModule(InputModule):
         return cls(**config, model=load_checkpoint(folder))
 
 
-def lam_sentence_transformer(pooling: str = "mean", weights: str | None = None, **kwargs):
+def lam_sentence_transformer(
+    pooling: str = "mean", weights: str | None = None, **kwargs: Any
+) -> SentenceTransformer:
     """A ready ``SentenceTransformer`` wrapping LAM (shipped weights unless ``weights`` is
     given)."""
     from sentence_transformers import SentenceTransformer

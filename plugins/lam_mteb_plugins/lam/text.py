@@ -15,18 +15,23 @@ PIECE_CHARS = 16_384  # characters tokenised at a time when streaming
 
 
 class LamTokenizer:
-    def __init__(self, base_model: str = BASE_MODEL):
+    def __init__(self, base_model: str = BASE_MODEL) -> None:
         from tokenizers import Tokenizer
 
         self._tok = Tokenizer.from_file(str(base_model_path(base_model) / "tokenizer.json"))
         self._tok.no_truncation()
         self._tok.no_padding()
-        self.cls_id = self._tok.token_to_id("[CLS]")
-        self.sep_id = self._tok.token_to_id("[SEP]")
-        self.pad_id = self._tok.token_to_id("[PAD]")
+        self.cls_id = self._token_id("[CLS]")
+        self.sep_id = self._token_id("[SEP]")
+        self.pad_id = self._token_id("[PAD]")
+
+    def _token_id(self, token: str) -> int:
+        i = self._tok.token_to_id(token)
+        assert i is not None, f"MiniLM's WordPiece vocabulary has no {token} token"
+        return i
 
     @staticmethod
-    def clean(text) -> str:
+    def clean(text: object) -> str:
         """Anything to a str (None -> ""); lone surrogates replaced so the tokenizer never fails."""
         if text is None:
             return ""
@@ -67,7 +72,9 @@ class LamTokenizer:
             yield buf
 
 
-def share_identical(active: list[int], chunks: list[list[int]], group: list[int]):
+def share_identical(
+    active: list[int], chunks: list[list[int]], group: list[int]
+) -> tuple[list[int], list[list[int]], list[int]]:
     """Rows of a lock-step streaming batch that can share one forward pass.
 
     Documents ``active[i]`` whose next chunk ``chunks[i]`` is identical *and* whose history so far
@@ -78,7 +85,7 @@ def share_identical(active: list[int], chunks: list[list[int]], group: list[int]
     reps: list[int] = []
     uniq: list[list[int]] = []
     rep_of: list[int] = []
-    first: dict[tuple, int] = {}
+    first: dict[tuple[int, tuple[int, ...]], int] = {}
     for r, c in zip(active, chunks, strict=True):
         key = (group[r], tuple(c))
         if key not in first:

@@ -21,16 +21,30 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+    import torch
+
+    from lam_mteb import LamMtebError
+    from lam_mteb.contract import SubParsers
+    from lam_mteb_plugins.lam.text import LamTokenizer
+    from lam_mteb_plugins.lam.v2 import LamV2Model
 
 
-def _error(message):
+def _error(message: str) -> LamMtebError:
     from lam_mteb import LamMtebError
 
     return LamMtebError(message)
 
 
-def long_documents(data_dir: Path, tokenizer, content: int, windows: int, heldout: float):
+def long_documents(
+    data_dir: Path, tokenizer: LamTokenizer, content: int, windows: int, heldout: float
+) -> tuple[list[list[int]], list[list[int]]]:
     """(train, held-out) lists of token lists of ``windows * content`` word pieces."""
     files = [
         f
@@ -40,7 +54,8 @@ def long_documents(data_dir: Path, tokenizer, content: int, windows: int, heldou
     if not files:
         raise _error(f"no long text under {data_dir / 'longtext'}: pass --data-dir with longtext/")
     size = content * windows
-    train, dev = [], []
+    train: list[list[int]] = []
+    dev: list[list[int]] = []
     for f in files:
         ids = [
             i
@@ -54,9 +69,12 @@ def long_documents(data_dir: Path, tokenizer, content: int, windows: int, heldou
     return train, dev
 
 
-def make_batch(docs, rng, batch, query_tokens, content):
+def make_batch(
+    docs: Sequence[list[int]], rng: random.Random, batch: int, query_tokens: int, content: int
+) -> tuple[list[list[int]], list[list[int]]]:
     idx = rng.sample(range(len(docs)), min(batch, len(docs)))
-    ds, qs = [], []
+    ds: list[list[int]] = []
+    qs: list[list[int]] = []
     for i in idx:
         d = docs[i]
         s = rng.randrange(0, len(d) - query_tokens)
@@ -65,13 +83,22 @@ def make_batch(docs, rng, batch, query_tokens, content):
     return ds, qs
 
 
-def embed_docs(model, docs, content, cls_id, sep_id, grad=True):
+def embed_docs(
+    model: LamV2Model,
+    docs: Sequence[list[int]],
+    content: int,
+    cls_id: int,
+    sep_id: int,
+    grad: bool = True,
+) -> torch.Tensor:
     """Mean over all windows' tokens with the memory carried (the lam2 ``mean`` pooling)."""
     import torch
     import torch.nn.functional as F
 
     n_win = len(docs[0]) // content
-    states, total, count = None, 0, 0
+    states: list[torch.Tensor | None] | None = None
+    total: torch.Tensor | int = 0
+    count = 0
     with torch.set_grad_enabled(grad):
         for w in range(n_win):
             x = torch.tensor([[cls_id, *d[w * content : (w + 1) * content], sep_id] for d in docs])
@@ -79,10 +106,13 @@ def embed_docs(model, docs, content, cls_id, sep_id, grad=True):
             h, states = model.forward_chunk(x, m, states, write=w < n_win - 1)
             total = total + h.sum(1)
             count += x.shape[1]
+        assert isinstance(total, torch.Tensor)  # a document has at least one window
         return F.normalize(total / count, dim=-1)
 
 
-def embed_queries(model, qs, cls_id, sep_id):
+def embed_queries(
+    model: LamV2Model, qs: Sequence[list[int]], cls_id: int, sep_id: int
+) -> torch.Tensor:
     import torch
     import torch.nn.functional as F
 
@@ -92,7 +122,14 @@ def embed_queries(model, qs, cls_id, sep_id):
         return F.normalize(h.mean(1), dim=-1)
 
 
-def heldout_accuracy(model, dev, args, cls_id, sep_id, batches=6):
+def heldout_accuracy(
+    model: LamV2Model,
+    dev: Sequence[list[int]],
+    args: argparse.Namespace,
+    cls_id: int,
+    sep_id: int,
+    batches: int = 6,
+) -> float:
     """In-batch top-1 accuracy of sentence -> document on held-out documents (fixed batches)."""
     import torch
 
@@ -107,7 +144,7 @@ def heldout_accuracy(model, dev, args, cls_id, sep_id, batches=6):
     return hits / max(1, n)
 
 
-def _settings(args) -> dict:
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
     keep = (
         "chunk_size",
         "windows",
@@ -121,7 +158,7 @@ def _settings(args) -> dict:
     return {k: getattr(args, k) for k in keep}
 
 
-def _paths(args) -> tuple[Path, Path]:
+def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
     """The data folder (with longtext/) and the output folder, checked before any work."""
     import os
 
@@ -137,7 +174,9 @@ def _paths(args) -> tuple[Path, Path]:
     return data_dir, out
 
 
-def _model_and_documents(args, data_dir: Path):
+def _model_and_documents(
+    args: argparse.Namespace, data_dir: Path
+) -> tuple[LamTokenizer, LamV2Model, list[list[int]], list[list[int]]]:
     """MiniLM with a fresh memory and the IDF table fitted, and the (train, held-out) documents."""
     import torch
 
@@ -163,13 +202,14 @@ class _Progress:
     """Where a distill-v2 run stands (steps, minutes, loss history, accuracy at init), saved to
     and resumed from ``OUTPUT/trainer_state.pt``."""
 
-    def __init__(self, args, state_file: Path):
+    def __init__(self, args: argparse.Namespace, state_file: Path) -> None:
         self.args, self.state_file = args, state_file
-        self.step, self.minutes, self.history = 0, 0.0, []
-        self.acc0 = None
+        self.step, self.minutes = 0, 0.0
+        self.history: list[float] = []
+        self.acc0: float | None = None
         self.t0 = time.perf_counter()
 
-    def resume(self, model, opt) -> None:
+    def resume(self, model: LamV2Model, opt: torch.optim.Optimizer) -> None:
         import torch
 
         if not (self.args.resume and self.state_file.is_file()):
@@ -187,7 +227,7 @@ class _Progress:
     def total_minutes(self) -> float:
         return self.minutes + (time.perf_counter() - self.t0) / 60
 
-    def save(self, model, opt) -> None:
+    def save(self, model: LamV2Model, opt: torch.optim.Optimizer) -> None:
         import torch
 
         torch.save(
@@ -204,7 +244,15 @@ class _Progress:
         )
 
 
-def _train_steps(args, model, opt, params, train, tok, progress: _Progress) -> bool:
+def _train_steps(
+    args: argparse.Namespace,
+    model: LamV2Model,
+    opt: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    train: Sequence[list[int]],
+    tok: LamTokenizer,
+    progress: _Progress,
+) -> bool:
     """InfoNCE steps until ``--steps`` (True) or ``--max-minutes`` (False, to be resumed)."""
     import torch
     from tqdm.auto import tqdm
@@ -226,7 +274,7 @@ def _train_steps(args, model, opt, params, train, tok, progress: _Progress) -> b
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         progress.step += 1
-        gates = torch.stack([la.attention.mem_gate.detach().abs().mean() for la in model.layers])
+        gates = torch.stack([mem.mem_gate.detach().abs().mean() for mem in model.memories()])
         progress.history.append(round(float(loss.detach()), 4))
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", gate=f"{float(gates.mean()):.3f}")
@@ -236,7 +284,15 @@ def _train_steps(args, model, opt, params, train, tok, progress: _Progress) -> b
     return finished
 
 
-def _training_record(args, model, progress: _Progress, minutes: float, acc1, train, dev) -> dict:
+def _training_record(
+    args: argparse.Namespace,
+    model: LamV2Model,
+    progress: _Progress,
+    minutes: float,
+    acc1: float,
+    train: Sequence[list[int]],
+    dev: Sequence[list[int]],
+) -> dict:
     """Provenance written into the checkpoint's config.json."""
     from lam_mteb_plugins.lam.v2 import n_trainable
 
@@ -256,7 +312,7 @@ def _training_record(args, model, progress: _Progress, minutes: float, acc1, tra
     }
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     import torch
 
     from lam_mteb_plugins.lam.v2 import save_v2
@@ -298,7 +354,7 @@ def run(args) -> int:
     return 0
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     from lam_mteb_plugins.lam.distill import add_command, add_run_options
 
     p = add_command(

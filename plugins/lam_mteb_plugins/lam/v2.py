@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -38,19 +39,22 @@ from torch import nn
 from lam_mteb_plugins.lam.kernels import delta_rule_reference, delta_rule_state
 from lam_mteb_plugins.lam.model import (
     BASE_MODEL,
-    CheckpointConfig,
+    BlocksConfig,
     LamModel,
     SoftmaxAttention,
     _error,
     load_blocks,
 )
 
+if TYPE_CHECKING:
+    from lam_mteb_plugins.lam.text import LamTokenizer
+
 FORMAT_V2 = "lam-softmax-memory/2"
 VOCAB = 30522
 
 
 @dataclass
-class LamV2Config(CheckpointConfig):
+class LamV2Config(BlocksConfig):
     """Rebuilds a LAM v2 around its trained memory parameters (saved as config.json)."""
 
     FORMAT = FORMAT_V2
@@ -75,7 +79,13 @@ class LamV2Config(CheckpointConfig):
 class MemorySoftmaxAttention(SoftmaxAttention):
     """BERT softmax self-attention over the chunk + a gated read of the delta-rule memory."""
 
-    def __init__(self, hidden_size=384, num_heads=12, head_dim=32, kernel_chunk=16):
+    def __init__(
+        self,
+        hidden_size: int = 384,
+        num_heads: int = 12,
+        head_dim: int = 32,
+        kernel_chunk: int = 16,
+    ) -> None:
         super().__init__(hidden_size, num_heads, head_dim)
         self.kernel_chunk = kernel_chunk
         self.mem_beta = nn.Linear(hidden_size, num_heads)
@@ -83,7 +93,14 @@ class MemorySoftmaxAttention(SoftmaxAttention):
         nn.init.zeros_(self.mem_beta.bias)
         self.mem_gate = nn.Parameter(torch.zeros(num_heads))
 
-    def forward(self, x, mask, state=None, backend="auto", write=False):
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        state: torch.Tensor | None = None,
+        backend: str = "auto",
+        write: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x [B, T, hidden], mask [B, T]; state [B, H, Dk, Dv] (memory of the previous chunks) or
         None.
 
@@ -114,12 +131,14 @@ class LamV2Model(LamModel):
     """MiniLM (frozen) with a gated delta-rule memory per layer; see the module docstring."""
 
     version = 2
+    config: LamV2Config
+    lexical_idf: torch.Tensor  # a buffer (registered in __init__)
 
-    def __init__(self, config: LamV2Config | None = None, attention: str = "softmax"):
+    def __init__(self, config: LamV2Config | None = None, attention: str = "softmax") -> None:
         config = config or LamV2Config()
         super().__init__(config, attention="softmax")
         c = self.config
-        for layer in self.layers:
+        for layer in self.lam_layers():
             layer.attention = MemorySoftmaxAttention(
                 c.hidden_size, c.num_heads, c.head_dim, c.kernel_chunk
             )
@@ -127,7 +146,7 @@ class LamV2Model(LamModel):
         # lexical channel: idf per word piece (ones until a checkpoint or fit_idf sets it)
         self.register_buffer("lexical_idf", torch.ones(VOCAB))
 
-    def freeze_base(self):
+    def freeze_base(self) -> LamV2Model:
         for name, p in self.named_parameters():
             p.requires_grad = ".mem_" in name
         return self
@@ -135,7 +154,11 @@ class LamV2Model(LamModel):
     def memory_is_read(self) -> bool:
         """False when every gate is 0 (the initialisation): the memory is then never read, so the
         encoder skips writing it (exact) unless the state itself is pooled."""
-        return any(bool(la.attention.mem_gate.detach().abs().max() > 0) for la in self.layers)
+        return any(bool(m.mem_gate.detach().abs().max() > 0) for m in self.memories())
+
+    def memories(self) -> list[MemorySoftmaxAttention]:
+        """Every layer's attention block (each one a MemorySoftmaxAttention, set in __init__)."""
+        return [cast(MemorySoftmaxAttention, la.attention) for la in self.lam_layers()]
 
     def block_state_dict(self) -> dict:
         sd = self.state_dict()
@@ -153,7 +176,7 @@ class LamV2Model(LamModel):
         return (bags * self.lexical_idf[None]) @ self.static_vectors()
 
 
-def fit_idf(tokenizer, texts) -> torch.Tensor:
+def fit_idf(tokenizer: LamTokenizer, texts: list[str]) -> torch.Tensor:
     """idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5)) over ``texts`` (BM25's idf); specials get 0."""
     df = torch.zeros(VOCAB)
     n = 0

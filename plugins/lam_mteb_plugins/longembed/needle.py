@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from lam_mteb_plugins.longembed._common import (
@@ -173,9 +174,10 @@ def load_haystack(essays_dir: Path) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+", text) if s]
 
 
-def _haystack_prefix(sentences, counts, budget):
+def _haystack_prefix(sentences: list[str], counts: list[int], budget: int) -> tuple[list[str], int]:
     """Whole sentences from the start within ``budget`` tokens, then words of the next one."""
-    out, used = [], 0
+    out: list[str] = []
+    used = 0
     for sent, n in zip(sentences, counts, strict=True):
         if used + n <= budget:
             out.append(sent)
@@ -183,7 +185,7 @@ def _haystack_prefix(sentences, counts, budget):
             continue
         words = sent.split(" ")
         wcounts = count_tokens(words)
-        part = []
+        part: list[str] = []
         for w, c in zip(words, wcounts, strict=True):
             if used + c > budget:
                 break
@@ -227,7 +229,9 @@ def generate_length(
     return assemble_split("needle", length, docs, N_QUERIES, rng, lambda doc: doc["question"])
 
 
-def generate(essays_dir: Path, lengths=LENGTHS, seed: int = DEFAULT_SEED) -> dict[int, dict]:
+def generate(
+    essays_dir: Path, lengths: Iterable[int] = LENGTHS, seed: int = DEFAULT_SEED
+) -> dict[int, dict]:
     sentences = load_haystack(essays_dir)
     if not sentences:
         from lam_mteb import DataNotFound

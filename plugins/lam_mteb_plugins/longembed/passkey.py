@@ -22,6 +22,8 @@ re-creation of the task, not a copy of its data.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
+from typing import Any
 
 from lam_mteb_plugins.longembed._common import (
     LENGTHS,
@@ -127,7 +129,7 @@ def generate_length(length: int, seed: int = DEFAULT_SEED) -> dict:
     )
 
 
-def generate(lengths=LENGTHS, seed: int = DEFAULT_SEED) -> dict[int, dict]:
+def generate(lengths: Iterable[int] = LENGTHS, seed: int = DEFAULT_SEED) -> dict[int, dict]:
     """All splits: ``{length: generate_length(length, seed)}``."""
     return {length: generate_length(length, seed) for length in lengths}
 
@@ -149,7 +151,7 @@ def longembed_config(data: dict[int, dict]) -> dict:
     splits queries (qid, text), corpus (doc_id, text), qrels (qid, doc_id), all with
     ``context_length``.  A local JSON dataset needs one schema for all splits of a config, so every
     row carries qid, doc_id, text and context_length ("" where a split has no such field)."""
-    out = {"queries": [], "corpus": [], "qrels": []}
+    out: dict[str, list[dict]] = {"queries": [], "corpus": [], "qrels": []}
     for length, split in sorted(data.items()):
         out["queries"] += [
             union_row(qid=q["_id"], text=q["text"], context_length=length) for q in split["queries"]
@@ -165,7 +167,7 @@ def longembed_config(data: dict[int, dict]) -> dict:
     return out
 
 
-def union_row(*, qid: str = "", doc_id: str = "", text: str = "", **extra) -> dict:
+def union_row(*, qid: str = "", doc_id: str = "", text: str = "", **extra: Any) -> dict:
     """One row of a dwzhu/LongEmbed-style config: the same columns in every split."""
     return {"qid": qid, "doc_id": doc_id, "text": text, **extra}
 

@@ -18,6 +18,7 @@ queries, relevance = the meeting an answer belongs to.  Rebuilt here from
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 QMSUM_DIR = Path("qmsum")
@@ -30,14 +31,14 @@ def meeting_text(meeting: dict) -> str:
     )
 
 
-def meeting_files(qmsum_dir: Path, splits=SPLITS) -> list[Path]:
-    files = []
+def meeting_files(qmsum_dir: Path, splits: Iterable[str] = SPLITS) -> list[Path]:
+    files: list[Path] = []
     for split in splits:
         files += sorted((Path(qmsum_dir) / split).glob("*.json"))
     return files
 
 
-def build_rows(qmsum_dir: Path, splits=SPLITS) -> dict:
+def build_rows(qmsum_dir: Path, splits: Iterable[str] = SPLITS) -> dict:
     """``{"corpus": [...], "queries": [...], "qrels": [...], "duplicates": int}``.
 
     ``splits``: QMSum's splits to read (the task uses train + val; its test meetings stay unused,
@@ -53,7 +54,9 @@ def build_rows(qmsum_dir: Path, splits=SPLITS) -> dict:
             + " "
             "(Yale-LILY/QMSum data/ALL); put them under the data directory"
         )
-    corpus, queries, qrels = [], [], []
+    corpus: list[dict] = []
+    queries: list[dict] = []
+    qrels: list[dict] = []
     seen: dict[str, str] = {}
     duplicates = 0
     for path in files:

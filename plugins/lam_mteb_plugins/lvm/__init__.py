@@ -12,14 +12,22 @@ Documentation: docs/lvm.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import lam_mteb
+
+if TYPE_CHECKING:
+    from lam_mteb.contract import RegisterBenchmark, RegisterEncoder, RegisterTask, SubParsers
+
+    from .encoders import LVMRetriever
 
 BASE_PARAMETERS = 22_713_216  # all-MiniLM-L6-v2
 
 
 def _lvm_t(
     checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
-):
+) -> LVMRetriever:
     from .encoders import make_lvm_t
 
     return make_lvm_t(checkpoint, base_encoder, target_words)
@@ -27,7 +35,7 @@ def _lvm_t(
 
 def _amn(
     checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
-):
+) -> LVMRetriever:
     from .encoders import make_amn
 
     return make_amn(checkpoint, base_encoder, target_words)
@@ -35,13 +43,13 @@ def _amn(
 
 def _lvm_r(
     checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
-):
+) -> LVMRetriever:
     from .encoders import make_lvm_r
 
     return make_lvm_r(checkpoint, base_encoder, target_words)
 
 
-def _revision(arch: str):
+def _revision(arch: str) -> Callable[[dict], str]:
     def revision(params: dict) -> str:
         from .encoders import checkpoint_revision
 
@@ -64,7 +72,7 @@ def _predictor_parameters(arch: str) -> int | None:
 
 
 @lam_mteb.hookimpl
-def register_encoders(register):
+def register_encoders(register: RegisterEncoder) -> None:
     for arch, factory, what in (
         ("lvm-t", _lvm_t, "a 2-layer transformer over the context vectors"),
         ("amn", _amn, "attention over the context + residual MLP over their average"),
@@ -92,21 +100,21 @@ def register_encoders(register):
 
 
 @lam_mteb.hookimpl
-def register_tasks(register):
+def register_tasks(register: RegisterTask) -> None:
     from .task import LVMNextVector
 
     register(LVMNextVector, self_loading=True)
 
 
 @lam_mteb.hookimpl
-def register_commands(subparsers):
+def register_commands(subparsers: SubParsers) -> None:
     from .train import add_command
 
     add_command(subparsers)
 
 
 @lam_mteb.hookimpl
-def register_benchmarks(register):
+def register_benchmarks(register: RegisterBenchmark) -> None:
     register(
         "lvm",
         "LVM next-vector",

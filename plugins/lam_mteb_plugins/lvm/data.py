@@ -221,7 +221,8 @@ def _split_gutenberg(lines: list[str], rel: str, source: str, chapters: bool) ->
     if not chapters:
         kept = [ln for ln in body if not _CHAPTER.match(ln)]  # headings are not prose
         return [Document(rel, "\n".join(_paragraphs(kept)), source, Path(rel).stem)]
-    docs, seen = [], {}
+    docs: list[Document] = []
+    seen: dict[str, int] = {}
     for title, sec in _chapters(_sections(body)):
         text = "\n".join(_paragraphs(sec))
         key = title

@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +57,7 @@ def checkpoint_revision(params: dict) -> str:
     return h.hexdigest()[:12]
 
 
-def _prompt_kind(prompt_type) -> str | None:
+def _prompt_kind(prompt_type: object) -> str | None:
     if prompt_type is None:
         return None
     return str(getattr(prompt_type, "value", prompt_type)).lower()
@@ -71,7 +73,7 @@ class LVMRetriever:
         base_encoder: str | None = None,
         target_words: int | None = None,
         device: str | None = None,
-    ):
+    ) -> None:
         from .models import TorchPredictor, load_checkpoint
 
         self.arch = arch
@@ -86,10 +88,10 @@ class LVMRetriever:
         self.base_encoder_name = base_encoder or self.config.get("base_encoder", "minilm")
         self.target_words = int(target_words or self.config.get("target_words", 64))
         self.device = device
-        self._base = None
+        self._base: lam_mteb.Encoder | None = None
 
     @property
-    def base(self):
+    def base(self) -> lam_mteb.Encoder:
         if self._base is None:
             self._base = lam_mteb.get_encoder(self.base_encoder_name)
         return self._base
@@ -97,12 +99,12 @@ class LVMRetriever:
     # ----------------------------------------------------------------- encoder protocol
     def encode(
         self,
-        texts,
+        texts: Sequence[str],
         *,
         batch_size: int = 32,
         show_progress_bar: bool = False,
-        prompt_type=None,
-        **kwargs,
+        prompt_type: object = None,
+        **kwargs: Any,
     ) -> np.ndarray:
         if _prompt_kind(prompt_type) == "query":
             return self.encode_queries(
@@ -113,12 +115,22 @@ class LVMRetriever:
         )
 
     def encode_documents(
-        self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, **kwargs
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        **kwargs: Any,
     ) -> np.ndarray:
         return self._base_encode(list(texts), batch_size, show_progress_bar)
 
     def encode_queries(
-        self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, **kwargs
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        **kwargs: Any,
     ) -> np.ndarray:
         texts = list(texts)
         per_query: list[list[str]] = []
@@ -138,6 +150,7 @@ class LVMRetriever:
         )
         pos = 0
         for i, cs in enumerate(per_query):
+            assert vecs is not None  # every query has at least one chunk, so flat is not empty
             v = vecs[pos : pos + len(cs)]
             pos += len(cs)
             pad = self.context - len(cs)
@@ -169,17 +182,17 @@ class LVMRetriever:
 
 def make_lvm_t(
     checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
-):
+) -> LVMRetriever:
     return LVMRetriever("lvm-t", checkpoint, base_encoder, target_words)
 
 
 def make_amn(
     checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
-):
+) -> LVMRetriever:
     return LVMRetriever("amn", checkpoint, base_encoder, target_words)
 
 
 def make_lvm_r(
     checkpoint: str | None = None, base_encoder: str | None = None, target_words: int | None = None
-):
+) -> LVMRetriever:
     return LVMRetriever("lvm-r", checkpoint, base_encoder, target_words)

@@ -156,7 +156,9 @@ def evaluate_predictor(
     return out
 
 
-def sequence_arrays(vectors: np.ndarray, sequences: list[tuple[list[int], int]]):
+def sequence_arrays(
+    vectors: np.ndarray, sequences: list[tuple[list[int], int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(contexts (n, k, d), target indices (n,), excluded pool indices (n, k)) for a split."""
     if not sequences:
         k = 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ class LVMT(nn.Module):
         ff_mult: int = 2,
         dropout: float = 0.1,
         mix: bool = True,
-    ):
+    ) -> None:
         super().__init__()
         self.mix = nn.Linear(d_model, 1) if mix else None
         if self.mix is not None:
@@ -107,7 +108,7 @@ class AMN(nn.Module):
         n_heads: int = 4,
         hidden: int = 512,
         dropout: float = 0.1,
-    ):
+    ) -> None:
         super().__init__()
         self.dim, self.context, self.n_heads, self.attn_dim = dim, context, n_heads, attn_dim
         self.ln_q = nn.LayerNorm(dim)
@@ -117,7 +118,7 @@ class AMN(nn.Module):
         self.pos = nn.Parameter(torch.zeros(n_heads, context))
         nn.init.zeros_(self.q.weight)
         nn.init.zeros_(self.q.bias)
-        self.mlp = None
+        self.mlp: nn.Sequential | None = None
         if hidden > 0:
             self.mlp = nn.Sequential(
                 nn.LayerNorm(dim),
@@ -127,8 +128,10 @@ class AMN(nn.Module):
                 nn.Dropout(dropout),
                 nn.Linear(hidden, dim),
             )
-            nn.init.zeros_(self.mlp[-1].weight)
-            nn.init.zeros_(self.mlp[-1].bias)
+            out = self.mlp[-1]
+            assert isinstance(out, nn.Linear)  # the MLP's output layer, built just above
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
 
     def attention(self, ctx: torch.Tensor) -> torch.Tensor:
         """Attention weights (n, heads, k) over the context positions."""
@@ -176,7 +179,7 @@ class LVMR(nn.Module):
         content_mix: bool = True,
         global_bias: bool = True,
         features: str = "last-mean-diff",
-    ):
+    ) -> None:
         super().__init__()
         if features not in ("last-mean-diff", "all"):
             raise lam_mteb.LamMtebError(
@@ -188,8 +191,9 @@ class LVMR(nn.Module):
         n_feat = 3 * dim if features == "last-mean-diff" else context * dim
         self.norm = nn.LayerNorm(n_feat)
         self.drop = nn.Dropout(dropout)
-        self.body = None
-        self.mix = self.res = None
+        self.body: nn.Sequential | None = None
+        self.mix: nn.Linear | None = None
+        self.res: nn.Linear | None = None
         if hidden > 0:
             self.body = nn.Sequential(nn.Linear(n_feat, hidden), nn.GELU(), nn.Dropout(dropout))
             self.res = nn.Linear(hidden, dim)
@@ -225,7 +229,7 @@ class LVMR(nn.Module):
         return F.normalize(out, dim=-1)
 
 
-def build(arch: str, **cfg) -> nn.Module:
+def build(arch: str, **cfg: Any) -> nn.Module:
     if arch == "lvm-t":
         return LVMT(**cfg)
     if arch == "amn":
@@ -278,7 +282,7 @@ class TorchPredictor:
 
     SMALL_BATCH = 32
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module) -> None:
         self.model = model.eval()
 
     def __call__(self, context: np.ndarray) -> np.ndarray:

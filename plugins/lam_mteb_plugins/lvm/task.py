@@ -11,17 +11,25 @@ average of the context.  Metric definitions: docs/lvm.md.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from datasets import Dataset, DatasetDict
 from mteb.abstasks.abstask import AbsTask
 from mteb.abstasks.task_metadata import TaskMetadata
+from mteb.types.statistics import SplitDescriptiveStatistics
 
 import lam_mteb
 
 from . import data, metrics, vectors
+
+if TYPE_CHECKING:
+    from mteb.models.models_protocols import EncoderProtocol, MTEBModels
+    from mteb.timing import TimingStack
+    from mteb.types import EncodeKwargs, ScoresDict
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +37,20 @@ MAIN_METRIC = "recall_at_5"
 BASELINES = ("random", "mean_vector", "persistence", "linear_average")
 
 
-def find_predictor(model) -> Any:
+class LVMNextVectorStatistics(SplitDescriptiveStatistics):
+    """Descriptive statistics of one LVMNextVector split (chunks and windows)."""
+
+    num_samples: int
+    number_of_characters: int
+    num_documents: int
+    num_chunks: int
+    skipped_short_documents: int
+    min_chunk_length: int
+    average_chunk_length: float
+    max_chunk_length: int
+
+
+def find_predictor(model: object) -> Callable[[np.ndarray], Any] | None:
     """The ``predict_next`` of the wrapped lam-mteb encoder (``model.encoder``) or of ``model``."""
     for obj in (getattr(model, "encoder", None), model):
         fn = getattr(obj, "predict_next", None) if obj is not None else None
@@ -96,7 +117,9 @@ class LVMNextVector(AbsTask):
         self._train_means: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ data
-    def load_data(self, num_proc: int | None = None, *, timer=None, **kwargs: Any) -> None:
+    def load_data(
+        self, num_proc: int | None = None, *, timer: TimingStack | None = None, **kwargs: Any
+    ) -> None:
         if self.data_loaded:
             return
         folder = self.data_folder or data_folder()
@@ -129,7 +152,13 @@ class LVMNextVector(AbsTask):
 
     # ------------------------------------------------------------------ encoding
     def _encode(
-        self, model, ds: Dataset, *, hf_split: str, hf_subset: str, encode_kwargs
+        self,
+        model: EncoderProtocol,
+        ds: Dataset,
+        *,
+        hf_split: str,
+        hf_subset: str,
+        encode_kwargs: dict[str, Any],
     ) -> np.ndarray:
         from mteb.types import PromptType
 
@@ -147,14 +176,22 @@ class LVMNextVector(AbsTask):
             task_metadata=self.metadata,
             hf_split=hf_split,
             hf_subset=hf_subset,
-            prompt_type=PromptType.document,
+            # mteb's PromptType is a StrEnum (Python 3.11+): checked as python 3.10, mypy sees
+            # its members as plain str
+            prompt_type=PromptType.document,  # type: ignore[arg-type]
             **encode_kwargs,
         )
         if hasattr(emb, "detach"):
             emb = emb.detach().cpu().numpy()
         return np.asarray(emb, dtype=np.float32)
 
-    def _fingerprint(self, model, hf_split, hf_subset, encode_kwargs) -> str:
+    def _fingerprint(
+        self,
+        model: EncoderProtocol,
+        hf_split: str,
+        hf_subset: str,
+        encode_kwargs: dict[str, Any],
+    ) -> str:
         probe = Dataset.from_list(
             [{"id": f"probe{i}", "text": t} for i, t in enumerate(vectors.PROBES)]
         )
@@ -165,13 +202,21 @@ class LVMNextVector(AbsTask):
         )
 
     def _cached_encode(
-        self, model, ds: Dataset, *, hf_split: str, fp: str, hf_subset: str, encode_kwargs
+        self,
+        model: EncoderProtocol,
+        ds: Dataset,
+        *,
+        hf_split: str,
+        fp: str,
+        hf_subset: str,
+        encode_kwargs: dict[str, Any],
     ) -> np.ndarray:
         """Vectors of ``ds``'s chunks: cached ones (same encoder fingerprint) + newly encoded
         ones."""
         texts = list(ds["text"])
         out, missing = vectors.lookup(fp, texts)
-        if missing:
+        # out is None when nothing is cached: encode everything (an empty ds gives (0, 1) zeros)
+        if missing or out is None:
             new = self._encode(
                 model,
                 ds.select(missing),
@@ -186,8 +231,14 @@ class LVMNextVector(AbsTask):
         return out
 
     def _split_vectors(
-        self, model, split: str, fp: str, hf_subset: str, encode_kwargs
+        self,
+        model: EncoderProtocol,
+        split: str,
+        fp: str,
+        hf_subset: str,
+        encode_kwargs: dict[str, Any],
     ) -> np.ndarray:
+        assert self.dataset is not None  # load_data ran (evaluate calls it first)
         return self._cached_encode(
             model,
             self.dataset[hf_subset][split],
@@ -197,7 +248,10 @@ class LVMNextVector(AbsTask):
             encode_kwargs=encode_kwargs,
         )
 
-    def _train_mean_vectors(self, model, fp: str, hf_subset: str, encode_kwargs) -> np.ndarray:
+    def _train_mean_vectors(
+        self, model: EncoderProtocol, fp: str, hf_subset: str, encode_kwargs: dict[str, Any]
+    ) -> np.ndarray:
+        assert self.dataset is not None  # load_data ran (evaluate calls it first)
         train = self.dataset[hf_subset]["train"]
         idx = vectors.train_sample_indices(len(train), self.mean_sample, self.split_seed)
         return self._cached_encode(
@@ -210,9 +264,14 @@ class LVMNextVector(AbsTask):
         )
 
     # ------------------------------------------------------------------ evaluation
-    def _split_sequences(self, hf_split: str) -> list:
+    def _loaded(self) -> data.SequenceData:
+        """The chunked documents; load_data must have run."""
+        assert self.sequence_data is not None, "LVMNextVector: load_data() has not run"
+        return self.sequence_data
+
+    def _split_sequences(self, hf_split: str) -> list[tuple[list[int], int]]:
         """The split's (context, target) windows; one clear error when it has none."""
-        sd = self.sequence_data
+        sd = self._loaded()
         seqs = sd.sequences(hf_split)
         if not seqs:
             raise lam_mteb.LamMtebError(
@@ -223,7 +282,9 @@ class LVMNextVector(AbsTask):
             )
         return seqs
 
-    def _encode_chunks(self, model, hf_split: str, hf_subset: str, encode_kwargs) -> tuple:
+    def _encode_chunks(
+        self, model: EncoderProtocol, hf_split: str, hf_subset: str, encode_kwargs: dict[str, Any]
+    ) -> tuple[str, np.ndarray, np.ndarray]:
         """(encoder fingerprint, the split's unit chunk vectors, the unit train sample of the
         mean-vector baseline); vectors are cached per fingerprint."""
         fp = self._fingerprint(model, hf_split, hf_subset, encode_kwargs)
@@ -232,7 +293,7 @@ class LVMNextVector(AbsTask):
             self._train_means[fp] = self._train_mean_vectors(model, fp, hf_subset, encode_kwargs)
         return fp, vecs, metrics.normalize(self._train_means[fp])
 
-    def _predictors(self, model, dim: int, train_sample: np.ndarray) -> dict[str, Any]:
+    def _predictors(self, model: object, dim: int, train_sample: np.ndarray) -> dict[str, Any]:
         """The model's own predictor (when it has one) and the four baselines."""
         predictors: dict[str, Any] = {}
         own = find_predictor(model)
@@ -244,9 +305,17 @@ class LVMNextVector(AbsTask):
         predictors["linear_average"] = metrics.linear_average
         return predictors
 
-    def _scores(self, results: dict, hf_split: str, n_seqs: int, n_vecs: int, n_train: int, fp):
+    def _scores(
+        self,
+        results: dict[str, dict[str, float]],
+        hf_split: str,
+        n_seqs: int,
+        n_vecs: int,
+        n_train: int,
+        fp: str,
+    ) -> dict[str, Any]:
         """mteb's scores dict: the main predictor's metrics, every predictor's, provenance."""
-        sd = self.sequence_data
+        sd = self._loaded()
         main = "model_predictor" if "model_predictor" in results else "linear_average"
         return {
             **results[main],
@@ -270,21 +339,23 @@ class LVMNextVector(AbsTask):
 
     def _evaluate_subset(
         self,
-        model,
+        model: MTEBModels,
         data_split: Dataset,
         *,
         hf_split: str,
         hf_subset: str,
-        encode_kwargs,
-        prediction_folder=None,
-        num_proc=None,
-        timer=None,
+        encode_kwargs: EncodeKwargs,
+        prediction_folder: Path | None = None,
+        num_proc: int | None = None,
+        timer: TimingStack | None = None,
         **kwargs: Any,
-    ) -> dict[str, Any]:
-        encode_kwargs = dict(encode_kwargs or {})
+    ) -> ScoresDict:
+        # the chunks are embedded with model.encode: mteb runs this task with encoders only
+        encoder = cast("EncoderProtocol", model)
+        kwargs_: dict[str, Any] = dict(encode_kwargs or {})
         seqs = self._split_sequences(hf_split)
 
-        def phase(name):
+        def phase(name: str) -> AbstractContextManager[Any]:
             if timer is None:
                 import contextlib
 
@@ -292,7 +363,7 @@ class LVMNextVector(AbsTask):
             return timer(name, split=hf_split, subset=hf_subset)
 
         with phase("Encoding chunks"):
-            fp, vecs, train_sample = self._encode_chunks(model, hf_split, hf_subset, encode_kwargs)
+            fp, vecs, train_sample = self._encode_chunks(encoder, hf_split, hf_subset, kwargs_)
         ctx, tgt, excl = metrics.sequence_arrays(vecs, seqs)
         predictors = self._predictors(model, vecs.shape[1], train_sample)
         with phase("Predicting and scoring"):
@@ -314,11 +385,11 @@ class LVMNextVector(AbsTask):
         *,
         hf_subset: str | None = None,
         compute_overall: bool = False,
-        num_proc=None,
-    ):
+        num_proc: int | None = None,
+    ) -> LVMNextVectorStatistics:
         if not self.data_loaded:
             self.load_data()
-        sd = self.sequence_data
+        sd = self._loaded()
         texts = [c.text for c in sd.chunks[split]]
         lens = [len(t) for t in texts] or [0]
         return {

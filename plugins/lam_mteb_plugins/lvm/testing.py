@@ -4,9 +4,14 @@ downloads)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lam_mteb.contract import Embeddings, Encoder
 
 TOPICS = {
     "whales": "whale ship harpoon sea captain sailor ocean boat crew voyage",
@@ -55,12 +60,17 @@ def word_vector(word: str, dim: int) -> np.ndarray:
 class HashEncoder:
     """Deterministic bag-of-words encoder: sum of per-word random vectors, L2-normalised."""
 
-    def __init__(self, dim: int = 32):
+    def __init__(self, dim: int = 32) -> None:
         self.dim = dim
         self.calls = 0
 
     def encode(
-        self, texts, *, batch_size: int = 32, show_progress_bar: bool = False, **kwargs
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        **kwargs: Any,
     ) -> np.ndarray:
         self.calls += 1
         out = np.zeros((len(texts), self.dim), np.float32)
@@ -73,22 +83,34 @@ class HashEncoder:
 class FakeMtebModel:
     """What the bridge hands an mteb task: ``encode(DataLoader, ...)`` + ``.encoder``."""
 
-    def __init__(self, encoder):
+    def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
-        self.prompt_types = []
+        self.prompt_types: list[object] = []
 
-    def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
+    def encode(
+        self,
+        inputs: Iterable[Mapping[str, Sequence[str]]],
+        *,
+        task_metadata: object,
+        hf_split: str,
+        hf_subset: str,
+        prompt_type: object = None,
+        **kwargs: Any,
+    ) -> Embeddings:
         self.prompt_types.append(getattr(prompt_type, "value", prompt_type))
         texts = [t for batch in inputs for t in batch["text"]]
         return self.encoder.encode(texts)
 
 
-def drifting_sequences(n_docs: int = 60, length: int = 20, dim: int = 16, seed: int = 0):
+def drifting_sequences(
+    n_docs: int = 60, length: int = 20, dim: int = 16, seed: int = 0
+) -> tuple[np.ndarray, list[int]]:
     """Vectors x_{t+1} = normalize(R x_t + noise) with a fixed rotation R: a learnable dynamic
     that the linear average cannot follow.  Returns (vectors, sequences-compatible doc ids)."""
     rng = np.random.default_rng(seed)
     q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
-    vecs, docs = [], []
+    vecs: list[np.ndarray] = []
+    docs: list[int] = []
     for d in range(n_docs):
         x = rng.standard_normal(dim)
         x /= np.linalg.norm(x)

@@ -22,7 +22,9 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,8 +32,23 @@ import lam_mteb
 
 from . import data, metrics, vectors
 
+if TYPE_CHECKING:
+    import argparse
+
+    import torch
+    from torch import nn
+
+    from lam_mteb.contract import Embeddings, SubParsers
+
+#: a split's (context chunk indices, target chunk index) windows (``SequenceData.sequences``)
+Sequences = list[tuple[list[int], int]]
+#: where progress lines go (``print`` by default)
+Log = Callable[[str], object]
+#: ``on_epoch(epoch, model)``: called after every epoch with the model in eval mode
+OnEpoch = Callable[[int, "nn.Module"], object]
+
 # Defaults chosen on the dev split of ../shared/data/longtext (docs/lvm.md, "what we tried").
-DEFAULTS = {
+DEFAULTS: dict[str, dict[str, Any]] = {
     "lvm-t": {
         "model": {
             "d_model": 256,
@@ -74,20 +91,20 @@ DEFAULTS = {
 }
 
 
-def _parse_value(v: str):
+def _parse_value(v: str) -> Any:
     try:
         return json.loads(v.lower() if v.lower() in ("true", "false") else v)
     except json.JSONDecodeError:
         return v
 
 
-def _hparams(args) -> dict:
+def _hparams(args: argparse.Namespace) -> dict:
     base = DEFAULTS[args.arch]
     model_cfg = dict(base["model"])
     for k, v in args.model_param or []:
         model_cfg[k] = _parse_value(v)
 
-    def pick(name):
+    def pick(name: str) -> Any:
         value = getattr(args, name)
         return base[name] if value is None else value
 
@@ -124,7 +141,9 @@ SELECT_RULES = {
 }
 
 
-def dev_baselines(train_vecs: np.ndarray, dev_vecs: np.ndarray, dev_seqs, seed: int = 42) -> dict:
+def dev_baselines(
+    train_vecs: np.ndarray, dev_vecs: np.ndarray, dev_seqs: Sequences, seed: int = 42
+) -> dict:
     """Metrics of the four baselines (random, mean vector of train, persistence, linear average)
     on one split (dev during training; the report also scores test with it)."""
     pool = metrics.normalize(dev_vecs)
@@ -152,7 +171,7 @@ def margin_key(scores: dict, baselines: dict) -> tuple:
     return (int(worst > 0), worst)
 
 
-def _optimizer(model, hp: dict):
+def _optimizer(model: nn.Module, hp: dict) -> torch.optim.AdamW:
     """AdamW whose position preferences (AMN's per-head position biases: a handful of numbers)
     learn with a larger step and no weight decay; everything content-dependent uses lr /
     weight_decay."""
@@ -171,12 +190,12 @@ def _optimizer(model, hp: dict):
     )
 
 
-def _lr_schedule(hp: dict, steps_per_epoch: int):
+def _lr_schedule(hp: dict, steps_per_epoch: int) -> Callable[[int], float]:
     """Learning rate at a step: linear warm-up over half an epoch, then cosine decay."""
     total = steps_per_epoch * hp["epochs"]
     warm = max(1, steps_per_epoch // 2)
 
-    def lr_at(step):
+    def lr_at(step: int) -> float:
         if step < warm:
             return hp["lr"] * (step + 1) / warm
         return (
@@ -192,7 +211,7 @@ class _DocNegatives:
     """The document-level negatives of the ``w_doc`` / ``w_near`` losses: which train chunks
     belong to the target's document, and which lie within reach of it."""
 
-    def __init__(self, train_docs, reach: int):
+    def __init__(self, train_docs: np.ndarray, reach: int) -> None:
         import torch
 
         _, doc_codes = np.unique(np.asarray(train_docs), return_inverse=True)
@@ -200,14 +219,21 @@ class _DocNegatives:
         self.chunk_pos = torch.arange(len(doc_codes))  # a document's chunks are contiguous
         self.reach = reach  # context window + `near` chunks on either side of the target
 
-    def other_doc(self, ti):
+    def other_doc(self, ti: torch.Tensor) -> torch.Tensor:
         return self.chunk_doc[None, :] != self.chunk_doc[ti][:, None]
 
-    def far(self, ti):
+    def far(self, ti: torch.Tensor) -> torch.Tensor:
         return self.other_doc(ti) | ((self.chunk_pos[None, :] - ti[:, None]).abs() > self.reach)
 
 
-def _batch_loss(hp: dict, pred, tv, ci, ti, docs: _DocNegatives | None):
+def _batch_loss(
+    hp: dict,
+    pred: torch.Tensor,
+    tv: torch.Tensor,
+    ci: torch.Tensor,
+    ti: torch.Tensor,
+    docs: _DocNegatives | None,
+) -> torch.Tensor:
     """The training objective on one batch (see the module docstring)."""
     from torch.nn import functional as F
 
@@ -235,7 +261,16 @@ class _Trainer:
     """One training run of :func:`train_model`: the model, its optimiser, the data as tensors,
     the dev scoring and the resumable state folder."""
 
-    def __init__(self, hp: dict, train_vecs, train_seqs, dev_vecs, dev_seqs, out_dir, log):
+    def __init__(
+        self,
+        hp: dict,
+        train_vecs: np.ndarray,
+        train_seqs: Sequences,
+        dev_vecs: np.ndarray,
+        dev_seqs: Sequences,
+        out_dir: str | Path | None,
+        log: Log,
+    ) -> None:
         import torch
 
         from .models import build
@@ -256,8 +291,10 @@ class _Trainer:
         self.lr_at = _lr_schedule(hp, self.steps_per_epoch)
         self.state_dir = Path(out_dir) / ".train_state" if out_dir else None
         self.history: list[dict] = []
-        self.start_epoch, self.best = 0, None
-        self.baselines = None
+        self.start_epoch = 0
+        #: the best epoch so far: epoch, score, dev scores (+ "state" without a state folder)
+        self.best: dict[str, Any] | None = None
+        self.baselines: dict[str, dict[str, float]] | None = None
         self.docs: _DocNegatives | None = None
 
     def checkpoint_config(self) -> dict:
@@ -273,8 +310,10 @@ class _Trainer:
         """Continue from the state folder when it was made with the same hyper-parameters."""
         import torch
 
-        state_file = self.state_dir / "trainer_state.json" if self.state_dir else None
-        if state_file is None or not state_file.exists():
+        if not self.state_dir:
+            return
+        state_file = self.state_dir / "trainer_state.json"
+        if not state_file.exists():
             return
         st = json.loads(state_file.read_text())
         if st.get("hparams") != self.hp:
@@ -308,7 +347,7 @@ class _Trainer:
             **{f"dev_{k}": v for k, v in metrics.retrieval_scores(ranks).items()},
         }
 
-    def notify(self, on_epoch, epoch: int) -> None:
+    def notify(self, on_epoch: OnEpoch | None, epoch: int) -> None:
         if on_epoch is not None:
             self.model.eval()
             on_epoch(epoch, self.model)
@@ -361,10 +400,11 @@ class _Trainer:
 
         from .models import save_checkpoint
 
+        assert self.best is not None  # score_untrained or resume set it
         if not self.state_dir:
             if improved:
-                state = self.model.state_dict().items()
-                self.best["state"] = {k: v.detach().clone() for k, v in state}
+                weights = self.model.state_dict().items()
+                self.best["state"] = {k: v.detach().clone() for k, v in weights}
             return
         from safetensors.torch import save_file
 
@@ -390,6 +430,7 @@ class _Trainer:
         }
         self.history.append(rec)
         score = self.key(sc)
+        assert self.best is not None  # score_untrained or resume set it
         improved = score > tuple(self.best["score"])
         if improved:
             self.best = {"epoch": epoch, "score": score, **sc}
@@ -401,10 +442,11 @@ class _Trainer:
             + ("  *best*" if improved else "")
         )
 
-    def best_model(self):
+    def best_model(self) -> nn.Module:
         """The best epoch's module, in eval mode."""
         from .models import build, load_checkpoint
 
+        assert self.best is not None  # score_untrained or resume set it
         if self.state_dir:
             best_model, _ = load_checkpoint(self.state_dir / "best")
         else:
@@ -421,16 +463,16 @@ class _Trainer:
 def train_model(
     hp: dict,
     train_vecs: np.ndarray,
-    train_seqs,
+    train_seqs: Sequences,
     dev_vecs: np.ndarray,
-    dev_seqs,
+    dev_seqs: Sequences,
     out_dir: str | Path | None = None,
     *,
     progress: bool = True,
-    log=print,
+    log: Log = print,
     train_docs: np.ndarray | None = None,
-    on_epoch=None,
-) -> tuple:
+    on_epoch: OnEpoch | None = None,
+) -> tuple[nn.Module, list[dict], dict[str, Any]]:
     """Train one model; returns (best module, history list, best-epoch record).  Resumes from
     ``out_dir`` state.  ``train_docs`` (one document id per train chunk) is needed when
     ``hp["w_doc"]`` or ``hp["w_near"]`` > 0 (losses whose negatives are chunks of the target's
@@ -461,7 +503,9 @@ def train_model(
         train_loss = tr.train_epoch(epoch, progress)
         tr.notify(on_epoch, epoch)
         tr.record_epoch(epoch, train_loss, t0)
-    return tr.best_model(), tr.history, tr.best
+    model = tr.best_model()
+    assert tr.best is not None  # score_untrained or resume set it
+    return model, tr.history, tr.best
 
 
 # --------------------------------------------------------------------------- data + vectors
@@ -473,11 +517,14 @@ def default_data_folder() -> Path:
 
 
 def split_vectors(
-    encode_fn, sd: data.SequenceData, splits=("train", "dev", "test"), log=print
-) -> tuple[str, dict]:
+    encode_fn: vectors.EncodeFn,
+    sd: data.SequenceData,
+    splits: Iterable[str] = ("train", "dev", "test"),
+    log: Log = print,
+) -> tuple[str, dict[str, np.ndarray]]:
     """Encoder fingerprint and (cached) vectors of every chunk of the given splits."""
     fp = vectors.fingerprint(encode_fn)
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for s in splits:
         texts = [c.text for c in sd.chunks[s]]
         _, missing = vectors.lookup(fp, texts)
@@ -493,8 +540,8 @@ def split_vectors(
     return fp, out
 
 
-def _encode_fn(encoder, batch_size: int = 64):
-    def f(texts):
+def _encode_fn(encoder: lam_mteb.Encoder, batch_size: int = 64) -> vectors.EncodeFn:
+    def f(texts: list[str]) -> Embeddings:
         try:
             return encoder.encode(
                 texts,
@@ -511,7 +558,7 @@ def _encode_fn(encoder, batch_size: int = 64):
 # --------------------------------------------------------------------------- CLI
 
 
-def add_command(subparsers) -> None:
+def add_command(subparsers: SubParsers) -> None:
     p = subparsers.add_parser(
         "train-lvm",
         help="train an LVM-T / AMN next-vector predictor on chunk vectors",
@@ -531,7 +578,7 @@ def add_command(subparsers) -> None:
     p.set_defaults(func=run_command)
 
 
-def _model_and_data(g) -> None:
+def _model_and_data(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--arch",
         choices=list(DEFAULTS),
@@ -558,7 +605,7 @@ def _model_and_data(g) -> None:
     )
 
 
-def _optimisation(g) -> None:
+def _optimisation(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--epochs", type=int, default=None, help="default: 8 (lvm-t, amn), lvm-r: see docs/lvm.md"
     )
@@ -597,7 +644,7 @@ def _optimisation(g) -> None:
     g.add_argument("--seed", type=int, default=0)
 
 
-def _sequence_data(args) -> tuple[Path, data.SequenceData]:
+def _sequence_data(args: argparse.Namespace) -> tuple[Path, data.SequenceData]:
     """The chunked documents of --data (or the shared longtext folder), split and summarised."""
     folder = Path(args.data) if args.data else default_data_folder()
     sd = data.build_sequence_data(
@@ -620,11 +667,11 @@ def _sequence_data(args) -> tuple[Path, data.SequenceData]:
     return folder, sd
 
 
-def _evaluate_splits(model, vecs: dict, sd: data.SequenceData) -> dict:
+def _evaluate_splits(model: nn.Module, vecs: dict[str, np.ndarray], sd: data.SequenceData) -> dict:
     """The trained model beside the four baselines on dev and test."""
     from .models import TorchPredictor
 
-    report = {}
+    report: dict[str, dict[str, dict[str, float]]] = {}
     pred = TorchPredictor(model)
     for s in ("dev", "test"):
         ctx, tgt, ex = metrics.sequence_arrays(metrics.normalize(vecs[s]), sd.sequences(s))
@@ -648,7 +695,13 @@ def _print_report(report: dict) -> None:
 
 
 def _training_record(
-    hp, folder: Path, sd: data.SequenceData, best, history, train_s: float, t_start: float
+    hp: dict,
+    folder: Path,
+    sd: data.SequenceData,
+    best: dict[str, Any],
+    history: list[dict],
+    train_s: float,
+    t_start: float,
 ) -> dict:
     """The ``training`` section of the checkpoint's config.json."""
     import torch
@@ -672,7 +725,7 @@ def _training_record(
     }
 
 
-def run_command(args) -> int:
+def run_command(args: argparse.Namespace) -> int:
     import torch
 
     from .models import n_parameters, save_checkpoint

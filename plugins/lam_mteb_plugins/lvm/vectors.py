@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 import lam_mteb
 
@@ -29,7 +30,8 @@ PROBES = [
     "The battleship was scrapped after the war.",
 ]
 
-EncodeFn = Callable[[list[str]], np.ndarray]
+#: texts -> their vectors (n, d), as anything np.asarray takes
+EncodeFn = Callable[[list[str]], npt.ArrayLike]
 
 
 def fingerprint(encode_fn: EncodeFn) -> str:
@@ -121,7 +123,8 @@ def encode_cached(encode_fn: EncodeFn, texts: list[str], *, fp: str) -> np.ndarr
     stored)."""
     out, missing = lookup(fp, texts)
     if not missing:
-        return out
+        # every text was cached; out is None only for no texts at all (then an empty array)
+        return out if out is not None else np.zeros((0, 0), np.float32)
     todo = [texts[i] for i in missing]
     new = np.asarray(encode_fn(todo), dtype=np.float32)
     if out is None or out.shape[1] != new.shape[1]:
