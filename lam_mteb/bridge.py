@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lam_mteb import mteb_compat
-from lam_mteb.contract import encode_method
+from lam_mteb.contract import accepts_param, encode_texts
 from lam_mteb.data import RECREATION_PREFIX
 from lam_mteb.errors import LamMtebError
 from lam_mteb.mteb_compat import SUPPORTED_MTEB, check_mteb_version, mteb_version_supported
 from lam_mteb.plugins import host
-from lam_mteb.registry import ModelConfig, Registry, accepts_param
+from lam_mteb.registry import ModelConfig, Registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -82,18 +82,16 @@ def as_embeddings(emb: Any, n_texts: int, model: str) -> np.ndarray:
     return emb
 
 
-def _call_kwargs(fn: Callable[..., Any], kwargs: dict, kind: str | None, task_name: str) -> dict:
+def _call_kwargs(kwargs: dict, task_name: str) -> dict:
     """Everything mteb passes (encode_kwargs: batch_size, show_progress_bar, device, pool, ...)
-    that reaches an encoder whose signature names it or takes **kwargs (see
-    hookspecs.register_encoders)."""
-    call_kwargs = {
+    with mteb's defaults and the task's name; ``encode_texts`` hands an encoder those its
+    signature names (see hookspecs.register_encoders)."""
+    return {
         **kwargs,
         "batch_size": kwargs.get("batch_size", 32),
         "show_progress_bar": kwargs.get("show_progress_bar", True),
-        "prompt_type": kind,
         "task_name": task_name,
     }
-    return {k: v for k, v in call_kwargs.items() if accepts_param(fn, k)}
 
 
 def _as_multi_vector(encoder: Any, emb: Sequence[Any], n_texts: int, model: str) -> list:
@@ -159,8 +157,9 @@ def plugin_model_class() -> Callable[[Any, str], AbsEncoder]:
         ) -> Any:
             texts = [text for batch in inputs for text in batch["text"]]
             kind = None if prompt_type is None else str(getattr(prompt_type, "value", prompt_type))
-            fn = encode_method(self.encoder, kind)
-            emb = fn(texts, **_call_kwargs(fn, kwargs, kind, task_metadata.name))
+            emb = encode_texts(
+                self.encoder, texts, prompt_type=kind, **_call_kwargs(kwargs, task_metadata.name)
+            )
             if isinstance(emb, (list, tuple)):
                 return _as_multi_vector(self.encoder, emb, len(texts), self.config_name)
             emb = as_embeddings(emb, len(texts), self.config_name)

@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from tabulate import tabulate
 
-from lam_mteb.contract import encoder_problem
+from lam_mteb.contract import accepts_param, encoder_problem
 from lam_mteb.errors import LamMtebError
-from lam_mteb.registry import accepts_param
 
 if TYPE_CHECKING:
     from mteb.types import EncodeKwargs

@@ -38,8 +38,11 @@ __all__ = [
     "RegisterEncoder",
     "RegisterTask",
     "RetrievalEncoder",
+    "SearchModel",
     "SubParsers",
+    "accepts_param",
     "encode_method",
+    "encode_texts",
     "encoder_problem",
 ]
 
@@ -51,23 +54,25 @@ class Encoder(Protocol):
     ``encode`` is called with the texts as its one positional argument; it also receives
     ``batch_size`` and ``show_progress_bar``, and ``prompt_type`` (``"query"``, ``"document"`` or
     ``None``) and ``task_name``, each only when its signature accepts that name (or ``**kwargs``).
+    So the protocol asks for the texts alone: ``encode(texts, *, batch_size=32)`` and
+    ``encode(texts, **kwargs)`` both keep it.
     """
 
-    def encode(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+    def encode(self, texts: Sequence[str], /) -> Embeddings: ...
 
 
 @runtime_checkable
 class QueryEncoder(Protocol):
     """Optional: queries embedded differently from documents (used by retrieval tasks)."""
 
-    def encode_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+    def encode_queries(self, texts: Sequence[str], /) -> Embeddings: ...
 
 
 @runtime_checkable
 class DocumentEncoder(Protocol):
     """Optional: documents embedded differently from queries (used by retrieval tasks)."""
 
-    def encode_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+    def encode_documents(self, texts: Sequence[str], /) -> Embeddings: ...
 
 
 @runtime_checkable
@@ -75,8 +80,19 @@ class RetrievalEncoder(Encoder, QueryEncoder, DocumentEncoder, Protocol):
     """An encoder with all three methods."""
 
 
-#: ``register(name, factory, **metadata)``: ``factory(**params)`` returns an :class:`Encoder`
-EncoderFactory = Callable[..., Encoder]
+@runtime_checkable
+class SearchModel(Protocol):
+    """A model that retrieves by itself (mteb's ``SearchProtocol``, e.g. mteb's BM25): ``index``
+    and ``search``, no ``encode``; the bridge hands it to mteb unchanged (retrieval tasks only)."""
+
+    def index(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def search(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+#: ``register(name, factory, **metadata)``: ``factory(**params)`` returns an :class:`Encoder` (or a
+#: :class:`SearchModel`)
+EncoderFactory = Callable[..., Encoder | SearchModel]
 
 
 class RegisterEncoder(Protocol):
@@ -198,3 +214,24 @@ def encode_method(encoder: Encoder, prompt_type: str | None) -> Callable[..., Em
     if prompt_type == "document" and isinstance(encoder, DocumentEncoder):
         return encoder.encode_documents
     return encoder.encode
+
+
+def accepts_param(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` takes the keyword ``name`` (by name or through ``**kwargs``); False when its
+    signature cannot be read (then only what every callable takes is passed)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def encode_texts(
+    encoder: Encoder, texts: Sequence[str], *, prompt_type: str | None = None, **keywords: Any
+) -> Embeddings:
+    """Embed ``texts`` the way the bridge does, for code that calls an encoder it did not write (a
+    wrapper, a trainer): :func:`encode_method` for ``prompt_type``, and ``prompt_type`` and each
+    keyword only where that method's signature names it (or has ``**kwargs``)."""
+    fn = encode_method(encoder, prompt_type)
+    given = {**keywords, "prompt_type": prompt_type}
+    return fn(texts, **{k: v for k, v in given.items() if accepts_param(fn, k)})

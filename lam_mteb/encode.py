@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from lam_mteb.contract import ArgumentGroup, SubParsers
 
-from lam_mteb.contract import encode_method
+from lam_mteb.contract import accepts_param, encode_method
 from lam_mteb.errors import LamMtebError
 
 FORMATS = ("jsonl", "parquet", "text")
@@ -239,7 +239,6 @@ class Embedder:
         encode_kwargs: dict | None = None,
     ) -> None:
         from lam_mteb.plugins import get_registry
-        from lam_mteb.registry import accepts_param
 
         config = get_registry().model(model)
         params = (

@@ -199,16 +199,6 @@ def unknown_params(kind: EncoderKind, params: dict[str, Any]) -> str | None:
     )
 
 
-def accepts_param(fn: Callable[..., Any], name: str) -> bool:
-    """Whether ``fn`` takes the keyword ``name`` (by name or through ``**kwargs``); False when its
-    signature cannot be read (then only what every callable takes is passed)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
 def _fingerprint_path(path: Path) -> list | str:
     """Content hash of a weights file/folder (same bytes, same revision: ``cp -p`` of other weights
     changes it); a folder of more than 200 files falls back to names, sizes and mtimes."""

@@ -195,6 +195,15 @@ def test_mypy_checks_a_plugin_against_the_protocol(tmp_path):
 
         def make() -> lam_mteb.Encoder:
             return Bow()
+
+
+        class Named:  # names the keywords it reads, no **kwargs: the bridge passes only those
+            def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> list[list[float]]:
+                return [[0.0] * 4 for _ in texts]
+
+
+        def make_named() -> lam_mteb.Encoder:
+            return Named()
     """)
     )
     (tmp_path / "bad_plugin.py").write_text(
@@ -222,3 +231,33 @@ def test_mypy_checks_a_plugin_against_the_protocol(tmp_path):
     )
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert 'Incompatible return value type (got "NoEncode", expected "Encoder")' in bad.stdout
+
+
+def test_encode_texts_passes_each_encoder_only_the_keywords_it_names():
+    calls = []
+
+    class Bare:  # the smallest encoder: the texts alone
+        def encode(self, texts):
+            calls.append(("encode", None))
+            return np.zeros((len(texts), 2))
+
+    class Named:
+        def encode(self, texts, *, batch_size=32):
+            calls.append(("encode", {"batch_size": batch_size}))
+            return np.zeros((len(texts), 2))
+
+        def encode_queries(self, texts, prompt_type=None, **kwargs):
+            calls.append(("encode_queries", {"prompt_type": prompt_type, **kwargs}))
+            return np.ones((len(texts), 2))
+
+    keywords = {"batch_size": 8, "show_progress_bar": False}
+    out = contract.encode_texts(Bare(), ["a", "b"], prompt_type="document", **keywords)
+    assert out.shape == (2, 2) and calls[-1] == ("encode", None)
+    contract.encode_texts(Named(), ["a"], prompt_type="document", **keywords)
+    assert calls[-1] == ("encode", {"batch_size": 8})
+    out = contract.encode_texts(Named(), ["a"], prompt_type="query", **keywords)
+    assert out[0, 0] == 1.0
+    assert calls[-1] == (
+        "encode_queries",
+        {"prompt_type": "query", "batch_size": 8, "show_progress_bar": False},
+    )

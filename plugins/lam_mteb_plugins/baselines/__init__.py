@@ -18,7 +18,7 @@ at every ``import mteb``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import lam_mteb
 from lam_mteb_plugins.baselines import bm25 as _bm25
@@ -26,7 +26,7 @@ from lam_mteb_plugins.baselines import chunked as _chunked
 from lam_mteb_plugins.baselines import static as _static
 
 if TYPE_CHECKING:
-    from lam_mteb.contract import EncoderFactory, RegisterEncoder
+    from lam_mteb.contract import RegisterEncoder
 
 #: metadata the baseline kinds share: open, no instructions (bm25, minilm-static: any length)
 _OPEN = {"open_weights": True, "use_instructions": False}
@@ -36,11 +36,6 @@ _ANY_LENGTH = {**_OPEN, "max_tokens": float("inf"), "public_training_code": None
 @lam_mteb.hookimpl
 def register_encoders(register: RegisterEncoder) -> None:
     # each module declares its kind next to its code: factory, default params, revision, ModelMeta
-    # casts: the contract's Encoder takes **kwargs, but the bridge passes an encoder only the
-    # keywords its signature names (chunked names its own), and hands a search model (bm25's
-    # index + search, no encode) to mteb unchanged; neither is visible to the type checker
-    register(
-        "chunked", cast("EncoderFactory", _chunked.create_encoder), **_chunked.REGISTRATION, **_OPEN
-    )
-    register("bm25", cast("EncoderFactory", _bm25.create_bm25), **_bm25.REGISTRATION, **_ANY_LENGTH)
+    register("chunked", _chunked.create_encoder, **_chunked.REGISTRATION, **_OPEN)
+    register("bm25", _bm25.create_bm25, **_bm25.REGISTRATION, **_ANY_LENGTH)
     register("minilm-static", _static.create_static, **_static.REGISTRATION, **_ANY_LENGTH)

@@ -311,11 +311,6 @@ class LamEncoder:
         return mean.float().cpu(), state_embedding(last.float(), self.diag_weight).cpu()
 
 
-def build_encoder(**params: Any) -> LamEncoder:
-    """Factory registered as the ``lam`` encoder kind."""
-    return LamEncoder(**params)
-
-
 def registry_defaults(encoder_cls: type) -> dict[str, Any]:
     """An encoder class's registry params: its constructor's keyword defaults, except the
     runtime-only ``device`` and ``model`` (the constructor is the one place they are written)."""

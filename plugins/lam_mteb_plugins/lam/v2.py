@@ -209,13 +209,6 @@ def load_v2(folder: str | Path, device: str = "cpu") -> LamV2Model:
     return load_blocks(folder, LamV2Config, LamV2Model, device, what="LAM v2")
 
 
-def is_v2_checkpoint(folder: str | Path) -> bool:
-    try:
-        return json.loads((Path(folder) / "config.json").read_text()).get("format") == FORMAT_V2
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def idf_corpus(data_dir: Path, seed: int = 0) -> list[str]:
     """Reference texts for the IDF table: STS-B train sentences + longtext passages of ~200
     words."""

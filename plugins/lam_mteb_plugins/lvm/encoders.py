@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 import lam_mteb
+from lam_mteb.contract import encode_texts
 
 from . import data, metrics
 
@@ -168,15 +169,13 @@ class LVMRetriever:
     def _base_encode(
         self, texts: list[str], batch_size: int, show_progress_bar: bool
     ) -> np.ndarray:
-        try:
-            v = self.base.encode(
-                texts,
-                batch_size=batch_size,
-                show_progress_bar=show_progress_bar,
-                prompt_type="document",
-            )
-        except TypeError:
-            v = self.base.encode(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        v = encode_texts(
+            self.base,
+            texts,
+            prompt_type="document",
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+        )
         return np.asarray(v, dtype=np.float32)
 
 

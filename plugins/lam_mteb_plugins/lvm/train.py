@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import lam_mteb
+from lam_mteb.contract import encode_texts
 
 from . import data, metrics, vectors
 
@@ -542,15 +543,13 @@ def split_vectors(
 
 def _encode_fn(encoder: lam_mteb.Encoder, batch_size: int = 64) -> vectors.EncodeFn:
     def f(texts: list[str]) -> Embeddings:
-        try:
-            return encoder.encode(
-                texts,
-                batch_size=batch_size,
-                show_progress_bar=len(texts) > 256,
-                prompt_type="document",
-            )
-        except TypeError:
-            return encoder.encode(texts, batch_size=batch_size)
+        return encode_texts(
+            encoder,
+            texts,
+            prompt_type="document",
+            batch_size=batch_size,
+            show_progress_bar=len(texts) > 256,
+        )
 
     return f
 
