@@ -287,7 +287,8 @@ class Distiller:
                 h = last.ffn_norm(h1 + last.ffn_out(F.gelu(last.ffn_in(h1))))
                 mean = masked_mean(h, m)
         else:
-            h, states, outs = self.model.forward_chunk(t["x"], m, return_layers=True)
+            outs: list[tuple[torch.Tensor, torch.Tensor]] = []
+            h, states = self.model.forward_chunk(t["x"], m, collect=outs)
             targets = t["hin"][1:] + [t["hlast"]]
             mses = [masked_mse(o[1], tg, m) for o, tg in zip(outs, targets, strict=False)]
             hidden = sum(mses) / len(outs)

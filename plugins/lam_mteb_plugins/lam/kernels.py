@@ -22,6 +22,7 @@ The recurrence (per head, per token t)::
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 __all__ = [
     "delta_rule_reference",
@@ -34,18 +35,14 @@ __all__ = [
 ]
 
 
-def _zeros_state(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _zeros_state(k: Tensor, v: Tensor) -> Tensor:
     B, H, _, Dk = k.shape
     return k.new_zeros(B, H, Dk, v.shape[-1])
 
 
 def delta_rule_reference(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    beta: torch.Tensor,
-    initial_state: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    q: Tensor, k: Tensor, v: Tensor, beta: Tensor, initial_state: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """The recurrence exactly as written, one token at a time (slow; the ground truth for tests)."""
     S = _zeros_state(k, v) if initial_state is None else initial_state.clone()
     outputs = []
@@ -60,8 +57,8 @@ def delta_rule_reference(
 
 
 def _wy(
-    k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, chunk_size: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
+    k: Tensor, v: Tensor, beta: Tensor, chunk_size: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, int, int]:
     """Split into chunks of `chunk_size` and build the WY representation of each chunk.
 
     For a chunk with keys K (C x Dk), values V and betas b, the delta rule started from a state
@@ -90,7 +87,7 @@ def _wy(
     return k, v, W, U, N, T + pad
 
 
-def unit_lower_inverse(A: torch.Tensor) -> torch.Tensor:
+def unit_lower_inverse(A: Tensor) -> Tensor:
     """(I + A)^{-1} for strictly lower-triangular A [..., C, C] by recursive block doubling.
 
     With the inverses T11, T22 of two diagonal blocks known, the inverse of
@@ -123,13 +120,13 @@ def unit_lower_inverse(A: torch.Tensor) -> torch.Tensor:
 
 
 def delta_rule_chunkwise(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    beta: torch.Tensor,
-    initial_state: torch.Tensor | None = None,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    beta: Tensor,
+    initial_state: Tensor | None = None,
     chunk_size: int = 64,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Chunkwise-parallel delta rule (WY form) in plain PyTorch; equal to the reference.
 
     Work inside a chunk is dense matrix algebra; the only Python loop runs over the
@@ -158,12 +155,8 @@ def delta_rule_chunkwise(
 
 
 def delta_rule_state(
-    k: torch.Tensor,
-    v: torch.Tensor,
-    beta: torch.Tensor,
-    initial_state: torch.Tensor | None = None,
-    chunk_size: int = 64,
-) -> torch.Tensor:
+    k: Tensor, v: Tensor, beta: Tensor, initial_state: Tensor | None = None, chunk_size: int = 64
+) -> Tensor:
     """Only the final state of the delta rule (no per-token outputs): cheaper than a full pass."""
     B, H, T, Dk = k.shape
     S = _zeros_state(k, v) if initial_state is None else initial_state
@@ -188,12 +181,8 @@ def fla_available() -> bool:
 
 
 def delta_rule_fla(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    beta: torch.Tensor,
-    initial_state: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    q: Tensor, k: Tensor, v: Tensor, beta: Tensor, initial_state: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """flash-linear-attention's Triton chunk kernel (CUDA only; computes in bfloat16).
 
     fla wants [B, T, H, D] tensors in half precision; the state is returned in float32.
@@ -215,14 +204,14 @@ def delta_rule_fla(
 
 
 def delta_rule(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    beta: torch.Tensor,
-    initial_state: torch.Tensor | None = None,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    beta: Tensor,
+    initial_state: Tensor | None = None,
     chunk_size: int = 64,
     backend: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Dispatch: fla on CUDA when installed (backend "auto" or "fla"), else the chunkwise form."""
     if backend == "reference":
         return delta_rule_reference(q, k, v, beta, initial_state)

@@ -20,12 +20,13 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
+from torch import Tensor
 
 _M32 = 0xFFFFFFFF
 _BLOCK = 2048  # word pieces projected at a time (bounds the temporary float sign rows)
 
 
-def tf_weight(counts: torch.Tensor, tf: str) -> torch.Tensor:
+def tf_weight(counts: Tensor, tf: str) -> Tensor:
     """Term-frequency weighting of a count tensor (``log``: log(1 + tf), BM25-like saturation)."""
     if tf == "log":
         return torch.log1p(counts)
@@ -34,7 +35,7 @@ def tf_weight(counts: torch.Tensor, tf: str) -> torch.Tensor:
     return counts
 
 
-def hashed_signs(token_ids: torch.Tensor, dim: int, seed: int = 0) -> torch.Tensor:
+def hashed_signs(token_ids: Tensor, dim: int, seed: int = 0) -> Tensor:
     """[len(token_ids), dim] matrix of ±1/√dim, a fixed function of (token id, column, seed).
 
     A 32-bit integer hash (multiply-xorshift, as in murmur3's finaliser) of token id and column;
@@ -51,7 +52,7 @@ def hashed_signs(token_ids: torch.Tensor, dim: int, seed: int = 0) -> torch.Tens
 
 
 @lru_cache(maxsize=4)
-def sign_table(vocab: int, dim: int, seed: int = 0) -> torch.Tensor:
+def sign_table(vocab: int, dim: int, seed: int = 0) -> Tensor:
     """[vocab, dim] bool: True where ``hashed_signs`` is negative (1 byte per entry, built once)."""
     table = torch.empty(vocab, dim, dtype=torch.bool)
     for start in range(0, vocab, 128):  # small blocks: the int64 hash temporaries stay ~2 MB
@@ -61,15 +62,15 @@ def sign_table(vocab: int, dim: int, seed: int = 0) -> torch.Tensor:
 
 
 def project_bags(
-    counts: torch.Tensor,
-    idf: torch.Tensor,
+    counts: Tensor,
+    idf: Tensor,
     *,
     tf: str = "log",
     vectors: str = "hashed",
     dim: int = 1024,
-    table: torch.Tensor | None = None,
+    table: Tensor | None = None,
     seed: int = 0,
-) -> torch.Tensor:
+) -> Tensor:
     """Bags of word pieces [n, vocab] (counts) -> lexical vectors [n, dim] (unnormalised).
 
     ``vectors="hashed"``: random ±1 signs (``hashed_signs``) for the word pieces present;
@@ -92,9 +93,7 @@ def project_bags(
     return out
 
 
-def reference_project(
-    bag: dict[int, int], idf: torch.Tensor, dim: int, seed: int = 0
-) -> torch.Tensor:
+def reference_project(bag: dict[int, int], idf: Tensor, dim: int, seed: int = 0) -> Tensor:
     """Plain-Python reference of the hashed, log-tf projection of one bag {token id: count}."""
     out = torch.zeros(dim, dtype=torch.float64)
     for t, c in bag.items():

@@ -15,11 +15,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, cast, overload
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from lam_mteb_plugins.lam.kernels import delta_rule, delta_rule_state
 
@@ -43,7 +43,7 @@ def _error(message: str) -> Exception:
 
 
 def _copy_weight_bias(
-    owner: nn.Module, sd: dict[str, torch.Tensor], prefix: str, names: Iterable[tuple[str, str]]
+    owner: nn.Module, sd: dict[str, Tensor], prefix: str, names: Iterable[tuple[str, str]]
 ) -> None:
     """Copy ``weight`` and ``bias`` of each ``(attribute of owner, sd key under prefix)`` pair."""
     for mine, theirs in names:
@@ -190,17 +190,13 @@ class DeltaNetBlock(nn.Module):
         paths = _PATHS[mode]
         self.gain = nn.Parameter(torch.full((len(paths), num_heads), 1.0 / len(paths)))
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+    def _heads(self, x: Tensor) -> Tensor:
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        state: torch.Tensor | None = None,
-        backend: str = "auto",
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: Tensor, mask: Tensor, state: Tensor | None = None, backend: str = "auto"
+    ) -> tuple[Tensor, Tensor]:
         """x [B, T, hidden], mask [B, T] (1 = token), state [B, H, Dk, Dv] or None.
 
         Returns (output [B, T, hidden], state after the chunk)."""
@@ -239,7 +235,7 @@ class DeltaNetBlock(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(B, T, H * D)), state
 
     @torch.no_grad()
-    def init_from_attention(self, sd: dict[str, torch.Tensor], prefix: str) -> None:
+    def init_from_attention(self, sd: dict[str, Tensor], prefix: str) -> None:
         """Copy MiniLM's attention q/k/v and output projection weights."""
         _copy_weight_bias(self, sd, prefix, _ATTENTION_WEIGHTS)
 
@@ -255,7 +251,7 @@ class SoftmaxAttention(nn.Module):
         self.v_proj = nn.Linear(hidden_size, hidden_size)
         self.o_proj = nn.Linear(hidden_size, hidden_size)
 
-    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def qkv(self, x: Tensor) -> tuple[Tensor, ...]:
         """Queries, keys, values [B, H, T, D] from one fused projection (one GEMM of width
         3 * hidden instead of three: the same weights, equal up to float rounding, ~10 % less
         time in these layers on CPU)."""
@@ -266,28 +262,22 @@ class SoftmaxAttention(nn.Module):
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
     @staticmethod
-    def softmax(
-        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
+    def softmax(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
         """Softmax attention over the unmasked keys; no mask at all when nothing is padded (the
         mask-free SDPA kernel is the faster one, and what transformers runs for unpadded input)."""
         attn_mask = None if bool(mask.all()) else mask.bool()[:, None, None, :]
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        state: torch.Tensor | None = None,
-        backend: str = "auto",
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, x: Tensor, mask: Tensor, state: Tensor | None = None, backend: str = "auto"
+    ) -> tuple[Tensor, Tensor | None]:
         B, T, _ = x.shape
         q, k, v = self.qkv(x)
         o = self.softmax(q, k, v, mask)
         return self.o_proj(o.transpose(1, 2).reshape(B, T, -1)), None
 
     @torch.no_grad()
-    def init_from_attention(self, sd: dict[str, torch.Tensor], prefix: str) -> None:
+    def init_from_attention(self, sd: dict[str, Tensor], prefix: str) -> None:
         """Copy MiniLM's attention q/k/v and output projection weights."""
         _copy_weight_bias(self, sd, prefix, _ATTENTION_WEIGHTS)
 
@@ -311,12 +301,12 @@ class LamLayer(nn.Module):
 
     def forward(
         self,
-        h: torch.Tensor,
-        mask: torch.Tensor,
-        state: torch.Tensor | None = None,
+        h: Tensor,
+        mask: Tensor,
+        state: Tensor | None = None,
         backend: str = "auto",
         **attention_kwargs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         a, state = self.attention(h, mask, state, backend, **attention_kwargs)
         h1 = self.attn_norm(h + a)
         f = self.ffn_in(h1)
@@ -397,7 +387,7 @@ class LamModel(nn.Module):
         return {k: v.detach() for k, v in self.state_dict().items() if ".attention." in k}
 
     # ----------------------------------------------------------------- forward
-    def embed(self, input_ids: torch.Tensor, position_offset: int = 0) -> torch.Tensor:
+    def embed(self, input_ids: Tensor, position_offset: int = 0) -> Tensor:
         """Word + position + token-type embeddings; positions are offset + i, modulo 512."""
         T = input_ids.shape[1]
         pos = (torch.arange(T, device=input_ids.device) + position_offset) % self.max_positions
@@ -408,61 +398,29 @@ class LamModel(nn.Module):
         )
         return self.embed_norm(e)
 
-    @overload
     def forward_chunk(
         self,
-        input_ids: torch.Tensor,
-        mask: torch.Tensor,
-        states: Sequence[torch.Tensor | None] | None = None,
+        input_ids: Tensor,
+        mask: Tensor,
+        states: Sequence[Tensor | None] | None = None,
         position_offset: int = 0,
         backend: str = "auto",
-        return_layers: Literal[False] = False,
+        collect: list[tuple[Tensor, Tensor]] | None = None,
         **attention_kwargs: Any,
-    ) -> tuple[torch.Tensor, list[torch.Tensor | None]]: ...
-
-    @overload
-    def forward_chunk(
-        self,
-        input_ids: torch.Tensor,
-        mask: torch.Tensor,
-        states: Sequence[torch.Tensor | None] | None = None,
-        position_offset: int = 0,
-        backend: str = "auto",
-        *,
-        return_layers: Literal[True],
-        **attention_kwargs: Any,
-    ) -> tuple[
-        torch.Tensor, list[torch.Tensor | None], list[tuple[torch.Tensor, torch.Tensor]]
-    ]: ...
-
-    def forward_chunk(
-        self,
-        input_ids: torch.Tensor,
-        mask: torch.Tensor,
-        states: Sequence[torch.Tensor | None] | None = None,
-        position_offset: int = 0,
-        backend: str = "auto",
-        return_layers: bool = False,
-        **attention_kwargs: Any,
-    ) -> (
-        tuple[torch.Tensor, list[torch.Tensor | None]]
-        | tuple[torch.Tensor, list[torch.Tensor | None], list[tuple[torch.Tensor, torch.Tensor]]]
-    ):
+    ) -> tuple[Tensor, list[Tensor | None]]:
         """Run one chunk [B, T] (T <= 512) through all layers, carrying each layer's state.
 
-        ``attention_kwargs`` go to every attention block (LAM v2: ``write``).  Returns (last hidden
-        [B, T, hidden], new states (list per layer)[, per-layer outputs])."""
+        ``attention_kwargs`` go to every attention block (LAM v2: ``write``).  ``collect``: a list
+        to which every layer's (attention output, layer output) is appended (distillation
+        targets).  Returns (last hidden [B, T, hidden], new states (list per layer))."""
         h = self.embed(input_ids, position_offset)
         states = states or [None] * len(self.layers)
-        new_states: list[torch.Tensor | None] = []
-        layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        new_states: list[Tensor | None] = []
         for layer, s in zip(self.layers, states, strict=False):
             h, h_attn, s = layer(h, mask, s, backend, **attention_kwargs)
             new_states.append(s)
-            if return_layers:
-                layers.append((h_attn, h))
-        if return_layers:
-            return h, new_states, layers
+            if collect is not None:
+                collect.append((h_attn, h))
         return h, new_states
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -70,21 +71,19 @@ class LamSTModule(InputModule):
     # -- sentence-transformers API ---------------------------------------------------------
     def preprocess(
         self, inputs: Sequence[object], prompt: str | None = None, **kwargs: Any
-    ) -> dict[str, torch.Tensor | Any]:
+    ) -> dict[str, Tensor | Any]:
         texts = [(prompt or "") + self.tokenizer.clean(t) for t in inputs]
         x, m = pad_batch(self.tokenizer.encode_batch(texts), self.tokenizer.pad_id)
         return {"input_ids": x, "attention_mask": m}
 
     # older sentence-transformers call this
-    def tokenize(self, texts: list[str], **kwargs: Any) -> dict[str, torch.Tensor | Any]:
+    def tokenize(self, texts: list[str], **kwargs: Any) -> dict[str, Tensor | Any]:
         return self.preprocess(texts, **kwargs)
 
-    def forward(
-        self, features: dict[str, torch.Tensor | Any], **kwargs: Any
-    ) -> dict[str, torch.Tensor | Any]:
+    def forward(self, features: dict[str, Tensor | Any], **kwargs: Any) -> dict[str, Tensor | Any]:
         x, m = features["input_ids"], features["attention_mask"].to(torch.float32)
-        states: list[torch.Tensor | None] | None = None
-        sums: torch.Tensor | int = 0
+        states: list[Tensor | None] | None = None
+        sums: Tensor | int = 0
         for c in range(0, x.shape[1], self.chunk_size):
             xc, mc = x[:, c : c + self.chunk_size], m[:, c : c + self.chunk_size]
             h, states = self.lam.forward_chunk(xc, mc, states, position_offset=c)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from lam_mteb_plugins.lam.kernels import delta_rule_reference, delta_rule_state
 from lam_mteb_plugins.lam.model import (
@@ -95,12 +95,12 @@ class MemorySoftmaxAttention(SoftmaxAttention):
 
     def forward(
         self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        state: torch.Tensor | None = None,
+        x: Tensor,
+        mask: Tensor,
+        state: Tensor | None = None,
         backend: str = "auto",
         write: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None]:
         """x [B, T, hidden], mask [B, T]; state [B, H, Dk, Dv] (memory of the previous chunks) or
         None.
 
@@ -132,7 +132,7 @@ class LamV2Model(LamModel):
 
     version = 2
     config: LamV2Config
-    lexical_idf: torch.Tensor  # a buffer (registered in __init__)
+    lexical_idf: Tensor  # a buffer (registered in __init__)
 
     def __init__(self, config: LamV2Config | None = None, attention: str = "softmax") -> None:
         config = config or LamV2Config()
@@ -165,18 +165,18 @@ class LamV2Model(LamModel):
         return {k: v.detach() for k, v in sd.items() if ".mem_" in k or k == "lexical_idf"}
 
     # ------------------------------------------------------------- lexical channel
-    def static_vectors(self) -> torch.Tensor:
+    def static_vectors(self) -> Tensor:
         """MiniLM's input word-piece embeddings, centred (the lexical channel's vectors)."""
         E = self.word_embeddings.weight
         return E - E[999:].mean(0, keepdim=True)  # ids < 999 are [PAD]/[unused]/specials
 
     @torch.no_grad()
-    def lexical(self, bags: torch.Tensor) -> torch.Tensor:
+    def lexical(self, bags: Tensor) -> Tensor:
         """[n, VOCAB] word-piece counts -> [n, hidden] IDF-weighted static mean (unnormalised)."""
         return (bags * self.lexical_idf[None]) @ self.static_vectors()
 
 
-def fit_idf(tokenizer: LamTokenizer, texts: list[str]) -> torch.Tensor:
+def fit_idf(tokenizer: LamTokenizer, texts: list[str]) -> Tensor:
     """idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5)) over ``texts`` (BM25's idf); specials get 0."""
     df = torch.zeros(VOCAB)
     n = 0

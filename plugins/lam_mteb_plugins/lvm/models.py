@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 import lam_mteb
@@ -74,7 +74,7 @@ class LVMT(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, ctx: torch.Tensor) -> torch.Tensor:  # (n, k, d) -> (n, d)
+    def forward(self, ctx: Tensor) -> Tensor:  # (n, k, d) -> (n, d)
         avg = ctx.mean(dim=1)
         k = ctx.shape[1]
         h = self.inp(ctx) + self.pos[-k:]
@@ -133,7 +133,7 @@ class AMN(nn.Module):
             nn.init.zeros_(out.weight)
             nn.init.zeros_(out.bias)
 
-    def attention(self, ctx: torch.Tensor) -> torch.Tensor:
+    def attention(self, ctx: Tensor) -> Tensor:
         """Attention weights (n, heads, k) over the context positions."""
         n, k, _ = ctx.shape
         avg = ctx.mean(dim=1)
@@ -142,7 +142,7 @@ class AMN(nn.Module):
         logits = (q @ kk.transpose(-1, -2)).squeeze(2) / self.attn_dim**0.5 + self.pos[:, -k:]
         return logits.softmax(dim=-1)
 
-    def forward(self, ctx: torch.Tensor) -> torch.Tensor:
+    def forward(self, ctx: Tensor) -> Tensor:
         w = self.attention(ctx).mean(dim=1)  # (n, k), uniform at initialisation
         out = (w.unsqueeze(-1) * ctx).sum(dim=1)
         if self.mlp is not None:
@@ -204,7 +204,7 @@ class LVMR(nn.Module):
             nn.init.zeros_(self.mix.weight)
             nn.init.zeros_(self.mix.bias)
 
-    def coefficients(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def coefficients(self, ctx: Tensor) -> tuple[Tensor, Tensor | None]:
         """Mixing coefficients ``a`` (n, k) and residual (n, d) or None."""
         k = ctx.shape[1]
         last = ctx[:, -1]
@@ -219,7 +219,7 @@ class LVMR(nn.Module):
             a = a + self.mix(h)[:, -k:]
         return a, (self.res(h) if self.res is not None else None)
 
-    def forward(self, ctx: torch.Tensor) -> torch.Tensor:  # (n, k, d) -> (n, d)
+    def forward(self, ctx: Tensor) -> Tensor:  # (n, k, d) -> (n, d)
         a, r = self.coefficients(ctx)
         out = ctx[:, -1] + (a.unsqueeze(-1) * ctx).sum(dim=1)
         if r is not None:
