@@ -556,7 +556,15 @@ def install(force: bool = False) -> None:
     register_tasks(registry)
     patch_provided_tasks()
     patch_result_cache()
-    _installed = True
+    mteb_compat.call_before_task_lookup(complete_install)
+    # a plugin that waited for its own module (host.waiting) is registered at the next lookup
+    _installed = not host.waiting
+
+
+def complete_install() -> None:
+    """Finish an installation that had to wait: run before every ``mteb.get_task(s)``."""
+    if not _installed:
+        install(force=True)
 
 
 def wrap_mteb_cli(cli_module: ModuleType) -> None:

@@ -132,6 +132,28 @@ def install_bare_name_lookup() -> None:
 # -- tasks: _TASKS_REGISTRY / TASK_LIST ----------------------------------------------------------
 
 
+def call_before_task_lookup(before: Callable[[], None]) -> None:
+    """Wrap ``get_task`` and ``get_tasks`` of module ``mteb.get_tasks`` (and the same functions
+    re-exported as ``mteb.get_task(s)``) once, so that ``before()`` runs before each lookup."""
+    import mteb
+
+    module = _get_tasks_module()
+    for name in ("get_task", "get_tasks"):
+        original = getattr(module, name)
+        if getattr(original, "__lam_mteb__", False):
+            continue
+
+        def wrapper(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            before()
+            return _original(*args, **kwargs)
+
+        functools.update_wrapper(wrapper, original)
+        wrapper.__lam_mteb__ = True  # type: ignore[attr-defined]
+        setattr(module, name, wrapper)
+        if getattr(mteb, name, None) is original:
+            setattr(mteb, name, wrapper)
+
+
 def _get_tasks_module() -> Any:  # the module mteb.get_tasks, its attributes read dynamically
     return importlib.import_module("mteb.get_tasks")  # `mteb.get_tasks` the attribute is a function
 

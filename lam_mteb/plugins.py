@@ -56,6 +56,9 @@ class PluginHost:
         self._loaded = False
         self._infos: dict[str, PluginInfo] = {}
         self._registry: Registry | None = None
+        #: plugins whose hook imported a module that was itself still importing (it imported mteb,
+        #: which ran the bridge): their registrations wait for the next build (see the bridge)
+        self.waiting: set[str] = set()
 
     # -- problems ---------------------------------------------------------------------------------
     def report(self, message: str) -> None:
@@ -194,6 +197,12 @@ class PluginHost:
             arg = make_arg(plugin_name)
             try:
                 impl.function(arg)
+            except ImportError as exc:
+                if not _still_importing(exc):
+                    self.report(f"plugin {plugin_name!r} failed in {hook_name}: ImportError: {exc}")
+                else:
+                    self.waiting.add(plugin_name)
+                continue
             except PLUGIN_FAILURES as exc:
                 self.report(
                     f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
@@ -214,6 +223,7 @@ class PluginHost:
         if self._registry is None:
             self.load()  # may build it: importing mteb runs the bridge, which asks for it
         if self._registry is None:
+            self.waiting.clear()
             self._registry = build_registry(self)
         if strict and self._registry.errors:
             count = len(self._registry.errors)
@@ -226,6 +236,14 @@ class PluginHost:
     def invalidate(self) -> None:
         """Forget the registry: the next :meth:`registry` call rebuilds it."""
         self._registry = None
+
+
+def _still_importing(exc: ImportError) -> bool:
+    """Whether ``exc`` names a module that is being imported right now: a plugin module that
+    imports mteb at its top (``from my_plugin.tasks import MyTask`` before ``import mteb``) runs
+    the bridge before its own classes exist; that is no failure of the plugin."""
+    module = sys.modules.get(exc.name or "")
+    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
 
 def _import_mteb() -> None:

@@ -1,12 +1,15 @@
 """The bridge into mteb: models under bare and full names, tasks, offline data, results layout."""
 
+import os
+import subprocess
+import sys
+
 import mteb
 import numpy as np
 import pytest
 from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.cache import ResultCache
-from mteb.models.model_implementations import MODEL_REGISTRY
 
 import lam_mteb
 from lam_mteb import bridge, mteb_compat, plugins, registry
@@ -28,7 +31,7 @@ def test_unsupported_mteb_version_is_one_clear_error(monkeypatch):
 
 def test_builtin_minilm_visible_after_plain_import_mteb():
     # the start-up hook (.pth) registered it when `import mteb` completed
-    assert mteb.get_model_meta("minilm") is MODEL_REGISTRY["lam-mteb/minilm"]
+    assert mteb.get_model_meta("minilm") is mteb_compat._model_registry()["lam-mteb/minilm"]
     meta = mteb.get_model_meta("minilm")
     assert meta.name == "lam-mteb/minilm" and meta.embed_dim == 384 and meta.max_tokens == 256
 
@@ -36,7 +39,9 @@ def test_builtin_minilm_visible_after_plain_import_mteb():
 def test_each_model_is_listed_once_under_its_full_name():
     names = [meta.name for meta in mteb.get_model_metas()]
     assert names.count("lam-mteb/lam-state") == 1
-    assert "lam-state" not in MODEL_REGISTRY and "minilm" not in MODEL_REGISTRY
+    assert (
+        "lam-state" not in mteb_compat.model_names() and "minilm" not in mteb_compat.model_names()
+    )
     assert mteb.get_model_meta("lam-state") is mteb.get_model_meta("lam-mteb/lam-state")
 
 
@@ -53,7 +58,7 @@ def test_mock_plugin_model_loads_through_mteb(mock_plugin):
 def test_unregistering_removes_the_model(mock_plugin):
     plugins.host.unregister_plugin("mock-plugin")
     bridge.install(force=True)
-    assert "mock-hash" not in MODEL_REGISTRY and "lam-mteb/mock-hash" not in MODEL_REGISTRY
+    assert not {"mock-hash", "lam-mteb/mock-hash"} & set(mteb_compat.model_names())
     with pytest.raises(KeyError):
         mteb.get_model_meta("mock-hash")
     plugins.host.register_plugin(
@@ -280,3 +285,23 @@ def test_self_loading_is_an_argument_of_register():
     finally:
         plugins.host.unregister_plugin("self-loading-plugin")
         bridge.install(force=True)
+
+
+def test_a_plugin_task_module_imported_before_mteb_is_still_registered():
+    """``from plugin.tasks import MyTask`` before ``import mteb``: importing mteb runs the bridge
+    while that module is half imported, so its plugin's register_tasks cannot import the class
+    yet; the registration completes at the first task lookup, with no error printed."""
+    code = (
+        "import lam_mteb_plugins.lvm.task as t, mteb; "
+        "print(type(mteb.get_task('LVMNextVector')) is t.LVMNextVector)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "True"
+    assert "failed" not in res.stderr, res.stderr

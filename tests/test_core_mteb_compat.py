@@ -59,6 +59,24 @@ def test_task_registry_and_task_list_feed_get_task_and_get_tasks(monkeypatch):
     assert [type(t) for t in mteb.get_tasks(tasks=["CompatProbe"])] == [probe]
 
 
+def test_a_callback_runs_before_get_task_and_get_tasks(monkeypatch):
+    gt = importlib.import_module("mteb.get_tasks")
+    for name in ("get_task", "get_tasks"):  # undo the wrap after the test
+        monkeypatch.setattr(gt, name, getattr(gt, name))
+        monkeypatch.setattr(mteb, name, getattr(mteb, name))
+        # the bridge's own wrap is there already: test a fresh one over mteb's functions
+        original = inspect.unwrap(getattr(gt, name))
+        monkeypatch.setattr(gt, name, original)
+        monkeypatch.setattr(mteb, name, original)
+    calls = []
+    mteb_compat.call_before_task_lookup(lambda: calls.append(1))
+    mteb_compat.call_before_task_lookup(lambda: calls.append(2))  # once: a second call is a no-op
+    assert mteb.get_task is gt.get_task and mteb.get_tasks is gt.get_tasks
+    assert mteb.get_task("STSBenchmark").metadata.name == "STSBenchmark"
+    assert [t.metadata.name for t in mteb.get_tasks(tasks=["STSBenchmark"])] == ["STSBenchmark"]
+    assert calls and set(calls) == {1}
+
+
 def test_abstask_load_data_can_be_wrapped_per_class():
     from mteb.abstasks import AbsTask
 

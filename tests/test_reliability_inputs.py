@@ -255,9 +255,9 @@ def test_folder_plugins_cannot_take_names_or_kill_the_cli(hostile_dir):
             sys.executable,
             "-c",
             (
-                "import mteb; from mteb.models.model_implementations import "
-                "MODEL_REGISTRY as R; print(mteb.get_model_meta('minilm').loader.__module__, "
-                "'lam-mteb/lvm-t' in R)"
+                "import mteb; from lam_mteb.mteb_compat import model_names; "
+                "print(mteb.get_model_meta('minilm').loader.__module__, "
+                "'lam-mteb/lvm-t' in model_names())"
             ),
         ],
         env=env,
