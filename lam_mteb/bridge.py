@@ -471,20 +471,16 @@ def _write_through_temp_file(write: Callable[[Path], object], path: Path) -> Non
 
 
 def patch_result_cache() -> None:
-    """Wrap mteb's ResultCache so that (1) a cached result is reused only when its dataset revision
-    is the data now loaded, (2) a corrupt result file is named in one line and treated as missing,
-    (3) a NaN/inf main score is an error and nothing is written, (4) result files are written
-    through a temporary file and a rename."""
-    from mteb.cache import ResultCache
-    from mteb.results import TaskResult
+    """Wrap mteb's result files so that (1) a cached result is reused only when its dataset
+    revision is the data now loaded, (2) a corrupt result file is named in one line and treated as
+    missing, (3) a NaN/inf main score is an error and nothing is written, (4) result files are
+    written through a temporary file and a rename."""
+    mteb_compat.wrap_result_cache(
+        load_task_result=_checked_load, save_to_cache=_finite_save, to_disk=_atomic_to_disk
+    )
 
-    if getattr(ResultCache.load_task_result, "__lam_mteb__", False):
-        return
-    original_load = ResultCache.load_task_result
-    original_save = ResultCache.save_to_cache
-    original_to_disk = TaskResult.to_disk
 
-    @functools.wraps(original_load)
+def _checked_load(original: Callable[..., TaskResult | None]) -> Callable[..., TaskResult | None]:
     def load_task_result(
         self: ResultCache,
         task_name: str,
@@ -494,7 +490,7 @@ def patch_result_cache() -> None:
         **kwargs: Any,
     ) -> TaskResult | None:
         try:
-            result = original_load(self, task_name, model_name, model_revision, *args, **kwargs)
+            result = original(self, task_name, model_name, model_revision, *args, **kwargs)
         except FileNotFoundError:
             raise
         except Exception as exc:  # noqa: BLE001 - JSON/pydantic errors of a file cut by a kill
@@ -505,15 +501,16 @@ def patch_result_cache() -> None:
                 "(it is replaced when the task is evaluated again)\n"
             )
             return None
-        if result is None:
-            return None
-        stale = _stale_cached_result(result, task_name)
+        stale = None if result is None else _stale_cached_result(result, task_name)
         if stale:
             sys.stderr.write(stale)
             return None
         return result
 
-    @functools.wraps(original_save)
+    return load_task_result
+
+
+def _finite_save(original: Callable[..., None]) -> Callable[..., None]:
     def save_to_cache(
         self: ResultCache,
         task_result: TaskResult,
@@ -521,22 +518,18 @@ def patch_result_cache() -> None:
         *args: Any,
         **kwargs: Any,
     ) -> None:
-        check_finite_scores(
-            task_result, model_name if isinstance(model_name, str) else model_name.name
-        )
-        return original_save(self, task_result, model_name, *args, **kwargs)
+        name = model_name if isinstance(model_name, str) else model_name.name
+        check_finite_scores(task_result, name)
+        return original(self, task_result, model_name, *args, **kwargs)
 
-    @functools.wraps(original_to_disk)
+    return save_to_cache
+
+
+def _atomic_to_disk(original: Callable[..., None]) -> Callable[..., None]:
     def to_disk(self: TaskResult, path: Path) -> None:
-        _write_through_temp_file(lambda tmp: original_to_disk(self, tmp), Path(path))
+        _write_through_temp_file(lambda tmp: original(self, tmp), Path(path))
 
-    setattr(load_task_result, "__lam_mteb__", True)  # noqa: B010 - marks our wrapper
-    for owner, name, method in (
-        (ResultCache, "load_task_result", load_task_result),
-        (ResultCache, "save_to_cache", save_to_cache),
-        (TaskResult, "to_disk", to_disk),
-    ):
-        setattr(owner, name, method)
+    return to_disk
 
 
 # -- install -------------------------------------------------------------------------------------

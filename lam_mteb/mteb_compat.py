@@ -2,8 +2,9 @@
 
 mteb 2.x has no plugin mechanism, so lam-mteb reaches into it: the model registry
 (``mteb.models.model_implementations.MODEL_REGISTRY``), the task registry (``mteb.get_tasks``'
-``_TASKS_REGISTRY`` and ``TASK_LIST``), ``AbsTask.load_data``, the stock CLI's ``main`` and
-private helpers such as ``mteb._create_dataloaders``.  Every such use lives here, behind a small
+``_TASKS_REGISTRY`` and ``TASK_LIST``, and its ``get_task(s)``), ``AbsTask.load_data``, the
+result files' ``ResultCache`` / ``TaskResult`` methods, the stock CLI's ``main`` and private
+helpers such as ``mteb._create_dataloaders``.  Every such use lives here, behind a small
 named function, so that a new mteb release is adapted in one place.  :data:`SUPPORTED_MTEB` is the
 version range these functions are tested against (``tests/test_core_mteb_compat.py`` has one test
 per internal; ``scripts/check_mteb_versions.sh`` runs them against other releases).
@@ -127,6 +128,33 @@ def install_bare_name_lookup() -> None:
     module.get_model_meta = get_model_meta
     if getattr(mteb, "get_model_meta", None) is original:
         mteb.get_model_meta = get_model_meta
+
+
+# -- results: ResultCache / TaskResult ----------------------------------------------------------
+
+#: makes a wrapper from the original method (the wrapper takes ``self`` first, like the method)
+MethodWrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def wrap_result_cache(
+    *, load_task_result: MethodWrapper, save_to_cache: MethodWrapper, to_disk: MethodWrapper
+) -> None:
+    """Replace ``ResultCache.load_task_result``, ``ResultCache.save_to_cache`` and
+    ``TaskResult.to_disk`` (once) by ``wrapper(original)`` each."""
+    from mteb.cache import ResultCache
+    from mteb.results import TaskResult
+
+    if getattr(ResultCache.load_task_result, "__lam_mteb__", False):
+        return
+    for owner, name, make in (
+        (ResultCache, "load_task_result", load_task_result),
+        (ResultCache, "save_to_cache", save_to_cache),
+        (TaskResult, "to_disk", to_disk),
+    ):
+        original = getattr(owner, name)
+        wrapper = functools.wraps(original)(make(original))
+        wrapper.__lam_mteb__ = True  # type: ignore[attr-defined]
+        setattr(owner, name, wrapper)
 
 
 # -- tasks: _TASKS_REGISTRY / TASK_LIST ----------------------------------------------------------

@@ -77,6 +77,24 @@ def test_a_callback_runs_before_get_task_and_get_tasks(monkeypatch):
     assert calls and set(calls) == {1}
 
 
+def test_result_cache_methods_are_wrapped_with_the_signatures_the_bridge_uses():
+    from mteb.cache import ResultCache
+    from mteb.results import TaskResult
+
+    # the bridge installed the wrappers; they keep mteb's signatures (functools.wraps)
+    for method in (ResultCache.load_task_result, ResultCache.save_to_cache, TaskResult.to_disk):
+        assert getattr(method, "__lam_mteb__", False), method
+    params = list(inspect.signature(inspect.unwrap(ResultCache.load_task_result)).parameters)
+    assert params[:4] == ["self", "task_name", "model_name", "model_revision"]
+    params = list(inspect.signature(inspect.unwrap(ResultCache.save_to_cache)).parameters)
+    assert params[:3] == ["self", "task_result", "model_name"]
+    assert list(inspect.signature(inspect.unwrap(TaskResult.to_disk)).parameters) == [
+        "self",
+        "path",
+    ]
+    assert callable(ResultCache.get_task_result_path)  # named in the corrupt-file message
+
+
 def test_abstask_load_data_can_be_wrapped_per_class():
     from mteb.abstasks import AbsTask
 

@@ -485,13 +485,7 @@ class LamV2Encoder:
             write = state or (self._memory_read and any(pending[r] for r in active))
             reps, uniq, rep_of = share_identical(active, chunks, group)
             x, m = pad_batch(uniq, self.tokenizer.pad_id, self.device)
-            prev = None
-            rep_states = [states[r] for r in reps]
-            if rep_states[0] is not None:
-                # the active documents were all written at the same steps: all have a memory
-                carried = [s for s in rep_states if s is not None]
-                assert len(carried) == len(rep_states)
-                prev = [torch.stack([s[layer] for s in carried]) for layer in range(L)]
+            prev = _stacked_memories([states[r] for r in reps], L)
             h, new_or_none = self.model.forward_chunk(x, m, prev, write=write)
             new = [st for st in new_or_none if st is not None]
             assert not write or len(new) == L  # with write, every layer returns its memory
@@ -513,11 +507,26 @@ class LamV2Encoder:
         }
         if state:
             # state pooling writes at every window, so every document has its memories
-            final = [st for st in states if st is not None]
-            assert len(final) == n
-            last = torch.stack([st[-1] for st in final])
-            res["state"] = state_embedding(last.float(), self.diag_weight).cpu()
+            last = _stacked_memories(states, L)
+            assert last is not None
+            res["state"] = state_embedding(last[-1].float(), self.diag_weight).cpu()
         return res
+
+
+def _stacked_memories(
+    memories: Sequence[list[torch.Tensor] | None], n_layers: int
+) -> list[torch.Tensor] | None:
+    """Per layer, the rows' memories stacked into one batch, or None before any was written.
+
+    The rows of one lock-step batch were written at the same windows: all have a memory or none.
+    """
+    if not memories or memories[0] is None:
+        return None
+    carried = [s for s in memories if s is not None]
+    assert len(carried) == len(memories)
+    import torch
+
+    return [torch.stack([s[layer] for s in carried]) for layer in range(n_layers)]
 
 
 DEFAULTS_V2 = registry_defaults(LamV2Encoder)
