@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lam_mteb import mteb_compat
-from lam_mteb.contract import accepts_param, encode_texts
+from lam_mteb.contract import accepts_param, encode_texts, is_search_model
 from lam_mteb.data import RECREATION_PREFIX
 from lam_mteb.errors import LamMtebError
 from lam_mteb.mteb_compat import SUPPORTED_MTEB, check_mteb_version, mteb_version_supported
@@ -185,16 +185,6 @@ def plugin_model_class() -> Callable[[Any, str], AbsEncoder]:
             return super().similarity_pairwise(embeddings1, embeddings2)
 
     return PluginModel
-
-
-def is_search_model(obj: Any) -> bool:
-    """A plugin object that retrieves by itself (mteb's SearchProtocol: ``index`` + ``search``, no
-    ``encode``)."""
-    return (
-        callable(getattr(obj, "index", None))
-        and callable(getattr(obj, "search", None))
-        and not callable(getattr(obj, "encode", None))
-    )
 
 
 def load_plugin_model(

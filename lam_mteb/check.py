@@ -370,7 +370,7 @@ def run_checks(
         params["device"] = device
     start = time.perf_counter()
     try:
-        encoder = config.create(**params)
+        encoder = config.build(**params)
     except Exception as exc:
         report.add(
             "load",

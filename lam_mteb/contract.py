@@ -44,6 +44,7 @@ __all__ = [
     "encode_method",
     "encode_texts",
     "encoder_problem",
+    "is_search_model",
 ]
 
 
@@ -190,7 +191,7 @@ def encoder_problem(obj: object) -> str | None:
             "register a factory that returns an encoder object"
         )
     if not isinstance(obj, Encoder):
-        return f"{what} has no encode(texts, **kwargs) method"
+        return f"{what} has no encode(texts) method"
     for name in _METHODS:
         fn = getattr(obj, name, None)
         if fn is None:  # optional method set to None (a None encode fails the isinstance above)
@@ -204,6 +205,16 @@ def encoder_problem(obj: object) -> str | None:
         if problem:
             return f"{what}.{name} {problem}"
     return None
+
+
+def is_search_model(obj: object) -> bool:
+    """A :class:`SearchModel`: ``index`` and ``search``, and no ``encode`` (handed to mteb as it
+    is)."""
+    return (
+        callable(getattr(obj, "index", None))
+        and callable(getattr(obj, "search", None))
+        and not callable(getattr(obj, "encode", None))
+    )
 
 
 def encode_method(encoder: Encoder, prompt_type: str | None) -> Callable[..., Embeddings]:

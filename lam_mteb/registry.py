@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import jsonschema
 import yaml
 
+from lam_mteb.contract import encoder_problem, is_search_model
 from lam_mteb.errors import LamMtebError
 from lam_mteb.inputs import NAME_RE, check_name, did_you_mean, load_yaml
 from lam_mteb.leaderboard.spec import BENCHMARK_OPTIONS, Benchmark
@@ -162,13 +163,27 @@ class ModelConfig:
     def _has_path_params(self) -> bool:
         return any(isinstance(v, str) and Path(v).exists() for v in self.params.values())
 
-    def create(self, **overrides: Any) -> Any:
-        """Instantiate the encoder with this configuration's params (plus overrides)."""
+    def build(self, **overrides: Any) -> Any:
+        """What the kind's factory returns for this configuration's params (plus overrides),
+        unchecked (``lam-mteb check`` reports the contract itself)."""
         params = {**self.params, **overrides}
         problem = unknown_params(self.kind, params)
         if problem:
             raise LamMtebError(f"model {self.name!r} ({self.source}): {problem}")
         return self.kind.factory(**params)
+
+    def create(self, **overrides: Any) -> Any:
+        """Instantiate the encoder with this configuration's params (plus overrides) and check it
+        against the contract: a None, a class or an object without ``encode(texts)`` is one error
+        naming the plugin, not an AttributeError inside mteb."""
+        obj = self.build(**overrides)
+        problem = None if is_search_model(obj) else encoder_problem(obj)
+        if problem:
+            raise LamMtebError(
+                f"model {self.name!r} (kind {self.kind.name!r} of plugin {self.kind.plugin!r}): "
+                f"{problem}"
+            )
+        return obj
 
 
 def _accepted_params(factory: Callable[..., Any]) -> set[str] | None:

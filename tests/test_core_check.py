@@ -175,7 +175,7 @@ def test_sound_encoders_pass_every_check(check_plugin, name):
         ("chk-int", "dtype", "int64: embeddings must be floating point"),
         ("chk-zeros", "norms", "1 zero vector(s)"),
         ("chk-bad-queries", "encode_queries", "dim 3, but the model registers embed_dim=64"),
-        ("chk-no-encode", "contract", "NoEncode has no encode(texts, **kwargs) method"),
+        ("chk-no-encode", "contract", "NoEncode has no encode(texts) method"),
         ("chk-factory-raises", "load", "raised OSError: weights file model.safetensors not found"),
     ],
 )

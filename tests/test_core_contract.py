@@ -85,7 +85,7 @@ def test_valid_encoders_have_no_problem(obj):
     [
         (None, "the factory returned None"),
         (Plain, "returned the class Plain, not an instance"),
-        (NoEncode(), "NoEncode has no encode(texts, **kwargs) method"),
+        (NoEncode(), "NoEncode has no encode(texts) method"),
         (EncodeNotCallable(), "EncodeNotCallable.encode is not callable (type int)"),
         (EncodeNeedsMore(), "EncodeNeedsMore.encode cannot be called as fn(texts)"),
         (EncodeTakesNothing(), "EncodeTakesNothing.encode cannot be called as fn(texts)"),

@@ -141,3 +141,32 @@ def test_builtin_registry_file_is_valid():
     reg = plugins.get_registry()
     assert not reg.errors, reg.errors
     assert "minilm" in reg.models
+
+
+def test_a_factory_breaking_the_contract_is_one_error_naming_the_plugin():
+    from lam_mteb import hookimpl
+
+    class BrokenFactories:
+        @staticmethod
+        @hookimpl
+        def register_encoders(register):
+            register("returns-none", lambda: None)
+            register("returns-class", lambda: dict)
+            register("no-encode", lambda: object())
+
+    plugins.host.register_plugin(BrokenFactories, name="broken-factories")
+    try:
+        reg = plugins.get_registry()
+        for name, words in [
+            ("returns-none", "the factory returned None"),
+            ("returns-class", "the factory returned the class dict, not an instance"),
+            ("no-encode", "builtins.object has no encode(texts) method"),
+        ]:
+            with pytest.raises(LamMtebError) as err:
+                reg.model(name).create()
+            assert str(err.value).startswith(
+                f"model {name!r} (kind {name!r} of plugin 'broken-factories'): {words}"
+            ), str(err.value)
+        assert reg.model("returns-none").build() is None  # build() does not check (lam-mteb check)
+    finally:
+        plugins.host.unregister_plugin("broken-factories")
