@@ -59,6 +59,7 @@ __all__ = [  # RECREATION_PREFIX: re-exported from data; the version checks from
 ]
 
 _installed = False
+_completing = False  # complete_install() is running
 _our_models: set[str] = set()  # full names this module put into mteb's model registry
 
 
@@ -545,9 +546,16 @@ def install(force: bool = False) -> None:
 
 
 def complete_install() -> None:
-    """Finish an installation that had to wait: run before every ``mteb.get_task(s)``."""
-    if not _installed:
+    """Finish an installation that had to wait: run before every ``mteb.get_task(s)``, except
+    the lookups a plugin hook makes while that installation runs."""
+    global _completing
+    if _installed or _completing:
+        return
+    _completing = True
+    try:
         install(force=True)
+    finally:
+        _completing = False
 
 
 def wrap_mteb_cli(cli_module: ModuleType) -> None:

@@ -305,3 +305,38 @@ def test_a_plugin_task_module_imported_before_mteb_is_still_registered():
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "True"
     assert "failed" not in res.stderr, res.stderr
+
+
+def test_waiting_registration_survives_task_lookups_inside_hooks(tmp_path):
+    """The half-imported task module and the plugin's own hook both call mteb.get_task while the
+    registration is waiting: the completion runs once at a time and the task is found."""
+    (tmp_path / "wait_tasks.py").write_text(
+        "import mteb\n"
+        "Base = type(mteb.get_task('STSBenchmark'))\n"
+        "class WaitTask(Base):\n"
+        "    metadata = Base.metadata.model_copy(update={'name': 'WaitTask'})\n"
+    )
+    plugins_dir = tmp_path / "plugins"
+    plugins_dir.mkdir()
+    (plugins_dir / "wait_plugin.py").write_text(
+        "import lam_mteb\n"
+        "import mteb\n"
+        "@lam_mteb.hookimpl\n"
+        "def register_tasks(register):\n"
+        "    mteb.get_task('STSBenchmark')\n"
+        "    from wait_tasks import WaitTask\n"
+        "    register(WaitTask)\n"
+    )
+    code = "import wait_tasks, mteb; print(type(mteb.get_task('WaitTask')).__name__)"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(tmp_path),
+        "LAM_MTEB_PLUGINS_DIR": str(plugins_dir),
+    }
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "WaitTask"
+    assert "failed" not in res.stderr, res.stderr
