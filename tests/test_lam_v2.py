@@ -1,4 +1,4 @@
-"""LAM v2 (kind ``lam2``): MiniLM softmax per chunk + gated delta-rule memory + lexical channel.
+"""LAM v2 (kind ``lam2``): MiniLM softmax per chunk + gated delta-rule memory; the slot state.
 
 At initialisation (gates 0) a text of one chunk must give exactly all-MiniLM-L6-v2's vector and a
 long document the mean over MiniLM windows; with non-zero gates the memory must carry information
@@ -6,7 +6,6 @@ across windows, computed the same by the chunkwise kernel and the token-by-token
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import lam_mteb_plugins.lam as lam_plugin
 from lam_mteb_plugins.lam import encoder_v2 as enc2
 from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder, revision_v2
 from lam_mteb_plugins.lam.model import base_model_path
-from lam_mteb_plugins.lam.v2 import LamV2Config, LamV2Model, fit_idf, load_v2, save_v2
+from lam_mteb_plugins.lam.v2 import LamV2Config, LamV2Model, load_v2, save_v2
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
@@ -57,9 +56,6 @@ def _text(n_words: int, seed: int) -> str:
 @pytest.fixture(scope="module")
 def init_ckpt(tmp_path_factory):
     model = LamV2Model.from_base(LamV2Config(chunk_size=32))
-    from lam_mteb_plugins.lam.text import LamTokenizer
-
-    model.lexical_idf.copy_(fit_idf(LamTokenizer(), [_text(30, s) for s in range(20)] + ["a b c"]))
     folder = tmp_path_factory.mktemp("v2init")
     save_v2(model, folder)
     return folder
@@ -157,11 +153,12 @@ def test_gated_long_documents_batch_stream_and_share_prefixes_exactly(
         _text(90, 7),
         "short one",
     ]
-    together = enc.encode_parts(docs, state=True)
+    together = enc.encode_parts(docs)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == len(docs)
+    assert np.allclose(enc.encode_parts(docs)["slots"], together["slots"])  # read from the cache
     monkeypatch.delenv("LAM_MTEB_LAM2_CACHE")
-    alone = [enc.encode_parts([d], state=True) for d in docs]
-    for k in ("mean", "window_mean", "state"):
+    alone = [enc.encode_parts([d]) for d in docs]
+    for k in ("mean", "window_mean", "slots", "counts"):
         assert np.allclose(together[k], np.concatenate([a[k] for a in alone]), atol=2e-5), k
     # the memory changes long documents only
     init_like = LamV2Encoder(weights=str(gated_ckpt), chunk_size=512)
@@ -170,91 +167,32 @@ def test_gated_long_documents_batch_stream_and_share_prefixes_exactly(
     )
     # texts over LONG_CHARS are tokenised as a stream: same result
     monkeypatch.setattr(enc2, "LONG_CHARS", 50)
-    streamed = enc.encode_parts(docs, state=True)
-    for k in ("mean", "state"):
+    streamed = enc.encode_parts(docs)
+    for k in ("mean", "slots", "counts"):
         assert np.allclose(streamed[k], together[k], atol=2e-5), k
 
 
-def _bag(enc, text):
-    ids = enc.tokenizer.encode_batch([text])[0][1:-1]
-    return {t: ids.count(t) for t in set(ids)}
-
-
-def test_hashed_lexical_channel_matches_its_plain_reference(init_ckpt):
-    """project_bags (vectorised, streamed counts) == the per-token Python reference."""
-    from lam_mteb_plugins.lam.lexical import reference_project
-    from lam_mteb_plugins.lam.text import PIECE_CHARS
-
-    enc = LamV2Encoder(weights=str(init_ckpt), chunk_size=16, lexical_weight=1.0, lexical_dim=64)
-    docs = [_text(60, 8), _text(200, 9) + " " + _text(5, 8)]
-    got = enc.lexical(docs)
-    assert got.shape == (2, 64)
-    for row, doc in zip(got, docs, strict=False):
-        want = reference_project(_bag(enc, doc), enc.model.lexical_idf, 64)
-        assert np.allclose(row, want.numpy(), atol=1e-4)
-    # a text over the tokenizer's piece size is counted piece by piece: the same bag as a whole
-    long = " ".join([docs[1]] * 60)
-    assert len(long) > 2 * PIECE_CHARS
-    want = reference_project(_bag(enc, long), enc.model.lexical_idf, 64)
-    assert np.allclose(enc.lexical([long])[0], want.numpy(), atol=1e-3)
-
-
-def test_lexical_weight_fuses_cosines_and_retrieval_weight_follows_prompt_type(init_ckpt):
-    docs = [_text(60, 8), _text(70, 10), "a b c words " * 3]
-    enc = LamV2Encoder(
-        weights=str(init_ckpt),
-        chunk_size=16,
-        lexical_weight=0.3,
-        retrieval_lexical_weight=0.8,
-        lexical_dim=256,
-    )
-    dense = LamV2Encoder(weights=str(init_ckpt), chunk_size=16).encode(docs)
-    assert enc.embed_dim == 384 + 256 and dense.shape == (3, 384)
-    lex = enc.lexical(docs)
-    lex = lex / np.linalg.norm(lex, axis=1, keepdims=True)
-    for prompt_type, w in ((None, 0.3), ("query", 0.8), ("document", 0.8)):
-        e = enc.encode(docs, prompt_type=prompt_type)
-        assert e.shape == (3, 640) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
-        cos = e @ e.T
-        want = (1 - w) * dense @ dense.T + w * lex @ lex.T
-        assert np.allclose(cos, want, atol=1e-5), prompt_type
-    # the first lexical channel: MiniLM's input embeddings, mixed into the same 384 dimensions
-    old = LamV2Encoder(
-        weights=str(init_ckpt),
-        chunk_size=16,
-        lexical_weight=0.3,
-        lexical_vectors="minilm",
-        lexical_tf="raw",
-    )
-    ids = torch.tensor(old.tokenizer.encode_batch([docs[0]])[0])
-    m = old.model
-    manual = (m.lexical_idf[ids, None] * m.static_vectors()[ids]).sum(0)
-    manual = (manual / manual.norm()).detach().numpy()
-    want = 0.7 * dense[0] + 0.3 * manual
-    assert old.embed_dim == 384
-    assert np.allclose(old.encode([docs[0]])[0], want / np.linalg.norm(want), atol=1e-5)
-
-
-@pytest.mark.parametrize("pooling", ["mean", "state"])
+@pytest.mark.parametrize("pooling", ["mean", "state", "hybrid"])
 def test_bad_inputs_never_nan(gated_ckpt, pooling):
-    enc = LamV2Encoder(weights=str(gated_ckpt), chunk_size=16, pooling=pooling, lexical_weight=0.2)
-    e = enc.encode([None, "", "   ", "\x00\x01", "\ud800 lone", "word " * 100])
-    assert e.shape == (6, 384 + 2048) and np.isfinite(e).all()
-    assert np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-4)  # empty texts too
-    assert np.allclose(np.linalg.norm(e[-1]), 1, atol=1e-4)
+    enc = LamV2Encoder(weights=str(gated_ckpt), chunk_size=16, pooling=pooling, slots=4)
+    width = 384 if pooling == "mean" else 5 * 384 + 4
+    texts = [None, "", "   ", "\x00\x01", "\ud800 lone", "word " * 100]
+    for prompt_type in (None, "query", "document"):
+        e = enc.encode(texts, prompt_type=prompt_type)
+        assert e.shape == (6, width) and np.isfinite(e).all()
+        assert np.allclose(np.linalg.norm(e[:, :384], axis=1), 1, atol=1e-4)  # empty texts too
+        assert np.isfinite(np.asarray(enc.similarity(e, e))).all()
 
 
 def test_bad_params_and_checkpoints_are_clear_errors(tmp_path, init_ckpt):
     with pytest.raises(lam_mteb.LamMtebError, match="pooling"):
-        LamV2Encoder(weights=str(init_ckpt), pooling="hybrid")
-    with pytest.raises(lam_mteb.LamMtebError, match="lexical_weight"):
-        LamV2Encoder(weights=str(init_ckpt), lexical_weight=2)
-    with pytest.raises(lam_mteb.LamMtebError, match="retrieval_lexical_weight"):
-        LamV2Encoder(weights=str(init_ckpt), retrieval_lexical_weight=-0.1)
-    with pytest.raises(lam_mteb.LamMtebError, match="lexical_vectors"):
-        LamV2Encoder(weights=str(init_ckpt), lexical_vectors="bm25")
-    with pytest.raises(lam_mteb.LamMtebError, match="lexical_tf"):
-        LamV2Encoder(weights=str(init_ckpt), lexical_tf="sqrt")
+        LamV2Encoder(weights=str(init_ckpt), pooling="max")
+    with pytest.raises(lam_mteb.LamMtebError, match="hybrid_weight"):
+        LamV2Encoder(weights=str(init_ckpt), hybrid_weight=2)
+    with pytest.raises(lam_mteb.LamMtebError, match="slots"):
+        LamV2Encoder(weights=str(init_ckpt), slots=0)
+    with pytest.raises(lam_mteb.LamMtebError, match="temperature"):
+        LamV2Encoder(weights=str(init_ckpt), temperature=0)
     with pytest.raises(lam_mteb.LamMtebError, match="chunk_size"):
         LamV2Encoder(weights=str(init_ckpt), chunk_size=600)
     with pytest.raises(lam_mteb.LamMtebError, match="needs config.json"):
@@ -273,11 +211,17 @@ def test_checkpoint_roundtrip_and_revision(tmp_path, gated_ckpt, init_ckpt):
     a, b = load_v2(gated_ckpt), load_v2(gated_ckpt)
     pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=False)
     assert all(torch.equal(x, y) for x, y in pairs)
-    assert (gated_ckpt / "model.safetensors").stat().st_size < 1 << 20  # memory params + idf only
+    assert (gated_ckpt / "model.safetensors").stat().st_size < 1 << 20  # memory params only
     r = revision_v2({"weights": str(gated_ckpt)})
     assert r == revision_v2({"weights": str(gated_ckpt)})
     assert r != revision_v2({"weights": str(init_ckpt)})
-    assert r != revision_v2({"weights": str(gated_ckpt), "lexical_weight": 0.2})
+    assert r != revision_v2({"weights": str(gated_ckpt), "pooling": "state"})
+    state = revision_v2({"weights": str(gated_ckpt), "pooling": "state"})
+    assert state != revision_v2({"weights": str(gated_ckpt), "pooling": "state", "slots": 8})
+    # hybrid_weight changes the hybrid only
+    assert state == revision_v2(
+        {"weights": str(gated_ckpt), "pooling": "state", "hybrid_weight": 0.1}
+    )
 
 
 def test_lam2_kind_and_registry_entries():
@@ -292,18 +236,12 @@ def test_lam2_kind_and_registry_entries():
     assert (
         models["lam-mean"]["kind"] == "lam2" and models["lam-mean"]["params"]["pooling"] == "mean"
     )
-    assert (
-        models["lam2-state"]["kind"] == "lam2"
-        and models["lam2-state"]["params"]["pooling"] == "state"
-    )
-    # the README's main job: state pooling needs a trained memory, so lam-state is v1's
-    assert (
-        models["lam-state"]["kind"] == "lam" and models["lam-state"]["params"]["pooling"] == "state"
-    )
-    assert (
-        models["lam-hybrid"]["kind"] == "lam2"
-        and 0 < models["lam-hybrid"]["params"]["lexical_weight"] < 1
-    )
+    for name, pooling in (("lam-state-dense", "state"), ("lam-hybrid-dense", "hybrid")):
+        assert models[name]["kind"] == "lam2" and models[name]["params"]["pooling"] == pooling
+    # the README's main job: LAM's state + the lexical wrapper (LAM has no lexical code of its own)
+    for name in ("lam-state", "lam-hybrid"):
+        assert models[name]["kind"] == "lexical"
+        assert models[name]["params"]["encoder"] == f"{name}-dense"
     for pooling in ("mean", "state", "hybrid"):
         assert models[f"lam-v1-{pooling}"]["kind"] == "lam"
 
@@ -312,19 +250,19 @@ def test_lam2_configure_derives_embed_dim_and_rejects_bad_params(tmp_path):
     from lam_mteb import plugins, registry
 
     reg = plugins.get_registry()
-    assert reg.model("lam-hybrid").embed_dim == 384 + 2048  # no embed_dim written in registry.yaml
-    assert reg.model("lam-mean").embed_dim == reg.model("lam2-state").embed_dim == 384
+    # no embed_dim written in registry.yaml: the state layout's width is derived
+    assert reg.model("lam-mean").embed_dim == 384
+    K = yaml.safe_load((REPO / "registry.yaml").read_text())["models"]
+    K = {m["name"]: m for m in K}["lam-state-dense"]["params"]["slots"]
+    assert reg.model("lam-state-dense").embed_dim == (K + 1) * 384 + K
     derive = enc2.configure_v2
-    assert derive({"lexical_weight": 0.3, "lexical_dim": 512}, None) == {"embed_dim": 384 + 512}
-    assert derive({"retrieval_lexical_weight": 0.5}, None) == {"embed_dim": 384 + 2048}
-    # MiniLM's input embeddings are mixed in, not concatenated: the width stays the dense one
-    assert derive({"lexical_weight": 0.3, "lexical_vectors": "minilm"}, None) == {"embed_dim": 384}
+    assert derive({"pooling": "state", "slots": 4}, None)["embed_dim"] == 5 * 384 + 4
+    assert derive({"pooling": "mean", "slots": 4}, None) == {"embed_dim": 384}
     path = tmp_path / "registry.yaml"
     path.write_text(
-        "models:\n  - name: my-lam\n    kind: lam2\n"
-        "    params: {lexical_weight: 0.3, lexical_tf: sqrt}\n"
+        "models:\n  - name: my-lam\n    kind: lam2\n    params: {pooling: state, slots: 0}\n"
     )
-    with pytest.raises(lam_mteb.LamMtebError, match=r"registry.yaml:2: .*'my-lam'.*lexical_tf"):
+    with pytest.raises(lam_mteb.LamMtebError, match=r"registry.yaml:2: .*'my-lam'.*slots"):
         registry.load_registry_file(path, reg)
 
 
@@ -345,80 +283,73 @@ def test_shipped_v2_checkpoint_is_small_and_loads():
     assert e[0] @ e[1] > e[0] @ e[2] + 0.2
 
 
-def _cli(argv):
-    parser = argparse.ArgumentParser(prog="lam-mteb")
-    lam_plugin.register_commands(parser.add_subparsers())
-    return parser.parse_args(argv)
+# -- the document state (slots.py) ----------------------------------------------------------------
 
 
-def test_distill_v2_trains_only_the_memory_and_resumes(tmp_path, capsys):
-    data = tmp_path / "data"
-    (data / "longtext").mkdir(parents=True)
-    for i in range(3):
-        (data / "longtext" / f"doc{i}.txt").write_text(_text(600, 10 + i))
-    out = tmp_path / "ckpt"
-    argv = [
-        "distill-v2",
-        "-o",
-        str(out),
-        "--data-dir",
-        str(data),
-        "--chunk-size",
-        "16",
-        "--windows",
-        "2",
-        "--batch",
-        "3",
-        "--query-tokens",
-        "4",
-        "--lr",
-        "0.05",
-        "--save-every",
-        "1",
-        "--threads",
-        "1",
-        "--quiet",
-    ]
-    args = _cli(argv + ["--steps", "2"])
-    assert args.func(args) == 0
-    assert torch.load(out / "trainer_state.pt", weights_only=False)["step"] == 2
-    args = _cli(argv + ["--steps", "3", "--resume"])  # continue the same run for one more step
-    assert args.func(args) == 0
-    model = load_v2(out)
-    init = LamV2Model.from_base()
-    assert any(la.attention.mem_gate.abs().max() > 0 for la in model.layers)  # the memory trained
-    for (n, p), (_, p0) in zip(model.named_parameters(), init.named_parameters(), strict=False):
-        if ".mem_" not in n:
-            assert torch.equal(p, p0), n  # MiniLM untouched
-    cfg = json.loads((out / "config.json").read_text())
-    assert cfg["training"]["steps"] == 3 and "heldout_accuracy_trained" in cfg["training"]
-    with pytest.raises(lam_mteb.LamMtebError, match="not empty"):
-        args = _cli(argv + ["--steps", "3"])
-        args.func(args)
-    with pytest.raises(lam_mteb.LamMtebError, match="other settings"):
-        args = _cli(argv + ["--steps", "3", "--resume", "--lr", "0.5"])
-        args.func(args)
-    assert "held-out" in capsys.readouterr().err
-
-
-def test_distill_v2_without_data_is_a_clear_error(tmp_path):
-    args = _cli(["distill-v2", "-o", str(tmp_path / "x"), "--data-dir", str(tmp_path)])
-    with pytest.raises(lam_mteb.LamMtebError, match="longtext"):
-        args.func(args)
-
-
-def test_lexical_projection_in_blocks_equals_one_block(monkeypatch):
-    """Long documents are projected in blocks of word pieces (flat memory): same vectors."""
-    from lam_mteb_plugins.lam import lexical
+def test_batched_slot_writes_and_reads_equal_the_plain_reference():
+    """SlotMemory (documents in lock-step, some finished) == the per-step delta rule."""
+    from lam_mteb_plugins.lam import slots
 
     g = torch.Generator().manual_seed(0)
-    idf = torch.rand(30522, generator=g)
-    counts = torch.zeros(2, 30522)
-    counts[0, 1000:9000] = torch.randint(1, 5, (8000,), generator=g).float()
-    counts[1, 20000:20010] = 3.0
-    monkeypatch.setattr(lexical, "_BLOCK", 10**6)
-    whole = lexical.project_bags(counts, idf, dim=64)
-    monkeypatch.setattr(lexical, "_BLOCK", 97)
-    blocks = lexical.project_bags(counts, idf, dim=64)
-    assert torch.allclose(whole, blocks, rtol=1e-4, atol=1e-3)
-    assert whole[0].abs().sum() > 0 and whole[1].abs().sum() > 0
+    K, d, lengths = 4, 8, [1, 3, 9, 17]
+    windows = [
+        torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=-1) for n in lengths
+    ]
+    memory = slots.SlotMemory(len(lengths), K, d)
+    for t in range(max(lengths)):
+        rows = [r for r, n in enumerate(lengths) if t < n]
+        memory.write(torch.tensor(rows), torch.stack([windows[r][t] for r in rows]))
+    queries = torch.nn.functional.normalize(torch.randn(3, d, generator=g), dim=-1)
+    scores = slots.read(queries, memory.S, memory.n, tau=0.1)
+    for r, w in enumerate(windows):
+        S, n = torch.zeros(K, d), torch.zeros(K)
+        for vec in w:
+            S, n = slots.write_reference(S, n, vec)
+        assert torch.allclose(memory.S[r], S, atol=1e-6) and torch.equal(memory.n[r], n)
+        assert n.sum() == len(w)  # every window is written once
+        for qi in range(len(queries)):
+            want = slots.read_reference(queries[qi], S, n, 0.1)
+            assert abs(float(scores[qi, r]) - want) < 1e-5
+    # a document with at most K windows keeps each window in its own slot (exact)
+    assert torch.allclose(memory.S[1, :3], windows[1], atol=1e-6)
+    # the read lies between the share-weighted mean cosine and the best slot's cosine
+    cos = queries @ torch.nn.functional.normalize(memory.S[3], dim=-1).T
+    share = memory.n[3] / memory.n[3].sum()
+    assert ((cos * share).sum(1) <= scores[:, 3] + 1e-6).all()
+    assert (scores[:, 3] <= cos.max(1).values + 1e-6).all()
+
+
+def test_state_is_fixed_size_and_read_by_the_query(init_ckpt):
+    """The state's width does not depend on the length; a query that repeats one part of a long
+    document scores it through the state above the window mean; symmetric rows are the mean."""
+    enc = LamV2Encoder(weights=str(init_ckpt), chunk_size=32, pooling="state", slots=4)
+    mean_enc = LamV2Encoder(weights=str(init_ckpt), chunk_size=32)
+    topics = [
+        "The orchestra rehearsed the symphony; violins and cellos played the slow movement.",
+        "Interest rates rose again and the central bank warned about inflation and bond markets.",
+        "The goalkeeper saved a penalty in the final minute and the striker scored twice.",
+        "Mitochondria produce energy for the cell through respiration and ATP synthesis.",
+    ]
+    long_doc = " ".join(" ".join([t] * 6) for t in topics)  # ~16 windows of 4 topics, 4 slots
+    docs = [long_doc, _text(10, 99), _text(200, 98)]
+    D = enc.encode(docs, prompt_type="document")
+    assert D.shape == (3, 5 * 384 + 4) == (3, enc.embed_dim)
+    assert np.allclose(D[:, -4:].sum(1), 1, atol=1e-6)  # slot shares
+    assert np.allclose(D[1, -4:], [1, 0, 0, 0])  # one window: one slot
+    for prompt_type in (None, "query"):
+        e = enc.encode(docs, prompt_type=prompt_type)
+        assert np.allclose(e[:, :384], mean_enc.encode(docs), atol=1e-6)
+        assert not e[:, 384:].any()  # queries and symmetric texts carry the mean only
+    q = enc.encode(["Who scored in the final minute of the football match?"], prompt_type="query")
+    state = np.asarray(enc.similarity(q, D))[0]
+    cosine = q[0, :384] @ D[:, :384].T
+    assert state[0] > cosine[0] + 0.01  # the state keeps the matching part; the mean dilutes it
+    # pairwise = the diagonal of the full matrix; documents encoded without state: cosine
+    Q3 = np.repeat(q, 3, axis=0)
+    assert np.allclose(enc.similarity_pairwise(Q3, D), state, atol=1e-6)
+    plain = enc.encode(docs, prompt_type=None)
+    assert np.allclose(np.asarray(enc.similarity(q, plain))[0], cosine, atol=1e-6)
+    hybrid = LamV2Encoder(
+        weights=str(init_ckpt), chunk_size=32, pooling="hybrid", slots=4, hybrid_weight=0.25
+    )
+    assert np.allclose(hybrid.similarity(q, D), 0.25 * cosine + 0.75 * state, atol=1e-6)

@@ -1,9 +1,11 @@
 """LAM (Linear Attention Model) plugin for lam-mteb.
 
-Two encoder kinds: ``lam2`` (LAM v2, the default since issue 13: MiniLM's exact softmax attention
-inside each chunk + a gated delta-rule memory carried across chunks + an optional lexical channel;
-registry ``lam-mean`` / ``lam-state`` / ``lam-hybrid``) and ``lam`` (LAM v1, below; registry
-``lam-v1-mean`` / ``lam-v1-state`` / ``lam-v1-hybrid``).
+Two encoder kinds: ``lam2`` (LAM v2: MiniLM's exact softmax attention inside each window + a gated
+delta-rule memory carried across windows; poolings ``mean``, ``state`` (the document state of
+``slots.py``: window vectors written into fixed-size slots by a delta rule, read by the query) and
+``hybrid``; registry ``lam-mean``, ``lam-state-dense``, ``lam-hybrid-dense``, and over them, with
+the baselines plugin's ``lexical`` wrapper, ``lam-state`` and ``lam-hybrid``) and ``lam`` (LAM v1,
+below; registry ``lam-v1-mean`` / ``lam-v1-state`` / ``lam-v1-hybrid``).
 
 LAM v1:
 all-MiniLM-L6-v2 with each softmax self-attention replaced by a DeltaNet (delta-rule linear
@@ -13,7 +15,7 @@ are streamed in chunks of 512 tokens with every layer's state carried, so memory
 Registers the encoder kind ``lam`` (params: pooling = mean | state | hybrid, weights = a checkpoint
 folder or None for the shipped default, hybrid_weight, diag_weight (weight of the diagonal term in
 the state embedding), chunk_size, batch_size, device) and the command ``lam-mteb distill``.
-registry.yaml names ``lam-mean``, ``lam-state`` and ``lam-hybrid``.  See docs/lam.md.
+See docs/lam.md.
 
 This module only uses lam-mteb's public contract and imports torch lazily (it is imported at every
 ``import mteb``).
@@ -80,10 +82,10 @@ def register_encoders(register: RegisterEncoder) -> None:
         params=dict(PARAMS_V2),
         revision=revision_v2,
         configure=configure_v2,
-        description="LAM v2: MiniLM-L6 softmax per chunk + gated delta-rule memory across chunks "
-        "(+ lexical channel), streaming any length",
+        description="LAM v2: MiniLM-L6 softmax per window + gated delta-rule memory across "
+        "windows; mean, or the document state (slots written by a delta rule, read by the query)",
         n_parameters=N_PARAMETERS_V2,
-        training_datasets=["STSBenchmark"],  # IDF: STS-B train text
+        training_datasets=[],
         **_META,
     )
 
@@ -91,7 +93,5 @@ def register_encoders(register: RegisterEncoder) -> None:
 @lam_mteb.hookimpl
 def register_commands(subparsers: SubParsers) -> None:
     from lam_mteb_plugins.lam.distill import add_parser
-    from lam_mteb_plugins.lam.train_v2 import add_parser as add_parser_v2
 
     add_parser(subparsers)
-    add_parser_v2(subparsers)

@@ -1,29 +1,34 @@
-"""The ``lam2`` encoder: LAM v2 (MiniLM softmax inside a chunk + gated delta-rule memory across
-chunks).
+"""The ``lam2`` encoder: LAM v2 (MiniLM softmax inside a window + a gated delta-rule memory across
+windows) with LAM's document state (``slots.py``) as its index.
 
-- A text of at most ``chunk_size`` tokens (``[CLS] ... [SEP]``) is one chunk: it is run exactly like
-  MiniLM (length-sorted batches padded only to the longest text of the batch, no memory), and its
-  mean pooling is MiniLM's sentence vector.
+- A text of at most ``chunk_size`` tokens (``[CLS] ... [SEP]``) is one window: it is run exactly
+  like MiniLM (length-sorted batches padded only to the longest text of the batch, no memory), and
+  its mean pooling is MiniLM's sentence vector.
 - A longer text is cut into windows of ``chunk_size - 2`` word pieces, each wrapped in
   ``[CLS] ... [SEP]`` with positions from 0 (each window is a MiniLM input); every layer's memory
-  is carried from window to window and read through the learned gates.  Documents run in lock-step
-  batches; only the memories, a running sum and the lexical sum are kept, so memory use does not
-  grow with length.  Texts over 20 000 characters are tokenised as a stream.
+  is carried from window to window and read through the learned gates (0 as shipped: the memory
+  is then never written or read, and each window is exactly MiniLM's).  Documents run in lock-step
+  batches; only a running sum and the document state are kept, so memory use does not grow with
+  length.  Texts over 20 000 characters are tokenised as a stream.
 
-Poolings (returned L2-normalised):
+Poolings:
 
-- ``mean``:  mean of the last layer's hidden states over every token of every window (incl. the
-             windows' [CLS]/[SEP]); ``chunk_pooling="windows"`` averages the per-window means
-             instead;
-- ``state``: the last layer's memory after the document, embedded as LAM v1's state pooling;
-- ``lexical_weight`` w > 0 adds the lexical channel (``lexical.py``): a random projection of the
-  text's bag of word pieces weighted log(1 + tf) * idf, ``lexical_dim`` dimensions, concatenated as
-  [sqrt(1 - w) * e, sqrt(w) * e_lex] (both L2-normalised), so a cosine between two texts is
-  (1 - w) * dense cosine + w * lexical cosine, the way BGE-M3 fuses dense and lexical scores.
-  ``retrieval_lexical_weight`` (default: ``lexical_weight``) is the weight for texts mteb encodes as
-  queries or documents; ``lexical_weight`` the one for symmetric tasks (STS, clustering, ...).
-  ``lexical_vectors="minilm"`` uses MiniLM's 384-d input embeddings mixed into the same space
-  instead (normalise((1 - w) * e + w * e_lex), the first version; see docs/lam.md for both).
+- ``mean``:   mean of the last layer's hidden states over every token of every window (incl. the
+              windows' [CLS]/[SEP]), L2-normalised (``chunk_pooling="windows"``: the mean of the
+              per-window means); one ``hidden``-d vector, cosine similarity;
+- ``state``:  the document state: each window's vector (its mean hidden state, normalised) is
+              written into ``slots`` slots by the delta rule of ``slots.py``; a query reads it as a
+              soft maximum over the slots (temperature ``temperature``).  The output is one
+              fixed-size row per text, ``[mean | slots x hidden | slots shares]``
+              (``(slots + 1) * hidden + slots`` numbers, whatever the length): documents
+              (``prompt_type="document"``) carry their state; queries and symmetric texts (STS,
+              ``prompt_type`` None) only the mean, so a cosine between two of them is the mean's
+              cosine.  ``similarity`` (handed to mteb by the bridge) scores a query against a
+              document's state;
+- ``hybrid``: the state's layout, scored ``hybrid_weight * cos(q, mean) + (1 - hybrid_weight) *
+              read(q, state)``: the mean and the state combined.
+
+The lexical channel is not LAM's: wrap any of these in the baselines plugin's ``lexical`` kind.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ from lam_mteb_plugins.lam.encoder import (
     pad_batch,
     registry_defaults,
     resolve_device,
-    state_embedding,
 )
 
 if TYPE_CHECKING:
@@ -55,13 +59,9 @@ if TYPE_CHECKING:
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS_V2 = WEIGHTS_DIR / "v2"
-POOLINGS_V2 = ("mean", "state")
+POOLINGS_V2 = ("mean", "state", "hybrid")
 CHUNK_POOLINGS = ("tokens", "windows")
-TF_WEIGHTS = ("log", "raw", "binary")  # lexical.tf_weight
-VECTORS = ("hashed", "minilm")  # the lexical channel's vectors (module docstring)
-# rows of a LAM_MTEB_LAM2_CACHE file; "reserved" held the first lexical channel (now lexical.py,
-# computed from the text alone) and stays so that cache files written before remain readable
-_PARTS = ("mean", "window_mean", "reserved", "state")
+PROMPTS = ("query", "document")
 
 
 def _error(message: str) -> LamMtebError:
@@ -79,48 +79,43 @@ def resolve_weights_v2(weights: str | Path | None) -> Path:
 def revision_v2(params: dict) -> str:
     keep = {
         k: params.get(k, DEFAULTS_V2[k])
-        for k in (
-            "pooling",
-            "lexical_weight",
-            "retrieval_lexical_weight",
-            "lexical_vectors",
-            "lexical_dim",
-            "lexical_tf",
-            "chunk_size",
-            "chunk_pooling",
-            "diag_weight",
-        )
+        for k in ("pooling", "chunk_size", "chunk_pooling", "slots", "temperature")
     }
+    if keep["pooling"] == "hybrid":
+        keep["hybrid_weight"] = params.get("hybrid_weight", DEFAULTS_V2["hybrid_weight"])
     blob = (
-        "v2"
+        "v2/state"
         + json.dumps(keep, sort_keys=True)
         + checkpoint_hash(resolve_weights_v2(params.get("weights")))
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def state_width(hidden: int, slots: int) -> int:
+    """Numbers per output row of the state layout: the mean, the slots and their shares."""
+    return (slots + 1) * hidden + slots
+
+
 def configure_v2(params: dict, lookup: Callable[[str], object]) -> dict:
     """The ``lam2`` kind's ``configure``: check a configuration's parameters when the registry
     loads (a bad one is one error naming its registry.yaml line, before any model is built) and
-    derive its ``embed_dim``: the checkpoint's hidden size, plus ``lexical_dim`` when a lexical
-    weight is > 0 with hashed lexical vectors (those are concatenated, not mixed in)."""
+    derive its ``embed_dim``: the checkpoint's hidden size for ``mean``, the state layout's width
+    for ``state`` / ``hybrid``."""
     p = {**DEFAULTS_V2, **params}
-    lexical = float(p["lexical_weight"])
-    retrieval = lexical if p["retrieval_lexical_weight"] is None else p["retrieval_lexical_weight"]
     _check_params(
         p["pooling"],
         p["chunk_pooling"],
-        (lexical, float(retrieval), float(p["diag_weight"])),
-        p["lexical_vectors"],
-        p["lexical_tf"],
-        p["lexical_dim"],
         p["chunk_size"],
+        p["slots"],
+        p["temperature"],
+        p["hybrid_weight"],
     )
     config = resolve_weights_v2(p["weights"]) / "config.json"
     # a checkpoint that is not there yet keeps the kind's 384 (MiniLM-L6); building it will say so
-    dense = json.loads(config.read_text())["hidden_size"] if config.is_file() else 384
-    concatenated = p["lexical_vectors"] == "hashed" and max(lexical, float(retrieval)) > 0
-    return {"embed_dim": int(dense) + (int(p["lexical_dim"]) if concatenated else 0)}
+    dense = int(json.loads(config.read_text())["hidden_size"]) if config.is_file() else 384
+    if p["pooling"] == "mean":
+        return {"embed_dim": dense}
+    return {"embed_dim": state_width(dense, int(p["slots"])), "similarity_fn_name": "dot"}
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -132,36 +127,28 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 def _check_params(
     pooling: str,
     chunk_pooling: str,
-    weights: Sequence[float],
-    lexical_vectors: str,
-    lexical_tf: str,
-    lexical_dim: int,
     chunk_size: int | None,
+    slots: int,
+    temperature: float,
+    hybrid_weight: float,
 ) -> None:
-    """One LamMtebError naming the first bad parameter (``weights``: the lexical and diag
-    weights)."""
+    """One LamMtebError naming the first bad parameter."""
     if pooling not in POOLINGS_V2:
         raise _error(f"LAM v2 pooling {pooling!r} is not one of {', '.join(POOLINGS_V2)}")
     if chunk_pooling not in CHUNK_POOLINGS:
         raise _error(
             f"LAM v2 chunk_pooling {chunk_pooling!r} is not one of {', '.join(CHUNK_POOLINGS)}"
         )
-    if not all(0.0 <= float(x) <= 1.0 for x in weights):
-        raise _error(
-            "LAM lexical_weight, retrieval_lexical_weight and diag_weight must lie in [0, 1]"
-        )
-    if lexical_vectors not in VECTORS:
-        raise _error(
-            f"LAM v2 lexical_vectors {lexical_vectors!r} is not one of {', '.join(VECTORS)}"
-        )
-    if lexical_tf not in TF_WEIGHTS:
-        raise _error(f"LAM v2 lexical_tf {lexical_tf!r} is not one of {', '.join(TF_WEIGHTS)}")
-    if not 16 <= int(lexical_dim) <= 65536:
-        raise _error(f"LAM v2 lexical_dim must be in 16..65536, got {lexical_dim}")
     if chunk_size is not None and not 3 <= int(chunk_size) <= 512:
         raise _error(
             f"LAM chunk_size must be in 3..512 (MiniLM has 512 positions), got {chunk_size}"
         )
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 1024:
+        raise _error(f"LAM v2 slots must be a whole number in 1..1024, got {slots!r}")
+    if not 0.0 < float(temperature) <= 10.0:
+        raise _error(f"LAM v2 temperature must be in (0, 10], got {temperature!r}")
+    if not 0.0 <= float(hybrid_weight) <= 1.0:
+        raise _error(f"LAM v2 hybrid_weight must lie in [0, 1], got {hybrid_weight!r}")
 
 
 class LamV2Encoder:
@@ -171,29 +158,16 @@ class LamV2Encoder:
         self,
         pooling: str = "mean",
         weights: str | Path | None = None,
-        lexical_weight: float = 0.0,
-        retrieval_lexical_weight: float | None = None,
-        lexical_vectors: str = "hashed",
-        lexical_dim: int = 2048,
-        lexical_tf: str = "log",
+        slots: int = 32,
+        temperature: float = 0.05,
+        hybrid_weight: float = 0.5,
         chunk_size: int | None = None,
         chunk_pooling: str = "tokens",
-        diag_weight: float = 0.7,
         batch_size: int = 32,
         device: str | None = None,
         model: LamV2Model | None = None,
     ) -> None:
-        if retrieval_lexical_weight is None:
-            retrieval_lexical_weight = lexical_weight
-        _check_params(
-            pooling,
-            chunk_pooling,
-            (lexical_weight, retrieval_lexical_weight, diag_weight),
-            lexical_vectors,
-            lexical_tf,
-            lexical_dim,
-            chunk_size,
-        )
+        _check_params(pooling, chunk_pooling, chunk_size, slots, temperature, hybrid_weight)
         device = resolve_device(device)
         self._cache_id = (
             checkpoint_hash(resolve_weights_v2(weights))[:16]
@@ -207,20 +181,17 @@ class LamV2Encoder:
         self.model = model.eval()
         self._memory_read = self.model.memory_is_read()
         self.pooling, self.chunk_pooling = pooling, chunk_pooling
-        self.lexical_weight, self.diag_weight = float(lexical_weight), float(diag_weight)
-        self.retrieval_lexical_weight = float(retrieval_lexical_weight)
-        self.lexical_vectors, self.lexical_tf = lexical_vectors, lexical_tf
-        self.lexical_dim = int(lexical_dim) if lexical_vectors == "hashed" else 0
+        self.slots, self.temperature = int(slots), float(temperature)
+        self.hybrid_weight = float(hybrid_weight)
         self.chunk_size = int(chunk_size or self.model.config.chunk_size)
         self.batch_size, self.device = int(batch_size), str(device)
         from lam_mteb_plugins.lam.text import LamTokenizer
 
         self.tokenizer = LamTokenizer(self.model.config.base_model)
         self.dense_dim = self.model.config.hidden_size
-        self.uses_lexical = max(self.lexical_weight, self.retrieval_lexical_weight) > 0
-        # hashed lexical vectors are concatenated: every output has the same width, whatever the
-        # task
-        self.embed_dim = self.dense_dim + (self.lexical_dim if self.uses_lexical else 0)
+        self.embed_dim = (
+            self.dense_dim if pooling == "mean" else state_width(self.dense_dim, self.slots)
+        )
         self.rows_run = 0
 
     # ------------------------------------------------------------------ public
@@ -231,99 +202,86 @@ class LamV2Encoder:
         batch_size: int | None = None,
         show_progress_bar: bool = False,
         prompt_type: str | None = None,
-        **kwargs: Any,
     ) -> np.ndarray:
-        """Embeddings (n, embed_dim), float32, L2-normalised, never NaN.
-
-        ``prompt_type`` ("query"/"document", passed by mteb for retrieval) selects
-        ``retrieval_lexical_weight``; anything else ``lexical_weight``."""
+        """Embeddings ``(n, embed_dim)`` float32, never NaN: the unit mean for ``mean``; the state
+        layout for ``state`` / ``hybrid`` (documents carry their state; see the module doc)."""
         if isinstance(texts, str):
             texts = [texts]
-        w = (
-            self.retrieval_lexical_weight
-            if prompt_type in ("query", "document")
-            else self.lexical_weight
+        parts = self.encode_parts(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        return self.layout(
+            parts, document=str(getattr(prompt_type, "value", prompt_type)) == "document"
         )
-        parts = self.encode_parts(
-            texts,
-            batch_size=batch_size,
-            show_progress_bar=show_progress_bar,
-            state=self.pooling == "state",
-        )
-        lexical = self.lexical(texts, batch_size=batch_size) if self.uses_lexical else None
-        return self.combine(parts, lexical, w)
 
-    def combine(
-        self,
-        parts: dict[str, np.ndarray],
-        lexical: np.ndarray | None = None,
-        lexical_weight: float | None = None,
-        pooling: str | None = None,
-        chunk_pooling: str | None = None,
-    ) -> np.ndarray:
-        """The embedding from ``encode_parts`` (+ ``lexical``) output; other settings for dev
-        sweeps.
-
-        Hashed lexical vectors: [sqrt(1 - w) * e, sqrt(w) * e_lex]; ``lexical=None`` (no lexical
-        channel) gives the dense part alone.  ``minilm`` vectors: normalise((1 - w) e + w e_lex)."""
+    def layout(self, parts: dict[str, np.ndarray], document: bool) -> np.ndarray:
+        """The output rows from ``encode_parts`` output (see the module docstring)."""
         import torch
 
-        w = self.lexical_weight if lexical_weight is None else lexical_weight
-        pooling = pooling or self.pooling
-        key = {
-            "state": "state",
-            "mean": {"tokens": "mean", "windows": "window_mean"}[
-                chunk_pooling or self.chunk_pooling
-            ],
-        }[pooling]
-        e = _normalise(torch.as_tensor(parts[key]))
-        if lexical is None:
-            return e.numpy().astype(np.float32)
-        lex = _normalise(torch.as_tensor(lexical))
-        if self.lexical_vectors == "minilm":
-            e = _normalise((1 - w) * e + w * lex) if w > 0 else e
-        else:
-            # unit norm already, except a text without known word pieces (zero lexical part)
-            e = _normalise(torch.cat([(1 - w) ** 0.5 * e, w**0.5 * lex], dim=1))
-        return e.numpy().astype(np.float32)
+        key = {"tokens": "mean", "windows": "window_mean"}[self.chunk_pooling]
+        mean = _normalise(torch.as_tensor(parts[key])).numpy().astype(np.float32)
+        if self.pooling == "mean":
+            return mean
+        n = len(mean)
+        slots = np.zeros((n, self.slots * self.dense_dim), dtype=np.float32)
+        shares = np.zeros((n, self.slots), dtype=np.float32)
+        if document:
+            S = _normalise(torch.as_tensor(parts["slots"]).reshape(n, self.slots, -1))
+            counts = parts["counts"].astype(np.float32)
+            slots = S.reshape(n, -1).numpy().astype(np.float32)
+            shares = counts / np.clip(counts.sum(1, keepdims=True), 1e-12, None)
+        return np.concatenate([mean, slots, shares], axis=1)
 
-    def lexical(self, texts: str | Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
-        """Lexical vectors (n, lexical_dim or 384), unnormalised (see ``lexical.py``).
-
-        Word-piece counts are accumulated from the streaming tokenizer, so a text of any length
-        costs memory bounded by the vocabulary."""
+    # similarity (handed to mteb by the bridge)
+    def _split(self, x: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         import torch
 
-        from lam_mteb_plugins.lam.lexical import project_bags
-
-        if isinstance(texts, str):
-            texts = [texts]
-        m = self.model
-        idf = m.lexical_idf.detach().float().cpu()
-        table = (
-            m.static_vectors().detach().float().cpu() if self.lexical_vectors == "minilm" else None
+        x = torch.as_tensor(
+            np.asarray(x.detach().cpu() if hasattr(x, "detach") else x), dtype=torch.float32
         )
-        dim = self.lexical_dim or self.dense_dim
-        out = np.zeros((len(texts), dim), dtype=np.float32)
-        bs = max(1, int(batch_size or self.batch_size))
-        for start in range(0, len(texts), bs):
-            rows = [self.tokenizer.clean(t) for t in texts[start : start + bs]]
-            counts = torch.zeros(len(rows), idf.shape[0])
-            # short texts in one batched tokenizer call, long ones streamed piece by piece
-            short = [i for i, t in enumerate(rows) if len(t) <= LONG_CHARS]
-            pieces = dict(
-                zip(short, self.tokenizer.encode_batch([rows[i] for i in short]), strict=True)
+        x = torch.atleast_2d(x)
+        d, K = self.dense_dim, self.slots
+        mean = _normalise(x[:, :d])
+        if x.shape[1] == d:
+            return mean, None, None
+        return mean, x[:, d : d + K * d].reshape(len(x), K, d), x[:, d + K * d :]
+
+    def similarity(self, a: Any, b: Any) -> torch.Tensor:
+        """``(len(a), len(b))`` scores: ``mean``: cosine; ``state``: the read of each query's mean
+        against each document's state (a document without a state: cosine of the means);
+        ``hybrid``: the two combined with ``hybrid_weight``."""
+        from lam_mteb_plugins.lam.slots import read
+
+        qa, _, _ = self._split(a)
+        mb, Sb, nb = self._split(b)
+        cos = qa @ mb.T
+        if Sb is None or nb is None:
+            return cos
+        has = nb.sum(1) > 0
+        state = read(qa, Sb, nb, self.temperature)
+        state = state.where(has[None, :], cos)
+        if self.pooling == "hybrid":
+            return self.hybrid_weight * cos + (1.0 - self.hybrid_weight) * state
+        return state
+
+    def similarity_pairwise(self, a: Any, b: Any) -> torch.Tensor:
+        """Row ``i`` of ``a`` against row ``i`` of ``b`` (the diagonal of ``similarity``)."""
+        import torch
+
+        qa, _, _ = self._split(a)
+        mb, Sb, nb = self._split(b)
+        if Sb is None or nb is None:
+            return (qa * mb).sum(1)
+        return (
+            torch.stack(
+                [
+                    self.similarity(
+                        qa[i : i + 1], torch.cat([mb[i], Sb[i].flatten(), nb[i]])[None]
+                    )[0, 0]
+                    for i in range(len(qa))
+                ]
             )
-            for i, text in enumerate(rows):
-                for ids in [pieces[i]] if i in pieces else self.tokenizer.iter_ids(text):
-                    counts[i].index_add_(
-                        0, torch.as_tensor(ids, dtype=torch.long), torch.ones(len(ids))
-                    )
-            vec = project_bags(
-                counts, idf, tf=self.lexical_tf, vectors=self.lexical_vectors, dim=dim, table=table
-            )
-            out[start : start + len(rows)] = vec.numpy()
-        return out
+            if len(qa)
+            else torch.zeros(0)
+        )
 
     def encode_parts(
         self,
@@ -331,25 +289,23 @@ class LamV2Encoder:
         *,
         batch_size: int | None = None,
         show_progress_bar: bool = False,
-        state: bool = False,
     ) -> dict[str, np.ndarray]:
-        """Unnormalised dense pieces {"mean", "window_mean", "state"} -> (n, 384) arrays.
+        """Unnormalised pieces: ``mean`` / ``window_mean`` (n, hidden), ``slots`` (n, slots *
+        hidden) and ``counts`` (n, slots): the document state of ``slots.py``.
 
-        With ``LAM_MTEB_LAM2_CACHE=DIR`` in the environment, the parts of every text are kept in DIR
-        (one .npy per text, named by the checkpoint's content hash, chunk size and the text's sha1),
-        so ``mteb run -m lam-mean`` followed by ``-m lam-hybrid`` encodes every text once: the
-        models differ only in how the same parts are combined.  Off by default."""
+        With ``LAM_MTEB_LAM2_CACHE=DIR`` in the environment, the pieces of every text are kept in
+        DIR (one .npy per text, named by the checkpoint's content hash, chunk size, slot count and
+        the text's sha1), so ``mteb run -m lam-mean`` followed by ``-m lam-state`` encodes every
+        text once: the models differ only in how the same pieces are used.  Off by default."""
         if isinstance(texts, str):
             texts = [texts]
         texts = [self.tokenizer.clean(t) for t in texts]
         cache = os.environ.get("LAM_MTEB_LAM2_CACHE", "")
-        if not cache or self._cache_id.startswith(
-            "model"
-        ):  # no content hash for an in-memory model
-            return self._encode_parts(texts, batch_size, show_progress_bar, state)
+        if not cache or self._cache_id.startswith("model"):  # no content hash for a live model
+            return self._encode_parts(texts, batch_size, show_progress_bar)
         folder = Path(cache).expanduser()
         folder.mkdir(parents=True, exist_ok=True)
-        prefix = f"{self._cache_id}-{self.chunk_size}-{'s' if state else 'n'}-"
+        prefix = f"{self._cache_id}-{self.chunk_size}-k{self.slots}-"
         files = [
             folder / (prefix + hashlib.sha1(t.encode("utf-8", "replace")).hexdigest() + ".npy")
             for t in texts
@@ -363,29 +319,36 @@ class LamV2Encoder:
             {f: i for i, f in reversed(list(enumerate(files))) if f not in found}.values()
         )
         if todo:
-            fresh = self._encode_parts(
-                [texts[i] for i in todo], batch_size, show_progress_bar, state
-            )
+            fresh = self._encode_parts([texts[i] for i in todo], batch_size, show_progress_bar)
+            flat = np.concatenate([fresh[k] for k in self._part_names()], axis=1)
             for j, i in enumerate(todo):
-                arr = np.stack([fresh[k][j] for k in _PARTS]).astype(np.float32)
                 tmp = files[i].with_suffix(".tmp.npy")
-                np.save(tmp, arr)
+                np.save(tmp, flat[j].astype(np.float32))
                 tmp.replace(files[i])
-                found[files[i]] = arr
-        stacked = (
-            np.stack([found[f] for f in files])
-            if files
-            else np.zeros((0, len(_PARTS), self.dense_dim))
-        )
-        return {k: stacked[:, j] for j, k in enumerate(_PARTS)}
+                found[files[i]] = flat[j]
+        width = sum(self._part_widths())
+        stacked = np.stack([found[f] for f in files]) if files else np.zeros((0, width))
+        bounds = np.cumsum([0, *self._part_widths()])
+        return {k: stacked[:, bounds[j] : bounds[j + 1]] for j, k in enumerate(self._part_names())}
+
+    @staticmethod
+    def _part_names() -> tuple[str, ...]:
+        return ("mean", "window_mean", "slots", "counts")
+
+    def _part_widths(self) -> tuple[int, ...]:
+        d, K = self.dense_dim, self.slots
+        return (d, d, K * d, K)
 
     def _encode_parts(
-        self, texts: list[str], batch_size: int | None, show_progress_bar: bool, state: bool
+        self, texts: list[str], batch_size: int | None, show_progress_bar: bool
     ) -> dict[str, np.ndarray]:
         import torch
 
         n = len(texts)
-        out = {k: torch.zeros(n, self.dense_dim) for k in _PARTS}
+        out = {
+            k: torch.zeros(n, w)
+            for k, w in zip(self._part_names(), self._part_widths(), strict=True)
+        }
         bs = max(1, int(batch_size or self.batch_size))
         C = self.chunk_size
         short_idx = [i for i in range(n) if len(texts[i]) <= LONG_CHARS]
@@ -402,17 +365,14 @@ class LamV2Encoder:
 
             bar = tqdm(total=n, desc="LAM v2", unit="text")
         with torch.inference_mode():
-            for start in range(0, len(short), bs):
-                rows = short[start : start + bs]
-                res = self._run_short([ids[i] for i in rows], state)
-                r = torch.tensor(rows)
-                for k, v in res.items():
-                    out[k][r] = v
-                if bar is not None:
-                    bar.update(len(rows))
-            for start in range(0, len(long_docs), bs):
-                rows = long_docs[start : start + bs]
-                res = self._run_long([ids[i][1:-1] if i in ids else texts[i] for i in rows], state)
+            for rows, run in [
+                *((short[j : j + bs], "short") for j in range(0, len(short), bs)),
+                *((long_docs[j : j + bs], "long") for j in range(0, len(long_docs), bs)),
+            ]:
+                if run == "short":
+                    res = self._run_short([ids[i] for i in rows])
+                else:
+                    res = self._run_long([ids[i][1:-1] if i in ids else texts[i] for i in rows])
                 r = torch.tensor(rows)
                 for k, v in res.items():
                     out[k][r] = v
@@ -423,16 +383,17 @@ class LamV2Encoder:
         return {k: v.nan_to_num().numpy() for k, v in out.items()}
 
     # ------------------------------------------------------------------ internals
-    def _run_short(self, seqs: Sequence[list[int]], state: bool) -> dict[str, torch.Tensor]:
+    def _run_short(self, seqs: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+        """One window per text: MiniLM's forward; the state holds that window in its first slot."""
+        import torch
+
         x, m = pad_batch(seqs, self.tokenizer.pad_id, self.device)
-        h, states = self.model.forward_chunk(x, m, write=state)
-        mean = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)
-        res = {"mean": mean.float().cpu(), "window_mean": mean.float().cpu()}
-        if state:
-            last = states[-1]
-            assert last is not None  # written: the memory attention returns it when write=True
-            res["state"] = state_embedding(last.float(), self.diag_weight).cpu()
-        return res
+        h, _ = self.model.forward_chunk(x, m, write=False)
+        mean = ((h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1)).float().cpu()
+        slots = torch.zeros(len(seqs), self.slots, self.dense_dim)
+        counts = torch.zeros(len(seqs), self.slots)
+        slots[:, 0], counts[:, 0] = _normalise(mean), 1.0
+        return {"mean": mean, "window_mean": mean, "slots": slots.flatten(1), "counts": counts}
 
     def _content_chunks(self, doc: str | list[int], size: int) -> Iterator[list[int]]:
         """Consecutive windows of ``size`` word pieces (no [CLS]/[SEP]) of a token list or a
@@ -453,13 +414,15 @@ class LamV2Encoder:
             yield buf[:size]
             buf = buf[size:]
 
-    def _run_long(self, docs: Sequence[str | list[int]], state: bool) -> dict[str, torch.Tensor]:
-        """Lock-step streaming of windows with each layer's memory carried (see the module doc).
+    def _run_long(self, docs: Sequence[str | list[int]]) -> dict[str, torch.Tensor]:
+        """Lock-step streaming of windows with each layer's memory carried (see the module doc);
+        each window's vector is written into the document's slot state.
 
         Documents whose windows so far are identical share one row (exact; the LongEmbed
         passkey/needle documents share their filler up to the inserted fact)."""
         import torch
 
+        from lam_mteb_plugins.lam.slots import SlotMemory
         from lam_mteb_plugins.lam.text import share_identical
 
         C = self.chunk_size
@@ -470,6 +433,7 @@ class LamV2Encoder:
         wsums = torch.zeros(n, self.dense_dim, device=self.device)
         counts = torch.zeros(n, device=self.device)
         windows = torch.zeros(n, device=self.device)
+        memory = SlotMemory(n, self.slots, self.dense_dim, device=self.device)
         # per document: its per-layer memories (None while nothing was written)
         states: list[list[torch.Tensor] | None] = [None] * n
         group = [0] * n
@@ -480,9 +444,8 @@ class LamV2Encoder:
             chunks = [[cls_id, *(pending[r] or ()), sep_id] for r in active]
             for r in active:
                 pending[r] = next(iters[r], None)
-            # write the memory when a document has a next window that reads it (or the state is
-            # pooled)
-            write = state or (self._memory_read and any(pending[r] for r in active))
+            # write the layer memories only when a next window reads them (gates not all 0)
+            write = self._memory_read and any(pending[r] for r in active)
             reps, uniq, rep_of = share_identical(active, chunks, group)
             x, m = pad_batch(uniq, self.tokenizer.pad_id, self.device)
             prev = _stacked_memories([states[r] for r in reps], L)
@@ -493,24 +456,22 @@ class LamV2Encoder:
             s = (h * m[..., None]).sum(1)
             c = m.sum(1)
             idx = torch.tensor(rep_of, device=self.device)
+            window = s / c.clamp_min(1)[:, None]
             sums[active] += s[idx]
             counts[active] += c[idx]
-            wsums[active] += (s / c.clamp_min(1)[:, None])[idx]
+            wsums[active] += window[idx]
             windows[active] += 1
+            memory.write(torch.tensor(active, device=self.device), _normalise(window[idx]))
             for r, j in zip(active, rep_of, strict=False):
                 states[r] = [st[j] for st in new] if write else None
                 group[r] = reps[j]
             active = [r for r in active if pending[r]]
-        res = {
+        return {
             "mean": (sums / counts.clamp_min(1)[:, None]).float().cpu(),
             "window_mean": (wsums / windows.clamp_min(1)[:, None]).float().cpu(),
+            "slots": memory.S.flatten(1).float().cpu(),
+            "counts": memory.n.float().cpu(),
         }
-        if state:
-            # state pooling writes at every window, so every document has its memories
-            last = _stacked_memories(states, L)
-            assert last is not None
-            res["state"] = state_embedding(last[-1].float(), self.diag_weight).cpu()
-        return res
 
 
 def _stacked_memories(

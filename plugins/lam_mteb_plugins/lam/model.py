@@ -340,13 +340,12 @@ class LamModel(nn.Module):
 
     # ----------------------------------------------------------------- weights
     @classmethod
-    def from_base(
-        cls: type[_M], config: BlocksConfig | None = None, attention: str = "delta"
-    ) -> _M:
-        """Build from the base model's weights (blocks initialised from its attention)."""
+    def from_base(cls: type[_M], config: BlocksConfig | None = None, **kwargs: Any) -> _M:
+        """Build from the base model's weights (blocks initialised from its attention);
+        ``kwargs`` go to the constructor (v1: ``attention``)."""
         from safetensors.torch import load_file
 
-        model = cls(config, attention)
+        model = cls(config, **kwargs)
         sd = load_file(str(base_model_path(model.config.base_model) / "model.safetensors"))
         sd = {k[len("bert.") :] if k.startswith("bert.") else k: v for k, v in sd.items()}
         with torch.no_grad():

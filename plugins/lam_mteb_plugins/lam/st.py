@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules.input_module import InputModule
 else:
     try:  # sentence-transformers >= 5.x layout
@@ -135,17 +134,4 @@ class LamSTModule(InputModule):
         return cls(**config, model=load_checkpoint(folder))
 
 
-def lam_sentence_transformer(
-    pooling: str = "mean", weights: str | None = None, **kwargs: Any
-) -> SentenceTransformer:
-    """A ready ``SentenceTransformer`` wrapping LAM (shipped weights unless ``weights`` is
-    given)."""
-    from sentence_transformers import SentenceTransformer
-
-    device = kwargs.pop("device", None) or "cpu"
-    return SentenceTransformer(
-        modules=[LamSTModule(pooling=pooling, weights=weights, **kwargs)], device=device
-    )
-
-
-__all__ = ["LamSTModule", "lam_sentence_transformer"]
+__all__ = ["LamSTModule"]

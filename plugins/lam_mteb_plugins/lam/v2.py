@@ -17,12 +17,10 @@ the mean over the chunks of a long document is MiniLM's window mean.  A text of 
 touches the memory (nothing was written before it), so short texts cost exactly what MiniLM costs.
 
 Only the memory's gates and beta projections (6 x (12 + 384 x 12 + 12) = 27 792 parameters) are
-trainable; a checkpoint stores them (float16) plus the lexical channel's IDF table.
+trainable; a checkpoint stores them (float16).
 
-Lexical channel (``lexical_weight`` > 0): e_lex = normalise(sum_t idf(t) * (E[t] - mu)) over the
-document's word pieces, E = MiniLM's own input word-piece embeddings (frozen, no new vectors),
-mu = their mean, idf from a reference corpus (shipped); the document vector is
-normalise((1 - w) * e_context + w * e_lex).  See docs/lam.md for how w was chosen.
+The memory ships untrained (gates 0): LAM's document index is the slot state of ``slots.py``,
+written from each window's vector, which needs no training (docs/lam.md).
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -46,11 +44,7 @@ from lam_mteb_plugins.lam.model import (
     load_blocks,
 )
 
-if TYPE_CHECKING:
-    from lam_mteb_plugins.lam.text import LamTokenizer
-
 FORMAT_V2 = "lam-softmax-memory/2"
-VOCAB = 30522
 
 
 @dataclass
@@ -132,9 +126,8 @@ class LamV2Model(LamModel):
 
     version = 2
     config: LamV2Config
-    lexical_idf: Tensor  # a buffer (registered in __init__)
 
-    def __init__(self, config: LamV2Config | None = None, attention: str = "softmax") -> None:
+    def __init__(self, config: LamV2Config | None = None) -> None:
         config = config or LamV2Config()
         super().__init__(config, attention="softmax")
         c = self.config
@@ -143,8 +136,6 @@ class LamV2Model(LamModel):
                 c.hidden_size, c.num_heads, c.head_dim, c.kernel_chunk
             )
         self.attention_kind = "memory"
-        # lexical channel: idf per word piece (ones until a checkpoint or fit_idf sets it)
-        self.register_buffer("lexical_idf", torch.ones(VOCAB))
 
     def freeze_base(self) -> LamV2Model:
         for name, p in self.named_parameters():
@@ -162,36 +153,11 @@ class LamV2Model(LamModel):
 
     def block_state_dict(self) -> dict:
         sd = self.state_dict()
-        return {k: v.detach() for k, v in sd.items() if ".mem_" in k or k == "lexical_idf"}
-
-    # ------------------------------------------------------------- lexical channel
-    def static_vectors(self) -> Tensor:
-        """MiniLM's input word-piece embeddings, centred (the lexical channel's vectors)."""
-        E = self.word_embeddings.weight
-        return E - E[999:].mean(0, keepdim=True)  # ids < 999 are [PAD]/[unused]/specials
-
-    @torch.no_grad()
-    def lexical(self, bags: Tensor) -> Tensor:
-        """[n, VOCAB] word-piece counts -> [n, hidden] IDF-weighted static mean (unnormalised)."""
-        return (bags * self.lexical_idf[None]) @ self.static_vectors()
-
-
-def fit_idf(tokenizer: LamTokenizer, texts: list[str]) -> Tensor:
-    """idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5)) over ``texts`` (BM25's idf); specials get 0."""
-    df = torch.zeros(VOCAB)
-    n = 0
-    for start in range(0, len(texts), 256):
-        for ids in tokenizer.encode_batch(texts[start : start + 256]):
-            u = torch.tensor(sorted(set(ids)), dtype=torch.long)
-            df[u] += 1
-            n += 1
-    idf = torch.log1p((n - df + 0.5) / (df + 0.5))
-    idf[:999] = 0.0
-    return idf
+        return {k: v.detach() for k, v in sd.items() if ".mem_" in k}
 
 
 def save_v2(model: LamV2Model, folder: str | Path, training: dict | None = None) -> Path:
-    """config.json + model.safetensors (memory gates/betas + idf table, float16)."""
+    """config.json + model.safetensors (memory gates and betas, float16)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -207,26 +173,6 @@ def save_v2(model: LamV2Model, folder: str | Path, training: dict | None = None)
 
 def load_v2(folder: str | Path, device: str = "cpu") -> LamV2Model:
     return load_blocks(folder, LamV2Config, LamV2Model, device, what="LAM v2")
-
-
-def idf_corpus(data_dir: Path, seed: int = 0) -> list[str]:
-    """Reference texts for the IDF table: STS-B train sentences + longtext passages of ~200
-    words."""
-    from lam_mteb_plugins.lam.distill import read_sts
-
-    texts = []
-    sts = Path(data_dir) / "stsbenchmark" / "sts-train.csv"
-    if sts.is_file():
-        for a, b, _ in read_sts(sts):
-            texts += [a, b]
-    for f in sorted((Path(data_dir) / "longtext").rglob("*.txt")):
-        if "LICENSE" in f.name or "PROVENANCE" in f.name:
-            continue
-        words = f.read_text(encoding="utf-8", errors="replace").split()
-        texts += [" ".join(words[i : i + 200]) for i in range(0, len(words), 200)]
-    if not texts:
-        raise _error(f"no IDF reference text under {data_dir} (needs stsbenchmark/ or longtext/)")
-    return texts
 
 
 def n_trainable(model: LamV2Model) -> int:
