@@ -101,21 +101,23 @@ def child(n_tokens: int, threads: int, kind: str = "v2") -> None:
 
     if threads:
         torch.set_num_threads(threads)
+    from lam_mteb_plugins.lam.text import LamTokenizer
+
+    tokenizer = LamTokenizer()
     if kind == "v1":
         from lam_mteb_plugins.lam.encoder import LamEncoder
 
         enc = LamEncoder(pooling="hybrid", device="cpu")
     else:
-        from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder
+        import lam_mteb
 
-        enc = LamV2Encoder(
-            pooling="state", lexical_weight=0.5, device="cpu"
-        )  # every path: memory + lexical
-        enc.encode_all = lambda texts: {"e": enc.encode(texts)}
+        # lam-state as mteb runs it on a document: the slot state + the lexical wrapper's block
+        enc = lam_mteb.get_encoder("lam-state")
+        enc.encode_all = lambda texts: {"e": enc.encode(texts, prompt_type="document")}
     enc.encode(["warm up"])
     rss_loaded = peak_rss_mb()
-    text = document_of(n_tokens, enc.tokenizer)
-    tokens = sum(len(p) for p in enc.tokenizer.iter_ids(text))
+    text = document_of(n_tokens, tokenizer)
+    tokens = sum(len(p) for p in tokenizer.iter_ids(text))
     gc.collect()
     before = current_rss_mb()
     # ru_maxrss is dominated by loading the model; sample the current RSS while encoding too
@@ -404,7 +406,7 @@ def main():
         "--kind", default="v2", choices=["v1", "v2"], help="LAM version for the memory part"
     )
     p.add_argument(
-        "--mteb-lam", default="lam-hybrid", help="registry model for the mteb-encode ratios"
+        "--mteb-lam", default="lam-state", help="registry model for the mteb-encode ratios"
     )
     p.add_argument("--mteb-baseline", default="minilm")
     p.add_argument("--mteb-lengths", default="240,512")

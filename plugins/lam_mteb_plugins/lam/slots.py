@@ -92,33 +92,39 @@ class SlotMemory:
     def write(self, rows: Tensor, w: Tensor) -> None:
         """Write window vectors ``w`` (len(rows), d), unit norm, into documents ``rows``."""
         S, n = self.S[rows], self.n[rows]
-        B, K, _ = S.shape
-        idx = torch.arange(B, device=S.device)
-        C = F.normalize(S, dim=-1)
-        to_w = torch.einsum("bkd,bd->bk", C, w)
-        pair = C @ C.transpose(1, 2)
-        pair.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
-        best = pair.flatten(1).argmax(1)
-        i, j = best // K, best % K
-        nearest = to_w.argmax(1)
+        K = S.shape[1]
         filled = (n > 0).sum(1)
         fill = filled < K
-        merge = ~fill & (to_w[idx, nearest] < pair[idx, i, j])
-        join = ~fill & ~merge
-        # 2. merge slot j into slot i (count-weighted), then 1./2. the window's own slot
-        ni, nj = n[idx, i], n[idx, j]
-        merged = S[idx, i] + (nj / (ni + nj).clamp_min(1e-12))[:, None] * (S[idx, j] - S[idx, i])
-        S[idx[merge], i[merge]] = merged[merge]
-        n[idx[merge], i[merge]] = (ni + nj)[merge]
-        own = torch.where(fill, filled.clamp_max(K - 1), j)
-        new = fill | merge
-        S[idx[new], own[new]] = w[new]
-        n[idx[new], own[new]] = 1.0
-        # 2. join the nearest slot (online k-means)
-        k = nearest[join]
-        beta = 1.0 / (n[idx[join], k] + 1.0)
-        S[idx[join], k] += beta[:, None] * (w[join] - S[idx[join], k])
-        n[idx[join], k] += 1.0
+        if fill.any():  # 1. an empty slot takes the window
+            f = fill.nonzero().flatten()
+            S[f, filled[f]] = w[f]
+            n[f, filled[f]] = 1.0
+        full = (~fill).nonzero().flatten()
+        if len(full):  # only full memories compare slots (a K x K matrix per document)
+            Sf, nf, wf = S[full], n[full], w[full]
+            idx = torch.arange(len(full), device=S.device)
+            C = F.normalize(Sf, dim=-1)
+            to_w = torch.einsum("bkd,bd->bk", C, wf)
+            pair = C @ C.transpose(1, 2)
+            pair.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
+            best = pair.flatten(1).argmax(1)
+            i, j = best // K, best % K
+            nearest = to_w.argmax(1)
+            merge = to_w[idx, nearest] < pair[idx, i, j]
+            join = ~merge
+            # 2. merge slot j into slot i (count-weighted); the window takes slot j
+            m = idx[merge]
+            im, jm = i[merge], j[merge]
+            ni, nj = nf[m, im], nf[m, jm]
+            Sf[m, im] += (nj / (ni + nj))[:, None] * (Sf[m, jm] - Sf[m, im])
+            nf[m, im] = ni + nj
+            Sf[m, jm] = wf[m]
+            nf[m, jm] = 1.0
+            # 2. or join the nearest slot (online k-means)
+            g, k = idx[join], nearest[join]
+            Sf[g, k] += (1.0 / (nf[g, k] + 1.0))[:, None] * (wf[g] - Sf[g, k])
+            nf[g, k] += 1.0
+            S[full], n[full] = Sf, nf
         self.S[rows], self.n[rows] = S, n
 
 
