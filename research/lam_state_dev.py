@@ -133,58 +133,85 @@ def dense_rows(sets: dict, K_grid, tau_grid) -> tuple[list[dict], dict]:
     return rows, scores
 
 
-def lexical_rows(sets: dict, scores: dict, sts: list, dense_models: list[str]) -> list[dict]:
+def bm25_parts(split: dict) -> tuple:
+    """Word-piece counts of the corpus and the queries (sparse), once per set."""
+    from scipy import sparse
+
+    from lam_mteb_plugins.baselines.lexical import term_counts, wordpiece_tokenizer
+
+    V = wordpiece_tokenizer().get_vocab_size()
+
+    def matrix(texts: list[str]) -> tuple:
+        counts = term_counts(texts)
+        rows = np.concatenate([np.full(len(c[0]), i) for i, c in enumerate(counts)])
+        cols = np.concatenate([c[0] for c in counts])
+        vals = np.concatenate([c[1] for c in counts])
+        lengths = np.array([c[2] for c in counts], dtype=np.float32)
+        return sparse.csr_matrix((vals, (rows, cols)), shape=(len(texts), V)), lengths
+
+    return matrix([d["text"] for d in split["corpus"]]), matrix(
+        [q["text"] for q in split["queries"]]
+    )
+
+
+def exact_scores(parts: tuple, bm) -> np.ndarray:
+    """Normalised BM25 (what the hashed block's dot product estimates), without hashing."""
+    (D, dlen), (Q, _) = parts
+    D = D.tocoo()
+    norm = bm.k1 * (1.0 - bm.b + bm.b * dlen[D.row] / bm.avgdl)
+    from scipy import sparse
+
+    sat = sparse.csr_matrix((D.data / (D.data + norm), (D.row, D.col)), shape=D.shape)
+    Qb = (Q > 0).astype(np.float32).multiply(bm.idf[None, :]).tocsr()
+    total = np.asarray(Qb.sum(1)).ravel()
+    return np.asarray((Qb @ sat.T).todense()) / np.clip(total, 1e-12, None)[:, None]
+
+
+def fused(row: dict, sets: dict, scores: dict, lex: dict, model: str, w: float) -> dict:
+    for name, s in sets.items():
+        row[name] = ndcg10((1 - w) * scores[(name, model)] + w * lex[name], s)
+    row["mean"] = float(np.mean([row[name] for name in sets]))
+    return row
+
+
+def lexical_rows(sets: dict, scores: dict, sts: tuple, dense_models: list[str]) -> list[dict]:
     """The lexical block's settings (exact BM25 ranking: no hashing) and each model's fusion
-    weight on the dev sets; then the hashing dimension at the chosen settings."""
+    weight on the dev sets; then the hashing dimension at the chosen settings, and the symmetric
+    weight on STS-B dev."""
     from scipy.stats import spearmanr
 
     from lam_mteb_plugins.baselines.lexical import HashedBM25
 
-    rows = []
-    grid = [
-        (k1, b, avgdl)
-        for k1 in (0.9, 1.2, 1.5)
-        for b in (0.3, 0.5, 0.75)
-        for avgdl in (256.0, 1024.0, 4096.0)
-    ]
+    parts = {name: bm25_parts(s) for name, s in sets.items()}
+    rows: list[dict] = []
     weights = [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-    best = None
-    for k1, b, avgdl in grid:
-        bm = HashedBM25(dim=1 << 20, k1=k1, b=b, avgdl=avgdl)
-        lex = {name: lexical_scores(s, bm) for name, s in sets.items()}
-        for model in dense_models:
-            for w in weights:
-                row = {"k1": k1, "b": b, "avgdl": avgdl, "dim": 1 << 20, "model": model, "w": w}
-                for name, s in sets.items():
-                    row[name] = ndcg10((1 - w) * scores[(name, model)] + w * lex[name], s)
-                row["mean"] = float(np.mean([row[name] for name in sets]))
-                rows.append(row)
-                if model == "mean" and (best is None or row["mean"] > best["mean"]):
-                    best = row
-        print(f"k1 {k1} b {b} avgdl {avgdl}: best so far {best}", flush=True)
+    best: dict | None = None
+    for k1 in (0.9, 1.2, 1.5):
+        for b in (0.3, 0.5, 0.75):
+            for avgdl in (256.0, 1024.0, 4096.0):
+                bm = HashedBM25(dim=16, k1=k1, b=b, avgdl=avgdl)
+                lex = {name: exact_scores(parts[name], bm) for name in sets}
+                for model in dense_models:
+                    for w in weights:
+                        row = {"k1": k1, "b": b, "avgdl": avgdl, "dim": "exact", "model": model}
+                        rows.append(fused({**row, "w": w}, sets, scores, lex, model, w))
+                        if model == dense_models[0] and (
+                            best is None or rows[-1]["mean"] > best["mean"]
+                        ):
+                            best = rows[-1]
+                print(f"k1 {k1} b {b} avgdl {avgdl}: best so far {best}", flush=True)
     assert best is not None
-    for dim in (4096, 8192, 16384, 32768):
+    for dim in (8192, 16384, 32768):
         bm = HashedBM25(dim=dim, k1=best["k1"], b=best["b"], avgdl=best["avgdl"])
         lex = {name: lexical_scores(s, bm) for name, s in sets.items()}
         for model in dense_models:
             for w in weights:
-                row = {
-                    "k1": best["k1"],
-                    "b": best["b"],
-                    "avgdl": best["avgdl"],
-                    "dim": dim,
-                    "model": model,
-                    "w": w,
-                }
-                for name, s in sets.items():
-                    row[name] = ndcg10((1 - w) * scores[(name, model)] + w * lex[name], s)
-                row["mean"] = float(np.mean([row[name] for name in sets]))
-                rows.append(row)
-        # the symmetric weight: STS-B dev, cosine of [sqrt(1 - w) e, sqrt(w) block]
+                row = {"k1": bm.k1, "b": bm.b, "avgdl": bm.avgdl, "dim": dim, "model": model}
+                rows.append(fused({**row, "w": w}, sets, scores, lex, model, w))
         a = bm.encode([x for x, _, _ in sts[0]], None)
-        bb = bm.encode([y for _, y, _ in sts[0]], None)
+        c = bm.encode([y for _, y, _ in sts[0]], None)
         dense = (unit(sts[1]) * unit(sts[2])).sum(1)
-        lexcos = (a * bb).sum(1)
+        lexcos = (a * c).sum(1)
         for w in weights:
             rho = spearmanr((1 - w) * dense + w * lexcos, [g for _, _, g in sts[0]]).correlation
             rows.append({"dim": dim, "model": "sts", "w": w, "stsb_dev": float(rho)})
@@ -199,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperatures", nargs="+", type=float, default=[0.02, 0.05, 0.1])
     p.add_argument("--stage", choices=("dense", "lexical"), default="dense")
     p.add_argument("--models", nargs="+", default=["mean", "state K=32 tau=0.05"])
+    p.add_argument("--hybrid-models", nargs="*", default=[])
     args = p.parse_args(argv)
     data_dir = Path(os.environ.get("LAM_MTEB_DATA_DIR", ""))
     if not (data_dir / "qmsum").is_dir():
@@ -215,7 +243,23 @@ def main(argv: list[str] | None = None) -> int:
         sts = read_sts(data_dir / "stsbenchmark" / "sts-dev.csv")
         enc = LamV2Encoder(pooling="mean")
         sts_vecs = (sts, enc.encode([a for a, _, _ in sts]), enc.encode([b for _, b, _ in sts]))
-        rows = lexical_rows(saved["sets"], saved["scores"], sts_vecs, args.models)
+        scores = saved["scores"]
+        for state in [m for m in args.models if m.startswith("state")]:
+            for a in (0.25, 0.5, 0.75):
+                for name in saved["sets"]:
+                    scores[(name, f"hybrid {a} {state}")] = (
+                        a * scores[(name, "mean")] + (1 - a) * scores[(name, state)]
+                    )
+                print(
+                    f"hybrid {a} {state}: "
+                    + ", ".join(
+                        f"{name} {ndcg10(scores[(name, f'hybrid {a} {state}')], s):.4f}"
+                        for name, s in saved["sets"].items()
+                    ),
+                    flush=True,
+                )
+        models = args.models + [m for m in args.hybrid_models]
+        rows = lexical_rows(saved["sets"], scores, sts_vecs, models)
         if args.json:
             Path(args.json).write_text(json.dumps({"rows": rows}, indent=1))
         return 0
