@@ -1,7 +1,7 @@
 """LAM as a sentence-transformers module, for use outside mteb.
 
     from sentence_transformers import SentenceTransformer
-    from lam_mteb_plugins.lam.st import LamSTModule
+    from lam_mteb_plugins.lam.v1.st import LamSTModule
 
     model = SentenceTransformer(modules=[LamSTModule(pooling="mean")])   # shipped weights
     model.encode(["a sentence", "a whole book ..."])                     # any length
@@ -35,9 +35,11 @@ else:
     except ImportError:  # pragma: no cover - older sentence-transformers
         from sentence_transformers.models import InputModule
 
-from lam_mteb_plugins.lam.encoder import POOLINGS, pad_batch, resolve_weights, state_embedding
-from lam_mteb_plugins.lam.model import LamModel, load_checkpoint, save_checkpoint
-from lam_mteb_plugins.lam.text import LamTokenizer
+from lam_mteb_plugins.lam.common.encoder import pad_batch
+from lam_mteb_plugins.lam.common.model import LamModel
+from lam_mteb_plugins.lam.common.text import LamTokenizer
+from lam_mteb_plugins.lam.v1.encoder import POOLINGS, resolve_weights, state_embedding
+from lam_mteb_plugins.lam.v1.model import load_checkpoint, save_checkpoint
 
 
 class LamSTModule(InputModule):
