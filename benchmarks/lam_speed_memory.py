@@ -101,11 +101,11 @@ def child(n_tokens: int, threads: int, kind: str = "v2") -> None:
 
     if threads:
         torch.set_num_threads(threads)
-    from lam_mteb_plugins.lam.text import LamTokenizer
+    from lam_mteb_plugins.lam.common.text import LamTokenizer
 
     tokenizer = LamTokenizer()
     if kind == "v1":
-        from lam_mteb_plugins.lam.encoder import LamEncoder
+        from lam_mteb_plugins.lam.v1.encoder import LamEncoder
 
         enc = LamEncoder(pooling="hybrid", device="cpu")
     else:
@@ -191,8 +191,8 @@ def throughput(threads: int, batch: int, rounds: int):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from lam_mteb_plugins.lam.encoder import LamEncoder
-    from lam_mteb_plugins.lam.model import base_model_path
+    from lam_mteb_plugins.lam.common.model import base_model_path
+    from lam_mteb_plugins.lam.v1.encoder import LamEncoder
 
     if threads:
         torch.set_num_threads(threads)
@@ -268,7 +268,7 @@ def mteb_throughput(lam_name: str, base_name: str, lengths, n_texts: int, rounds
     from datasets import Dataset
 
     from lam_mteb.mteb_compat import create_dataloader
-    from lam_mteb_plugins.lam.text import LamTokenizer
+    from lam_mteb_plugins.lam.common.text import LamTokenizer
 
     tok = LamTokenizer()
     meta = mteb.get_task("STSBenchmark").metadata

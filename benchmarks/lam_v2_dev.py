@@ -64,7 +64,7 @@ def retrieval(split: dict, D: np.ndarray, Q: np.ndarray, k: int = 10) -> tuple[f
 
 
 def sts_dev(data_dir: Path):
-    from lam_mteb_plugins.lam.distill import read_sts
+    from lam_mteb_plugins.lam.v1.distill import read_sts
 
     return read_sts(data_dir / "stsbenchmark" / "sts-dev.csv")
 
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     data_dir = Path(data_dir)
     import torch
 
-    from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder
+    from lam_mteb_plugins.lam.v2.encoder import LamV2Encoder
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -90,7 +90,7 @@ def windows(enc, texts: list[str], max_windows: int) -> tuple[list[np.ndarray], 
 
 
 def states(wins: list[np.ndarray], K: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from lam_mteb_plugins.lam.slots import SlotMemory
+    from lam_mteb_plugins.lam.v2.slots import SlotMemory
 
     mem = SlotMemory(len(wins), K, wins[0].shape[1])
     for t in range(max(len(w) for w in wins)):
@@ -113,7 +113,7 @@ def lexical_scores(split: dict, bm) -> np.ndarray:
 
 
 def dense_rows(sets: dict, K_grid, tau_grid) -> tuple[list[dict], dict]:
-    from lam_mteb_plugins.lam.slots import read
+    from lam_mteb_plugins.lam.v2.slots import read
 
     rows, scores = [], {}
     for name, s in sets.items():
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("set LAM_MTEB_DATA_DIR to the folder holding qmsum/, scifact/ and stsbenchmark/")
     import pickle
 
-    from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder
+    from lam_mteb_plugins.lam.v2.encoder import LamV2Encoder
     from lam_mteb_plugins.longembed import qmsum
 
     cache = Path(os.environ.get("LAM_STATE_DEV_CACHE", "/tmp/lam_state_dev.pkl"))

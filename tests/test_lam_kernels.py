@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lam_mteb_plugins.lam.kernels import (
+from lam_mteb_plugins.lam.common.kernels import (
     delta_rule,
     delta_rule_chunkwise,
     delta_rule_fla,

@@ -10,16 +10,12 @@ import pytest
 import torch
 
 import lam_mteb
-from lam_mteb_plugins.lam import encoder as enc_mod
-from lam_mteb_plugins.lam.encoder import LamEncoder, checkpoint_hash, pad_batch, revision
-from lam_mteb_plugins.lam.model import (
-    LamConfig,
-    LamModel,
-    base_model_path,
-    load_checkpoint,
-    save_checkpoint,
-)
-from lam_mteb_plugins.lam.text import LamTokenizer
+from lam_mteb_plugins.lam.common.encoder import checkpoint_hash, pad_batch
+from lam_mteb_plugins.lam.common.model import LamModel, base_model_path
+from lam_mteb_plugins.lam.common.text import LamTokenizer
+from lam_mteb_plugins.lam.v1 import encoder as enc_mod
+from lam_mteb_plugins.lam.v1.encoder import LamEncoder, revision
+from lam_mteb_plugins.lam.v1.model import LamConfig, load_checkpoint, save_checkpoint
 
 torch.set_num_threads(1)
 

@@ -14,8 +14,9 @@ import yaml
 
 import lam_mteb
 import lam_mteb_plugins.lam as lam_plugin
-from lam_mteb_plugins.lam import encoder as enc_mod
-from lam_mteb_plugins.lam.model import LamModel, load_checkpoint
+from lam_mteb_plugins.lam.common.model import LamModel
+from lam_mteb_plugins.lam.v1 import encoder as enc_mod
+from lam_mteb_plugins.lam.v1.model import load_checkpoint
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ def test_registry_yaml_keeps_the_v1_checkpoint_as_lam_v1():
     for pooling in ("mean", "state", "hybrid"):
         entry = models[f"lam-v1-{pooling}"]
         assert entry["kind"] == "lam" and entry["params"]["pooling"] == pooling
-        assert entry["params"].get("weights") is None  # the shipped v1 checkpoint (weights/default)
+        assert entry["params"].get("weights") is None  # the shipped v1 checkpoint (v1/weights)
 
 
 def test_shipped_default_checkpoint_is_small_and_loads():

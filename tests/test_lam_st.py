@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from lam_mteb_plugins.lam.encoder import LamEncoder
-from lam_mteb_plugins.lam.model import LamConfig, LamModel, save_checkpoint
+from lam_mteb_plugins.lam.common.model import LamModel
+from lam_mteb_plugins.lam.v1.encoder import LamEncoder
+from lam_mteb_plugins.lam.v1.model import LamConfig, save_checkpoint
 
 torch.set_num_threads(1)
 TEXTS = ["A man is playing a guitar.", "", "A long text about rivers. " * 60]
@@ -31,7 +32,7 @@ def ckpt(tmp_path_factory):
 def test_sentence_transformer_module_save_and_load(ckpt, tmp_path, pooling):
     from sentence_transformers import SentenceTransformer
 
-    from lam_mteb_plugins.lam.st import LamSTModule
+    from lam_mteb_plugins.lam.v1.st import LamSTModule
 
     st = SentenceTransformer(
         modules=[LamSTModule(pooling=pooling, weights=str(ckpt))], device="cpu"
@@ -50,7 +51,27 @@ def test_sentence_transformer_module_save_and_load(ckpt, tmp_path, pooling):
 
     st.save(str(tmp_path / "saved"))
     modules = json.loads((tmp_path / "saved" / "modules.json").read_text())
-    assert modules[0]["type"] == "lam_mteb_plugins.lam.st.LamSTModule"
+    assert modules[0]["type"] == "lam_mteb_plugins.lam.v1.st.LamSTModule"
     loaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu", trust_remote_code=True)
     np.testing.assert_allclose(loaded.encode(TEXTS), a, atol=1e-6)
     assert loaded[0].pooling == pooling
+
+
+def test_folder_saved_under_the_old_module_path_still_loads(ckpt, tmp_path):
+    """Folders saved before the v1/v2 split name ``lam_mteb_plugins.lam.st.LamSTModule`` in
+    modules.json; that path stays importable and loads the same module."""
+    from sentence_transformers import SentenceTransformer
+
+    from lam_mteb_plugins.lam.st import LamSTModule as OldPath
+    from lam_mteb_plugins.lam.v1.st import LamSTModule
+
+    assert OldPath is LamSTModule
+    st = SentenceTransformer(modules=[LamSTModule(weights=str(ckpt))], device="cpu")
+    st.save(str(tmp_path / "saved"))
+    modules_file = tmp_path / "saved" / "modules.json"
+    modules = json.loads(modules_file.read_text())
+    modules[0]["type"] = "lam_mteb_plugins.lam.st.LamSTModule"
+    modules_file.write_text(json.dumps(modules))
+    loaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu", trust_remote_code=True)
+    assert isinstance(loaded[0], LamSTModule)
+    np.testing.assert_allclose(loaded.encode(TEXTS), st.encode(TEXTS), atol=1e-6)

@@ -16,10 +16,10 @@ import yaml
 
 import lam_mteb
 import lam_mteb_plugins.lam as lam_plugin
-from lam_mteb_plugins.lam import encoder_v2 as enc2
-from lam_mteb_plugins.lam.encoder_v2 import LamV2Encoder, revision_v2
-from lam_mteb_plugins.lam.model import base_model_path
-from lam_mteb_plugins.lam.v2 import LamV2Config, LamV2Model, load_v2, save_v2
+from lam_mteb_plugins.lam.common.model import base_model_path
+from lam_mteb_plugins.lam.v2 import encoder as enc2
+from lam_mteb_plugins.lam.v2.encoder import LamV2Encoder, revision_v2
+from lam_mteb_plugins.lam.v2.model import LamV2Config, LamV2Model, load_v2, save_v2
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
@@ -288,7 +288,7 @@ def test_shipped_v2_checkpoint_is_small_and_loads():
 
 def test_batched_slot_writes_and_reads_equal_the_plain_reference():
     """SlotMemory (documents in lock-step, some finished) == the per-step delta rule."""
-    from lam_mteb_plugins.lam import slots
+    from lam_mteb_plugins.lam.v2 import slots
 
     g = torch.Generator().manual_seed(0)
     K, d, lengths = 4, 8, [1, 3, 9, 17]

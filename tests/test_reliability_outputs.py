@@ -29,7 +29,7 @@ class _Payload:
 
 def test_crafted_trainer_state_does_not_run_code(tmp_path):
     torch = pytest.importorskip("torch")
-    from lam_mteb_plugins.lam.distill import Distiller
+    from lam_mteb_plugins.lam.v1.distill import Distiller
 
     marker = tmp_path / "pwned"
     state = tmp_path / "trainer_state.pt"

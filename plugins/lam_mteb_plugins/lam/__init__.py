@@ -2,10 +2,10 @@
 
 Two encoder kinds: ``lam2`` (LAM v2: MiniLM's exact softmax attention inside each window + a gated
 delta-rule memory carried across windows; poolings ``mean``, ``state`` (the document state of
-``slots.py``: window vectors written into fixed-size slots by a delta rule, read by the query) and
-``hybrid``; registry ``lam-mean``, ``lam-state-dense``, ``lam-hybrid-dense``, and over them, with
-the baselines plugin's ``lexical`` wrapper, ``lam-state`` and ``lam-hybrid``) and ``lam`` (LAM v1,
-below; registry ``lam-v1-mean`` / ``lam-v1-state`` / ``lam-v1-hybrid``).
+``v2/slots.py``: window vectors written into fixed-size slots by a delta rule, read by the query)
+and ``hybrid``; registry ``lam-mean``, ``lam-state-dense``, ``lam-hybrid-dense``, and over them,
+with the baselines plugin's ``lexical`` wrapper, ``lam-state`` and ``lam-hybrid``) and ``lam``
+(LAM v1, below; registry ``lam-v1-mean`` / ``lam-v1-state`` / ``lam-v1-hybrid``).
 
 LAM v1:
 all-MiniLM-L6-v2 with each softmax self-attention replaced by a DeltaNet (delta-rule linear
@@ -17,6 +17,11 @@ folder or None for the shipped default, hybrid_weight, diag_weight (weight of th
 the state embedding), chunk_size, batch_size, device) and the command ``lam-mteb distill``.
 See docs/lam.md.
 
+Layout: ``common/`` (what both use: tokenizer, the MiniLM stack and checkpoint loading, the
+delta-rule kernels, encoder helpers), ``v1/`` (DeltaNet model, encoder, distillation,
+sentence-transformers module, shipped weights) and ``v2/`` (model, encoder, slot state, shipped
+weights); this module holds the hook implementations.
+
 This module only uses lam-mteb's public contract and imports torch lazily (it is imported at every
 ``import mteb``).
 """
@@ -26,8 +31,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import lam_mteb
-from lam_mteb_plugins.lam.encoder import DEFAULTS, LamEncoder, revision
-from lam_mteb_plugins.lam.encoder_v2 import (
+from lam_mteb_plugins.lam.v1.encoder import DEFAULTS, LamEncoder, revision
+from lam_mteb_plugins.lam.v2.encoder import (
     DEFAULTS_V2,
     LamV2Encoder,
     configure_v2,
@@ -92,6 +97,6 @@ def register_encoders(register: RegisterEncoder) -> None:
 
 @lam_mteb.hookimpl
 def register_commands(subparsers: SubParsers) -> None:
-    from lam_mteb_plugins.lam.distill import add_parser
+    from lam_mteb_plugins.lam.v1.distill import add_parser
 
     add_parser(subparsers)

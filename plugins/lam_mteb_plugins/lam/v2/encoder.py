@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lam_mteb_plugins.lam.encoder import (
+from lam_mteb_plugins.lam.common.encoder import (
     LONG_CHARS,
     checkpoint_hash,
     pad_batch,
@@ -55,10 +55,10 @@ if TYPE_CHECKING:
     import torch
 
     from lam_mteb import LamMtebError
-    from lam_mteb_plugins.lam.v2 import LamV2Model
+    from lam_mteb_plugins.lam.v2.model import LamV2Model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS_V2 = WEIGHTS_DIR / "v2"
+DEFAULT_WEIGHTS_V2 = WEIGHTS_DIR
 POOLINGS_V2 = ("mean", "state", "hybrid")
 CHUNK_POOLINGS = ("tokens", "windows")
 PROMPTS = ("query", "document")
@@ -175,7 +175,7 @@ class LamV2Encoder:
             else f"model{id(model)}"
         )
         if model is None:
-            from lam_mteb_plugins.lam.v2 import load_v2
+            from lam_mteb_plugins.lam.v2.model import load_v2
 
             model = load_v2(resolve_weights_v2(weights), device=str(device))
         self.model = model.eval()
@@ -185,7 +185,7 @@ class LamV2Encoder:
         self.hybrid_weight = float(hybrid_weight)
         self.chunk_size = int(chunk_size or self.model.config.chunk_size)
         self.batch_size, self.device = int(batch_size), str(device)
-        from lam_mteb_plugins.lam.text import LamTokenizer
+        from lam_mteb_plugins.lam.common.text import LamTokenizer
 
         self.tokenizer = LamTokenizer(self.model.config.base_model)
         self.dense_dim = self.model.config.hidden_size
@@ -248,7 +248,7 @@ class LamV2Encoder:
         """``(len(a), len(b))`` scores: ``mean``: cosine; ``state``: the read of each query's mean
         against each document's state (a document without a state: cosine of the means);
         ``hybrid``: the two combined with ``hybrid_weight``."""
-        from lam_mteb_plugins.lam.slots import read
+        from lam_mteb_plugins.lam.v2.slots import read
 
         qa, _, _ = self._split(a)
         mb, Sb, nb = self._split(b)
@@ -422,8 +422,8 @@ class LamV2Encoder:
         passkey/needle documents share their filler up to the inserted fact)."""
         import torch
 
-        from lam_mteb_plugins.lam.slots import SlotMemory
-        from lam_mteb_plugins.lam.text import share_identical
+        from lam_mteb_plugins.lam.common.text import share_identical
+        from lam_mteb_plugins.lam.v2.slots import SlotMemory
 
         C = self.chunk_size
         cls_id, sep_id = self.tokenizer.cls_id, self.tokenizer.sep_id

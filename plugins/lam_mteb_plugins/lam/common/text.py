@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lam_mteb_plugins.lam.model import BASE_MODEL, base_model_path
+from lam_mteb_plugins.lam.common.model import BASE_MODEL, base_model_path
 
 PIECE_CHARS = 16_384  # characters tokenised at a time when streaming
 

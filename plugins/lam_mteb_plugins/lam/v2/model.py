@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lam_mteb_plugins.lam.kernels import delta_rule_reference, delta_rule_state
-from lam_mteb_plugins.lam.model import (
+from lam_mteb_plugins.lam.common.kernels import delta_rule_reference, delta_rule_state
+from lam_mteb_plugins.lam.common.model import (
     BASE_MODEL,
     BlocksConfig,
     LamModel,

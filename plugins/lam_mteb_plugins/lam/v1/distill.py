@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
     from lam_mteb import LamMtebError
     from lam_mteb.contract import SubParsers
-    from lam_mteb_plugins.lam.model import LamModel
-    from lam_mteb_plugins.lam.text import LamTokenizer
+    from lam_mteb_plugins.lam.common.model import LamModel
+    from lam_mteb_plugins.lam.common.text import LamTokenizer
 
 SOURCES = ("sts", "longtext", "scifact")
 
@@ -225,8 +225,9 @@ class Distiller:
     def __init__(self, args: argparse.Namespace) -> None:
         import torch
 
-        from lam_mteb_plugins.lam.model import LamConfig, LamModel
-        from lam_mteb_plugins.lam.text import LamTokenizer
+        from lam_mteb_plugins.lam.common.model import LamModel
+        from lam_mteb_plugins.lam.common.text import LamTokenizer
+        from lam_mteb_plugins.lam.v1.model import LamConfig
 
         self.args = args
         torch.manual_seed(args.seed)
@@ -245,7 +246,7 @@ class Distiller:
 
         if bi in self.cache:
             return self.cache[bi]
-        from lam_mteb_plugins.lam.encoder import pad_batch
+        from lam_mteb_plugins.lam.common.encoder import pad_batch
 
         x, m = pad_batch(batch["seqs"], self.tokenizer.pad_id)
         with torch.no_grad():
@@ -265,7 +266,7 @@ class Distiller:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         import torch
 
-        from lam_mteb_plugins.lam.encoder import state_embedding
+        from lam_mteb_plugins.lam.v1.encoder import state_embedding
 
         a = self.args
         m, temb = t["m"], t["temb"]
@@ -389,7 +390,7 @@ def evaluate_sts_dev(model: LamModel, data_dir: Path, hybrid_weight: float = 0.5
     import numpy as np
     from scipy.stats import spearmanr
 
-    from lam_mteb_plugins.lam.encoder import LamEncoder
+    from lam_mteb_plugins.lam.v1.encoder import LamEncoder
 
     rows = read_sts(Path(data_dir) / "stsbenchmark" / "sts-dev.csv")
     enc = LamEncoder(model=model, hybrid_weight=hybrid_weight, device="cpu")
@@ -451,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import lam_mteb
-    from lam_mteb_plugins.lam.model import save_checkpoint
+    from lam_mteb_plugins.lam.v1.model import save_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -28,16 +28,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lam_mteb_plugins.lam.common.encoder import (
+    LONG_CHARS,
+    checkpoint_hash,
+    pad_batch,
+    registry_defaults,
+    resolve_device,
+)
+
 if TYPE_CHECKING:
     import torch
 
     from lam_mteb import LamMtebError
-    from lam_mteb_plugins.lam.model import LamModel
+    from lam_mteb_plugins.lam.common.model import LamModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "default"
+DEFAULT_WEIGHTS = WEIGHTS_DIR  # the shipped checkpoint (weights: None / "default")
 POOLINGS = ("mean", "state", "hybrid")
-LONG_CHARS = 20_000  # texts longer than this are tokenised as a stream
 
 
 def _error(message: str) -> LamMtebError:
@@ -53,45 +60,15 @@ def resolve_weights(weights: str | Path | None) -> Path:
     return Path(str(weights)).expanduser()
 
 
-def checkpoint_hash(weights: str | Path | None) -> str:
-    """sha256 over the checkpoint's config.json and model.safetensors (content, not path)."""
-    folder = resolve_weights(weights)
-    h = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        path = folder / name
-        if not path.is_file():
-            return "missing"
-        h.update(name.encode())
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 def revision(params: dict) -> str:
     """Changes whenever the checkpoint's bytes or any output-affecting parameter change."""
     keep = {
         k: params.get(k, DEFAULTS[k])
         for k in ("pooling", "hybrid_weight", "diag_weight", "chunk_size")
     }
-    blob = json.dumps(keep, sort_keys=True) + checkpoint_hash(params.get("weights"))
+    folder = resolve_weights(params.get("weights"))
+    blob = json.dumps(keep, sort_keys=True) + checkpoint_hash(folder)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def pad_batch(
-    seqs: Sequence[Sequence[int]], pad_id: int = 0, device: str | torch.device = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token lists -> (ids [B, T] long, mask [B, T] float)."""
-    import torch
-
-    T = max(1, max(len(s) for s in seqs))
-    x = torch.full((len(seqs), T), pad_id, dtype=torch.long)
-    m = torch.zeros(len(seqs), T)
-    for r, s in enumerate(seqs):
-        if s:
-            x[r, : len(s)] = torch.tensor(s)
-            m[r, : len(s)] = 1
-    return x.to(device), m.to(device)
 
 
 def state_embedding(S: torch.Tensor, diag_weight: float = 0.7) -> torch.Tensor:
@@ -103,18 +80,6 @@ def state_embedding(S: torch.Tensor, diag_weight: float = 0.7) -> torch.Tensor:
     per_slot = S.sum(dim=-2).flatten(1)  # sum over keys (rows) for every value slot
     e = diag_weight * F.normalize(diag, dim=-1) + (1 - diag_weight) * F.normalize(per_slot, dim=-1)
     return F.normalize(e, dim=-1)
-
-
-def resolve_device(device: str | None) -> str:
-    """The device to use: ``None`` / ``""`` / ``"auto"`` give cuda when available, else cpu;
-    asking for cuda without CUDA is an error."""
-    import torch
-
-    if device in (None, "", "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise _error(f"LAM device {device!r} requested but CUDA is not available")
-    return device
 
 
 class LamEncoder:
@@ -151,11 +116,11 @@ class LamEncoder:
             str(device),
         )
         if model is None:
-            from lam_mteb_plugins.lam.model import load_checkpoint
+            from lam_mteb_plugins.lam.v1.model import load_checkpoint
 
             model = load_checkpoint(resolve_weights(weights), device=self.device)
         self.model = model.eval()
-        from lam_mteb_plugins.lam.text import LamTokenizer
+        from lam_mteb_plugins.lam.common.text import LamTokenizer
 
         self.tokenizer = LamTokenizer(self.model.config.base_model)
         self.embed_dim = self.model.config.hidden_size
@@ -260,7 +225,7 @@ class LamEncoder:
         """
         import torch
 
-        from lam_mteb_plugins.lam.text import share_identical
+        from lam_mteb_plugins.lam.common.text import share_identical
 
         C = self.chunk_size
         iters: list[Iterator[list[int]]] = []
@@ -309,18 +274,6 @@ class LamEncoder:
         mean = sums / counts.clamp_min(1)[:, None]
         last = torch.stack([s[-1] for s in states])
         return mean.float().cpu(), state_embedding(last.float(), self.diag_weight).cpu()
-
-
-def registry_defaults(encoder_cls: type) -> dict[str, Any]:
-    """An encoder class's registry params: its constructor's keyword defaults, except the
-    runtime-only ``device`` and ``model`` (the constructor is the one place they are written)."""
-    import inspect
-
-    return {
-        name: p.default
-        for name, p in inspect.signature(encoder_cls).parameters.items()
-        if name not in ("device", "model")
-    }
 
 
 DEFAULTS = registry_defaults(LamEncoder)
