@@ -53,7 +53,7 @@ def test_valid_file_adds_configurations(tmp_path, reg):
     [
         (
             "models:\n  - name: a\n    kind: mock-hash\n    colour: red\n",
-            2,
+            4,  # the line of the unknown key itself
             ["unknown key", "colour"],
         ),
         ("models:\n  - name: a\n", 2, ["'kind' is missing"]),
