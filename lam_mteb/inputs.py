@@ -165,15 +165,15 @@ def _key_lines(ldr: yaml.SafeLoader, root: yaml.Node) -> dict[tuple[Any, ...], i
         path, node = stack.pop()
         if isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                lines[(*path, i)] = item.start_mark.line + 1
-                stack.append(((*path, i), item))
+                sub = (*path, i)
+                lines[sub] = item.start_mark.line + 1
+                stack.append((sub, item))
         elif isinstance(node, yaml.MappingNode):
             first: dict[Any, int] = {}
             for key_node, value in node.value:
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
                     continue
                 key = ldr.construct_object(key_node)
-                line = key_node.start_mark.line + 1
                 if key in first:
                     raise yaml.constructor.ConstructorError(
                         None,
@@ -181,8 +181,9 @@ def _key_lines(ldr: yaml.SafeLoader, root: yaml.Node) -> dict[tuple[Any, ...], i
                         f"duplicate key {key!r} (first on line {first[key]})",
                         key_node.start_mark,
                     )
-                first[key] = lines[(*path, key)] = line
-                stack.append(((*path, key), value))
+                sub = (*path, key)
+                first[key] = lines[sub] = key_node.start_mark.line + 1
+                stack.append((sub, value))
     return lines
 
 

@@ -66,11 +66,14 @@ def model_meta(metadata: dict[str, Any], **fields: Any) -> ModelMeta:
 
 def metadata_problem(metadata: dict[str, Any]) -> tuple[str | None, str] | None:
     """The first key of ``metadata`` that mteb's ModelMeta refuses and why (one line), or None."""
-    allowed = metadata_keys()
+    try:
+        allowed = metadata_keys()
+    except ImportError:  # without mteb nothing reads the metadata (see plugins._import_mteb)
+        return None
     unknown = [k for k in metadata if k not in allowed]
     if unknown:
         return unknown[0], (
-            f"unknown metadata key {', '.join(map(repr, unknown))}; "
+            f"unknown metadata key(s) {', '.join(map(repr, unknown))}; "
             f"allowed (mteb ModelMeta fields): {', '.join(sorted(allowed))}"
         )
     try:
@@ -78,7 +81,7 @@ def metadata_problem(metadata: dict[str, Any]) -> tuple[str | None, str] | None:
     except ValidationError as exc:
         err = exc.errors()[0]
         key = str(err["loc"][0]) if err["loc"] else None
-        return key, f"invalid metadata {key or ''}: {_pydantic_message(err)}"
+        return key, f"invalid metadata {key or 'value'}: {_pydantic_message(err)}"
     return None
 
 
@@ -622,7 +625,7 @@ def load_registry_file(path: Path, reg: Registry) -> None:
         reg.models[config.name] = config
 
 
-def _read_registry_doc(path: Path) -> list[tuple[dict, int]]:
+def _read_registry_doc(path: Path) -> list[tuple[_Entry, int]]:
     """A registry file's entries and their lines, validated (:class:`_Entry`, mteb's ModelMeta for
     ``metadata``); the first problem in file order is one error naming ``file:line``."""
     if not path.is_file():
@@ -634,16 +637,16 @@ def _read_registry_doc(path: Path) -> list[tuple[dict, int]]:
         line = mark.line + 1 if mark else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise LamMtebError(f"{path}:{line}: invalid YAML: {problem}") from None
-    doc = {"models": []} if doc is None else doc
     problems: list[tuple[tuple[Any, ...], str]] = []
+    entries: list[_Entry] = []
     try:
-        _RegistryFile.model_validate(doc)
+        entries = _RegistryFile.model_validate({"models": []} if doc is None else doc).models
     except ValidationError as exc:
         # on one line, an unknown key (a typo) says more than the missing one it stands for
         errors = sorted(exc.errors(), key=lambda err: err["type"] == "missing")
         problems = [(err["loc"], _pydantic_message(err)) for err in errors]
-    for i, entry in enumerate(doc["models"] if not problems else []):
-        found = metadata_problem(entry.get("metadata") or {})
+    for i, entry in enumerate(entries):
+        found = metadata_problem(entry.metadata)
         if found:
             problems.append((("models", i, "metadata", found[0]), found[1]))
     if problems:
@@ -654,7 +657,7 @@ def _read_registry_doc(path: Path) -> list[tuple[dict, int]]:
         loc, message = min(problems, key=lambda p: line_of(p[0]))
         where = "/".join(str(p) for p in loc if p is not None) or "top level"
         raise LamMtebError(f"{path}:{line_of(loc)}: {message} (at {where})")
-    return [(entry, lines.get(("models", i), 1)) for i, entry in enumerate(doc["models"])]
+    return [(entry, lines.get(("models", i), 1)) for i, entry in enumerate(entries)]
 
 
 def _pydantic_message(err: Any) -> str:
@@ -667,13 +670,17 @@ def _pydantic_message(err: Any) -> str:
         return f"{loc[-1]!r} is missing (required)"
     if err["type"] == "value_error":
         return str(err["ctx"]["error"]).splitlines()[0]
-    return f"{err['msg']}, got {err['input']!r}"[:300]
+    got = repr(err["input"])
+    got = got if len(got) <= 80 else got[:77] + "..."
+    if err["type"] == "model_type":  # pydantic would name the model class
+        return f"expected a mapping (key: value), got {got}"
+    return f"{err['msg']}, got {got}"
 
 
-def _config_from_entry(entry: dict, path: Path, line: int, reg: Registry) -> ModelConfig:
+def _config_from_entry(entry: _Entry, path: Path, line: int, reg: Registry) -> ModelConfig:
     """One validated ``models:`` entry -> its configuration (kind known, name free or
     overridden, params accepted, ``configure`` applied)."""
-    name, kind_name = entry["name"], entry["kind"]
+    name, kind_name = entry.name, entry.kind
     if kind_name not in reg.kinds:
         hint = did_you_mean(kind_name, reg.kinds)
         known = ", ".join(sorted(reg.kinds)) or "none (no encoder plugin loaded)"
@@ -681,14 +688,14 @@ def _config_from_entry(entry: dict, path: Path, line: int, reg: Registry) -> Mod
             f"{path}:{line}: model {name!r} has unknown encoder kind {kind_name!r}{hint} "
             f"(registered kinds: {known})"
         )
-    if name in reg.models and not entry.get("override"):
+    if name in reg.models and not entry.override:
         raise LamMtebError(
             f"{path}:{line}: duplicate model name {name!r} (already defined by "
             f"{reg.models[name].source}); "
             "choose another name, or add `override: true` to this entry to replace it"
         )
     kind = reg.kinds[kind_name]
-    params = {**kind.params, **_resolve_paths(entry.get("params") or {}, path.parent)}
+    params = {**kind.params, **_resolve_paths(entry.params, path.parent)}
     problem = unknown_params(kind, params)
     if problem:
         raise LamMtebError(f"{path}:{line}: model {name!r}: {problem}")
@@ -696,14 +703,14 @@ def _config_from_entry(entry: dict, path: Path, line: int, reg: Registry) -> Mod
         name=name,
         kind=kind,
         params=params,
-        metadata={**kind.metadata, **dict(entry.get("metadata") or {})},
+        metadata={**kind.metadata, **entry.metadata},
         source=f"{path}:{line}",
-        org=entry.get("org") or kind.org,
-        description=entry.get("description") or kind.description,
-        revision_override=entry.get("revision"),
+        org=entry.org or kind.org,
+        description=entry.description or kind.description,
+        revision_override=entry.revision,
     )
     if kind.configure is not None:
-        apply_configure(reg, config, explicit_metadata=dict(entry.get("metadata") or {}))
+        apply_configure(reg, config, explicit_metadata=dict(entry.metadata))
     return config
 
 

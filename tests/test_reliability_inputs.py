@@ -111,7 +111,10 @@ def test_deep_nesting_and_size_refused(tmp_path):
     "entry, words",
     [
         ('- name: "evil\\n"\n    kind: mock-hash', ["not a valid name", "name"]),
-        ("- name: ok\n    kind: mock-hash\n    revision: ../../x", ["not a valid name", "revision"]),
+        (
+            "- name: ok\n    kind: mock-hash\n    revision: ../../x",
+            ["not a valid name", "revision"],
+        ),
         ("- name: ok\n    kind: mock-hash\n    revision: a/b", ["not a valid name", "revision"]),
         ("- name: ok\n    kind: mock-hash\n    revision: ..", ["not a valid name", "revision"]),
         ('- name: ok\n    kind: mock-hash\n    org: "x\\n"', ["not a valid name", "org"]),
