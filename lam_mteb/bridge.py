@@ -240,32 +240,7 @@ def check_device(device: str) -> None:
 
 
 def make_model_meta(config: ModelConfig) -> ModelMeta:
-    from mteb.models.model_meta import ModelMeta
-
-    md = dict(config.metadata)
-    fields = {
-        "loader": load_plugin_model,
-        "name": config.full_name,
-        "revision": config.revision,
-        "release_date": md.pop("release_date", None),
-        "languages": md.pop("languages", None),
-        "n_parameters": md.pop("n_parameters", None),
-        "memory_usage_mb": md.pop("memory_usage_mb", None),
-        "max_tokens": md.pop("max_tokens", None),
-        "embed_dim": md.pop("embed_dim", None),
-        "license": md.pop("license", None),
-        "open_weights": md.pop("open_weights", True),
-        "public_training_code": md.pop("public_training_code", None),
-        "public_training_data": md.pop("public_training_data", None),
-        "framework": ["PyTorch"],
-        "similarity_fn_name": md.pop("similarity_fn_name", "cosine"),
-        "use_instructions": md.pop("use_instructions", False),
-        "training_datasets": md.pop("training_datasets", None),
-    }
-    if isinstance(fields["training_datasets"], list):
-        fields["training_datasets"] = set(fields["training_datasets"])
-    fields.update(md)
-    return ModelMeta(**fields)
+    return config.model_meta(load_plugin_model)
 
 
 def register_models(registry: Registry) -> None:
