@@ -156,16 +156,16 @@ def expected_dataset_revision(task: AbsTask) -> str | None:
     """The ``dataset_revision`` a run of ``task`` records now: the bridge's content address of the
     local data the task would load (re-creations carry their marker), else the task's revision."""
     revision = task.metadata.revision
-    from lam_mteb import bridge
+    from lam_mteb.plugins import host  # the runner and its workers use their process's host
 
-    if bridge.is_self_loading(task):
+    if host.bridge.is_self_loading(task):
         return revision
     try:
-        from lam_mteb import bridge, data
+        from lam_mteb import data
 
         if data.data_dir() is None:
             return revision
-        return bridge.expected_dataset_revision(task.metadata.name) or revision
+        return host.bridge.expected_dataset_revision(task.metadata.name) or revision
     except Exception:  # noqa: BLE001 - an unreadable data dir surfaces when the pair runs
         return revision
 
@@ -287,8 +287,9 @@ def _evaluate_job(job: dict) -> dict:
     import mteb
 
     from lam_mteb import bridge
+    from lam_mteb.plugins import host  # a worker's entry point: its process's plugin host
 
-    bridge.install()
+    host.bridge.install()
     logging.getLogger("mteb").setLevel(
         logging.WARNING if job.get("verbosity", 1) < 2 else logging.INFO
     )
