@@ -54,7 +54,9 @@ def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def page(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setattr("lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names: {})
+    monkeypatch.setattr(
+        "lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names, datasets: {}
+    )
     root = tmp_path / "runs"
     for model, sts, sci in (("org/low", 0.2, 0.3), ("org/high", 0.9, 0.8), ("org/mid", 0.5, 0.6)):
         write_result(root, model, "r", "STSBenchmark", sts)

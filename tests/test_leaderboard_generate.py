@@ -25,7 +25,9 @@ from tests.test_leaderboard_fixtures import (
 def _no_plugin_recreations(monkeypatch):
     """Plugins' dataset registrations are consulted for re-created tasks; keep these tests
     independent."""
-    monkeypatch.setattr("lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names: {})
+    monkeypatch.setattr(
+        "lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names, datasets: {}
+    )
 
 
 def _results(tmp_path: Path) -> Path:
@@ -222,7 +224,7 @@ def test_recreated_tasks_are_labelled(tmp_path, capsys, monkeypatch):
     write_result(root, "org/c", "r", "LEMBNeedleRetrieval", splits)
     monkeypatch.setattr(
         "lam_mteb.leaderboard.results.registry_recreated_tasks",
-        lambda names: (
+        lambda names, datasets: (
             {"LEMBNeedleRetrieval": "longembed"} if "LEMBNeedleRetrieval" in names else {}
         ),
     )
@@ -271,7 +273,7 @@ def test_bridge_recreation_revision_and_explicit_false(tmp_path, capsys, monkeyp
     )
     monkeypatch.setattr(
         "lam_mteb.leaderboard.results.registry_recreated_tasks",
-        lambda names: {"LEMBQMSumRetrieval": "longembed"},
+        lambda names, datasets: {"LEMBQMSumRetrieval": "longembed"},
     )
     code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
     assert code == 0, cap.err

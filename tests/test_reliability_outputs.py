@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lam_mteb import bridge, cli, plugins
+from lam_mteb import cli, plugins
 from lam_mteb.errors import LamMtebError
 from tests.test_leaderboard_fixtures import leaderboard_args, write_result
 
@@ -64,7 +64,9 @@ def test_a_genuine_trainer_state_loads_with_weights_only(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _no_plugin_recreations(monkeypatch):
-    monkeypatch.setattr("lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names: {})
+    monkeypatch.setattr(
+        "lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names, datasets: {}
+    )
 
 
 def _lb(tmp_path, results, capsys):
@@ -260,7 +262,7 @@ def test_cuda_without_cuda(mock_plugin, tiny_sts_data_dir, tmp_path, capsys):
         code == 2 and len(lines) == 1 and "--device cuda" in lines[0] and "--device cpu" in lines[0]
     )
     with pytest.raises(LamMtebError, match="no CUDA device"):
-        bridge.load_plugin_model("minilm", device="cuda")
+        plugins.host.bridge.load_plugin_model("minilm", device="cuda")
 
 
 def test_truncated_safetensors_is_one_line(tiny_sts_data_dir, tmp_path, capsys, monkeypatch):
@@ -283,7 +285,7 @@ def test_truncated_safetensors_is_one_line(tiny_sts_data_dir, tmp_path, capsys, 
     )
     monkeypatch.setenv("LAM_MTEB_REGISTRY", str(reg_file))
     plugins.host.invalidate()
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
     try:
         code, lines = _cli(
             capsys,
@@ -300,7 +302,7 @@ def test_truncated_safetensors_is_one_line(tiny_sts_data_dir, tmp_path, capsys, 
     finally:
         monkeypatch.delenv("LAM_MTEB_REGISTRY")
         plugins.host.invalidate()
-        bridge.install(force=True)
+        plugins.host.bridge.install(force=True)
     assert code == 2 and len(lines) == 1, lines
     assert (
         "broken-minilm" in lines[0]
