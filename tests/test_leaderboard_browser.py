@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lam_mteb import plugins
 from lam_mteb.leaderboard import run
 from tests.test_leaderboard_fixtures import leaderboard_args, write_result
 
@@ -62,7 +63,7 @@ def page(tmp_path, monkeypatch) -> Path:
         write_result(root, model, "r", "STSBenchmark", sts)
         write_result(root, model, "r", "SciFact", sci)
     out = tmp_path / "out"
-    assert run(leaderboard_args([root], out, no_references=True)) == 0
+    assert run(leaderboard_args([root], out, no_references=True), plugins.get_registry()) == 0
     return out / "leaderboard.html"
 
 

@@ -285,7 +285,7 @@ def test_corrupt_result_json_is_named_and_treated_as_missing(
 BUILD_SNIPPET = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from lam_mteb import data
+    from lam_mteb import plugins
     root, start = Path(sys.argv[1]), float(sys.argv[2])
     time.sleep(max(0.0, start - time.time()))
     entry = plugins.host.data.builders()["mteb/scifact"]

@@ -73,7 +73,7 @@ def _lb(tmp_path, results, capsys):
     from lam_mteb.leaderboard import run
 
     out = tmp_path / "out"
-    code = run(leaderboard_args([results], out, no_references=True))
+    code = run(leaderboard_args([results], out, no_references=True), plugins.get_registry())
     return code, out, capsys.readouterr()
 
 
@@ -92,7 +92,7 @@ def test_non_finite_and_out_of_range_scores_are_rejected(tmp_path, capsys, bad):
 
 
 def test_references_with_nan_are_rejected(tmp_path, capsys):
-    from lam_mteb.leaderboard import references
+    from lam_mteb.leaderboard import references, spec
 
     src = references.default_references_file()
     text = src.read_text(encoding="utf-8")
@@ -102,7 +102,7 @@ def test_references_with_nan_are_rejected(tmp_path, capsys):
         text[:i] + re.sub(r"value: [0-9.]+", "value: .nan", text[i:], count=1), encoding="utf-8"
     )
     with pytest.raises(references.ReferencesError) as err:
-        references.load(bad)
+        references.load(bad, spec.benchmarks(plugins.get_registry()))
     assert str(bad) in str(err.value) and "not a finite number" in str(err.value)
 
 
@@ -151,7 +151,7 @@ def test_read_only_leaderboard_out_is_one_line(tmp_path, capsys, monkeypatch):
         monkeypatch.setattr("tempfile.mkstemp", _permission_denied)
     from lam_mteb.leaderboard import run
 
-    code = run(leaderboard_args([root], out, no_references=True))
+    code = run(leaderboard_args([root], out, no_references=True), plugins.get_registry())
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--out" in err and "not writable" in err, err
     out.chmod(0o755)
