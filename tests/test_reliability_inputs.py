@@ -49,12 +49,12 @@ def test_alias_bomb_refused_fast_and_small(tmp_path, kind):
     path = tmp_path / "bomb.yaml"
     path.write_text(ALIAS_BOMB)
     assert len(ALIAS_BOMB.encode()) <= 600
-    from lam_mteb.leaderboard import references, spec
+    from lam_mteb.leaderboard import references
 
     def load():
         if kind == "registry":
             return registry.load_registry_file(path, registry.Registry())
-        return references.load(path, spec.benchmarks(plugins.get_registry()))
+        return references.load(path, ())  # the file is refused before any benchmark is looked at
 
     exc, elapsed, peak = _bounded(load)
     assert elapsed < 2.0 and peak < 100e6, (elapsed, peak)
