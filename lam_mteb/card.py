@@ -14,16 +14,22 @@ never put in the ``model-index``: the card lists them in a separate, labelled ta
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lam_mteb.errors import LamMtebError
+
+if TYPE_CHECKING:
+    from lam_mteb.plugins import PluginHost
+    from lam_mteb.registry import DatasetEntry
 
 TEMPLATE = """\
 ---
@@ -98,15 +104,21 @@ def _read_results(files: list[Path], skipped: list[str]) -> list[tuple[Any, dict
 
 
 def find_results(
-    results_dir: Path, model_path: str, revision: str, *, explicit: bool
+    results_dir: Path,
+    model_path: str,
+    revision: str,
+    *,
+    explicit: bool,
+    datasets: Mapping[str, DatasetEntry],
 ) -> FoundResults:
-    """Read ``<root>/<model_path>/<revision>/*.json``; one clear error when nothing is there."""
+    """Read ``<root>/<model_path>/<revision>/*.json``; one clear error when nothing is there.
+    ``datasets`` (the registry's builders) say which tasks ran on re-created data."""
     from lam_mteb.leaderboard.results import recreation_marker, registry_recreated_tasks
 
     files = _result_files(results_dir, model_path, revision, explicit)
     found = FoundResults(folder=files[0].parent, revision=revision)
     loaded = _read_results(files, found.skipped)
-    from_registry = registry_recreated_tasks([r.task_name for r, _ in loaded])
+    from_registry = registry_recreated_tasks([r.task_name for r, _ in loaded], datasets)
     for result, raw in loaded:
         marker, where = recreation_marker(raw)
         if marker is None and result.task_name in from_registry:
@@ -180,9 +192,7 @@ def _task_known(name: str) -> bool:
         return False
 
 
-def _plugin_distribution(plugin: str) -> str | None:
-    from lam_mteb.plugins import host
-
+def _plugin_distribution(host: PluginHost, plugin: str) -> str | None:
     for info in host.infos():
         if info.name == plugin and info.source.startswith("entry point "):
             dist = info.source.removeprefix("entry point ")
@@ -262,8 +272,10 @@ def _results_section(found: FoundResults) -> list[str]:
     return parts
 
 
-def render_body(config: Any, meta: Any, found: FoundResults, results_dir: Path) -> str:
-    dist = _plugin_distribution(config.kind.plugin)
+def render_body(
+    config: Any, meta: Any, found: FoundResults, results_dir: Path, dist: str | None
+) -> str:
+    """The card's markdown; ``dist``: the distribution that installs the model's plugin."""
     install = "pip install lam-mteb" + (f" {dist}" if dist else "")
     parts = [
         f"# {config.name}",
@@ -277,22 +289,23 @@ def render_body(config: Any, meta: Any, found: FoundResults, results_dir: Path) 
     return "\n\n".join(parts)
 
 
-def build_card(name: str, results_dir: Path, revision: str | None = None) -> tuple[Any, list[str]]:
-    """(huggingface_hub ModelCard, problems) for the registered model ``name``."""
+def build_card(
+    host: PluginHost, name: str, results_dir: Path, revision: str | None = None
+) -> tuple[Any, list[str]]:
+    """(huggingface_hub ModelCard, problems) for the registered model ``name`` of ``host``."""
     import mteb
     from huggingface_hub import ModelCard, ModelCardData
 
-    from lam_mteb import bridge
-    from lam_mteb.plugins import get_registry
-
-    config = get_registry().model(name)
-    bridge.install()
+    registry = host.registry()
+    config = registry.model(name)
+    host.bridge.install()
     meta = mteb.get_model_meta(config.full_name)
     found = find_results(
         results_dir,
         meta.model_name_as_path(),
         revision or config.revision,
         explicit=revision is not None,
+        datasets=registry.datasets,
     )
     problems = list(found.skipped)
     entries = eval_results(found.published, problems)
@@ -312,7 +325,9 @@ def build_card(name: str, results_dir: Path, revision: str | None = None) -> tup
             f"lam-mteb-kind:{config.kind.name}",
         ],
     )
-    body = render_body(config, meta, found, results_dir)
+    body = render_body(
+        config, meta, found, results_dir, _plugin_distribution(host, config.kind.plugin)
+    )
     card = ModelCard.from_template(data, template_str=TEMPLATE, body=body)
     return card, problems
 
@@ -336,7 +351,7 @@ def write_new(path: Path, text: str, force: bool) -> None:
         raise
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any, host: PluginHost) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "card", help="write a Hugging Face model card with the model's mteb results"
     )
@@ -356,16 +371,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="model revision whose results to use (default: the model's current revision)",
     )
-    p.set_defaults(func=cmd_card)
+    p.set_defaults(func=functools.partial(cmd_card, host))
     return p
 
 
-def cmd_card(args: argparse.Namespace) -> int:
+def cmd_card(host: PluginHost, args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.force:
         raise LamMtebError(
             f"{args.out} exists; pass --force to overwrite it (or choose another --out)"
         )
-    card, problems = build_card(args.model, args.results, args.revision)
+    card, problems = build_card(host, args.model, args.results, args.revision)
     for problem in problems:
         print(f"lam-mteb card: skipped {problem}", file=sys.stderr)
     text = str(card)

@@ -20,6 +20,7 @@ The output schema is ``id: string, embedding: fixed_size_list<float32>[dim]`` in
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
     from lam_mteb.contract import ArgumentGroup, SubParsers
+    from lam_mteb.plugins import PluginHost
+    from lam_mteb.registry import Registry
 
 from lam_mteb.contract import accepts_param, encode_method
 from lam_mteb.errors import LamMtebError
@@ -232,15 +235,14 @@ class Embedder:
 
     def __init__(
         self,
+        registry: Registry,
         model: str,
         device: str | None = None,
         prompt_type: str = "document",
         batch_size: int = 32,
         encode_kwargs: dict | None = None,
     ) -> None:
-        from lam_mteb.plugins import get_registry
-
-        config = get_registry().model(model)
+        config = registry.model(model)
         params = (
             {"device": device} if device and accepts_param(config.kind.factory, "device") else {}
         )
@@ -372,7 +374,10 @@ class _EncodeActor:
             import torch
 
             torch.set_num_threads(int(threads))
-        self.embedder = Embedder(model, device, prompt_type, batch_size, encode_kwargs)
+        from lam_mteb.plugins import host  # a Ray worker's entry point: its process's host
+
+        registry = host.registry()
+        self.embedder = Embedder(registry, model, device, prompt_type, batch_size, encode_kwargs)
         self.dim: int | None = None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -631,6 +636,7 @@ def _device_and_kwargs(args: argparse.Namespace) -> tuple[str | None, dict]:
 
 
 def _write_embeddings(
+    registry: Registry,
     args: argparse.Namespace,
     path: Path,
     target: Path,
@@ -659,7 +665,9 @@ def _write_embeddings(
             cpus_per_worker=args.cpus_per_worker,
             gpus_per_worker=args.gpus_per_worker,
         )
-    embedder = Embedder(args.model, device, args.prompt_type, args.batch_size, encode_kwargs)
+    embedder = Embedder(
+        registry, args.model, device, args.prompt_type, args.batch_size, encode_kwargs
+    )
     return encode_local(
         path, target, fmt, embedder, args.rows, args.text_field, id_field, args.title_field
     )
@@ -685,21 +693,22 @@ def _replace_when_complete(out: Path, write: Callable[[Path], int]) -> int:
     return n
 
 
-def cmd_encode(args: argparse.Namespace) -> int:
+def cmd_encode(host: PluginHost, args: argparse.Namespace) -> int:
     from lam_mteb import runner
 
     path, out, fmt = _checked_paths(args)
     if args.executor == "ray":
         runner.import_ray()
-    from lam_mteb.plugins import get_registry
-
-    get_registry().model(args.model)  # unknown model: one line, before any work
+    registry = host.registry()
+    registry.model(args.model)  # unknown model: one line, before any work
     id_field = _input_id_field(path, fmt, args.id_field)
     device, encode_kwargs = _device_and_kwargs(args)
     t0 = time.perf_counter()
     n = _replace_when_complete(
         out,
-        lambda target: _write_embeddings(args, path, target, fmt, id_field, device, encode_kwargs),
+        lambda target: _write_embeddings(
+            registry, args, path, target, fmt, id_field, device, encode_kwargs
+        ),
     )
     wall = time.perf_counter() - t0
     print(
@@ -712,14 +721,14 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: SubParsers) -> None:
+def add_parser(sub: SubParsers, host: PluginHost) -> None:
     p = sub.add_parser(
         "encode", help="embed a corpus (jsonl / parquet / text lines) into parquet: id, embedding"
     )
     _input_output(p.add_argument_group("input and output"))
     _encoding(p.add_argument_group("encoding"))
     _execution(p.add_argument_group("where to run"))
-    p.set_defaults(func=cmd_encode)
+    p.set_defaults(func=functools.partial(cmd_encode, host))
 
 
 def _input_output(g: ArgumentGroup) -> None:

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lam_mteb.benchmark import BENCHMARK_OPTIONS, Benchmark
 from lam_mteb.contract import encoder_problem, is_search_model
 from lam_mteb.errors import LamMtebError
+from lam_mteb.hashing import content_hash
 from lam_mteb.inputs import check_name, did_you_mean, load_yaml_with_lines
-from lam_mteb.leaderboard.spec import BENCHMARK_OPTIONS, Benchmark
 
 if TYPE_CHECKING:
     from mteb.abstasks import AbsTask
@@ -216,8 +217,6 @@ def unknown_params(kind: EncoderKind, params: dict[str, Any]) -> str | None:
 def _fingerprint_path(path: Path) -> list | str:
     """Content hash of a weights file/folder (same bytes, same revision: ``cp -p`` of other weights
     changes it); a folder of more than 200 files falls back to names, sizes and mtimes."""
-    from lam_mteb.data import content_hash
-
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     if len(files) <= 200:
         return content_hash([path])

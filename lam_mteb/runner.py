@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from mteb.models.model_meta import ModelMeta
     from mteb.results import TaskResult
 
+    from lam_mteb.plugins import PluginHost
+
 RAY_INSTALL_HINT = (
     "--executor ray needs Ray: pip install 'lam-mteb[ray]' (or pip install 'ray[data]>=2.9')"
 )
@@ -227,19 +229,18 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-_loaded: dict[tuple, Any] = {}
-
-
-def _load_model(name: str, device: str | None, reuse: bool) -> Any:
+def _load_model(host: PluginHost, name: str, device: str | None, reuse: bool) -> Any:
+    """The pair's model; with ``reuse``, the one this process's host loaded last if it is the
+    same (one model at a time in a process)."""
     import mteb
 
     key = (name, device)
-    if reuse and key in _loaded:
-        return _loaded[key]
-    _loaded.clear()  # one model at a time in this process
+    if reuse and host.loaded_model is not None and host.loaded_model[0] == key:
+        return host.loaded_model[1]
+    host.loaded_model = None
     model = mteb.get_model(name, device=device) if device else mteb.get_model(name)
     if reuse:
-        _loaded[key] = model
+        host.loaded_model = (key, model)
     return model
 
 
@@ -255,14 +256,15 @@ def _evaluate_job(job: dict) -> dict:
     import mteb
 
     from lam_mteb import bridge
+    from lam_mteb.plugins import host  # a worker's entry point: its process's plugin host
 
-    bridge.install()
+    host.bridge.install()
     logging.getLogger("mteb").setLevel(
         logging.WARNING if job.get("verbosity", 1) < 2 else logging.INFO
     )
     pair = Pair(job["model"], job["task"], job.get("eval_splits"), job.get("hf_subsets"))
     task = task_object(pair)
-    model = _load_model(pair.model, job.get("device"), bool(job.get("reuse_model")))
+    model = _load_model(host, pair.model, job.get("device"), bool(job.get("reuse_model")))
     encode_kwargs: Any = dict(job.get("encode_kwargs") or {})  # mteb's EncodeKwargs TypedDict
     results = mteb.evaluate(
         model,
@@ -321,7 +323,9 @@ def _worker_loop(
 def run_in_process(jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
     for job in jobs:
         yield job, run_pair({**job, "reuse_model": True, "env": {}})
-    _loaded.clear()
+    from lam_mteb.plugins import host  # the process's host holds the last model
+
+    host.loaded_model = None
 
 
 def _start_worker(ctx: SpawnContext, number: int) -> list:
@@ -539,9 +543,9 @@ def run_grid(
     from mteb.cache import ResultCache
     from tqdm.auto import tqdm
 
-    from lam_mteb import bridge
+    from lam_mteb.plugins import host  # the grid's driver: an entry point of its process
 
-    bridge.install()  # its wrap of ResultCache.load_task_result decides which results are reused
+    host.bridge.install()  # its wrap of ResultCache.load_task_result decides what is reused
     cache = ResultCache(config.output_folder)
     to_run, settled = plan(pairs, cache, config.overwrite_strategy)
     outcomes = {o.pair: o for o in settled}

@@ -88,10 +88,10 @@ def toys(grid_files, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     plugins.host.register_plugin(module, name="toys")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
     yield grid_files
     plugins.host.unregister_plugin("toys")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
 
 
 # one xdist worker runs this whole module (README: --dist loadgroup): its Ray tests share one
