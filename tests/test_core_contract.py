@@ -166,6 +166,7 @@ def test_package_data_is_in_the_package_and_the_wheel(tmp_path):
     assert "lam_mteb/py.typed" in names
     assert "lam_mteb/contract.py" in names
     assert "lam_mteb/templates/leaderboard.html.j2" in names
+    assert "lam_mteb/templates/model_card.md.j2" in names
 
 
 MYPY_CONFIG = """
