@@ -17,12 +17,12 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lam_mteb.atomic import atomic_write
 from lam_mteb.errors import LamMtebError
 
 #: the card's template (package data: lam_mteb/templates/): front matter, description, facts,
@@ -277,14 +277,7 @@ def write_new(path: Path, text: str, force: bool) -> None:
             f"--out {path} is a directory; give a file name such as {path / 'README.md'}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

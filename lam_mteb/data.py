@@ -22,13 +22,13 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lam_mteb.atomic import atomic_folder, atomic_write
 from lam_mteb.errors import DataNotFound, LamMtebError
 from lam_mteb.paths import cache_dir, data_dir
 
@@ -136,23 +136,9 @@ def _save_index() -> None:
     _dirty = False
     index = _load_index()
     try:
-        atomic_write_text(_index_path(), json.dumps(index))
+        atomic_write(_index_path(), json.dumps(index))
     except OSError as exc:  # a read-only cache only costs re-hashing next time
         logger.debug("could not save %s: %s", _index_path(), exc)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _sha256_of_bytes(path: Path) -> str:
@@ -412,8 +398,7 @@ def _build_then_move(
     """Run the builder into a temporary folder beside ``target``, mark a re-creation, validate
     the output, write its manifest (with ``manifest_extra``) and rename it to ``target``; a
     failed build leaves nothing behind."""
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-    try:
+    with atomic_folder(target, prefix=prefix) as tmp:
         entry.builder(Path(source), tmp)
         if entry.recreation and not (tmp / RECREATION_MARKER).is_file():
             marker = {
@@ -429,10 +414,6 @@ def _build_then_move(
         if manifest_extra is not None:
             manifest.update({"dataset": entry.path, "plugin": entry.plugin, **manifest_extra})
             (tmp / BUILD_MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _clean_stale_builds(base: Path, name: str) -> None:
