@@ -405,9 +405,10 @@ def encode_ray(
 
     ray, started = runner.init_ray(address)
     try:
-        import ray.data
+        # a name of its own: rebinding ``ray`` is a redefinition when mypy runs without the extra
+        from ray import data as ray_data
 
-        ctx = ray.data.DataContext.get_current()
+        ctx = ray_data.DataContext.get_current()
         # line numbers follow the file; shards in input order
         ctx.execution_options.preserve_order = True
         ds = _ray_documents(ray, path, fmt, text_field, id_field, title_field)
