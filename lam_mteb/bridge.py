@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lam_mteb import mteb_compat
+from lam_mteb.atomic import atomic_file
 from lam_mteb.contract import accepts_param, encode_texts, is_search_model
 from lam_mteb.data import RECREATION_PREFIX, Resolution
 from lam_mteb.errors import LamMtebError
@@ -243,22 +244,6 @@ def check_finite_scores(task_result: TaskResult, model_name: str | None) -> None
         )
 
 
-def _write_through_temp_file(write: Callable[[Path], object], path: Path) -> None:
-    """``write(tmp)`` beside ``path``, then rename it over ``path`` (keeping its permissions)."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # not mkstemp's 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _finite_save(original: Callable[..., None]) -> Callable[..., None]:
     def save_to_cache(
         self: ResultCache,
@@ -276,7 +261,8 @@ def _finite_save(original: Callable[..., None]) -> Callable[..., None]:
 
 def _atomic_to_disk(original: Callable[..., None]) -> Callable[..., None]:
     def to_disk(self: TaskResult, path: Path) -> None:
-        _write_through_temp_file(lambda tmp: original(self, tmp), Path(path))
+        with atomic_file(path) as tmp:
+            original(self, tmp)
 
     return to_disk
 

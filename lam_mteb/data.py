@@ -22,13 +22,13 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lam_mteb.atomic import atomic_folder
 from lam_mteb.errors import DataNotFound, LamMtebError
 from lam_mteb.hashing import HashIndex, sha256_of_bytes
 from lam_mteb.paths import cache_dir, data_dir
@@ -337,8 +337,7 @@ def _build_then_move(
     """Run the builder into a temporary folder beside ``target``, mark a re-creation, validate
     the output, write its manifest (with ``manifest_extra``) and rename it to ``target``; a
     failed build leaves nothing behind."""
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-    try:
+    with atomic_folder(target, prefix=prefix) as tmp:
         entry.builder(Path(source), tmp)
         if entry.recreation and not (tmp / RECREATION_MARKER).is_file():
             marker = {
@@ -354,10 +353,6 @@ def _build_then_move(
         if manifest_extra is not None:
             manifest.update({"dataset": entry.path, "plugin": entry.plugin, **manifest_extra})
             (tmp / BUILD_MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _clean_stale_builds(base: Path, name: str) -> None:
@@ -408,15 +403,6 @@ def import_dataset(
             f"{target} already exists; refusing to overwrite it (pass --force to rebuild)"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        aside = target.parent / f".import-old-{target.name}-{os.getpid()}"
-        os.replace(target, aside)  # --force: the old copy goes only once the new one is built
-        try:
-            _build_then_move(entry, source, target, ".import-")
-        except BaseException:
-            os.replace(aside, target)
-            raise
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        _build_then_move(entry, source, target, ".import-")
+    # --force: atomic_folder replaces the old copy only once the new one is built
+    _build_then_move(entry, source, target, ".import-")
     return target

@@ -1,5 +1,5 @@
 """Content addresses of files and folders (a leaf module: it imports nothing of lam-mteb but
-:mod:`lam_mteb.paths`).
+:mod:`lam_mteb.paths` and :mod:`lam_mteb.atomic`).
 
 A file's SHA-256 is remembered in ``<cache>/file-hashes.json`` keyed by its path and (size,
 mtime, ctime, inode): a shortcut only, so unchanged files are not re-read.  A changed key (``cp
@@ -13,9 +13,9 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
+from lam_mteb.atomic import atomic_write
 from lam_mteb.paths import cache_dir
 
 logger = logging.getLogger("lam_mteb.hashing")
@@ -32,20 +32,6 @@ def sha256_of_bytes(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class HashIndex:
@@ -84,7 +70,7 @@ class HashIndex:
         merged = {**self._read(self._file), **self._changed}
         self._changed = {}
         try:
-            atomic_write_text(self._file, json.dumps(merged))
+            atomic_write(self._file, json.dumps(merged))
         except OSError as exc:  # a read-only cache only costs re-hashing next time
             logger.debug("could not save %s: %s", self._file, exc)
 

@@ -381,7 +381,7 @@ def test_distill_v2_trains_only_the_memory_and_resumes(tmp_path, capsys):
     ]
     args = _cli(argv + ["--steps", "2"])
     assert args.func(args) == 0
-    assert torch.load(out / "trainer_state.pt", weights_only=False)["step"] == 2
+    assert torch.load(out / "trainer_state.pt", weights_only=True)["step"] == 2
     args = _cli(argv + ["--steps", "3", "--resume"])  # continue the same run for one more step
     assert args.func(args) == 0
     model = load_v2(out)

@@ -40,6 +40,20 @@ def test_crafted_trainer_state_does_not_run_code(tmp_path):
     assert str(state) in str(err.value) and "\n" not in str(err.value)
 
 
+def test_crafted_v2_trainer_state_does_not_run_code(tmp_path):
+    """distill-v2 --resume (train_v2) reads its state with weights_only too (issue 25)."""
+    torch = pytest.importorskip("torch")
+    from lam_mteb_plugins.lam.train_v2 import _Progress
+
+    marker = tmp_path / "pwned"
+    state = tmp_path / "trainer_state.pt"
+    torch.save({"step": 1, "settings": _Payload(marker)}, state)
+    with pytest.raises(LamMtebError) as err:
+        _Progress.load(state)
+    assert not marker.exists(), "unpickling ran the payload"
+    assert str(state) in str(err.value) and "\n" not in str(err.value)
+
+
 def test_a_genuine_trainer_state_loads_with_weights_only(tmp_path):
     torch = pytest.importorskip("torch")
     model = torch.nn.Linear(3, 2)

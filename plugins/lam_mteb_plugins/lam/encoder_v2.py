@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lam_mteb.atomic import atomic_file
 from lam_mteb_plugins.lam.encoder import (
     LONG_CHARS,
     checkpoint_hash,
@@ -368,9 +369,8 @@ class LamV2Encoder:
             )
             for j, i in enumerate(todo):
                 arr = np.stack([fresh[k][j] for k in _PARTS]).astype(np.float32)
-                tmp = files[i].with_suffix(".tmp.npy")
-                np.save(tmp, arr)
-                tmp.replace(files[i])
+                with atomic_file(files[i], suffix=".tmp.npy") as tmp:
+                    np.save(tmp, arr)
                 found[files[i]] = arr
         stacked = (
             np.stack([found[f] for f in files])

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lam_mteb.atomic import atomic_file
+
 if TYPE_CHECKING:
     import argparse
 
@@ -210,11 +212,9 @@ class _Progress:
         self.t0 = time.perf_counter()
 
     def resume(self, model: LamV2Model, opt: torch.optim.Optimizer) -> None:
-        import torch
-
         if not (self.args.resume and self.state_file.is_file()):
             return
-        st = torch.load(self.state_file, weights_only=False)
+        st = self.load(self.state_file)
         if st["settings"] != _settings(self.args):
             raise _error(
                 f"--resume: {self.state_file} was made with other settings {st['settings']}"
@@ -224,24 +224,44 @@ class _Progress:
         self.step, self.minutes, self.history = st["step"], st["minutes"], st["history"]
         self.acc0 = st["acc0"]
 
+    @staticmethod
+    def load(path: Path) -> dict[str, Any]:
+        """The saved state: tensors, dicts, lists and numbers only (``weights_only``), so a crafted
+        file cannot run code; an unreadable one is one error naming it."""
+        import pickle
+
+        import torch
+
+        try:
+            state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise _error(
+                f"--resume: {path} is not a trainer state this version can read "
+                f"({type(exc).__name__}: {first}); remove it to start over"
+            ) from None
+        return state
+
     def total_minutes(self) -> float:
         return self.minutes + (time.perf_counter() - self.t0) / 60
 
     def save(self, model: LamV2Model, opt: torch.optim.Optimizer) -> None:
         import torch
 
-        torch.save(
-            {
-                "model": {k: v for k, v in model.state_dict().items() if ".mem_" in k},
-                "opt": opt.state_dict(),
-                "step": self.step,
-                "settings": _settings(self.args),
-                "minutes": self.total_minutes(),
-                "history": self.history,
-                "acc0": self.acc0,
-            },
-            self.state_file,
-        )
+        # tensors, dicts, lists and plain numbers only: resume() reads it with weights_only
+        with atomic_file(self.state_file) as tmp:
+            torch.save(
+                {
+                    "model": {k: v for k, v in model.state_dict().items() if ".mem_" in k},
+                    "opt": opt.state_dict(),
+                    "step": self.step,
+                    "settings": _settings(self.args),
+                    "minutes": self.total_minutes(),
+                    "history": self.history,
+                    "acc0": self.acc0,
+                },
+                tmp,
+            )
 
 
 def _train_steps(

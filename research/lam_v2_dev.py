@@ -12,8 +12,8 @@ One streaming pass per checkpoint/chunk size (``LamV2Encoder.encode_parts``, den
 cheap, so every lexical variant (vectors, dimension, tf weighting) and weight is mixed from the same
 parts.  Prints one table per chunk size and writes every row to ``--json``.
 
-    LAM_MTEB_DATA_DIR=../shared/data HF_HUB_OFFLINE=1 python benchmarks/lam_v2_dev.py \\
-        --json benchmarks/lam_v2_dev.json
+    LAM_MTEB_DATA_DIR=../shared/data HF_HUB_OFFLINE=1 python research/lam_v2_dev.py \\
+        --json research/lam_v2_dev.json
 
 Selection rule (docs/lam.md): ``lexical_weight`` (symmetric tasks) = the STS-B dev optimum;
 ``retrieval_lexical_weight`` = the weight with the best mean of QMSum dev nDCG@10 and SciFact train
