@@ -1,9 +1,9 @@
 """Start-up hook, imported from ``lam_mteb_bridge.pth`` at every interpreter start.
 
 It must stay cheap and must not import mteb: it only installs a meta-path finder that waits for
-``import mteb`` to complete, then calls :func:`lam_mteb.bridge.install` (which registers every
-plugin model and task with mteb), and wraps ``mteb.cli``'s entry point so that lam-mteb's
-user-facing errors print as one line.
+``import mteb`` to complete, then installs the bridge of the process's plugin host
+(:data:`lam_mteb.plugins.host`, which registers every plugin model and task with mteb), and wraps
+``mteb.cli``'s entry point so that lam-mteb's user-facing errors print as one line.
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ def _remove_finder() -> None:
 
 def _after_mteb(module: ModuleType) -> None:
     try:
-        from lam_mteb import bridge
+        from lam_mteb.plugins import host
 
-        bridge.install()
+        host.bridge.install()
     except Exception as exc:  # never break `import mteb`
         sys.stderr.write(
             f"lam-mteb: could not register plugins with mteb: {type(exc).__name__}: {exc}\n"
@@ -89,9 +89,9 @@ def _after_mteb(module: ModuleType) -> None:
 
 def _after_mteb_cli(module: ModuleType) -> None:
     try:
-        from lam_mteb import bridge
+        from lam_mteb.plugins import host
 
-        bridge.wrap_mteb_cli(module)
+        host.bridge.wrap_mteb_cli(module)
     except Exception as exc:
         sys.stderr.write(f"lam-mteb: could not wrap the mteb CLI: {type(exc).__name__}: {exc}\n")
 

@@ -1,8 +1,8 @@
 """Makes the stock mteb CLI and API see lam-mteb's models and tasks, without forking mteb.
 
 mteb 2.x has no plugin mechanism; every use of its internals goes through
-:mod:`lam_mteb.mteb_compat`.  :func:`install` (called by the start-up hook right after
-``import mteb`` completes) adds:
+:mod:`lam_mteb.mteb_compat`.  :meth:`Bridge.install` (the plugin host's bridge, which the
+start-up hook installs right after ``import mteb`` completes) adds:
 
 - every registered model as one ``ModelMeta`` under its full name ``<org>/<name>``, whose loader
   wraps the plugin's encoder in :class:`PluginModel` (an mteb ``AbsEncoder``); its bare name
@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lam_mteb import mteb_compat
+from lam_mteb.atomic import atomic_file
 from lam_mteb.contract import accepts_param, encode_texts, is_search_model
-from lam_mteb.data import RECREATION_PREFIX
+from lam_mteb.data import RECREATION_PREFIX, Resolution
 from lam_mteb.errors import LamMtebError
 from lam_mteb.mteb_compat import SUPPORTED_MTEB, check_mteb_version, mteb_version_supported
-from lam_mteb.plugins import host
 from lam_mteb.registry import ModelConfig, Registry
 
 if TYPE_CHECKING:
@@ -47,20 +47,17 @@ if TYPE_CHECKING:
     from mteb.types import Array, BatchedInput, PromptType
     from torch.utils.data import DataLoader
 
+    from lam_mteb.plugins import PluginHost
+
 logger = logging.getLogger("lam_mteb.bridge")
 
 __all__ = [  # RECREATION_PREFIX: re-exported from data; the version checks from mteb_compat
     "RECREATION_PREFIX",
     "SUPPORTED_MTEB",
+    "Bridge",
     "check_mteb_version",
-    "install",
     "mteb_version_supported",
-    "wrap_mteb_cli",
 ]
-
-_installed = False
-_completing = False  # complete_install() is running
-_our_models: set[str] = set()  # full names this module put into mteb's model registry
 
 
 class PluginModel:
@@ -188,30 +185,6 @@ def plugin_model_class() -> Callable[[Any, str], AbsEncoder]:
     return PluginModel
 
 
-def load_plugin_model(
-    model_name: str, revision: str | None = None, device: str | None = None, **kwargs: Any
-) -> Any:
-    """mteb loader for every lam-mteb model (``ModelMeta.loader``)."""
-    config = host.registry().model(model_name)
-    if device is not None and accepts_param(config.kind.factory, "device"):
-        check_device(device)
-        kwargs["device"] = device
-    try:
-        encoder = config.create(**kwargs)
-    except LamMtebError:
-        raise
-    except _load_errors() as exc:  # truncated/corrupt weights, a wrong path, ...
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise LamMtebError(
-            f"model {config.name!r} ({config.source}) could not be loaded: "
-            f"{type(exc).__name__}: {detail}; check its weights files and params"
-        ) from None
-    if is_search_model(encoder):
-        # e.g. BM25: handed to mteb unchanged (mteb sets its mteb_model_meta); retrieval tasks only
-        return encoder
-    return plugin_model_class()(encoder, config.name)
-
-
 def _load_errors() -> tuple[type[BaseException], ...]:
     """What loading bad weights raises (torch, safetensors, transformers, the file system)."""
     errors: list[type[BaseException]] = [OSError, ValueError, RuntimeError, KeyError, EOFError]
@@ -239,170 +212,14 @@ def check_device(device: str) -> None:
         )
 
 
-def make_model_meta(config: ModelConfig) -> ModelMeta:
-    from mteb.models.model_meta import ModelMeta
-
-    md = dict(config.metadata)
-    fields = {
-        "loader": load_plugin_model,
-        "name": config.full_name,
-        "revision": config.revision,
-        "release_date": md.pop("release_date", None),
-        "languages": md.pop("languages", None),
-        "n_parameters": md.pop("n_parameters", None),
-        "memory_usage_mb": md.pop("memory_usage_mb", None),
-        "max_tokens": md.pop("max_tokens", None),
-        "embed_dim": md.pop("embed_dim", None),
-        "license": md.pop("license", None),
-        "open_weights": md.pop("open_weights", True),
-        "public_training_code": md.pop("public_training_code", None),
-        "public_training_data": md.pop("public_training_data", None),
-        "framework": ["PyTorch"],
-        "similarity_fn_name": md.pop("similarity_fn_name", "cosine"),
-        "use_instructions": md.pop("use_instructions", False),
-        "training_datasets": md.pop("training_datasets", None),
-    }
-    if isinstance(fields["training_datasets"], list):
-        fields["training_datasets"] = set(fields["training_datasets"])
-    fields.update(md)
-    return ModelMeta(**fields)
-
-
-def register_models(registry: Registry) -> None:
-    for name in list(_our_models):  # re-install: drop our previous entries
-        mteb_compat.remove_model(name)
-    _our_models.clear()
-    bare: dict[str, str] = {}
-    for config in registry.models.values():
-        try:
-            meta = make_model_meta(config)
-        except Exception as exc:
-            host.report(
-                f"model {config.name!r} ({config.source}): invalid metadata: {exc}".splitlines()[0]
-            )
-            continue
-        if mteb_compat.has_model(config.full_name) and config.full_name not in _our_models:
-            host.report(
-                f"model {config.full_name!r} ({config.source}) clashes with a model mteb already "
-                "has; skipped"
-            )
-            continue
-        mteb_compat.add_model(config.full_name, meta)
-        _our_models.add(config.full_name)
-        if config.name != config.full_name:
-            bare[config.name] = config.full_name  # a name mteb has itself still wins (mteb_compat)
-    mteb_compat.set_bare_names(bare)
-
-
-def register_tasks(registry: Registry) -> None:
-    for entry in registry.tasks.values():
-        existing = mteb_compat.task_class(entry.name)
-        if existing is not None and existing is not entry.cls:
-            host.report(
-                f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; "
-                "skipped"
-            )
-            continue
-        mteb_compat.add_task_class(entry.cls)
-        if not entry.self_loading:
-            patch_load_data(entry.cls)
-
-
-def is_self_loading(task: Any) -> bool:
-    """Whether a task (class or instance) reads the data dir itself (``register(cls,
-    self_loading=True)``)."""
-    entry = host.registry().tasks.get(task.metadata.name)
-    if entry is not None and entry.cls in type(task).__mro__ + (task,):
-        return entry.self_loading
-    return bool(getattr(task, "lam_mteb_self_loading", False))
-
-
-def patch_provided_tasks() -> None:
-    """Wrap ``load_data`` of the mteb tasks whose dataset the data dir can provide (a registered
-    builder, or a local snapshot under LAM_MTEB_DATA_DIR now); every other mteb task is
-    untouched."""
-    from lam_mteb import data
-
-    paths = set(data.builders()) | data.local_snapshots()
-    for cls in set(mteb_compat.task_classes().values()):
-        if cls.metadata.dataset.get("path") in paths:
-            patch_load_data(cls)
+def make_model_meta(config: ModelConfig, loader: Callable[..., Any]) -> ModelMeta:
+    return config.model_meta(loader)
 
 
 # -- offline data --------------------------------------------------------------------------------
 
 
-def patch_load_data(cls: type) -> None:
-    """Wrap ``cls.load_data`` (and overrides in subclasses) to use local data when present."""
-    mteb_compat.wrap_load_data(cls, _offline_load_data)
-
-
-def _offline_load_data(original: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(original)
-    # self: an mteb AbsTask, to which this wrapper adds _lam_mteb_loading and lam_mteb_data
-    def load_data(self: Any, *args: Any, **kwargs: Any) -> None:
-        if (
-            getattr(self, "data_loaded", False)
-            or getattr(self, "_lam_mteb_loading", False)
-            or is_self_loading(self)
-        ):
-            # already loaded, re-entered, or a task that reads LAM_MTEB_DATA_DIR itself
-            return original(self, *args, **kwargs)
-        from lam_mteb import data
-
-        dataset = dict(self.metadata.dataset)
-        path = str(dataset["path"]) if dataset.get("path") else None
-        resolution = data.resolve(path) if path else data.Resolution(None, [])
-        if resolution.path is None:
-            if resolution.looked_for:
-                sys.stderr.write(
-                    f"lam-mteb: no local copy of {path} for {self.metadata.name} (looked for "
-                    f"{'; '.join(resolution.looked_for)}); using mteb's own loading from {path}\n"
-                )
-            return original(self, *args, **kwargs)
-        original_metadata = self.__dict__.get("metadata")
-        self.metadata = self.metadata.model_copy(
-            update={"dataset": {**dataset, "path": str(resolution.path)}}
-        )
-        self._lam_mteb_loading = True
-        self.lam_mteb_data = {
-            "local_path": str(resolution.path),
-            "recreation": resolution.recreation,
-        }
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            self._lam_mteb_loading = False
-            if original_metadata is None:
-                del self.metadata
-            else:
-                self.metadata = original_metadata
-            # results record task.metadata.revision as dataset_revision: record the content address
-            # of the data actually loaded (re-created data keeps the "lam-mteb-recreation:" prefix,
-            # so no result computed on it can pass for one on the published dataset)
-            self.metadata = self.metadata.model_copy(
-                update={"dataset": {**dataset, "revision": resolution.revision}}
-            )
-
-    setattr(load_data, "__lam_mteb_offline__", True)  # noqa: B010 - marks our wrapper
-    return load_data
-
-
 # -- results: never reuse or write a wrong score -------------------------------------------------
-
-
-def expected_dataset_revision(task_name: str) -> str | None:
-    """The dataset revision a result of ``task_name`` must carry to be reused: the content address
-    of the local data the task would load now, else the task's published revision (None:
-    unknown)."""
-    cls = mteb_compat.task_class(task_name)
-    if cls is None or is_self_loading(cls):
-        return None
-    from lam_mteb import data
-
-    dataset: dict[str, Any] = dict(cls.metadata.dataset)
-    resolution = data.resolve(dataset["path"]) if dataset.get("path") else data.Resolution(None, [])
-    return resolution.revision or dataset.get("revision")
 
 
 def non_finite_scores(task_result: TaskResult) -> list[str]:
@@ -427,80 +244,6 @@ def check_finite_scores(task_result: TaskResult, model_name: str | None) -> None
         )
 
 
-def _stale_cached_result(result: TaskResult, task_name: str) -> str | None:
-    """Why a cached result must not be reused (a line for stderr), or None when it may be."""
-    expected = expected_dataset_revision(task_name)
-    if expected is not None and result.dataset_revision != expected:
-        return (
-            f"lam-mteb: cached result for {task_name} was computed on dataset revision "
-            f"{result.dataset_revision!r}, the data now loaded is {expected!r}; "
-            "evaluating again\n"
-        )
-    bad = non_finite_scores(result)
-    if bad:
-        return (
-            f"lam-mteb: cached result for {task_name} has non-finite main scores "
-            f"({', '.join(bad)}); evaluating again\n"
-        )
-    return None
-
-
-def _write_through_temp_file(write: Callable[[Path], object], path: Path) -> None:
-    """``write(tmp)`` beside ``path``, then rename it over ``path`` (keeping its permissions)."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # not mkstemp's 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def patch_result_cache() -> None:
-    """Wrap mteb's result files so that (1) a cached result is reused only when its dataset
-    revision is the data now loaded, (2) a corrupt result file is named in one line and treated as
-    missing, (3) a NaN/inf main score is an error and nothing is written, (4) result files are
-    written through a temporary file and a rename."""
-    mteb_compat.wrap_result_cache(
-        load_task_result=_checked_load, save_to_cache=_finite_save, to_disk=_atomic_to_disk
-    )
-
-
-def _checked_load(original: Callable[..., TaskResult | None]) -> Callable[..., TaskResult | None]:
-    def load_task_result(
-        self: ResultCache,
-        task_name: str,
-        model_name: str | ModelMeta,
-        model_revision: str | None = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> TaskResult | None:
-        try:
-            result = original(self, task_name, model_name, model_revision, *args, **kwargs)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - JSON/pydantic errors of a file cut by a kill
-            path = self.get_task_result_path(task_name, model_name, model_revision)
-            sys.stderr.write(
-                f"lam-mteb: result file {path} is corrupt ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); treating it as missing "
-                "(it is replaced when the task is evaluated again)\n"
-            )
-            return None
-        stale = None if result is None else _stale_cached_result(result, task_name)
-        if stale:
-            sys.stderr.write(stale)
-            return None
-        return result
-
-    return load_task_result
-
-
 def _finite_save(original: Callable[..., None]) -> Callable[..., None]:
     def save_to_cache(
         self: ResultCache,
@@ -518,79 +261,10 @@ def _finite_save(original: Callable[..., None]) -> Callable[..., None]:
 
 def _atomic_to_disk(original: Callable[..., None]) -> Callable[..., None]:
     def to_disk(self: TaskResult, path: Path) -> None:
-        _write_through_temp_file(lambda tmp: original(self, tmp), Path(path))
+        with atomic_file(path) as tmp:
+            original(self, tmp)
 
     return to_disk
-
-
-# -- install -------------------------------------------------------------------------------------
-
-
-def install(force: bool = False) -> None:
-    """Register every plugin model and task with mteb (idempotent)."""
-    global _installed
-    if _installed and not force:
-        return
-    check_mteb_version()
-    if force:
-        host.invalidate()
-    registry = host.registry()
-    register_models(registry)
-    mteb_compat.install_bare_name_lookup()
-    register_tasks(registry)
-    patch_provided_tasks()
-    patch_result_cache()
-    mteb_compat.call_before_task_lookup(complete_install)
-    # a plugin that waited for its own module (host.waiting) is registered at the next lookup
-    _installed = not host.waiting
-
-
-def complete_install() -> None:
-    """Finish an installation that had to wait: run before every ``mteb.get_task(s)``, except
-    the lookups a plugin hook makes while that installation runs."""
-    global _completing
-    if _installed or _completing:
-        return
-    _completing = True
-    try:
-        install(force=True)
-    finally:
-        _completing = False
-
-
-def wrap_mteb_cli(cli_module: ModuleType) -> None:
-    """Make the stock ``mteb`` CLI print lam-mteb errors and unknown names as one line (exit 2)."""
-    mteb_compat.wrap_cli_main(cli_module, _one_line_errors)
-
-
-def _one_line_errors(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def main(*args: Any, **kwargs: Any) -> Any:
-        try:
-            _check_run_output_folder()
-            return original(*args, **kwargs)
-        except LamMtebError as exc:
-            sys.stderr.write(f"error: {exc}\n")
-            raise SystemExit(2) from None
-        except KeyError as exc:
-            message = mteb_compat.is_not_found_error(exc)
-            if message is not None:
-                sys.stderr.write(f"error: {message}\n")
-                raise SystemExit(2) from None
-            raise
-        except Exception as exc:
-            # An unregistered model name makes mteb fall back to the Hugging Face hub; when that
-            # fails too, say so in one line with the close registered names.
-            unknown = _unknown_model_in_argv()
-            if unknown is None:
-                raise
-            sys.stderr.write(
-                f"error: {unknown_model_message(unknown)} (loading it from the Hugging Face hub "
-                f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})\n"
-            )
-            raise SystemExit(2) from None
-
-    return main
 
 
 def _check_run_output_folder() -> None:
@@ -601,21 +275,326 @@ def _check_run_output_folder() -> None:
         check_writable_folder(folder, "--output-folder")
 
 
-def _unknown_model_in_argv() -> str | None:
-    """The ``-m/--model`` of an ``mteb run`` command line when mteb's registry lacks it."""
-    import os
-
-    for value in mteb_compat.cli_option_values(("-m", "--model"))[:1]:
-        return None if mteb_compat.has_model(value) or os.path.exists(value) else value
-    return None
+# -- the bridge of one plugin host ---------------------------------------------------------------
 
 
-def unknown_model_message(name: str) -> str:
-    from lam_mteb.inputs import did_you_mean
+class Bridge:
+    """What one plugin host registered with mteb: its models (full names and bare names), its
+    tasks and the wrappers of mteb's task loading and result files.  Made by the host
+    (:attr:`lam_mteb.plugins.PluginHost.bridge`); the wrappers it installs into mteb's classes are
+    process-wide and call the first bridge that installed them."""
 
-    ours = sorted(_our_models | set(mteb_compat.bare_names()))
-    hint = did_you_mean(name, ours, fallback=mteb_compat.model_names())
-    return (
-        f"unknown model {name!r}: not a lam-mteb or mteb model{hint} "
-        "(`lam-mteb models` lists lam-mteb's)"
-    )
+    def __init__(self, host: PluginHost) -> None:
+        self.host = host
+        self.our_models: set[str] = set()  # full names this bridge put into mteb's model registry
+        self.bare_names: dict[str, str] = {}  # bare name -> full name of those models
+        self.installed = False
+        self._completing = False  # complete_install() is running
+
+    def __deepcopy__(self, memo: dict) -> Bridge:  # mteb deep-copies ModelMeta (its loader)
+        return self
+
+    def __reduce__(self) -> tuple[Callable[[], Bridge], tuple]:  # pickled: the process's own
+        return _process_bridge, ()
+
+    def load_plugin_model(
+        self, model_name: str, revision: str | None = None, device: str | None = None, **kwargs: Any
+    ) -> Any:
+        """mteb loader for every lam-mteb model (``ModelMeta.loader``)."""
+        config = self.host.registry().model(model_name)
+        if device is not None and accepts_param(config.kind.factory, "device"):
+            check_device(device)
+            kwargs["device"] = device
+        try:
+            encoder = config.create(**kwargs)
+        except LamMtebError:
+            raise
+        except _load_errors() as exc:  # truncated/corrupt weights, a wrong path, ...
+            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise LamMtebError(
+                f"model {config.name!r} ({config.source}) could not be loaded: "
+                f"{type(exc).__name__}: {detail}; check its weights files and params"
+            ) from None
+        if is_search_model(encoder):
+            # e.g. BM25: handed to mteb unchanged (mteb sets its mteb_model_meta); retrieval only
+            return encoder
+        return plugin_model_class()(encoder, config.name)
+
+    def register_models(self, registry: Registry) -> None:
+        for name in list(self.our_models):  # re-install: drop our previous entries
+            mteb_compat.remove_model(name)
+        self.our_models.clear()
+        bare: dict[str, str] = {}
+        for config in registry.models.values():
+            try:
+                meta = make_model_meta(config, self.load_plugin_model)
+            except Exception as exc:
+                problem = f"invalid metadata: {exc}".splitlines()[0]
+                self.host.report(f"model {config.name!r} ({config.source}): {problem}")
+                continue
+            if mteb_compat.has_model(config.full_name) and config.full_name not in self.our_models:
+                self.host.report(
+                    f"model {config.full_name!r} ({config.source}) clashes with a model mteb "
+                    "already has; skipped"
+                )
+                continue
+            mteb_compat.add_model(config.full_name, meta)
+            self.our_models.add(config.full_name)
+            if config.name != config.full_name:  # a name mteb has itself still wins
+                bare[config.name] = config.full_name
+        self.bare_names = bare
+
+    def register_tasks(self, registry: Registry) -> None:
+        for entry in registry.tasks.values():
+            existing = mteb_compat.task_class(entry.name)
+            if existing is not None and existing is not entry.cls:
+                self.host.report(
+                    f"task {entry.name!r} from plugin {entry.plugin!r} clashes with an mteb task; "
+                    "skipped"
+                )
+                continue
+            mteb_compat.add_task_class(entry.cls)
+            if not entry.self_loading:
+                self.patch_load_data(entry.cls)
+
+    def is_self_loading(self, task: Any) -> bool:
+        """Whether a task (class or instance) reads the data dir itself (``register(cls,
+        self_loading=True)``)."""
+        entry = self.host.registry().tasks.get(task.metadata.name)
+        if entry is not None and entry.cls in type(task).__mro__ + (task,):
+            return entry.self_loading
+        return bool(getattr(task, "lam_mteb_self_loading", False))
+
+    def patch_provided_tasks(self) -> None:
+        """Wrap ``load_data`` of the mteb tasks whose dataset the data dir can provide (a registered
+        builder, or a local snapshot under LAM_MTEB_DATA_DIR now); every other mteb task is
+        untouched."""
+        from lam_mteb import data
+
+        paths = set(self.host.data.builders()) | data.local_snapshots()
+        for cls in set(mteb_compat.task_classes().values()):
+            if cls.metadata.dataset.get("path") in paths:
+                self.patch_load_data(cls)
+
+    def patch_load_data(self, cls: type) -> None:
+        """Wrap ``cls.load_data`` (and overrides in subclasses) to use local data when present."""
+        mteb_compat.wrap_load_data(cls, self._offline_load_data)
+
+    def _offline_load_data(self, original: Callable[..., None]) -> Callable[..., None]:
+        bridge = self
+
+        @functools.wraps(original)
+        # self: an mteb AbsTask, to which this wrapper adds _lam_mteb_loading and lam_mteb_data
+        def load_data(self: Any, *args: Any, **kwargs: Any) -> None:
+            if (
+                getattr(self, "data_loaded", False)
+                or getattr(self, "_lam_mteb_loading", False)
+                or bridge.is_self_loading(self)
+            ):
+                # already loaded, re-entered, or a task that reads LAM_MTEB_DATA_DIR itself
+                return original(self, *args, **kwargs)
+            dataset = dict(self.metadata.dataset)
+            path = str(dataset["path"]) if dataset.get("path") else None
+            resolution = bridge._resolve(path)
+            if resolution.path is None:
+                if resolution.looked_for:
+                    sys.stderr.write(
+                        f"lam-mteb: no local copy of {path} for {self.metadata.name} (looked for "
+                        f"{'; '.join(resolution.looked_for)}); using mteb's own loading from "
+                        f"{path}\n"
+                    )
+                return original(self, *args, **kwargs)
+            original_metadata = self.__dict__.get("metadata")
+            self.metadata = self.metadata.model_copy(
+                update={"dataset": {**dataset, "path": str(resolution.path)}}
+            )
+            self._lam_mteb_loading = True
+            self.lam_mteb_data = {
+                "local_path": str(resolution.path),
+                "recreation": resolution.recreation,
+            }
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                self._lam_mteb_loading = False
+                if original_metadata is None:
+                    del self.metadata
+                else:
+                    self.metadata = original_metadata
+                # results record task.metadata.revision as dataset_revision: record the content
+                # address of the data actually loaded (re-created data keeps the
+                # "lam-mteb-recreation:" prefix, so no result computed on it can pass for one on
+                # the published dataset)
+                self.metadata = self.metadata.model_copy(
+                    update={"dataset": {**dataset, "revision": resolution.revision}}
+                )
+
+        setattr(load_data, "__lam_mteb_offline__", True)  # noqa: B010 - marks our wrapper
+        return load_data
+
+    def _resolve(self, path: str | None) -> Resolution:
+        """The local copy of the dataset ``path`` in the data dir (none: mteb loads it)."""
+        return self.host.data.resolve(path) if path else Resolution(None, [])
+
+    def expected_dataset_revision(self, task_name: str) -> str | None:
+        """The dataset revision a result of ``task_name`` must carry to be reused: the content
+        address of the local data the task would load now, else the task's published revision
+        (None: unknown)."""
+        cls = mteb_compat.task_class(task_name)
+        if cls is None or self.is_self_loading(cls):
+            return None
+        dataset: dict[str, Any] = dict(cls.metadata.dataset)
+        return self._resolve(dataset.get("path")).revision or dataset.get("revision")
+
+    def _stale_cached_result(self, result: TaskResult, task_name: str) -> str | None:
+        """Why a cached result must not be reused (a line for stderr), or None when it may be."""
+        expected = self.expected_dataset_revision(task_name)
+        if expected is not None and result.dataset_revision != expected:
+            return (
+                f"lam-mteb: cached result for {task_name} was computed on dataset revision "
+                f"{result.dataset_revision!r}, the data now loaded is {expected!r}; "
+                "evaluating again\n"
+            )
+        bad = non_finite_scores(result)
+        if bad:
+            return (
+                f"lam-mteb: cached result for {task_name} has non-finite main scores "
+                f"({', '.join(bad)}); evaluating again\n"
+            )
+        return None
+
+    def patch_result_cache(self) -> None:
+        """Wrap mteb's result files so that (1) a cached result is reused only when its dataset
+        revision is the data now loaded, (2) a corrupt result file is named in one line and
+        treated as missing, (3) a NaN/inf main score is an error and nothing is written, (4)
+        result files are written through a temporary file and a rename."""
+        mteb_compat.wrap_result_cache(
+            load_task_result=self._checked_load,
+            save_to_cache=_finite_save,
+            to_disk=_atomic_to_disk,
+        )
+
+    def _checked_load(
+        self, original: Callable[..., TaskResult | None]
+    ) -> Callable[..., TaskResult | None]:
+        stale_reason = self._stale_cached_result
+
+        def load_task_result(
+            self: ResultCache,
+            task_name: str,
+            model_name: str | ModelMeta,
+            model_revision: str | None = None,
+            *args: Any,
+            **kwargs: Any,
+        ) -> TaskResult | None:
+            try:
+                result = original(self, task_name, model_name, model_revision, *args, **kwargs)
+            except FileNotFoundError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - JSON/pydantic errors of a file cut by a kill
+                path = self.get_task_result_path(task_name, model_name, model_revision)
+                detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+                sys.stderr.write(
+                    f"lam-mteb: result file {path} is corrupt ({type(exc).__name__}: {detail}); "
+                    "treating it as missing (it is replaced when the task is evaluated again)\n"
+                )
+                return None
+            stale = None if result is None else stale_reason(result, task_name)
+            if stale:
+                sys.stderr.write(stale)
+                return None
+            return result
+
+        return load_task_result
+
+    def install(self, force: bool = False) -> None:
+        """Register every plugin model and task with mteb (idempotent)."""
+        if self.installed and not force:
+            return
+        check_mteb_version()
+        if force:
+            self.host.invalidate()
+        registry = self.host.registry()
+        self.register_models(registry)
+        mteb_compat.install_bare_name_lookup(self.bare_names.get)
+        self.register_tasks(registry)
+        self.patch_provided_tasks()
+        self.patch_result_cache()
+        mteb_compat.call_before_task_lookup(self.complete_install)
+        # a plugin that waited for its own module (host.waiting) is registered at the next lookup
+        self.installed = not self.host.waiting
+
+    def complete_install(self) -> None:
+        """Finish an installation that had to wait: run before every ``mteb.get_task(s)``, except
+        the lookups a plugin hook makes while that installation runs."""
+        if self.installed or self._completing:
+            return
+        self._completing = True
+        try:
+            self.install(force=True)
+        finally:
+            self._completing = False
+
+    def wrap_mteb_cli(self, cli_module: ModuleType) -> None:
+        """Make the stock ``mteb`` CLI print lam-mteb errors and unknown names as one line (exit
+        2)."""
+        mteb_compat.wrap_cli_main(cli_module, self._one_line_errors)
+
+    def _one_line_errors(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def main(*args: Any, **kwargs: Any) -> Any:
+            try:
+                _check_run_output_folder()
+                return original(*args, **kwargs)
+            except LamMtebError as exc:
+                sys.stderr.write(f"error: {exc}\n")
+                raise SystemExit(2) from None
+            except KeyError as exc:
+                message = mteb_compat.is_not_found_error(exc)
+                if message is not None:
+                    sys.stderr.write(f"error: {message}\n")
+                    raise SystemExit(2) from None
+                raise
+            except Exception as exc:
+                # An unregistered model name makes mteb fall back to the Hugging Face hub; when that
+                # fails too, say so in one line with the close registered names.
+                unknown = self._unknown_model_in_argv()
+                if unknown is None:
+                    raise
+                detail = str(exc).splitlines()[0] if str(exc) else ""
+                sys.stderr.write(
+                    f"error: {self.unknown_model_message(unknown)} (loading it from the Hugging "
+                    f"Face hub failed: {type(exc).__name__}: {detail})\n"
+                )
+                raise SystemExit(2) from None
+
+        return main
+
+    def _unknown_model_in_argv(self) -> str | None:
+        """The ``-m/--model`` of an ``mteb run`` command line when mteb's registry lacks it."""
+        import os
+
+        for value in mteb_compat.cli_option_values(("-m", "--model"))[:1]:
+            return None if self.has_model(value) or os.path.exists(value) else value
+        return None
+
+    def has_model(self, name: str) -> bool:
+        """Whether mteb resolves ``name`` without the hub (its own name or our bare name)."""
+        return mteb_compat.has_model(name) or name in self.bare_names
+
+    def unknown_model_message(self, name: str) -> str:
+        from lam_mteb.inputs import did_you_mean
+
+        ours = sorted(self.our_models | set(self.bare_names))
+        hint = did_you_mean(name, ours, fallback=mteb_compat.model_names())
+        return (
+            f"unknown model {name!r}: not a lam-mteb or mteb model{hint} "
+            "(`lam-mteb models` lists lam-mteb's)"
+        )
+
+
+def _process_bridge() -> Bridge:
+    """The bridge of this process's plugin host (what an unpickled loader calls)."""
+    from lam_mteb.plugins import host
+
+    return host.bridge

@@ -14,24 +14,26 @@ never put in the ``model-index``: the card lists them in a separate, labelled ta
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
-import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lam_mteb.atomic import atomic_write
 from lam_mteb.errors import LamMtebError
 
-TEMPLATE = """\
----
-{{ card_data }}
----
+if TYPE_CHECKING:
+    from lam_mteb.plugins import PluginHost
+    from lam_mteb.registry import DatasetEntry
 
-{{ body }}
-"""
+#: the card's template (package data: lam_mteb/templates/): front matter, description, facts,
+#: usage and results
+TEMPLATE = "model_card.md.j2"
 
 
 @dataclass
@@ -98,15 +100,21 @@ def _read_results(files: list[Path], skipped: list[str]) -> list[tuple[Any, dict
 
 
 def find_results(
-    results_dir: Path, model_path: str, revision: str, *, explicit: bool
+    results_dir: Path,
+    model_path: str,
+    revision: str,
+    *,
+    explicit: bool,
+    datasets: Mapping[str, DatasetEntry],
 ) -> FoundResults:
-    """Read ``<root>/<model_path>/<revision>/*.json``; one clear error when nothing is there."""
+    """Read ``<root>/<model_path>/<revision>/*.json``; one clear error when nothing is there.
+    ``datasets`` (the registry's builders) say which tasks ran on re-created data."""
     from lam_mteb.leaderboard.results import recreation_marker, registry_recreated_tasks
 
     files = _result_files(results_dir, model_path, revision, explicit)
     found = FoundResults(folder=files[0].parent, revision=revision)
     loaded = _read_results(files, found.skipped)
-    from_registry = registry_recreated_tasks([r.task_name for r, _ in loaded])
+    from_registry = registry_recreated_tasks([r.task_name for r, _ in loaded], datasets)
     for result, raw in loaded:
         marker, where = recreation_marker(raw)
         if marker is None and result.task_name in from_registry:
@@ -152,6 +160,7 @@ def _fmt_count(value: Any) -> str:
 
 
 def _score_rows(results: list[Any]) -> list[list[Any]]:
+    """One row per task, split and subset: task, split, subset, metric, score, mteb version."""
     rows = []
     for result in sorted(results, key=lambda r: r.task_name):
         metric = result.task.metadata.main_score if _task_known(result.task_name) else "main_score"
@@ -180,47 +189,12 @@ def _task_known(name: str) -> bool:
         return False
 
 
-def _plugin_distribution(plugin: str) -> str | None:
-    from lam_mteb.plugins import host
-
+def _plugin_distribution(host: PluginHost, plugin: str) -> str | None:
     for info in host.infos():
         if info.name == plugin and info.source.startswith("entry point "):
             dist = info.source.removeprefix("entry point ")
             return dist if dist not in ("lam-mteb", "?") else None
     return None
-
-
-def _facts(config: Any, meta: Any, dist: str | None) -> list[list[str]]:
-    """The card's property table: what the model is and where it comes from."""
-    facts = [
-        ["model", f"`{config.name}` (mteb name `{meta.name}`)"],
-        [
-            "encoder kind",
-            f"`{config.kind.name}` from plugin `{config.kind.plugin}`"
-            + (f" (package `{dist}`)" if dist else ""),
-        ],
-        ["parameters", _fmt_count(meta.n_parameters)],
-        ["embedding dimension", _fmt_count(meta.embed_dim)],
-        ["max tokens", _fmt_count(meta.max_tokens)],
-        ["similarity", meta.similarity_fn_name or "cosine"],
-        ["revision", f"`{meta.revision}` (the revision its results record)"],
-        ["license", meta.license or "not declared"],
-    ]
-    if meta.reference:
-        facts.append(["reference", str(meta.reference)])
-    if config.params:
-        facts.append(
-            [
-                "parameters of the encoder",
-                ", ".join(
-                    f"`{k}={v!r}`"
-                    for k, v in sorted(config.params.items())
-                    if not isinstance(v, str) or not os.path.isabs(v)
-                )
-                or "paths only",
-            ]
-        )
-    return facts
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
@@ -229,70 +203,66 @@ def _table(rows: list[list[Any]], headers: list[str]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def _usage(name: str, install: str) -> list[str]:
-    return [
-        "## Usage",
-        f"```bash\n{install}\nmteb run -m {name} -t STSBenchmark --output-folder results\n```",
-        "```python\nimport lam_mteb\n\n"
-        f'encoder = lam_mteb.get_encoder("{name}")\n'
-        'embeddings = encoder.encode(["first text", "second text"])  # shape (2, dim)\n```',
-        "```python\nimport mteb\n\n"
-        f'model = mteb.get_model("{name}")\n'
-        'results = mteb.evaluate(model, mteb.get_tasks(tasks=["STSBenchmark"]))\n```',
-    ]
+def render_card(
+    card_data: str,
+    config: Any,
+    meta: Any,
+    found: FoundResults,
+    results_dir: Path,
+    dist: str | None,
+) -> str:
+    """The card's text: ``TEMPLATE`` filled with the model's facts and results; ``dist``: the
+    distribution that installs the model's plugin."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("lam_mteb", "templates"),
+        autoescape=False,  # markdown, as the Hugging Face Hub reads it
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=["jinja2.ext.do"],
+    )
+    env.filters["table"] = _table
+    env.filters["count_text"] = _fmt_count
+    return env.get_template(TEMPLATE).render(
+        card_data=card_data,
+        config=config,
+        meta=meta,
+        dist=dist,
+        install="pip install lam-mteb" + (f" {dist}" if dist else ""),
+        # absolute paths are this machine's, not the model's: left out of the card
+        encoder_params=[
+            (k, v)
+            for k, v in sorted(config.params.items())
+            if not isinstance(v, str) or not os.path.isabs(v)
+        ],
+        published=_score_rows(found.published),
+        recreated=_score_rows([r for r, _ in found.recreated]),
+        recreated_why=[(r.task_name, why) for r, why in found.recreated],
+        results_dir=results_dir,
+        folder=found.folder.name,
+        revision=found.revision,
+    )
 
 
-def _results_section(found: FoundResults) -> list[str]:
-    """Scores on the published datasets, then (apart) those on locally re-created data."""
-    headers = ["task", "split", "subset", "metric", "score", "mteb"]
-    parts = ["## MTEB results"]
-    if found.published:
-        parts.append(_table(_score_rows(found.published), headers))
-    else:
-        parts.append("No results on the published datasets yet (so the model-index is empty).")
-    if found.recreated:
-        parts += [
-            "### On locally re-created data (not in the model-index)",
-            "These tasks ran on a local re-creation of their data, not on the published dataset; "
-            "the scores are not comparable with published ones: "
-            + "; ".join(f"{r.task_name}: {why}" for r, why in found.recreated)
-            + ".",
-            _table(_score_rows([r for r, _ in found.recreated]), headers),
-        ]
-    return parts
-
-
-def render_body(config: Any, meta: Any, found: FoundResults, results_dir: Path) -> str:
-    dist = _plugin_distribution(config.kind.plugin)
-    install = "pip install lam-mteb" + (f" {dist}" if dist else "")
-    parts = [
-        f"# {config.name}",
-        config.description or "An embedding model registered with lam-mteb.",
-        _table(_facts(config, meta, dist), ["property", "value"]),
-        *_usage(config.name, install),
-        *_results_section(found),
-        f"Generated by `lam-mteb card {config.name} --results {results_dir}` from the result files "
-        f"in `{found.folder.name}/` (model revision `{found.revision}`).",
-    ]
-    return "\n\n".join(parts)
-
-
-def build_card(name: str, results_dir: Path, revision: str | None = None) -> tuple[Any, list[str]]:
-    """(huggingface_hub ModelCard, problems) for the registered model ``name``."""
+def build_card(
+    host: PluginHost, name: str, results_dir: Path, revision: str | None = None
+) -> tuple[Any, list[str]]:
+    """(huggingface_hub ModelCard, problems) for the registered model ``name`` of ``host``."""
     import mteb
     from huggingface_hub import ModelCard, ModelCardData
 
-    from lam_mteb import bridge
-    from lam_mteb.plugins import get_registry
-
-    config = get_registry().model(name)
-    bridge.install()
+    registry = host.registry()
+    config = registry.model(name)
+    host.bridge.install()
     meta = mteb.get_model_meta(config.full_name)
     found = find_results(
         results_dir,
         meta.model_name_as_path(),
         revision or config.revision,
         explicit=revision is not None,
+        datasets=registry.datasets,
     )
     problems = list(found.skipped)
     entries = eval_results(found.published, problems)
@@ -312,8 +282,8 @@ def build_card(name: str, results_dir: Path, revision: str | None = None) -> tup
             f"lam-mteb-kind:{config.kind.name}",
         ],
     )
-    body = render_body(config, meta, found, results_dir)
-    card = ModelCard.from_template(data, template_str=TEMPLATE, body=body)
+    dist = _plugin_distribution(host, config.kind.plugin)
+    card = ModelCard(render_card(data.to_yaml(), config, meta, found, results_dir, dist))
     return card, problems
 
 
@@ -326,17 +296,10 @@ def write_new(path: Path, text: str, force: bool) -> None:
             f"--out {path} is a directory; give a file name such as {path / 'README.md'}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any, host: PluginHost) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "card", help="write a Hugging Face model card with the model's mteb results"
     )
@@ -356,16 +319,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="model revision whose results to use (default: the model's current revision)",
     )
-    p.set_defaults(func=cmd_card)
+    p.set_defaults(func=functools.partial(cmd_card, host))
     return p
 
 
-def cmd_card(args: argparse.Namespace) -> int:
+def cmd_card(host: PluginHost, args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.force:
         raise LamMtebError(
             f"{args.out} exists; pass --force to overwrite it (or choose another --out)"
         )
-    card, problems = build_card(args.model, args.results, args.revision)
+    card, problems = build_card(host, args.model, args.results, args.revision)
     for problem in problems:
         print(f"lam-mteb card: skipped {problem}", file=sys.stderr)
     text = str(card)

@@ -20,6 +20,7 @@ Failed checks are printed one line each on stderr and make the command exit 1.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 import warnings
@@ -35,6 +36,8 @@ from lam_mteb.errors import LamMtebError
 
 if TYPE_CHECKING:
     from mteb.types import EncodeKwargs
+
+    from lam_mteb.plugins import PluginHost
 
 OK, FAIL, INFO, SKIP = "ok", "FAIL", "info", "skipped"
 
@@ -302,16 +305,19 @@ def _mock_tasks(all_mock: bool) -> list[Any]:
 
 
 def _check_mteb(
-    report: CheckReport, name: str, device: str | None, batch_size: int, all_mock: bool
+    host: PluginHost,
+    report: CheckReport,
+    name: str,
+    device: str | None,
+    batch_size: int,
+    all_mock: bool,
 ) -> None:
     import logging
 
     import datasets
     import mteb
 
-    from lam_mteb import bridge
-
-    bridge.install()
+    host.bridge.install()
     datasets.disable_progress_bars()
     logging.getLogger("mteb").setLevel(logging.ERROR)
     try:
@@ -351,6 +357,7 @@ def _check_mteb(
 
 
 def run_checks(
+    host: PluginHost,
     name: str,
     *,
     long_chars: int = 100_000,
@@ -360,10 +367,9 @@ def run_checks(
     mteb_tasks: bool = True,
     all_mock: bool = False,
 ) -> CheckReport:
-    """Run every check on the registered model ``name``; raises LamMtebError if it is unknown."""
-    from lam_mteb.plugins import get_registry
-
-    config = get_registry().model(name)
+    """Run every check on the registered model ``name`` of ``host``; raises LamMtebError if it is
+    unknown."""
+    config = host.registry().model(name)
     report = CheckReport(model=config.name)
     params: dict[str, Any] = {}
     if device is not None and accepts_param(config.kind.factory, "device"):
@@ -403,7 +409,7 @@ def run_checks(
         _check_edges(report, encoder, dim, batch_size, long_chars)
     if mteb_tasks and first is not None:
         del encoder
-        _check_mteb(report, config.name, device, batch_size, all_mock)
+        _check_mteb(host, report, config.name, device, batch_size, all_mock)
     elif mteb_tasks:
         report.add("mteb mock tasks", SKIP, "the direct checks failed; fix those first")
     return report
@@ -422,7 +428,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any, host: PluginHost) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "check",
         help="sanity-check a registered model: shape, dtype, norms, determinism, speed, odd inputs",
@@ -456,16 +462,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="run mteb's whole text mock-task grid (like `mteb mock-run`; slower)",
     )
     p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(func=functools.partial(cmd_check, host))
     return p
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(host: PluginHost, args: argparse.Namespace) -> int:
     import sys
 
     if args.no_mteb and args.all_mock_tasks:
         raise LamMtebError("--no-mteb and --all-mock-tasks contradict each other; give one")
     report = run_checks(
+        host,
         args.model,
         long_chars=args.long_chars,
         speed_texts=args.speed_texts,

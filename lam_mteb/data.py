@@ -22,14 +22,15 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lam_mteb.atomic import atomic_folder
 from lam_mteb.errors import DataNotFound, LamMtebError
+from lam_mteb.hashing import HashIndex, sha256_of_bytes
 from lam_mteb.paths import cache_dir, data_dir
 
 if TYPE_CHECKING:
@@ -92,108 +93,11 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
                 ) from None
 
 
-# -- content addresses --------------------------------------------------------------------------
-#
-# A file's SHA-256 is remembered in <cache>/file-hashes.json keyed by its path and (size, mtime,
-# ctime, inode): a shortcut only, so unchanged files are not re-read.  A changed key (``cp -p``
-# keeps size and mtime but not ctime) or ``verify=True`` (``--verify-data``, LAM_MTEB_VERIFY_DATA=1)
-# re-hashes the bytes.
+# -- content addresses (see lam_mteb.hashing) -----------------------------------------------
 
-HASH_INDEX = "file-hashes.json"
 BUILD_MANIFEST = "lam_mteb_build.json"
 LOCAL_PREFIX = "local-sha256:"
 RECREATION_PREFIX = "lam-mteb-recreation:"  # the leaderboard reads this prefix as "re-created data"
-_hash_index: dict | None = None
-_index_file: Path | None = None
-_dirty = False
-
-
-def verify_requested() -> bool:
-    return os.environ.get("LAM_MTEB_VERIFY_DATA", "").strip().lower() in ("1", "true", "yes")
-
-
-def _index_path() -> Path:
-    return cache_dir() / HASH_INDEX
-
-
-def _load_index() -> dict:
-    global _hash_index, _index_file
-    if _hash_index is None or _index_file != _index_path():
-        _index_file = _index_path()
-        try:
-            _hash_index = json.loads(_index_path().read_text(encoding="utf-8"))
-            if not isinstance(_hash_index, dict):
-                _hash_index = {}
-        except (OSError, ValueError):
-            _hash_index = {}
-    return _hash_index
-
-
-def _save_index() -> None:
-    global _dirty
-    if not _dirty:
-        return
-    _dirty = False
-    index = _load_index()
-    try:
-        atomic_write_text(_index_path(), json.dumps(index))
-    except OSError as exc:  # a read-only cache only costs re-hashing next time
-        logger.debug("could not save %s: %s", _index_path(), exc)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _sha256_of_bytes(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_sha256(path: Path, *, verify: bool | None = None, save: bool = True) -> str:
-    """SHA-256 of a file's bytes (streamed), with the (size, mtime, ctime, inode) shortcut."""
-    path = Path(path).resolve()
-    st = path.stat()
-    stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-    index = _load_index()
-    known = index.get(str(path))
-    verify = verify_requested() if verify is None else verify
-    if not verify and isinstance(known, list) and len(known) == 5 and known[:4] == stamp:
-        return known[4]
-    global _dirty
-    digest = _sha256_of_bytes(path)
-    if known != [*stamp, digest]:
-        index[str(path)] = [*stamp, digest]
-        _dirty = True
-        if save:
-            _save_index()
-    return digest
-
-
-def content_hash(paths: list[Path], *, verify: bool | None = None, extra: str = "") -> str:
-    """A hash of every file under ``paths`` (names relative to each path + byte hashes), plus
-    ``extra``."""
-    h = hashlib.sha256(extra.encode())
-    for top in sorted(paths):
-        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
-        for f in files:
-            rel = f"{top.name}/{f.relative_to(top).as_posix()}" if top.is_dir() else top.name
-            h.update(f"{rel}\0{file_sha256(f, verify=verify, save=False)}\n".encode())
-    _save_index()
-    return h.hexdigest()[:16]
 
 
 # -- build validation ----------------------------------------------------------------------------
@@ -239,37 +143,19 @@ def validate_build(folder: Path) -> dict:
                     f"builder output {rel} has no rows; the raw data is empty or unreadable"
                 )
         manifest["files"][rel] = {
-            "sha256": _sha256_of_bytes(path),
+            "sha256": sha256_of_bytes(path),
             "size": path.stat().st_size,
             "rows": rows,
             "columns": columns,
         }
     readme = folder / "README.md"
     manifest["files"]["README.md"] = {
-        "sha256": _sha256_of_bytes(readme),
+        "sha256": sha256_of_bytes(readme),
         "size": readme.stat().st_size,
         "rows": None,
         "columns": None,
     }
     return manifest
-
-
-def build_is_valid(folder: Path, *, verify: bool | None = None) -> bool:
-    """Whether a cached build is complete and unchanged since it was validated (its manifest)."""
-    try:
-        manifest = json.loads((folder / BUILD_MANIFEST).read_text(encoding="utf-8"))
-        for rel, info in manifest["files"].items():
-            path = folder / rel
-            if (
-                path.stat().st_size != info["size"]
-                or file_sha256(path, verify=verify, save=False) != info["sha256"]
-            ):
-                return False
-        return bool(manifest["files"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-    finally:
-        _save_index()
 
 
 # -- resolution ---------------------------------------------------------------------------------
@@ -293,13 +179,6 @@ def local_snapshots(root: Path | None = None) -> set[str]:
     }
 
 
-def builders() -> dict[str, DatasetEntry]:
-    """dataset path -> the builder every plugin registered for it (``register_datasets``)."""
-    from lam_mteb.plugins import get_registry
-
-    return dict(get_registry().datasets)
-
-
 class Resolution:
     def __init__(
         self,
@@ -313,92 +192,138 @@ class Resolution:
         self.revision = revision
 
 
-def resolve(
-    dataset_path: str, root: Path | None = None, *, quiet: bool = False, verify: bool | None = None
-) -> Resolution:
-    """Find (or build) a local copy of ``dataset_path`` under the data dir ``root``."""
-    root = root or data_dir()
-    if root is None:
-        return Resolution(None, [])
-    if not root.is_dir():
-        raise LamMtebError(
-            f"LAM_MTEB_DATA_DIR={root} is not a directory; point it at your data folder or unset it"
-        )
-    looked = [str(root / dataset_path)]
-    snapshot = root / dataset_path
-    if _is_snapshot(snapshot):
-        recreation = (snapshot / RECREATION_MARKER).is_file()
-        digest = content_hash([snapshot], verify=verify)
+class OfflineData:
+    """Offline data of one plugin host: the dataset builders its registry holds (a callable, as
+    the registry is rebuilt when plugins change) and the file-hash index behind content
+    addresses."""
+
+    def __init__(
+        self, datasets: Callable[[], Mapping[str, DatasetEntry]], hashes: HashIndex
+    ) -> None:
+        self._datasets = datasets
+        self.hashes = hashes
+
+    def builders(self) -> dict[str, DatasetEntry]:
+        """dataset path -> the builder a plugin registered for it (``register_datasets``)."""
+        return dict(self._datasets())
+
+    def build_is_valid(self, folder: Path, *, verify: bool | None = None) -> bool:
+        """Whether a cached build is complete and unchanged since it was validated (its
+        manifest)."""
+        try:
+            manifest = json.loads((folder / BUILD_MANIFEST).read_text(encoding="utf-8"))
+            for rel, info in manifest["files"].items():
+                path = folder / rel
+                if (
+                    path.stat().st_size != info["size"]
+                    or self.hashes.file_sha256(path, verify=verify, save=False) != info["sha256"]
+                ):
+                    return False
+            return bool(manifest["files"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
+        finally:
+            self.hashes.save()
+
+    def resolve(
+        self,
+        dataset_path: str,
+        root: Path | None = None,
+        *,
+        quiet: bool = False,
+        verify: bool | None = None,
+    ) -> Resolution:
+        """Find (or build) a local copy of ``dataset_path`` under the data dir ``root``."""
+        root = root or data_dir()
+        if root is None:
+            return Resolution(None, [])
+        if not root.is_dir():
+            raise LamMtebError(
+                f"LAM_MTEB_DATA_DIR={root} is not a directory; point it at your data folder or "
+                "unset it"
+            )
+        looked = [str(root / dataset_path)]
+        snapshot = root / dataset_path
+        if _is_snapshot(snapshot):
+            recreation = (snapshot / RECREATION_MARKER).is_file()
+            digest = self.hashes.content_hash([snapshot], verify=verify)
+            return Resolution(
+                snapshot,
+                looked,
+                recreation,
+                (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest,
+            )
+        entry = self.builders().get(dataset_path)
+        if entry is None:
+            return Resolution(None, looked)
+        try:
+            target, digest = self.build_cached(entry, root, quiet=quiet, verify=verify)
+        except DataNotFound as exc:
+            looked.append(str(exc).removeprefix("looked for "))
+            return Resolution(None, looked)
+        recreation = entry.recreation
         return Resolution(
-            snapshot,
-            looked,
-            recreation,
-            (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest,
+            target, looked, recreation, (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest
         )
-    entry = builders().get(dataset_path)
-    if entry is None:
-        return Resolution(None, looked)
-    try:
-        target, digest = build_cached(entry, root, quiet=quiet, verify=verify)
-    except DataNotFound as exc:
-        looked.append(str(exc).removeprefix("looked for "))
-        return Resolution(None, looked)
-    recreation = entry.recreation
-    return Resolution(
-        target, looked, recreation, (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest
-    )
+
+    def build_cached(
+        self, entry: DatasetEntry, root: Path, *, quiet: bool = False, verify: bool | None = None
+    ) -> tuple[Path, str]:
+        """Build ``entry.path`` from the raw files under ``root`` into lam-mteb's cache, once.
+
+        The cache folder is named by the builder (dataset, version, plugin) and the content hash of
+        the raw input folders it declares.  Builds are atomic and safe when several processes start
+        at once: a file lock serialises builders of the same folder, each builds into
+        ``.build-<name>-*`` and renames it into place, and a finished folder is never deleted while
+        valid (readers may be using it).  Returns the folder and the content hash (the dataset
+        revision).
+        """
+        from filelock import FileLock
+
+        identity = f"{entry.path}|{entry.version}|{entry.plugin}"
+        key = hashlib.sha256(identity.encode()).hexdigest()[:10]
+        base = cache_dir() / "datasets" / entry.path.replace("/", "__")
+        inputs = builder_inputs(entry, root)
+        digest = self.hashes.content_hash(inputs, verify=verify, extra=f"{identity}\n")
+        target = base / f"{key}-{digest}"
+        if self.build_is_valid(target, verify=verify):
+            return target, digest
+        base.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(base / f".{target.name}.lock")):
+            _clean_stale_builds(base, target.name)
+            if target.exists():
+                if self.build_is_valid(target, verify=verify):  # another process built it meanwhile
+                    return target, digest
+                sys.stderr.write(
+                    f"lam-mteb: cached build {target} is incomplete or was modified; "
+                    "rebuilding it\n"
+                )
+                aside = base / f".build-{target.name}-invalid-{os.getpid()}"
+                os.replace(target, aside)
+                shutil.rmtree(aside, ignore_errors=True)
+            extra = {
+                "builder_version": entry.version,
+                "inputs": [str(p) for p in inputs],
+                "input_hash": digest,
+            }
+            # target does not exist: we hold the lock and checked
+            _build_then_move(entry, root, target, f".build-{target.name}-", manifest_extra=extra)
+        if not quiet:
+            sys.stderr.write(
+                f"lam-mteb: built local copy of {entry.path} from {root} ({entry.description})\n"
+            )
+        return target, digest
+
+    def import_dataset(
+        self, dataset_path: str, source: Path, out_root: Path, *, force: bool = False
+    ) -> Path:
+        """``lam-mteb data import``: build ``dataset_path`` from raw files into
+        ``out_root/<dataset_path>``."""
+        return import_dataset(self.builders(), dataset_path, source, out_root, force=force)
 
 
 #: a killed build's temporary folder older than this is removed by the next build of any dataset
 STALE_BUILD_SECONDS = 3600
-
-
-def build_cached(
-    entry: DatasetEntry, root: Path, *, quiet: bool = False, verify: bool | None = None
-) -> tuple[Path, str]:
-    """Build ``entry.path`` from the raw files under ``root`` into lam-mteb's cache, once.
-
-    The cache folder is named by the builder (dataset, version, plugin) and the content hash of
-    the raw input folders it declares.  Builds are atomic and safe when several processes start
-    at once: a file lock serialises builders of the same folder, each builds into
-    ``.build-<name>-*`` and renames it into place, and a finished folder is never deleted while
-    valid (readers may be using it).  Returns the folder and the content hash (the dataset
-    revision).
-    """
-    from filelock import FileLock
-
-    identity = f"{entry.path}|{entry.version}|{entry.plugin}"
-    key = hashlib.sha256(identity.encode()).hexdigest()[:10]
-    base = cache_dir() / "datasets" / entry.path.replace("/", "__")
-    inputs = builder_inputs(entry, root)
-    digest = content_hash(inputs, verify=verify, extra=f"{identity}\n")
-    target = base / f"{key}-{digest}"
-    if build_is_valid(target, verify=verify):
-        return target, digest
-    base.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(base / f".{target.name}.lock")):
-        _clean_stale_builds(base, target.name)
-        if target.exists():
-            if build_is_valid(target, verify=verify):  # another process built it meanwhile
-                return target, digest
-            sys.stderr.write(
-                f"lam-mteb: cached build {target} is incomplete or was modified; rebuilding it\n"
-            )
-            aside = base / f".build-{target.name}-invalid-{os.getpid()}"
-            os.replace(target, aside)
-            shutil.rmtree(aside, ignore_errors=True)
-        extra = {
-            "builder_version": entry.version,
-            "inputs": [str(p) for p in inputs],
-            "input_hash": digest,
-        }
-        # target does not exist: we hold the lock and checked
-        _build_then_move(entry, root, target, f".build-{target.name}-", manifest_extra=extra)
-    if not quiet:
-        sys.stderr.write(
-            f"lam-mteb: built local copy of {entry.path} from {root} ({entry.description})\n"
-        )
-    return target, digest
 
 
 def _build_then_move(
@@ -412,8 +337,7 @@ def _build_then_move(
     """Run the builder into a temporary folder beside ``target``, mark a re-creation, validate
     the output, write its manifest (with ``manifest_extra``) and rename it to ``target``; a
     failed build leaves nothing behind."""
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-    try:
+    with atomic_folder(target, prefix=prefix) as tmp:
         entry.builder(Path(source), tmp)
         if entry.recreation and not (tmp / RECREATION_MARKER).is_file():
             marker = {
@@ -429,10 +353,6 @@ def _build_then_move(
         if manifest_extra is not None:
             manifest.update({"dataset": entry.path, "plugin": entry.plugin, **manifest_extra})
             (tmp / BUILD_MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _clean_stale_builds(base: Path, name: str) -> None:
@@ -462,10 +382,16 @@ def builder_inputs(entry: DatasetEntry, root: Path) -> list[Path]:
     return sorted(root / rel for rel in entry.inputs if (root / rel).exists())
 
 
-def import_dataset(dataset_path: str, source: Path, out_root: Path, *, force: bool = False) -> Path:
-    """``lam-mteb data import``: build ``dataset_path`` from raw files into
+def import_dataset(
+    known: Mapping[str, DatasetEntry],
+    dataset_path: str,
+    source: Path,
+    out_root: Path,
+    *,
+    force: bool = False,
+) -> Path:
+    """Build ``dataset_path`` (one of the builders ``known``) from raw files into
     ``out_root/<dataset_path>``."""
-    known = builders()
     entry = known.get(dataset_path)
     if entry is None:
         raise LamMtebError(
@@ -477,15 +403,6 @@ def import_dataset(dataset_path: str, source: Path, out_root: Path, *, force: bo
             f"{target} already exists; refusing to overwrite it (pass --force to rebuild)"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        aside = target.parent / f".import-old-{target.name}-{os.getpid()}"
-        os.replace(target, aside)  # --force: the old copy goes only once the new one is built
-        try:
-            _build_then_move(entry, source, target, ".import-")
-        except BaseException:
-            os.replace(aside, target)
-            raise
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        _build_then_move(entry, source, target, ".import-")
+    # --force: atomic_folder replaces the old copy only once the new one is built
+    _build_then_move(entry, source, target, ".import-")
     return target

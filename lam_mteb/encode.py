@@ -20,11 +20,10 @@ The output schema is ``id: string, embedding: fixed_size_list<float32>[dim]`` in
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,14 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
 
     import numpy as np
     import pyarrow as pa
     from tqdm import tqdm
 
     from lam_mteb.contract import ArgumentGroup, SubParsers
+    from lam_mteb.plugins import PluginHost
+    from lam_mteb.registry import Registry
 
+from lam_mteb.atomic import atomic_file, atomic_folder
 from lam_mteb.contract import accepts_param, encode_method
 from lam_mteb.errors import LamMtebError
 
@@ -232,15 +233,14 @@ class Embedder:
 
     def __init__(
         self,
+        registry: Registry,
         model: str,
         device: str | None = None,
         prompt_type: str = "document",
         batch_size: int = 32,
         encode_kwargs: dict | None = None,
     ) -> None:
-        from lam_mteb.plugins import get_registry
-
-        config = get_registry().model(model)
+        config = registry.model(model)
         params = (
             {"device": device} if device and accepts_param(config.kind.factory, "device") else {}
         )
@@ -290,34 +290,29 @@ def encode_local(
     else:
         total, unit, scale = path.stat().st_size, "B", True
     n = 0
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     writer = None
-    try:
-        with tqdm(
-            total=total,
-            unit=unit,
-            unit_scale=scale,
-            desc=f"encode {embedder.name}",
-            disable=None if show_progress else True,
-        ) as bar:
-            for ids, texts in iter_documents(
-                path, fmt, rows, text_field, id_field, title_field, progress=bar
-            ):
-                table = to_table(ids, embedder(texts))
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table, row_group_size=len(ids))
-                n += len(ids)
-        if writer is None:
-            raise LamMtebError(f"{path}: no documents found (blank input?)")
-        writer.close()
-        writer = None
-        os.replace(tmp, out)
-    finally:
-        if writer is not None:
-            writer.close()
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(out) as tmp:
+        try:
+            with tqdm(
+                total=total,
+                unit=unit,
+                unit_scale=scale,
+                desc=f"encode {embedder.name}",
+                disable=None if show_progress else True,
+            ) as bar:
+                for ids, texts in iter_documents(
+                    path, fmt, rows, text_field, id_field, title_field, progress=bar
+                ):
+                    table = to_table(ids, embedder(texts))
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table, row_group_size=len(ids))
+                    n += len(ids)
+            if writer is None:
+                raise LamMtebError(f"{path}: no documents found (blank input?)")
+        finally:
+            if writer is not None:
+                writer.close()
     return n
 
 
@@ -372,7 +367,10 @@ class _EncodeActor:
             import torch
 
             torch.set_num_threads(int(threads))
-        self.embedder = Embedder(model, device, prompt_type, batch_size, encode_kwargs)
+        from lam_mteb.plugins import host  # a Ray worker's entry point: its process's host
+
+        registry = host.registry()
+        self.embedder = Embedder(registry, model, device, prompt_type, batch_size, encode_kwargs)
         self.dim: int | None = None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -412,9 +410,10 @@ def encode_ray(
 
     ray, started = runner.init_ray(address)
     try:
-        import ray.data
+        # a name of its own: rebinding ``ray`` is a redefinition when mypy runs without the extra
+        from ray import data as ray_data
 
-        ctx = ray.data.DataContext.get_current()
+        ctx = ray_data.DataContext.get_current()
         # line numbers follow the file; shards in input order
         ctx.execution_options.preserve_order = True
         ds = _ray_documents(ray, path, fmt, text_field, id_field, title_field)
@@ -512,16 +511,11 @@ def _write_parquet_folder(ds: Any, path: Path, out: Path) -> int:
     returns the row count (no rows is one error)."""
     import pyarrow.parquet as pq
 
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_folder(out) as tmp:
         ds.write_parquet(str(tmp))
         n = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(tmp.glob("*.parquet")))
         if n == 0:
             raise LamMtebError(f"{path}: no documents found (blank input?)")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return n
 
 
@@ -631,6 +625,7 @@ def _device_and_kwargs(args: argparse.Namespace) -> tuple[str | None, dict]:
 
 
 def _write_embeddings(
+    registry: Registry,
     args: argparse.Namespace,
     path: Path,
     target: Path,
@@ -659,48 +654,27 @@ def _write_embeddings(
             cpus_per_worker=args.cpus_per_worker,
             gpus_per_worker=args.gpus_per_worker,
         )
-    embedder = Embedder(args.model, device, args.prompt_type, args.batch_size, encode_kwargs)
+    embedder = Embedder(
+        registry, args.model, device, args.prompt_type, args.batch_size, encode_kwargs
+    )
     return encode_local(
         path, target, fmt, embedder, args.rows, args.text_field, id_field, args.title_field
     )
 
 
-def _replace_when_complete(out: Path, write: Callable[[Path], int]) -> int:
-    """``write(target)``; an existing ``out`` (--overwrite) is kept until the new one is
-    complete, then replaced."""
-    staged = out
-    if out.exists():
-        staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) / out.name
-    try:
-        n = write(staged)
-        if staged != out:
-            if out.is_dir():
-                shutil.rmtree(out)
-            else:
-                out.unlink()
-            os.replace(staged, out)
-    finally:
-        if staged != out and staged.parent.exists():
-            shutil.rmtree(staged.parent, ignore_errors=True)
-    return n
-
-
-def cmd_encode(args: argparse.Namespace) -> int:
+def cmd_encode(host: PluginHost, args: argparse.Namespace) -> int:
     from lam_mteb import runner
 
     path, out, fmt = _checked_paths(args)
     if args.executor == "ray":
         runner.import_ray()
-    from lam_mteb.plugins import get_registry
-
-    get_registry().model(args.model)  # unknown model: one line, before any work
+    registry = host.registry()
+    registry.model(args.model)  # unknown model: one line, before any work
     id_field = _input_id_field(path, fmt, args.id_field)
     device, encode_kwargs = _device_and_kwargs(args)
     t0 = time.perf_counter()
-    n = _replace_when_complete(
-        out,
-        lambda target: _write_embeddings(args, path, target, fmt, id_field, device, encode_kwargs),
-    )
+    # an existing --output (--overwrite) is replaced only once the new one is complete
+    n = _write_embeddings(registry, args, path, out, fmt, id_field, device, encode_kwargs)
     wall = time.perf_counter() - t0
     print(
         f"{n} documents from {path} ({fmt}) -> "
@@ -712,14 +686,14 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: SubParsers) -> None:
+def add_parser(sub: SubParsers, host: PluginHost) -> None:
     p = sub.add_parser(
         "encode", help="embed a corpus (jsonl / parquet / text lines) into parquet: id, embedding"
     )
     _input_output(p.add_argument_group("input and output"))
     _encoding(p.add_argument_group("encoding"))
     _execution(p.add_argument_group("where to run"))
-    p.set_defaults(func=cmd_encode)
+    p.set_defaults(func=functools.partial(cmd_encode, host))
 
 
 def _input_output(g: ArgumentGroup) -> None:

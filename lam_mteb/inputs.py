@@ -119,20 +119,28 @@ def _check_node_graph(root: yaml.Node, path: Path, what: str) -> None:
             raise LamMtebError(f"{path}: {what} is nested more than {MAX_DEPTH} levels deep")
 
 
-def load_yaml(
-    path: Path,
-    *,
-    what: str = "YAML file",
-    loader: type = yaml.SafeLoader,
-    limit: int = MAX_YAML_BYTES,
-) -> Any:
-    """Parse a YAML file with ``loader`` within the size, alias-expansion and nesting limits.
+def load_yaml(path: Path, *, what: str = "YAML file", limit: int = MAX_YAML_BYTES) -> Any:
+    """Parse a YAML file within the size, alias-expansion and nesting limits.
 
     YAML syntax errors propagate as ``yaml.YAMLError`` (callers name the line); everything else is
     a :class:`LamMtebError` naming the file.
     """
+    return _load_yaml(path, what, limit, lines=None)
+
+
+def load_yaml_with_lines(
+    path: Path, *, what: str = "YAML file", limit: int = MAX_YAML_BYTES
+) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """:func:`load_yaml`, plus the 1-based line of every key path of the document (``()``,
+    ``("models",)``, ``("models", 0)``, ``("models", 0, "name")``, ...); a key given twice in one
+    mapping is a ``yaml.YAMLError`` naming both lines."""
+    lines: dict[tuple[Any, ...], int] = {}
+    return _load_yaml(path, what, limit, lines=lines), lines
+
+
+def _load_yaml(path: Path, what: str, limit: int, lines: dict | None) -> Any:
     text = _decode(read_bytes_bounded(path, limit, what), path, what)
-    ldr = loader(text)
+    ldr = yaml.SafeLoader(text)
     try:
         try:
             node = ldr.get_single_node()
@@ -141,9 +149,42 @@ def load_yaml(
         if node is None:
             return None
         _check_node_graph(node, path, what)
+        if lines is not None:
+            lines.update(_key_lines(ldr, node))
         return ldr.construct_document(node)
     finally:
         ldr.dispose()
+
+
+def _key_lines(ldr: yaml.SafeLoader, root: yaml.Node) -> dict[tuple[Any, ...], int]:
+    """The line of every key path under ``root`` (the graph is already bounded by
+    :func:`_check_node_graph`); raises on a duplicate key."""
+    lines: dict[tuple[Any, ...], int] = {(): root.start_mark.line + 1}
+    stack: list[tuple[tuple[Any, ...], yaml.Node]] = [((), root)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                sub = (*path, i)
+                lines[sub] = item.start_mark.line + 1
+                stack.append((sub, item))
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, value in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = ldr.construct_object(key_node)
+                if key in first:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first on line {first[key]})",
+                        key_node.start_mark,
+                    )
+                sub = (*path, key)
+                first[key] = lines[sub] = key_node.start_mark.line + 1
+                stack.append((sub, value))
+    return lines
 
 
 def load_json(path: Path, *, what: str = "JSON file", limit: int = MAX_JSON_BYTES) -> Any:

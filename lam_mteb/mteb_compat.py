@@ -73,9 +73,8 @@ def model_names() -> list[str]:
 
 
 def has_model(name: str) -> bool:
-    """Whether mteb resolves ``name`` without the hub (a registered name or a lam-mteb bare
-    name)."""
-    return name in _model_registry() or _bare_to_full(name) is not None
+    """Whether mteb's model registry holds ``name`` (lam-mteb's bare names: see the bridge)."""
+    return name in _model_registry()
 
 
 def add_model(name: str, meta: Any) -> None:
@@ -86,28 +85,15 @@ def remove_model(name: str) -> None:
     _model_registry().pop(name, None)
 
 
-# bare name -> full name of lam-mteb's models (``lam-state`` -> ``lam-mteb/lam-state``): mteb's
-# registry holds only the full name; :func:`install_bare_name_lookup` resolves the bare one
-_bare_names: dict[str, str] = {}
+def _unwrapped(function: Any) -> Any:
+    """``function`` without the lam-mteb wrapper put around it by this module (if any)."""
+    return function.__wrapped__ if getattr(function, "__lam_mteb__", False) else function
 
 
-def set_bare_names(mapping: Mapping[str, str]) -> None:
-    _bare_names.clear()
-    _bare_names.update(mapping)
-
-
-def bare_names() -> dict[str, str]:
-    return dict(_bare_names)
-
-
-def _bare_to_full(name: str) -> str | None:
-    if not isinstance(name, str) or name in _model_registry():
-        return None  # a name mteb has itself always wins
-    return _bare_names.get(name)
-
-
-def install_bare_name_lookup() -> None:
-    """Wrap ``mteb.get_model_meta`` once so that a lam-mteb bare name resolves to its full name.
+def install_bare_name_lookup(full_name: Callable[[str], str | None]) -> None:
+    """Wrap ``mteb.get_model_meta`` so that a lam-mteb bare name resolves to its full name
+    (``full_name(bare)``, None for other names; a name mteb has itself always wins).  Installing
+    again replaces the previous lookup.
 
     ``mteb.get_model`` and the ``mteb run -m`` CLI look the name up through the module global
     ``mteb.models.get_model_meta.get_model_meta``; the public ``mteb.get_model_meta`` is rebound
@@ -116,17 +102,18 @@ def install_bare_name_lookup() -> None:
     import mteb
     from mteb.models import get_model_meta as module
 
-    original = module.get_model_meta
-    if getattr(original, "__lam_mteb__", False):
-        return
+    current = module.get_model_meta
+    original = _unwrapped(current)
 
     @functools.wraps(original)
     def get_model_meta(model_name: str, *args: Any, **kwargs: Any) -> Any:
-        return original(_bare_to_full(model_name) or model_name, *args, **kwargs)
+        if isinstance(model_name, str) and model_name not in _model_registry():
+            model_name = full_name(model_name) or model_name
+        return original(model_name, *args, **kwargs)
 
     get_model_meta.__lam_mteb__ = True  # type: ignore[attr-defined]
     module.get_model_meta = get_model_meta
-    if getattr(mteb, "get_model_meta", None) is original:
+    if getattr(mteb, "get_model_meta", None) in (current, original):
         mteb.get_model_meta = get_model_meta
 
 
@@ -162,14 +149,14 @@ def wrap_result_cache(
 
 def call_before_task_lookup(before: Callable[[], None]) -> None:
     """Wrap ``get_task`` and ``get_tasks`` of module ``mteb.get_tasks`` (and the same functions
-    re-exported as ``mteb.get_task(s)``) once, so that ``before()`` runs before each lookup."""
+    re-exported as ``mteb.get_task(s)``) so that ``before()`` runs before each lookup (installing
+    again replaces the previous ``before``)."""
     import mteb
 
     module = _get_tasks_module()
     for name in ("get_task", "get_tasks"):
-        original = getattr(module, name)
-        if getattr(original, "__lam_mteb__", False):
-            continue
+        current = getattr(module, name)
+        original = _unwrapped(current)
 
         def wrapper(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
             before()
@@ -178,7 +165,7 @@ def call_before_task_lookup(before: Callable[[], None]) -> None:
         functools.update_wrapper(wrapper, original)
         wrapper.__lam_mteb__ = True  # type: ignore[attr-defined]
         setattr(module, name, wrapper)
-        if getattr(mteb, name, None) is original:
+        if getattr(mteb, name, None) in (current, original):
             setattr(mteb, name, wrapper)
 
 
@@ -205,26 +192,29 @@ def add_task_class(cls: type[AbsTask]) -> None:
 
 # -- AbsTask.load_data ---------------------------------------------------------------------------
 
-_patched_classes: set[type[AbsTask]] = set()
-
 
 def wrap_load_data(cls: type[AbsTask], make_wrapper: Callable[[Callable], Callable]) -> None:
     """Replace ``load_data`` of ``cls`` (its own or the one it inherits: the parent task type is
     left alone) and of its subclasses that override it with ``make_wrapper(original)`` (once per
-    class)."""
+    class: a wrapped ``load_data`` carries the mark ``__lam_mteb__``)."""
     from mteb.abstasks import AbsTask
 
-    if cls not in _patched_classes and issubclass(cls, AbsTask) and "load_data" not in cls.__dict__:
-        # mypy forbids assigning to a method; patching it is the point here
-        setattr(cls, "load_data", make_wrapper(cls.load_data))  # noqa: B010
-        _patched_classes.add(cls)
-    stack = [cls]
+    def wrap(c: type, original: Callable) -> None:
+        wrapper = make_wrapper(original)
+        wrapper.__lam_mteb__ = True  # type: ignore[attr-defined]
+        setattr(c, "load_data", wrapper)  # noqa: B010 - mypy forbids assigning to a method
+
+    if not issubclass(cls, AbsTask):
+        return
+    if "load_data" not in cls.__dict__ and not getattr(cls.load_data, "__lam_mteb__", False):
+        wrap(cls, cls.load_data)
+    stack: list[type] = [cls]
     while stack:
         c = stack.pop()
         stack.extend(c.__subclasses__())
-        if "load_data" in c.__dict__ and c not in _patched_classes and issubclass(c, AbsTask):
-            setattr(c, "load_data", make_wrapper(c.__dict__["load_data"]))  # noqa: B010
-            _patched_classes.add(c)
+        own = c.__dict__.get("load_data")
+        if own is not None and not getattr(own, "__lam_mteb__", False):
+            wrap(c, own)
 
 
 # -- the stock CLI -------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The plugin host: one object owning the plugin manager, what is known about each plugin and the
-registry built from the plugins' registrations.
+"""The plugin host: the composition root.  One object owns the plugin manager, what is known
+about each plugin, the registry built from the plugins' registrations, the offline data (its
+file-hash index) and the bridge into mteb; it is handed to whoever needs them.
 
 First-party plugins are declared as entry points of group ``lam_mteb`` in lam-mteb's own
 ``pyproject.toml``, so they load through exactly the same path as third-party packages.  Files in
@@ -7,13 +8,15 @@ the folder named by ``LAM_MTEB_PLUGINS_DIR`` are loaded too, one plugin per ``.p
 A plugin that fails to import, or whose hook raises, is reported in one line naming it and
 skipped; the others still load.
 
-Everything lives on :data:`host`; :func:`get_registry` and :func:`get_encoder` are the shortcuts
-the rest of the package (and ``lam_mteb.get_encoder``) use.
+The core's own sub-commands (:mod:`lam_mteb.commands`) are a plugin registered here like any
+other.  :data:`host` is this process's host, for entry points only (the start-up hook, the CLI,
+``lam_mteb.get_encoder``, worker processes); nothing else in lam_mteb holds state at module level.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import os
@@ -23,13 +26,18 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from lam_mteb import hookspecs
+from lam_mteb.data import OfflineData
 from lam_mteb.errors import LamMtebError
+from lam_mteb.hashing import HashIndex
 from lam_mteb.registry import Registry, build_registry
+
+if TYPE_CHECKING:
+    from lam_mteb.bridge import Bridge
 
 ENTRY_POINT_GROUP = "lam_mteb"
 
@@ -47,8 +55,12 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
+CORE_PLUGIN = "lam-mteb"  # the core's sub-commands (lam_mteb.commands), a plugin like the others
+
+
 class PluginHost:
-    """The plugin manager, the loaded plugins' descriptions and the registry built from them."""
+    """The plugin manager, the loaded plugins' descriptions, the registry built from them, the
+    offline data and the bridge into mteb."""
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("lam_mteb")
@@ -59,6 +71,18 @@ class PluginHost:
         #: plugins whose hook imported a module that was itself still importing (it imported mteb,
         #: which ran the bridge): their registrations wait for the next build (see the bridge)
         self.waiting: set[str] = set()
+        #: remembered file hashes behind the content addresses of data and weights
+        self.hashes = HashIndex()
+        self.data = OfflineData(lambda: self.registry().datasets, self.hashes)
+        #: the model a grid job of this process loaded last (kept while the next job wants it)
+        self.loaded_model: tuple[tuple, Any] | None = None
+
+    @functools.cached_property
+    def bridge(self) -> Bridge:
+        """What this host registered with mteb (made on first use: it needs numpy and mteb)."""
+        from lam_mteb.bridge import Bridge
+
+        return Bridge(self)
 
     # -- problems ---------------------------------------------------------------------------------
     def report(self, message: str) -> None:
@@ -74,6 +98,9 @@ class PluginHost:
         if self._loaded:  # importing mteb ran the bridge, which loaded the plugins through us
             return self.pm
         self._loaded = True
+        from lam_mteb.commands import CoreCommands
+
+        self._add(CoreCommands(self), CORE_PLUGIN, PluginInfo(CORE_PLUGIN, source="core"))
         if not os.environ.get("LAM_MTEB_NO_ENTRY_POINTS"):
             self._load_entry_points()
         folder = os.environ.get("LAM_MTEB_PLUGINS_DIR", "").strip()
@@ -154,9 +181,11 @@ class PluginHost:
         return [self._infos[k] for k in sorted(self._infos)]
 
     def owner_rank(self, name: str) -> int:
-        """Who owns a name first: 0 for entry-point plugins (first-party and installed packages),
-        1 for plugins registered in-process, 2 for files of LAM_MTEB_PLUGINS_DIR."""
+        """Who owns a name first: the core, then entry-point plugins (first-party and installed
+        packages), then plugins registered in-process, then files of LAM_MTEB_PLUGINS_DIR."""
         source = self._infos[name].source if name in self._infos else "registered"
+        if source == "core":
+            return -1
         return 0 if source.startswith("entry point") else 2 if source.startswith("file") else 1
 
     def source_of(self, name: str) -> str:
@@ -182,21 +211,34 @@ class PluginHost:
     def call_hook(
         self, hook_name: str, make_arg: Callable[[str], Any]
     ) -> Iterator[tuple[str, Any]]:
-        """Call ``hook_name`` on each plugin separately, owners first (see :meth:`owner_rank`),
-        then in registration order; yield ``(plugin name, the argument it got)`` for each plugin
-        whose hook returned.  ``make_arg(plugin_name)`` makes the argument (e.g. a ``register``
-        callable that stages registrations); a plugin whose hook raises is reported by name and
-        skipped, so one broken plugin is not fatal and contributes nothing."""
+        """Call ``hook_name`` through pluggy once per plugin, each call isolated; yield ``(plugin
+        name, the argument it got)`` for each plugin whose hook returned.
+
+        ``make_arg(plugin_name)`` makes the plugin's argument (e.g. a ``register`` callable that
+        stages its registrations).  Each call goes through pluggy's hook caller restricted to that
+        plugin plus every wrapper (``wrapper=True`` / ``hookwrapper=True``), so wrappers wrap each
+        plugin's call.  Order: ``tryfirst`` implementations, then the others, then ``trylast``;
+        within each, owners first (see :meth:`owner_rank`), then registration order.  A plugin
+        whose call raises (SystemExit and KeyboardInterrupt included) is reported in one line
+        naming it and contributes nothing; the others still run."""
         pm = self.load()
-        # pluggy calls later-registered plugins first; keep registration order instead
-        impls = [
-            (self._name_of(i.plugin), i)
-            for i in reversed(getattr(pm.hook, hook_name).get_hookimpls())
-        ]
-        for plugin_name, impl in sorted(impls, key=lambda pair: self.owner_rank(pair[0])):
+        caller = getattr(pm.hook, hook_name)
+        argname = caller.spec.argnames[0] if caller.spec else "register"
+        impls = caller.get_hookimpls()
+        wrappers = {id(i.plugin) for i in impls if i.wrapper or i.hookwrapper}
+        order = {id(plugin): n for n, (_, plugin) in enumerate(pm.list_name_plugin())}
+
+        def rank(impl: pluggy.HookImpl) -> tuple[int, int, int]:
+            first = 0 if impl.tryfirst else 2 if impl.trylast else 1
+            return first, self.owner_rank(self._name_of(impl.plugin)), order[id(impl.plugin)]
+
+        callees = sorted((i for i in impls if id(i.plugin) not in wrappers), key=rank)
+        for impl in callees:
+            plugin_name = self._name_of(impl.plugin)
+            others = [i.plugin for i in callees if i.plugin is not impl.plugin]
             arg = make_arg(plugin_name)
             try:
-                impl.function(arg)
+                pm.subset_hook_caller(hook_name, remove_plugins=others)(**{argname: arg})
             except ImportError as exc:
                 if not _still_importing(exc):
                     self.report(f"plugin {plugin_name!r} failed in {hook_name}: ImportError: {exc}")

@@ -20,74 +20,70 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import jsonschema
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lam_mteb.benchmark import BENCHMARK_OPTIONS, Benchmark
 from lam_mteb.contract import encoder_problem, is_search_model
 from lam_mteb.errors import LamMtebError
-from lam_mteb.inputs import NAME_RE, check_name, did_you_mean, load_yaml
-from lam_mteb.leaderboard.spec import BENCHMARK_OPTIONS, Benchmark
+from lam_mteb.hashing import content_hash
+from lam_mteb.inputs import check_name, did_you_mean, load_yaml_with_lines
 
 if TYPE_CHECKING:
     from mteb.abstasks import AbsTask
+    from mteb.models.model_meta import ModelMeta
 
 DEFAULT_ORG = "lam-mteb"
 
-# ModelMeta fields a plugin may set through register(...) metadata or registry.yaml "metadata".
-MODEL_META_KEYS = {
-    "embed_dim",
-    "max_tokens",
-    "n_parameters",
-    "license",
-    "reference",
-    "release_date",
-    "languages",
-    "open_weights",
-    "public_training_code",
-    "public_training_data",
-    "similarity_fn_name",
-    "use_instructions",
-    "training_datasets",
-    "adapted_from",
-    "memory_usage_mb",
-    "citation",
-    "modalities",
-    "model_type",
+#: ``register(name, factory, **kwargs)`` keys that are not mteb ModelMeta fields
+REGISTER_KEYS = {"params", "revision", "org", "description", "configure"}
+#: ModelMeta fields lam-mteb sets itself (every other one is a model's metadata)
+_META_SET_BY_LAM = {"loader", "loader_kwargs", "name", "revision"}
+#: what a model's ModelMeta holds unless its metadata says otherwise (ModelMeta requires them)
+META_DEFAULTS: dict[str, Any] = {
+    "open_weights": True,
+    "framework": ["PyTorch"],
+    "similarity_fn_name": "cosine",
+    "use_instructions": False,
 }
-REGISTER_KEYS = MODEL_META_KEYS | {"params", "revision", "org", "description", "configure"}
 
-# \Z, not $: "$" also matches before a trailing newline (jsonschema uses re.search)
-NAME_PATTERN = "^" + NAME_RE.pattern
 
-REGISTRY_SCHEMA = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["models"],
-    "properties": {
-        "models": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["name", "kind"],
-                "properties": {
-                    "name": {"type": "string", "pattern": NAME_PATTERN},
-                    "kind": {"type": "string", "minLength": 1},
-                    "description": {"type": "string"},
-                    "org": {"type": "string", "pattern": NAME_PATTERN},
-                    "params": {"type": "object"},
-                    "revision": {"type": "string", "pattern": NAME_PATTERN},
-                    "override": {"type": "boolean"},
-                    "metadata": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {key: {} for key in sorted(MODEL_META_KEYS)},
-                    },
-                },
-            },
-        }
-    },
-}
+def metadata_keys() -> set[str]:
+    """The metadata keys a plugin or registry entry may set: mteb's ModelMeta fields, less those
+    lam-mteb sets itself.  (Imports mteb: called only once the registry is built.)"""
+    from mteb.models.model_meta import ModelMeta
+
+    return set(ModelMeta.model_fields) - _META_SET_BY_LAM
+
+
+def model_meta(metadata: dict[str, Any], **fields: Any) -> ModelMeta:
+    """mteb's ModelMeta of ``metadata`` (over :data:`META_DEFAULTS`) plus ``fields`` (loader,
+    name, revision); pydantic's ValidationError if a value is invalid."""
+    from mteb.models.model_meta import ModelMeta
+
+    required = {n: None for n, f in ModelMeta.model_fields.items() if f.is_required()}
+    return ModelMeta(**{**required, **META_DEFAULTS, **metadata, **fields})
+
+
+def metadata_problem(metadata: dict[str, Any]) -> tuple[str | None, str] | None:
+    """The first key of ``metadata`` that mteb's ModelMeta refuses and why (one line), or None."""
+    try:
+        allowed = metadata_keys()
+    except ImportError:  # without mteb nothing reads the metadata (see plugins._import_mteb)
+        return None
+    unknown = [k for k in metadata if k not in allowed]
+    if unknown:
+        return unknown[0], (
+            f"unknown metadata key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed (mteb ModelMeta fields): {', '.join(sorted(allowed))}"
+        )
+    try:
+        model_meta(metadata, loader=None, name=f"{DEFAULT_ORG}/check", revision="check")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else None
+        return key, f"invalid metadata {key or 'value'}: {_pydantic_message(err)}"
+    return None
 
 
 @dataclass
@@ -160,6 +156,10 @@ class ModelConfig:
             raise LamMtebError(f"model {self.name!r} ({self.source}): {problem}")
         return value
 
+    def model_meta(self, loader: Callable[..., Any] | None) -> ModelMeta:
+        """This model's mteb ModelMeta (its metadata is validated as the registry is built)."""
+        return model_meta(self.metadata, loader=loader, name=self.full_name, revision=self.revision)
+
     def _has_path_params(self) -> bool:
         return any(isinstance(v, str) and Path(v).exists() for v in self.params.values())
 
@@ -217,8 +217,6 @@ def unknown_params(kind: EncoderKind, params: dict[str, Any]) -> str | None:
 def _fingerprint_path(path: Path) -> list | str:
     """Content hash of a weights file/folder (same bytes, same revision: ``cp -p`` of other weights
     changes it); a folder of more than 200 files falls back to names, sizes and mtimes."""
-    from lam_mteb.data import content_hash
-
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     if len(files) <= 200:
         return content_hash([path])
@@ -379,9 +377,10 @@ class _EncoderStage:
             raise ValueError(problem)
         if not callable(factory):
             raise TypeError(f"factory for {name!r} is not callable")
-        unknown = sorted(set(metadata) - REGISTER_KEYS)
-        if unknown:
-            raise TypeError(f"register({name!r}): unknown metadata key(s) {', '.join(unknown)}")
+        meta = {k: v for k, v in metadata.items() if k not in REGISTER_KEYS}
+        problem_of_meta = metadata_problem(meta)
+        if problem_of_meta:
+            raise TypeError(f"register({name!r}): {problem_of_meta[1]}")
         if any(k.name == name for k in self.staged):
             raise ValueError(f"encoder {name!r} is registered twice")
         org_problem = metadata.get("org") is not None and check_name(metadata["org"], "org")
@@ -398,7 +397,7 @@ class _EncoderStage:
                 factory=factory,
                 plugin=self.plugin,
                 params=dict(metadata.get("params") or {}),
-                metadata={k: v for k, v in metadata.items() if k in MODEL_META_KEYS},
+                metadata=meta,
                 revision=metadata.get("revision"),
                 org=metadata.get("org") or DEFAULT_ORG,
                 description=metadata.get("description")
@@ -587,51 +586,31 @@ def _refuse_clash(plugins: PluginSource, newcomer: str, what: str, name: str, ow
 # -- registry.yaml ---------------------------------------------------------------------------
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that remembers the line of every mapping and sequence item."""
+class _Entry(BaseModel):
+    """One ``models:`` entry of a registry file."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str
+    kind: str = Field(min_length=1)
+    description: str = ""
+    org: str | None = None
+    params: dict[str, Any] = {}
+    revision: str | None = None
+    override: bool = False
+    metadata: dict[str, Any] = {}  # checked against mteb's ModelMeta (metadata_problem)
+
+    @field_validator("name", "org", "revision")
+    @classmethod
+    def _safe_name(cls, value: str | None, info: Any) -> str | None:
+        problem = value is not None and check_name(value, info.field_name)
+        if problem:
+            raise ValueError(problem)  # a folder name in mteb's results layout
+        return value
 
 
-def _construct_mapping(
-    loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False
-) -> _LineDict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first on line {seen[key] + 1})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node.start_mark.line
-    mapping = _LineDict(loader.construct_mapping(node, deep=True))
-    mapping.line = node.start_mark.line + 1
-    mapping.key_lines = {
-        loader.construct_object(k, deep=True): k.start_mark.line + 1 for k, _ in node.value
-    }
-    return mapping
-
-
-class _LineDict(dict):
-    line = 0
-    key_lines: dict = {}
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _line_of(doc: Any, path: Sequence[str | int]) -> int:
-    node, line = doc, getattr(doc, "line", 1)
-    for part in path:
-        try:
-            if isinstance(node, _LineDict) and part in node.key_lines:
-                line = node.key_lines[part]
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            break
-        line = getattr(node, "line", line)
-    return line
+class _RegistryFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    models: list[_Entry]
 
 
 MAX_REGISTRY_BYTES = 1024 * 1024
@@ -640,44 +619,67 @@ MAX_REGISTRY_BYTES = 1024 * 1024
 def load_registry_file(path: Path, reg: Registry) -> None:
     """Add the configurations of a registry.yaml file to ``reg`` (the first problem raises)."""
     path = Path(path)
-    doc = _read_registry_doc(path)
-    for entry in doc["models"]:
-        config = _config_from_entry(entry, path, reg)
+    for entry, line in _read_registry_doc(path):
+        config = _config_from_entry(entry, path, line, reg)
         reg.models[config.name] = config
 
 
-def _read_registry_doc(path: Path) -> Any:
-    """A registry file's YAML, checked against :data:`REGISTRY_SCHEMA`; the first problem (in file
-    order) is one error naming ``file:line``."""
+def _read_registry_doc(path: Path) -> list[tuple[_Entry, int]]:
+    """A registry file's entries and their lines, validated (:class:`_Entry`, mteb's ModelMeta for
+    ``metadata``); the first problem in file order is one error naming ``file:line``."""
     if not path.is_file():
         raise LamMtebError(f"{path}: registry file not found (check LAM_MTEB_REGISTRY)")
     try:
-        doc = load_yaml(path, what="registry file", loader=_LineLoader, limit=MAX_REGISTRY_BYTES)
+        doc, lines = load_yaml_with_lines(path, what="registry file", limit=MAX_REGISTRY_BYTES)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise LamMtebError(f"{path}:{line}: invalid YAML: {problem}") from None
-    if doc is None:
-        doc = _LineDict(models=[])
-    validator = jsonschema.Draft202012Validator(REGISTRY_SCHEMA)
-    errors = sorted(
-        validator.iter_errors(doc),
-        key=lambda e: (_line_of(doc, list(e.absolute_path)), str(e.path)),
-    )
-    if errors:
-        err = errors[0]
-        where = "/".join(str(p) for p in err.absolute_path) or "top level"
-        line = _line_of(doc, list(err.absolute_path))
-        raise LamMtebError(f"{path}:{line}: {_explain(err)} (at {where})")
-    return doc
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    entries: list[_Entry] = []
+    try:
+        entries = _RegistryFile.model_validate({"models": []} if doc is None else doc).models
+    except ValidationError as exc:
+        # on one line, an unknown key (a typo) says more than the missing one it stands for
+        errors = sorted(exc.errors(), key=lambda err: err["type"] == "missing")
+        problems = [(err["loc"], _pydantic_message(err)) for err in errors]
+    for i, entry in enumerate(entries):
+        found = metadata_problem(entry.metadata)
+        if found:
+            problems.append((("models", i, "metadata", found[0]), found[1]))
+    if problems:
+
+        def line_of(loc: tuple[Any, ...]) -> int:
+            return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), 1)
+
+        loc, message = min(problems, key=lambda p: line_of(p[0]))
+        where = "/".join(str(p) for p in loc if p is not None) or "top level"
+        raise LamMtebError(f"{path}:{line_of(loc)}: {message} (at {where})")
+    return [(entry, lines.get(("models", i), 1)) for i, entry in enumerate(entries)]
 
 
-def _config_from_entry(entry: Any, path: Path, reg: Registry) -> ModelConfig:
+def _pydantic_message(err: Any) -> str:
+    """One line for a pydantic error (``err`` of ``ValidationError.errors()``)."""
+    loc = err["loc"]
+    if err["type"] == "extra_forbidden":
+        model = _Entry if len(loc) > 1 else _RegistryFile
+        return f"unknown key {loc[-1]!r}; allowed keys: {', '.join(model.model_fields)}"
+    if err["type"] == "missing":
+        return f"{loc[-1]!r} is missing (required)"
+    if err["type"] == "value_error":
+        return str(err["ctx"]["error"]).splitlines()[0]
+    got = repr(err["input"])
+    got = got if len(got) <= 80 else got[:77] + "..."
+    if err["type"] == "model_type":  # pydantic would name the model class
+        return f"expected a mapping (key: value), got {got}"
+    return f"{err['msg']}, got {got}"
+
+
+def _config_from_entry(entry: _Entry, path: Path, line: int, reg: Registry) -> ModelConfig:
     """One validated ``models:`` entry -> its configuration (kind known, name free or
     overridden, params accepted, ``configure`` applied)."""
-    line = getattr(entry, "line", 0)
-    name, kind_name = entry["name"], entry["kind"]
+    name, kind_name = entry.name, entry.kind
     if kind_name not in reg.kinds:
         hint = did_you_mean(kind_name, reg.kinds)
         known = ", ".join(sorted(reg.kinds)) or "none (no encoder plugin loaded)"
@@ -685,14 +687,14 @@ def _config_from_entry(entry: Any, path: Path, reg: Registry) -> ModelConfig:
             f"{path}:{line}: model {name!r} has unknown encoder kind {kind_name!r}{hint} "
             f"(registered kinds: {known})"
         )
-    if name in reg.models and not entry.get("override"):
+    if name in reg.models and not entry.override:
         raise LamMtebError(
             f"{path}:{line}: duplicate model name {name!r} (already defined by "
             f"{reg.models[name].source}); "
             "choose another name, or add `override: true` to this entry to replace it"
         )
     kind = reg.kinds[kind_name]
-    params = {**kind.params, **_resolve_paths(entry.get("params") or {}, path.parent)}
+    params = {**kind.params, **_resolve_paths(entry.params, path.parent)}
     problem = unknown_params(kind, params)
     if problem:
         raise LamMtebError(f"{path}:{line}: model {name!r}: {problem}")
@@ -700,14 +702,14 @@ def _config_from_entry(entry: Any, path: Path, reg: Registry) -> ModelConfig:
         name=name,
         kind=kind,
         params=params,
-        metadata={**kind.metadata, **dict(entry.get("metadata") or {})},
+        metadata={**kind.metadata, **entry.metadata},
         source=f"{path}:{line}",
-        org=entry.get("org") or kind.org,
-        description=entry.get("description") or kind.description,
-        revision_override=entry.get("revision"),
+        org=entry.org or kind.org,
+        description=entry.description or kind.description,
+        revision_override=entry.revision,
     )
     if kind.configure is not None:
-        apply_configure(reg, config, explicit_metadata=dict(entry.get("metadata") or {}))
+        apply_configure(reg, config, explicit_metadata=dict(entry.metadata))
     return config
 
 
@@ -741,9 +743,9 @@ def apply_configure(
         derived = configure(dict(config.params), lookup) or {}
         if not isinstance(derived, dict):
             raise TypeError(f"configure() returned {type(derived).__name__}, expected a dict")
-        unknown = sorted(set(derived) - MODEL_META_KEYS - {"revision"})
-        if unknown:
-            raise TypeError(f"configure() returned unknown key(s) {', '.join(unknown)}")
+        problem = metadata_problem({k: v for k, v in derived.items() if k != "revision"})
+        if problem:
+            raise TypeError(f"configure() returned {problem[1]}")
     except LamMtebError as exc:
         raise LamMtebError(f"{config.source}: model {config.name!r}: {exc}") from None
     except (ValueError, TypeError, KeyError) as exc:
@@ -766,18 +768,3 @@ def _resolve_paths(params: dict, base: Path) -> dict:
             )
         out[key] = value
     return out
-
-
-def _explain(err: jsonschema.ValidationError) -> str:
-    if err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
-        if list(err.absolute_path)[-1:] == ["metadata"]:
-            return (
-                f"unknown metadata key {', '.join(map(repr, extra))}; "
-                f"allowed (mteb ModelMeta fields): {', '.join(allowed)}"
-            )
-        return f"unknown key {', '.join(map(repr, extra))}; allowed keys: {', '.join(allowed)}"
-    if err.validator == "required":
-        return err.message.replace("is a required property", "is missing (required)")
-    return err.message

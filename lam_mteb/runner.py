@@ -1,31 +1,29 @@
 """Grids of (model, task) pairs: in this process, a local process pool, Ray tasks, or a shard of
 them.
 
-``lam-mteb run -m M1 M2 -t T1 T2`` expands the pairs, skips those whose result already lies in the
-output folder for the same model revision and dataset revision (mteb's own layout, read with
-``mteb.ResultCache``; a result file that cannot be read counts as missing), and evaluates the
-others:
+``lam-mteb run -m M1 M2 -t T1 T2`` expands the pairs and reads the output folder as mteb's
+``ResultCache`` (mteb's layout; the bridge's wrap of ``load_task_result`` drops a result that cannot
+be read, was computed on other data, or has a non-finite score); the pairs that mteb's overwrite
+strategy would run are evaluated with ``mteb.evaluate``:
 
 - ``--executor local --jobs 1`` (default): one after another in this process, each model loaded
-  once for all its tasks (what ``lam-mteb run`` always did);
+  once for all its tasks;
 - ``--executor local --jobs N``: N ``spawn``-ed worker processes; a crash or an out-of-memory kill
   fails the pair that worker was running, and a fresh process takes its place;
-- ``--executor ray``: one Ray task per pair (``num_cpus`` / ``num_gpus`` per job; Ray reuses a CPU
-  worker process across pairs and gives every GPU pair a fresh one) on the cluster at ``--address``
-  / ``RAY_ADDRESS``, else on a local Ray started for the run.  Workers need lam-mteb installed;
-  plugins load there through the normal bridge.
+- ``--executor ray``: one Ray task per pair on the cluster at ``--address`` / ``RAY_ADDRESS``, else
+  on a local Ray started for the run.  Workers need lam-mteb installed; plugins load there through
+  the normal bridge.
 
-Workers return their ``TaskResult``; only this (driving) process writes the output folder, so no
-shared file system is needed and concurrent pairs of one model never race on ``run_settings.jsonl``.
-A new result is merged into a stored one with the same dataset revision (other splits are kept); a
-stored result for another dataset revision, or one that cannot be read, is moved aside to
-``<Task>.json.<reason>-<time>`` rather than overwritten.  ``--shard i/N`` keeps every N-th pair
+Workers return their ``TaskResult``; only this (driving) process writes the output folder (with
+``ResultCache.save_to_cache``), so no shared file system is needed and concurrent pairs of one
+model never race on ``run_settings.jsonl``.  ``--shard i/N`` keeps every N-th pair
 (``pairs[i::N]``) so a scheduler without Ray (a SLURM array) can split the grid.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import sys
@@ -46,6 +44,8 @@ if TYPE_CHECKING:
     from mteb.cache import ResultCache
     from mteb.models.model_meta import ModelMeta
     from mteb.results import TaskResult
+
+    from lam_mteb.plugins import PluginHost
 
 RAY_INSTALL_HINT = (
     "--executor ray needs Ray: pip install 'lam-mteb[ray]' (or pip install 'ray[data]>=2.9')"
@@ -152,45 +152,20 @@ def task_object(pair: Pair) -> AbsTask:
     return mteb.get_task(pair.task, **kwargs)
 
 
-def expected_dataset_revision(task: AbsTask) -> str | None:
-    """The ``dataset_revision`` a run of ``task`` records now: the bridge's content address of the
-    local data the task would load (re-creations carry their marker), else the task's revision."""
-    revision = task.metadata.revision
-    from lam_mteb import bridge
+def cached_result(
+    cache: ResultCache, meta: ModelMeta, task: AbsTask
+) -> tuple[TaskResult | None, bool]:
+    """The pair's stored result as ``mteb.evaluate`` sees it, and whether it covers every split and
+    subset asked for.
 
-    if bridge.is_self_loading(task):
-        return revision
+    Read with ``ResultCache.load_task_result``, which the bridge wraps: a file that cannot be read,
+    one computed on other data than the task would load now, or one with a non-finite main score
+    is None (with one line saying why), exactly as for ``mteb run``."""
+    stored = cache.load_task_result(task.metadata.name, meta)
     try:
-        from lam_mteb import bridge, data
-
-        if data.data_dir() is None:
-            return revision
-        return bridge.expected_dataset_revision(task.metadata.name) or revision
-    except Exception:  # noqa: BLE001 - an unreadable data dir surfaces when the pair runs
-        return revision
-
-
-def stored_state(
-    cache: ResultCache, meta: ModelMeta, task: AbsTask, expected_revision: str | None
-) -> tuple[str, TaskResult | None, Path]:
-    """``(state, TaskResult | None, path)`` with state one of missing, corrupt, stale, partial,
-    complete."""
-    from mteb.results import TaskResult
-
-    path = cache.get_task_result_path(task.metadata.name, meta)
-    if not path.is_file():
-        return "missing", None, path
-    try:
-        result = TaskResult.from_disk(path)
-    except Exception:  # noqa: BLE001 - any unreadable file counts as missing
-        return "corrupt", None, path
-    if result.task_name != task.metadata.name or result.dataset_revision != expected_revision:
-        return "stale", result, path
-    try:
-        missing = result.get_missing_evaluations(task)
+        return stored, stored is not None and not stored.get_missing_evaluations(task)
     except Exception:  # noqa: BLE001 - a malformed file counts as missing
-        return "corrupt", None, path
-    return ("partial" if missing else "complete"), result, path
+        return None, False
 
 
 def main_score(result: TaskResult | None, splits: Iterable[str] | None = None) -> float | None:
@@ -207,35 +182,30 @@ def main_score(result: TaskResult | None, splits: Iterable[str] | None = None) -
 def save_result(
     cache: ResultCache, meta: ModelMeta, new_result: TaskResult, encode_kwargs: dict
 ) -> Path:
-    """Write ``new_result`` in mteb's layout, merged with a stored result of the same dataset
-    revision.
+    """Save ``new_result`` with mteb's ``ResultCache.save_to_cache``, merged with a stored result of
+    the same dataset revision (splits run earlier are kept); a stored file that cannot be merged
+    (unreadable, or for another dataset revision) is renamed ``<Task>.json.<reason>-<time>``, never
+    overwritten.
 
     Under a file lock in the revision folder, so shards of one model (a SLURM array writing one
     shared folder) never interleave ``run_settings.jsonl`` or a result file.
     """
     from filelock import FileLock
+    from mteb.results import TaskResult
 
     path = cache.get_task_result_path(new_result.task_name, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path.parent / ".lam-mteb.lock"), timeout=600):
-        merged = new_result
         if path.is_file():
-            from mteb.results import TaskResult
-
-            stored: TaskResult | None = None
             try:
                 stored = TaskResult.from_disk(path)
-                reason = (
-                    None
-                    if stored.is_mergeable(new_result)
-                    else f"dataset-{stored.dataset_revision}"
-                )
+                mergeable = stored.is_mergeable(new_result)
+                reason = f"dataset-{stored.dataset_revision}"
             except Exception:  # noqa: BLE001 - unreadable in any way: kept aside, not merged
-                stored, reason = None, "corrupt"
-            if stored is not None and reason is None:
-                merged = stored.merge(new_result)
+                mergeable, reason = False, "corrupt"
+            if mergeable:
+                new_result = stored.merge(new_result)
             else:
-                reason = reason or "corrupt"
                 safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in reason)[:60]
                 aside = path.with_name(f"{path.name}.{safe}-{time.strftime('%Y%m%dT%H%M%S')}")
                 os.replace(path, aside)
@@ -243,7 +213,7 @@ def save_result(
                     f"lam-mteb: kept the previous {path.name} ({reason.split('-', 1)[0]}) as "
                     f"{aside}\n"
                 )
-        cache.save_to_cache(merged, meta, encode_kwargs=encode_kwargs)
+        cache.save_to_cache(new_result, meta, encode_kwargs=encode_kwargs)
     return path
 
 
@@ -259,19 +229,18 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-_loaded: dict[tuple, Any] = {}
-
-
-def _load_model(name: str, device: str | None, reuse: bool) -> Any:
+def _load_model(host: PluginHost, name: str, device: str | None, reuse: bool) -> Any:
+    """The pair's model; with ``reuse``, the one this process's host loaded last if it is the
+    same (one model at a time in a process)."""
     import mteb
 
     key = (name, device)
-    if reuse and key in _loaded:
-        return _loaded[key]
-    _loaded.clear()  # one model at a time in this process
+    if reuse and host.loaded_model is not None and host.loaded_model[0] == key:
+        return host.loaded_model[1]
+    host.loaded_model = None
     model = mteb.get_model(name, device=device) if device else mteb.get_model(name)
     if reuse:
-        _loaded[key] = model
+        host.loaded_model = (key, model)
     return model
 
 
@@ -287,14 +256,15 @@ def _evaluate_job(job: dict) -> dict:
     import mteb
 
     from lam_mteb import bridge
+    from lam_mteb.plugins import host  # a worker's entry point: its process's plugin host
 
-    bridge.install()
+    host.bridge.install()
     logging.getLogger("mteb").setLevel(
         logging.WARNING if job.get("verbosity", 1) < 2 else logging.INFO
     )
     pair = Pair(job["model"], job["task"], job.get("eval_splits"), job.get("hf_subsets"))
     task = task_object(pair)
-    model = _load_model(pair.model, job.get("device"), bool(job.get("reuse_model")))
+    model = _load_model(host, pair.model, job.get("device"), bool(job.get("reuse_model")))
     encode_kwargs: Any = dict(job.get("encode_kwargs") or {})  # mteb's EncodeKwargs TypedDict
     results = mteb.evaluate(
         model,
@@ -353,7 +323,9 @@ def _worker_loop(
 def run_in_process(jobs: list[dict]) -> Iterator[tuple[dict, dict]]:
     for job in jobs:
         yield job, run_pair({**job, "reuse_model": True, "env": {}})
-    _loaded.clear()
+    from lam_mteb.plugins import host  # the process's host holds the last model
+
+    host.loaded_model = None
 
 
 def _start_worker(ctx: SpawnContext, number: int) -> list:
@@ -534,53 +506,33 @@ class GridConfig:
 
 def plan(
     pairs: list[Pair], cache: ResultCache, strategy: str
-) -> tuple[list[tuple[Pair, Any, Any, str | None]], list[PairOutcome]]:
-    """Split ``pairs`` into those to run ``(pair, meta, task, expected revision)`` and settled
-    outcomes."""
+) -> tuple[list[tuple[Pair, ModelMeta, AbsTask]], list[PairOutcome]]:
+    """Split ``pairs`` into those to run ``(pair, meta, task)`` and settled outcomes, by mteb's
+    overwrite strategy on what :func:`cached_result` finds (as ``mteb.evaluate`` decides)."""
     import mteb
 
-    metas: dict[str, Any] = {}
+    model_meta = functools.cache(mteb.get_model_meta)  # a revision may hash weights: once a model
     to_run, settled = [], []
     for pair in pairs:
-        meta = metas.get(pair.model) or metas.setdefault(
-            pair.model, mteb.get_model_meta(pair.model)
-        )
+        meta = model_meta(pair.model)
         task = task_object(pair)
-        expected = expected_dataset_revision(task)
-        state, stored, path = stored_state(cache, meta, task, expected)
         splits = tuple(task.eval_splits)
-        if strategy == "always":
-            to_run.append((pair, meta, task, expected))
-        elif state == "complete":
-            settled.append(
-                PairOutcome(
-                    pair, "cached", main_score(stored, splits), worker="(stored)", splits=splits
-                )
-            )
-        elif strategy == "never" and state != "missing":
-            settled.append(
-                PairOutcome(
-                    pair,
-                    "exists",
-                    None,
-                    worker="(stored)",
-                    splits=splits,
-                    error=f"{state} result kept (--overwrite-strategy never): {path}",
-                )
-            )
+        # "always" reads nothing (as mteb.evaluate): the result is merged or kept aside on save
+        stored, complete = (
+            (None, False) if strategy == "always" else cached_result(cache, meta, task)
+        )
+        path = cache.get_task_result_path(task.metadata.name, meta)
+        if complete:
+            score = main_score(stored, splits)
+            settled.append(PairOutcome(pair, "cached", score, worker="(stored)", splits=splits))
         elif strategy == "only-cache":
-            settled.append(
-                PairOutcome(
-                    pair,
-                    "missing",
-                    None,
-                    splits=splits,
-                    error="no complete result for this model and dataset revision in "
-                    f"{path.parent}",
-                )
-            )
+            why = f"no complete result for this model and dataset revision in {path.parent}"
+            settled.append(PairOutcome(pair, "missing", splits=splits, error=why))
+        elif strategy == "never" and stored is not None:
+            why = f"partial result kept (--overwrite-strategy never): {path}"
+            settled.append(PairOutcome(pair, "exists", worker="(stored)", splits=splits, error=why))
         else:
-            to_run.append((pair, meta, task, expected))
+            to_run.append((pair, meta, task))
     return to_run, settled
 
 
@@ -591,11 +543,14 @@ def run_grid(
     from mteb.cache import ResultCache
     from tqdm.auto import tqdm
 
+    from lam_mteb.plugins import host  # the grid's driver: an entry point of its process
+
+    host.bridge.install()  # its wrap of ResultCache.load_task_result decides what is reused
     cache = ResultCache(config.output_folder)
     to_run, settled = plan(pairs, cache, config.overwrite_strategy)
     outcomes = {o.pair: o for o in settled}
-    info = {pair: (meta, task) for pair, meta, task, _ in to_run}
-    jobs = _jobs(config, [pair for pair, *_ in to_run])
+    info = {pair: (meta, task) for pair, meta, task in to_run}
+    jobs = _jobs(config, list(info))
     if config.executor == "ray":
         stream = run_ray(jobs, config.address, config.cpus_per_job, config.gpus_per_job)
     elif config.jobs > 1:

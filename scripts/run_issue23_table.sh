@@ -12,7 +12,13 @@ export LAM_MTEB_LAM2_CACHE="${LAM_MTEB_LAM2_CACHE:-$HOME/.cache/lam_mteb/lam2-pa
 out="${RESULTS:-results}"
 tasks=("$@")
 [ ${#tasks[@]} -gt 0 ] || tasks=(STSBenchmark SciFact LEMBQMSumRetrieval LEMBPasskeyRetrieval LEMBNeedleRetrieval)
-run() { lam-mteb run --output-folder "$out" -t "${tasks[@]}" -m "$@"; }
-run minilm bm25
+status=0
+run() { lam-mteb run --output-folder "$out" -t "${tasks[@]}" -m "$@" || status=1; }
+run minilm
 run lam-state-dense lam-state lam-hybrid-dense lam-hybrid lam-mean
 run minilm-chunk-mean minilm-chunk-mean-lexical minilm-chunk-max
+# bm25 is a search model: retrieval tasks only
+retrieval=()
+for t in "${tasks[@]}"; do [ "$t" = STSBenchmark ] || retrieval+=("$t"); done
+[ ${#retrieval[@]} -eq 0 ] || lam-mteb run --output-folder "$out" -t "${retrieval[@]}" -m bm25 || status=1
+exit $status

@@ -79,13 +79,13 @@ class MockPlugin:
 
 @pytest.fixture
 def mock_plugin():
-    from lam_mteb import bridge, plugins
+    from lam_mteb import plugins
 
     plugins.host.register_plugin(MockPlugin, name="mock-plugin")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
     yield MockPlugin
     plugins.host.unregister_plugin("mock-plugin")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
 
 
 WORDS = (

@@ -19,7 +19,7 @@ from tests.test_baselines_chunked import toy_tokenizer
 def test_bm25_is_listed_and_is_a_search_model():
     cfg = plugins.get_registry().model("bm25")
     assert cfg.kind.plugin == "baselines" and cfg.metadata["model_type"] == ["sparse"]
-    model = bridge.load_plugin_model("bm25")
+    model = plugins.host.bridge.load_plugin_model("bm25")
     assert bridge.is_search_model(model)
     assert (model.k1, model.b, model.method) == (1.5, 0.75, "lucene")  # mteb's defaults
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lam_mteb
-from lam_mteb import bridge, plugins, registry
+from lam_mteb import plugins, registry
 from lam_mteb.errors import LamMtebError
 from lam_mteb_plugins.baselines import chunked
 from tests.conftest import WORDS
@@ -80,11 +80,11 @@ def toy_plugin(tmp_path, monkeypatch):
     monkeypatch.setenv("LAM_MTEB_REGISTRY", str(path))
     chunked._CACHES.clear()
     plugins.host.register_plugin(ToyTokPlugin, name="toy-tok-plugin")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
     yield path
     plugins.host.unregister_plugin("toy-tok-plugin")
     monkeypatch.delenv("LAM_MTEB_REGISTRY")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
     chunked._CACHES.clear()
 
 

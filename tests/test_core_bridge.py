@@ -57,7 +57,7 @@ def test_mock_plugin_model_loads_through_mteb(mock_plugin):
 
 def test_unregistering_removes_the_model(mock_plugin):
     plugins.host.unregister_plugin("mock-plugin")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
     assert not {"mock-hash", "lam-mteb/mock-hash"} & set(mteb_compat.model_names())
     with pytest.raises(KeyError):
         mteb.get_model_meta("mock-hash")
@@ -147,10 +147,10 @@ def task_plugin():
     import lam_mteb.data  # noqa: F401  (exposes lam_mteb.data for the builder)
 
     plugins.host.register_plugin(TaskPlugin, name="task-plugin")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
     yield
     plugins.host.unregister_plugin("task-plugin")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
 
 
 def test_plugin_task_is_visible_to_mteb_and_built_offline(
@@ -273,18 +273,18 @@ def test_self_loading_is_an_argument_of_register():
     plugins.host.register_plugin(SelfLoadingPlugin, name="self-loading-plugin")
     try:
         with pytest.warns(DeprecationWarning, match="lam_mteb_self_loading is deprecated"):
-            bridge.install(force=True)
+            plugins.host.bridge.install(force=True)
         tasks = plugins.get_registry().tasks
         assert (
             tasks["LamMtebSelfLoadingSTS"].self_loading
             and tasks["LamMtebLegacySelfLoadingSTS"].self_loading
         )
-        assert bridge.is_self_loading(mteb.get_task("LamMtebSelfLoadingSTS"))
+        assert plugins.host.bridge.is_self_loading(mteb.get_task("LamMtebSelfLoadingSTS"))
         assert "load_data" not in SelfLoadingSTS.__dict__  # left alone
-        assert bridge.expected_dataset_revision("LamMtebSelfLoadingSTS") is None
+        assert plugins.host.bridge.expected_dataset_revision("LamMtebSelfLoadingSTS") is None
     finally:
         plugins.host.unregister_plugin("self-loading-plugin")
-        bridge.install(force=True)
+        plugins.host.bridge.install(force=True)
 
 
 def test_a_plugin_task_module_imported_before_mteb_is_still_registered():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lam_mteb import card
+from lam_mteb import card, plugins
 from lam_mteb.errors import LamMtebError
 from tests.test_core_plugins import bin_, run
 
@@ -60,7 +60,7 @@ def test_card_model_index_holds_published_data_results_only(tmp_path, mock_plugi
 
     config = get_registry().model("mock-hash")
     write_results(tmp_path, "lam-mteb__mock-hash", config.revision)
-    model_card, problems = card.build_card("mock-hash", tmp_path)
+    model_card, problems = card.build_card(plugins.host, "mock-hash", tmp_path)
     text = str(model_card)
     results = {r.dataset_name: r for r in _model_index(text)}
     assert set(results) == {"STSBenchmark (default)", "SciFact (default)"}
@@ -91,19 +91,19 @@ def test_card_errors_name_what_is_missing(tmp_path, mock_plugin):
     with pytest.raises(
         LamMtebError, match=r"no results for this model in .*looked for .*lam-mteb__mock-hash"
     ):
-        card.build_card("mock-hash", tmp_path)
+        card.build_card(plugins.host, "mock-hash", tmp_path)
     write_results(tmp_path, "lam-mteb__mock-hash", "oldrev1")
     with pytest.raises(
         LamMtebError,
         match=r"model's current revision.*holds revision\(s\) oldrev1: pass --revision",
     ):
-        card.build_card("mock-hash", tmp_path)
-    model_card, _ = card.build_card("mock-hash", tmp_path, revision="oldrev1")
+        card.build_card(plugins.host, "mock-hash", tmp_path)
+    model_card, _ = card.build_card(plugins.host, "mock-hash", tmp_path, revision="oldrev1")
     assert len(_model_index(str(model_card))) == 2
     with pytest.raises(LamMtebError, match=r"--results .* is not a directory"):
-        card.build_card("mock-hash", tmp_path / "nope")
+        card.build_card(plugins.host, "mock-hash", tmp_path / "nope")
     with pytest.raises(LamMtebError, match=r"unknown model 'mock-hsh'"):
-        card.build_card("mock-hsh", tmp_path)
+        card.build_card(plugins.host, "mock-hsh", tmp_path)
 
 
 def test_write_new_never_overwrites_without_force(tmp_path):

@@ -127,7 +127,7 @@ def check_plugin():
 
 
 def _run(name):
-    return check.run_checks(name, long_chars=5_000, speed_texts=32, mteb_tasks=False)
+    return check.run_checks(plugins.host, name, long_chars=5_000, speed_texts=32, mteb_tasks=False)
 
 
 @pytest.mark.parametrize("name", ["chk-good", "chk-torch"])

@@ -136,7 +136,8 @@ def test_hookspecs_are_typed_with_the_contract():
 
 
 @pytest.mark.slow
-def test_py_typed_marker_is_in_the_package_and_the_wheel(tmp_path):
+def test_package_data_is_in_the_package_and_the_wheel(tmp_path):
+    """py.typed and the jinja2 templates ship in the wheel."""
     assert (REPO / "lam_mteb" / "py.typed").is_file()
     out = tmp_path / "wheel"
     res = subprocess.run(
@@ -164,6 +165,8 @@ def test_py_typed_marker_is_in_the_package_and_the_wheel(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "lam_mteb/py.typed" in names
     assert "lam_mteb/contract.py" in names
+    assert "lam_mteb/templates/leaderboard.html.j2" in names
+    assert "lam_mteb/templates/model_card.md.j2" in names
 
 
 MYPY_CONFIG = """

@@ -3,7 +3,7 @@
 import datasets
 import pytest
 
-from lam_mteb import data
+from lam_mteb import data, plugins
 from lam_mteb.errors import DataNotFound, LamMtebError
 from lam_mteb_plugins.datasets import build_scifact, build_stsbenchmark
 from tests.conftest import write_raw_beir, write_raw_stsb
@@ -48,48 +48,54 @@ def test_malformed_raw_file_names_file_and_line(tmp_path):
 
 
 def test_resolve_prefers_snapshot_then_builder_then_nothing(tmp_path, tiny_sts_data_dir):
-    res = data.resolve("mteb/stsbenchmark-sts", tiny_sts_data_dir)
+    res = plugins.host.data.resolve("mteb/stsbenchmark-sts", tiny_sts_data_dir)
     assert res.path == tiny_sts_data_dir / "mteb" / "stsbenchmark-sts"
     raw = tmp_path / "raw"
     write_raw_stsb(raw)
-    built = data.resolve("mteb/stsbenchmark-sts", raw, quiet=True)
+    built = plugins.host.data.resolve("mteb/stsbenchmark-sts", raw, quiet=True)
     assert built.path is not None and (built.path / "README.md").is_file()
-    assert data.resolve("mteb/stsbenchmark-sts", raw, quiet=True).path == built.path  # cached
-    none = data.resolve("mteb/scifact", raw)
+    assert (
+        plugins.host.data.resolve("mteb/stsbenchmark-sts", raw, quiet=True).path == built.path
+    )  # cached
+    none = plugins.host.data.resolve("mteb/scifact", raw)
     assert none.path is None and any("scifact" in p for p in none.looked_for)
-    assert data.resolve("org/unknown", raw).looked_for == [str(raw / "org" / "unknown")]
+    assert plugins.host.data.resolve("org/unknown", raw).looked_for == [
+        str(raw / "org" / "unknown")
+    ]
 
 
 def test_resolve_rebuilds_when_raw_files_change(tmp_path):
     raw = tmp_path / "raw"
     write_raw_stsb(raw, n=5)
-    first = data.resolve("mteb/stsbenchmark-sts", raw, quiet=True).path
+    first = plugins.host.data.resolve("mteb/stsbenchmark-sts", raw, quiet=True).path
     write_raw_stsb(raw, n=9)
     import os
 
     os.utime(raw / "stsbenchmark" / "sts-test.csv", (1, 1))
-    second = data.resolve("mteb/stsbenchmark-sts", raw, quiet=True).path
+    second = plugins.host.data.resolve("mteb/stsbenchmark-sts", raw, quiet=True).path
     assert first != second
     assert len(datasets.load_dataset(str(second), split="test")) == 9
 
 
 def test_data_dir_that_is_not_a_directory(tmp_path):
     with pytest.raises(LamMtebError, match="is not a directory"):
-        data.resolve("mteb/scifact", tmp_path / "nope")
+        plugins.host.data.resolve("mteb/scifact", tmp_path / "nope")
 
 
 def test_import_writes_layout_and_refuses_to_overwrite(tmp_path):
     write_raw_stsb(tmp_path / "raw")
-    target = data.import_dataset("mteb/stsbenchmark-sts", tmp_path / "raw", tmp_path / "dd")
+    target = plugins.host.data.import_dataset(
+        "mteb/stsbenchmark-sts", tmp_path / "raw", tmp_path / "dd"
+    )
     assert target == tmp_path / "dd" / "mteb" / "stsbenchmark-sts"
     before = (target / "default" / "test.jsonl").read_bytes()
     with pytest.raises(LamMtebError, match="refusing to overwrite"):
-        data.import_dataset("mteb/stsbenchmark-sts", tmp_path / "raw", tmp_path / "dd")
+        plugins.host.data.import_dataset("mteb/stsbenchmark-sts", tmp_path / "raw", tmp_path / "dd")
     assert (target / "default" / "test.jsonl").read_bytes() == before
     # the imported folder is then found as a snapshot
-    assert data.resolve("mteb/stsbenchmark-sts", tmp_path / "dd").path == target
+    assert plugins.host.data.resolve("mteb/stsbenchmark-sts", tmp_path / "dd").path == target
     with pytest.raises(LamMtebError, match="no builder for dataset"):
-        data.import_dataset("org/none", tmp_path / "raw", tmp_path / "dd")
+        plugins.host.data.import_dataset("org/none", tmp_path / "raw", tmp_path / "dd")
 
 
 def test_builder_inputs_are_what_the_builder_declares(tmp_path):
@@ -108,12 +114,12 @@ def test_builder_inputs_are_what_the_builder_declares(tmp_path):
         inputs=("stsbenchmark", "absent"),
     )
     assert data.builder_inputs(entry, raw) == [raw / "stsbenchmark"]
-    first, digest = data.build_cached(entry, raw, quiet=True)
+    first, digest = plugins.host.data.build_cached(entry, raw, quiet=True)
     (raw / "unrelated" / "notes.txt").write_text("two")
-    assert data.build_cached(entry, raw, quiet=True) == (first, digest)
+    assert plugins.host.data.build_cached(entry, raw, quiet=True) == (first, digest)
     with open(raw / "stsbenchmark" / "sts-test.csv", "a") as fh:
         fh.write("g\tf\t2015\t0001\t2.5\tA new pair.\tAnother pair.\n")
-    assert data.build_cached(entry, raw, quiet=True)[1] != digest
+    assert plugins.host.data.build_cached(entry, raw, quiet=True)[1] != digest
     generator = DatasetEntry(path="x/y", builder=build_stsbenchmark, plugin="t", inputs=())
     everything = DatasetEntry(path="x/y", builder=build_stsbenchmark, plugin="t")
     assert data.builder_inputs(generator, raw) == [] and data.builder_inputs(everything, raw) == [

@@ -53,7 +53,7 @@ def test_valid_file_adds_configurations(tmp_path, reg):
     [
         (
             "models:\n  - name: a\n    kind: mock-hash\n    colour: red\n",
-            2,
+            4,  # the line of the unknown key itself
             ["unknown key", "colour"],
         ),
         ("models:\n  - name: a\n", 2, ["'kind' is missing"]),
@@ -85,6 +85,22 @@ def test_valid_file_adds_configurations(tmp_path, reg):
         ("models:\n  - name: a\n    kind: [oops\n", 4, ["invalid YAML"]),
         ("models:\n  - name: a\n    name: b\n    kind: mock-hash\n", 3, ["duplicate key 'name'"]),
         ("modles: []\n", 1, ["unknown key", "modles"]),
+        (  # metadata values are checked by mteb's ModelMeta, at the line of the key
+            "models:\n  - name: a\n    kind: mock-hash\n    metadata:\n      embed_dim: wide\n",
+            5,
+            ["invalid metadata embed_dim", "valid integer", "'wide'"],
+        ),
+        (
+            "models:\n  - name: a\n    kind: mock-hash\n    metadata: {languages: [english]}\n",
+            4,
+            ["invalid metadata languages", "Invalid language code: english"],
+        ),
+        (
+            "models:\n  - name: a\n    kind: mock-hash\n    override: 'yes'\n",
+            4,
+            ["valid boolean", "override"],
+        ),
+        ("- name: a\n  kind: mock-hash\n", 1, ["expected a mapping", "top level"]),
     ],
 )
 def test_errors_name_file_and_line(tmp_path, reg, body, line, words):
@@ -99,6 +115,45 @@ def test_errors_name_file_and_line(tmp_path, reg, body, line, words):
         assert w in message, message
     reported_line = int(message[len(str(path)) + 1 :].split(":")[0])
     assert abs(reported_line - line) <= 1, message
+
+
+def test_metadata_is_what_mtebs_model_meta_takes(tmp_path, reg):
+    """Every ModelMeta field lam-mteb does not set itself is metadata; it reaches mteb's record."""
+    from mteb.models.model_meta import ModelMeta
+
+    assert registry.metadata_keys() == set(ModelMeta.model_fields) - {
+        "loader",
+        "loader_kwargs",
+        "name",
+        "revision",
+    }
+    path = _write(
+        tmp_path,
+        """
+        models:
+          - name: hash-c
+            kind: mock-hash
+            metadata: {contacts: [someone], training_datasets: [STSBenchmark], license: mit}
+    """,
+    )
+    registry.load_registry_file(path, reg)
+    meta = reg.model("hash-c").model_meta(loader=None)
+    assert isinstance(meta, ModelMeta) and meta.name == "lam-mteb/hash-c"
+    assert meta.contacts == ["someone"] and meta.training_datasets == {"STSBenchmark"}
+    assert meta.embed_dim == 64 and meta.max_tokens == 128  # the kind's, from register()
+    assert meta.framework == ["PyTorch"] and meta.similarity_fn_name == "cosine"  # defaults
+
+
+def test_register_checks_metadata_through_model_meta():
+    from tests.conftest import HashEncoder
+
+    stage = registry._EncoderStage("p", "0")
+    with pytest.raises(TypeError, match="register\\('x'\\): unknown metadata key\\(s\\) 'colour'"):
+        stage("x", HashEncoder, colour="red")
+    with pytest.raises(TypeError, match="register\\('x'\\): invalid metadata embed_dim"):
+        stage("x", HashEncoder, embed_dim="wide")
+    stage("x", HashEncoder, embed_dim=8, params={"dim": 8}, superseded_by="lam-mteb/y")
+    assert stage.staged[0].metadata == {"embed_dim": 8, "superseded_by": "lam-mteb/y"}
 
 
 def test_relative_paths_resolve_against_the_file(tmp_path, reg):

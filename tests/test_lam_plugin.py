@@ -123,7 +123,7 @@ def test_distill_command_writes_a_loadable_checkpoint_and_resumes(tmp_path, caps
     ]
     args = _distill_args(argv + ["--max-minutes", "1e-9"])  # stops after the first step
     assert args.func(args) == 0
-    state = torch.load(out / "trainer_state.pt", weights_only=False)
+    state = torch.load(out / "trainer_state.pt", weights_only=True)
     assert state["step"] > 0
     assert "--resume" in capsys.readouterr().err
     args = _distill_args(argv + ["--resume"])

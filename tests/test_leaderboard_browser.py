@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lam_mteb import plugins
 from lam_mteb.leaderboard import run
 from tests.test_leaderboard_fixtures import leaderboard_args, write_result
 
@@ -54,13 +55,15 @@ def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def page(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setattr("lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names: {})
+    monkeypatch.setattr(
+        "lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names, datasets: {}
+    )
     root = tmp_path / "runs"
     for model, sts, sci in (("org/low", 0.2, 0.3), ("org/high", 0.9, 0.8), ("org/mid", 0.5, 0.6)):
         write_result(root, model, "r", "STSBenchmark", sts)
         write_result(root, model, "r", "SciFact", sci)
     out = tmp_path / "out"
-    assert run(leaderboard_args([root], out, no_references=True)) == 0
+    assert run(leaderboard_args([root], out, no_references=True), plugins.get_registry()) == 0
     return out / "leaderboard.html"
 
 

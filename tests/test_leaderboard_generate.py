@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lam_mteb import plugins
 from lam_mteb.leaderboard import run
 from lam_mteb.leaderboard.output import OUTPUT_NAMES, is_generated
 from tests.test_leaderboard_fixtures import (
@@ -25,7 +26,9 @@ from tests.test_leaderboard_fixtures import (
 def _no_plugin_recreations(monkeypatch):
     """Plugins' dataset registrations are consulted for re-created tasks; keep these tests
     independent."""
-    monkeypatch.setattr("lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names: {})
+    monkeypatch.setattr(
+        "lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names, datasets: {}
+    )
 
 
 def _results(tmp_path: Path) -> Path:
@@ -47,7 +50,7 @@ def _results(tmp_path: Path) -> Path:
 
 def _generate(tmp_path, results, capsys, **kw):
     out = tmp_path / "out"
-    code = run(leaderboard_args(results, out, **kw))
+    code = run(leaderboard_args(results, out, **kw), plugins.get_registry())
     captured = capsys.readouterr()
     return code, out, captured
 
@@ -154,7 +157,7 @@ def test_refuses_to_overwrite_a_file_it_did_not_generate(tmp_path, capsys):
     out.mkdir()
     mine = out / "README.md"
     mine.write_text("# my own notes\n", encoding="utf-8")
-    code = run(leaderboard_args([results], out, no_references=True))
+    code = run(leaderboard_args([results], out, no_references=True), plugins.get_registry())
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "README.md" in err and "refusing to overwrite" in err
@@ -162,12 +165,12 @@ def test_refuses_to_overwrite_a_file_it_did_not_generate(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["README.md"]  # nothing else written either
     # a generated file, by contrast, is replaced on the next run
     mine.unlink()
-    assert run(leaderboard_args([results], out, no_references=True)) == 0
+    assert run(leaderboard_args([results], out, no_references=True), plugins.get_registry()) == 0
     assert all(is_generated(out / name) for name in OUTPUT_NAMES)
-    assert run(leaderboard_args([results], out, no_references=True)) == 0
+    assert run(leaderboard_args([results], out, no_references=True), plugins.get_registry()) == 0
     # a foreign PNG / CSV is protected too
     (out / "leaderboard.png").write_bytes(b"\x89PNG\r\n\x1a\nnot ours")
-    assert run(leaderboard_args([results], out, no_references=True)) == 2
+    assert run(leaderboard_args([results], out, no_references=True), plugins.get_registry()) == 2
     assert "leaderboard.png" in capsys.readouterr().err
 
 
@@ -176,9 +179,18 @@ def test_inputs_are_never_modified_and_out_inside_an_input_is_refused(tmp_path, 
     refs = tmp_path / "refs.yaml"
     refs.write_text(_tiny_references(), encoding="utf-8")
     before = tree_digest(results), refs.read_bytes()
-    assert run(leaderboard_args([results], tmp_path / "out", references=refs)) == 0
+    assert (
+        run(leaderboard_args([results], tmp_path / "out", references=refs), plugins.get_registry())
+        == 0
+    )
     assert (tree_digest(results), refs.read_bytes()) == before
-    assert run(leaderboard_args([results], results / "board", no_references=True)) == 2
+    assert (
+        run(
+            leaderboard_args([results], results / "board", no_references=True),
+            plugins.get_registry(),
+        )
+        == 2
+    )
     assert "inside the input folder" in capsys.readouterr().err
     assert (tree_digest(results), refs.read_bytes()) == before
 
@@ -196,7 +208,10 @@ def test_accepts_the_results_folder_itself_and_other_names(tmp_path, capsys):
 
 
 def test_missing_results_folder_is_one_line_error(tmp_path, capsys):
-    code = run(leaderboard_args([tmp_path / "nope"], tmp_path / "out", no_references=True))
+    code = run(
+        leaderboard_args([tmp_path / "nope"], tmp_path / "out", no_references=True),
+        plugins.get_registry(),
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "nope" in err
 
@@ -222,7 +237,7 @@ def test_recreated_tasks_are_labelled(tmp_path, capsys, monkeypatch):
     write_result(root, "org/c", "r", "LEMBNeedleRetrieval", splits)
     monkeypatch.setattr(
         "lam_mteb.leaderboard.results.registry_recreated_tasks",
-        lambda names: (
+        lambda names, datasets: (
             {"LEMBNeedleRetrieval": "longembed"} if "LEMBNeedleRetrieval" in names else {}
         ),
     )
@@ -271,7 +286,7 @@ def test_bridge_recreation_revision_and_explicit_false(tmp_path, capsys, monkeyp
     )
     monkeypatch.setattr(
         "lam_mteb.leaderboard.results.registry_recreated_tasks",
-        lambda names: {"LEMBQMSumRetrieval": "longembed"},
+        lambda names, datasets: {"LEMBQMSumRetrieval": "longembed"},
     )
     code, out, cap = _generate(tmp_path, [root], capsys, no_references=True)
     assert code == 0, cap.err
@@ -446,7 +461,10 @@ def test_a_corrupt_references_file_is_one_line_error(tmp_path, capsys):
     refs.write_text(
         _tiny_references().replace("value: 0.9\n", "value: ninety\n", 1), encoding="utf-8"
     )
-    code = run(leaderboard_args([_results(tmp_path)], tmp_path / "out", references=refs))
+    code = run(
+        leaderboard_args([_results(tmp_path)], tmp_path / "out", references=refs),
+        plugins.get_registry(),
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert re.search(

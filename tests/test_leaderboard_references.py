@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lam_mteb import plugins
 from lam_mteb.leaderboard import references, spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def _write(tmp_path, doc) -> Path:
 
 
 def test_committed_references_validate_and_parse():
-    doc = references.load(REFERENCES)
+    doc = references.load(REFERENCES, spec.benchmarks(plugins.get_registry()))
     rows = references.rows_from_references(doc)
     assert len(rows) == len(doc["entries"])
     by = {(r.model, r.kind, r.source_short): r for r in rows}
@@ -53,7 +54,7 @@ def test_committed_references_cover_the_required_models_tasks_and_rows():
         "STSBenchmark",
         "SciFact",
         "NFCorpus",
-        *next(b for b in spec.benchmarks() if b.key == "long-context").tasks,
+        *next(b for b in spec.benchmarks(plugins.get_registry()) if b.key == "long-context").tasks,
     }
     for entry in mteb_entries.values():
         assert set(entry["scores"]) == tasks
@@ -87,11 +88,11 @@ def test_a_source_without_a_public_url_is_refused(tmp_path):
     doc["sources"]["notes"] = {"title": "someone's private notes", "local_copy": "notes/000.txt"}
     missing = r"sources\['notes'\]: 'url' is a required property"
     with pytest.raises(references.ReferencesError, match=missing):
-        references.load(_write(tmp_path, doc))
+        references.load(_write(tmp_path, doc), spec.benchmarks(plugins.get_registry()))
     doc["sources"]["notes"]["url"] = "notes/000.txt"
     not_public = r"sources\['notes'\]: url: 'notes/000.txt' does not match"
     with pytest.raises(references.ReferencesError, match=not_public):
-        references.load(_write(tmp_path, doc))
+        references.load(_write(tmp_path, doc), spec.benchmarks(plugins.get_registry()))
 
 
 def test_model_facts_match_mteb_model_meta():
@@ -151,7 +152,7 @@ def test_schema_errors_name_file_and_entry(tmp_path, mutate, expected):
     mutate(doc, i)
     path = _write(tmp_path, doc)
     with pytest.raises(references.ReferencesError) as info:
-        references.load(path)
+        references.load(path, spec.benchmarks(plugins.get_registry()))
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"{path}: ")
@@ -167,7 +168,7 @@ def test_no_scores_entry_must_not_carry_scores(tmp_path):
     with pytest.raises(
         references.ReferencesError, match=rf"entries\[{i}\] \(model 'togethercomputer/m2-bert"
     ):
-        references.load(_write(tmp_path, doc))
+        references.load(_write(tmp_path, doc), spec.benchmarks(plugins.get_registry()))
 
 
 def _with_claim(doc: dict) -> int:
@@ -198,12 +199,14 @@ def _with_claim(doc: dict) -> int:
 def test_claim_needs_a_note(tmp_path):
     doc = copy.deepcopy(_doc())
     i = _with_claim(doc)
-    references.load(_write(tmp_path, doc))  # valid as written
+    references.load(
+        _write(tmp_path, doc), spec.benchmarks(plugins.get_registry())
+    )  # valid as written
     del doc["entries"][i]["note"]
     with pytest.raises(
         references.ReferencesError, match=rf"entries\[{i}\] .*'note' is a required property"
     ):
-        references.load(_write(tmp_path, doc))
+        references.load(_write(tmp_path, doc), spec.benchmarks(plugins.get_registry()))
 
 
 def test_unknown_model_and_benchmark_and_duplicates(tmp_path):
@@ -219,16 +222,16 @@ def test_unknown_model_and_benchmark_and_duplicates(tmp_path):
     with pytest.raises(
         references.ReferencesError, match=r"model 'nobody/nothing' is not described under models"
     ):
-        references.load(_write(tmp_path, doc))
+        references.load(_write(tmp_path, doc), spec.benchmarks(plugins.get_registry()))
     doc = copy.deepcopy(_doc())
     i = _with_claim(doc)
     doc["entries"][i]["summaries"]["long-ctx"] = doc["entries"][i]["summaries"].pop("long-context")
     with pytest.raises(references.ReferencesError, match=r"unknown benchmark 'long-ctx'"):
-        references.load(_write(tmp_path, doc))
+        references.load(_write(tmp_path, doc), spec.benchmarks(plugins.get_registry()))
     doc = copy.deepcopy(_doc())
     doc["entries"].append(copy.deepcopy(doc["entries"][0]))
     with pytest.raises(references.ReferencesError, match=r"duplicates entries\[0\]"):
-        references.load(_write(tmp_path, doc))
+        references.load(_write(tmp_path, doc), spec.benchmarks(plugins.get_registry()))
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
@@ -237,12 +240,12 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
     with pytest.raises(
         references.ReferencesError, match=rf"^{re.escape(str(path))}: line \d+: not valid YAML"
     ):
-        references.load(path)
+        references.load(path, spec.benchmarks(plugins.get_registry()))
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(references.ReferencesError, match="cannot read references file"):
-        references.load(tmp_path / "nope.yaml")
+        references.load(tmp_path / "nope.yaml", spec.benchmarks(plugins.get_registry()))
 
 
 # -- every number equals the reference files (needs the data) ------------------------------------

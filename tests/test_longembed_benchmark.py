@@ -1,26 +1,16 @@
-"""benchmarks/long_context.py helpers: the shared LAM pooling pass, slicing, the table (fast)."""
+"""The long-context helpers research/long_context.py uses: the shared LAM pooling pass
+(lam_mteb_plugins.lam.shared_pass) and the per-length table (lam_mteb_plugins.longembed.report)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import json
+import re
 
 import numpy as np
-import pytest
 
-datasets = pytest.importorskip("datasets")
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location(
-        "long_context", ROOT / "benchmarks" / "long_context.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from lam_mteb_plugins.lam.shared_pass import SharedPoolingCache
+from lam_mteb_plugins.longembed import report
+from tests.test_leaderboard_fixtures import write_result
 
 
 class FakeLam:
@@ -41,8 +31,8 @@ class FakeLam:
         raise AssertionError("not shared")
 
 
-def test_shared_pass_computes_each_text_once(bench):
-    cache = bench.SharedPoolingCache()
+def test_shared_pass_computes_each_text_once():
+    cache = SharedPoolingCache()
     encoders = [FakeLam(p) for p in ("mean", "state", "hybrid")]
     for e in encoders:
         cache.wrap(e, e.pooling)
@@ -55,9 +45,9 @@ def test_shared_pass_computes_each_text_once(bench):
     assert cache.computed_texts == 3
 
 
-def test_shared_pass_only_between_identical_configs(bench):
+def test_shared_pass_only_between_identical_configs():
     """Hybrid weights are mixed from the stored mean/state, so they share; other settings do not."""
-    cache = bench.SharedPoolingCache()
+    cache = SharedPoolingCache()
     a, b, c = FakeLam("hybrid"), FakeLam("hybrid", hybrid_weight=0.3), FakeLam("hybrid")
     c.chunk_size = 128
     for e in (a, b, c):
@@ -70,13 +60,13 @@ def test_shared_pass_only_between_identical_configs(bench):
     np.testing.assert_allclose(hb, 0.3 * base + 0.7 * 2 * base)
 
 
-def test_vector_cache_on_disk_survives_a_new_run(bench, tmp_path):
-    first = bench.SharedPoolingCache(tmp_path / "vectors")
+def test_vector_cache_on_disk_survives_a_new_run(tmp_path):
+    first = SharedPoolingCache(tmp_path / "vectors")
     a = FakeLam("mean")
     first.wrap(a, "mean")
     want = a.encode(["x", "yy", "x"])
     assert a.seen == 2 and len(list((tmp_path / "vectors").glob("*.npz"))) == 1
-    second = bench.SharedPoolingCache(tmp_path / "vectors")
+    second = SharedPoolingCache(tmp_path / "vectors")
     b, h = FakeLam("mean"), FakeLam("hybrid", hybrid_weight=0.9)
     second.wrap(b, "mean")
     second.wrap(h, "hybrid")
@@ -86,20 +76,7 @@ def test_vector_cache_on_disk_survives_a_new_run(bench, tmp_path):
     assert b.encode([]).shape == (0, 384)
 
 
-def test_trim_split_keeps_relevant_docs(bench):
-    corpus = datasets.Dataset.from_dict({"id": [f"d{i}" for i in range(20)], "text": ["x"] * 20})
-    queries = datasets.Dataset.from_dict({"id": [f"q{i}" for i in range(10)], "text": ["y"] * 10})
-    rel = {f"q{i}": {f"d{19 - i}": 1} for i in range(10)}
-    out = bench.trim_split(
-        {"corpus": corpus, "queries": queries, "relevant_docs": rel, "top_ranked": None}, 3
-    )
-    assert list(out["queries"]["id"]) == ["q0", "q1", "q2"]
-    ids = set(out["corpus"]["id"])
-    assert len(ids) == 6 and {"d19", "d18", "d17"} <= ids
-    assert set(out["relevant_docs"]) == {"q0", "q1", "q2"}
-
-
-def test_table_has_lengths_averages_and_times(bench):
+def test_table_has_lengths_averages_and_times():
     rows = {
         "LEMBPasskeyRetrieval": {
             "test_256": {"minilm": 1.0, "lam-state": 0.5},
@@ -107,8 +84,27 @@ def test_table_has_lengths_averages_and_times(bench):
         },
         "LEMBQMSumRetrieval": {"test": {"minilm": 0.3, "lam-state": 0.2}},
     }
-    text = bench.render_table(
+    text = report.render_table(
         rows, ["minilm", "lam-state"], {"minilm": 12.0, "lam-state": 99.0}, "note"
     )
     assert "avg >=1024" in text and "0.8400" in text and "0.1632" in text and "| 99 " in text
     assert text.index("test_256") < text.index("test_1024")
+
+
+def test_table_reads_lam_mteb_run_results(tmp_path):
+    """collect() reads the LEMB* result files of an mteb --output-folder, one column per model."""
+    for model, passkey, qmsum in (("lam-mteb/minilm", 0.9, 0.16), ("lam-mteb/lam-state", 0.5, 0.2)):
+        write_result(tmp_path, model, "r1", "LEMBPasskeyRetrieval", {"test_256": passkey})
+        write_result(tmp_path, model, "r1", "LEMBQMSumRetrieval", qmsum)
+    write_result(tmp_path, "lam-mteb/minilm", "r1", "STSBenchmark", 0.8)  # not long-context
+    rows, times, models = report.collect(tmp_path)
+    assert sorted(models) == ["lam-state", "minilm"] and times == {"lam-state": 2.0, "minilm": 2.0}
+    assert rows == {
+        "LEMBPasskeyRetrieval": {"test_256": {"minilm": 0.9, "lam-state": 0.5}},
+        "LEMBQMSumRetrieval": {"test": {"minilm": 0.16, "lam-state": 0.2}},
+    }
+    rows, _, models = report.collect(tmp_path, ["minilm"])
+    assert models == ["minilm"] and set(rows["LEMBQMSumRetrieval"]["test"]) == {"minilm"}
+    text = report.render_table(rows, models, {}, "")
+    assert re.search(r"\| LEMBPasskeyRetrieval \| test_256 +\| 0.9000 \| 0.8400 ", text), text
+    assert json.loads(json.dumps(rows)) == rows  # what --json writes

@@ -1,31 +1,19 @@
-"""benchmarks/lvm_cv_sweep.py: folds over documents, document subsets, the bootstrap and the
-selection rule, on generated vectors (fast)."""
+"""lam_mteb_plugins.lvm.cv (research/lvm_cv_sweep.py's scoring): folds over documents, document
+subsets, the bootstrap and the selection rule, on generated vectors (fast)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from lam_mteb_plugins.lvm import cv
 from lam_mteb_plugins.lvm import data as D
 from lam_mteb_plugins.lvm.testing import drifting_sequences
 
-ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def sweep():
-    spec = importlib.util.spec_from_file_location(
-        "lvm_cv_sweep", ROOT / "benchmarks" / "lvm_cv_sweep.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _split(vecs, docs, ids):
@@ -37,20 +25,20 @@ def _split(vecs, docs, ids):
     return vecs[keep], chunks, D.make_sequences(chunks, 5)
 
 
-def test_folds_partition_the_documents_deterministically(sweep):
+def test_folds_partition_the_documents_deterministically():
     docs = np.repeat([f"d{i}" for i in range(10)], 3)
-    folds = sweep.cv_folds(docs, 4)
+    folds = cv.cv_folds(docs, 4)
     assert sorted(np.concatenate(folds)) == sorted(set(docs))
     assert sum(len(f) for f in folds) == 10
-    assert all(np.array_equal(a, b) for a, b in zip(folds, sweep.cv_folds(docs, 4), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(folds, cv.cv_folds(docs, 4), strict=True))
 
 
-def test_doc_subset_keeps_whole_documents_and_their_sequences(sweep):
+def test_doc_subset_keeps_whole_documents_and_their_sequences():
     vecs, docs = drifting_sequences(n_docs=6, length=8, dim=4)
     docs = np.array([f"d{d}" for d in docs])
     chunks = [D.Chunk(f"{d}@{i}", d, i, "") for i, d in enumerate(docs)]
     seqs = D.make_sequences(chunks, 5)
-    sub_v, sub_d, sub_s = sweep.doc_subset(vecs, docs, seqs, ["d1", "d4"])
+    sub_v, sub_d, sub_s = cv.doc_subset(vecs, docs, seqs, ["d1", "d4"])
     assert len(sub_v) == 16 and set(sub_d) == {"d1", "d4"}
     assert len(sub_s) == 2 * 3  # 8 chunks - 5 context = 3 sequences per document
     orig = [(c, t) for c, t in seqs if docs[t] in ("d1", "d4")]
@@ -59,16 +47,16 @@ def test_doc_subset_keeps_whole_documents_and_their_sequences(sweep):
         np.testing.assert_array_equal(sub_v[t], vecs[ot])
 
 
-def test_bootstrap_interval_brackets_the_margin(sweep):
+def test_bootstrap_interval_brackets_the_margin():
     docs = np.repeat(np.arange(20), 5)
-    mean, lo, hi = sweep.bootstrap(np.full(100, 0.25), docs)
+    mean, lo, hi = cv.bootstrap(np.full(100, 0.25), docs)
     assert mean == lo == hi == pytest.approx(0.25)
     delta = np.random.default_rng(0).normal(0.1, 1.0, 100)
-    mean, lo, hi = sweep.bootstrap(delta, docs)
+    mean, lo, hi = cv.bootstrap(delta, docs)
     assert lo < mean < hi
 
 
-def test_run_variant_scores_every_candidate_and_applies_the_rule(sweep):
+def test_run_variant_scores_every_candidate_and_applies_the_rule():
     vecs, docs = drifting_sequences(n_docs=36, length=12, dim=8)
     docs = np.asarray(docs)
     parts = {
@@ -80,7 +68,7 @@ def test_run_variant_scores_every_candidate_and_applies_the_rule(sweep):
         chunks={s: p[1] for s, p in parts.items()}, sequences=lambda s: parts[s][2]
     )
     over = {"epochs": 2, "model": {"hidden": 16, "dropout": 0.0}, "lr": 3e-3, "weight_decay": 0.0}
-    rec = sweep.run_variant(
+    rec = cv.run_variant(
         "tiny", over, sd, {s: p[0] for s, p in parts.items()}, folds=2, lams=(0.5, 1.0)
     )
     assert len(rec["candidates"]) == 3 * 2  # epochs 0..2 x two lambdas
@@ -95,7 +83,7 @@ def test_run_variant_scores_every_candidate_and_applies_the_rule(sweep):
             c[t][f"margin_{m}"]
             / max(max(rec["baselines"][t][b][m] for b in rec["baselines"][t]), 1e-9)
             for t in ("cv", "dev")
-            for m in sweep.METRICS
+            for m in cv.METRICS
         ]
         assert c["qualifies"] == (min(rel) > 0)  # the test split never enters the rule
         if c["epoch"] == 0:  # the untrained model is persistence, whatever lambda

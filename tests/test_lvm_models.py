@@ -212,7 +212,7 @@ def test_doc_negatives_need_document_ids(loss):
 
 
 def test_on_epoch_sees_every_epoch_in_eval_mode():
-    """The callback (benchmarks/lvm_cv_sweep.py records predictions with it) gets epoch 0..E."""
+    """The callback (research/lvm_cv_sweep.py records predictions with it) gets epoch 0..E."""
     vecs, docs = drifting_sequences(n_docs=12, length=10, dim=8)
     (tv, ts), (dv, ds) = _split(vecs, docs)
     seen = []

@@ -19,6 +19,8 @@ from mteb.cache import ResultCache
 
 from lam_mteb import data, plugins
 from lam_mteb.errors import LamMtebError
+from lam_mteb.hashing import HASH_INDEX
+from lam_mteb.paths import cache_dir
 from tests.conftest import REPO, write_raw_beir, write_raw_stsb
 
 
@@ -67,7 +69,7 @@ def test_same_size_same_mtime_replacement_is_detected(tmp_path):
     changes."""
     root = tmp_path / "data"
     write_raw_stsb(root, n=30)
-    first = data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
+    first = plugins.host.data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
     path = root / "stsbenchmark" / "sts-test.csv"
     st = path.stat()
     text = path.read_text()
@@ -76,7 +78,7 @@ def test_same_size_same_mtime_replacement_is_detected(tmp_path):
     path.write_text(swapped)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
-    second = data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
+    second = plugins.host.data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
     assert second.revision != first.revision and second.path != first.path
 
 
@@ -84,23 +86,25 @@ def test_verify_data_rehashes_past_the_shortcut(tmp_path):
     """--verify-data ignores the (size, mtime, ctime, inode) shortcut and re-reads the bytes."""
     root = tmp_path / "data"
     write_raw_stsb(root, n=30)
-    good = data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
+    good = plugins.host.data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
     # forge the shortcut: pretend sts-test.csv had other bytes when last hashed
-    index_path = data._index_path()
+    index_path = cache_dir() / HASH_INDEX
     index = json.loads(index_path.read_text())
     key = str((root / "stsbenchmark" / "sts-test.csv").resolve())
     index[key][4] = "0" * 64
     index_path.write_text(json.dumps(index))
-    data._hash_index = None
+    plugins.host.hashes.forget()
     assert (
-        data.resolve("mteb/stsbenchmark-sts", root, quiet=True).revision != good.revision
+        plugins.host.data.resolve("mteb/stsbenchmark-sts", root, quiet=True).revision
+        != good.revision
     )  # shortcut used
     assert (
-        data.resolve("mteb/stsbenchmark-sts", root, quiet=True, verify=True).revision
+        plugins.host.data.resolve("mteb/stsbenchmark-sts", root, quiet=True, verify=True).revision
         == good.revision
     )
     assert (
-        data.resolve("mteb/stsbenchmark-sts", root, quiet=True).revision == good.revision
+        plugins.host.data.resolve("mteb/stsbenchmark-sts", root, quiet=True).revision
+        == good.revision
     )  # index fixed
 
 
@@ -109,12 +113,12 @@ def test_modified_build_cache_is_rebuilt(tmp_path, capsys):
     rebuilt."""
     root = tmp_path / "data"
     write_raw_stsb(root, n=30)
-    first = data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
+    first = plugins.host.data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
     test_file = first.path / "default" / "test.jsonl"
     manifest = json.loads((first.path / data.BUILD_MANIFEST).read_text())
     assert manifest["files"]["default/test.jsonl"]["rows"] == 30
     _truncate_rows(test_file, 10)
-    again = data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
+    again = plugins.host.data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
     assert "incomplete or was modified; rebuilding" in capsys.readouterr().err
     assert again.path == first.path and again.revision == first.revision
     assert len(test_file.read_text().splitlines()) == 30
@@ -135,7 +139,7 @@ def test_bad_raw_sts_files_are_one_line(tmp_path, content, words):
     write_raw_stsb(root, n=5)
     (root / "stsbenchmark" / "sts-test.csv").write_bytes(content)
     with pytest.raises(LamMtebError) as err:
-        data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
+        plugins.host.data.resolve("mteb/stsbenchmark-sts", root, quiet=True)
     assert "\n" not in str(err.value) and all(w in str(err.value) for w in words), str(err.value)
 
 
@@ -156,7 +160,7 @@ def test_bad_raw_beir_files_are_one_line(tmp_path, rel, content, words):
     write_raw_beir(root / "scifact")
     (root / "scifact" / rel).write_bytes(content)
     with pytest.raises(LamMtebError) as err:
-        data.resolve("mteb/scifact", root, quiet=True)
+        plugins.host.data.resolve("mteb/scifact", root, quiet=True)
     assert "\n" not in str(err.value) and all(w in str(err.value) for w in words), str(err.value)
 
 
@@ -208,13 +212,12 @@ class _ConstantPlugin:
 
 @pytest.fixture
 def constant_plugin(mock_plugin):
-    from lam_mteb import bridge
 
     plugins.host.register_plugin(_ConstantPlugin, name="constant-plugin")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
     yield
     plugins.host.unregister_plugin("constant-plugin")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
 
 
 @pytest.mark.parametrize("model", ["const-zero", "const-one"])
@@ -282,12 +285,12 @@ def test_corrupt_result_json_is_named_and_treated_as_missing(
 BUILD_SNIPPET = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from lam_mteb import data
+    from lam_mteb import plugins
     root, start = Path(sys.argv[1]), float(sys.argv[2])
     time.sleep(max(0.0, start - time.time()))
-    entry = data.builders()["mteb/scifact"]
-    target, digest = data.build_cached(entry, root, quiet=True)
-    assert data.build_is_valid(target), target
+    entry = plugins.host.data.builders()["mteb/scifact"]
+    target, digest = plugins.host.data.build_cached(entry, root, quiet=True)
+    assert plugins.host.data.build_is_valid(target), target
     n = sum(1 for _ in open(target / "corpus" / "corpus.jsonl"))
     print(target.name, n)
 """)
@@ -324,7 +327,7 @@ def test_concurrent_first_builds_never_crash(tmp_path, n_procs=3):
 def test_killed_builds_are_cleaned(tmp_path):
     root = tmp_path / "data"
     write_raw_beir(root / "scifact")
-    first = data.resolve("mteb/scifact", root, quiet=True)
+    first = plugins.host.data.resolve("mteb/scifact", root, quiet=True)
     base = first.path.parent
     shutil.rmtree(first.path)
     dead = base / f".build-{first.path.name}-killed"  # a killed build of the same folder
@@ -335,6 +338,6 @@ def test_killed_builds_are_cleaned(tmp_path):
     os.utime(old, (past, past))
     fresh = base / ".build-someone-else-building"  # recent: may be in progress elsewhere
     fresh.mkdir()
-    again = data.resolve("mteb/scifact", root, quiet=True)
-    assert data.build_is_valid(again.path)
+    again = plugins.host.data.resolve("mteb/scifact", root, quiet=True)
+    assert plugins.host.data.build_is_valid(again.path)
     assert not dead.exists() and not old.exists() and fresh.exists()

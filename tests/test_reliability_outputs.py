@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lam_mteb import bridge, cli, plugins
+from lam_mteb import cli, plugins
 from lam_mteb.errors import LamMtebError
 from tests.test_leaderboard_fixtures import leaderboard_args, write_result
 
@@ -64,14 +64,16 @@ def test_a_genuine_trainer_state_loads_with_weights_only(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _no_plugin_recreations(monkeypatch):
-    monkeypatch.setattr("lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names: {})
+    monkeypatch.setattr(
+        "lam_mteb.leaderboard.results.registry_recreated_tasks", lambda names, datasets: {}
+    )
 
 
 def _lb(tmp_path, results, capsys):
     from lam_mteb.leaderboard import run
 
     out = tmp_path / "out"
-    code = run(leaderboard_args([results], out, no_references=True))
+    code = run(leaderboard_args([results], out, no_references=True), plugins.get_registry())
     return code, out, capsys.readouterr()
 
 
@@ -90,7 +92,7 @@ def test_non_finite_and_out_of_range_scores_are_rejected(tmp_path, capsys, bad):
 
 
 def test_references_with_nan_are_rejected(tmp_path, capsys):
-    from lam_mteb.leaderboard import references
+    from lam_mteb.leaderboard import references, spec
 
     src = references.default_references_file()
     text = src.read_text(encoding="utf-8")
@@ -100,7 +102,7 @@ def test_references_with_nan_are_rejected(tmp_path, capsys):
         text[:i] + re.sub(r"value: [0-9.]+", "value: .nan", text[i:], count=1), encoding="utf-8"
     )
     with pytest.raises(references.ReferencesError) as err:
-        references.load(bad)
+        references.load(bad, spec.benchmarks(plugins.get_registry()))
     assert str(bad) in str(err.value) and "not a finite number" in str(err.value)
 
 
@@ -149,7 +151,7 @@ def test_read_only_leaderboard_out_is_one_line(tmp_path, capsys, monkeypatch):
         monkeypatch.setattr("tempfile.mkstemp", _permission_denied)
     from lam_mteb.leaderboard import run
 
-    code = run(leaderboard_args([root], out, no_references=True))
+    code = run(leaderboard_args([root], out, no_references=True), plugins.get_registry())
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--out" in err and "not writable" in err, err
     out.chmod(0o755)
@@ -260,7 +262,7 @@ def test_cuda_without_cuda(mock_plugin, tiny_sts_data_dir, tmp_path, capsys):
         code == 2 and len(lines) == 1 and "--device cuda" in lines[0] and "--device cpu" in lines[0]
     )
     with pytest.raises(LamMtebError, match="no CUDA device"):
-        bridge.load_plugin_model("minilm", device="cuda")
+        plugins.host.bridge.load_plugin_model("minilm", device="cuda")
 
 
 def test_truncated_safetensors_is_one_line(tiny_sts_data_dir, tmp_path, capsys, monkeypatch):
@@ -283,7 +285,7 @@ def test_truncated_safetensors_is_one_line(tiny_sts_data_dir, tmp_path, capsys, 
     )
     monkeypatch.setenv("LAM_MTEB_REGISTRY", str(reg_file))
     plugins.host.invalidate()
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
     try:
         code, lines = _cli(
             capsys,
@@ -300,7 +302,7 @@ def test_truncated_safetensors_is_one_line(tiny_sts_data_dir, tmp_path, capsys, 
     finally:
         monkeypatch.delenv("LAM_MTEB_REGISTRY")
         plugins.host.invalidate()
-        bridge.install(force=True)
+        plugins.host.bridge.install(force=True)
     assert code == 2 and len(lines) == 1, lines
     assert (
         "broken-minilm" in lines[0]

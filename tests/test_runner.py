@@ -88,10 +88,10 @@ def toys(grid_files, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     plugins.host.register_plugin(module, name="toys")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
     yield grid_files
     plugins.host.unregister_plugin("toys")
-    bridge.install(force=True)
+    plugins.host.bridge.install(force=True)
 
 
 # one xdist worker runs this whole module (README: --dist loadgroup): its Ray tests share one
@@ -187,6 +187,34 @@ def test_corrupt_or_stale_result_is_rerun_and_kept_aside(toys, tmp_path):
     assert [o.status for o in run(pairs, out)] == ["done"]
     assert json.loads(path.read_text())["dataset_revision"] != "another-revision"
     assert len(list(path.parent.glob("STSBenchmark.json.dataset-another-revision-*"))) == 1
+
+
+def test_overwrite_strategies_follow_mteb(toys, tmp_path):
+    """A stored result counts as mteb.evaluate's cache check (wrapped by the bridge) sees it."""
+    out = tmp_path / "res"
+    pairs = grid(["toy-a"], ["STSBenchmark"])
+
+    def status(strategy):
+        return [o.status for o in run(pairs, out, overwrite_strategy=strategy)]
+
+    assert status("only-cache") == ["missing"] and status("never") == ["done"]
+    [path] = [out / p for p in stored_results(out)]
+    assert status("only-cache") == ["cached"] and status("never") == ["cached"]
+    complete = json.loads(path.read_text())
+    partial = {**complete, "scores": {"validation": complete["scores"]["test"]}}
+    path.write_text(json.dumps(partial), encoding="utf-8")
+    assert status("only-cache") == ["missing"] and status("never") == ["exists"]
+    assert json.loads(path.read_text()) == partial  # never: a partial result is left alone
+    assert status("only-missing") == ["done"]
+    assert sorted(json.loads(path.read_text())["scores"]) == ["test", "validation"]  # merged
+    nan_scores = [{**complete["scores"]["test"][0], "main_score": float("nan")}]
+    path.write_text(json.dumps({**complete, "scores": {"test": nan_scores}}), encoding="utf-8")
+    assert status("only-missing") == ["done"]  # a stored NaN is never served
+    assert json.loads(path.read_text())["scores"]["test"][0]["main_score"] > 0.5
+    path.write_text(json.dumps({**complete, "dataset_revision": "old"}), encoding="utf-8")
+    assert status("never") == ["done"]  # a result on other data is not found: run, kept aside
+    assert len(list(path.parent.glob("STSBenchmark.json.dataset-old-*"))) == 1
+    assert status("always") == ["done"] and status("only-missing") == ["cached"]
 
 
 def test_local_pool_crash_fails_one_pair(toys, tmp_path):

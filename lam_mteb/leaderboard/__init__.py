@@ -9,8 +9,8 @@ page), ``leaderboard.csv`` and ``leaderboard.png``.  The inputs are never modifi
 ``--out`` that this command did not generate is never overwritten; a corrupt result file is
 reported by path in one line and skipped.
 
-The CLI wires :func:`add_arguments` and :func:`run`; ``python -m lam_mteb.leaderboard`` runs it
-standalone.
+The CLI wires :func:`add_arguments` and :func:`run` (handing it the registry, whose plugins
+register the benchmarks); ``python -m lam_mteb.leaderboard`` runs it standalone.
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from lam_mteb.errors import LamMtebError
+
+if TYPE_CHECKING:
+    from lam_mteb.registry import Registry
 
 __all__ = ["add_arguments", "run", "main", "generate"]
 
@@ -100,15 +103,15 @@ def _references_file(args: argparse.Namespace, stderr: TextIO) -> str | Path | N
 
 
 def _read_inputs(
-    args: argparse.Namespace, ref_file: str | Path | None, stderr: TextIO
+    args: argparse.Namespace, ref_file: str | Path | None, stderr: TextIO, registry: Registry
 ) -> tuple[list, list[str], list[str]]:
     """(rows of our runs and the references, one line per input, problems while reading)."""
-    from lam_mteb.leaderboard import references
+    from lam_mteb.leaderboard import references, spec
     from lam_mteb.leaderboard.results import _display_path, load_results
 
     ref_rows = []
     input_text = []
-    loaded = load_results(args.results, recreated_tasks=args.recreated)
+    loaded = load_results(args.results, recreated_tasks=args.recreated, datasets=registry.datasets)
     for folder in args.results:
         n = sum(
             1
@@ -117,7 +120,7 @@ def _read_inputs(
         )
         input_text.append(f"results {_display_path(Path(folder))} ({n} model run(s))")
     if ref_file:
-        doc = references.load(ref_file)
+        doc = references.load(ref_file, spec.benchmarks(registry))
         ref_rows = references.rows_from_references(doc)
         input_text.append(
             f"references {_display_path(Path(ref_file))} ({len(doc['entries'])} entries)"
@@ -142,11 +145,13 @@ def _render_files(tables: list, about: dict[str, Any]) -> dict[str, bytes | None
     }
 
 
-def generate(args: argparse.Namespace, *, stderr: TextIO | None = None) -> list[Path]:
+def generate(
+    args: argparse.Namespace, registry: Registry, *, stderr: TextIO | None = None
+) -> list[Path]:
     """Build and write the outputs; raises LamMtebError on bad input. Returns the written paths."""
     from lam_mteb import __version__ as lam_mteb_version
     from lam_mteb import mteb_compat
-    from lam_mteb.leaderboard import output
+    from lam_mteb.leaderboard import output, spec
     from lam_mteb.leaderboard.table import build_tables
 
     stderr = stderr or sys.stderr
@@ -158,8 +163,8 @@ def generate(args: argparse.Namespace, *, stderr: TextIO | None = None) -> list[
                 f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)"
             )
     output.check_out_dir(Path(args.out), inputs)
-    rows, input_text, problems = _read_inputs(args, ref_file, stderr)
-    tables = build_tables(rows)
+    rows, input_text, problems = _read_inputs(args, ref_file, stderr, registry)
+    tables = build_tables(rows, spec.benchmarks(registry))
     command = command_line(args)
     if args.produced_by:
         command = "\n".join([*args.produced_by, command])
@@ -172,10 +177,10 @@ def generate(args: argparse.Namespace, *, stderr: TextIO | None = None) -> list[
     return output.write_outputs(Path(args.out), _render_files(tables, about))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Entry point for the ``lam-mteb leaderboard`` sub-command; returns the exit code."""
+def run(args: argparse.Namespace, registry: Registry) -> int:
+    """The ``lam-mteb leaderboard`` sub-command; returns the exit code."""
     try:
-        written = generate(args)
+        written = generate(args, registry)
     except LamMtebError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
@@ -187,4 +192,6 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lam-mteb leaderboard", description=HELP)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from lam_mteb.plugins import host  # an entry point: the process's plugin host
+
+    return run(parser.parse_args(argv), host.registry())

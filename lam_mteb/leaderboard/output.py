@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from lam_mteb.atomic import atomic_write
 from lam_mteb.errors import LamMtebError
 from lam_mteb.leaderboard import render
 from lam_mteb.paths import check_writable_folder
@@ -73,19 +72,11 @@ def write_outputs(out_dir: Path, files: dict[str, bytes | None]) -> list[Path]:
             if path.exists() and is_generated(path):
                 path.unlink()
             continue
-        tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(content)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            atomic_write(path, content)
         except OSError as exc:
             raise LamMtebError(
                 f"cannot write {path} ({exc.strerror or exc}); choose an --out you can write to"
             ) from None
-        finally:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
         written.append(path)
     return written

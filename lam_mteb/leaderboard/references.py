@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,9 @@ def _where(doc: Any, path: list) -> str:
     return f"{head}: {tail}" if head and tail else (head or tail)
 
 
-def validate(doc: Any, file: str | Path) -> None:
-    """Raise :class:`ReferencesError` (one line: file, entry, problem) unless ``doc`` is valid."""
+def validate(doc: Any, file: str | Path, benchmarks: Iterable[spec.Benchmark]) -> None:
+    """Raise :class:`ReferencesError` (one line: file, entry, problem) unless ``doc`` is valid;
+    the benchmark keys it names must be those of ``benchmarks`` (the plugins')."""
     import jsonschema
     from jsonschema.exceptions import best_match
 
@@ -89,7 +91,7 @@ def validate(doc: Any, file: str | Path) -> None:
             message = message[:200] + "…"
         raise ReferencesError(f"{file}: {_where(doc, list(error.absolute_path))}: {message}")
     # cross-references the schema cannot express
-    bench_keys = {b.key for b in spec.benchmarks()}
+    bench_keys = {b.key for b in benchmarks}
     seen: dict[tuple, int] = {}
     for i, entry in enumerate(doc["entries"]):
         where = _where(doc, ["entries", i])
@@ -126,8 +128,8 @@ def validate(doc: Any, file: str | Path) -> None:
         seen[ident] = i
 
 
-def load(file: str | Path) -> dict:
-    """Read and validate a references file; returns the document."""
+def load(file: str | Path, benchmarks: Iterable[spec.Benchmark]) -> dict:
+    """Read and validate a references file (see :func:`validate`); returns the document."""
     from lam_mteb.inputs import load_yaml
 
     path = Path(file)
@@ -142,7 +144,7 @@ def load(file: str | Path) -> dict:
         line = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ReferencesError(f"{path}:{line}: not valid YAML: {problem}") from None
-    validate(doc, path)
+    validate(doc, path, benchmarks)
     return doc
 
 

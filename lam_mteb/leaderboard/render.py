@@ -9,7 +9,7 @@ import html
 import io
 import math
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lam_mteb.leaderboard import spec
 from lam_mteb.leaderboard.table import Table, TableRow
@@ -531,56 +531,8 @@ def render_png(tables: list[Table]) -> bytes | None:
 
 # -- html --------------------------------------------------------------------------------------
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;
-max-width:1400px;padding:0 1em;color:#222}
-h1{margin-bottom:.2em} pre{background:#f4f4f4;padding:.6em;overflow-x:auto}
-table.lb{border-collapse:collapse;margin:.5em 0 .3em;font-size:13px}
-table.lb th,table.lb td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
-table.lb td.t,table.lb th.t{text-align:left}
-table.lb td.src{text-align:left;white-space:normal;max-width:340px;font-size:12px;color:#444}
-table.lb th{background:#eef;cursor:pointer;user-select:none}
-table.lb th.asc::after{content:" \\25B2"} table.lb th.desc::after{content:" \\25BC"}
-table.lb tr.ours td{background:#fff3cd;font-weight:600}
-table.lb tr.claimed td{color:#666;font-style:italic}
-table.lb tr.none td{color:#999}
-.badge{display:inline-block;border-radius:3px;padding:0 5px;font-size:11px;font-weight:600}
-.b-ours{background:#d62728;color:#fff}.b-published{background:#1f77b4;color:#fff}
-.b-claimed{background:#9e9e9e;color:#fff}.b-none{background:#ddd;color:#333}
-.b-baseline{background:#2ca02c;color:#fff} table.lb tr.baseline td{background:#eaf6ea}
-ul.notes{font-size:12px;color:#444} img.chart{max-width:100%;border:1px solid #eee}
-"""
-
-_JS = r"""
-document.querySelectorAll('table.lb').forEach(function(tbl){
-  var ths=tbl.tHead.rows[0].cells;
-  Array.prototype.forEach.call(ths,function(th,col){
-    th.title='click to sort';
-    th.addEventListener('click',function(){
-      var asc=!th.classList.contains('asc');
-      Array.prototype.forEach.call(ths,function(h){h.classList.remove('asc','desc');});
-      th.classList.add(asc?'asc':'desc');
-      var body=tbl.tBodies[0], rows=Array.prototype.slice.call(body.rows);
-      rows.sort(function(a,b){
-        var x=a.cells[col].getAttribute('data-v'), y=b.cells[col].getAttribute('data-v');
-        if(x===''&&y==='') return 0; if(x==='') return 1; if(y==='') return -1;
-        var nx=parseFloat(x), ny=parseFloat(y), r;
-        var numeric=!isNaN(nx)&&!isNaN(ny)&&String(nx)===x.trim()&&String(ny)===y.trim();
-        r=numeric?nx-ny:x.localeCompare(y);
-        return asc?r:-r;
-      });
-      rows.forEach(function(r){body.appendChild(r);});
-    });
-  });
-});
-// a link ending in #sort=<table id>,<column index>,<asc|desc> opens sorted (also used by the tests)
-(function(){
-  var m=/^#sort=([\w-]+),(\d+),(asc|desc)$/.exec(location.hash); if(!m) return;
-  var tbl=document.getElementById(m[1]); if(!tbl) return;
-  var th=tbl.tHead.rows[0].cells[+m[2]]; if(!th) return;
-  th.click(); if(m[3]==='desc') th.click();
-})();
-"""
+#: the page's template (package data: lam_mteb/templates/), rendered with autoescape on
+HTML_TEMPLATE = "leaderboard.html.j2"
 
 _ROW_CLASS = {
     spec.KIND_OURS: "ours",
@@ -599,54 +551,53 @@ def _num(value: float | int | None) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def _html_table(table: Table) -> str:
-    e = html.escape
-    heads = table_columns(table)
+def _cell(sort_value: float | int | str | None, text: str) -> dict[str, str]:
+    """A table cell for the template: its sort key (``data-v``) and its text."""
+    v = sort_value if isinstance(sort_value, str) else _num(sort_value)
+    return {"v": v, "text": text}
+
+
+def _html_row(table: Table, tr: TableRow) -> dict[str, Any]:
+    row = tr.row
+
+    def score(task: str) -> dict[str, str]:
+        cell = tr.cells.get(task)
+        return _cell(cell.value if cell else None, cell_text(tr, task))
+
+    def detail(task: str, metric: str) -> dict[str, str]:
+        cell = tr.cells.get(task)
+        return _cell(cell.details.get(metric) if cell else None, detail_text(tr, task, metric))
+
+    mean_v = tr.mean if tr.mean is not None else (tr.summary.value if tr.summary else None)
+    return {
+        "cls": _ROW_CLASS[row.kind],
+        "rank": _cell(tr.rank, MISSING if tr.rank is None else str(tr.rank)),
+        "model": _cell(row.model, row.model),
+        "kind": row.kind,
+        "kind_label": KIND_LABEL[row.kind],
+        "tasks": [score(t) for t in table.tasks],
+        "mean": _cell(mean_v, mean_text(tr)),
+        "extras": [score(t) for t in table.extras],
+        "details": [detail(t, m) for t, m, _ in detail_columns(table)],
+        "params": _cell(row.n_parameters, fmt_params(row.n_parameters)),
+        "dim": _cell(row.embed_dim, fmt_int(row.embed_dim)),
+        "max_tokens": _cell(row.max_tokens, fmt_int(row.max_tokens)),
+        "source": _cell(row.source, row.source),
+    }
+
+
+def _html_table(table: Table) -> dict[str, Any]:
+    """What the template shows of one benchmark: headers, rows, legend and footnotes."""
     text_cols = {"Model", "Kind", "Source"}
-    th = "".join(f'<th class="{"t" if h in text_cols else "n"}">{e(h)}</th>' for h in heads)
-    body = []
-    for tr in table.rows:
-        row = tr.row
-        kind_cls = _ROW_CLASS[row.kind]
-        cells = [
-            f'<td data-v="{_num(tr.rank)}">{e(MISSING if tr.rank is None else str(tr.rank))}</td>',
-            f'<td class="t" data-v="{e(row.model)}">{e(row.model)}</td>',
-            f'<td class="t" data-v="{e(row.kind)}"><span class="badge b-{kind_cls}">'
-            f"{e(KIND_LABEL[row.kind])}</span></td>",
-        ]
-        for task in table.tasks:
-            cell = tr.cells.get(task)
-            cells.append(
-                f'<td data-v="{_num(cell.value if cell else None)}">{e(cell_text(tr, task))}</td>'
-            )
-        mean_v = tr.mean if tr.mean is not None else (tr.summary.value if tr.summary else None)
-        cells.append(f'<td data-v="{_num(mean_v)}"><b>{e(mean_text(tr))}</b></td>')
-        for task in table.extras:
-            cell = tr.cells.get(task)
-            cells.append(
-                f'<td data-v="{_num(cell.value if cell else None)}">{e(cell_text(tr, task))}</td>'
-            )
-        for task, metric, _ in detail_columns(table):
-            cell = tr.cells.get(task)
-            cells.append(
-                f'<td data-v="{_num(cell.details.get(metric) if cell else None)}">'
-                f"{e(detail_text(tr, task, metric))}</td>"
-            )
-        cells += [
-            f'<td data-v="{_num(row.n_parameters)}">{e(fmt_params(row.n_parameters))}</td>',
-            f'<td data-v="{_num(row.embed_dim)}">{e(fmt_int(row.embed_dim))}</td>',
-            f'<td data-v="{_num(row.max_tokens)}">{e(fmt_int(row.max_tokens))}</td>',
-            f'<td class="src" data-v="{e(row.source)}">{e(row.source)}</td>',
-        ]
-        body.append(f'<tr class="{kind_cls}">' + "".join(cells) + "</tr>")
-    notes = "".join(f"<li>{e(n)}</li>" for n in footnotes(table))
-    return (
-        f"<h2>{e(table.bench.title)}</h2>\n<p>{e(table.bench.description)}</p>\n"
-        f'<table class="lb" id="lb-{e(table.bench.key)}"><thead><tr>{th}</tr></thead>\n<tbody>\n'
-        + "\n".join(body)
-        + f'\n</tbody></table>\n<p class="legend">{e(legend(table))}</p>\n'
-        + (f'<ul class="notes">{notes}</ul>\n' if notes else "")
-    )
+    return {
+        "key": table.bench.key,
+        "title": table.bench.title,
+        "description": table.bench.description,
+        "heads": [{"cls": "t" if h in text_cols else "n", "text": h} for h in table_columns(table)],
+        "rows": [_html_row(table, tr) for tr in table.rows],
+        "legend": legend(table),
+        "notes": footnotes(table),
+    }
 
 
 def render_html(
@@ -658,45 +609,26 @@ def render_html(
     versions: str,
     png: bytes | None,
 ) -> str:
-    e = html.escape
-    parts = [
-        MD_MARKER,
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f'<meta name="generator" content="{e(spec.MARKER)}">',
-        "<title>lam-mteb leaderboard</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>lam-mteb leaderboard</h1>",
-        f"<p>Regenerate with:</p><pre>{e(command)}</pre>",
-        f"<p>Inputs: {e('; '.join(inputs))}.<br>{e(versions)}</p>",
-        "<p>Scores are mteb main scores as fractions (0–1), higher is better. "
-        '<span class="badge b-ours">ours</span> rows are runs of this project (highlighted); '
-        '<span class="badge b-published">published</span> rows name their source; '
-        '<span class="badge b-baseline">baseline</span> rows are reference predictors a task '
-        "scored in our runs; "
-        '<span class="badge b-claimed">claimed, not reproduced</span> rows are stated by a '
-        "public source without a result file, not ranked. "
-        "Rank = Borda rank as mteb's leaderboard computes it. "
-        f"{e(MISSING)} = no score; {e(PARTIAL)} = partial mean; {e(RECREATED)} = local "
-        f"re-creation of the task's data; {e(CLAIMED)} = aggregate stated without per-task "
-        "numbers. Click a column header to sort.</p>",
-    ]
-    if png:
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(
-            '<p><img class="chart" alt="mean score per benchmark" '
-            f'src="data:image/png;base64,{data}"></p>'
-        )
-    for table in tables:
-        parts.append(_html_table(table))
-    if not tables:
-        parts.append("<p>No results and no references to show.</p>")
-    if problems:
-        parts.append(
-            "<h2>Problems while reading the inputs</h2><ul>"
-            + "".join(f"<li>{e(p)}</li>" for p in problems)
-            + "</ul>"
-        )
-    parts.append(f"<script>{_JS}</script></body></html>")
-    return "\n".join(parts) + "\n"
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("lam_mteb", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    return env.get_template(HTML_TEMPLATE).render(
+        marker=spec.MARKER,
+        command=command,
+        inputs=inputs,
+        versions=versions,
+        png=base64.b64encode(png).decode("ascii") if png else "",
+        tables=[_html_table(t) for t in tables],
+        problems=problems,
+        MISSING=MISSING,
+        PARTIAL=PARTIAL,
+        RECREATED=RECREATED,
+        CLAIMED=CLAIMED,
+    )

@@ -16,15 +16,18 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lam_mteb.errors import LamMtebError
 from lam_mteb.inputs import load_json
 from lam_mteb.leaderboard import spec
 from lam_mteb.leaderboard.model import Cell, Row
+
+if TYPE_CHECKING:
+    from lam_mteb.registry import DatasetEntry
 
 logger = logging.getLogger("lam_mteb.leaderboard")
 
@@ -132,22 +135,19 @@ def recreation_marker(raw: dict) -> tuple[bool | None, str | None]:
     return None, None
 
 
-def registry_recreated_tasks(task_names: Iterable[str]) -> dict[str, str]:
-    """Task name -> plugin, for those of ``task_names`` whose mteb dataset an installed plugin
-    registers as a local re-creation (``register_datasets(..., recreation=True)``).  Empty when
-    lam-mteb's registry or the tasks cannot be read."""
+def registry_recreated_tasks(
+    task_names: Iterable[str], datasets: Mapping[str, DatasetEntry]
+) -> dict[str, str]:
+    """Task name -> plugin, for those of ``task_names`` whose mteb dataset a plugin registers in
+    ``datasets`` (the registry's) as a local re-creation (``register_datasets(...,
+    recreation=True)``).  Empty when the tasks cannot be read."""
+    recreated = {path: entry.plugin for path, entry in datasets.items() if entry.recreation}
+    if not recreated:
+        return {}
     try:
         import mteb
-
-        from lam_mteb.plugins import get_registry
-
-        recreated = {
-            path: entry.plugin
-            for path, entry in get_registry().datasets.items()
-            if entry.recreation
-        }
-    except Exception as exc:  # the leaderboard must work without plugins
-        logger.debug("could not read re-created datasets from the registry: %s", exc)
+    except ImportError as exc:  # the leaderboard must work without mteb's task registry
+        logger.debug("could not read the tasks' datasets: %s", exc)
         return {}
     out = {}
     for name in sorted(set(task_names)):
@@ -308,17 +308,19 @@ def load_results(
     folders: Iterable[str | Path],
     *,
     recreated_tasks: Iterable[str] = (),
-    registry_recreations: Callable[[Iterable[str]], dict[str, str]] | None = None,
+    datasets: Mapping[str, DatasetEntry] | None = None,
 ) -> LoadedResults:
-    """Our rows from mteb results folders (one row per model, revision and experiment)."""
+    """Our rows from mteb results folders (one row per model, revision and experiment);
+    ``datasets`` (the registry's dataset builders) say which tasks ran on re-created data."""
     from mteb.results import BenchmarkResults
 
     report = LoadReport()
     found = _result_files(folders)
-    lookup = registry_recreations if registry_recreations is not None else registry_recreated_tasks
     labels = _RecreationLabels(
         forced=set(recreated_tasks),
-        from_registry=lookup({p.stem for _, paths in found for p in paths}),
+        from_registry=registry_recreated_tasks(
+            {p.stem for _, paths in found for p in paths}, datasets or {}
+        ),
     )
     model_results = []
     rows: list[Row] = []

@@ -71,12 +71,9 @@ def _assign_tasks(
     return out
 
 
-def build_tables(rows: list[Row], benches: tuple[spec.Benchmark, ...] | None = None) -> list[Table]:
-    """One table per benchmark with at least one row (the benchmarks' order, then 'other').
-
-    ``benches`` defaults to the benchmarks the plugins register (:func:`spec.benchmarks`).
-    """
-    benches = spec.benchmarks() if benches is None else benches
+def build_tables(rows: list[Row], benches: tuple[spec.Benchmark, ...]) -> list[Table]:
+    """One table per benchmark of ``benches`` (the plugins', :func:`spec.benchmarks`) with at
+    least one row (the benchmarks' order, then 'other')."""
     tables = []
     layout = _assign_tasks(rows, benches)
     for bench in (*benches, spec.OTHER):

@@ -42,7 +42,7 @@ def build_rows(qmsum_dir: Path, splits: Iterable[str] = SPLITS) -> dict:
     """``{"corpus": [...], "queries": [...], "qrels": [...], "duplicates": int}``.
 
     ``splits``: QMSum's splits to read (the task uses train + val; its test meetings stay unused,
-    which makes them a held-out set for choosing settings, see benchmarks/lam_hybrid_dev.py)."""
+    which makes them a held-out set for choosing settings, see research/lam_hybrid_dev.py)."""
     qmsum_dir = Path(qmsum_dir)
     files = meeting_files(qmsum_dir, splits)
     if not files:

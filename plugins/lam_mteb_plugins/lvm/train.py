@@ -78,7 +78,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "select": "legacy",
     },
     # lvm-r: the sweep's best by the all-baselines rule on dev
-    # (benchmarks/lvm_sweep.py, docs/lvm.md)
+    # (research/lvm_sweep.py, docs/lvm.md)
     "lvm-r": {
         "model": {"hidden": 64, "dropout": 0.5, "content_mix": True, "global_bias": True},
         "lr": 3e-4,
@@ -479,7 +479,7 @@ def train_model(
     ``hp["w_doc"]`` or ``hp["w_near"]`` > 0 (losses whose negatives are chunks of the target's
     own document: all of them, or those within ``hp["near"]`` positions of the context window).
     ``on_epoch(epoch, model)`` is called after every epoch, epoch 0 (the untrained model)
-    included, with the model in eval mode (benchmarks/lvm_cv_sweep.py records predictions)."""
+    included, with the model in eval mode (research/lvm_cv_sweep.py records predictions)."""
     tr = _Trainer(hp, train_vecs, train_seqs, dev_vecs, dev_seqs, out_dir, log)
     select = hp.get("select", "legacy")
     if select not in SELECT_RULES:

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 import lam_mteb
+from lam_mteb.atomic import atomic_file
 
 PROBES = [
     "The cat sat on the mat.",
@@ -71,9 +72,8 @@ def _load_store(fp: str) -> tuple[dict[bytes, int], np.ndarray | None]:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_file(path, suffix=".tmp.npy") as tmp:  # np.save appends .npy to other names
+        np.save(tmp, array)
 
 
 def lookup(fp: str, texts: list[str]) -> tuple[np.ndarray | None, list[int]]:

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from lam_mteb.atomic import atomic_file
+
 if TYPE_CHECKING:
     import argparse
 
@@ -323,19 +325,18 @@ class Distiller:
     def save_state(self, path: Path, minutes: float = 0.0) -> None:
         import torch
 
-        tmp = path.with_suffix(".tmp")
-        torch.save(
-            {
-                "step": self.step,
-                "minutes": self.minutes_before + minutes,
-                "blocks": self.model.block_state_dict(),
-                "opt": self.opt.state_dict(),
-                "settings": _settings(self.args),
-                "rng": torch.get_rng_state(),
-            },
-            tmp,
-        )
-        tmp.replace(path)
+        with atomic_file(path) as tmp:
+            torch.save(
+                {
+                    "step": self.step,
+                    "minutes": self.minutes_before + minutes,
+                    "blocks": self.model.block_state_dict(),
+                    "opt": self.opt.state_dict(),
+                    "settings": _settings(self.args),
+                    "rng": torch.get_rng_state(),
+                },
+                tmp,
+            )
 
     def load_state(self, path: Path) -> None:
         import pickle

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lam_mteb.atomic import atomic_file
 from lam_mteb_plugins.lam.common.encoder import (
     LONG_CHARS,
     checkpoint_hash,
@@ -322,9 +323,8 @@ class LamV2Encoder:
             fresh = self._encode_parts([texts[i] for i in todo], batch_size, show_progress_bar)
             flat = np.concatenate([fresh[k] for k in self._part_names()], axis=1)
             for j, i in enumerate(todo):
-                tmp = files[i].with_suffix(".tmp.npy")
-                np.save(tmp, flat[j].astype(np.float32))
-                tmp.replace(files[i])
+                with atomic_file(files[i], suffix=".tmp.npy") as tmp:
+                    np.save(tmp, flat[j].astype(np.float32))
                 found[files[i]] = flat[j]
         width = sum(self._part_widths())
         stacked = np.stack([found[f] for f in files]) if files else np.zeros((0, width))

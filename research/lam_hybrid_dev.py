@@ -11,7 +11,7 @@ data and sweeps the hybrid weight w in  e = normalise(w * mean + (1 - w) * state
 
 Metrics as the tasks': accuracy@1 for Passkey/Needle, nDCG@10 for QMSum (one relevant meeting).
 
-    LAM_MTEB_DATA_DIR=../shared/data HF_HUB_OFFLINE=1 python benchmarks/lam_hybrid_dev.py
+    LAM_MTEB_DATA_DIR=../shared/data HF_HUB_OFFLINE=1 python research/lam_hybrid_dev.py
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Margins of LVM predictors over the baselines, with document-level bootstrap 95 % intervals.
 
     # the shipped lvm-r, lvm-t and amn:
-    LAM_MTEB_DATA_DIR=../shared/data python benchmarks/lvm_margins.py
-    python benchmarks/lvm_margins.py --checkpoint path/to/ckpt --split dev --split test
+    LAM_MTEB_DATA_DIR=../shared/data python research/lvm_margins.py
+    python research/lvm_margins.py --checkpoint path/to/ckpt --split dev --split test
     # one fixed baseline:
-    python benchmarks/lvm_margins.py --against linear_average
+    python research/lvm_margins.py --against linear_average
 
 Uses the same chunks/splits as LVMNextVector and the cached MiniLM chunk vectors (encodes them
 once if absent), and the task's four baselines computed the task's way (random: seeded normal

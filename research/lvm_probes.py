@@ -1,7 +1,7 @@
 """Probes of the cosine / R@1 trade-off of next-vector predictors on dev (docs/lvm.md, issue 17b).
 
     export HF_HUB_OFFLINE=1 LAM_MTEB_DATA_DIR=../shared/data
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/lvm_probes.py [--checkpoint DIR] [--split dev]
+    OMP_NUM_THREADS=1 nice -n 10 python research/lvm_probes.py [--checkpoint DIR] [--split dev]
 
 1. **Interpolation toward persistence**: ``normalize(x_k + lam * (model(ctx) - x_k))`` for the
    shipped lvm-r, lam from 0 (persistence) to 1.5: the whole trade-off curve of one model.

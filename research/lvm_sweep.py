@@ -4,11 +4,11 @@ on it).  One JSON line per variant in ``--out`` (a finished variant is skipped o
 sweep is resumable).
 
     HF_HUB_OFFLINE=1 LAM_MTEB_DATA_DIR=../shared/data \\
-        nice -n 10 python benchmarks/lvm_sweep.py --out lvm_sweep.jsonl [--only NAME ...]
+        nice -n 10 python research/lvm_sweep.py --out lvm_sweep.jsonl [--only NAME ...]
     # then test, for the record:
-    python benchmarks/lvm_sweep.py --out lvm_sweep.jsonl --score-test
+    python research/lvm_sweep.py --out lvm_sweep.jsonl --score-test
     # markdown table of the results:
-    python benchmarks/lvm_sweep.py --out lvm_sweep.jsonl --table
+    python research/lvm_sweep.py --out lvm_sweep.jsonl --table
 
 Variants are defined in ``VARIANTS`` below (name -> train-lvm hyper-parameters on top of the
 architecture's defaults); the closed-form "gate-grid" variant fits 2 numbers on dev by grid search.

@@ -1,7 +1,7 @@
 """Print LVMNextVector results (every predictor of every model) as one table per split.
 
-    python benchmarks/lvm_table.py results/            # any folder holding mteb result JSONs
-    python benchmarks/lvm_table.py results/ --split test --markdown
+    python research/lvm_table.py results/            # any folder holding mteb result JSONs
+    python research/lvm_table.py results/ --split test --markdown
 
 Reads ``**/LVMNextVector.json`` written by ``mteb run -m <model> -t LVMNextVector``.  Baselines
 are the same for every model sharing an encoder, so each (encoder fingerprint, predictor) pair

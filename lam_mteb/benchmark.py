@@ -1,0 +1,45 @@
+"""The benchmark record: a group of tasks the ``register_benchmarks`` hook registers and the
+leaderboard shows as one table (a plain record, beside the registry that holds it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A group of tasks shown as one table, registered by the plugin that owns the tasks
+    (``register_benchmarks`` hook).
+
+    ``tasks`` are averaged and Borda-ranked; ``extra_tasks`` are shown but neither averaged nor
+    ranked.  Tasks found in the results whose name starts with ``prefix`` join ``tasks`` when
+    ``prefix_ranked`` else ``extra_tasks``.  Tables appear by ``position``, then registration order.
+    """
+
+    key: str
+    title: str
+    tasks: tuple[str, ...]
+    plugin: str = ""
+    extra_tasks: tuple[str, ...] = ()
+    prefix: str | None = None
+    prefix_ranked: bool = False
+    position: int = 100
+    description: str = ""
+    abbreviations: dict[str, str] = field(default_factory=dict)
+    #: more metrics shown beside the main score in markdown/HTML: (task, metric key, column label);
+    #: read from the same split(s) of the result file as the main score (not averaged, not ranked)
+    detail_metrics: tuple[tuple[str, ...], ...] = ()
+
+
+#: the keyword options of ``register_benchmarks``' ``register(key, title, tasks, **options)``
+BENCHMARK_OPTIONS = frozenset(
+    {
+        "extra_tasks",
+        "prefix",
+        "prefix_ranked",
+        "position",
+        "description",
+        "abbreviations",
+        "detail_metrics",
+    }
+)
