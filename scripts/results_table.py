@@ -39,7 +39,11 @@ def main_score(path: Path) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def table(results: Path, models: list[str], tasks: list[str]) -> tuple[str, list[str]]:
+def table(
+    results: Path, models: list[str], tasks: list[str], na: frozenset = frozenset()
+) -> tuple[str, list[str]]:
+    """The markdown table and the result files it lacks; ``na``: (model, task) pairs that cannot
+    run (a search model on STS), shown as "n/a"."""
     from lam_mteb import plugins
 
     registry = plugins.get_registry()
@@ -51,7 +55,7 @@ def table(results: Path, models: list[str], tasks: list[str]) -> tuple[str, list
         for task in tasks:
             path = folder / f"{task}.json"
             value = main_score(path) if path.is_file() else None
-            if value is None:
+            if value is None and (model, task) not in na:
                 missing.append(str(path))
             cells[(model, task)] = value
     best = {
@@ -64,14 +68,20 @@ def table(results: Path, models: list[str], tasks: list[str]) -> tuple[str, list
         out = []
         for task in tasks:
             v = cells[(model, task)]
-            text = "–" if v is None else f"{v:.4f}"
+            text = ("n/a" if (model, task) in na else "–") if v is None else f"{v:.4f}"
             out.append(f"**{text}**" if v is not None and v == best[task] else text)
         rows.append(f"| `{model}` | " + " | ".join(out) + " |")
     return "\n".join(rows) + "\n", missing
 
 
 def update(
-    path: Path, name: str, results: Path, models: list[str], tasks: list[str], check: bool
+    path: Path,
+    name: str,
+    results: Path,
+    models: list[str],
+    tasks: list[str],
+    check: bool,
+    na: frozenset = frozenset(),
 ) -> bool:
     """Write (or with ``check`` compare) one table; True when the file is (or was) up to date."""
     text = path.read_text(encoding="utf-8")
@@ -80,7 +90,7 @@ def update(
     )
     if not pattern.search(text):
         raise SystemExit(f"error: {path} has no '<!-- results-table: {name} -->' markers")
-    new, missing = table(results, models, tasks)
+    new, missing = table(results, models, tasks, na)
     for m in missing:
         print(f"no result file: {m}", file=sys.stderr)
     updated = pattern.sub(lambda m: m.group(1) + new + m.group(3), text)
@@ -110,7 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         specs = yaml.safe_load((args.results / "tables.yaml").read_text())["tables"]
     ok = [
-        update(Path(t["file"]), t["name"], args.results, t["models"], t["tasks"], args.check)
+        update(
+            Path(t["file"]),
+            t["name"],
+            args.results,
+            t["models"],
+            t["tasks"],
+            args.check,
+            frozenset(tuple(pair) for pair in t.get("not_applicable", [])),
+        )
         for t in specs
     ]
     return 0 if all(ok) else 1
