@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,17 +71,13 @@ def _json_or_error(text: str, what: str, hint: str) -> Any:
         raise LamMtebError(f"{what} ({exc.msg}); {hint}") from None
 
 
+@dataclass(frozen=True)
 class LineParser:
-    def __init__(
-        self, fmt: str, text_field: str, id_field: str | None, title_field: str | None, source: str
-    ) -> None:
-        self.fmt, self.text_field, self.id_field, self.title_field, self.source = (
-            fmt,
-            text_field,
-            id_field,
-            title_field,
-            source,
-        )
+    fmt: str
+    text_field: str
+    id_field: str | None
+    title_field: str | None
+    source: str
 
     def __call__(self, line: str, lineno: int) -> tuple[str, str] | None:
         """``(id, text)`` for one line, ``None`` for a blank line; bad input raises one clear
@@ -115,6 +112,22 @@ class LineParser:
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def _texts(values: list, titles: list | None) -> list[str]:
+    """The text column as strings, each prefixed by its title (when there is one)."""
+    texts = [_text(t) for t in values]
+    if titles is None:
+        return texts
+    return [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts, strict=True)]
+
+
+def _id_text_table(ids: list[str], texts: list[str]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.table(
+        {"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())}
+    )
 
 
 def guess_id_field(columns: list[str], given: str | None) -> str | None:
@@ -197,12 +210,7 @@ def iter_documents(
         cols = [c for c in (id_field, title_field, text_field) if c]
         for batch in pf.iter_batches(batch_size=rows, columns=cols):
             data = batch.to_pydict()
-            texts = [_text(t) for t in data[text_field]]
-            if title_field:
-                texts = [
-                    f"{_text(ti)} {t}".strip() if ti else t
-                    for ti, t in zip(data[title_field], texts, strict=True)
-                ]
+            texts = _texts(data[text_field], data[title_field] if title_field else None)
             ids = (
                 [str(i) for i in data[id_field]]
                 if id_field
@@ -323,20 +331,11 @@ class _Numberer:
     """Ray Data stage (one actor, ordered stream): raw lines -> (id, text), numbering lines like
     local mode."""
 
-    def __init__(
-        self,
-        fmt: str,
-        text_field: str,
-        id_field: str | None,
-        title_field: str | None,
-        source: str,
-    ) -> None:
-        self.parse = LineParser(fmt, text_field, id_field, title_field, source)
+    def __init__(self, parse: LineParser) -> None:
+        self.parse = parse
         self.lineno = 0
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow as pa
-
         ids, texts = [], []
         for line in batch.column("text").to_pylist():
             self.lineno += 1
@@ -344,9 +343,7 @@ class _Numberer:
             if parsed is not None:
                 ids.append(parsed[0])
                 texts.append(parsed[1])
-        return pa.table(
-            {"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())}
-        )
+        return _id_text_table(ids, texts)
 
 
 class _EncodeActor:
@@ -455,11 +452,7 @@ def _ray_documents(
         return ds.map_batches(
             _Numberer,
             fn_constructor_kwargs={
-                "fmt": fmt,
-                "text_field": text_field,
-                "id_field": id_field,
-                "title_field": title_field,
-                "source": str(path),
+                "parse": LineParser(fmt, text_field, id_field, title_field, str(path))
             },
             batch_format="pyarrow",
             concurrency=1,
@@ -476,15 +469,9 @@ def _ray_documents(
             concurrency=1,
             num_cpus=0,
         )
-    if title_field:
-        return ds.map_batches(
-            _join_title,
-            fn_kwargs={"text_field": text_field, "title_field": title_field, "id_field": id_field},
-            batch_format="pyarrow",
-        )
     return ds.map_batches(
-        _rename,
-        fn_kwargs={"text_field": text_field, "id_field": id_field},
+        _id_and_text,
+        fn_kwargs={"text_field": text_field, "title_field": title_field, "id_field": id_field},
         batch_format="pyarrow",
     )
 
@@ -536,46 +523,22 @@ class _ParquetNumberer:
         self.text_field, self.title_field, self.row = text_field, title_field, 0
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow as pa
-
-        texts = [_text(t) for t in batch.column(self.text_field).to_pylist()]
-        if self.title_field:
-            titles = batch.column(self.title_field).to_pylist()
-            texts = [
-                f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts, strict=True)
-            ]
+        texts = _batch_texts(batch, self.text_field, self.title_field)
         ids = [str(self.row + k + 1) for k in range(len(texts))]
         self.row += len(texts)
-        return pa.table(
-            {"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())}
-        )
+        return _id_text_table(ids, texts)
 
 
-def _join_title(batch: pa.Table, text_field: str, title_field: str, id_field: str) -> pa.Table:
-    import pyarrow as pa
-
-    texts = [_text(t) for t in batch.column(text_field).to_pylist()]
-    titles = batch.column(title_field).to_pylist()
-    texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts, strict=True)]
-    return pa.table(
-        {
-            "id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
-            "text": pa.array(texts, type=pa.string()),
-        }
-    )
+def _batch_texts(batch: pa.Table, text_field: str, title_field: str | None) -> list[str]:
+    titles = batch.column(title_field).to_pylist() if title_field else None
+    return _texts(batch.column(text_field).to_pylist(), titles)
 
 
-def _rename(batch: pa.Table, text_field: str, id_field: str) -> pa.Table:
-    import pyarrow as pa
-
-    return pa.table(
-        {
-            "id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
-            "text": pa.array(
-                [_text(t) for t in batch.column(text_field).to_pylist()], type=pa.string()
-            ),
-        }
-    )
+def _id_and_text(
+    batch: pa.Table, text_field: str, title_field: str | None, id_field: str
+) -> pa.Table:
+    ids = [str(i) for i in batch.column(id_field).to_pylist()]
+    return _id_text_table(ids, _batch_texts(batch, text_field, title_field))
 
 
 # -- command -------------------------------------------------------------------------------------
@@ -615,8 +578,9 @@ def _input_id_field(path: Path, fmt: str, given: str | None) -> str | None:
     return given
 
 
-def _device_and_kwargs(args: argparse.Namespace) -> tuple[str | None, dict]:
-    """The first --device and the encode keywords (all devices there when several)."""
+def device_and_kwargs(args: argparse.Namespace) -> tuple[str | None, dict]:
+    """The first --device and the --encode-kwargs (all devices there when several), for
+    ``lam-mteb encode`` and ``run``."""
     encode_kwargs = parse_encode_kwargs(args.encode_kwargs)
     devices = args.device or []
     if len(devices) > 1:
@@ -671,7 +635,7 @@ def cmd_encode(host: PluginHost, args: argparse.Namespace) -> int:
     registry = host.registry()
     registry.model(args.model)  # unknown model: one line, before any work
     id_field = _input_id_field(path, fmt, args.id_field)
-    device, encode_kwargs = _device_and_kwargs(args)
+    device, encode_kwargs = device_and_kwargs(args)
     t0 = time.perf_counter()
     # an existing --output (--overwrite) is replaced only once the new one is complete
     n = _write_embeddings(registry, args, path, out, fmt, id_field, device, encode_kwargs)
