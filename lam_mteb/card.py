@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lam_mteb.atomic import atomic_write
-from lam_mteb.errors import LamMtebError
+from lam_mteb.errors import LamMtebError, one_line
 
 if TYPE_CHECKING:
     from lam_mteb.plugins import PluginHost
@@ -90,10 +90,7 @@ def _read_results(files: list[Path], skipped: list[str]) -> list[tuple[Any, dict
                 result = TaskResult.from_disk(path)
             raw = json.loads(path.read_text(encoding="utf-8"))
         except Exception as exc:
-            skipped.append(
-                f"{path}: unreadable result file ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''})"
-            )
+            skipped.append(f"{path}: unreadable result file ({one_line(exc)})")
             continue
         loaded.append((result, raw))
     return loaded
@@ -135,15 +132,11 @@ def eval_results(results: list[Any], skipped: list[str]) -> list[Any]:
     for result in results:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore"
-                )  # deprecated in mteb 2.26 (for .eval_results), still exact
+                # deprecated in mteb 2.26 (for .eval_results), still exact
+                warnings.simplefilter("ignore")
                 entries = result.get_hf_eval_results()
         except Exception as exc:
-            skipped.append(
-                f"{result.task_name}: not converted ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''})"
-            )
+            skipped.append(f"{result.task_name}: not converted ({one_line(exc)})")
             continue
         for entry in entries:
             entry.dataset_revision = result.dataset_revision or entry.dataset_revision
@@ -161,9 +154,12 @@ def _fmt_count(value: Any) -> str:
 
 def _score_rows(results: list[Any]) -> list[list[Any]]:
     """One row per task, split and subset: task, split, subset, metric, score, mteb version."""
+    from lam_mteb.leaderboard.results import task_metadata
+
     rows = []
     for result in sorted(results, key=lambda r: r.task_name):
-        metric = result.task.metadata.main_score if _task_known(result.task_name) else "main_score"
+        known = task_metadata(result.task_name) is not None
+        metric = result.task.metadata.main_score if known else "main_score"
         for split, subsets in sorted(result.scores.items()):
             for subset in subsets:
                 rows.append(
@@ -177,16 +173,6 @@ def _score_rows(results: list[Any]) -> list[list[Any]]:
                     ]
                 )
     return rows
-
-
-def _task_known(name: str) -> bool:
-    import mteb
-
-    try:
-        mteb.get_task(name)
-        return True
-    except Exception:
-        return False
 
 
 def _plugin_distribution(host: PluginHost, plugin: str) -> str | None:

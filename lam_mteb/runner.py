@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from lam_mteb.errors import LamMtebError
+from lam_mteb.errors import LamMtebError, one_line
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -224,11 +224,6 @@ def forwarded_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
 def _load_model(host: PluginHost, name: str, device: str | None, reuse: bool) -> Any:
     """The pair's model; with ``reuse``, the one this process's host loaded last if it is the
     same (one model at a time in a process)."""
@@ -294,7 +289,7 @@ def run_pair(job: dict) -> dict:
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        reply: dict[str, Any] = {"ok": False, "error": _one_line(exc)}
+        reply: dict[str, Any] = {"ok": False, "error": one_line(exc)}
         if isinstance(exc, LamMtebError):  # bad input: its one line says it all, no traceback
             reply["user_error"] = True
         else:
@@ -439,7 +434,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> tuple[Any, boo
         ray.init(**kwargs)
     except Exception as exc:  # noqa: BLE001 - Ray raises many types; one line
         raise LamMtebError(
-            f"could not start or reach Ray{f' at {address}' if address else ''}: {_one_line(exc)}"
+            f"could not start or reach Ray{f' at {address}' if address else ''}: {one_line(exc)}"
         ) from None
     return ray, True
 
@@ -477,7 +472,7 @@ def run_ray(
                 except Exception as exc:  # noqa: BLE001 - WorkerCrashedError, OutOfMemoryError, a lost node ...
                     reply = {
                         "ok": False,
-                        "error": f"Ray: {_one_line(exc)}",
+                        "error": f"Ray: {one_line(exc)}",
                         "worker": "-",
                         "seconds": None,
                     }
@@ -627,7 +622,7 @@ def _record_outcome(
                 reply["result"],
             )
         except Exception as exc:  # noqa: BLE001 - reported as the pair's failure
-            outcome.error = f"saving the result failed: {_one_line(exc)}"
+            outcome.error = f"saving the result failed: {one_line(exc)}"
             reply = {**reply, "traceback": traceback.format_exc()}
     else:
         outcome.error = reply.get("error") or "unknown error"
