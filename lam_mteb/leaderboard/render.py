@@ -332,28 +332,10 @@ def render_markdown(
 
 # -- csv ---------------------------------------------------------------------------------------
 
-CSV_FIELDS = [
-    "benchmark",
-    "rank",
-    "model",
-    "kind",
-    "source",
-    "revision",
-    "task",
-    "in_mean",
-    "score",
-    "metric",
-    "split",
-    "recreated",
-    "mean",
-    "mean_partial",
-    "n_tasks_present",
-    "n_tasks",
-    "n_parameters",
-    "embed_dim",
-    "max_tokens",
-    "file",
-]
+CSV_FIELDS = (
+    "benchmark rank model kind source revision task in_mean score metric split recreated mean "
+    "mean_partial n_tasks_present n_tasks n_parameters embed_dim max_tokens file"
+).split()
 
 
 def render_csv(tables: list[Table]) -> str:
