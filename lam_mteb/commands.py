@@ -76,20 +76,11 @@ def _print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str
 
 def cmd_models(host: PluginHost, args: argparse.Namespace) -> int:
     reg = host.registry(strict=True)
-    rows = []
-    for cfg in reg.models.values():
-        rows.append(
-            [
-                cfg.name,
-                cfg.kind.name,
-                cfg.kind.plugin,
-                cfg.embed_dim or "?",
-                cfg.metadata.get("max_tokens") or "?",
-                cfg.full_name,
-                cfg.revision,
-                cfg.source,
-            ]
-        )
+    rows = [
+        [c.name, c.kind.name, c.kind.plugin, c.embed_dim or "?"]
+        + [c.metadata.get("max_tokens") or "?", c.full_name, c.revision, c.source]
+        for c in reg.models.values()
+    ]
     _print_table(
         rows,
         ["name", "kind", "plugin", "embed dim", "max tokens", "mteb name", "revision", "source"],

@@ -278,9 +278,7 @@ def _evaluate_job(job: dict) -> dict:
 def run_pair(job: dict) -> dict:
     """Evaluate one pair; never raises.  ``job``: pair fields, device, encode_kwargs, env,
     reuse_model."""
-    os.environ.update(
-        job.get("env") or {}
-    )  # a Ray worker on another node gets the driver's settings
+    os.environ.update(job.get("env") or {})  # a Ray worker on another node: the driver's settings
     t0 = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
@@ -297,9 +295,8 @@ def run_pair(job: dict) -> dict:
         return {**reply, "worker": worker, "seconds": time.perf_counter() - t0}
 
 
-def _worker_loop(
-    conn: Connection,
-) -> None:  # runs in a spawned process: pairs in, replies out, until None
+def _worker_loop(conn: Connection) -> None:
+    """A spawned worker process: pairs in, replies out, until None."""
     try:
         while True:
             job = conn.recv()
@@ -616,11 +613,8 @@ def _record_outcome(
         try:
             result = TaskResult.from_dict(reply["result"])
             save_result(cache, meta, result, config.encode_kwargs)
-            outcome.status, outcome.main_score, outcome.result = (
-                "done",
-                main_score(result, splits),
-                reply["result"],
-            )
+            outcome.status, outcome.result = "done", reply["result"]
+            outcome.main_score = main_score(result, splits)
         except Exception as exc:  # noqa: BLE001 - reported as the pair's failure
             outcome.error = f"saving the result failed: {one_line(exc)}"
             reply = {**reply, "traceback": traceback.format_exc()}
