@@ -26,6 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from lam_mteb.atomic import atomic_write
 from lam_mteb.errors import LamMtebError, one_line
+from lam_mteb.leaderboard.results import (
+    layout_root,
+    recreation_marker,
+    registry_recreated_tasks,
+    task_metadata,
+)
 
 if TYPE_CHECKING:
     from lam_mteb.plugins import PluginHost
@@ -47,18 +53,13 @@ class FoundResults:
     skipped: list[str] = field(default_factory=list)
 
 
-def _layout_root(folder: Path) -> Path:
-    """``DIR/results`` when DIR is an mteb ``--output-folder``, else DIR itself."""
-    return folder / "results" if (folder / "results").is_dir() else folder
-
-
 def _result_files(results_dir: Path, model_path: str, revision: str, explicit: bool) -> list[Path]:
     """The task result files of one model revision; one clear error when there are none."""
     if not results_dir.is_dir():
         raise LamMtebError(
             f"--results {results_dir} is not a directory (give the --output-folder of `mteb run`)"
         )
-    model_dir = _layout_root(results_dir) / model_path
+    model_dir = layout_root(results_dir) / model_path
     rev_dir = model_dir / revision
     files = sorted(p for p in rev_dir.glob("*.json") if p.name != "model_meta.json")
     if files:
@@ -106,8 +107,6 @@ def find_results(
 ) -> FoundResults:
     """Read ``<root>/<model_path>/<revision>/*.json``; one clear error when nothing is there.
     ``datasets`` (the registry's builders) say which tasks ran on re-created data."""
-    from lam_mteb.leaderboard.results import recreation_marker, registry_recreated_tasks
-
     files = _result_files(results_dir, model_path, revision, explicit)
     found = FoundResults(folder=files[0].parent, revision=revision)
     loaded = _read_results(files, found.skipped)
@@ -154,8 +153,6 @@ def _fmt_count(value: Any) -> str:
 
 def _score_rows(results: list[Any]) -> list[list[Any]]:
     """One row per task, split and subset: task, split, subset, metric, score, mteb version."""
-    from lam_mteb.leaderboard.results import task_metadata
-
     rows = []
     for result in sorted(results, key=lambda r: r.task_name):
         known = task_metadata(result.task_name) is not None

@@ -55,11 +55,10 @@ def _display_path(path: Path) -> str:
     return rel if not rel.startswith("..") else str(path)
 
 
-def _layout_root(folder: Path) -> Path:
-    """The folder that holds ``<org>__<model>/<revision>/<Task>.json`` for a --results argument."""
-    if (folder / "results").is_dir():
-        return folder / "results"
-    return folder
+def layout_root(folder: Path) -> Path:
+    """The folder that holds ``<org>__<model>/<revision>/<Task>.json``: ``DIR/results`` when DIR
+    is an mteb ``--output-folder``, else DIR itself."""
+    return folder / "results" if (folder / "results").is_dir() else folder
 
 
 def _cache_paths(root: Path) -> list[Path]:
@@ -347,7 +346,7 @@ def _result_files(folders: Iterable[str | Path]) -> list[tuple[Path, list[Path]]
             raise LamMtebError(
                 f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)"
             )
-        found.append((folder, _cache_paths(_layout_root(folder))))
+        found.append((folder, _cache_paths(layout_root(folder))))
     return found
 
 
