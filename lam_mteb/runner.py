@@ -102,21 +102,14 @@ class PairOutcome:
 def expand(models: Iterable[str], tasks: Iterable[Any]) -> list[Pair]:
     """Model-major grid of pairs (a model's tasks are adjacent: the in-process executor loads it
     once)."""
-    specs: list[tuple[str, tuple[str, ...] | None, tuple[str, ...] | None]] = []
-    for task in tasks:
-        if isinstance(task, str):
-            specs.append((task, None, None))
-        else:
-            specs.append((task.metadata.name, tuple(task.eval_splits), tuple(task.hf_subsets)))
-    seen: set[Pair] = set()
-    pairs = []
-    for model in models:
-        for name, splits, subsets in specs:
-            pair = Pair(model, name, splits, subsets)
-            if pair not in seen:
-                seen.add(pair)
-                pairs.append(pair)
-    return pairs
+    specs: list[tuple[str, tuple[str, ...] | None, tuple[str, ...] | None]] = [
+        (t, None, None)
+        if isinstance(t, str)
+        else (t.metadata.name, tuple(t.eval_splits), tuple(t.hf_subsets))
+        for t in tasks
+    ]
+    # dict.fromkeys: each pair once, in grid order
+    return list(dict.fromkeys(Pair(model, *spec) for model in models for spec in specs))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -576,11 +569,8 @@ def _jobs(config: GridConfig, pairs: list[Pair]) -> list[dict]:
     """One picklable job per pair (what a worker needs to evaluate it)."""
     threads = None
     if config.executor == "local" and config.jobs > 1:
-        threads = (
-            max(1, int(config.cpus_per_job))
-            if config.cpus_per_job
-            else max(1, (os.cpu_count() or 1) // config.jobs)
-        )
+        cpus = config.cpus_per_job or (os.cpu_count() or 1) // config.jobs
+        threads = max(1, int(cpus))
     env = forwarded_env()
     return [
         {
