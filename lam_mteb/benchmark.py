@@ -3,7 +3,7 @@ leaderboard shows as one table (a plain record, beside the registry that holds i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -31,15 +31,8 @@ class Benchmark:
     detail_metrics: tuple[tuple[str, ...], ...] = ()
 
 
-#: the keyword options of ``register_benchmarks``' ``register(key, title, tasks, **options)``
+#: the keyword options of ``register_benchmarks``' ``register(key, title, tasks, **options)``:
+#: every field of the record but the positional ones and the plugin (set by the registry)
 BENCHMARK_OPTIONS = frozenset(
-    {
-        "extra_tasks",
-        "prefix",
-        "prefix_ranked",
-        "position",
-        "description",
-        "abbreviations",
-        "detail_metrics",
-    }
+    f.name for f in fields(Benchmark) if f.name not in ("key", "title", "tasks", "plugin")
 )

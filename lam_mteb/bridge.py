@@ -32,9 +32,9 @@ from lam_mteb import mteb_compat
 from lam_mteb.atomic import atomic_file
 from lam_mteb.contract import accepts_param, encode_texts, is_search_model
 from lam_mteb.data import RECREATION_PREFIX, Resolution
-from lam_mteb.errors import LamMtebError
+from lam_mteb.errors import LamMtebError, one_line
 from lam_mteb.mteb_compat import SUPPORTED_MTEB, check_mteb_version, mteb_version_supported
-from lam_mteb.registry import ModelConfig, Registry
+from lam_mteb.registry import Registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -212,13 +212,6 @@ def check_device(device: str) -> None:
         )
 
 
-def make_model_meta(config: ModelConfig, loader: Callable[..., Any]) -> ModelMeta:
-    return config.model_meta(loader)
-
-
-# -- offline data --------------------------------------------------------------------------------
-
-
 # -- results: never reuse or write a wrong score -------------------------------------------------
 
 
@@ -327,7 +320,7 @@ class Bridge:
         bare: dict[str, str] = {}
         for config in registry.models.values():
             try:
-                meta = make_model_meta(config, self.load_plugin_model)
+                meta = config.model_meta(self.load_plugin_model)
             except Exception as exc:
                 problem = f"invalid metadata: {exc}".splitlines()[0]
                 self.host.report(f"model {config.name!r} ({config.source}): {problem}")
@@ -561,10 +554,9 @@ class Bridge:
                 unknown = self._unknown_model_in_argv()
                 if unknown is None:
                     raise
-                detail = str(exc).splitlines()[0] if str(exc) else ""
                 sys.stderr.write(
                     f"error: {self.unknown_model_message(unknown)} (loading it from the Hugging "
-                    f"Face hub failed: {type(exc).__name__}: {detail})\n"
+                    f"Face hub failed: {one_line(exc)})\n"
                 )
                 raise SystemExit(2) from None
 

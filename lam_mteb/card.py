@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lam_mteb.atomic import atomic_write
-from lam_mteb.errors import LamMtebError
+from lam_mteb.errors import LamMtebError, one_line
+from lam_mteb.leaderboard.results import (
+    layout_root,
+    recreation_marker,
+    registry_recreated_tasks,
+    task_metadata,
+)
 
 if TYPE_CHECKING:
     from lam_mteb.plugins import PluginHost
@@ -47,18 +53,13 @@ class FoundResults:
     skipped: list[str] = field(default_factory=list)
 
 
-def _layout_root(folder: Path) -> Path:
-    """``DIR/results`` when DIR is an mteb ``--output-folder``, else DIR itself."""
-    return folder / "results" if (folder / "results").is_dir() else folder
-
-
 def _result_files(results_dir: Path, model_path: str, revision: str, explicit: bool) -> list[Path]:
     """The task result files of one model revision; one clear error when there are none."""
     if not results_dir.is_dir():
         raise LamMtebError(
             f"--results {results_dir} is not a directory (give the --output-folder of `mteb run`)"
         )
-    model_dir = _layout_root(results_dir) / model_path
+    model_dir = layout_root(results_dir) / model_path
     rev_dir = model_dir / revision
     files = sorted(p for p in rev_dir.glob("*.json") if p.name != "model_meta.json")
     if files:
@@ -90,10 +91,7 @@ def _read_results(files: list[Path], skipped: list[str]) -> list[tuple[Any, dict
                 result = TaskResult.from_disk(path)
             raw = json.loads(path.read_text(encoding="utf-8"))
         except Exception as exc:
-            skipped.append(
-                f"{path}: unreadable result file ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''})"
-            )
+            skipped.append(f"{path}: unreadable result file ({one_line(exc)})")
             continue
         loaded.append((result, raw))
     return loaded
@@ -109,8 +107,6 @@ def find_results(
 ) -> FoundResults:
     """Read ``<root>/<model_path>/<revision>/*.json``; one clear error when nothing is there.
     ``datasets`` (the registry's builders) say which tasks ran on re-created data."""
-    from lam_mteb.leaderboard.results import recreation_marker, registry_recreated_tasks
-
     files = _result_files(results_dir, model_path, revision, explicit)
     found = FoundResults(folder=files[0].parent, revision=revision)
     loaded = _read_results(files, found.skipped)
@@ -135,15 +131,11 @@ def eval_results(results: list[Any], skipped: list[str]) -> list[Any]:
     for result in results:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore"
-                )  # deprecated in mteb 2.26 (for .eval_results), still exact
+                # deprecated in mteb 2.26 (for .eval_results), still exact
+                warnings.simplefilter("ignore")
                 entries = result.get_hf_eval_results()
         except Exception as exc:
-            skipped.append(
-                f"{result.task_name}: not converted ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''})"
-            )
+            skipped.append(f"{result.task_name}: not converted ({one_line(exc)})")
             continue
         for entry in entries:
             entry.dataset_revision = result.dataset_revision or entry.dataset_revision
@@ -163,7 +155,8 @@ def _score_rows(results: list[Any]) -> list[list[Any]]:
     """One row per task, split and subset: task, split, subset, metric, score, mteb version."""
     rows = []
     for result in sorted(results, key=lambda r: r.task_name):
-        metric = result.task.metadata.main_score if _task_known(result.task_name) else "main_score"
+        known = task_metadata(result.task_name) is not None
+        metric = result.task.metadata.main_score if known else "main_score"
         for split, subsets in sorted(result.scores.items()):
             for subset in subsets:
                 rows.append(
@@ -177,16 +170,6 @@ def _score_rows(results: list[Any]) -> list[list[Any]]:
                     ]
                 )
     return rows
-
-
-def _task_known(name: str) -> bool:
-    import mteb
-
-    try:
-        mteb.get_task(name)
-        return True
-    except Exception:
-        return False
 
 
 def _plugin_distribution(host: PluginHost, plugin: str) -> str | None:

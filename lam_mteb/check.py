@@ -32,7 +32,7 @@ import numpy as np
 from tabulate import tabulate
 
 from lam_mteb.contract import accepts_param, encoder_problem
-from lam_mteb.errors import LamMtebError
+from lam_mteb.errors import LamMtebError, one_line
 
 if TYPE_CHECKING:
     from mteb.types import EncodeKwargs
@@ -155,11 +155,6 @@ def call_encode(
     return to_array(fn(list(texts), **kwargs))
 
 
-def _exc_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def _shape_problem(arr: np.ndarray, n: int, dim: int | None) -> str | None:
     if arr.ndim != 2:
         return f"expected a 2-D array (n, dim), got shape {arr.shape}"
@@ -180,7 +175,7 @@ def _check_probe(
     try:
         emb, dtype = call_encode(encoder.encode, texts, batch_size)
     except Exception as exc:
-        report.add("encode", FAIL, f"encode({len(texts)} texts) raised {_exc_line(exc)}")
+        report.add("encode", FAIL, f"encode({len(texts)} texts) raised {one_line(exc)}")
         return None
     problem = _shape_problem(emb, len(texts), dim)
     if problem:
@@ -224,7 +219,7 @@ def _check_repeat(report: CheckReport, encoder: Any, first: np.ndarray, batch_si
             f"same texts encoded twice: max |difference| {diff:.2g}",
         )
     except Exception as exc:
-        report.add("determinism", FAIL, f"second encode raised {_exc_line(exc)}")
+        report.add("determinism", FAIL, f"second encode raised {one_line(exc)}")
     k = 4
     try:
         alone = np.vstack(
@@ -242,7 +237,7 @@ def _check_repeat(report: CheckReport, encoder: Any, first: np.ndarray, batch_si
             f"min cosine {cos.min():.6f}",
         )
     except Exception as exc:
-        report.add("batch independence", FAIL, f"encoding one text raised {_exc_line(exc)}")
+        report.add("batch independence", FAIL, f"encoding one text raised {one_line(exc)}")
 
 
 def _check_query_document(report: CheckReport, encoder: Any, dim: int, batch_size: int) -> None:
@@ -253,7 +248,7 @@ def _check_query_document(report: CheckReport, encoder: Any, dim: int, batch_siz
         try:
             emb, _ = call_encode(fn, PROBE_TEXTS[:4], batch_size)
         except Exception as exc:
-            report.add(method, FAIL, f"raised {_exc_line(exc)}")
+            report.add(method, FAIL, f"raised {one_line(exc)}")
             continue
         problem = _shape_problem(emb, 4, dim)
         if problem is None and not np.isfinite(emb.astype(np.float64)).all():
@@ -267,7 +262,7 @@ def _check_speed(report: CheckReport, encoder: Any, n_texts: int, batch_size: in
     try:
         call_encode(encoder.encode, texts, batch_size)
     except Exception as exc:
-        report.add("speed", FAIL, f"encode({n_texts} texts) raised {_exc_line(exc)}")
+        report.add("speed", FAIL, f"encode({n_texts} texts) raised {one_line(exc)}")
         return
     elapsed = max(time.perf_counter() - start, 1e-9)
     report.add(
@@ -286,7 +281,7 @@ def _check_edges(
         try:
             emb, _ = call_encode(encoder.encode, [text], batch_size)
         except Exception as exc:
-            report.add(name, FAIL, f"raised {_exc_line(exc)}")
+            report.add(name, FAIL, f"raised {one_line(exc)}")
             continue
         elapsed = time.perf_counter() - start
         problem = _shape_problem(emb, 1, dim)
@@ -323,7 +318,7 @@ def _check_mteb(
     try:
         model = mteb.get_model(name, device=device)
     except Exception as exc:
-        report.add("mteb.get_model", FAIL, _exc_line(exc))
+        report.add("mteb.get_model", FAIL, one_line(exc))
         return
     tasks = _mock_tasks(all_mock)
     encode_kwargs = cast("EncodeKwargs", {"batch_size": batch_size, "show_progress_bar": False})
@@ -382,7 +377,7 @@ def run_checks(
             "load",
             FAIL,
             f"factory of kind {config.kind.name!r} (plugin {config.kind.plugin!r}) "
-            f"raised {_exc_line(exc)}",
+            f"raised {one_line(exc)}",
         )
         return report
     report.add(

@@ -76,20 +76,11 @@ def _print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str
 
 def cmd_models(host: PluginHost, args: argparse.Namespace) -> int:
     reg = host.registry(strict=True)
-    rows = []
-    for cfg in reg.models.values():
-        rows.append(
-            [
-                cfg.name,
-                cfg.kind.name,
-                cfg.kind.plugin,
-                cfg.embed_dim or "?",
-                cfg.metadata.get("max_tokens") or "?",
-                cfg.full_name,
-                cfg.revision,
-                cfg.source,
-            ]
-        )
+    rows = [
+        [c.name, c.kind.name, c.kind.plugin, c.embed_dim or "?"]
+        + [c.metadata.get("max_tokens") or "?", c.full_name, c.revision, c.source]
+        for c in reg.models.values()
+    ]
     _print_table(
         rows,
         ["name", "kind", "plugin", "embed dim", "max tokens", "mteb name", "revision", "source"],
@@ -201,15 +192,6 @@ def _resolve_benchmark(name: str) -> Benchmark:
         ) from None
 
 
-def _encode_kwargs(args: argparse.Namespace) -> dict:
-    from lam_mteb.encode import parse_encode_kwargs
-
-    kwargs = parse_encode_kwargs(args.encode_kwargs)
-    if args.batch_size:
-        kwargs["batch_size"] = args.batch_size
-    return kwargs
-
-
 def cmd_run(host: PluginHost, args: argparse.Namespace) -> int:
     from lam_mteb import bridge, runner
 
@@ -271,13 +253,12 @@ def _run_tasks(args: argparse.Namespace) -> list[AbsTask]:
 
 
 def _grid_config(args: argparse.Namespace) -> runner.GridConfig:
-    from lam_mteb import runner
+    from lam_mteb import encode, runner
 
-    devices = args.device or []
-    encode_kwargs = _encode_kwargs(args)
-    if len(devices) > 1:
-        # several devices: one model, a multi-process pool over them (encoders that accept it)
-        encode_kwargs.setdefault("device", devices)
+    # several devices: one model, a multi-process pool over them (encoders that accept it)
+    device, encode_kwargs = encode.device_and_kwargs(args)
+    if args.batch_size:
+        encode_kwargs["batch_size"] = args.batch_size
     return runner.GridConfig(
         output_folder=Path(args.output_folder),
         executor=args.executor,
@@ -285,7 +266,7 @@ def _grid_config(args: argparse.Namespace) -> runner.GridConfig:
         cpus_per_job=args.cpus_per_job,
         gpus_per_job=args.gpus_per_job,
         address=args.address,
-        device=devices[0] if devices else None,
+        device=device,
         encode_kwargs=encode_kwargs,
         overwrite_strategy=args.overwrite_strategy,
         verbosity=args.verbosity,

@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,20 +143,14 @@ def validate_build(folder: Path) -> dict:
                 raise LamMtebError(
                     f"builder output {rel} has no rows; the raw data is empty or unreadable"
                 )
-        manifest["files"][rel] = {
-            "sha256": sha256_of_bytes(path),
-            "size": path.stat().st_size,
-            "rows": rows,
-            "columns": columns,
-        }
-    readme = folder / "README.md"
-    manifest["files"]["README.md"] = {
-        "sha256": sha256_of_bytes(readme),
-        "size": readme.stat().st_size,
-        "rows": None,
-        "columns": None,
-    }
+        manifest["files"][rel] = _manifest_entry(path, rows, columns)
+    manifest["files"]["README.md"] = _manifest_entry(folder / "README.md", None, None)
     return manifest
+
+
+def _manifest_entry(path: Path, rows: int | None, columns: list[str] | None) -> dict:
+    size = path.stat().st_size
+    return {"sha256": sha256_of_bytes(path), "size": size, "rows": rows, "columns": columns}
 
 
 # -- resolution ---------------------------------------------------------------------------------
@@ -179,17 +174,18 @@ def local_snapshots(root: Path | None = None) -> set[str]:
     }
 
 
+@dataclass
 class Resolution:
-    def __init__(
-        self,
-        path: Path | None,
-        looked_for: list[str],
-        recreation: bool = False,
-        revision: str | None = None,
-    ) -> None:
-        self.path, self.looked_for, self.recreation = path, looked_for, recreation
-        #: content address of the data (recorded as the results' dataset_revision); None = hub data
-        self.revision = revision
+    path: Path | None
+    looked_for: list[str]
+    recreation: bool = False
+    #: content address of the data (recorded as the results' dataset_revision); None = hub data
+    revision: str | None = None
+
+    @classmethod
+    def found(cls, path: Path, looked_for: list[str], recreation: bool, digest: str) -> Resolution:
+        prefix = RECREATION_PREFIX if recreation else LOCAL_PREFIX
+        return cls(path, looked_for, recreation, prefix + digest)
 
 
 class OfflineData:
@@ -247,12 +243,7 @@ class OfflineData:
         if _is_snapshot(snapshot):
             recreation = (snapshot / RECREATION_MARKER).is_file()
             digest = self.hashes.content_hash([snapshot], verify=verify)
-            return Resolution(
-                snapshot,
-                looked,
-                recreation,
-                (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest,
-            )
+            return Resolution.found(snapshot, looked, recreation, digest)
         entry = self.builders().get(dataset_path)
         if entry is None:
             return Resolution(None, looked)
@@ -261,10 +252,7 @@ class OfflineData:
         except DataNotFound as exc:
             looked.append(str(exc).removeprefix("looked for "))
             return Resolution(None, looked)
-        recreation = entry.recreation
-        return Resolution(
-            target, looked, recreation, (RECREATION_PREFIX if recreation else LOCAL_PREFIX) + digest
-        )
+        return Resolution.found(target, looked, entry.recreation, digest)
 
     def build_cached(
         self, entry: DatasetEntry, root: Path, *, quiet: bool = False, verify: bool | None = None
@@ -340,11 +328,7 @@ def _build_then_move(
     with atomic_folder(target, prefix=prefix) as tmp:
         entry.builder(Path(source), tmp)
         if entry.recreation and not (tmp / RECREATION_MARKER).is_file():
-            marker = {
-                "dataset": entry.path,
-                "plugin": entry.plugin,
-                "description": entry.description,
-            }
+            marker = dict(dataset=entry.path, plugin=entry.plugin, description=entry.description)
             (tmp / RECREATION_MARKER).write_text(json.dumps(marker), encoding="utf-8")
         try:
             manifest = validate_build(tmp)

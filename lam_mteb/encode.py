@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,19 +71,24 @@ def _json_or_error(text: str, what: str, hint: str) -> Any:
         raise LamMtebError(f"{what} ({exc.msg}); {hint}") from None
 
 
-class LineParser:
-    def __init__(
-        self, fmt: str, text_field: str, id_field: str | None, title_field: str | None, source: str
-    ) -> None:
-        self.fmt, self.text_field, self.id_field, self.title_field, self.source = (
-            fmt,
-            text_field,
-            id_field,
-            title_field,
-            source,
-        )
+@dataclass(frozen=True)
+class Source:
+    """The input: its path and format, and the fields holding the text, title and id."""
 
-    def __call__(self, line: str, lineno: int) -> tuple[str, str] | None:
+    path: Path
+    fmt: str
+    text_field: str = "text"
+    id_field: str | None = None
+    title_field: str | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in (self.id_field, self.title_field, self.text_field) if c]
+
+    def parquet_files(self) -> list[Path]:
+        return sorted(self.path.rglob("*.parquet")) if self.path.is_dir() else [self.path]
+
+    def parse(self, line: str, lineno: int) -> tuple[str, str] | None:
         """``(id, text)`` for one line, ``None`` for a blank line; bad input raises one clear
         line."""
         if not line.strip():
@@ -91,12 +97,12 @@ class LineParser:
             return str(lineno), line.rstrip("\r\n")
         obj = _json_or_error(
             line,
-            f"{self.source}:{lineno}: not a JSON object",
+            f"{self.path}:{lineno}: not a JSON object",
             "use --format text for plain text, one document a line",
         )
         if not isinstance(obj, dict) or self.text_field not in obj:
             raise LamMtebError(
-                f"{self.source}:{lineno}: no {self.text_field!r} field "
+                f"{self.path}:{lineno}: no {self.text_field!r} field "
                 f"(fields: {', '.join(obj) if isinstance(obj, dict) else type(obj).__name__}); "
                 "name the text with --text-field"
             )
@@ -106,8 +112,7 @@ class LineParser:
         if self.id_field:
             if self.id_field not in obj:
                 raise LamMtebError(
-                    f"{self.source}:{lineno}: no id field {self.id_field!r}; name it with "
-                    "--id-field"
+                    f"{self.path}:{lineno}: no id field {self.id_field!r}; name it with --id-field"
                 )
             return str(obj[self.id_field]), text
         return str(lineno), text
@@ -115,6 +120,22 @@ class LineParser:
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def _texts(values: list, titles: list | None) -> list[str]:
+    """The text column as strings, each prefixed by its title (when there is one)."""
+    texts = [_text(t) for t in values]
+    if titles is None:
+        return texts
+    return [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts, strict=True)]
+
+
+def _id_text_table(ids: list[str], texts: list[str]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.table(
+        {"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())}
+    )
 
 
 def guess_id_field(columns: list[str], given: str | None) -> str | None:
@@ -138,12 +159,8 @@ def _first_json_fields(path: Path) -> list[str]:
 # -- local streaming -----------------------------------------------------------------------------
 
 
-def _check_parquet_columns(
-    file: Path, names: list[str], text_field: str, id_field: str | None, title_field: str | None
-) -> None:
-    for col in (
-        [text_field] + ([title_field] if title_field else []) + ([id_field] if id_field else [])
-    ):
+def _check_parquet_columns(file: Path, names: list[str], src: Source) -> None:
+    for col in reversed(src.columns):  # text, title, id
         if col not in names:
             raise LamMtebError(
                 f"{file}: no column {col!r} (columns: {', '.join(names)}); "
@@ -152,16 +169,16 @@ def _check_parquet_columns(
 
 
 def _iter_lines(
-    path: Path, parser: LineParser, rows: int, progress: tqdm | None = None
+    src: Source, rows: int, progress: tqdm | None = None
 ) -> Iterator[tuple[list[str], list[str]]]:
     """:func:`iter_documents` of a jsonl or text file, read line by line."""
     ids = []
     texts = []
-    with open(path, "rb") as fh:
+    with open(src.path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             if progress is not None:
                 progress.update(len(raw))
-            parsed = parser(raw.decode("utf-8", errors="replace"), lineno)
+            parsed = src.parse(raw.decode("utf-8", errors="replace"), lineno)
             if parsed is None:
                 continue
             ids.append(parsed[0])
@@ -174,38 +191,26 @@ def _iter_lines(
 
 
 def iter_documents(
-    path: Path,
-    fmt: str,
-    rows: int,
-    text_field: str,
-    id_field: str | None,
-    title_field: str | None,
-    progress: tqdm | None = None,
+    src: Source, rows: int, progress: tqdm | None = None
 ) -> Iterator[tuple[list[str], list[str]]]:
     """Batches of at most ``rows`` ``(ids, texts)``; reads the input incrementally.  Parquet ids
     default to row numbers counted across the files, line ids to line numbers."""
-    if fmt != "parquet":
-        parser = LineParser(fmt, text_field, id_field, title_field, str(path))
-        yield from _iter_lines(path, parser, rows, progress)
+    if src.fmt != "parquet":
+        yield from _iter_lines(src, rows, progress)
         return
     import pyarrow.parquet as pq
 
     row_no = 0
-    for file in sorted(path.rglob("*.parquet")) if path.is_dir() else [path]:
+    for file in src.parquet_files():
         pf = pq.ParquetFile(file)
-        _check_parquet_columns(file, pf.schema_arrow.names, text_field, id_field, title_field)
-        cols = [c for c in (id_field, title_field, text_field) if c]
-        for batch in pf.iter_batches(batch_size=rows, columns=cols):
+        _check_parquet_columns(file, pf.schema_arrow.names, src)
+        for batch in pf.iter_batches(batch_size=rows, columns=src.columns):
             data = batch.to_pydict()
-            texts = [_text(t) for t in data[text_field]]
-            if title_field:
-                texts = [
-                    f"{_text(ti)} {t}".strip() if ti else t
-                    for ti, t in zip(data[title_field], texts, strict=True)
-                ]
+            titles = data[src.title_field] if src.title_field else None
+            texts = _texts(data[src.text_field], titles)
             ids = (
-                [str(i) for i in data[id_field]]
-                if id_field
+                [str(i) for i in data[src.id_field]]
+                if src.id_field
                 else [str(row_no + k + 1) for k in range(len(texts))]
             )
             row_no += len(texts)
@@ -271,24 +276,16 @@ def to_table(ids: list[str], emb: np.ndarray) -> pa.Table:
 
 
 def encode_local(
-    path: Path,
-    out: Path,
-    fmt: str,
-    embedder: Embedder,
-    rows: int,
-    text_field: str,
-    id_field: str | None,
-    title_field: str | None,
-    show_progress: bool = True,
+    src: Source, out: Path, embedder: Embedder, rows: int, show_progress: bool = True
 ) -> int:
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
-    if fmt == "parquet":
-        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-        total, unit, scale = sum(pq.ParquetFile(f).metadata.num_rows for f in files), "doc", False
+    if src.fmt == "parquet":
+        n_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in src.parquet_files())
+        total, unit, scale = n_rows, "doc", False
     else:
-        total, unit, scale = path.stat().st_size, "B", True
+        total, unit, scale = src.path.stat().st_size, "B", True
     n = 0
     writer = None
     with atomic_file(out) as tmp:
@@ -300,16 +297,14 @@ def encode_local(
                 desc=f"encode {embedder.name}",
                 disable=None if show_progress else True,
             ) as bar:
-                for ids, texts in iter_documents(
-                    path, fmt, rows, text_field, id_field, title_field, progress=bar
-                ):
+                for ids, texts in iter_documents(src, rows, progress=bar):
                     table = to_table(ids, embedder(texts))
                     if writer is None:
                         writer = pq.ParquetWriter(tmp, table.schema)
                     writer.write_table(table, row_group_size=len(ids))
                     n += len(ids)
             if writer is None:
-                raise LamMtebError(f"{path}: no documents found (blank input?)")
+                raise LamMtebError(f"{src.path}: no documents found (blank input?)")
         finally:
             if writer is not None:
                 writer.close()
@@ -323,20 +318,11 @@ class _Numberer:
     """Ray Data stage (one actor, ordered stream): raw lines -> (id, text), numbering lines like
     local mode."""
 
-    def __init__(
-        self,
-        fmt: str,
-        text_field: str,
-        id_field: str | None,
-        title_field: str | None,
-        source: str,
-    ) -> None:
-        self.parse = LineParser(fmt, text_field, id_field, title_field, source)
+    def __init__(self, src: Source) -> None:
+        self.parse = src.parse
         self.lineno = 0
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow as pa
-
         ids, texts = [], []
         for line in batch.column("text").to_pylist():
             self.lineno += 1
@@ -344,9 +330,7 @@ class _Numberer:
             if parsed is not None:
                 ids.append(parsed[0])
                 texts.append(parsed[1])
-        return pa.table(
-            {"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())}
-        )
+        return _id_text_table(ids, texts)
 
 
 class _EncodeActor:
@@ -388,9 +372,8 @@ class _EncodeActor:
 
 
 def encode_ray(
-    path: Path,
+    src: Source,
     out: Path,
-    fmt: str,
     *,
     model: str,
     device: str | None,
@@ -398,9 +381,6 @@ def encode_ray(
     batch_size: int,
     encode_kwargs: dict,
     rows: int,
-    text_field: str,
-    id_field: str | None,
-    title_field: str | None,
     address: str | None,
     workers: int | None,
     cpus_per_worker: float,
@@ -416,7 +396,7 @@ def encode_ray(
         ctx = ray_data.DataContext.get_current()
         # line numbers follow the file; shards in input order
         ctx.execution_options.preserve_order = True
-        ds = _ray_documents(ray, path, fmt, text_field, id_field, title_field)
+        ds = _ray_documents(ray, src)
         n_workers = _ray_worker_count(ray, workers, cpus_per_worker, gpus_per_worker)
         ds = ds.map_batches(
             _EncodeActor,
@@ -435,7 +415,7 @@ def encode_ray(
                 "threads": max(1, int(cpus_per_worker)) if cpus_per_worker >= 1 else 1,
             },
         )
-        return _write_parquet_folder(ds, path, out)
+        return _write_parquet_folder(ds, src.path, out)
     except LamMtebError:
         raise
     except Exception as exc:  # noqa: BLE001 - unwrapped to one line
@@ -445,48 +425,29 @@ def encode_ray(
             ray.shutdown()
 
 
-def _ray_documents(
-    ray: Any, path: Path, fmt: str, text_field: str, id_field: str | None, title_field: str | None
-) -> Any:
-    """A Ray dataset of ``id`` and ``text`` rows read from ``path``, in file order."""
-    source = str(path.resolve())
-    if fmt != "parquet":
+def _ray_documents(ray: Any, src: Source) -> Any:
+    """A Ray dataset of ``id`` and ``text`` rows read from the input, in file order."""
+    source = str(src.path.resolve())
+    if src.fmt != "parquet":
         ds = ray.data.read_text(source, drop_empty_lines=False)
         return ds.map_batches(
             _Numberer,
-            fn_constructor_kwargs={
-                "fmt": fmt,
-                "text_field": text_field,
-                "id_field": id_field,
-                "title_field": title_field,
-                "source": str(path),
-            },
+            fn_constructor_kwargs={"src": src},
             batch_format="pyarrow",
             concurrency=1,
             num_cpus=0,
         )
-    cols = [c for c in (id_field, title_field, text_field) if c]
-    ds = ray.data.read_parquet(source, columns=cols)
-    if id_field is None:
+    ds = ray.data.read_parquet(source, columns=src.columns)
+    if src.id_field is None:
         # row numbers need the global order: number them on one ordered actor, as for text
         return ds.map_batches(
             _ParquetNumberer,
-            fn_constructor_kwargs={"text_field": text_field, "title_field": title_field},
+            fn_constructor_kwargs={"src": src},
             batch_format="pyarrow",
             concurrency=1,
             num_cpus=0,
         )
-    if title_field:
-        return ds.map_batches(
-            _join_title,
-            fn_kwargs={"text_field": text_field, "title_field": title_field, "id_field": id_field},
-            batch_format="pyarrow",
-        )
-    return ds.map_batches(
-        _rename,
-        fn_kwargs={"text_field": text_field, "id_field": id_field},
-        batch_format="pyarrow",
-    )
+    return ds.map_batches(_id_and_text, fn_kwargs={"src": src}, batch_format="pyarrow")
 
 
 def _ray_worker_count(
@@ -532,50 +493,24 @@ def _one_line_ray_error(exc: BaseException) -> LamMtebError:
 
 
 class _ParquetNumberer:
-    def __init__(self, text_field: str, title_field: str | None) -> None:
-        self.text_field, self.title_field, self.row = text_field, title_field, 0
+    def __init__(self, src: Source) -> None:
+        self.src, self.row = src, 0
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow as pa
-
-        texts = [_text(t) for t in batch.column(self.text_field).to_pylist()]
-        if self.title_field:
-            titles = batch.column(self.title_field).to_pylist()
-            texts = [
-                f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts, strict=True)
-            ]
+        texts = _batch_texts(batch, self.src)
         ids = [str(self.row + k + 1) for k in range(len(texts))]
         self.row += len(texts)
-        return pa.table(
-            {"id": pa.array(ids, type=pa.string()), "text": pa.array(texts, type=pa.string())}
-        )
+        return _id_text_table(ids, texts)
 
 
-def _join_title(batch: pa.Table, text_field: str, title_field: str, id_field: str) -> pa.Table:
-    import pyarrow as pa
-
-    texts = [_text(t) for t in batch.column(text_field).to_pylist()]
-    titles = batch.column(title_field).to_pylist()
-    texts = [f"{_text(ti)} {t}".strip() if ti else t for ti, t in zip(titles, texts, strict=True)]
-    return pa.table(
-        {
-            "id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
-            "text": pa.array(texts, type=pa.string()),
-        }
-    )
+def _batch_texts(batch: pa.Table, src: Source) -> list[str]:
+    titles = batch.column(src.title_field).to_pylist() if src.title_field else None
+    return _texts(batch.column(src.text_field).to_pylist(), titles)
 
 
-def _rename(batch: pa.Table, text_field: str, id_field: str) -> pa.Table:
-    import pyarrow as pa
-
-    return pa.table(
-        {
-            "id": pa.array([str(i) for i in batch.column(id_field).to_pylist()], type=pa.string()),
-            "text": pa.array(
-                [_text(t) for t in batch.column(text_field).to_pylist()], type=pa.string()
-            ),
-        }
-    )
+def _id_and_text(batch: pa.Table, src: Source) -> pa.Table:
+    ids = [str(i) for i in batch.column(src.id_field).to_pylist()]
+    return _id_text_table(ids, _batch_texts(batch, src))
 
 
 # -- command -------------------------------------------------------------------------------------
@@ -601,22 +536,23 @@ def _checked_paths(args: argparse.Namespace) -> tuple[Path, Path, str]:
     return path, out, fmt
 
 
-def _input_id_field(path: Path, fmt: str, given: str | None) -> str | None:
+def _input_id_field(src: Source, given: str | None) -> str | None:
     """--id-field, or the first of ID_FIELDS the input has (jsonl / parquet)."""
-    if fmt == "jsonl":
-        return guess_id_field(_first_json_fields(path), given)
-    if fmt == "parquet":
+    if src.fmt == "jsonl":
+        return guess_id_field(_first_json_fields(src.path), given)
+    if src.fmt == "parquet":
         import pyarrow.parquet as pq
 
-        first = next(iter(sorted(path.rglob("*.parquet")) if path.is_dir() else [path]), None)
+        first = next(iter(src.parquet_files()), None)
         if first is None:
-            raise LamMtebError(f"--input {path}: no parquet files")
+            raise LamMtebError(f"--input {src.path}: no parquet files")
         return guess_id_field(pq.ParquetFile(first).schema_arrow.names, given)
     return given
 
 
-def _device_and_kwargs(args: argparse.Namespace) -> tuple[str | None, dict]:
-    """The first --device and the encode keywords (all devices there when several)."""
+def device_and_kwargs(args: argparse.Namespace) -> tuple[str | None, dict]:
+    """The first --device and the --encode-kwargs (all devices there when several), for
+    ``lam-mteb encode`` and ``run``."""
     encode_kwargs = parse_encode_kwargs(args.encode_kwargs)
     devices = args.device or []
     if len(devices) > 1:
@@ -627,28 +563,22 @@ def _device_and_kwargs(args: argparse.Namespace) -> tuple[str | None, dict]:
 def _write_embeddings(
     registry: Registry,
     args: argparse.Namespace,
-    path: Path,
+    src: Source,
     target: Path,
-    fmt: str,
-    id_field: str | None,
     device: str | None,
     encode_kwargs: dict,
 ) -> int:
     """Encode the input into ``target`` with the chosen executor; returns the document count."""
     if args.executor == "ray":
         return encode_ray(
-            path,
+            src,
             target,
-            fmt,
             model=args.model,
             device=device,
             prompt_type=args.prompt_type,
             batch_size=args.batch_size,
             encode_kwargs=encode_kwargs,
             rows=args.rows,
-            text_field=args.text_field,
-            id_field=id_field,
-            title_field=args.title_field,
             address=args.address,
             workers=args.workers,
             cpus_per_worker=args.cpus_per_worker,
@@ -657,9 +587,7 @@ def _write_embeddings(
     embedder = Embedder(
         registry, args.model, device, args.prompt_type, args.batch_size, encode_kwargs
     )
-    return encode_local(
-        path, target, fmt, embedder, args.rows, args.text_field, id_field, args.title_field
-    )
+    return encode_local(src, target, embedder, args.rows)
 
 
 def cmd_encode(host: PluginHost, args: argparse.Namespace) -> int:
@@ -670,11 +598,13 @@ def cmd_encode(host: PluginHost, args: argparse.Namespace) -> int:
         runner.import_ray()
     registry = host.registry()
     registry.model(args.model)  # unknown model: one line, before any work
-    id_field = _input_id_field(path, fmt, args.id_field)
-    device, encode_kwargs = _device_and_kwargs(args)
+    src = Source(path, fmt, args.text_field, title_field=args.title_field)
+    id_field = _input_id_field(src, args.id_field)
+    src = replace(src, id_field=id_field)
+    device, encode_kwargs = device_and_kwargs(args)
     t0 = time.perf_counter()
     # an existing --output (--overwrite) is replaced only once the new one is complete
-    n = _write_embeddings(registry, args, path, out, fmt, id_field, device, encode_kwargs)
+    n = _write_embeddings(registry, args, src, out, device, encode_kwargs)
     wall = time.perf_counter() - t0
     print(
         f"{n} documents from {path} ({fmt}) -> "

@@ -23,10 +23,8 @@ from lam_mteb.errors import LamMtebError
 if TYPE_CHECKING:
     from mteb.abstasks import AbsTask
 
-SUPPORTED_MTEB = (
-    (2, 26, 20),
-    (2, 27, 0),
-)  # [min, max) — the range tested in tests/test_core_mteb_compat.py
+#: [min, max): the range tested in tests/test_core_mteb_compat.py
+SUPPORTED_MTEB = ((2, 26, 20), (2, 27, 0))
 
 
 # -- versions ------------------------------------------------------------------------------------

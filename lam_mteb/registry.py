@@ -746,9 +746,7 @@ def apply_configure(
         problem = metadata_problem({k: v for k, v in derived.items() if k != "revision"})
         if problem:
             raise TypeError(f"configure() returned {problem[1]}")
-    except LamMtebError as exc:
-        raise LamMtebError(f"{config.source}: model {config.name!r}: {exc}") from None
-    except (ValueError, TypeError, KeyError) as exc:
+    except (LamMtebError, ValueError, TypeError, KeyError) as exc:
         raise LamMtebError(f"{config.source}: model {config.name!r}: {exc}") from None
     revision = derived.pop("revision", None)
     config.derived_revision = str(revision) if revision else None
@@ -756,15 +754,13 @@ def apply_configure(
 
 
 def _resolve_paths(params: dict, base: Path) -> dict:
-    out = {}
-    for key, value in params.items():
-        if isinstance(value, str) and (
-            value.startswith("./") or value.startswith("../") or value.startswith("~")
-        ):
-            value = (
-                str((base / value).resolve())
-                if not value.startswith("~")
-                else str(Path(value).expanduser())
-            )
-        out[key] = value
-    return out
+    """``./x`` and ``../x`` relative to the registry file's folder, ``~`` expanded."""
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("~"):
+            return str(Path(value).expanduser())
+        if isinstance(value, str) and value.startswith(("./", "../")):
+            return str((base / value).resolve())
+        return value
+
+    return {key: resolve(value) for key, value in params.items()}

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from lam_mteb.errors import LamMtebError
+from lam_mteb.errors import LamMtebError, one_line
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -102,21 +102,14 @@ class PairOutcome:
 def expand(models: Iterable[str], tasks: Iterable[Any]) -> list[Pair]:
     """Model-major grid of pairs (a model's tasks are adjacent: the in-process executor loads it
     once)."""
-    specs: list[tuple[str, tuple[str, ...] | None, tuple[str, ...] | None]] = []
-    for task in tasks:
-        if isinstance(task, str):
-            specs.append((task, None, None))
-        else:
-            specs.append((task.metadata.name, tuple(task.eval_splits), tuple(task.hf_subsets)))
-    seen: set[Pair] = set()
-    pairs = []
-    for model in models:
-        for name, splits, subsets in specs:
-            pair = Pair(model, name, splits, subsets)
-            if pair not in seen:
-                seen.add(pair)
-                pairs.append(pair)
-    return pairs
+    specs: list[tuple[str, tuple[str, ...] | None, tuple[str, ...] | None]] = [
+        (t, None, None)
+        if isinstance(t, str)
+        else (t.metadata.name, tuple(t.eval_splits), tuple(t.hf_subsets))
+        for t in tasks
+    ]
+    # dict.fromkeys: each pair once, in grid order
+    return list(dict.fromkeys(Pair(model, *spec) for model in models for spec in specs))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -224,11 +217,6 @@ def forwarded_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
 def _load_model(host: PluginHost, name: str, device: str | None, reuse: bool) -> Any:
     """The pair's model; with ``reuse``, the one this process's host loaded last if it is the
     same (one model at a time in a process)."""
@@ -283,9 +271,7 @@ def _evaluate_job(job: dict) -> dict:
 def run_pair(job: dict) -> dict:
     """Evaluate one pair; never raises.  ``job``: pair fields, device, encode_kwargs, env,
     reuse_model."""
-    os.environ.update(
-        job.get("env") or {}
-    )  # a Ray worker on another node gets the driver's settings
+    os.environ.update(job.get("env") or {})  # a Ray worker on another node: the driver's settings
     t0 = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
@@ -294,7 +280,7 @@ def run_pair(job: dict) -> dict:
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        reply: dict[str, Any] = {"ok": False, "error": _one_line(exc)}
+        reply: dict[str, Any] = {"ok": False, "error": one_line(exc)}
         if isinstance(exc, LamMtebError):  # bad input: its one line says it all, no traceback
             reply["user_error"] = True
         else:
@@ -302,9 +288,8 @@ def run_pair(job: dict) -> dict:
         return {**reply, "worker": worker, "seconds": time.perf_counter() - t0}
 
 
-def _worker_loop(
-    conn: Connection,
-) -> None:  # runs in a spawned process: pairs in, replies out, until None
+def _worker_loop(conn: Connection) -> None:
+    """A spawned worker process: pairs in, replies out, until None."""
     try:
         while True:
             job = conn.recv()
@@ -439,7 +424,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> tuple[Any, boo
         ray.init(**kwargs)
     except Exception as exc:  # noqa: BLE001 - Ray raises many types; one line
         raise LamMtebError(
-            f"could not start or reach Ray{f' at {address}' if address else ''}: {_one_line(exc)}"
+            f"could not start or reach Ray{f' at {address}' if address else ''}: {one_line(exc)}"
         ) from None
     return ray, True
 
@@ -477,7 +462,7 @@ def run_ray(
                 except Exception as exc:  # noqa: BLE001 - WorkerCrashedError, OutOfMemoryError, a lost node ...
                     reply = {
                         "ok": False,
-                        "error": f"Ray: {_one_line(exc)}",
+                        "error": f"Ray: {one_line(exc)}",
                         "worker": "-",
                         "seconds": None,
                     }
@@ -584,11 +569,8 @@ def _jobs(config: GridConfig, pairs: list[Pair]) -> list[dict]:
     """One picklable job per pair (what a worker needs to evaluate it)."""
     threads = None
     if config.executor == "local" and config.jobs > 1:
-        threads = (
-            max(1, int(config.cpus_per_job))
-            if config.cpus_per_job
-            else max(1, (os.cpu_count() or 1) // config.jobs)
-        )
+        cpus = config.cpus_per_job or (os.cpu_count() or 1) // config.jobs
+        threads = max(1, int(cpus))
     env = forwarded_env()
     return [
         {
@@ -621,13 +603,10 @@ def _record_outcome(
         try:
             result = TaskResult.from_dict(reply["result"])
             save_result(cache, meta, result, config.encode_kwargs)
-            outcome.status, outcome.main_score, outcome.result = (
-                "done",
-                main_score(result, splits),
-                reply["result"],
-            )
+            outcome.status, outcome.result = "done", reply["result"]
+            outcome.main_score = main_score(result, splits)
         except Exception as exc:  # noqa: BLE001 - reported as the pair's failure
-            outcome.error = f"saving the result failed: {_one_line(exc)}"
+            outcome.error = f"saving the result failed: {one_line(exc)}"
             reply = {**reply, "traceback": traceback.format_exc()}
     else:
         outcome.error = reply.get("error") or "unknown error"

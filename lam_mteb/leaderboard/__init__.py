@@ -112,13 +112,10 @@ def _read_inputs(
     ref_rows = []
     input_text = []
     loaded = load_results(args.results, recreated_tasks=args.recreated, datasets=registry.datasets)
-    for folder in args.results:
-        n = sum(
-            1
-            for r in loaded.rows
-            if r.source.startswith(f"ours: run {_display_path(Path(folder))} (model rev")
-        )
-        input_text.append(f"results {_display_path(Path(folder))} ({n} model run(s))")
+    for folder in map(Path, args.results):
+        ours = f"ours: run {_display_path(folder)} (model rev"
+        n = sum(r.source.startswith(ours) for r in loaded.rows)
+        input_text.append(f"results {_display_path(folder)} ({n} model run(s))")
     if ref_file:
         doc = references.load(ref_file, spec.benchmarks(registry))
         ref_rows = references.rows_from_references(doc)

@@ -29,19 +29,9 @@ def _present(value: float | None) -> bool:
 
 
 def average_ranks_descending(values: Sequence[float]) -> list[float]:
-    """1-based ranks, highest value first, ties sharing the average of their positions."""
-    order = sorted(range(len(values)), key=lambda i: values[i], reverse=True)
-    ranks = [0.0] * len(values)
-    pos = 0
-    while pos < len(order):
-        end = pos
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[pos]]:
-            end += 1
-        average = (pos + 1 + end + 1) / 2
-        for k in range(pos, end + 1):
-            ranks[order[k]] = average
-        pos = end + 1
-    return ranks
+    """1-based ranks, highest value first, ties sharing the average of their positions (a value
+    after ``g`` greater ones and tied with ``e - 1`` others holds positions ``g + 1 .. g + e``)."""
+    return [1 + sum(o > v for o in values) + (sum(o == v for o in values) - 1) / 2 for v in values]
 
 
 def min_ranks_descending(values: Sequence[float]) -> list[int]:

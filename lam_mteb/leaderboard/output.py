@@ -29,18 +29,10 @@ def is_generated(path: Path) -> bool:
     return first in (render.MD_MARKER.encode(), render.CSV_MARKER.encode())
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def check_out_dir(out_dir: Path, inputs: list[Path]) -> None:
     """Refuse an --out that lies inside an input folder, or holds files we did not generate."""
     for folder in inputs:
-        if folder.is_dir() and _inside(out_dir, folder):
+        if folder.is_dir() and out_dir.resolve().is_relative_to(folder.resolve()):
             raise LamMtebError(
                 f"--out {out_dir} is inside the input folder {folder}; the generator "
                 "never writes into its inputs, choose another --out"

@@ -97,9 +97,8 @@ def validate(doc: Any, file: str | Path, benchmarks: Iterable[spec.Benchmark]) -
         where = _where(doc, ["entries", i])
         for group in ("scores", "summaries"):
             for task, value in (entry.get(group) or {}).items():
-                if not math.isfinite(
-                    float(value["value"])
-                ):  # .nan passes the schema's minimum/maximum
+                # .nan passes the schema's minimum/maximum
+                if not math.isfinite(float(value["value"])):
                     raise ReferencesError(
                         f"{file}: {where}: {group}.{task}.value is {value['value']!r}, "
                         "not a finite number from 0 to 1"

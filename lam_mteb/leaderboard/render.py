@@ -332,28 +332,10 @@ def render_markdown(
 
 # -- csv ---------------------------------------------------------------------------------------
 
-CSV_FIELDS = [
-    "benchmark",
-    "rank",
-    "model",
-    "kind",
-    "source",
-    "revision",
-    "task",
-    "in_mean",
-    "score",
-    "metric",
-    "split",
-    "recreated",
-    "mean",
-    "mean_partial",
-    "n_tasks_present",
-    "n_tasks",
-    "n_parameters",
-    "embed_dim",
-    "max_tokens",
-    "file",
-]
+CSV_FIELDS = (
+    "benchmark rank model kind source revision task in_mean score metric split recreated mean "
+    "mean_partial n_tasks_present n_tasks n_parameters embed_dim max_tokens file"
+).split()
 
 
 def render_csv(tables: list[Table]) -> str:
@@ -378,44 +360,32 @@ def render_csv(tables: list[Table]) -> str:
                 "embed_dim": tr.row.embed_dim or "",
                 "max_tokens": tr.row.max_tokens or "",
             }
-            wrote = False
-            for task in table.columns:
-                cell = tr.cells.get(task)
-                if cell is None:
-                    continue
-                writer.writerow(
-                    _csv_row(
-                        {
-                            **base,
-                            "task": task,
-                            "in_mean": str(task in table.tasks).lower(),
-                            "score": repr(cell.value),
-                            "metric": cell.metric or "",
-                            "split": cell.split or "",
-                            "recreated": str(cell.recreated).lower(),
-                            "file": cell.file or "",
-                        }
-                    )
-                )
-                wrote = True
-            if tr.summary is not None:
-                writer.writerow(
-                    _csv_row(
-                        {
-                            **base,
-                            "task": f"(stated {table.bench.key} aggregate)",
-                            "in_mean": "false",
-                            "score": repr(tr.summary.value),
-                            "recreated": "false",
-                        }
-                    )
-                )
-                wrote = True
-            if not wrote:
-                writer.writerow(
-                    _csv_row({**base, "task": "", "in_mean": "", "score": "", "recreated": ""})
-                )
+            for columns in _csv_task_columns(table, tr):
+                writer.writerow(_csv_row({**base, **columns}))
     return buf.getvalue()
+
+
+def _csv_task_columns(table: Table, tr: TableRow) -> list[dict]:
+    """The task columns of a row's CSV lines: one line per task score, one for an aggregate its
+    source states, else one line without a task (a row listed without scores)."""
+    lines = [
+        {
+            "task": task,
+            "in_mean": str(task in table.tasks).lower(),
+            "score": repr(cell.value),
+            "metric": cell.metric or "",
+            "split": cell.split or "",
+            "recreated": str(cell.recreated).lower(),
+            "file": cell.file or "",
+        }
+        for task in table.columns
+        if (cell := tr.cells.get(task)) is not None
+    ]
+    if tr.summary is not None:
+        task = f"(stated {table.bench.key} aggregate)"
+        score = repr(tr.summary.value)
+        lines.append({"task": task, "in_mean": "false", "score": score, "recreated": "false"})
+    return lines or [{"task": "", "in_mean": "", "score": "", "recreated": ""}]
 
 
 # -- png ---------------------------------------------------------------------------------------

@@ -55,11 +55,10 @@ def _display_path(path: Path) -> str:
     return rel if not rel.startswith("..") else str(path)
 
 
-def _layout_root(folder: Path) -> Path:
-    """The folder that holds ``<org>__<model>/<revision>/<Task>.json`` for a --results argument."""
-    if (folder / "results").is_dir():
-        return folder / "results"
-    return folder
+def layout_root(folder: Path) -> Path:
+    """The folder that holds ``<org>__<model>/<revision>/<Task>.json``: ``DIR/results`` when DIR
+    is an mteb ``--output-folder``, else DIR itself."""
+    return folder / "results" if (folder / "results").is_dir() else folder
 
 
 def _cache_paths(root: Path) -> list[Path]:
@@ -160,13 +159,19 @@ def registry_recreated_tasks(
     return out
 
 
-def _eval_splits(task_name: str) -> list[str] | None:
+def task_metadata(task_name: str) -> Any:
+    """mteb's metadata of a task, or None when mteb does not know it."""
     try:
         import mteb
 
-        return list(mteb.get_task(task_name).metadata.eval_splits)
+        return mteb.get_task(task_name).metadata
     except Exception:
         return None
+
+
+def _eval_splits(task_name: str) -> list[str] | None:
+    metadata = task_metadata(task_name)
+    return None if metadata is None else list(metadata.eval_splits)
 
 
 #: splits a task evaluates for tuning; where a task also evaluates "test", only "test" is reported
@@ -179,15 +184,6 @@ def report_splits(splits: list[str] | None) -> list[str] | None:
     if splits and "test" in splits and len(splits) > 1 and set(splits) - {"test"} <= TUNING_SPLITS:
         return ["test"]
     return splits
-
-
-def _main_metric(task_name: str) -> str | None:
-    try:
-        import mteb
-
-        return str(mteb.get_task(task_name).metadata.main_score)
-    except Exception:
-        return None
 
 
 def _subset_entries(raw: dict, splits: list[str]) -> list[dict]:
@@ -299,7 +295,6 @@ def baseline_rows(found: list[tuple[str, str, dict[str, float], str, str, str]])
 
 @dataclass
 class LoadedResults:
-    benchmark_results: Any  # mteb.BenchmarkResults
     rows: list[Row]
     report: LoadReport
 
@@ -312,8 +307,6 @@ def load_results(
 ) -> LoadedResults:
     """Our rows from mteb results folders (one row per model, revision and experiment);
     ``datasets`` (the registry's dataset builders) say which tasks ran on re-created data."""
-    from mteb.results import BenchmarkResults
-
     report = LoadReport()
     found = _result_files(folders)
     labels = _RecreationLabels(
@@ -322,7 +315,6 @@ def load_results(
             {p.stem for _, paths in found for p in paths}, datasets or {}
         ),
     )
-    model_results = []
     rows: list[Row] = []
     baselines_found: list[tuple[str, str, dict[str, float], str, str, str]] = []
     for folder, paths in found:
@@ -338,11 +330,10 @@ def load_results(
         for rev_dir, files in sorted(groups.items()):
             run = _load_run(folder, rev_dir, files, labels, report)
             baselines_found += run.baselines
-            if run.model_result is not None and run.row is not None:
-                model_results.append(run.model_result)
+            if run.row is not None:
                 rows.append(run.row)
     rows += baseline_rows(baselines_found)
-    return LoadedResults(BenchmarkResults(model_results=model_results), rows, report)
+    return LoadedResults(rows, report)
 
 
 def _result_files(folders: Iterable[str | Path]) -> list[tuple[Path, list[Path]]]:
@@ -355,7 +346,7 @@ def _result_files(folders: Iterable[str | Path]) -> list[tuple[Path, list[Path]]
             raise LamMtebError(
                 f"results folder {folder} does not exist (pass the --output-folder of `mteb run`)"
             )
-        found.append((folder, _cache_paths(_layout_root(folder))))
+        found.append((folder, _cache_paths(layout_root(folder))))
     return found
 
 
@@ -383,16 +374,13 @@ class _RecreationLabels:
 class _Run:
     """What one ``<model>/<revision>[/experiments/<name>]`` folder contributes."""
 
-    model_result: Any  # mteb ModelResult, None when no file could be read
-    row: Row | None
+    row: Row | None  # None when no file could be read
     baselines: list[tuple[str, str, dict[str, float], str, str, str]]
 
 
 def _load_run(
     folder: Path, rev_dir: Path, files: list[Path], labels: _RecreationLabels, report: LoadReport
 ) -> _Run:
-    from mteb.results import ModelResult
-
     meta = _read_model_meta(rev_dir, report)
     in_experiment = rev_dir.parent.name == "experiments"
     model_dir = rev_dir.parents[2] if in_experiment else rev_dir.parent
@@ -400,7 +388,6 @@ def _load_run(
     model_name = meta.get("name") or model_dir.name.replace("__", "/")
     revision = meta.get("revision") or revision_dir.name
     experiment = rev_dir.name if in_experiment else None
-    task_results = []
     cells: dict[str, Cell] = {}
     baselines = []
     for path in sorted(files):
@@ -409,20 +396,13 @@ def _load_run(
             continue
         result, raw, cell = read
         cell.recreated, cell.recreation_note = labels.label(result.task_name, raw)
-        task_results.append(result)
         cells[result.task_name] = cell
         if cell.metric:
             where = _display_path(folder)
             for name, metrics in reported_baselines(raw, _used_splits(result)).items():
                 baselines.append((result.task_name, name, metrics, cell.metric, model_name, where))
-    if not task_results:
-        return _Run(None, None, baselines)
-    model_result = ModelResult(
-        model_name=model_name,
-        model_revision=revision,
-        task_results=task_results,
-        experiment_name=experiment,
-    )
+    if not cells:
+        return _Run(None, baselines)
     row = Row(
         model=model_name if experiment is None else f"{model_name} ({experiment})",
         model_id=model_name,
@@ -436,7 +416,7 @@ def _load_run(
         max_tokens=_max_tokens(meta.get("max_tokens")),
         path=_display_path(rev_dir),
     )
-    return _Run(model_result, row, baselines)
+    return _Run(row, baselines)
 
 
 def _used_splits(result: Any) -> list[str]:
@@ -457,7 +437,8 @@ def _read_result(path: Path, report: LoadReport) -> tuple[Any, Any, Cell] | None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = TaskResult.from_disk(path)
-        splits = report_splits(_eval_splits(result.task_name))
+        metadata = task_metadata(result.task_name)
+        splits = report_splits(None if metadata is None else list(metadata.eval_splits))
         if splits and not any(s in result.scores for s in splits):
             raise ValueError(
                 f"none of the task's eval splits {splits} in the file (has {sorted(result.scores)})"
@@ -481,7 +462,7 @@ def _read_result(path: Path, report: LoadReport) -> tuple[Any, Any, Cell] | None
         return None
     cell = Cell(
         value=value,
-        metric=_main_metric(result.task_name),
+        metric=None if metadata is None else str(metadata.main_score),
         split=use[0] if len(use) == 1 else f"mean of {len(use)} splits",
         file=_display_path(path),
         partial_note=partial_note,

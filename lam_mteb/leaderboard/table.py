@@ -30,10 +30,8 @@ class TableRow:
     summary: Summary | None  # an aggregate the source states without per-task numbers
     rank: int | None = None
     mean_recreated: bool = False  # the mean includes a score on re-created task data
-
-    partial_cells: list[str] = field(
-        default_factory=list
-    )  # ranked tasks scored on some splits only
+    #: ranked tasks scored on some splits only
+    partial_cells: list[str] = field(default_factory=list)
 
     @property
     def partial(self) -> bool:
