@@ -107,3 +107,22 @@ def test_registry_entries_derive_width_and_refuse_multi_vector(tmp_path):
     )
     with pytest.raises(lam_mteb.LamMtebError, match=r"registry.yaml:2: .*multi-vector"):
         registry.load_registry_file(path, reg)
+
+
+class _Unnormalised(HashEncoder):
+    """A cosine encoder that returns raw (not unit) vectors."""
+
+    def encode(self, texts, **kwargs):
+        return 7.0 * super().encode(texts, **kwargs)
+
+
+def test_an_unnormalised_cosine_encoder_still_fuses_its_cosine():
+    inner = _Unnormalised(dim=32)
+    enc = lexical.LexicalEncoder(inner, dim=4096, avgdl=40.0, retrieval_weight=0.6)
+    d, q = enc.encode(DOCS, prompt_type="document"), enc.encode(QUERIES, prompt_type="query")
+    bm = enc.lexical
+    unit = HashEncoder(dim=32)
+    want = 0.4 * unit.encode(QUERIES) @ unit.encode(DOCS).T + 0.6 * (
+        bm.encode(QUERIES, "query") @ bm.encode(DOCS, "document").T
+    )
+    assert np.allclose(q @ d.T, want, atol=1e-5)

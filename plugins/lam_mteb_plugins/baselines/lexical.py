@@ -20,8 +20,9 @@ Retrieval (mteb passes ``prompt_type`` "query" / "document"):
 - so ``query_block · document_block`` = BM25(q, d) / ((k1 + 1) · Σ_t∈q idf(t)), in [0, 1]: the
   idf-weighted, saturated share of the query found in the document.
 
-The output is ``[sqrt(1 - w) · e, sqrt(w) · block]`` with ``e`` the inner vector (unit norm for a
-cosine encoder) and ``w`` = ``retrieval_weight``: a dot product is the convex fusion
+The output is ``[sqrt(1 - w) · e, sqrt(w) · block]`` with ``e`` the inner vector (L2-normalised
+here when the inner encoder has no ``similarity`` of its own, i.e. is scored by cosine) and ``w`` =
+``retrieval_weight``: a dot product is the convex fusion
 ``(1 - w) · cosine + w · normalised BM25``.  An inner encoder with its own ``similarity`` (a
 fixed-size state read by the query, say) keeps it: the fused score is
 ``(1 - w) · inner.similarity + w · block dot product``.
@@ -336,6 +337,9 @@ class LexicalEncoder:
             raise lam_mteb.LamMtebError(
                 f"lexical: encoder {self.inner_name!r} must return one vector per text"
             )
+        if self.inner_similarity is None:  # a cosine encoder: its part of a dot product is cosine
+            norms = np.linalg.norm(dense, axis=1, keepdims=True)
+            dense = np.where(norms > 0, dense / np.where(norms > 0, norms, 1.0), dense)
         from tqdm.auto import tqdm
 
         blocks = np.zeros((len(texts), self.dim), dtype=np.float32)
