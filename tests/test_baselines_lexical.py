@@ -99,7 +99,6 @@ def test_registry_entries_derive_width_and_refuse_multi_vector(tmp_path):
 
     reg = plugins.get_registry()
     m = reg.model("minilm-chunk-mean-lexical")
-    assert m.embed_dim == 384 + lexical.DEFAULTS["dim"] or m.embed_dim == 384 + int(m.params["dim"])
     assert m.embed_dim == 384 + int(m.params["dim"])
     path = tmp_path / "registry.yaml"
     path.write_text(
