@@ -10,11 +10,13 @@ missing file is shown as "–" and listed on stderr.
     python scripts/results_table.py --write docs/lam.md:lam-state-table \\
         --models minilm bm25 lam-state --tasks STSBenchmark SciFact LEMBQMSumRetrieval
 
-A table lists models by tasks (``tasks:``, each cell the task's main score over its test splits)
-or, with ``by_split: TASK``, one task by its test splits (a column per split, e.g. Passkey's eight
-lengths, and their mean).  A file that lacks one of the task's evaluation splits counts as
-missing, so no mean is over fewer splits than the task has.
-The markers in the target file are ``<!-- results-table: NAME -->`` and ``<!-- /results-table -->``.
+A table lists models by tasks (``tasks:``, each cell the task's main score over its test splits);
+with ``by_split: TASK``, one task by its test splits (a column per split, e.g. Passkey's eight
+lengths, and their mean); with ``predictors: TASK``, a task that scores reference predictors beside
+the model (LVMNextVector): a row per model's own predictor and per baseline, a column per metric.
+A file that lacks one of the task's evaluation splits counts as missing, so no mean is over fewer
+splits than the task has.  The markers in the target file are ``<!-- results-table: NAME -->`` and
+``<!-- /results-table -->``.
 """
 
 from __future__ import annotations
@@ -105,16 +107,64 @@ def table(
     return "\n".join(rows) + "\n", missing
 
 
-def update(
-    path: Path,
-    name: str,
-    results: Path,
-    models: list[str],
-    tasks: list[str],
-    check: bool,
-    na: frozenset = frozenset(),
-    by_split: str | None = None,
-) -> bool:
+PREDICTOR_COLUMNS = [
+    ("cosine_mean", "cos mean"),
+    ("cosine_std", "cos std"),
+    ("recall_at_1", "R@1"),
+    ("recall_at_5", "R@5"),
+    ("recall_at_10", "R@10"),
+    ("contain_at_50", "Contain@50"),
+    ("mrr", "MRR"),
+    ("p95_latency_ms", "P95 ms"),
+]
+BASELINE_ORDER = ["linear_average", "persistence", "mean_vector", "random"]
+
+
+def predictor_table(results: Path, models: list[str], task: str) -> tuple[str, list[str]]:
+    """A task that scores reference predictors beside the model (LVMNextVector), test split: one
+    row per model's own predictor, then the baselines of the last model's run."""
+    from lam_mteb import plugins
+
+    registry = plugins.get_registry()
+    rows, missing = [], []
+    baselines: dict[str, dict] = {}
+    owner = models[-1]
+    for model in models:
+        config = registry.model(model)
+        path = results / "results" / f"{config.org}__{config.name}" / config.revision
+        path = path / f"{task}.json"
+        entries = (
+            json.loads(path.read_text()).get("scores", {}).get("test", []) if path.is_file() else []
+        )
+        if not entries:
+            missing.append(str(path))
+            rows += [] if model == owner else [(f"`{model}`", {})]
+            continue
+        predictors = entries[0].get("predictors", {})
+        if "model_predictor" in predictors:
+            rows.append((f"`{model}`", predictors["model_predictor"]))
+        if model == owner:
+            baselines = {
+                b: predictors[b] for b in entries[0].get("baselines", []) if b in predictors
+            }
+    for name in sorted(baselines, key=lambda b: (BASELINE_ORDER + [b]).index(b)):
+        rows.append((f"{name.replace('_', ' ')} (baseline, `{owner}` vectors)", baselines[name]))
+    lines = [
+        "| predictor | " + " | ".join(h for _, h in PREDICTOR_COLUMNS) + " |",
+        "|---" * (len(PREDICTOR_COLUMNS) + 1) + "|",
+    ]
+    for label, metrics in rows:
+        cells = [
+            "–"
+            if metrics.get(k) is None
+            else (f"{metrics[k]:.3g}" if k.endswith("_ms") else f"{metrics[k]:.4f}")
+            for k, _ in PREDICTOR_COLUMNS
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n", missing
+
+
+def update(path: Path, name: str, results: Path, spec: dict, check: bool) -> bool:
     """Write (or with ``check`` compare) one table; True when the file is (or was) up to date."""
     text = path.read_text(encoding="utf-8")
     pattern = re.compile(
@@ -122,7 +172,13 @@ def update(
     )
     if not pattern.search(text):
         raise SystemExit(f"error: {path} has no '<!-- results-table: {name} -->' markers")
-    new, missing = table(results, models, tasks, na, by_split)
+    if spec.get("predictors"):
+        new, missing = predictor_table(results, spec["models"], spec["predictors"])
+    else:
+        na = frozenset(tuple(pair) for pair in spec.get("not_applicable", []))
+        new, missing = table(
+            results, spec["models"], spec.get("tasks", []), na, spec.get("by_split")
+        )
     for m in missing:
         print(f"no result file: {m}", file=sys.stderr)
     updated = pattern.sub(lambda m: m.group(1) + new + m.group(3), text)
@@ -151,19 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = [{"file": target, "name": name, "models": args.models, "tasks": args.tasks}]
     else:
         specs = yaml.safe_load((args.results / "tables.yaml").read_text())["tables"]
-    ok = [
-        update(
-            Path(t["file"]),
-            t["name"],
-            args.results,
-            t["models"],
-            t.get("tasks", []),
-            args.check,
-            frozenset(tuple(pair) for pair in t.get("not_applicable", [])),
-            t.get("by_split"),
-        )
-        for t in specs
-    ]
+    ok = [update(Path(t["file"]), t["name"], args.results, t, args.check) for t in specs]
     return 0 if all(ok) else 1
 
 
