@@ -126,7 +126,8 @@ def predictor_table(results: Path, models: list[str], task: str) -> tuple[str, l
     from lam_mteb import plugins
 
     registry = plugins.get_registry()
-    rows, missing = [], []
+    rows: list[tuple[str, dict]] = []
+    missing: list[str] = []
     baselines: dict[str, dict] = {}
     owner = models[-1]
     for model in models:

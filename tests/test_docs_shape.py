@@ -21,7 +21,8 @@ def issue_references(text: str) -> list[str]:
 
 
 def changelog_problems(text: str) -> list[str]:
-    problems, version, seen = [], None, []
+    problems: list[str] = []
+    version, seen = "", list[str]()
     versions = re.findall(r"^## (.*)$", text, re.M)
     if not versions or versions[0] != "[Unreleased]":
         problems.append("the first version section must be '## [Unreleased]'")
