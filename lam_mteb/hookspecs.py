@@ -63,7 +63,9 @@ def register_encoders(register: RegisterEncoder) -> None:
       (raise ``ValueError`` -> one error naming the registry file and line) and returns ModelMeta
       fields derived from them (e.g. ``embed_dim`` of a wrapped model) and optionally
       ``"revision"``.  ``lookup(name)`` describes another registered model (``name``, ``full_name``,
-      ``kind``, ``revision``, ``metadata``, ``source``) or raises for an unknown name.
+      ``kind``, ``revision``, ``metadata``, ``source``) or raises for an unknown name.  A
+      ``configure`` that takes a keyword ``metadata`` also gets the entry's declared metadata, so
+      it can refuse a declared value that contradicts the one it derives (a ``ValueError``).
     - multi-vector encoders: ``encode`` may return a list with one ``(n_i, dim)`` array per text,
       provided the encoder defines ``similarity(a, b) -> (len(a), len(b))`` (and
       ``similarity_pairwise(a, b) -> (len(a),)``).  The bridge hands an encoder's own
@@ -74,7 +76,8 @@ def register_encoders(register: RegisterEncoder) -> None:
       runs retrieval tasks only.
     - ``tokenizer`` (a Hugging Face ``tokenizers.Tokenizer`` or fast ``transformers`` tokenizer) and
       ``max_seq_length`` attributes let the ``chunked`` kind cut windows on the encoder's own tokens
-      (sentence-transformers models are found through ``encoder.model``).
+      (sentence-transformers models are found through ``encoder.model``); without a tokenizer it
+      cuts windows of words.
     """
 
 

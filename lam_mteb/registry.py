@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lam_mteb.benchmark import BENCHMARK_OPTIONS, Benchmark
-from lam_mteb.contract import encoder_problem, is_search_model
+from lam_mteb.contract import accepts_param, encoder_problem, is_search_model
 from lam_mteb.errors import LamMtebError
 from lam_mteb.hashing import content_hash
 from lam_mteb.inputs import check_name, did_you_mean, load_yaml_with_lines
@@ -340,22 +340,43 @@ def build_registry(plugins: PluginSource) -> Registry:
     is reported (one line) and recorded in ``Registry.errors``, and its entry skipped.
     """
     reg = Registry()
-    _collect_encoders(reg, plugins)
+    files = registry_files()
+    builtin = _read_builtin(files)
+    _collect_encoders(reg, plugins, {e.name: f"{files[0]}:{line}" for e, line in builtin or ()})
+    retry = []  # a kind's default may name a registry.yaml model (chunked's `minilm`): try again
     for name in [n for n, cfg in reg.models.items() if cfg.kind.configure is not None]:
         try:
             apply_configure(reg, reg.models[name])
-        except LamMtebError as exc:
-            del reg.models[name]
-            _record_error(reg, plugins, exc)
+        except LamMtebError:
+            retry.append(reg.models.pop(name))
     _collect_tasks(reg, plugins)
     _collect_datasets(reg, plugins)
     _collect_benchmarks(reg, plugins)
-    for path in registry_files():
+    for i, path in enumerate(files):
         try:
-            load_registry_file(path, reg)
+            entries = builtin if i == 0 and builtin is not None else _read_registry_doc(path)
+            _load_entries(path, entries, reg)
         except LamMtebError as exc:
             _record_error(reg, plugins, exc)
+    for config in retry:
+        try:
+            apply_configure(reg, config)
+        except LamMtebError as exc:
+            _record_error(reg, plugins, exc)
+        else:
+            reg.models.setdefault(config.name, config)
     return reg
+
+
+def _read_builtin(files: list[Path]) -> list[tuple[_Entry, int]] | None:
+    """The built-in registry.yaml's entries when it is among ``files`` and valid (its names are
+    owned: no plugin encoder may take them), else None (a problem is reported as it loads)."""
+    if not files or files[0] != builtin_registry_file():
+        return None
+    try:
+        return _read_registry_doc(files[0])
+    except LamMtebError:
+        return None
 
 
 def _record_error(reg: Registry, plugins: PluginSource, exc: LamMtebError) -> None:
@@ -408,12 +429,22 @@ class _EncoderStage:
         )
 
 
-def _collect_encoders(reg: Registry, plugins: PluginSource) -> None:
+def _collect_encoders(reg: Registry, plugins: PluginSource, owned: dict[str, str]) -> None:
+    """Every plugin's encoder kinds (each also a model of its name); ``owned``: names the built-in
+    registry.yaml defines (name -> ``file:line``), which no plugin encoder may take."""
+
     def make_stage(plugin_name: str) -> _EncoderStage:
         return _EncoderStage(plugin_name, plugins.code_version(plugin_name))
 
     for plugin_name, stage in plugins.call_hook("register_encoders", make_stage):
         for kind in stage.staged:
+            if kind.name in owned:
+                plugins.report(
+                    f"plugin {plugin_name!r} ({plugins.source_of(plugin_name)}) registers encoder "
+                    f"{kind.name!r}, which the built-in registry ({owned[kind.name]}) already "
+                    f"owns; {plugin_name!r}'s encoder skipped (rename it)"
+                )
+                continue
             if not _claim(reg.kinds, kind.name, kind, plugins, "encoder"):
                 continue
             reg.models[kind.name] = ModelConfig(
@@ -619,7 +650,11 @@ MAX_REGISTRY_BYTES = 1024 * 1024
 def load_registry_file(path: Path, reg: Registry) -> None:
     """Add the configurations of a registry.yaml file to ``reg`` (the first problem raises)."""
     path = Path(path)
-    for entry, line in _read_registry_doc(path):
+    _load_entries(path, _read_registry_doc(path), reg)
+
+
+def _load_entries(path: Path, entries: list[tuple[_Entry, int]], reg: Registry) -> None:
+    for entry, line in entries:
         config = _config_from_entry(entry, path, line, reg)
         reg.models[config.name] = config
 
@@ -718,7 +753,9 @@ def apply_configure(
 ) -> None:
     """Run the kind's ``configure(params, lookup)``: validate params, derive metadata and revision.
 
-    Derived metadata sits between the kind's and the registry entry's own ``metadata`` (which wins).
+    A ``configure`` whose signature names ``metadata`` also gets the entry's declared ``metadata``
+    (to refuse a value that contradicts the model's files).  Derived metadata sits between the
+    kind's and the registry entry's own ``metadata`` (which wins).
     Any error is one LamMtebError naming the configuration's source (``file:line`` for
     registry.yaml).
     """
@@ -739,8 +776,14 @@ def apply_configure(
     configure = config.kind.configure
     if configure is None:
         return
+    declared = {"metadata": dict(explicit_metadata or {})}
     try:
-        derived = configure(dict(config.params), lookup) or {}
+        derived = configure(
+            dict(config.params),
+            lookup,
+            **(declared if accepts_param(configure, "metadata") else {}),
+        )
+        derived = derived or {}
         if not isinstance(derived, dict):
             raise TypeError(f"configure() returned {type(derived).__name__}, expected a dict")
         problem = metadata_problem({k: v for k, v in derived.items() if k != "revision"})

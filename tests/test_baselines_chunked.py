@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import zlib
 
 import mteb
 import numpy as np
@@ -324,9 +325,91 @@ def test_chunked_metadata_and_revision_follow_the_inner_model(toy_plugin):
     assert meta.adapted_from == "lam-mteb/toy-tok"
 
 
-def test_encoder_without_tokenizer_is_one_clear_error(mock_plugin):
-    with pytest.raises(LamMtebError, match="does not expose a Hugging Face tokenizer"):
-        chunked.create_encoder("mock-hash", window=16)
+# -- an encoder without a tokenizer: windows of words --------------------------------------------
+
+
+class OnlyEncode:
+    """A plain plugin encoder: ``encode(texts)`` and nothing else (no tokenizer, no limit)."""
+
+    texts: list[str] = []
+
+    def encode(self, texts, **kwargs):
+        OnlyEncode.texts.extend(texts)
+        table = np.random.default_rng(1).normal(size=(64, 16)).astype(np.float32)
+        return np.stack(
+            [table[[zlib.crc32(w.encode()) % 64 for w in t.split()] or [0]].mean(0) for t in texts]
+        )
+
+
+class OnlyEncodePlugin:
+    @staticmethod
+    @lam_mteb.hookimpl
+    def register_encoders(register):
+        register("only-encode", OnlyEncode, embed_dim=16, max_tokens=float("inf"))
+
+
+@pytest.fixture
+def only_encode(tmp_path, monkeypatch):
+    path = tmp_path / "words.yaml"
+    path.write_text(
+        "models:\n  - name: words-chunk-mean\n    kind: chunked\n"
+        "    params: {encoder: only-encode, window: 4, overlap: 1}\n"
+    )
+    monkeypatch.setenv("LAM_MTEB_REGISTRY", str(path))
+    chunked._CACHES.clear()
+    plugins.host.register_plugin(OnlyEncodePlugin, name="only-encode-plugin")
+    plugins.host.bridge.install(force=True)
+    yield path
+    plugins.host.unregister_plugin("only-encode-plugin")
+    monkeypatch.delenv("LAM_MTEB_REGISTRY")
+    plugins.host.bridge.install(force=True)
+    chunked._CACHES.clear()
+
+
+def test_encoder_without_tokenizer_is_cut_into_windows_of_words():
+    enc = chunked.ChunkedEncoder(OnlyEncode(), name="only-encode", window=4)
+    assert enc.tokenizer is None and enc.n_special == 0 and enc.content == 4
+    text = "one two  three\tfour five six\nseven eight nine"
+    assert list(enc.windows(text)) == [
+        ("one two  three\tfour", 4),  # a slice of the original string, whitespace kept inside
+        ("five six\nseven eight", 4),
+        ("nine", 1),
+    ]
+    overlapping = chunked.ChunkedEncoder(OnlyEncode(), name="only-encode", window=4, overlap=2)
+    assert [w for w, _ in overlapping.windows("a b c d e f g")] == ["a b c d", "c d e f", "e f g"]
+    # a text of at most `window` words goes to the inner encoder unchanged
+    short = "  a  b c d "
+    assert list(enc.windows(short)) == [(short, 4)]
+    OnlyEncode.texts = []
+    assert np.array_equal(enc.encode([short]), OnlyEncode().encode([short]))
+    assert OnlyEncode.texts[0] == short
+
+
+def test_word_windows_mean_is_word_weighted():
+    enc = chunked.ChunkedEncoder(OnlyEncode(), name="only-encode", window=3)
+    text = "w1 w2 w3 w4 w5 w6 w7"
+    wins = list(enc.windows(text))
+    assert [n for _, n in wins] == [3, 3, 1]
+    vecs = OnlyEncode().encode([w for w, _ in wins])
+    want = (vecs * np.array([3.0, 3.0, 1.0])[:, None]).sum(0) / 7
+    np.testing.assert_allclose(enc.encode([text])[0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_word_windows_need_a_window_without_a_limit():
+    with pytest.raises(LamMtebError, match=r"has no max_seq_length; give `window` \(words"):
+        chunked.ChunkedEncoder(OnlyEncode(), name="only-encode")
+
+
+def test_a_plain_encode_plugin_is_chunked_through_mteb(only_encode):
+    config = plugins.get_registry().model("words-chunk-mean")
+    assert config.metadata["embed_dim"] == 16
+    model = mteb.get_model("words-chunk-mean")
+    assert model.mteb_model_meta.embed_dim == 16
+    text = " ".join(f"w{i}" for i in range(10))
+    OnlyEncode.texts = []
+    out = model.encoder.encode([text])
+    assert out.shape == (1, 16)
+    assert OnlyEncode.texts == ["w0 w1 w2 w3", "w3 w4 w5 w6", "w6 w7 w8 w9"]
 
 
 # -- through mteb --------------------------------------------------------------------------------

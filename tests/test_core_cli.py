@@ -24,7 +24,7 @@ def run(*cmd, env_extra=None, timeout=300):
 def test_models_json_lists_minilm(capsys):
     assert cli.main(["models", "--format", "json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["minilm"]["kind"] == "minilm" and rows["minilm"]["embed dim"] == 384
+    assert rows["minilm"]["kind"] == "sentence-transformers" and rows["minilm"]["embed dim"] == 384
     assert rows["minilm"]["mteb name"] == "lam-mteb/minilm" and rows["minilm"]["plugin"] == "minilm"
 
 

@@ -104,6 +104,27 @@ def test_registry_example_in_readme_is_valid(tmp_path):
         plugins.host.unregister_plugin("readme-bow")
 
 
+def test_run_your_own_model_yaml_is_a_valid_registry(tmp_path):
+    """The section's YAML (the three-line entry, then the wrappers over it) validates as a registry
+    file, with the model's true dimension read from a real sentence-transformers folder."""
+    from lam_mteb import plugins, registry
+    from lam_mteb_plugins.minilm import minilm_path
+
+    section = re.search(r"## Run your own model\n(.*?)\n## ", README, re.S).group(1)
+    entry, wrappers = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    assert entry.count("\n") == 4 and "kind: sentence-transformers" in entry  # models: + 3 lines
+    assert "mteb run -m my-model -t STSBenchmark" in section
+    assert "kind: chunked" in wrappers and "kind: lexical" in wrappers
+    (tmp_path / "my-model").symlink_to(minilm_path(), target_is_directory=True)
+    (tmp_path / "my.yaml").write_text(entry + wrappers)
+    reg = plugins.get_registry()
+    registry.load_registry_file(tmp_path / "my.yaml", reg)
+    assert reg.model("my-model").metadata["embed_dim"] == 384
+    assert reg.model("my-model").metadata["max_tokens"] == 256
+    assert reg.model("my-model-chunk-mean").metadata["embed_dim"] == 384
+    assert reg.model("my-model-chunk-mean-lexical").metadata["embed_dim"] == 384 + 16384
+
+
 def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert "ci: test command" in ci and "ci: test command" in README

@@ -280,7 +280,7 @@ def test_truncated_safetensors_is_one_line(tiny_sts_data_dir, tmp_path, capsys, 
         (broken / "model.safetensors").write_bytes(fh.read(4096))
     reg_file = tmp_path / "registry.yaml"
     reg_file.write_text(
-        "models:\n  - name: broken-minilm\n    kind: minilm\n"
+        "models:\n  - name: broken-minilm\n    kind: sentence-transformers\n"
         "    params: {model_name_or_path: ./broken}\n"
     )
     monkeypatch.setenv("LAM_MTEB_REGISTRY", str(reg_file))

@@ -3,7 +3,8 @@
 Registers four encoder kinds (docs/baselines.md):
 
 - ``chunked`` — wraps **any** registered encoder: documents are cut into windows on the inner
-  model's own tokenizer (every token covered, words never split) and pooled: ``pool: mean`` (one
+  model's own tokenizer (every token covered, words never split; windows of words for an encoder
+  without a tokenizer) and pooled: ``pool: mean`` (one
   vector, the token-weighted mean of the window vectors, streamed in O(1) memory) or ``pool: max``
   (multi-vector: a query scores a document by its best window, MaxSim through the bridge's
   ``similarity`` hook).  registry.yaml names ``minilm-chunk-mean`` and ``minilm-chunk-max``.

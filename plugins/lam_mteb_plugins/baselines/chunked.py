@@ -1,6 +1,7 @@
 """``chunked``: any registered encoder over token windows of a long text.
 
-A text is cut into windows on the **inner model's own tokenizer**:
+A text is cut into windows on the **inner model's own tokenizer** (an encoder without one: on
+words, below):
 
 - ``window`` counts the inner model's input tokens *including* its special tokens (the meaning of
   sentence-transformers' ``max_seq_length``); default: the inner model's limit.  all-MiniLM-L6-v2:
@@ -29,6 +30,13 @@ The tokenizer is found through a small optional protocol (see :func:`find_tokeni
 encoder attribute ``tokenizer`` (a Hugging Face ``tokenizers.Tokenizer`` or a fast ``transformers``
 tokenizer), else ``encoder.model.tokenizer`` (sentence-transformers).  Its limit: ``max_seq_length``
 on the encoder or its ``.model``.
+
+**An encoder without a tokenizer** (a plain ``encode(texts)`` plugin) is cut into windows of
+**words** — runs of non-whitespace characters — with the same rules, a word counting as one token
+and no special tokens: ``window`` and ``overlap`` count words, a window's text is the slice of the
+original string from its first word to its last, a text of at most ``window`` words is passed
+unchanged, and ``mean`` weights each window by its words.  ``window`` defaults to the encoder's
+``max_seq_length`` if it has one; otherwise give it.
 
 Window vectors are cached by window text (an LRU of ``cache_size`` vectors shared by every chunked
 model over the same inner model in one process): documents that repeat text (Passkey's filler,
@@ -69,6 +77,7 @@ DEFAULTS = {
 POOLS = ("mean", "max")
 PIECE_CHARS = 16_384  # characters tokenised at a time (cut at whitespace): long texts stream
 _WS = re.compile(r"\s")
+_WORD = re.compile(r"\S+")
 
 
 # -- registry-time validation and metadata -------------------------------------------------------
@@ -176,13 +185,13 @@ REGISTRATION = {
 # -- the tokenizer protocol ---------------------------------------------------------------------
 
 
-def find_tokenizer(encoder: Any, name: str = "encoder") -> Tokenizer:
+def find_tokenizer(encoder: Any) -> Tokenizer | None:
     """The inner encoder's tokenizer as a ``tokenizers.Tokenizer`` without truncation or padding.
 
     Optional protocol for encoders that want ``chunked`` to cut windows on their own tokenizer:
     an attribute ``tokenizer`` holding a Hugging Face ``tokenizers.Tokenizer`` or a fast
     ``transformers`` tokenizer (``PreTrainedTokenizerFast``); sentence-transformers models are
-    found through ``encoder.model.tokenizer``.  Anything else: one clear error.
+    found through ``encoder.model.tokenizer``.  None for anything else (windows of words).
     """
     from tokenizers import Tokenizer
 
@@ -201,11 +210,7 @@ def find_tokenizer(encoder: Any, name: str = "encoder") -> Tokenizer:
             tok.no_truncation()
             tok.no_padding()
             return tok
-    raise lam_mteb.LamMtebError(
-        f"chunked: encoder {name!r} does not expose a Hugging Face tokenizer; give it an attribute "
-        "`tokenizer` (a tokenizers.Tokenizer or a fast transformers tokenizer) so windows can be "
-        "cut on its own tokens"
-    )
+    return None
 
 
 def find_max_seq_length(encoder: Any) -> int | None:
@@ -228,14 +233,19 @@ def special_tokens_count(tok: Tokenizer) -> int:
 
 
 def iter_words(
-    text: str, tok: Tokenizer, piece_chars: int = PIECE_CHARS
+    text: str, tok: Tokenizer | None, piece_chars: int = PIECE_CHARS
 ) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
     """``(start_char, end_char, token_offsets)`` of every word of ``text``, in order, streaming.
 
     A word is a run of tokens with one word id (all pieces of one word).  Long texts are tokenised
     ``piece_chars`` characters at a time, cut at whitespace (where the pre-tokenizer splits anyway),
-    so no token list of the whole text is ever held.
+    so no token list of the whole text is ever held.  Without a tokenizer (``tok`` None) a word is
+    a run of non-whitespace characters and its own single token.
     """
+    if tok is None:
+        for m in _WORD.finditer(text):
+            yield m.start(), m.end(), [(m.start(), m.end())]
+        return
     start, n = 0, len(text)
     while start < n:
         end = min(start + piece_chars, n)
@@ -260,7 +270,7 @@ def iter_words(
 
 
 def iter_windows(
-    text: str, tok: Tokenizer, content: int, overlap: int = 0
+    text: str, tok: Tokenizer | None, content: int, overlap: int = 0
 ) -> Iterator[tuple[str, int]]:
     """``(window_text, n_tokens)`` covering every token of ``text`` (see the module docstring).
 
@@ -416,12 +426,14 @@ class ChunkedEncoder:
             )
         self.inner = inner
         self.inner_name = name
-        self.tokenizer = find_tokenizer(inner, name)
+        self.tokenizer = find_tokenizer(inner)  # None: windows of words
+        unit = "tokens" if self.tokenizer is not None else "words"
         limit = find_max_seq_length(inner)
         if window is None:
             if limit is None:
                 raise lam_mteb.LamMtebError(
-                    f"chunked: encoder {name!r} has no max_seq_length; give `window`"
+                    f"chunked: encoder {name!r} has no max_seq_length; give `window` ({unit} "
+                    "per window)"
                 )
             window = limit
         if limit is not None and window > limit:
@@ -430,7 +442,7 @@ class ChunkedEncoder:
                 f"tokens; use window <= {limit}"
             )
         self.window = window
-        self.n_special = special_tokens_count(self.tokenizer)
+        self.n_special = special_tokens_count(self.tokenizer) if self.tokenizer is not None else 0
         self.content = window - self.n_special
         if self.content < 1:
             raise lam_mteb.LamMtebError(
@@ -440,7 +452,7 @@ class ChunkedEncoder:
         if overlap < 0 or overlap >= self.content:
             raise lam_mteb.LamMtebError(
                 f"chunked: overlap must be >= 0 and smaller than the window's "
-                f"{self.content} content tokens, got {overlap}"
+                f"{self.content} content {unit}, got {overlap}"
             )
         self.overlap = overlap
         self.pool = pool
