@@ -145,6 +145,7 @@ class RegisterBenchmark(Protocol):
         description: str = "",
         abbreviations: dict[str, str] | None = None,
         detail_metrics: Sequence[tuple[str, str, str]] = (),
+        recreations: dict[str, str] | None = None,
     ) -> None: ...
 
 

@@ -117,11 +117,14 @@ def register_benchmarks(register: RegisterBenchmark) -> None:
     """Register benchmarks (groups of tasks) for ``lam-mteb leaderboard``: one table each.
 
     ``register(key, title, tasks, *, extra_tasks=(), prefix=None, prefix_ranked=False,
-    position=100, description="", abbreviations=None, detail_metrics=())``: ``tasks`` (mteb task
-    names) are averaged and Borda-ranked; ``extra_tasks`` are shown but not averaged or ranked;
-    result tasks whose name starts with ``prefix`` join ``tasks`` (``prefix_ranked``) or
-    ``extra_tasks``.  Tables appear by ``position``.  ``abbreviations`` maps task names to column
-    labels; ``detail_metrics`` are ``(task, metric key, label)`` shown beside the main score.
+    position=100, description="", abbreviations=None, detail_metrics=(), recreations=None)``:
+    ``tasks`` (mteb task names) are averaged and Borda-ranked over the rows that have all of them;
+    ``extra_tasks`` are shown but not averaged or ranked; result tasks whose name starts with
+    ``prefix`` join ``tasks`` (``prefix_ranked``) or ``extra_tasks``.  Tables appear by
+    ``position``.  ``abbreviations`` maps task names to column labels; ``detail_metrics`` are
+    ``(task, metric key, label)`` shown beside the main score; ``recreations`` maps a task to how
+    its local re-creation was made and checked against the published set (the table's first
+    sentence, for results that ran on re-created data).
     The plugin that owns a benchmark's tasks registers it; ``key`` is what
     ``leaderboard/references.yaml`` names in ``summaries`` / ``benchmarks``.
     """

@@ -578,6 +578,7 @@ class _BenchmarkStage:
                 description=str(options.get("description", "")),
                 abbreviations=dict(options.get("abbreviations") or {}),
                 detail_metrics=tuple(tuple(m) for m in options.get("detail_metrics", ())),
+                recreations=dict(options.get("recreations") or {}),
             )
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -44,7 +45,7 @@ def _results(tmp_path: Path) -> Path:
     write_result(root, "lam-mteb/alpha", "r1", "SciFact", 0.60)
     write_result(root, "lam-mteb/beta", "r2", "STSBenchmark", 0.70)
     write_result(root, "lam-mteb/beta", "r2", "SciFact", 0.65)
-    write_result(root, "lam-mteb/gamma", "r3", "STSBenchmark", 0.75)  # no SciFact: partial mean
+    write_result(root, "lam-mteb/gamma", "r3", "STSBenchmark", 0.75)  # no SciFact: unranked
     return root
 
 
@@ -74,7 +75,7 @@ def _md_table(md: str, title: str) -> list[dict[str, str]]:
     return rows
 
 
-def test_tables_means_partial_marker_and_borda(tmp_path, capsys):
+def test_tables_rank_only_rows_with_every_task(tmp_path, capsys):
     code, out, cap = _generate(tmp_path, [_results(tmp_path)], capsys, no_references=True)
     assert code == 0, cap.err
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_NAMES)
@@ -85,23 +86,22 @@ def test_tables_means_partial_marker_and_borda(tmp_path, capsys):
     assert set(rows) == {"lam-mteb/alpha", "lam-mteb/beta", "lam-mteb/gamma"}
     assert rows["lam-mteb/alpha"]["Mean"] == "0.7000"
     assert rows["lam-mteb/beta"]["Mean"] == "0.6750"
-    # gamma lacks SciFact: dash in the cell, the mean of what it has, marked partial
+    # gamma lacks SciFact: a dash in the cell, no mean and no rank, listed last with what it has
     assert rows["lam-mteb/gamma"]["SciFact"] == "–"
-    assert rows["lam-mteb/gamma"]["Mean"] == "0.7500*"
-    assert (
-        "partial mean" in md
-        and "lam-mteb/gamma" in md.split("partial mean", 1)[1].split("\n", 1)[0]
+    assert rows["lam-mteb/gamma"]["Mean"] == "–" and rows["lam-mteb/gamma"]["Rank"] == "–"
+    assert [r["Model"] for r in _md_table(md, "Short text: STS and retrieval")][-1] == (
+        "**lam-mteb/gamma**"
     )
-    # Borda (n = 3): STSB alpha 2, gamma 1, beta 0; SciFact beta 2, alpha 1 -> alpha 3, beta 2,
-    # gamma 1
-    assert [rows[m]["Rank"] for m in ("lam-mteb/alpha", "lam-mteb/beta", "lam-mteb/gamma")] == [
-        "1",
-        "2",
-        "3",
-    ]
+    assert "partial mean" not in md
+    assert "with the tasks they have: lam-mteb/gamma: STSB." in md
+    # Borda over the complete rows only (n = 2): STSB alpha 1, beta 0; SciFact beta 1, alpha 0
+    assert [rows[m]["Rank"] for m in ("lam-mteb/alpha", "lam-mteb/beta")] == ["1", "1"]
     assert rows["lam-mteb/alpha"]["Kind"] == "**ours**"
     assert rows["lam-mteb/alpha"]["Params"] == "22.7M" and rows["lam-mteb/alpha"]["Dim"] == "384"
-    assert rows["lam-mteb/alpha"]["Source"].startswith("ours: run ")
+    # the source names the run's result files: the folder, one <Task>.json per task column
+    alpha_dir = Path("runs", "results", "lam-mteb__alpha", "r1")
+    assert rows["lam-mteb/alpha"]["Source"].endswith(f"{alpha_dir}/{{Task}}.json")
+    assert "No result here ran on a local re-creation of its task's data." in md
     # the NFCorpus column is shown but not averaged
     assert "NFCorpus (not in mean)" in md
 
@@ -146,7 +146,7 @@ def test_corrupt_result_file_is_reported_by_path_and_skipped(tmp_path, capsys):
     assert any("NFCorpus.json" in line for line in lines)
     md = (out / "README.md").read_text(encoding="utf-8")
     rows = {r["Model"].strip("*"): r for r in _md_table(md, "Short text: STS and retrieval")}
-    assert rows["lam-mteb/beta"]["SciFact"] == "–" and rows["lam-mteb/beta"]["Mean"] == "0.7000*"
+    assert rows["lam-mteb/beta"]["SciFact"] == "–" and rows["lam-mteb/beta"]["Mean"] == "–"
     assert rows["lam-mteb/alpha"]["SciFact"] == "0.6000"
     assert "Problems while reading the inputs" in md and "SciFact.json" in md
 
@@ -248,7 +248,7 @@ def test_recreated_tasks_are_labelled(tmp_path, capsys, monkeypatch):
     md = (out / "README.md").read_text(encoding="utf-8")
     rows = {r["Model"].strip("*"): r for r in _md_table(md, "Long context: LongEmbed")}
     assert rows["org/a"]["Passkey"] == "0.5000†" and rows["org/a"]["NQA"] == "0.3000"
-    assert rows["org/a"]["Mean"] == "0.4000*†"
+    assert rows["org/a"]["Mean"] == "–"  # 2 of 6 tasks: no mean
     assert rows["org/b"]["2WmQA"] == "0.4000†"
     assert rows["org/c"]["Needle"] == "0.5000†"
     notes = md.split("## Long context: LongEmbed", 1)[1]
@@ -311,8 +311,9 @@ def test_partial_eval_splits_are_reported(tmp_path, capsys):
     md = (out / "README.md").read_text()
     rows = {r["Model"].strip("*"): r for r in _md_table(md, "Long context: LongEmbed")}
     assert rows["org/a"]["Passkey"] == "0.7500*"
-    assert rows["org/a"]["Mean"] == "0.7500*"
+    assert rows["org/a"]["Mean"] == "–" and rows["org/a"]["Rank"] == "–"
     assert "Passkey of org/a: only 2 of 8 eval splits" in md
+    assert "the tasks they have: org/a: Passkey*." in md
 
 
 def test_a_streaming_encoder_shows_unlimited_max_tokens(tmp_path, capsys):
@@ -539,7 +540,7 @@ def test_html_is_one_self_contained_sortable_page(tmp_path, capsys):
     models = [r[1] for r in short[1:]]
     assert models[0] == "org/published" and "lam-mteb/gamma" in models
     gamma = short[1 + models.index("lam-mteb/gamma")]
-    assert gamma[4] == "–" and gamma[5] == "0.7500*"
+    assert gamma[0] == "–" and gamma[4] == "–" and gamma[5] == "–"
     assert 'class="ours"' in page and "http://" not in page and "https://" not in page
 
 
@@ -551,7 +552,10 @@ def test_csv_and_png_carry_the_marker(tmp_path, capsys):
     rows = list(csv.DictReader(io.StringIO(text.split("\n", 1)[1])))
     alpha = [r for r in rows if r["model"] == "lam-mteb/alpha"]
     assert {r["task"]: float(r["score"]) for r in alpha} == {"STSBenchmark": 0.8, "SciFact": 0.6}
-    assert {r["mean_partial"] for r in rows if r["model"] == "lam-mteb/gamma"} == {"true"}
+    gamma = [r for r in rows if r["model"] == "lam-mteb/gamma"]
+    assert [(r["rank"], r["mean"], r["n_tasks_present"], r["n_tasks"]) for r in gamma] == [
+        ("", "", "1", "2")
+    ]
     png = (out / "leaderboard.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     import matplotlib.image
@@ -725,3 +729,101 @@ def test_tables_without_detail_metrics_keep_their_columns(tmp_path, capsys):
         " cos " not in md.split("## Short text", 1)[1]
         and "baseline" not in _md_table(md, "Short text: STS and retrieval")[0]["Kind"]
     )
+
+
+def _long_context_references(broken: dict | None = None) -> str:
+    """Two published rows of one model revision with all six LongEmbed tasks; ``broken`` marks
+    the second."""
+    tasks = {
+        "LEMBPasskeyRetrieval": 0.23,
+        "LEMBNeedleRetrieval": 0.2,
+        "LEMBNarrativeQARetrieval": 0.18,
+        "LEMBQMSumRetrieval": 0.1632,
+        "LEMBSummScreenFDRetrieval": 0.55,
+        "LEMBWikimQARetrieval": 0.46,
+    }
+    scores = {t: {"value": v, "metric": "ndcg_at_10", "split": "test"} for t, v in tasks.items()}
+    low = {t: {**s, "value": s["value"] / 2} for t, s in scores.items()}
+    entry = {"model": "org/theirs", "status": "published", "revision": "rev1"}
+    doc = {
+        "version": 1,
+        "sources": {
+            "res": {"title": "A results repo", "short": "repo X", "url": "https://example.org/r"},
+            "old": {"title": "An old run", "short": "old run", "url": "https://example.org/o"},
+        },
+        "models": {
+            "org/theirs": {
+                "label": "org/theirs",
+                "n_parameters": None,
+                "embed_dim": None,
+                "max_tokens": None,
+                "facts_source": "nobody",
+            }
+        },
+        "entries": [
+            {**entry, "source": "res", "scores": scores},
+            {**entry, "source": "old", "scores": low, **({"broken": broken} if broken else {})},
+        ],
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def test_first_sentence_names_recreated_tasks_and_checks_them_against_published(tmp_path, capsys):
+    root = tmp_path / "runs"
+    recreated = {"dataset_revision": "lam-mteb-recreation:abc"}
+    write_result(root, "org/mine", "rev1", "LEMBQMSumRetrieval", 0.1629, extra=recreated)
+    write_result(
+        root,
+        "org/mine",
+        "rev1",
+        "LEMBPasskeyRetrieval",
+        dict.fromkeys(LEMB_LENGTH_SPLITS, 0.2),
+        extra=recreated,
+    )
+    write_result(root, "org/other", "rev2", "LEMBQMSumRetrieval", 0.5, extra=recreated)
+    refs = tmp_path / "refs.yaml"
+    broken = {"reason": "ran with 512 tokens", "url": "https://example.org/issue/1"}
+    refs.write_text(_long_context_references(broken), encoding="utf-8")
+    code, out, cap = _generate(tmp_path, [root], capsys, references=refs)
+    assert code == 0, cap.err
+    md = (out / "README.md").read_text(encoding="utf-8")
+    first = md.split("## Long context: LongEmbed\n\n", 1)[1].split("\n", 1)[0]
+    # the tasks the result files mark as re-created, each with the plugin's note on how it was
+    # made, and our score beside the published one of the same model revision (never a broken one)
+    assert first.startswith("Ran here on local re-creations of their data: Passkey = re-generated")
+    assert "Passkey = re-generated" in first and "Needle" not in first
+    assert (
+        "QMSum = rebuilt from the raw QMSum meetings, with the published 1 527 queries and 197 "
+        "documents; checked: org/mine 0.1629 here vs 0.1632 published for the same model revision "
+        "(org/theirs, repo X (model rev rev1))." in first
+    )
+    assert "org/mine 0.2000 here vs 0.2300 published" in first
+    assert "org/other" not in first and "old run" not in first
+    rows = _md_table(md, "Long context: LongEmbed")
+    by_source = {r["Source"]: r for r in rows if r["Model"] == "org/theirs"}
+    ranked, marked = by_source["repo X (model rev rev1)"], by_source["old run (model rev rev1)"]
+    assert ranked["Rank"] == "1" and ranked["Mean"] == "0.2972"
+    # a broken upstream run: its mean marked, never ranked, the reason and the public source below
+    assert marked["Rank"] == "–" and marked["Mean"] == "0.1486§"
+    assert (
+        "§ org/theirs \\[old run\\]: the upstream run is documented as broken, not ranked: ran "
+        "with 512 tokens (https://example.org/issue/1)." in md
+    )
+    assert "§ = upstream run documented as broken" in (out / "leaderboard.html").read_text()
+    csv_rows = list(
+        csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text().split("\n", 1)[1]))
+    )
+    assert {r["rank"] for r in csv_rows if r["source"].startswith("old run")} == {""}
+
+
+def test_our_own_results_folder_names_the_reproduce_script(tmp_path):
+    from lam_mteb.leaderboard import reproduce_script
+
+    repo = Path(__file__).resolve().parents[1]
+    assert reproduce_script([repo / "results"]) == [str(repo / "scripts" / "reproduce.sh")]
+    assert reproduce_script([Path(os.path.relpath(repo / "results"))]) == [
+        os.path.relpath(repo / "scripts" / "reproduce.sh")
+    ]
+    (tmp_path / "results").mkdir()
+    assert reproduce_script([tmp_path / "results"]) == []  # someone else's results: no claim
+    assert reproduce_script([repo / "results", tmp_path / "results"]) == []

@@ -209,6 +209,23 @@ def test_claim_needs_a_note(tmp_path):
         references.load(_write(tmp_path, doc), spec.benchmarks(plugins.get_registry()))
 
 
+def test_a_broken_upstream_run_needs_a_reason_and_a_public_url(tmp_path):
+    doc = copy.deepcopy(_doc())
+    i = _first_index(doc, model="BAAI/bge-m3", source="mteb-results")
+    broken = {"reason": "run with a 512-token limit", "url": "https://github.com/o/r/issues/1"}
+    doc["entries"][i]["broken"] = broken
+    rows = references.rows_from_references(
+        references.load(_write(tmp_path, doc), spec.benchmarks(plugins.get_registry()))
+    )
+    assert rows[i].broken == "run with a 512-token limit (https://github.com/o/r/issues/1)"
+    assert all(r.broken is None for j, r in enumerate(rows) if j != i)
+    del broken["url"]
+    with pytest.raises(
+        references.ReferencesError, match=rf"entries\[{i}\] .*broken: 'url' is a required"
+    ):
+        references.load(_write(tmp_path, doc), spec.benchmarks(plugins.get_registry()))
+
+
 def test_unknown_model_and_benchmark_and_duplicates(tmp_path):
     doc = copy.deepcopy(_doc())
     doc["entries"].append(

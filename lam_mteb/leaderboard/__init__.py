@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="COMMAND",
-        help="a command that produced the results, shown above the regenerate command",
+        help="a command that produced the results, shown above the regenerate command "
+        "(default for lam-mteb's own results/: its scripts/reproduce.sh)",
     )
 
 
@@ -112,19 +113,32 @@ def _read_inputs(
     ref_rows = []
     input_text = []
     loaded = load_results(args.results, recreated_tasks=args.recreated, datasets=registry.datasets)
-    for folder in map(Path, args.results):
-        ours = f"ours: run {_display_path(folder)} (model rev"
-        n = sum(r.source.startswith(ours) for r in loaded.rows)
-        input_text.append(f"results {_display_path(folder)} ({n} model run(s))")
+    for folder in map(_display_path, map(Path, args.results)):
+        n = sum(bool(r.path and Path(r.path).is_relative_to(folder)) for r in loaded.rows)
+        input_text.append(f"results {folder} ({n} model run(s))")
     if ref_file:
         doc = references.load(ref_file, spec.benchmarks(registry))
         ref_rows = references.rows_from_references(doc)
-        input_text.append(
-            f"references {_display_path(Path(ref_file))} ({len(doc['entries'])} entries)"
+        # the shipped file is named the same wherever the command runs (reproducible outputs)
+        shown = (
+            _display_path(Path(ref_file))
+            if args.references
+            else "lam-mteb's " + "/".join(Path(ref_file).parts[-2:])
         )
+        input_text.append(f"references {shown} ({len(doc['entries'])} entries)")
     for problem in loaded.report.problems:
         stderr.write(f"lam-mteb leaderboard: {problem}\n")
     return loaded.rows + ref_rows, input_text, loaded.report.problems
+
+
+def reproduce_script(folders: list[Path]) -> list[str]:
+    """lam-mteb's own committed ``results/`` are produced by its ``scripts/reproduce.sh``: named
+    (beside the folder as given) when ``folders`` is that results folder of a source checkout."""
+    checkout = Path(__file__).resolve().parents[2]
+    script = checkout / "scripts" / "reproduce.sh"
+    if len(folders) == 1 and script.is_file() and folders[0].resolve() == checkout / "results":
+        return [str(folders[0].parent / "scripts" / "reproduce.sh")]
+    return []
 
 
 def _render_files(tables: list, about: dict[str, Any]) -> dict[str, bytes | None]:
@@ -162,9 +176,8 @@ def generate(
     output.check_out_dir(Path(args.out), inputs)
     rows, input_text, problems = _read_inputs(args, ref_file, stderr, registry)
     tables = build_tables(rows, spec.benchmarks(registry))
-    command = command_line(args)
-    if args.produced_by:
-        command = "\n".join([*args.produced_by, command])
+    produced_by = args.produced_by or reproduce_script([Path(p) for p in args.results])
+    command = "\n".join([*produced_by, command_line(args)])
     about: dict[str, Any] = {
         "command": command,
         "inputs": input_text,

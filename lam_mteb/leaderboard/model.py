@@ -15,7 +15,8 @@ class Cell:
     recreated: bool = False  # computed on a local re-creation of the task's data
     recreation_note: str | None = None
     file: str | None = None
-    partial_note: str | None = None  # set when only some of the task's eval splits were scored
+    #: set when only some of the task's eval splits were scored (the row then lacks the task)
+    partial_note: str | None = None
     #: other numeric metrics of the same split(s), e.g. {"cosine_mean": 0.53} (spec.detail_metrics)
     details: dict[str, float] = field(default_factory=dict)
 
@@ -43,6 +44,7 @@ class Row:
     embed_dim: int | None = None
     max_tokens: int | float | None = None  # math.inf: no limit (a streaming encoder)
     note: str | None = None
+    broken: str | None = None  # why the upstream run is documented as broken (never ranked)
     path: str | None = None  # for our rows: the result folder
     source_short: str | None = None  # for the chart's labels
 

@@ -178,7 +178,7 @@ def rows_from_references(doc: dict) -> list[Row]:
             k: Summary(value=float(v["value"]), note=v["note"], reported=v.get("reported"))
             for k, v in entry.get("summaries", {}).items()
         }
-        note = entry.get("note")
+        note, broken = entry.get("note"), entry.get("broken")
         rows.append(
             Row(
                 model=entry.get("label") or facts.get("label") or entry["model"],
@@ -193,6 +193,7 @@ def rows_from_references(doc: dict) -> list[Row]:
                 embed_dim=facts.get("embed_dim"),
                 max_tokens=facts.get("max_tokens"),
                 note=note,
+                broken=f"{broken['reason']} ({broken['url']})" if broken else None,
                 source_short=doc["sources"][entry["source"]].get("short"),
             )
         )

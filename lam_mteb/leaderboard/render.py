@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from lam_mteb.leaderboard import spec
-from lam_mteb.leaderboard.table import Table, TableRow
+from lam_mteb.leaderboard.table import Table, TableRow, ranked
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -22,6 +22,7 @@ MISSING = "–"
 PARTIAL = "*"
 RECREATED = "†"
 CLAIMED = "‡"
+BROKEN = "§"
 
 MD_MARKER = f"<!-- {spec.MARKER} -->"
 CSV_MARKER = f"# {spec.MARKER}"
@@ -107,16 +108,11 @@ def cell_text(tr: TableRow, task: str) -> str:
 
 
 def mean_text(tr: TableRow) -> str:
+    """The mean of a complete row (else the aggregate its source states, else –), marked."""
     if tr.mean is None:
-        if tr.summary is not None:
-            return fmt_score(tr.summary.value) + CLAIMED
-        return MISSING
-    text = fmt_score(tr.mean)
-    if tr.partial:
-        text += PARTIAL
-    if tr.mean_recreated:
-        text += RECREATED
-    return text
+        return MISSING if tr.summary is None else fmt_score(tr.summary.value) + CLAIMED
+    marks = (RECREATED if tr.mean_recreated else "") + (BROKEN if tr.row.broken else "")
+    return fmt_score(tr.mean) + marks
 
 
 def column_header(table: Table, task: str) -> str:
@@ -177,21 +173,60 @@ def row_values(table: Table, tr: TableRow, *, markdown: bool) -> list[str]:
     ]
 
 
+def _who(tr: TableRow) -> str:
+    """A row's name in a note: the model, with its source unless it is ours."""
+    ours = tr.row.kind == spec.KIND_OURS
+    return tr.row.model if ours else f"{tr.row.model} [{tr.row.source_short or tr.row.source}]"
+
+
+def recreation_sentence(table: Table) -> str | None:
+    """A table's first sentence (tables with our rows): which tasks ran here on local
+    re-creations of their data, how each was made (the benchmark's ``recreations``) and checked:
+    our score beside a published one of the same model revision on that task."""
+    if not any(tr.row.kind == spec.KIND_OURS for tr in table.rows):
+        return None
+    tasks = [t for t in table.columns if any(t in tr.recreated_tasks for tr in table.rows)]
+    if not tasks:
+        return "No result here ran on a local re-creation of its task's data."
+    parts = []
+    for task in tasks:
+        checks = [
+            f"{ours.row.model} {fmt_score(mine.value)} here vs {fmt_score(theirs.value)} "
+            f"published for the same model revision ({pub.row.model}, {pub.row.source})"
+            for ours in table.rows
+            if ours.row.kind == spec.KIND_OURS
+            and ours.row.revision
+            and (mine := ours.cells.get(task))
+            and mine.recreated
+            and not mine.partial_note
+            for pub in table.rows
+            if pub.row.kind == spec.KIND_PUBLISHED
+            and not pub.row.broken
+            and pub.row.revision == ours.row.revision
+            and (theirs := pub.cells.get(task))
+        ]
+        how = table.bench.recreations.get(task, "a local re-creation")
+        checked = f"; checked: {', '.join(checks)}" if checks else ""
+        parts.append(f"{spec.abbreviation(table.bench, task)} = {how}{checked}")
+    return f"Ran here on local re-creations of their data: {'; '.join(parts)}."
+
+
 def footnotes(table: Table) -> list[str]:
     notes = []
-    lacking = [tr for tr in table.rows if tr.mean is not None and tr.missing]
-    if lacking:
-        by_missing: dict[str, list[str]] = {}  # rows lacking the same tasks are named together
-        for tr in lacking:
-            missing = ", ".join(spec.abbreviation(table.bench, t) for t in tr.missing)
-            by_missing.setdefault(missing, []).append(f"{tr.row.model} [{tr.row.source}]")
-        parts = [
-            f"{', '.join(rows)} {'lacks' if len(rows) == 1 else 'lack'} {missing}"
-            for missing, rows in by_missing.items()
-        ]
+    unranked = [tr for tr in table.rows if tr.row.kind in spec.RANKED_KINDS and not tr.complete]
+    if unranked:
+        by_tasks: dict[str, list[str]] = {}  # rows with the same tasks are named together
+        for tr in unranked:
+            has = [
+                spec.abbreviation(table.bench, t) + (PARTIAL if cell.partial_note else "")
+                for t in table.columns
+                if (cell := tr.cells[t]) is not None
+            ]
+            by_tasks.setdefault(", ".join(has) or "none", []).append(_who(tr))
+        parts = [f"{', '.join(rows)}: {has}" for has, rows in by_tasks.items()]
         notes.append(
-            f"{PARTIAL} partial mean: the mean of the tasks the row has, not of all "
-            f"{len(table.tasks)}; not comparable with full means ({'; '.join(parts)})."
+            f"Not ranked, no mean (rows without all {len(table.tasks)} ranked tasks on all their "
+            f"evaluation splits), with the tasks they have: {'; '.join(parts)}."
         )
     split_parts = sorted(
         {
@@ -220,8 +255,8 @@ def footnotes(table: Table) -> list[str]:
             for (task, note), models in sorted(by_note.items())
         ]
         notes.append(
-            f"{RECREATED} score on a local re-creation of the task's data, not the published "
-            f"data set: not directly comparable with published numbers ({'; '.join(parts)})."
+            f"{RECREATED} score on a local re-creation of the task's data (how each was made and "
+            f"checked: the table's first sentence), labelled from ({'; '.join(parts)})."
         )
     for tr in table.rows:
         if tr.mean is None and tr.summary is not None:
@@ -229,6 +264,12 @@ def footnotes(table: Table) -> list[str]:
             notes.append(
                 f"{CLAIMED} {tr.row.model} [{tr.row.source}]: an aggregate the source states "
                 f"without per-task numbers{reported}; {tr.summary.note}."
+            )
+    for tr in table.rows:
+        if tr.row.broken:
+            notes.append(
+                f"{BROKEN} {_who(tr)}: the upstream run is documented as broken, not ranked: "
+                f"{tr.row.broken}."
             )
     for tr in table.rows:
         if tr.row.note and tr.row.kind != spec.KIND_OURS and tr.row.note != KIND_LABEL[tr.row.kind]:
@@ -254,12 +295,14 @@ _MD_INTRO = (
     "Scores are mteb main scores as fractions (0–1), higher is better: each task's main "
     "metric averaged over its evaluation splits (only the test split where a task also "
     "evaluates a dev/validation split for tuning). **Kind** says where a row comes from: "
-    "**ours** = a run of this project (source names the results folder), *published* = a "
+    "**ours** = a run of this project (source names its result files), *published* = a "
     "published number with its source, *claimed, not reproduced* = stated by a public source "
     "without a result file, never re-run here (not ranked), *no published scores* = listed for "
     "completeness, *baseline* = a reference predictor the task scored in our runs (ranked with "
     "the models). "
-    f"{MISSING} = no score. Rank = Borda rank over the benchmark's tasks, computed as mteb's "
+    f"{MISSING} = no score. Like for like: only rows with every task of a table (on all its "
+    "evaluation splits) get a mean and a rank; the others are listed below them, unranked, "
+    "with the tasks they have. Rank = Borda rank over the table's tasks, computed as mteb's "
     "leaderboard does (per task, rows earn n − rank points, ties share the average rank; "
     "summed points ranked with ties sharing the lowest rank); ours and published rows are "
     "ranked together, each row counting as one model."
@@ -295,6 +338,8 @@ def _markdown_table(table: Table) -> list[str]:
     from tabulate import tabulate
 
     out = [f"## {table.bench.title}", ""]
+    if first := recreation_sentence(table):
+        out += [md_escape(first), ""]
     if table.bench.description:
         out += [table.bench.description, ""]
     rows = [row_values(table, tr, markdown=True) for tr in table.rows]
@@ -334,7 +379,7 @@ def render_markdown(
 
 CSV_FIELDS = (
     "benchmark rank model kind source revision task in_mean score metric split recreated mean "
-    "mean_partial n_tasks_present n_tasks n_parameters embed_dim max_tokens file"
+    "n_tasks_present n_tasks n_parameters embed_dim max_tokens file"
 ).split()
 
 
@@ -353,7 +398,6 @@ def render_csv(tables: list[Table]) -> str:
                 "source": tr.row.source,
                 "revision": tr.row.revision or "",
                 "mean": "" if tr.mean is None else repr(tr.mean),
-                "mean_partial": str(tr.partial).lower(),
                 "n_tasks_present": tr.n_present,
                 "n_tasks": tr.n_tasks,
                 "n_parameters": tr.row.n_parameters or "",
@@ -414,7 +458,7 @@ def _draw_panel(ax: Axes, table: Table, bars: list) -> None:
     bars = list(reversed(bars))  # best at the top
     values = [_bar_value(tr) for tr in bars]
     colours = [KIND_COLOUR[tr.row.kind] for tr in bars]
-    hatches = ["//" if (tr.partial or tr.mean is None) else "" for tr in bars]
+    hatches = ["" if ranked(tr) else "//" for tr in bars]
     ys = range(len(bars))
     for y, v, c, h in zip(ys, values, colours, hatches, strict=True):
         ax.barh(y, v, color=c, hatch=h, edgecolor="white" if not h else "black", linewidth=0.6)
@@ -429,7 +473,7 @@ def _draw_panel(ax: Axes, table: Table, bars: list) -> None:
     ax.set_xlim(0, min(1.0, max(values) * 1.18 + 0.02) if values else 1.0)
     n = len(table.tasks)
     ax.set_title(
-        f"{table.bench.title} — mean of {n} task{'s' if n != 1 else ''}, rows in rank order",
+        f"{table.bench.title} — mean of all {n} task{'s' if n != 1 else ''}, rows in rank order",
         fontsize=11,
         loc="left",
     )
@@ -454,7 +498,8 @@ def _legend_handles(panels: list) -> list[Artist]:
             facecolor="white",
             edgecolor="black",
             hatch="//",
-            label=f"{PARTIAL} partial mean / {CLAIMED} aggregate stated without per-task numbers",
+            label=f"not ranked: {CLAIMED} aggregate stated without per-task numbers, "
+            f"{BROKEN} broken upstream run, claimed",
         )
     )
     handles.append(
@@ -466,7 +511,8 @@ def _legend_handles(panels: list) -> list[Artist]:
 
 
 def render_png(tables: list[Table]) -> bytes | None:
-    """Horizontal bars of each row's mean per benchmark; None when there is nothing to plot."""
+    """Horizontal bars of each complete row's mean per benchmark (and aggregates sources state);
+    None when there is nothing to plot."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -565,6 +611,7 @@ def _html_table(table: Table) -> dict[str, Any]:
         "description": table.bench.description,
         "heads": [{"cls": "t" if h in text_cols else "n", "text": h} for h in table_columns(table)],
         "rows": [_html_row(table, tr) for tr in table.rows],
+        "first": recreation_sentence(table) or "",
         "legend": legend(table),
         "notes": footnotes(table),
     }
@@ -601,4 +648,5 @@ def render_html(
         PARTIAL=PARTIAL,
         RECREATED=RECREATED,
         CLAIMED=CLAIMED,
+        BROKEN=BROKEN,
     )

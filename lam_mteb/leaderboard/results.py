@@ -407,7 +407,7 @@ def _load_run(
         model=model_name if experiment is None else f"{model_name} ({experiment})",
         model_id=model_name,
         kind=spec.KIND_OURS,
-        source=f"ours: run {_display_path(folder)} (model rev {str(revision)[:8]})",
+        source=f"{_display_path(rev_dir)}/{{Task}}.json",
         source_short="ours",
         revision=revision,
         scores=cells,
@@ -449,7 +449,7 @@ def _read_result(path: Path, report: LoadReport) -> tuple[Any, Any, Cell] | None
             partial_note = f"only {len(use)} of {len(splits)} eval splits"
             report.add(
                 f"{_display_path(path)}: {partial_note} of {result.task_name}; "
-                "score is their mean, marked partial"
+                "score is their mean, marked partial (the row is not ranked)"
             )
         value = float(result.get_score(splits=use))
         if not math.isfinite(value) or not SCORE_RANGE[0] <= value <= SCORE_RANGE[1]:

@@ -1,5 +1,5 @@
-"""Rows -> one table per benchmark: task cells, mean (partial when tasks are missing), Borda
-rank."""
+"""Rows -> one table per benchmark: task cells, the mean and the Borda rank of the rows that have
+every task of the table (like for like); the other rows are listed below them, unranked."""
 
 from __future__ import annotations
 
@@ -22,20 +22,19 @@ _KIND_ORDER = {
 class TableRow:
     row: Row
     cells: dict[str, Cell | None]
-    mean: float | None  # over the benchmark's ranked tasks this row has
+    mean: float | None  # over the benchmark's ranked tasks; None unless the row is complete
     n_present: int
     n_tasks: int
-    missing: list[str]
+    missing: list[str]  # ranked tasks without a score on all their eval splits
     recreated_tasks: list[str]
     summary: Summary | None  # an aggregate the source states without per-task numbers
     rank: int | None = None
     mean_recreated: bool = False  # the mean includes a score on re-created task data
-    #: ranked tasks scored on some splits only
-    partial_cells: list[str] = field(default_factory=list)
 
     @property
-    def partial(self) -> bool:
-        return self.mean is not None and (self.n_present < self.n_tasks or bool(self.partial_cells))
+    def complete(self) -> bool:
+        """Whether the row has every ranked task of the table, on all its eval splits."""
+        return self.n_tasks > 0 and not self.missing
 
 
 @dataclass
@@ -92,35 +91,40 @@ def _table_row(row: Row, table: Table) -> TableRow | None:
     if not (any(t in row.scores for t in columns) or summary or listed):
         return None
     cells = {t: row.scores.get(t) for t in columns}
-    shown = {t: cell for t in columns if (cell := cells[t]) is not None}
-    present = {t: shown[t] for t in tasks if t in shown}
-    mean = sum(c.value for c in present.values()) / len(present) if present else None
+    present = {t: cell for t in tasks if (cell := cells[t]) is not None}
+    missing = [t for t in tasks if t not in present or present[t].partial_note]
+    complete = bool(tasks) and not missing
     return TableRow(
         row=row,
         cells=cells,
-        mean=mean,
+        mean=sum(c.value for c in present.values()) / len(present) if complete else None,
         n_present=len(present),
         n_tasks=len(tasks),
-        missing=[t for t in tasks if t not in present],
-        recreated_tasks=[t for t, cell in shown.items() if cell.recreated],
+        missing=missing,
+        recreated_tasks=[t for t in columns if (c := cells[t]) is not None and c.recreated],
         summary=summary,
-        mean_recreated=any(c.recreated for c in present.values()),
-        partial_cells=[t for t, cell in present.items() if cell.partial_note],
+        mean_recreated=complete and any(c.recreated for c in present.values()),
     )
 
 
+def ranked(tr: TableRow) -> bool:
+    """Rows Borda-ranked in their table: complete rows of a ranked kind, not marked broken."""
+    return tr.complete and tr.row.kind in spec.RANKED_KINDS and not tr.row.broken
+
+
 def _rank_and_sort(table: Table) -> None:
-    """Borda-rank the rows of ranked kinds over the table's tasks, then order all rows: ranked
-    first, then by kind, mean (or summary) and name."""
-    ranked = [tr for tr in table.rows if tr.row.kind in spec.RANKED_KINDS and tr.n_present > 0]
-    matrix = [[_value(tr.cells[t]) for t in table.tasks] for tr in ranked]
-    for tr, rank in zip(ranked, borda_ranks(matrix), strict=True):
+    """Borda-rank the complete rows over the table's tasks, then order all rows: ranked first,
+    then by kind, number of tasks, mean (or summary) and name."""
+    ranked_rows = [tr for tr in table.rows if ranked(tr)]
+    matrix = [[_value(tr.cells[t]) for t in table.tasks] for tr in ranked_rows]
+    for tr, rank in zip(ranked_rows, borda_ranks(matrix), strict=True):
         tr.rank = rank
     table.rows.sort(
         key=lambda tr: (
             tr.rank is None,
             tr.rank or 0,
             _KIND_ORDER.get(tr.row.kind, 9),
+            -tr.n_present,
             -(tr.mean if tr.mean is not None else (tr.summary.value if tr.summary else -1)),
             tr.row.model,
             tr.row.source,
