@@ -218,12 +218,16 @@ def model_values(root: Path = REPO) -> dict[str, set[float]]:
     out: dict[str, set[float]] = {}
     for name, cfg in plugins.get_registry().models.items():
         folder = root / "results" / "results" / f"{cfg.org}__{cfg.name}" / cfg.revision
-        out[name] = {
-            v
-            for path in folder.glob("*.json")
-            if path.name != "model_meta.json"
-            for v in _floats(json.loads(path.read_text(encoding="utf-8")))
-        }
+        out[name] = set()
+        for path in folder.glob("*.json"):
+            if path.name == "model_meta.json":
+                continue
+            result = json.loads(path.read_text(encoding="utf-8"))
+            out[name].update(_floats(result))
+            # a task's score over several splits (Passkey/Needle: eight lengths) is their mean
+            mains = [s["main_score"] for split in result.get("scores", {}).values() for s in split]
+            if mains:
+                out[name].add(sum(mains) / len(mains))
     return out
 
 
