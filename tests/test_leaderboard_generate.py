@@ -827,3 +827,12 @@ def test_our_own_results_folder_names_the_reproduce_script(tmp_path):
     (tmp_path / "results").mkdir()
     assert reproduce_script([tmp_path / "results"]) == []  # someone else's results: no claim
     assert reproduce_script([repo / "results", tmp_path / "results"]) == []
+    # a lam-mteb checkout whose package is installed elsewhere (CI's `pip install .`) still counts
+    other = tmp_path / "checkout"
+    (other / "scripts").mkdir(parents=True)
+    (other / "results").mkdir()
+    (other / "scripts" / "reproduce.sh").write_text("#!/bin/sh\n")
+    (other / "pyproject.toml").write_text('[project]\nname = "other"\n')
+    assert reproduce_script([other / "results"]) == []
+    (other / "pyproject.toml").write_text('[project]\nname = "lam-mteb"\n')
+    assert reproduce_script([other / "results"]) == [str(other / "scripts" / "reproduce.sh")]

@@ -16,6 +16,7 @@ register the benchmarks); ``python -m lam_mteb.leaderboard`` runs it standalone.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -133,10 +134,14 @@ def _read_inputs(
 
 def reproduce_script(folders: list[Path]) -> list[str]:
     """lam-mteb's own committed ``results/`` are produced by its ``scripts/reproduce.sh``: named
-    (beside the folder as given) when ``folders`` is that results folder of a source checkout."""
-    checkout = Path(__file__).resolve().parents[2]
-    script = checkout / "scripts" / "reproduce.sh"
-    if len(folders) == 1 and script.is_file() and folders[0].resolve() == checkout / "results":
+    (beside the folder as given) when ``folders`` is the results folder of a lam-mteb source
+    checkout (whether lam-mteb runs from that checkout or from an installed copy)."""
+    if len(folders) != 1 or folders[0].resolve().name != "results":
+        return []
+    checkout = folders[0].resolve().parent
+    pyproject = checkout / "pyproject.toml"
+    ours = (checkout / "scripts" / "reproduce.sh").is_file() and pyproject.is_file()
+    if ours and re.search(r'^name\s*=\s*"lam-mteb"', pyproject.read_text(encoding="utf-8"), re.M):
         return [str(folders[0].parent / "scripts" / "reproduce.sh")]
     return []
 
